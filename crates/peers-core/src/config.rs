@@ -1,0 +1,300 @@
+//! The one typed settings struct, loaded as defaults < `config.toml` < `PEERS_*` env.
+//!
+//! Every binary calls [`Config::load`]; tests point `PEERS_CONFIG` and `PEERS_STATE_DIR` at
+//! temporary paths so nothing touches the real home.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::paths;
+
+/// Everything configurable. Field names are the `config.toml` keys; each has a `PEERS_<KEY>`
+/// environment override (upper case).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Where state lives (`PEERS_STATE_DIR`).
+    pub state_dir: PathBuf,
+    /// The config file this was loaded from (`PEERS_CONFIG`), whether or not it exists.
+    pub config_file: PathBuf,
+    /// The broker to talk to. `None` means the local broker at `bind:port`, which clients may
+    /// start themselves. A set URL is a hub: clients never start or stop it.
+    pub broker_url: Option<String>,
+    /// The hub token, for registration and human calls on a hub (`PEERS_TOKEN`).
+    pub token: Option<String>,
+    /// Address the broker listens on (`PEERS_BIND`).
+    pub bind: IpAddr,
+    /// Port the broker listens on (`PEERS_PORT`).
+    pub port: u16,
+    /// The SQLite database (`PEERS_DB`); default `<state_dir>/peers.db`.
+    pub db: PathBuf,
+    /// The host label shown in `name@host` (`PEERS_HOST`); default the hostname.
+    pub host: Option<String>,
+    /// Largest message body in bytes.
+    pub max_message_bytes: usize,
+    /// How long undelivered mail is kept before it expires.
+    pub message_ttl_secs: u64,
+    /// How long a claim's lease holds before unacked mail returns to the queue.
+    pub lease_ms: u64,
+    /// A peer on another machine counts as alive this long after its last heartbeat.
+    pub remote_alive_secs: u64,
+    /// How often the broker sweeps for ended sessions, lapsed leases and expired mail.
+    pub sweep_ms: u64,
+    /// Automatic turn extensions or wakes allowed per session per window (the loop budget).
+    pub loop_budget: u32,
+    /// The loop budget's window.
+    pub loop_window_secs: u64,
+    /// Mail waiting this long for a session raises a notice to the human.
+    pub escalate_after_secs: u64,
+    /// Connect timeout of the hook's broker calls.
+    pub hook_connect_timeout_ms: u64,
+    /// After the hook failed to reach the broker, it stays quiet this long before trying again.
+    pub hook_backoff_ms: u64,
+    /// Let `peers-deliver --wait` wait in headless (`-p`) sessions too.
+    pub wait_headless: bool,
+}
+
+/// The keys of `config.toml`; every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    state_dir: Option<PathBuf>,
+    broker_url: Option<String>,
+    token: Option<String>,
+    bind: Option<IpAddr>,
+    port: Option<u16>,
+    db: Option<PathBuf>,
+    host: Option<String>,
+    max_message_bytes: Option<usize>,
+    message_ttl_secs: Option<u64>,
+    lease_ms: Option<u64>,
+    remote_alive_secs: Option<u64>,
+    sweep_ms: Option<u64>,
+    loop_budget: Option<u32>,
+    loop_window_secs: Option<u64>,
+    escalate_after_secs: Option<u64>,
+    hook_connect_timeout_ms: Option<u64>,
+    hook_backoff_ms: Option<u64>,
+    wait_headless: Option<bool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}\nfix the file or point PEERS_CONFIG elsewhere")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {var}={value:?} is not valid: {message}")]
+    Env {
+        var: String,
+        value: String,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Loads from the process environment.
+    pub fn load() -> Result<Config, ConfigError> {
+        Self::load_from(|k| std::env::var(k).ok())
+    }
+
+    /// Loads with `env` standing in for the environment (tests use this).
+    pub fn load_from(env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let config_file = env("PEERS_CONFIG")
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(paths::default_config_file);
+        let file = read_file_config(&config_file)?;
+
+        let state_dir = env("PEERS_STATE_DIR")
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+            .or(file.state_dir)
+            .unwrap_or_else(paths::default_state_dir);
+
+        let parse = |var: &str| -> Result<Option<String>, ConfigError> {
+            Ok(env(var).filter(|s| !s.is_empty()))
+        };
+        let num = |var: &str, file_value: Option<u64>, default: u64| -> Result<u64, ConfigError> {
+            match parse(var)? {
+                Some(v) => v.trim().parse().map_err(|e: std::num::ParseIntError| {
+                    ConfigError::Env {
+                        var: var.into(),
+                        value: v.clone(),
+                        message: e.to_string(),
+                    }
+                }),
+                None => Ok(file_value.unwrap_or(default)),
+            }
+        };
+
+        let bind = match parse("PEERS_BIND")? {
+            Some(v) => v.trim().parse().map_err(|e: std::net::AddrParseError| ConfigError::Env {
+                var: "PEERS_BIND".into(),
+                value: v.clone(),
+                message: e.to_string(),
+            })?,
+            None => file.bind.unwrap_or(IpAddr::from([127, 0, 0, 1])),
+        };
+        let port = num("PEERS_PORT", file.port.map(u64::from), 7900)?;
+        let port = u16::try_from(port).map_err(|_| ConfigError::Env {
+            var: "PEERS_PORT".into(),
+            value: port.to_string(),
+            message: "not a port number".into(),
+        })?;
+        let db = parse("PEERS_DB")?
+            .map(PathBuf::from)
+            .or(file.db)
+            .unwrap_or_else(|| paths::default_db_file(&state_dir));
+        let wait_headless = match parse("PEERS_WAIT_HEADLESS")? {
+            Some(v) => matches!(v.trim(), "1" | "true" | "yes" | "on"),
+            None => file.wait_headless.unwrap_or(false),
+        };
+
+        Ok(Config {
+            broker_url: parse("PEERS_BROKER_URL")?
+                .or(file.broker_url)
+                .map(|u| u.trim_end_matches('/').to_string()),
+            token: parse("PEERS_TOKEN")?.or(file.token),
+            bind,
+            port,
+            db,
+            host: parse("PEERS_HOST")?.or(file.host),
+            max_message_bytes: num(
+                "PEERS_MAX_MESSAGE_BYTES",
+                file.max_message_bytes.map(|v| v as u64),
+                crate::wire::DEFAULT_MAX_MESSAGE_BYTES as u64,
+            )? as usize,
+            message_ttl_secs: num(
+                "PEERS_MESSAGE_TTL_SECS",
+                file.message_ttl_secs,
+                7 * 24 * 3600,
+            )?,
+            lease_ms: num("PEERS_LEASE_MS", file.lease_ms, 30_000)?,
+            remote_alive_secs: num("PEERS_REMOTE_ALIVE_SECS", file.remote_alive_secs, 75)?,
+            sweep_ms: num("PEERS_SWEEP_MS", file.sweep_ms, 2_000)?,
+            loop_budget: num("PEERS_LOOP_BUDGET", file.loop_budget.map(u64::from), 10)? as u32,
+            loop_window_secs: num("PEERS_LOOP_WINDOW_SECS", file.loop_window_secs, 600)?,
+            escalate_after_secs: num("PEERS_ESCALATE_AFTER_SECS", file.escalate_after_secs, 90)?,
+            hook_connect_timeout_ms: num(
+                "PEERS_HOOK_CONNECT_TIMEOUT_MS",
+                file.hook_connect_timeout_ms,
+                100,
+            )?,
+            hook_backoff_ms: num("PEERS_HOOK_BACKOFF_MS", file.hook_backoff_ms, 5_000)?,
+            wait_headless,
+            state_dir,
+            config_file,
+        })
+    }
+
+    /// The broker URL clients use: the configured hub, or the local broker.
+    pub fn broker_url(&self) -> String {
+        match &self.broker_url {
+            Some(u) => u.clone(),
+            None => format!("http://{}", std::net::SocketAddr::new(self.bind, self.port))
+                .replace("0.0.0.0", "127.0.0.1"),
+        }
+    }
+
+    /// True when clients talk to a broker they must not start or stop themselves.
+    pub fn is_remote(&self) -> bool {
+        self.broker_url.is_some()
+    }
+
+    /// The credential for registration and human calls: the hub token when configured, else
+    /// the local per-user secret (read from the state dir; `None` before any broker started).
+    pub fn user_credential(&self) -> std::io::Result<Option<String>> {
+        match &self.token {
+            Some(t) => Ok(Some(t.clone())),
+            None => paths::read_secret(&self.state_dir),
+        }
+    }
+
+    pub fn sessions_dir(&self) -> PathBuf {
+        paths::sessions_dir(&self.state_dir)
+    }
+
+    pub fn logs_dir(&self) -> PathBuf {
+        paths::logs_dir(&self.state_dir)
+    }
+}
+
+fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FileConfig::default()),
+        Err(source) => Err(ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::load_from(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_then_file_then_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg_path = dir.path().join("config.toml");
+        let cfg = cfg_path.to_str().unwrap();
+        let state = dir.path().join("state");
+        let state = state.to_str().unwrap();
+
+        let c = load(&[("PEERS_CONFIG", cfg), ("PEERS_STATE_DIR", state)]).unwrap();
+        assert_eq!(c.port, 7900);
+        assert_eq!(c.broker_url(), "http://127.0.0.1:7900");
+        assert_eq!(c.db, Path::new(state).join("peers.db"));
+        assert!(!c.is_remote());
+
+        std::fs::write(&cfg_path, "port = 8100\nloop_budget = 3\nhost = \"lap\"\n").unwrap();
+        let c = load(&[("PEERS_CONFIG", cfg), ("PEERS_STATE_DIR", state)]).unwrap();
+        assert_eq!((c.port, c.loop_budget, c.host.as_deref()), (8100, 3, Some("lap")));
+
+        let c = load(&[
+            ("PEERS_CONFIG", cfg),
+            ("PEERS_STATE_DIR", state),
+            ("PEERS_PORT", "8200"),
+            ("PEERS_BROKER_URL", "http://10.0.0.1:7900/"),
+        ])
+        .unwrap();
+        assert_eq!(c.port, 8200);
+        assert_eq!(c.loop_budget, 3);
+        assert_eq!(c.broker_url(), "http://10.0.0.1:7900");
+        assert!(c.is_remote());
+    }
+
+    #[test]
+    fn bad_values_name_the_culprit() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg_path = dir.path().join("config.toml");
+        std::fs::write(&cfg_path, "prot = 1\n").unwrap();
+        let err = load(&[("PEERS_CONFIG", cfg_path.to_str().unwrap())]).unwrap_err();
+        assert!(err.to_string().contains("prot"), "{err}");
+
+        let err = load(&[
+            ("PEERS_CONFIG", dir.path().join("none.toml").to_str().unwrap()),
+            ("PEERS_PORT", "seventy"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("PEERS_PORT"), "{err}");
+    }
+}

@@ -1,0 +1,49 @@
+//! The core shared by every peers binary.
+//!
+//! * [`wire`] — the JSON types of every broker API call. Types that cross the wire live here
+//!   and nowhere else, so the broker, the MCP server, the hook and the CLI cannot drift apart.
+//! * [`config`] — the one typed settings struct: defaults < `config.toml` < `PEERS_*` env.
+//! * [`paths`] — where state, config and the per-user secret live.
+//! * [`identity`] — machine id, host label, friendly names, git facts about a directory.
+//! * [`session`] — the session file `peers-mcp` writes and `peers-deliver` reads.
+//! * [`client`] — the async HTTP client for the broker API.
+
+pub mod client;
+pub mod config;
+pub mod identity;
+pub mod paths;
+pub mod session;
+pub mod wire;
+
+pub use client::{BrokerClient, ClientError};
+pub use config::{Config, ConfigError};
+
+/// The version every binary reports; the broker puts it in `/v1/health`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Milliseconds since the Unix epoch, the one time unit on the wire.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Formats epoch milliseconds as an RFC 3339 UTC timestamp (`2026-11-21T13:35:00Z`) for
+/// text meant for people and models.
+pub fn format_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| format!("@{ms}ms"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_epoch_ms_as_rfc3339() {
+        assert_eq!(super::format_ms(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::format_ms(1_763_732_100_500), "2025-11-21T13:35:00Z");
+    }
+}

@@ -1,0 +1,471 @@
+//! Request and response bodies of the broker's HTTP API (`/v1/…`), documented with an example
+//! of each call in `docs/PROTOCOL.md`.
+//!
+//! Conventions: times are epoch milliseconds (`*_ms`), ids are strings for peers and integers
+//! for messages, every error is an [`ErrorBody`]. Optional fields are omitted when empty so the
+//! JSON stays small on the hook's path.
+
+use serde::{Deserialize, Serialize};
+
+/// Default and maximum size of one message body, in bytes. The broker answers 413 above it.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// `{"error": {"code": "...", "message": "..."}}`, sent with a fitting HTTP status.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorDetail {
+    /// A stable machine-readable code, see [`ErrorCode`].
+    pub code: String,
+    /// A sentence for a person or a model: what went wrong and what to do next.
+    pub message: String,
+}
+
+/// The stable error codes. New codes may be added; clients treat unknown ones as `internal`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    UnknownPeer,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    Conflict,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::UnknownPeer => "unknown_peer",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// `GET /v1/health` (no auth).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Health {
+    pub ok: bool,
+    pub version: String,
+    pub uptime_ms: u64,
+    /// The broker process id, so `peers broker status` can name it.
+    pub pid: u32,
+    /// The broker's own machine id: peers registered with it are "local" and judged alive by
+    /// their Claude Code pid; others by their heartbeats.
+    pub machine_id: String,
+    pub host: String,
+    pub peers_alive: u64,
+    pub queued: u64,
+}
+
+/// `POST /v1/peers/register` (auth: the per-user secret, or the hub token).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct RegisterRequest {
+    pub claude_pid: u32,
+    pub mcp_pid: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    pub machine_id: String,
+    pub host: String,
+    pub cwd: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_root: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_branch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tty: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// The name this session had before (from its session file), so a re-registration after
+    /// a broker restart asks for it back. Granted when no other live peer holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RegisterResponse {
+    pub peer_id: String,
+    /// The friendly name, unique among live peers, case-insensitive.
+    pub name: String,
+    /// `name@host`, how peers on other machines address this one.
+    pub address: String,
+    /// The per-peer bearer token for this peer's own calls.
+    pub token: String,
+    /// Queued messages taken over from an earlier registration (same claude pid, or the same
+    /// name on the same machine and directory).
+    pub inherited_messages: u64,
+}
+
+/// `POST /v1/peers/heartbeat` (auth: peer token).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HeartbeatResponse {
+    pub peer_id: String,
+    pub name: String,
+    /// Mail waiting for this peer (queued, not leased).
+    pub queued: u64,
+    /// The oldest waiting message's send time, for escalation to the human.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_queued_ms: Option<i64>,
+}
+
+/// `POST /v1/peers/summary` (auth: peer token).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SummaryRequest {
+    pub summary: String,
+}
+
+/// Which peers `GET /v1/peers` lists, relative to the caller.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Peers on the caller's machine.
+    Machine,
+    /// Peers whose working directory is the caller's.
+    Directory,
+    /// Peers in the caller's git repository.
+    Repo,
+    /// Every peer the broker knows.
+    #[default]
+    All,
+}
+
+impl std::str::FromStr for Scope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "machine" => Ok(Scope::Machine),
+            "directory" | "dir" => Ok(Scope::Directory),
+            "repo" => Ok(Scope::Repo),
+            "all" => Ok(Scope::All),
+            other => Err(format!(
+                "unknown scope {other:?}: use machine, directory, repo or all"
+            )),
+        }
+    }
+}
+
+/// Query of `GET /v1/peers`. With a peer token, `scope` is relative to that peer and the peer
+/// itself is left out; with the user secret, `machine_id`/`cwd`/`git_root` say relative to what.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct ListPeersQuery {
+    #[serde(default)]
+    pub scope: Scope,
+    /// Also list peers whose session ended (they may still have mail waiting).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub include_gone: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_root: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PeerList {
+    pub peers: Vec<PeerInfo>,
+}
+
+/// One peer as listed or found.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PeerInfo {
+    pub peer_id: String,
+    pub name: String,
+    pub host: String,
+    /// `name@host`.
+    pub address: String,
+    pub machine_id: String,
+    pub claude_pid: u32,
+    pub cwd: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_root: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_branch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tty: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    pub registered_ms: i64,
+    pub last_seen_ms: i64,
+    /// Whether the session is still running (local: its claude pid exists; remote: its
+    /// heartbeats are fresh).
+    pub alive: bool,
+    /// Mail waiting for this peer (queued or leased, not yet delivered).
+    pub queued: u64,
+}
+
+/// `POST /v1/messages` (auth: a peer token — the sender is that peer — or the user secret —
+/// the sender is the human).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SendRequest {
+    /// A peer id, a name, or `name@host`; case-insensitive.
+    pub to: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SendResponse {
+    pub message_id: i64,
+    /// The recipient as `name@host`.
+    pub to: String,
+    pub to_peer_id: String,
+    pub status: MessageState,
+    /// Whether the recipient's session is running right now.
+    pub recipient_alive: bool,
+    pub recipient_last_seen_ms: i64,
+}
+
+/// Where a message is in its life. Senders see `queued` for leased mail: a lease is an
+/// internal step between a hook claiming mail and printing it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageState {
+    Queued,
+    Leased,
+    Delivered,
+    Expired,
+}
+
+impl MessageState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageState::Queued => "queued",
+            MessageState::Leased => "leased",
+            MessageState::Delivered => "delivered",
+            MessageState::Expired => "expired",
+        }
+    }
+}
+
+/// Who sent a message.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SenderKind {
+    /// Another Claude Code session.
+    Peer,
+    /// The human, through the `peers` CLI (shown as `you@host`).
+    Human,
+}
+
+/// `GET /v1/messages/{id}` (auth: the sender's or recipient's token, or the user secret).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MessageStatus {
+    pub message_id: i64,
+    /// The sender as `name@host` (`you@host` for the human).
+    pub from: String,
+    pub from_kind: SenderKind,
+    /// The recipient as `name@host`.
+    pub to: String,
+    pub to_peer_id: String,
+    pub status: MessageState,
+    pub sent_at_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at_ms: Option<i64>,
+    /// The hook event that carried it into the model's context (`PostToolUse`, `Stop`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_via: Option<String>,
+    pub expires_at_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<i64>,
+    /// Ids of messages sent in reply to this one.
+    pub replies: Vec<i64>,
+    pub recipient_alive: bool,
+    pub bytes: u64,
+}
+
+/// `POST /v1/inbox/claim` (auth: peer token).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct ClaimRequest {
+    /// At most this many messages (default 50).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<u32>,
+    /// How long the lease holds before unacked mail returns to the queue (default 30 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
+    /// This claim would extend or start a turn by itself (a Stop block or an idle wake), so it
+    /// counts against the session's loop budget. Past the budget nothing is leased and the
+    /// response says `budget_exhausted`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub automatic: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClaimResponse {
+    /// Present when messages were leased; pass it to `ack`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_id: Option<String>,
+    pub lease_expires_ms: i64,
+    pub messages: Vec<InboxMessage>,
+    /// Set when an `automatic` claim was refused by the loop budget.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub budget_exhausted: bool,
+}
+
+/// One message as its recipient receives it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InboxMessage {
+    pub message_id: i64,
+    /// The sender as `name@host`.
+    pub from: String,
+    pub from_kind: SenderKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_peer_id: Option<String>,
+    /// The sender's working directory, when a peer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_cwd: Option<String>,
+    pub sent_at_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<i64>,
+    pub body: String,
+    pub status: MessageState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_via: Option<String>,
+}
+
+/// `POST /v1/inbox/ack` (auth: peer token).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AckRequest {
+    pub lease_id: String,
+    /// The hook event (or tool) that put the mail in front of the model.
+    pub via: String,
+    /// Only these were shown; the rest of the lease goes straight back to the queue. Absent:
+    /// the whole lease was shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_ids: Option<Vec<i64>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AckResponse {
+    pub delivered: u64,
+    pub released: u64,
+}
+
+/// `GET /v1/inbox` (peek, nothing consumed) and `GET /v1/inbox/history` (delivered mail).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InboxList {
+    pub messages: Vec<InboxMessage>,
+}
+
+/// Query of `GET /v1/inbox/history` and `GET /v1/messages`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct HistoryQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// Only messages sent at or after this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_ms: Option<i64>,
+    /// Only messages from this sender (name, `name@host`, id, or `you` for the human).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Only messages to this recipient (name, `name@host` or id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+}
+
+/// `GET /v1/messages` (auth: user secret): the message log, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MessageLog {
+    pub messages: Vec<MessageStatus>,
+}
+
+/// Query of `GET /v1/inbox/wait` (auth: peer token): hold the request until mail is queued
+/// for the caller, the timeout passes, or a newer waiter of the same peer supersedes this one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct WaitQuery {
+    /// Default 25 s, at most 10 minutes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WaitResponse {
+    /// Mail is queued for the caller now.
+    pub mail: bool,
+    /// A newer waiter for the same peer took over; this one should exit.
+    pub superseded: bool,
+    pub queued: u64,
+}
+
+/// `POST /v1/shutdown` (auth: user secret).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShutdownResponse {
+    pub shutting_down: bool,
+}
+
+/// `POST /v1/peers/unregister` (auth: peer token).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UnregisterResponse {
+    pub peer_id: String,
+    /// Mail still waiting; it is kept for the next session with this name.
+    pub queued: u64,
+}
+
+/// `{"ok": true}` for calls with nothing else to say.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Ok {
+    pub ok: bool,
+}
+
+/// Events recorded for the human: loop budget exhausted, mail waiting too long.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Notice {
+    pub id: i64,
+    pub at_ms: i64,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_id: Option<String>,
+    pub text: String,
+}
+
+/// `GET /v1/notices` (auth: user secret).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NoticeList {
+    pub notices: Vec<Notice>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn optional_fields_are_omitted_and_defaults_apply() {
+        let req: ClaimRequest = serde_json::from_str("{}").unwrap();
+        assert_eq!(req, ClaimRequest::default());
+        assert_eq!(serde_json::to_string(&req).unwrap(), "{}");
+        let send = SendRequest {
+            to: "api".into(),
+            message: "hi".into(),
+            reply_to: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&send).unwrap(),
+            r#"{"to":"api","message":"hi"}"#
+        );
+    }
+
+    #[test]
+    fn states_and_scopes_are_lowercase_words() {
+        assert_eq!(
+            serde_json::to_string(&MessageState::Delivered).unwrap(),
+            "\"delivered\""
+        );
+        assert_eq!("Repo".parse::<Scope>().unwrap(), Scope::Repo);
+        assert!("galaxy".parse::<Scope>().unwrap_err().contains("machine"));
+    }
+}

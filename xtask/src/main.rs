@@ -1,0 +1,100 @@
+//! `cargo xtask …`: the project's own commands, in Rust so they run wherever cargo does.
+//!
+//! * `cargo xtask test`    — the full suite: fetches the pinned Claude Code CLI (when npm is
+//!   present), then `cargo test --workspace`, which includes the end-to-end tests.
+//! * `cargo xtask e2e`     — only the end-to-end scenarios against the real Claude Code CLI.
+//! * `cargo xtask bench …` — benchmarks; figures go to `docs/BENCHMARKS.md`.
+//! * `cargo xtask install` — release build, install the binaries, `peers install`, `peers doctor`.
+
+mod bench;
+mod claude;
+mod e2e;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Project tasks for peers")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the whole test suite (fetches the pinned Claude Code CLI from npm when npm exists).
+    Test {
+        /// Extra arguments passed to `cargo test`.
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// Run the end-to-end scenarios against the real Claude Code CLI.
+    E2e {
+        /// Extra arguments passed to the e2e test binary (a scenario name filters).
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// Install the pinned Claude Code CLI for the tests and print its path.
+    FetchClaude,
+    /// Run benchmarks and print figures for this machine.
+    Bench {
+        #[command(subcommand)]
+        which: bench::Which,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Test { args } => test(&args),
+        Cmd::E2e { args } => e2e::run(&args),
+        Cmd::FetchClaude => {
+            let bin = claude::ensure()?;
+            println!("{}", bin.display());
+            Ok(())
+        }
+        Cmd::Bench { which } => bench::run(which),
+    }
+}
+
+/// The workspace root (the parent of this crate's directory).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives inside the workspace")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+/// Runs a command, failing with its name when it fails.
+pub fn run_cmd(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn test(args: &[String]) -> Result<()> {
+    match claude::ensure() {
+        Ok(bin) => {
+            eprintln!("xtask: Claude Code CLI for the end-to-end tests: {}", bin.display());
+            // SAFETY: single-threaded here; set before spawning the test processes.
+            unsafe { std::env::set_var(claude::ENV_BIN, &bin) };
+        }
+        Err(e) => eprintln!(
+            "xtask: WARNING: no Claude Code CLI ({e:#}); the end-to-end tests will be skipped"
+        ),
+    }
+    run_cmd(cargo().args(["build", "--workspace", "--bins"]))?;
+    run_cmd(cargo().args(["test", "--workspace"]).args(args))
+}
