@@ -6,8 +6,10 @@
 //! * [`paths`] — where state, config and the per-user secret live.
 //! * [`identity`] — machine id, host label, friendly names, git facts about a directory.
 //! * [`session`] — the session file `peers-mcp` writes and `peers-deliver` reads.
+//! * [`claude_settings`] — the hook set and MCP entry that plug peers into Claude Code.
 //! * [`client`] — the async HTTP client for the broker API.
 
+pub mod claude_settings;
 pub mod client;
 pub mod config;
 pub mod identity;

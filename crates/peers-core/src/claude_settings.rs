@@ -1,0 +1,90 @@
+//! The JSON that plugs peers into Claude Code: the hook set and the MCP server entry.
+//!
+//! One source for `peers install`, the plugin files under `hooks/`, and the end-to-end
+//! harness, so what the tests run is exactly what users get.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+/// The MCP server name; the model sees its tools as `mcp__peers__<tool>`.
+pub const MCP_SERVER_NAME: &str = "peers";
+
+/// How long Claude Code lets the ordinary hook run. The hook bounds itself far below this.
+pub const HOOK_TIMEOUT_SECS: u64 = 10;
+/// How long Claude Code lets the `--wait` (asyncRewake) hook run before killing it.
+pub const WAIT_HOOK_TIMEOUT_SECS: u64 = 24 * 3600;
+
+/// Quotes a path for `/bin/sh` when it needs it.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@".contains(&b))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// The `"hooks"` object: `peers-deliver` on SessionStart, UserPromptSubmit, PostToolUse and
+/// Stop, plus `peers-deliver --wait` as an asyncRewake Stop hook that wakes idle sessions.
+pub fn hooks(deliver_bin: &Path) -> Value {
+    let cmd = shell_quote(&deliver_bin.to_string_lossy());
+    let plain = json!({"type": "command", "command": cmd, "timeout": HOOK_TIMEOUT_SECS});
+    let wait = json!({
+        "type": "command",
+        "command": format!("{cmd} --wait"),
+        "asyncRewake": true,
+        "timeout": WAIT_HOOK_TIMEOUT_SECS,
+    });
+    json!({
+        "SessionStart": [{"hooks": [plain.clone()]}],
+        "UserPromptSubmit": [{"hooks": [plain.clone()]}],
+        "PostToolUse": [{"matcher": "*", "hooks": [plain.clone()]}],
+        "Stop": [{"hooks": [plain, wait]}],
+    })
+}
+
+/// A whole settings file holding only the peers hooks (for `--settings FILE`).
+pub fn settings(deliver_bin: &Path) -> Value {
+    json!({ "hooks": hooks(deliver_bin) })
+}
+
+/// The MCP server entry (`{"type":"stdio","command":…,"args":[]}`).
+pub fn mcp_server(mcp_bin: &Path) -> Value {
+    json!({"type": "stdio", "command": mcp_bin.to_string_lossy(), "args": []})
+}
+
+/// A whole MCP config file (for `--mcp-config FILE` or a project `.mcp.json`).
+pub fn mcp_config(mcp_bin: &Path) -> Value {
+    json!({"mcpServers": {MCP_SERVER_NAME: mcp_server(mcp_bin)}})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hooks_cover_four_events_and_the_waiter() {
+        let h = hooks(Path::new("/opt/peers/bin/peers-deliver"));
+        for ev in ["SessionStart", "UserPromptSubmit", "PostToolUse", "Stop"] {
+            assert_eq!(
+                h[ev][0]["hooks"][0]["command"], "/opt/peers/bin/peers-deliver",
+                "{ev}"
+            );
+        }
+        assert_eq!(h["Stop"][0]["hooks"][1]["asyncRewake"], true);
+        assert_eq!(
+            h["Stop"][0]["hooks"][1]["command"],
+            "/opt/peers/bin/peers-deliver --wait"
+        );
+    }
+
+    #[test]
+    fn odd_paths_are_quoted() {
+        assert_eq!(shell_quote("/a b/it's"), r"'/a b/it'\''s'");
+        assert_eq!(shell_quote("/usr/bin/x"), "/usr/bin/x");
+    }
+}
