@@ -1,4 +1,9 @@
-//! The Claude Code hook that puts peer mail in front of the model (filled in by a later issue).
+//! `peers-deliver`: see the library docs. Exits 0 on any failure, including a panic.
 fn main() {
-    eprintln!("peers-deliver {}: not built yet", peers_core::VERSION);
+    std::panic::set_hook(Box::new(|info| {
+        deliver_hook::debug(|| format!("panic: {info}"));
+    }));
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let code = std::panic::catch_unwind(|| deliver_hook::run(&args)).unwrap_or(0);
+    std::process::exit(code);
 }

@@ -18,8 +18,7 @@ pub const WAIT_HOOK_TIMEOUT_SECS: u64 = 24 * 3600;
 /// Quotes a path for `/bin/sh` when it needs it.
 pub fn shell_quote(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@".contains(&b))
     {
         s.to_string()

@@ -1,0 +1,250 @@
+//! One hook event: claim, print, ack.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use peers_core::client::Timeouts;
+use peers_core::session::SessionFile;
+use peers_core::wire::{AckRequest, ClaimRequest, ClaimResponse};
+use peers_core::{BrokerClient, ClientError, Config};
+use serde_json::json;
+
+use crate::frame::{self, Me, Occasion};
+use crate::input::{Event, HookInput};
+use crate::{debug, locate, state};
+
+/// Whole-request bound of the hook's claim and ack (the connect timeout comes from config).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(1_500);
+/// At most this many messages per claim; more would not fit into one hook text anyway.
+pub const CLAIM_MAX: u32 = 20;
+/// On SessionStart the MCP server may still be registering: wait this long for its file.
+pub const SESSION_START_WAIT: Duration = Duration::from_millis(1_500);
+
+/// What the hook prints for one event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    pub json: serde_json::Value,
+    pub framed: Option<frame::Framed>,
+}
+
+/// The hook JSON for `event` carrying `text`.
+pub fn hook_json(event: Event, text: &str) -> serde_json::Value {
+    match event {
+        Event::Stop => json!({"decision": "block", "reason": text}),
+        _ => json!({
+            "hookSpecificOutput": {
+                "hookEventName": event.as_str(),
+                "additionalContext": text,
+            }
+        }),
+    }
+}
+
+pub fn occasion(event: Event) -> Occasion {
+    match event {
+        Event::SessionStart => Occasion::SessionStart,
+        Event::UserPromptSubmit => Occasion::Prompt,
+        Event::PostToolUse => Occasion::MidTurn,
+        Event::Stop => Occasion::TurnEnd,
+    }
+}
+
+/// A client with the hook's tight timeouts.
+pub fn client(cfg: &Config, session: &SessionFile) -> BrokerClient {
+    BrokerClient::with_timeouts(
+        &session.broker_url,
+        Some(session.token.clone()),
+        Timeouts {
+            connect: Duration::from_millis(cfg.hook_connect_timeout_ms.max(1)),
+            request: REQUEST_TIMEOUT,
+        },
+    )
+}
+
+/// Finds the session; on SessionStart keeps looking a little while for the MCP server to
+/// write its file (both start together).
+fn find_session(cfg: &Config, event: Event) -> Option<SessionFile> {
+    let env_pid = std::env::var("CLAUDE_PID").ok();
+    let started = Instant::now();
+    loop {
+        if let Some(s) = locate::find_session(&cfg.state_dir, env_pid.as_deref()) {
+            return Some(s);
+        }
+        if event != Event::SessionStart
+            || started.elapsed() >= SESSION_START_WAIT
+            || !cfg.sessions_dir().is_dir()
+        {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The whole hook run; every failure ends in exit 0 with nothing printed.
+pub fn run() -> i32 {
+    let raw = crate::read_stdin();
+    let Some(input) = HookInput::parse(&raw) else {
+        debug(|| format!("stdin is not hook JSON ({} bytes)", raw.len()));
+        return 0;
+    };
+    let Some(event) = input.event() else {
+        debug(|| format!("event {:?} is not ours", input.hook_event_name));
+        return 0;
+    };
+    let cfg = match Config::load() {
+        Ok(c) => c,
+        Err(e) => {
+            debug(|| format!("config: {e}"));
+            return 0;
+        }
+    };
+    let Some(session) = find_session(&cfg, event) else {
+        debug(|| "no session file for this process or its ancestors".into());
+        return 0;
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    handle(&cfg, &session, &input, event, &mut out);
+    0
+}
+
+/// Claims, prints to `out`, acks. Separate from [`run`] so it can be driven in-process.
+pub fn handle(
+    cfg: &Config,
+    session: &SessionFile,
+    input: &HookInput,
+    event: Event,
+    out: &mut dyn Write,
+) {
+    let state_dir = cfg.state_dir.as_path();
+    let now = peers_core::now_ms();
+    let marker = state::backoff_active(state_dir, &session.broker_url, now);
+    if marker == Some(true) {
+        debug(|| format!("broker {} marked unreachable; skipping", session.broker_url));
+        return;
+    }
+
+    let mut streak = 0;
+    if event == Event::Stop {
+        streak = state::stop_streak(state_dir, session.claude_pid, input.stop_hook_active);
+        let cap = state::stop_block_cap(
+            std::env::var("CLAUDE_CODE_STOP_HOOK_BLOCK_CAP")
+                .ok()
+                .as_deref(),
+        );
+        // Keep one below Claude Code's cap: a block it ignores would lose the acked mail.
+        if streak + 1 >= cap {
+            debug(|| format!("{streak} Stop blocks in a row (cap {cap}); not blocking again"));
+            return;
+        }
+    }
+
+    let Some(rt) = crate::runtime() else { return };
+    let client = client(cfg, session);
+    let claim = ClaimRequest {
+        max: Some(CLAIM_MAX),
+        lease_ms: Some(cfg.lease_ms),
+        automatic: event == Event::Stop,
+    };
+    let resp = match rt.block_on(client.claim(&claim)) {
+        Ok(r) => r,
+        Err(e) => {
+            note_failure(state_dir, &session.broker_url, cfg.hook_backoff_ms, &e);
+            return;
+        }
+    };
+    if marker.is_some() {
+        state::clear_backoff(state_dir);
+    }
+    if resp.budget_exhausted {
+        debug(|| "loop budget exhausted: the mail waits".into());
+        return;
+    }
+    if !resp.messages.is_empty() {
+        crate::pause_after_claim();
+    }
+
+    let Some(output) = render(session, event, &resp) else {
+        return;
+    };
+    let mut line = output.json.to_string();
+    line.push('\n');
+    if out
+        .write_all(line.as_bytes())
+        .and_then(|_| out.flush())
+        .is_err()
+    {
+        // Nobody read it: leave the lease to lapse, the mail comes back.
+        return;
+    }
+    if event == Event::Stop {
+        state::set_stop_streak(state_dir, session.claude_pid, streak + 1);
+    }
+    if let (Some(lease_id), Some(framed)) = (resp.lease_id, output.framed) {
+        ack(
+            &rt,
+            &client,
+            lease_id,
+            event.as_str(),
+            &framed,
+            resp.messages.len(),
+        );
+    }
+}
+
+/// The output for `event` given a claim, or `None` when there is nothing to print.
+pub fn render(session: &SessionFile, event: Event, resp: &ClaimResponse) -> Option<Output> {
+    let me = Me {
+        name: &session.name,
+        address: &session.address,
+    };
+    let with_intro = event == Event::SessionStart;
+    if event == Event::Stop && resp.messages.is_empty() {
+        return None;
+    }
+    let framed = frame::frame(
+        me,
+        occasion(event),
+        &resp.messages,
+        with_intro,
+        frame::DEFAULT_BUDGET,
+    )?;
+    Some(Output {
+        json: hook_json(event, &framed.text),
+        framed: (!resp.messages.is_empty()).then_some(framed),
+    })
+}
+
+/// Acks what was shown; the rest of the lease goes back to the queue.
+pub fn ack(
+    rt: &tokio::runtime::Runtime,
+    client: &BrokerClient,
+    lease_id: String,
+    via: &str,
+    framed: &frame::Framed,
+    claimed: usize,
+) {
+    let req = AckRequest {
+        lease_id,
+        via: via.to_string(),
+        message_ids: (framed.shown.len() != claimed).then(|| framed.shown.clone()),
+    };
+    match rt.block_on(client.ack(&req)) {
+        Ok(r) => debug(|| {
+            format!(
+                "acked via {via}: {} delivered, {} released",
+                r.delivered, r.released
+            )
+        }),
+        // The lease lapses and the mail is delivered again: at least once, never lost.
+        Err(e) => debug(|| format!("ack failed: {e}")),
+    }
+}
+
+fn note_failure(state_dir: &Path, url: &str, backoff_ms: u64, e: &ClientError) {
+    debug(|| format!("claim failed: {e}"));
+    if e.is_unreachable() && backoff_ms > 0 {
+        state::set_backoff(state_dir, url, peers_core::now_ms() + backoff_ms as i64);
+    }
+}

@@ -1,0 +1,115 @@
+//! `peers-deliver`, the Claude Code hook that puts peer mail in front of the model.
+//!
+//! One command for SessionStart, UserPromptSubmit, PostToolUse and Stop (the event comes from
+//! the JSON on stdin): find this session's file, claim queued mail from the broker (an atomic
+//! lease), print the hook JSON for the event, then ack the lease with the event name, listing
+//! only the messages that fit into the text (the rest go straight back to the queue).
+//!
+//! `peers-deliver --wait` is registered as an `asyncRewake` Stop hook: it long-polls the
+//! broker and, when mail arrives for the idle session, claims it, writes it to stderr and
+//! exits 2 so Claude Code wakes the model.
+//!
+//! Whatever fails, the hook exits 0 with nothing on stdout, quickly: a broken mail system must
+//! never break or slow the user's session. See `docs/ARCHITECTURE.md` for the choices.
+
+pub mod deliver;
+pub mod frame;
+pub mod input;
+pub mod locate;
+pub mod state;
+pub mod wait;
+
+use std::io::{IsTerminal, Read, Write};
+use std::time::Duration;
+
+/// Exit code that makes Claude Code wake the session with the hook's stderr (asyncRewake).
+pub const EXIT_WAKE: i32 = 2;
+
+/// Test-only: sleep this many ms between claim and printing (to show that a hook killed
+/// there leaves the mail to be delivered again).
+pub const PAUSE_AFTER_CLAIM_ENV: &str = "PEERS_DELIVER_TEST_PAUSE_AFTER_CLAIM_MS";
+/// Set to a file path to append a line about each decision there (never stdout or stderr:
+/// stdout is the hook's answer and stderr is the waiter's wake text).
+pub const DEBUG_ENV: &str = "PEERS_DELIVER_DEBUG";
+
+/// Largest stdin the hook reads (tool responses can be big; the hook needs only the head).
+const MAX_STDIN: u64 = 8 << 20;
+
+/// Appends a line to the debug log when `PEERS_DELIVER_DEBUG` names one.
+pub fn debug(msg: impl FnOnce() -> String) {
+    if let Some(path) = std::env::var_os(DEBUG_ENV).filter(|p| !p.is_empty())
+        && let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+    {
+        let _ = writeln!(
+            f,
+            "{} peers-deliver[{}]: {}",
+            peers_core::now_ms(),
+            std::process::id(),
+            msg()
+        );
+    }
+}
+
+/// Reads the hook input; empty when stdin is a terminal or unreadable.
+pub fn read_stdin() -> Vec<u8> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Vec::new();
+    }
+    let mut buf = Vec::new();
+    let _ = stdin.lock().take(MAX_STDIN).read_to_end(&mut buf);
+    buf
+}
+
+/// A single-threaded runtime: the hook does one or two requests, so no worker threads.
+pub fn runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .ok()
+}
+
+pub(crate) fn pause_after_claim() {
+    if let Some(ms) = std::env::var(PAUSE_AFTER_CLAIM_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        debug(|| format!("test pause after claim: {ms} ms"));
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+}
+
+const USAGE: &str = "peers-deliver: the Claude Code hook of peers
+
+Run by Claude Code on SessionStart, UserPromptSubmit, PostToolUse and Stop with the hook JSON on
+stdin; prints the hook JSON that shows waiting peer mail to the model.
+
+  peers-deliver            one hook event (reads stdin)
+  peers-deliver --wait     asyncRewake Stop hook: wait for mail, wake the idle session (exit 2)
+
+`peers install` registers both. Whatever fails, the hook exits 0 with no output.
+";
+
+/// Runs the binary with `args` (without the program name); returns the exit code.
+pub fn run(args: &[String]) -> i32 {
+    match args.first().map(String::as_str) {
+        None => deliver::run(),
+        Some("--wait") => wait::run(),
+        Some("--version" | "-V") => {
+            println!("peers-deliver {}", peers_core::VERSION);
+            0
+        }
+        Some("--help" | "-h") => {
+            print!("{USAGE}");
+            0
+        }
+        Some(other) => {
+            debug(|| format!("unknown argument {other:?}"));
+            0
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! `peers-deliver --wait`: the asyncRewake Stop hook that wakes an idle session when mail
+//! arrives.
+//!
+//! Long-polls `GET /v1/inbox/wait` until the broker says mail is queued, then claims it as an
+//! automatic delivery (it starts a turn by itself, so it counts against the loop budget),
+//! writes the framed mail to stderr, acks it with `via = "wake"` and exits 2. Exits 0 when a
+//! newer waiter of the same session supersedes it, when the Claude Code process or its session
+//! file is gone, when the loop budget is exhausted, and in headless sessions unless
+//! `wait_headless` is set. A broker that goes away is waited for (peers-mcp restarts it).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use peers_core::config::Config;
+use peers_core::identity::pid_alive;
+use peers_core::session::SessionFile;
+use peers_core::wire::{ClaimRequest, WaitQuery};
+use peers_core::{BrokerClient, ClientError};
+
+use crate::frame::{self, Me, Occasion};
+use crate::{EXIT_WAKE, debug, deliver, locate};
+
+/// How long one long poll is held by the broker.
+pub const POLL_MS: u64 = 30_000;
+/// Mail already queued when the waiter starts is left a moment to the ordinary Stop hook,
+/// which delivers it without ending the turn.
+pub const START_GRACE: Duration = Duration::from_millis(300);
+/// How often the waiter checks that its Claude Code process and session file still exist.
+pub const WATCH_EVERY: Duration = Duration::from_millis(250);
+/// The via of a wake ack.
+pub const VIA: &str = "wake";
+
+/// Whether this session may wait: interactive sessions always, headless (`-p`) only when
+/// configured, since `-p` waits for such a hook before exiting.
+pub fn should_wait(attended_env: Option<&str>, wait_headless: bool) -> bool {
+    attended_env.map(str::trim) != Some("0") || wait_headless
+}
+
+pub fn run() -> i32 {
+    // The Stop JSON is not needed, but read it so Claude Code's write never fails.
+    let _ = crate::read_stdin();
+    let cfg = match Config::load() {
+        Ok(c) => c,
+        Err(e) => {
+            debug(|| format!("config: {e}"));
+            return 0;
+        }
+    };
+    let attended = std::env::var("CLAUDE_CODE_SESSION_ATTENDED").ok();
+    if !should_wait(attended.as_deref(), cfg.wait_headless) {
+        debug(|| "headless session: not waiting".into());
+        return 0;
+    }
+    let env_pid = std::env::var("CLAUDE_PID").ok();
+    let Some(session) = locate::find_session(&cfg.state_dir, env_pid.as_deref()) else {
+        debug(|| "no session file: not waiting".into());
+        return 0;
+    };
+    let Some(rt) = crate::runtime() else { return 0 };
+    let code = rt.block_on(wait_loop(&cfg, session));
+    // Don't linger on the runtime's shutdown: nothing else is pending.
+    rt.shutdown_background();
+    code
+}
+
+/// Resolves when the session is over: its Claude Code process or its session file is gone.
+async fn session_over(path: PathBuf, claude_pid: u32) {
+    loop {
+        if !pid_alive(claude_pid) || !path.exists() {
+            return;
+        }
+        tokio::time::sleep(WATCH_EVERY).await;
+    }
+}
+
+/// Sleeps `d`, or returns `true` early when the session ended meanwhile.
+async fn sleep_or_over(d: Duration, path: &Path, claude_pid: u32) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = session_over(path.to_path_buf(), claude_pid) => true,
+    }
+}
+
+async fn wait_loop(cfg: &Config, mut session: SessionFile) -> i32 {
+    let started = Instant::now();
+    let path = SessionFile::path(&cfg.state_dir, session.claude_pid);
+    let pid = session.claude_pid;
+    let mut client = deliver::client(cfg, &session);
+    let mut retry = Duration::from_millis(250);
+    let mut auth_failures = 0;
+    let mut first = true;
+    loop {
+        // Re-read the session file: peers-mcp rewrites it when it re-registers after a broker
+        // restart (possibly with a new token); it removes it when the session ends.
+        match SessionFile::read(&cfg.state_dir, pid) {
+            Ok(Some(s)) if s.claude_pid == pid => {
+                if s.token != session.token || s.broker_url != session.broker_url {
+                    debug(|| "session file changed: new credentials".into());
+                    client = deliver::client(cfg, &s);
+                    session = s;
+                }
+            }
+            _ => {
+                debug(|| "session file gone: done".into());
+                return 0;
+            }
+        }
+        let q = WaitQuery {
+            timeout_ms: Some(POLL_MS),
+        };
+        let res = tokio::select! {
+            r = client.wait(&q) => r,
+            _ = session_over(path.clone(), pid) => {
+                debug(|| "session ended while waiting".into());
+                return 0;
+            }
+        };
+        let was_first = std::mem::replace(&mut first, false);
+        match res {
+            Ok(w) if w.superseded => {
+                debug(|| "superseded by a newer waiter".into());
+                return 0;
+            }
+            Ok(w) if w.mail => {
+                retry = Duration::from_millis(250);
+                auth_failures = 0;
+                if was_first {
+                    let e = started.elapsed();
+                    if e < START_GRACE && sleep_or_over(START_GRACE - e, &path, pid).await {
+                        return 0;
+                    }
+                }
+                match deliver_wake(cfg, &client, &session).await {
+                    Some(code) => return code,
+                    // Someone else took it: wait again, not in a tight loop.
+                    None => {
+                        if sleep_or_over(Duration::from_millis(200), &path, pid).await {
+                            return 0;
+                        }
+                    }
+                }
+            }
+            Ok(_) => {
+                retry = Duration::from_millis(250);
+                auth_failures = 0;
+            }
+            Err(e) => {
+                debug(|| format!("wait failed: {e}"));
+                if !e.is_unreachable() {
+                    let auth =
+                        matches!(e.status(), Some(401 | 403)) || e.code() == Some("unknown_peer");
+                    auth_failures += 1;
+                    // A stale token is fixed when peers-mcp re-registers; anything else (or a
+                    // token that stays bad) ends the wait.
+                    if !auth || auth_failures > 5 {
+                        return 0;
+                    }
+                }
+                if sleep_or_over(retry, &path, pid).await {
+                    return 0;
+                }
+                retry = (retry * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Claims and writes the wake text. `Some(exit code)` when done, `None` when there was
+/// nothing to claim after all.
+async fn deliver_wake(cfg: &Config, client: &BrokerClient, session: &SessionFile) -> Option<i32> {
+    let claim = ClaimRequest {
+        max: Some(deliver::CLAIM_MAX),
+        lease_ms: Some(cfg.lease_ms),
+        automatic: true,
+    };
+    let resp = match client.claim(&claim).await {
+        Ok(r) => r,
+        Err(e) => return claim_error(e),
+    };
+    if resp.budget_exhausted {
+        debug(|| "loop budget exhausted: not waking".into());
+        return Some(0);
+    }
+    if resp.messages.is_empty() {
+        return None;
+    }
+    crate::pause_after_claim();
+    let me = Me {
+        name: &session.name,
+        address: &session.address,
+    };
+    let framed = frame::frame(
+        me,
+        Occasion::Wake,
+        &resp.messages,
+        false,
+        frame::DEFAULT_BUDGET,
+    )?;
+    let mut err = std::io::stderr().lock();
+    if err
+        .write_all(framed.text.as_bytes())
+        .and_then(|_| err.flush())
+        .is_err()
+    {
+        return Some(0);
+    }
+    drop(err);
+    if let Some(lease_id) = resp.lease_id {
+        let req = peers_core::wire::AckRequest {
+            lease_id,
+            via: VIA.to_string(),
+            message_ids: (framed.shown.len() != resp.messages.len()).then(|| framed.shown.clone()),
+        };
+        if let Err(e) = client.ack(&req).await {
+            debug(|| format!("wake ack failed: {e}"));
+        }
+    }
+    Some(EXIT_WAKE)
+}
+
+fn claim_error(e: ClientError) -> Option<i32> {
+    debug(|| format!("wake claim failed: {e}"));
+    // Back to waiting: the next wait says whether mail is still there.
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headless_sessions_do_not_wait_unless_asked() {
+        assert!(should_wait(Some("1"), false));
+        assert!(should_wait(None, false));
+        assert!(!should_wait(Some("0"), false));
+        assert!(should_wait(Some("0"), true));
+    }
+}
