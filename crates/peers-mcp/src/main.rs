@@ -1,4 +1,204 @@
-//! The per-session stdio MCP server (filled in by a later issue).
-fn main() {
-    eprintln!("peers-mcp {}: not built yet", peers_core::VERSION);
+//! `peers-mcp`: the per-session stdio MCP server (server name `peers`).
+//!
+//! On start it finds its Claude Code process, makes sure the local broker runs, registers,
+//! and writes the session file the hook reads. It heartbeats in the background (restarting
+//! the local broker and re-registering under the same name when the broker went away), and
+//! exits — unregistering and removing the session file — on stdin EOF, when its Claude Code
+//! process is gone, or on SIGTERM/SIGINT. Logs go to stderr and `<state_dir>/logs`, never
+//! stdout (stdout is the MCP channel).
+
+mod broker;
+mod claude;
+mod peer;
+mod tools;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use peers_core::Config;
+use rmcp::ServiceExt;
+
+use crate::peer::{Facts, Peer};
+
+/// How often the server heartbeats (`PEERS_HEARTBEAT_MS` overrides it, for tests).
+const HEARTBEAT: Duration = Duration::from_secs(10);
+/// How often it checks that its Claude Code process still runs.
+const CLAUDE_CHECK: Duration = Duration::from_secs(1);
+/// How long start-up waits for the broker and registration before serving anyway.
+const REGISTER_WAIT: Duration = Duration::from_secs(10);
+
+fn main() -> ExitCode {
+    if std::env::args()
+        .nth(1)
+        .is_some_and(|a| a == "--version" || a == "-V")
+    {
+        println!("peers-mcp {}", peers_core::VERSION);
+        return ExitCode::SUCCESS;
+    }
+    let config = match Config::load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("peers-mcp: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_logging(&config);
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> Result<(), String> {
+    let facts = Facts::collect(&config).map_err(|e| {
+        format!(
+            "cannot set up the state dir {}: {e}",
+            config.state_dir.display()
+        )
+    })?;
+    tracing::info!(
+        claude_pid = facts.claude_pid, parent = facts.direct_parent, cwd = %facts.cwd.display(),
+        broker = %config.broker_url(), "peers-mcp {} starting (pid {})", peers_core::VERSION,
+        std::process::id()
+    );
+    remove_stale_session_files(&config);
+    let peer = Arc::new(Peer::new(config, facts));
+
+    match tokio::time::timeout(REGISTER_WAIT, peer.register()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!("not registered yet, will keep trying: {e}"),
+        Err(_) => tracing::warn!("registration is taking long; serving anyway, will keep trying"),
+    }
+
+    let heartbeat = tokio::spawn(heartbeat_loop(peer.clone()));
+    let server = tools::PeersServer::new(peer.clone());
+    let (claude_pid, parent) = (peer.facts.claude_pid, peer.facts.direct_parent);
+
+    let reason = tokio::select! {
+        r = async {
+            let running = server.serve(rmcp::transport::stdio_pipes()).await
+                .map_err(|e| e.to_string())?;
+            running.waiting().await.map_err(|e| e.to_string())
+        } => match r {
+            Ok(q) => format!("the MCP connection ended ({q:?})"),
+            Err(e) => format!("the MCP connection failed: {e}"),
+        },
+        _ = claude_gone(claude_pid, parent) => format!("Claude Code (pid {claude_pid}) is gone"),
+        s = termination() => format!("received {s}"),
+    };
+    tracing::info!("exiting: {reason}");
+    heartbeat.abort();
+    peer.goodbye().await;
+    Ok(())
+}
+
+async fn heartbeat_loop(peer: Arc<Peer>) {
+    let every = std::env::var("PEERS_HEARTBEAT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(HEARTBEAT);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        peer.heartbeat().await;
+    }
+}
+
+async fn claude_gone(claude_pid: u32, parent: u32) {
+    loop {
+        if claude::claude_gone(claude_pid, parent) {
+            return;
+        }
+        tokio::time::sleep(CLAUDE_CHECK).await;
+    }
+}
+
+#[cfg(unix)]
+async fn termination() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+        _ = hup.recv() => "SIGHUP",
+    }
+}
+
+#[cfg(not(unix))]
+async fn termination() -> &'static str {
+    let _ = tokio::signal::ctrl_c().await;
+    "Ctrl-C"
+}
+
+/// Session files of Claude Code processes that no longer exist are leftovers of servers that
+/// died without cleaning up (kill -9); drop them so hooks never pick a dead token.
+fn remove_stale_session_files(config: &Config) {
+    let Ok(dir) = std::fs::read_dir(config.sessions_dir()) else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".json"))
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !peers_core::identity::pid_alive(pid) {
+            tracing::info!(pid, "removing the session file of an ended session");
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::fmt::writer::MakeWriterExt;
+
+    let filter =
+        EnvFilter::try_from_env("PEERS_LOG").unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"));
+    let file = peers_core::paths::ensure_private_dir(&config.logs_dir())
+        .ok()
+        .and_then(|_| {
+            let mut o = std::fs::OpenOptions::new();
+            o.create(true).append(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                o.mode(0o600);
+            }
+            o.open(config.logs_dir().join("peers-mcp.log")).ok()
+        });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_target(false);
+    match file {
+        Some(f) => builder.with_writer(std::io::stderr.and(Arc::new(f))).init(),
+        None => builder.with_writer(std::io::stderr).init(),
+    }
 }

@@ -1,0 +1,279 @@
+//! This session as a peer: its facts, its registration with the broker, the session file,
+//! recovery when the broker goes away, and the goodbye.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use peers_core::client::Timeouts;
+use peers_core::session::SessionFile;
+use peers_core::wire::{RegisterRequest, RegisterResponse};
+use peers_core::{BrokerClient, ClientError, Config, identity};
+
+use crate::{broker, claude};
+
+/// What this session is, collected once at start.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    pub claude_pid: u32,
+    /// The parent pid this server started with.
+    pub direct_parent: u32,
+    pub mcp_pid: u32,
+    pub session_id: Option<String>,
+    pub machine_id: String,
+    pub host: String,
+    pub cwd: PathBuf,
+    pub git_root: Option<PathBuf>,
+    pub git_branch: Option<String>,
+    pub tty: Option<String>,
+}
+
+impl Facts {
+    pub fn collect(config: &Config) -> std::io::Result<Facts> {
+        let direct_parent = claude::parent_pid();
+        let claude_pid = claude::find_claude_pid(direct_parent, claude::proc_info);
+        let cwd = std::env::current_dir()
+            .ok()
+            .or_else(|| std::env::var_os("CLAUDE_PROJECT_DIR").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("/"));
+        let git_root = identity::git_root(&cwd);
+        let git_branch = git_root.as_deref().and_then(identity::git_branch);
+        Ok(Facts {
+            claude_pid,
+            direct_parent,
+            mcp_pid: std::process::id(),
+            session_id: std::env::var("CLAUDE_CODE_SESSION_ID")
+                .ok()
+                .filter(|s| !s.is_empty()),
+            machine_id: identity::machine_id(&config.state_dir)?,
+            host: identity::host_label(config.host.as_deref()),
+            tty: claude::tty_of(claude_pid),
+            cwd,
+            git_root,
+            git_branch,
+        })
+    }
+
+    /// The summary a session starts with: where it works.
+    pub fn initial_summary(&self) -> String {
+        let dir = self.git_root.as_deref().unwrap_or(&self.cwd);
+        let mut s = format!("working in {}", dir.display());
+        if let Some(b) = &self.git_branch {
+            s.push_str(&format!(" (branch {b})"));
+        }
+        s
+    }
+}
+
+/// A live registration.
+#[derive(Debug)]
+pub struct Registration {
+    pub peer_id: String,
+    pub name: String,
+    pub address: String,
+    /// A client carrying this peer's token.
+    pub client: BrokerClient,
+    pub inherited_messages: u64,
+}
+
+/// Why a peer call could not be made or failed.
+#[derive(Debug)]
+pub enum PeerError {
+    /// Not registered, and registering failed for this reason.
+    NotRegistered(String),
+    /// The broker call failed (after one recovery attempt where that made sense).
+    Client(ClientError),
+}
+
+pub struct Peer {
+    pub config: Config,
+    pub facts: Facts,
+    anon: BrokerClient,
+    reg: Mutex<Option<Arc<Registration>>>,
+    /// The name held last, asked back on re-registration.
+    last_name: Mutex<Option<String>>,
+    summary: Mutex<String>,
+    recovering: tokio::sync::Mutex<()>,
+}
+
+impl Peer {
+    pub fn new(config: Config, facts: Facts) -> Peer {
+        let anon = BrokerClient::with_timeouts(
+            &config.broker_url(),
+            None,
+            Timeouts {
+                connect: Duration::from_secs(2),
+                request: Duration::from_secs(15),
+            },
+        );
+        // A session file left by an earlier server of this same Claude Code process (a
+        // reconnect) names the name to ask back.
+        let last_name = SessionFile::read(&config.state_dir, facts.claude_pid)
+            .ok()
+            .flatten()
+            .map(|s| s.name);
+        let summary = facts.initial_summary();
+        Peer {
+            config,
+            facts,
+            anon,
+            reg: Mutex::new(None),
+            last_name: Mutex::new(last_name),
+            summary: Mutex::new(summary),
+            recovering: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn current(&self) -> Option<Arc<Registration>> {
+        self.reg.lock().unwrap().clone()
+    }
+
+    pub fn set_local_summary(&self, s: &str) {
+        *self.summary.lock().unwrap() = s.to_string();
+    }
+
+    /// Starts the local broker if needed, registers, and writes the session file.
+    pub async fn register(&self) -> Result<Arc<Registration>, String> {
+        broker::ensure(&self.config, &self.anon).await?;
+        let cred = self
+            .config
+            .user_credential()
+            .map_err(|e| format!("cannot read the peers secret: {e}"))?;
+        let f = &self.facts;
+        let req = RegisterRequest {
+            claude_pid: f.claude_pid,
+            mcp_pid: f.mcp_pid,
+            session_id: f.session_id.clone(),
+            machine_id: f.machine_id.clone(),
+            host: f.host.clone(),
+            cwd: f.cwd.to_string_lossy().into_owned(),
+            git_root: f
+                .git_root
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()),
+            git_branch: f.git_branch.clone(),
+            tty: f.tty.clone(),
+            summary: Some(self.summary.lock().unwrap().clone()),
+            previous_name: self.last_name.lock().unwrap().clone(),
+        };
+        let resp: RegisterResponse = self
+            .anon
+            .with_auth(cred)
+            .register(&req)
+            .await
+            .map_err(|e| format!("registering with the peers broker failed: {e}"))?;
+        let reg = Arc::new(Registration {
+            client: self.anon.with_auth(Some(resp.token.clone())),
+            peer_id: resp.peer_id.clone(),
+            name: resp.name.clone(),
+            address: resp.address.clone(),
+            inherited_messages: resp.inherited_messages,
+        });
+        tracing::info!(
+            name = %resp.name, peer_id = %resp.peer_id, inherited = resp.inherited_messages,
+            "registered"
+        );
+        let file = SessionFile {
+            peer_id: resp.peer_id,
+            name: resp.name.clone(),
+            address: resp.address,
+            token: resp.token,
+            broker_url: self.config.broker_url(),
+            claude_pid: f.claude_pid,
+            mcp_pid: f.mcp_pid,
+            session_id: f.session_id.clone(),
+            machine_id: f.machine_id.clone(),
+            cwd: f.cwd.to_string_lossy().into_owned(),
+            written_ms: peers_core::now_ms(),
+        };
+        if let Err(e) = file.write(&self.config.state_dir) {
+            tracing::warn!("cannot write the session file: {e}");
+        }
+        *self.last_name.lock().unwrap() = Some(resp.name);
+        *self.reg.lock().unwrap() = Some(reg.clone());
+        Ok(reg)
+    }
+
+    /// Registers again after `failed` stopped working (the broker restarted or forgot us),
+    /// restarting a local broker first. Concurrent callers share one attempt.
+    pub async fn recover(
+        &self,
+        failed: Option<&Arc<Registration>>,
+    ) -> Result<Arc<Registration>, String> {
+        let _guard = self.recovering.lock().await;
+        if let Some(cur) = self.current() {
+            if failed.is_none_or(|f| !Arc::ptr_eq(f, &cur)) {
+                return Ok(cur);
+            }
+        }
+        tracing::warn!("re-registering with the broker");
+        self.register().await
+    }
+
+    /// Runs a call with this peer's client; when the broker was unreachable or no longer knows
+    /// the token, recovers once and tries again.
+    pub async fn call<T, F, Fut>(&self, f: F) -> Result<T, PeerError>
+    where
+        F: Fn(BrokerClient) -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        let reg = match self.current() {
+            Some(r) => r,
+            None => self.recover(None).await.map_err(PeerError::NotRegistered)?,
+        };
+        match f(reg.client.clone()).await {
+            Ok(v) => Ok(v),
+            Err(e) if needs_recovery(&e) => {
+                tracing::warn!("broker call failed ({e}); recovering");
+                let reg = self
+                    .recover(Some(&reg))
+                    .await
+                    .map_err(|_| PeerError::Client(e))?;
+                f(reg.client.clone()).await.map_err(PeerError::Client)
+            }
+            Err(e) => Err(PeerError::Client(e)),
+        }
+    }
+
+    /// One heartbeat; re-registers (restarting a local broker) when needed.
+    pub async fn heartbeat(&self) {
+        let Some(reg) = self.current() else {
+            if let Err(e) = self.recover(None).await {
+                tracing::warn!("still not registered: {e}");
+            }
+            return;
+        };
+        match reg.client.heartbeat().await {
+            Ok(_) => {}
+            Err(e) if needs_recovery(&e) || e.code() == Some("not_found") => {
+                tracing::warn!("heartbeat failed ({e}); recovering");
+                if let Err(e) = self.recover(Some(&reg)).await {
+                    tracing::warn!("recovery failed: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("heartbeat failed: {e}"),
+        }
+    }
+
+    /// Unregisters and removes the session file; bounded in time.
+    pub async fn goodbye(&self) {
+        let Some(reg) = self.reg.lock().unwrap().take() else {
+            return;
+        };
+        match tokio::time::timeout(Duration::from_secs(3), reg.client.unregister()).await {
+            Ok(Ok(r)) => tracing::info!(queued = r.queued, "unregistered"),
+            Ok(Err(e)) => tracing::warn!("unregister failed: {e}"),
+            Err(_) => tracing::warn!("unregister timed out"),
+        }
+        if let Err(e) =
+            SessionFile::remove_if_ours(&self.config.state_dir, self.facts.claude_pid, &reg.peer_id)
+        {
+            tracing::warn!("cannot remove the session file: {e}");
+        }
+    }
+}
+
+fn needs_recovery(e: &ClientError) -> bool {
+    e.is_unreachable() || e.status() == Some(401) || e.code() == Some("unauthorized")
+}

@@ -1,0 +1,734 @@
+//! The MCP server: tools `whoami`, `list_peers`, `send_message`, `message_status`,
+//! `set_summary`, `check_messages`, and the server instructions.
+//!
+//! Every failure the model can act on is a tool result with `is_error` and a sentence saying
+//! what to do — never a protocol error and never a crash.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig};
+use rmcp::{ServerHandler, tool, tool_handler, tool_router};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use peers_core::wire::{
+    AckRequest, ClaimRequest, InboxMessage, ListPeersQuery, MessageState, MessageStatus, PeerInfo,
+    Scope, SendRequest, SendResponse,
+};
+use peers_core::{BrokerClient, ClientError, format_ms, now_ms};
+
+use crate::peer::{Peer, PeerError};
+
+/// A message id as the model may write it: `42`, `"42"` or `"#42"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(transparent)]
+pub struct IdArg(pub serde_json::Value);
+
+impl IdArg {
+    pub fn parse(&self) -> Result<i64, String> {
+        let bad = || {
+            format!(
+                "{} is not a message id: pass the number send_message returned, e.g. 42",
+                self.0
+            )
+        };
+        match &self.0 {
+            serde_json::Value::Number(n) => n
+                .as_i64()
+                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
+                .ok_or_else(bad),
+            serde_json::Value::String(s) => s
+                .trim()
+                .trim_start_matches('#')
+                .trim()
+                .parse()
+                .map_err(|_| bad()),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl JsonSchema for IdArg {
+    fn schema_name() -> Cow<'static, str> {
+        "MessageId".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": ["integer", "string"],
+            "description": "A message id as returned by send_message, e.g. 42 (a number or a numeric string)."
+        })
+    }
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ListPeersArgs {
+    /// Which peers to list: "machine" (sessions on this computer), "directory" (same working
+    /// directory), "repo" (same git repository) or "all" (default: also your other machines).
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct SendArgs {
+    /// The recipient peer: its name (e.g. "api"), "name@host" for a session on another
+    /// machine, or its peer id. Case-insensitive. See list_peers for the names.
+    pub to: String,
+    /// The message text; it is shown to the other session's model as it is.
+    pub message: String,
+    /// The id of the message this one answers, if it is a reply.
+    #[serde(default)]
+    pub reply_to: Option<IdArg>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct StatusArgs {
+    /// The id send_message returned.
+    pub message_id: IdArg,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct SummaryArgs {
+    /// One line on what this session is working on, shown to other peers in list_peers.
+    pub summary: String,
+}
+
+#[derive(Clone)]
+pub struct PeersServer {
+    peer: Arc<Peer>,
+    tool_router: ToolRouter<PeersServer>,
+}
+
+fn ok(text: impl Into<String>) -> CallToolResult {
+    CallToolResult::success(vec![ContentBlock::text(text.into())])
+}
+
+fn fail(text: impl Into<String>) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(text.into())])
+}
+
+/// "12 s ago", "3 min ago", "2 h ago", "4 d ago".
+pub fn ago(ms: i64, now: i64) -> String {
+    let s = (now - ms).max(0) / 1000;
+    match s {
+        0..60 => format!("{s} s ago"),
+        60..3600 => format!("{} min ago", s / 60),
+        3600..86400 => format!("{} h ago", s / 3600),
+        _ => format!("{} d ago", s / 86400),
+    }
+}
+
+#[tool_router]
+impl PeersServer {
+    pub fn new(peer: Arc<Peer>) -> PeersServer {
+        PeersServer {
+            peer,
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    /// The text for a failure of the broker itself (unreachable, not registered).
+    fn broker_trouble(&self, what: &str, detail: &str) -> CallToolResult {
+        let hint = if self.peer.config.is_remote() {
+            "This session uses a remote peers hub; it may be down or unreachable from here. \
+             Tell the human, and try again later."
+        } else {
+            "peers-mcp tried to start the local broker and it did not come up. Tell the human \
+             to run `peers doctor` (or `peers broker start`), then try again."
+        };
+        fail(format!(
+            "{what} failed: the peers broker is not available ({detail}). {hint}"
+        ))
+    }
+
+    fn peer_error(&self, what: &str, e: PeerError) -> CallToolResult {
+        match e {
+            PeerError::NotRegistered(reason) => self.broker_trouble(what, &reason),
+            PeerError::Client(e) if e.is_unreachable() => self.broker_trouble(what, &e.to_string()),
+            PeerError::Client(e) => fail(format!("{what} failed: {e}")),
+        }
+    }
+
+    #[tool(
+        description = "peers: who am I? Returns this Claude Code session's own peer name \
+        (name@host), peer id, and how other Claude Code sessions on this machine or your other \
+        machines address it. Use it before telling another session how to reach you.",
+        annotations(title = "peers: my name and address", read_only_hint = true)
+    )]
+    async fn whoami(&self) -> CallToolResult {
+        let hb = self.peer.call(|c| async move { c.heartbeat().await }).await;
+        let Some(reg) = self.peer.current() else {
+            return match hb {
+                Err(e) => self.peer_error("whoami", e),
+                Ok(_) => fail("whoami failed: not registered with the peers broker; try again."),
+            };
+        };
+        let f = &self.peer.facts;
+        let mut text = format!(
+            "You are `{addr}` (peer id {id}), a Claude Code session registered with peers.\n\
+             Other sessions address you as `{name}` from this machine ({host}), as `{addr}` from \
+             any machine, or by the id {id}.\n\
+             Working directory: {cwd}",
+            addr = reg.address,
+            id = reg.peer_id,
+            name = reg.name,
+            host = f.host,
+            cwd = f.cwd.display()
+        );
+        if let Some(root) = &f.git_root {
+            text.push_str(&format!("\nGit repository: {}", root.display()));
+        }
+        if let Some(b) = &f.git_branch {
+            text.push_str(&format!(" (branch {b})"));
+        }
+        text.push_str(&format!(
+            "\nClaude Code pid: {}\nBroker: {}",
+            f.claude_pid,
+            reg.client.base_url()
+        ));
+        if let Ok(hb) = hb {
+            text.push_str(&format!(
+                "\nMail waiting for you: {} (it is delivered into your context by itself).",
+                hb.queued
+            ));
+        }
+        ok(text)
+    }
+
+    #[tool(
+        description = "peers: list the other running Claude Code sessions (peers) on this \
+        machine or on your other machines, with name@host, working directory, repository, \
+        summary, last seen and mail waiting for them. Use it to find whom to message with \
+        send_message. Not the built-in ListAgents (that lists subagents/teammates).",
+        annotations(
+            title = "peers: list other Claude Code sessions",
+            read_only_hint = true
+        )
+    )]
+    async fn list_peers(&self, Parameters(args): Parameters<ListPeersArgs>) -> CallToolResult {
+        let scope: Scope = match args
+            .scope
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            None => Scope::All,
+            Some(s) => match s.parse() {
+                Ok(sc) => sc,
+                Err(e) => return fail(format!("list_peers failed: {e}")),
+            },
+        };
+        let q = ListPeersQuery {
+            scope,
+            ..Default::default()
+        };
+        let list = match self
+            .peer
+            .call(|c| {
+                let q = q.clone();
+                async move { c.list_peers(&q).await }
+            })
+            .await
+        {
+            Ok(l) => l,
+            Err(e) => return self.peer_error("list_peers", e),
+        };
+        let me = self.peer.current().map(|r| r.peer_id.clone());
+        let peers: Vec<&PeerInfo> = list
+            .peers
+            .iter()
+            .filter(|p| Some(&p.peer_id) != me.as_ref())
+            .collect();
+        let scope_word = format!("{scope:?}").to_lowercase();
+        if peers.is_empty() {
+            return ok(format!(
+                "No other Claude Code sessions are running (scope: {scope_word}). Other \
+                 sessions appear here once they start with peers installed."
+            ));
+        }
+        let now = now_ms();
+        let mut text = format!("{} peer(s) (scope: {scope_word}):\n", peers.len());
+        for p in peers {
+            text.push_str(&format_peer(p, now));
+        }
+        text.push_str(
+            "\nSend one a message with send_message {to: \"<name>\", message: \"…\"} \
+             (use name@host for a session on another machine).",
+        );
+        ok(text)
+    }
+
+    #[tool(
+        description = "peers: send a message to another Claude Code session (a peer) on this \
+        machine or on your other machines, by its name, name@host or peer id. The text is \
+        injected into that session's context at its next hook event, or wakes it when idle. \
+        Returns the message id for message_status. Not the built-in SendMessage (that is for \
+        subagents/teammates).",
+        annotations(title = "peers: message another Claude Code session")
+    )]
+    async fn send_message(&self, Parameters(args): Parameters<SendArgs>) -> CallToolResult {
+        let to = args.to.trim().to_string();
+        if to.is_empty() {
+            return fail("send_message failed: `to` is empty. Pass a peer name (see list_peers).");
+        }
+        let reply_to = match args.reply_to.as_ref().filter(|r| !r.0.is_null()) {
+            None => None,
+            Some(r) => match r.parse() {
+                Ok(id) => Some(id),
+                Err(e) => return fail(format!("send_message failed: reply_to: {e}")),
+            },
+        };
+        let max = self.peer.config.max_message_bytes;
+        if args.message.len() > max {
+            return fail(oversize_text(args.message.len(), max));
+        }
+        if args.message.trim().is_empty() {
+            return fail("send_message failed: the message is empty. Write the text to send.");
+        }
+        let req = SendRequest {
+            to: to.clone(),
+            message: args.message,
+            reply_to,
+        };
+        let sent = self
+            .peer
+            .call(|c| {
+                let req = req.clone();
+                async move { c.send(&req).await }
+            })
+            .await;
+        match sent {
+            Ok(r) => ok(format_sent(&r, now_ms())),
+            Err(PeerError::Client(e)) if is_unknown_peer(&e) => {
+                fail(self.unknown_peer_text(&to, &e).await)
+            }
+            Err(PeerError::Client(e))
+                if e.status() == Some(413) || e.code() == Some("payload_too_large") =>
+            {
+                fail(format!(
+                    "send_message failed: the message is too large ({e}). Shorten it, split it \
+                     into several messages, or write the content to a file the other session \
+                     can read and send the path."
+                ))
+            }
+            Err(e) => self.peer_error("send_message", e),
+        }
+    }
+
+    async fn unknown_peer_text(&self, to: &str, e: &ClientError) -> String {
+        let known =
+            self.peer
+                .current()
+                .map(|r| r.client.clone())
+                .map(|c: BrokerClient| async move {
+                    c.list_peers(&ListPeersQuery {
+                        scope: Scope::All,
+                        ..Default::default()
+                    })
+                    .await
+                });
+        let names = match known {
+            Some(fut) => match fut.await {
+                Ok(l) => l
+                    .peers
+                    .iter()
+                    .map(|p| p.address.clone())
+                    .collect::<Vec<_>>(),
+                Err(_) => Vec::new(),
+            },
+            None => Vec::new(),
+        };
+        let list = if names.is_empty() {
+            "No other peers are running right now.".to_string()
+        } else {
+            format!("Known peers: {}.", names.join(", "))
+        };
+        format!(
+            "send_message failed: there is no peer named {to:?} ({e}). {list} Check the name \
+             with list_peers and send again; nothing was sent."
+        )
+    }
+
+    #[tool(
+        description = "peers: delivery status of a message you sent to another Claude Code \
+        session: queued (waiting; is the recipient running?), delivered (when, by which hook \
+        event) or expired, plus the ids of replies. Pass the message_id send_message returned.",
+        annotations(title = "peers: message delivery status", read_only_hint = true)
+    )]
+    async fn message_status(&self, Parameters(args): Parameters<StatusArgs>) -> CallToolResult {
+        let id = match args.message_id.parse() {
+            Ok(id) => id,
+            Err(e) => return fail(format!("message_status failed: {e}")),
+        };
+        match self
+            .peer
+            .call(|c| async move { c.message_status(id).await })
+            .await
+        {
+            Ok(s) => ok(format_status(&s, now_ms())),
+            Err(PeerError::Client(e)) if e.status() == Some(404) => fail(format!(
+                "message_status failed: no message #{id} that you can see ({e}). Use the id \
+                 send_message returned."
+            )),
+            Err(e) => self.peer_error("message_status", e),
+        }
+    }
+
+    #[tool(
+        description = "peers: set the one-line summary other Claude Code sessions see for this \
+        session in list_peers (what you are working on). Update it when your task changes.",
+        annotations(title = "peers: set my summary")
+    )]
+    async fn set_summary(&self, Parameters(args): Parameters<SummaryArgs>) -> CallToolResult {
+        let summary = args.summary.trim().to_string();
+        let res = self
+            .peer
+            .call(|c| {
+                let s = summary.clone();
+                async move { c.set_summary(&s).await }
+            })
+            .await;
+        match res {
+            Ok(_) => {
+                self.peer.set_local_summary(&summary);
+                ok(format!("Summary set: {summary}"))
+            }
+            Err(e) => self.peer_error("set_summary", e),
+        }
+    }
+
+    #[tool(
+        description = "peers: fetch messages other Claude Code sessions sent you that have not \
+        reached your context yet. Rarely needed: peer mail is normally injected into your \
+        context by itself (hooks); use this only if told mail is waiting or to check by hand.",
+        annotations(title = "peers: check for incoming peer messages")
+    )]
+    async fn check_messages(&self) -> CallToolResult {
+        let claim = self
+            .peer
+            .call(|c| async move { c.claim(&ClaimRequest::default()).await })
+            .await;
+        let claim = match claim {
+            Ok(c) => c,
+            Err(e) => return self.peer_error("check_messages", e),
+        };
+        if claim.messages.is_empty() {
+            return ok(
+                "No new peer messages. (Peer mail also arrives in your context by itself; no \
+                 need to poll.)",
+            );
+        }
+        let text = format_inbox(&claim.messages);
+        if let (Some(lease_id), Some(reg)) = (claim.lease_id, self.peer.current()) {
+            let ack = AckRequest {
+                lease_id,
+                via: "check_messages".into(),
+                message_ids: Some(claim.messages.iter().map(|m| m.message_id).collect()),
+            };
+            if let Err(e) = reg.client.ack(&ack).await {
+                // Unacked mail goes back to the queue when the lease ends: shown twice at
+                // worst, never lost.
+                tracing::warn!("ack after check_messages failed: {e}");
+            }
+        }
+        ok(text)
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for PeersServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(
+                Implementation::new("peers", peers_core::VERSION)
+                    .with_title("peers: messages between Claude Code sessions"),
+            )
+            .with_instructions(instructions(&self.peer))
+    }
+}
+
+/// Who this session is and how peer mail works, for the model.
+pub fn instructions(peer: &Peer) -> String {
+    let who = match peer.current() {
+        Some(r) => {
+            let mut w = format!(
+                "You are the peer `{}` (id {}): other sessions reach you as `{}` on this \
+                 machine ({}) or `{}` from any machine.",
+                r.address, r.peer_id, r.name, peer.facts.host, r.address
+            );
+            if r.inherited_messages > 0 {
+                w.push_str(&format!(
+                    " {} message(s) sent to this name before this session started are waiting \
+                     for you and will arrive shortly.",
+                    r.inherited_messages
+                ));
+            }
+            w
+        }
+        None => "This session is not registered with the peers broker yet (it keeps trying); \
+                 whoami shows your name once it is."
+            .to_string(),
+    };
+    format!(
+        "peers connects this Claude Code session with the user's other Claude Code sessions \
+         (peers) on this machine and on the user's other machines. {who} Messages from peers \
+         arrive in your context by themselves (hooks inject them after a tool call, at the end \
+         of a turn, or wake you when idle), so do not poll. Tools: list_peers (find sessions), \
+         send_message (write to one by name, name@host or id; reply with reply_to), \
+         message_status (was it delivered?), set_summary (say what you work on), whoami, \
+         check_messages (manual fallback). These are not the built-in SendMessage/ListAgents, \
+         which are for subagents and teammates."
+    )
+}
+
+fn is_unknown_peer(e: &ClientError) -> bool {
+    e.code() == Some("unknown_peer") || (e.status() == Some(404) && e.code() == Some("not_found"))
+}
+
+pub fn oversize_text(len: usize, max: usize) -> String {
+    format!(
+        "send_message failed: the message is {len} bytes, over the limit of {max} bytes; \
+         nothing was sent. Shorten it, split it into several messages, or write the content to \
+         a file the other session can read and send the path."
+    )
+}
+
+pub fn format_peer(p: &PeerInfo, now: i64) -> String {
+    let mut s = format!("- {} (id {})", p.address, p.peer_id);
+    if !p.alive {
+        s.push_str(" [session ended]");
+    }
+    s.push_str(&format!("\n  cwd: {}", p.cwd));
+    if let Some(root) = &p.git_root {
+        s.push_str(&format!("\n  repo: {root}"));
+        if let Some(b) = &p.git_branch {
+            s.push_str(&format!(" (branch {b})"));
+        }
+    }
+    if let Some(sum) = p.summary.as_deref().filter(|s| !s.is_empty()) {
+        s.push_str(&format!("\n  summary: {sum}"));
+    }
+    s.push_str(&format!(
+        "\n  last seen: {}; mail waiting for it: {}\n",
+        ago(p.last_seen_ms, now),
+        p.queued
+    ));
+    s
+}
+
+pub fn format_sent(r: &SendResponse, now: i64) -> String {
+    let mut s = format!(
+        "Message #{} sent to {} (status: {}). It will be injected into the recipient's context \
+         at its next hook event (after a tool call, at the end of a turn, or by waking it when \
+         idle). Check delivery with message_status {{message_id: {}}}.",
+        r.message_id,
+        r.to,
+        public_state(r.status),
+        r.message_id
+    );
+    if !r.recipient_alive {
+        s.push_str(&format!(
+            "\nWarning: {}'s session is not running (last seen {}). The message waits for the \
+             next session with that name on that machine.",
+            r.to,
+            ago(r.recipient_last_seen_ms, now)
+        ));
+    } else if now - r.recipient_last_seen_ms > 5 * 60 * 1000 {
+        s.push_str(&format!(
+            "\nNote: {} was last seen {}; it may be idle, so delivery can take a while.",
+            r.to,
+            ago(r.recipient_last_seen_ms, now)
+        ));
+    }
+    s
+}
+
+fn public_state(s: MessageState) -> &'static str {
+    match s {
+        MessageState::Leased => "queued",
+        other => other.as_str(),
+    }
+}
+
+pub fn format_status(m: &MessageStatus, now: i64) -> String {
+    let mut s = format!("Message #{} from {} to {}: ", m.message_id, m.from, m.to);
+    match m.status {
+        MessageState::Queued | MessageState::Leased => {
+            s.push_str(&format!(
+                "queued since {} ({}); the recipient's session is {}.",
+                format_ms(m.sent_at_ms),
+                ago(m.sent_at_ms, now),
+                if m.recipient_alive {
+                    "running, so it gets the message at its next hook event"
+                } else {
+                    "not running; the message waits for its next session"
+                }
+            ));
+            s.push_str(&format!(" Expires at {}.", format_ms(m.expires_at_ms)));
+        }
+        MessageState::Delivered => {
+            let at = m
+                .delivered_at_ms
+                .map(|t| format!("{} ({})", format_ms(t), ago(t, now)))
+                .unwrap_or_else(|| "an unknown time".into());
+            s.push_str(&format!("delivered at {at}"));
+            if let Some(via) = &m.delivered_via {
+                s.push_str(&format!(" via {via}"));
+            }
+            s.push('.');
+        }
+        MessageState::Expired => {
+            s.push_str(&format!(
+                "expired at {} without being delivered.",
+                format_ms(m.expires_at_ms)
+            ));
+        }
+    }
+    if let Some(r) = m.reply_to {
+        s.push_str(&format!(" It replies to #{r}."));
+    }
+    if m.replies.is_empty() {
+        s.push_str(" No replies yet.");
+    } else {
+        let ids: Vec<String> = m.replies.iter().map(|r| format!("#{r}")).collect();
+        s.push_str(&format!(" Replies: {}.", ids.join(", ")));
+    }
+    s
+}
+
+pub fn format_inbox(msgs: &[InboxMessage]) -> String {
+    let mut s = format!("{} message(s) from peers:\n", msgs.len());
+    for m in msgs {
+        s.push_str(&format!("\n--- Message #{} from {}", m.message_id, m.from));
+        if let Some(cwd) = &m.from_cwd {
+            s.push_str(&format!(" (working in {cwd})"));
+        }
+        s.push_str(&format!(" at {}", format_ms(m.sent_at_ms)));
+        if let Some(r) = m.reply_to {
+            s.push_str(&format!(", in reply to #{r}"));
+        }
+        s.push_str(":\n");
+        s.push_str(&m.body);
+        s.push('\n');
+    }
+    if let Some(m) = msgs.first() {
+        s.push_str(&format!(
+            "\nTo answer, use send_message {{to: \"{}\", message: \"…\", reply_to: {}}}.",
+            m.from, m.message_id
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use peers_core::wire::SenderKind;
+
+    #[test]
+    fn ids_parse_from_numbers_and_strings() {
+        let p = |v: serde_json::Value| IdArg(v).parse();
+        assert_eq!(p(serde_json::json!(42)), Ok(42));
+        assert_eq!(p(serde_json::json!("42")), Ok(42));
+        assert_eq!(p(serde_json::json!(" #7 ")), Ok(7));
+        assert_eq!(p(serde_json::json!(3.0)), Ok(3));
+        assert!(
+            p(serde_json::json!("abc"))
+                .unwrap_err()
+                .contains("not a message id")
+        );
+        assert!(p(serde_json::json!(1.5)).is_err());
+        assert!(p(serde_json::json!(null)).is_err());
+    }
+
+    #[test]
+    fn id_schema_allows_number_and_string() {
+        let schema = schemars::schema_for!(StatusArgs);
+        let v = serde_json::to_value(&schema).unwrap();
+        assert_eq!(
+            v["properties"]["message_id"]["type"],
+            serde_json::json!(["integer", "string"])
+        );
+    }
+
+    #[test]
+    fn ago_words() {
+        assert_eq!(ago(0, 5_000), "5 s ago");
+        assert_eq!(ago(0, 120_000), "2 min ago");
+        assert_eq!(ago(0, 7_200_000), "2 h ago");
+        assert_eq!(ago(10, 0), "0 s ago");
+    }
+
+    #[test]
+    fn status_texts() {
+        let mut m = MessageStatus {
+            message_id: 5,
+            from: "a@h".into(),
+            from_kind: SenderKind::Peer,
+            to: "b@h".into(),
+            to_peer_id: "p".into(),
+            status: MessageState::Queued,
+            sent_at_ms: 0,
+            delivered_at_ms: None,
+            delivered_via: None,
+            expires_at_ms: 1000,
+            reply_to: None,
+            replies: vec![],
+            recipient_alive: false,
+            bytes: 2,
+        };
+        let t = format_status(&m, 1000);
+        assert!(
+            t.contains("queued since") && t.contains("not running"),
+            "{t}"
+        );
+        m.status = MessageState::Delivered;
+        m.delivered_at_ms = Some(500);
+        m.delivered_via = Some("PostToolUse".into());
+        m.replies = vec![6];
+        let t = format_status(&m, 1000);
+        assert!(
+            t.contains("delivered at") && t.contains("via PostToolUse"),
+            "{t}"
+        );
+        assert!(t.contains("Replies: #6"), "{t}");
+    }
+
+    #[test]
+    fn inbox_text_names_sender_and_reply_hint() {
+        let m = InboxMessage {
+            message_id: 9,
+            from: "api@box".into(),
+            from_kind: SenderKind::Peer,
+            from_peer_id: Some("p".into()),
+            from_cwd: Some("/src/api".into()),
+            sent_at_ms: 0,
+            reply_to: Some(3),
+            body: "hello there".into(),
+            status: MessageState::Leased,
+            delivered_at_ms: None,
+            delivered_via: None,
+        };
+        let t = format_inbox(&[m]);
+        assert!(t.contains("#9 from api@box (working in /src/api)"), "{t}");
+        assert!(
+            t.contains("in reply to #3") && t.contains("hello there"),
+            "{t}"
+        );
+        assert!(t.contains("reply_to: 9"), "{t}");
+    }
+
+    #[test]
+    fn oversize_text_says_what_to_do() {
+        let t = oversize_text(70_000, 65_536);
+        assert!(
+            t.contains("70000") && t.contains("65536") && t.contains("split"),
+            "{t}"
+        );
+    }
+}
