@@ -1,1 +1,253 @@
-pub fn placeholder() {}
+//! The peers broker: a SQLite mail queue behind an authenticated HTTP API.
+//!
+//! * [`store`] — every SQL statement; one writer task with group commit, a read pool.
+//! * [`api`] — the axum router and handlers for `/v1/…` (see `docs/PROTOCOL.md`).
+//! * [`auth`] — bearer tokens: the per-user secret, the hub token, per-peer tokens.
+//! * [`sweep`] — the periodic liveness / lease / expiry pass.
+//! * [`waiters`] — long-poll slots that wake idle sessions' hooks.
+//!
+//! [`run`] ties them together for the binary; tests start the binary itself.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod store;
+pub mod sweep;
+pub mod waiters;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use peers_core::{Config, identity, paths};
+use tokio::sync::watch;
+
+use crate::store::{PeerRow, Store};
+
+/// The broker's shared state, one per process, handed to every handler.
+pub struct AppState {
+    pub store: Store,
+    pub settings: Settings,
+    /// The per-user secret (registration and human calls on this machine).
+    pub secret: String,
+    /// The hub token, when configured.
+    pub hub_token: Option<String>,
+    pub started: Instant,
+    /// Authenticated peers by id (rows whose token is still valid).
+    pub peer_cache: RwLock<HashMap<String, Arc<PeerRow>>>,
+    pub waiters: waiters::Waiters,
+    /// Flips to true when the broker should shut down.
+    pub shutdown: watch::Sender<bool>,
+}
+
+/// What the broker needs from [`Config`], resolved once at start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub machine_id: String,
+    pub host: String,
+    pub max_message_bytes: usize,
+    pub message_ttl_ms: i64,
+    pub lease_ms: u64,
+    pub remote_alive_ms: i64,
+    pub sweep: Duration,
+    pub loop_budget: u32,
+    pub loop_window_ms: i64,
+}
+
+impl Settings {
+    pub fn from_config(c: &Config, machine_id: String) -> Settings {
+        Settings {
+            machine_id,
+            host: identity::host_label(c.host.as_deref()),
+            max_message_bytes: c.max_message_bytes,
+            message_ttl_ms: (c.message_ttl_secs as i64).saturating_mul(1000),
+            lease_ms: c.lease_ms,
+            remote_alive_ms: (c.remote_alive_secs as i64).saturating_mul(1000),
+            sweep: Duration::from_millis(c.sweep_ms.max(50)),
+            loop_budget: c.loop_budget,
+            loop_window_ms: (c.loop_window_secs as i64).saturating_mul(1000),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("cannot prepare the state dir {dir}: {source}")]
+    StateDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "refusing to listen on {0}, which is reachable from other machines, without a hub token; \
+         set `token` in config.toml (or PEERS_TOKEN), e.g. with `peers hub init`"
+    )]
+    NoHubToken(SocketAddr),
+    #[error(
+        "port {port} on {addr} is taken by another program; pick another with --port or PEERS_PORT"
+    )]
+    PortTaken { addr: SocketAddr, port: u16 },
+    #[error(
+        "port {port} is used by a peers broker of another state dir (pid {pid}); \
+         stop it (`peers broker stop`) or pick another port with --port or PEERS_PORT"
+    )]
+    OtherBroker { port: u16, pid: u32 },
+    #[error("another peers-broker holds {lock} but does not answer at {url}; if it hangs, stop it")]
+    LockedButSilent { lock: PathBuf, url: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// How a start ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Started {
+    /// Served until shut down.
+    Served,
+    /// A broker for this state dir was already running and healthy.
+    AlreadyRunning { pid: u32, url: String },
+}
+
+/// Runs the broker until SIGTERM/SIGINT or `POST /v1/shutdown`.
+///
+/// One broker per state dir: an exclusive lock on `<state_dir>/broker.lock` decides. A second
+/// start finds the first healthy and returns [`Started::AlreadyRunning`].
+pub async fn run(config: Config) -> Result<Started, BrokerError> {
+    let state_dir = config.state_dir.clone();
+    let state_err = |source| BrokerError::StateDir {
+        dir: state_dir.clone(),
+        source,
+    };
+    paths::ensure_private_dir(&state_dir).map_err(state_err)?;
+    let addr = SocketAddr::new(config.bind, config.port);
+    let local_url = format!("http://127.0.0.1:{}", config.port);
+
+    let lock_path = state_dir.join("broker.lock");
+    let Some(_lock) = lock::try_exclusive(&lock_path).map_err(state_err)? else {
+        let probe = peers_core::BrokerClient::new(&local_url, None);
+        for _ in 0..50 {
+            if let Ok(h) = probe.health().await {
+                return Ok(Started::AlreadyRunning {
+                    pid: h.pid,
+                    url: local_url,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        return Err(BrokerError::LockedButSilent {
+            lock: lock_path,
+            url: local_url,
+        });
+    };
+
+    if !config.bind.is_loopback() && config.token.is_none() {
+        return Err(BrokerError::NoHubToken(addr));
+    }
+
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            let probe = peers_core::BrokerClient::new(&local_url, None);
+            return Err(match probe.health().await {
+                Ok(h) => BrokerError::OtherBroker {
+                    port: config.port,
+                    pid: h.pid,
+                },
+                Err(_) => BrokerError::PortTaken {
+                    addr,
+                    port: config.port,
+                },
+            });
+        }
+        Err(source) => return Err(BrokerError::Bind { addr, source }),
+    };
+
+    let secret = paths::ensure_secret(&state_dir).map_err(state_err)?;
+    let machine_id = identity::machine_id(&state_dir).map_err(state_err)?;
+    let store = Store::open(&config.db).await?;
+    let (shutdown, _) = watch::channel(false);
+    let state = Arc::new(AppState {
+        store,
+        settings: Settings::from_config(&config, machine_id),
+        secret,
+        hub_token: config.token.clone(),
+        started: Instant::now(),
+        peer_cache: RwLock::new(HashMap::new()),
+        waiters: waiters::Waiters::default(),
+        shutdown,
+    });
+
+    tokio::spawn(sweep::run(state.clone()));
+    let app = api::router(state.clone());
+    tracing::info!(%addr, db = %config.db.display(), "peers-broker listening");
+    eprintln!(
+        "peers-broker {} listening on http://{addr} (state dir {})",
+        peers_core::VERSION,
+        state_dir.display()
+    );
+    let mut stop = state.shutdown.subscribe();
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        tokio::select! {
+            _ = signal_received() => {},
+            _ = stop.wait_for(|s| *s) => {},
+        }
+        tracing::info!("shutting down");
+    })
+    .await
+    .map_err(BrokerError::Serve)?;
+
+    let _ = state.shutdown.send(true);
+    state.store.flush().await.ok();
+    state.store.close().await;
+    tracing::info!("stopped");
+    Ok(Started::Served)
+}
+
+async fn signal_received() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+}
+
+/// The single-instance lock.
+mod lock {
+    use std::fs::{File, OpenOptions};
+    use std::os::fd::AsRawFd;
+    use std::path::Path;
+
+    /// Takes an exclusive `flock` on `path`, or `None` if another process holds it. The lock
+    /// lives as long as the returned file (and dies with the process, even on kill -9).
+    pub fn try_exclusive(path: &Path) -> std::io::Result<Option<File>> {
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
+        // SAFETY: flock on a descriptor we own.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            Ok(Some(f))
+        } else {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}

@@ -1,1 +1,83 @@
-fn main() {}
+//! `peers-broker`: the daemon. Thin over the library: parse flags, load config, set up logs,
+//! run.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use peers_broker::Started;
+
+/// The peers broker: keeps the mail queue of Claude Code sessions in SQLite and serves the
+/// /v1 HTTP API. Clients start it on demand; you rarely run it by hand.
+///
+/// Settings come from config.toml (PEERS_CONFIG) and PEERS_* variables; flags override both.
+/// Logs go to <state_dir>/logs/broker.log.
+#[derive(Parser)]
+#[command(name = "peers-broker", version)]
+struct Args {
+    /// Address to listen on (default 127.0.0.1; anything else needs a hub token).
+    #[arg(long)]
+    bind: Option<IpAddr>,
+    /// Port to listen on (default 7900).
+    #[arg(long)]
+    port: Option<u16>,
+    /// SQLite database file (default <state_dir>/peers.db).
+    #[arg(long)]
+    db: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let mut config = match peers_core::Config::load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("peers-broker: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(b) = args.bind {
+        config.bind = b;
+    }
+    if let Some(p) = args.port {
+        config.port = p;
+    }
+    if let Some(d) = args.db {
+        config.db = d;
+    }
+    let _log_guard = init_logging(&config);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("start the tokio runtime");
+    match rt.block_on(peers_broker::run(config)) {
+        Ok(Started::Served) => ExitCode::SUCCESS,
+        Ok(Started::AlreadyRunning { pid, url }) => {
+            eprintln!("peers-broker: already running for this state dir (pid {pid}) at {url}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            eprintln!("peers-broker: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to `<state_dir>/logs/broker.log`; the filter comes from `PEERS_LOG` (default `info`).
+fn init_logging(
+    config: &peers_core::Config,
+) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    use tracing_subscriber::EnvFilter;
+    let dir = config.logs_dir();
+    peers_core::paths::ensure_private_dir(&dir).ok()?;
+    let appender = tracing_appender::rolling::never(&dir, "broker.log");
+    let (writer, guard) = tracing_appender::non_blocking(appender);
+    let filter = EnvFilter::try_from_env("PEERS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(false)
+        .init();
+    Some(guard)
+}

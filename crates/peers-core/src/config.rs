@@ -86,7 +86,9 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("config file {path} is not valid: {message}\nfix the file or point PEERS_CONFIG elsewhere")]
+    #[error(
+        "config file {path} is not valid: {message}\nfix the file or point PEERS_CONFIG elsewhere"
+    )]
     Parse { path: PathBuf, message: String },
     #[error("environment variable {var}={value:?} is not valid: {message}")]
     Env {
@@ -121,23 +123,29 @@ impl Config {
         };
         let num = |var: &str, file_value: Option<u64>, default: u64| -> Result<u64, ConfigError> {
             match parse(var)? {
-                Some(v) => v.trim().parse().map_err(|e: std::num::ParseIntError| {
-                    ConfigError::Env {
-                        var: var.into(),
-                        value: v.clone(),
-                        message: e.to_string(),
-                    }
-                }),
+                Some(v) => {
+                    v.trim()
+                        .parse()
+                        .map_err(|e: std::num::ParseIntError| ConfigError::Env {
+                            var: var.into(),
+                            value: v.clone(),
+                            message: e.to_string(),
+                        })
+                }
                 None => Ok(file_value.unwrap_or(default)),
             }
         };
 
         let bind = match parse("PEERS_BIND")? {
-            Some(v) => v.trim().parse().map_err(|e: std::net::AddrParseError| ConfigError::Env {
-                var: "PEERS_BIND".into(),
-                value: v.clone(),
-                message: e.to_string(),
-            })?,
+            Some(v) => {
+                v.trim()
+                    .parse()
+                    .map_err(|e: std::net::AddrParseError| ConfigError::Env {
+                        var: "PEERS_BIND".into(),
+                        value: v.clone(),
+                        message: e.to_string(),
+                    })?
+            }
             None => file.bind.unwrap_or(IpAddr::from([127, 0, 0, 1])),
         };
         let port = num("PEERS_PORT", file.port.map(u64::from), 7900)?;
@@ -267,7 +275,10 @@ mod tests {
 
         std::fs::write(&cfg_path, "port = 8100\nloop_budget = 3\nhost = \"lap\"\n").unwrap();
         let c = load(&[("PEERS_CONFIG", cfg), ("PEERS_STATE_DIR", state)]).unwrap();
-        assert_eq!((c.port, c.loop_budget, c.host.as_deref()), (8100, 3, Some("lap")));
+        assert_eq!(
+            (c.port, c.loop_budget, c.host.as_deref()),
+            (8100, 3, Some("lap"))
+        );
 
         let c = load(&[
             ("PEERS_CONFIG", cfg),
@@ -291,7 +302,10 @@ mod tests {
         assert!(err.to_string().contains("prot"), "{err}");
 
         let err = load(&[
-            ("PEERS_CONFIG", dir.path().join("none.toml").to_str().unwrap()),
+            (
+                "PEERS_CONFIG",
+                dir.path().join("none.toml").to_str().unwrap(),
+            ),
             ("PEERS_PORT", "seventy"),
         ])
         .unwrap_err();

@@ -34,7 +34,9 @@ pub fn machine_id(state_dir: &Path) -> std::io::Result<String> {
                 }
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
-            Err(std::io::Error::other("machine_id file exists but stays empty"))
+            Err(std::io::Error::other(
+                "machine_id file exists but stays empty",
+            ))
         }
         Err(e) => Err(e),
     }
@@ -141,8 +143,14 @@ mod tests {
 
     #[test]
     fn names_are_lowercase_slugs() {
-        assert_eq!(name_from_dir(Path::new("/home/me/My Project")), "my-project");
-        assert_eq!(name_from_dir(Path::new("/src/api_server.v2")), "api-server-v2");
+        assert_eq!(
+            name_from_dir(Path::new("/home/me/My Project")),
+            "my-project"
+        );
+        assert_eq!(
+            name_from_dir(Path::new("/src/api_server.v2")),
+            "api-server-v2"
+        );
         assert_eq!(name_from_dir(Path::new("/src/--x--")), "x");
         assert_eq!(name_from_dir(Path::new("/")), "peer");
         assert_eq!(slug("Ünïcode"), "n-code");

@@ -37,7 +37,10 @@ pub fn format_ms(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     time::OffsetDateTime::from_unix_timestamp(secs)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| format!("@{ms}ms"))
 }
 

@@ -100,10 +100,8 @@ pub fn read_secret(state_dir: &Path) -> io::Result<Option<String>> {
 /// Reads the secret, creating it (32 random bytes, hex, mode 0600) if it does not exist.
 /// Creation uses `O_EXCL`, so two processes racing here end up with the same secret.
 pub fn ensure_secret(state_dir: &Path) -> io::Result<String> {
-    if let Some(s) = read_secret(state_dir)? {
-        if !s.is_empty() {
-            return Ok(s);
-        }
+    if let Some(s) = read_secret(state_dir)?.filter(|s| !s.is_empty()) {
+        return Ok(s);
     }
     ensure_private_dir(state_dir)?;
     let secret = random_hex(32);
@@ -123,10 +121,8 @@ pub fn ensure_secret(state_dir: &Path) -> io::Result<String> {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             // Someone else won the race; theirs is the secret. Give them a moment to write it.
             for _ in 0..50 {
-                if let Some(s) = read_secret(state_dir)? {
-                    if !s.is_empty() {
-                        return Ok(s);
-                    }
+                if let Some(s) = read_secret(state_dir)?.filter(|s| !s.is_empty()) {
+                    return Ok(s);
                 }
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
@@ -159,7 +155,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(secret_file(&state)).unwrap().permissions().mode();
+            let mode = fs::metadata(secret_file(&state))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }
@@ -174,7 +173,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
     }
 }

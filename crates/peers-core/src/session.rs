@@ -55,10 +55,8 @@ impl SessionFile {
 
     /// Removes the session file of `claude_pid` if it is still ours (same peer id).
     pub fn remove_if_ours(state_dir: &Path, claude_pid: u32, peer_id: &str) -> std::io::Result<()> {
-        if let Some(s) = Self::read(state_dir, claude_pid)? {
-            if s.peer_id == peer_id {
-                std::fs::remove_file(Self::path(state_dir, claude_pid))?;
-            }
+        if Self::read(state_dir, claude_pid)?.is_some_and(|s| s.peer_id == peer_id) {
+            std::fs::remove_file(Self::path(state_dir, claude_pid))?;
         }
         Ok(())
     }
@@ -85,7 +83,10 @@ mod tests {
             written_ms: 1,
         };
         s.write(dir.path()).unwrap();
-        assert_eq!(SessionFile::read(dir.path(), 4242).unwrap(), Some(s.clone()));
+        assert_eq!(
+            SessionFile::read(dir.path(), 4242).unwrap(),
+            Some(s.clone())
+        );
         SessionFile::remove_if_ours(dir.path(), 4242, "other").unwrap();
         assert!(SessionFile::read(dir.path(), 4242).unwrap().is_some());
         SessionFile::remove_if_ours(dir.path(), 4242, "p1").unwrap();

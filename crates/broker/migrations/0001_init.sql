@@ -1,0 +1,70 @@
+-- Peers: one row per registration. A row is never deleted while mail may refer to it; an ended
+-- session gets `gone_ms`, a re-registration of the same Claude Code process gets `replaced_by`.
+CREATE TABLE peers (
+    id            TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,          -- lowercase, unique among live peers
+    host          TEXT NOT NULL,
+    machine_id    TEXT NOT NULL,
+    claude_pid    INTEGER NOT NULL,
+    mcp_pid       INTEGER NOT NULL,
+    session_id    TEXT,
+    cwd           TEXT NOT NULL,
+    git_root      TEXT,
+    git_branch    TEXT,
+    tty           TEXT,
+    summary       TEXT,
+    token_hash    TEXT NOT NULL,          -- sha256 of the peer token, hex
+    registered_ms INTEGER NOT NULL,
+    last_seen_ms  INTEGER NOT NULL,
+    gone_ms       INTEGER,                -- NULL while the session runs
+    replaced_by   TEXT                    -- the registration that took over this one
+);
+CREATE INDEX peers_live_name ON peers (name) WHERE gone_ms IS NULL;
+CREATE INDEX peers_machine_pid ON peers (machine_id, claude_pid);
+CREATE INDEX peers_machine_name ON peers (machine_id, name);
+
+-- Messages. `state` is queued -> leased -> delivered, or expired. Sender and recipient
+-- addresses are kept as sent so history reads well after sessions end.
+CREATE TABLE messages (
+    id               INTEGER PRIMARY KEY,
+    from_peer        TEXT,                -- NULL when the human sent it
+    from_kind        TEXT NOT NULL,       -- peer | human
+    from_address     TEXT NOT NULL,
+    from_cwd         TEXT,
+    to_peer          TEXT NOT NULL,
+    to_address       TEXT NOT NULL,
+    body             TEXT NOT NULL,
+    reply_to         INTEGER,
+    state            TEXT NOT NULL,
+    sent_ms          INTEGER NOT NULL,
+    expires_ms       INTEGER NOT NULL,
+    lease_id         TEXT,
+    lease_expires_ms INTEGER,
+    delivered_ms     INTEGER,
+    delivered_via    TEXT
+);
+-- The hot path: a peer's waiting mail in send order. Partial, so a million delivered rows
+-- in history do not slow a claim.
+CREATE INDEX messages_waiting ON messages (to_peer, id) WHERE state IN ('queued', 'leased');
+CREATE INDEX messages_lease ON messages (lease_id) WHERE lease_id IS NOT NULL;
+CREATE INDEX messages_reply ON messages (reply_to) WHERE reply_to IS NOT NULL;
+CREATE INDEX messages_to_sent ON messages (to_peer, sent_ms);
+CREATE INDEX messages_from_sent ON messages (from_peer, sent_ms);
+CREATE INDEX messages_sent ON messages (sent_ms);
+
+-- Automatic turn extensions and wakes, for the loop budget (per Claude Code process).
+CREATE TABLE budget_spend (
+    machine_id TEXT NOT NULL,
+    claude_pid INTEGER NOT NULL,
+    at_ms      INTEGER NOT NULL
+);
+CREATE INDEX budget_spend_key ON budget_spend (machine_id, claude_pid, at_ms);
+
+-- Events for the human: loop budget exhausted, mail waiting too long.
+CREATE TABLE notices (
+    id      INTEGER PRIMARY KEY,
+    at_ms   INTEGER NOT NULL,
+    kind    TEXT NOT NULL,
+    peer_id TEXT,
+    text    TEXT NOT NULL
+);

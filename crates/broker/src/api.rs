@@ -1,0 +1,558 @@
+//! The HTTP API under `/v1`. Each handler reads like the call it serves; `docs/PROTOCOL.md`
+//! has an example of each.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use peers_core::now_ms;
+use peers_core::wire::*;
+use serde::de::DeserializeOwned;
+
+use crate::AppState;
+use crate::auth::{self, Caller};
+use crate::error::{ApiError, ApiResult};
+use crate::store::{NewMessage, PeerRow, Sender, messages, peers};
+
+type St = State<Arc<AppState>>;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    // The raw body may be larger than the message it carries (JSON escapes); the message
+    // itself is checked against `max_message_bytes` with a clear error.
+    let body_limit = state.settings.max_message_bytes * 2 + 16 * 1024;
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/peers/register", post(register))
+        .route("/v1/peers/heartbeat", post(heartbeat))
+        .route("/v1/peers/summary", post(set_summary))
+        .route("/v1/peers/unregister", post(unregister))
+        .route("/v1/peers", get(list_peers))
+        .route("/v1/peers/{who}", get(find_peer))
+        .route("/v1/messages", post(send).get(message_log))
+        .route("/v1/messages/{id}", get(message_status))
+        .route("/v1/inbox", get(peek))
+        .route("/v1/inbox/claim", post(claim))
+        .route("/v1/inbox/ack", post(ack))
+        .route("/v1/inbox/history", get(history))
+        .route("/v1/inbox/wait", get(wait))
+        .route("/v1/notices", get(notices))
+        .route("/v1/shutdown", post(shutdown))
+        .fallback(|| async {
+            ApiError::not_found("no such API call; see docs/PROTOCOL.md for the /v1 calls")
+        })
+        .layer(middleware::from_fn(require_json_posts))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// Refuses POSTs that are not `application/json`: a web page can send a `text/plain` or form
+/// POST to loopback without a preflight, but not a JSON one.
+async fn require_json_posts(req: Request, next: Next) -> Response {
+    if req.method() == Method::POST {
+        let json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .eq_ignore_ascii_case("application/json")
+            })
+            .unwrap_or(false);
+        if !json {
+            return ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorCode::UnsupportedMediaType,
+                "POST bodies must be JSON with `Content-Type: application/json`",
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// `Json<T>` with the API's error format for bad bodies.
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(JsonRejection::BytesRejection(e))
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                Err(ApiError::too_large(
+                    "request body too large; messages are limited to max_message_bytes \
+                     (64 KiB by default): send a shorter message or a file path instead",
+                ))
+            }
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorCode::UnsupportedMediaType,
+                "POST bodies must be JSON with `Content-Type: application/json`",
+            )),
+            Err(e) => Err(ApiError::bad_request(format!(
+                "malformed JSON body: {}",
+                e.body_text()
+            ))),
+        }
+    }
+}
+
+async fn health(State(s): St) -> ApiResult<Health> {
+    Ok(Json(Health {
+        ok: true,
+        version: peers_core::VERSION.to_string(),
+        uptime_ms: s.started.elapsed().as_millis() as u64,
+        pid: std::process::id(),
+        machine_id: s.settings.machine_id.clone(),
+        host: s.settings.host.clone(),
+        peers_alive: peers::count_live(s.store.reader()).await?,
+        queued: messages::count_waiting(s.store.reader()).await?,
+    }))
+}
+
+async fn register(
+    State(s): St,
+    caller: Caller,
+    Body(req): Body<RegisterRequest>,
+) -> ApiResult<RegisterResponse> {
+    caller.require_user()?;
+    if req.cwd.trim().is_empty() || req.machine_id.trim().is_empty() || req.host.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "register needs non-empty machine_id, host and cwd",
+        ));
+    }
+    let peer_id = peers_core::paths::random_hex(6);
+    let token = auth::new_token(&peer_id);
+    let hash = auth::token_hash(&token);
+    let now = now_ms();
+    let reg = s
+        .store
+        .write(move |c| Box::pin(peers::register(c, req, peer_id, hash, now)))
+        .await?;
+    for old in &reg.replaced {
+        s.uncache_peer(old);
+    }
+    let peer = reg.peer.clone();
+    s.cache_peer(peer.clone());
+    if reg.inherited_messages > 0 {
+        s.waiters.wake(&peer.id);
+    }
+    tracing::info!(peer = %peer.id, name = %peer.name, replaced = ?reg.replaced, "registered");
+    Ok(Json(RegisterResponse {
+        address: peer.address(),
+        peer_id: peer.id,
+        name: peer.name,
+        token,
+        inherited_messages: reg.inherited_messages,
+    }))
+}
+
+async fn heartbeat(
+    State(s): St,
+    caller: Caller,
+    Body(_): Body<serde_json::Value>,
+) -> ApiResult<HeartbeatResponse> {
+    let me = caller.require_peer()?.clone();
+    let now = now_ms();
+    let id = me.id.clone();
+    let row = s
+        .store
+        .write(move |c| Box::pin(async move { peers::heartbeat(c, &id, now).await }))
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("this registration was replaced; register again"))?;
+    if row.name != me.name || me.gone_ms.is_some() {
+        s.cache_peer(row.clone());
+    }
+    let (queued, oldest) = messages::waiting_count(s.store.reader(), &row.id).await?;
+    Ok(Json(HeartbeatResponse {
+        peer_id: row.id,
+        name: row.name,
+        queued,
+        oldest_queued_ms: oldest,
+    }))
+}
+
+async fn set_summary(
+    State(s): St,
+    caller: Caller,
+    Body(req): Body<SummaryRequest>,
+) -> ApiResult<Ok> {
+    let me = caller.require_peer()?.clone();
+    let summary: String = req.summary.chars().take(500).collect();
+    let id = me.id.clone();
+    s.store
+        .write(move |c| Box::pin(async move { peers::set_summary(c, &id, &summary).await }))
+        .await?;
+    Ok(Json(Ok { ok: true }))
+}
+
+async fn unregister(
+    State(s): St,
+    caller: Caller,
+    Body(_): Body<serde_json::Value>,
+) -> ApiResult<UnregisterResponse> {
+    let me = caller.require_peer()?.clone();
+    let id = me.id.clone();
+    let now = now_ms();
+    s.store
+        .write(move |c| Box::pin(async move { peers::mark_gone(c, &[id], now).await }))
+        .await?;
+    s.uncache_peer(&me.id);
+    s.waiters.wake(&me.id);
+    let (queued, _) = messages::waiting_count(s.store.reader(), &me.id).await?;
+    tracing::info!(peer = %me.id, name = %me.name, queued, "unregistered");
+    Ok(Json(UnregisterResponse {
+        peer_id: me.id.clone(),
+        queued,
+    }))
+}
+
+async fn list_peers(
+    State(s): St,
+    caller: Caller,
+    Query(q): Query<ListPeersQuery>,
+) -> ApiResult<PeerList> {
+    let rows = if q.include_gone {
+        peers::live_and_gone(s.store.reader()).await?
+    } else {
+        peers::live(s.store.reader()).await?
+    };
+    let counts = peers::waiting_counts(s.store.reader()).await?;
+    let me = caller.peer().cloned();
+    let machine = me.as_ref().map(|p| p.machine_id.clone()).or(q.machine_id);
+    let cwd = me.as_ref().map(|p| p.cwd.clone()).or(q.cwd);
+    let repo = me.as_ref().and_then(|p| p.git_root.clone()).or(q.git_root);
+    let peers = rows
+        .into_iter()
+        .filter(|r| me.as_ref().is_none_or(|m| m.id != r.id))
+        .filter(|r| match q.scope {
+            Scope::All => true,
+            Scope::Machine => machine.as_deref().is_none_or(|m| r.machine_id == m),
+            Scope::Directory => cwd.as_deref().is_none_or(|d| r.cwd == d),
+            Scope::Repo => match repo.as_deref() {
+                Some(g) => r.git_root.as_deref() == Some(g),
+                None => cwd.as_deref().is_none_or(|d| r.cwd == d),
+            },
+        })
+        .map(|r| {
+            let n = counts.get(&r.id).copied().unwrap_or(0);
+            r.info(n)
+        })
+        .collect();
+    Ok(Json(PeerList { peers }))
+}
+
+async fn find_peer(State(s): St, _caller: Caller, Path(who): Path<String>) -> ApiResult<PeerInfo> {
+    let row = resolve_or_404(&s, &who).await?;
+    let (n, _) = messages::waiting_count(s.store.reader(), &row.id).await?;
+    Ok(Json(row.info(n)))
+}
+
+/// Finds a recipient or answers 404 naming the peers that do exist.
+async fn resolve_or_404(s: &AppState, who: &str) -> Result<PeerRow, ApiError> {
+    if let Some(row) = peers::resolve(s.store.reader(), who).await? {
+        return Ok(row);
+    }
+    let live = peers::live(s.store.reader()).await?;
+    let names: Vec<String> = live.iter().map(PeerRow::address).collect();
+    let hint = if names.is_empty() {
+        "no peers are registered right now".to_string()
+    } else {
+        format!("known peers: {}", names.join(", "))
+    };
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        ErrorCode::UnknownPeer,
+        format!("no peer named {who:?}; {hint}"),
+    ))
+}
+
+async fn send(
+    State(s): St,
+    caller: Caller,
+    Body(req): Body<SendRequest>,
+) -> ApiResult<SendResponse> {
+    let max = s.settings.max_message_bytes;
+    if req.message.len() > max {
+        return Err(ApiError::too_large(format!(
+            "message is {} bytes; the limit is {max} bytes: send a shorter message, or write \
+             the details to a file and send its path",
+            req.message.len()
+        )));
+    }
+    if req.message.trim().is_empty() {
+        return Err(ApiError::bad_request("message is empty"));
+    }
+    if req.to.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "`to` is empty: name a peer, name@host or id",
+        ));
+    }
+    let to = resolve_or_404(&s, &req.to).await?;
+    let from = match &caller {
+        Caller::Peer(p) => Sender {
+            kind: SenderKind::Peer,
+            peer_id: Some(p.id.clone()),
+            address: p.address(),
+            cwd: Some(p.cwd.clone()),
+        },
+        Caller::User => Sender {
+            kind: SenderKind::Human,
+            peer_id: None,
+            address: format!("you@{}", s.settings.host),
+            cwd: None,
+        },
+    };
+    let now = now_ms();
+    let msg = NewMessage {
+        from,
+        to_peer: to.id.clone(),
+        to_address: to.address(),
+        body: req.message,
+        reply_to: req.reply_to,
+        sent_ms: now,
+        expires_ms: now.saturating_add(s.settings.message_ttl_ms),
+    };
+    let id = s
+        .store
+        .write(move |c| Box::pin(messages::insert(c, msg)))
+        .await?;
+    s.waiters.wake(&to.id);
+    Ok(Json(SendResponse {
+        message_id: id,
+        to: to.address(),
+        to_peer_id: to.id.clone(),
+        status: MessageState::Queued,
+        recipient_alive: to.alive(),
+        recipient_last_seen_ms: to.last_seen_ms,
+    }))
+}
+
+async fn message_status(
+    State(s): St,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> ApiResult<MessageStatus> {
+    let not_found = || ApiError::not_found(format!("no message {id}"));
+    let (status, from_peer) = messages::status(s.store.reader(), id)
+        .await?
+        .ok_or_else(not_found)?;
+    if let Caller::Peer(me) = &caller {
+        let mine = messages::lineage(s.store.reader(), &me.id).await?;
+        let involved = from_peer.as_ref().is_some_and(|f| mine.contains(f))
+            || mine.contains(&status.to_peer_id);
+        if !involved {
+            // Do not reveal whether other peers' messages exist.
+            return Err(not_found());
+        }
+    }
+    Ok(Json(status))
+}
+
+async fn message_log(
+    State(s): St,
+    caller: Caller,
+    Query(q): Query<HistoryQuery>,
+) -> ApiResult<MessageLog> {
+    caller.require_user()?;
+    let from = match q.from.as_deref() {
+        None => None,
+        Some("you") | Some("human") => Some(None),
+        Some(who) => Some(Some(ids_named(&s, who).await?)),
+    };
+    let to = match q.to.as_deref() {
+        None => None,
+        Some(who) => Some(ids_named(&s, who).await?),
+    };
+    let limit = q.limit.unwrap_or(100).min(10_000);
+    let messages =
+        messages::log(s.store.reader(), from, to, q.since_ms.unwrap_or(0), limit).await?;
+    Ok(Json(MessageLog { messages }))
+}
+
+/// Every registration of the peer `who` names (it and those it replaced).
+async fn ids_named(s: &AppState, who: &str) -> Result<Vec<String>, ApiError> {
+    let row = resolve_or_404(s, who).await?;
+    Ok(messages::lineage(s.store.reader(), &row.id).await?)
+}
+
+async fn claim(
+    State(s): St,
+    caller: Caller,
+    Body(req): Body<ClaimRequest>,
+) -> ApiResult<ClaimResponse> {
+    let me = caller.require_peer()?.clone();
+    let now = now_ms();
+    let lease_ms = req
+        .lease_ms
+        .unwrap_or(s.settings.lease_ms)
+        .clamp(100, 600_000);
+    let lease_expires = now + lease_ms as i64;
+    let lease_id = peers_core::paths::random_hex(16);
+    let max = req.max.unwrap_or(50).clamp(1, 1000);
+    let budget = req.automatic.then(|| {
+        (
+            me.machine_id.clone(),
+            me.claude_pid,
+            s.settings.loop_budget,
+            s.settings.loop_window_ms,
+        )
+    });
+    let (id, lid, name) = (me.id.clone(), lease_id.clone(), me.address());
+    let window_min = s.settings.loop_window_ms / 60_000;
+    let out = s
+        .store
+        .write(move |c| {
+            Box::pin(async move {
+                let auto = budget.as_ref().map(|(m, p, b, w)| (m.as_str(), *p, *b, *w));
+                let out = messages::claim(c, &id, &lid, max, now, lease_expires, auto).await?;
+                if out.budget_notice {
+                    let (_, _, b, _) = budget.as_ref().expect("notice only for automatic claims");
+                    let text = format!(
+                        "{name} used its loop budget ({b} automatic turns in {window_min} min); \
+                         its mail waits for the next prompt. Look with `peers inbox`."
+                    );
+                    messages::add_notice(c, "loop_budget", Some(&id), &text, now).await?;
+                }
+                Ok(out)
+            })
+        })
+        .await?;
+    if out.budget_notice {
+        tracing::warn!(peer = %me.id, name = %me.name, "loop budget exhausted");
+    }
+    let has = !out.messages.is_empty();
+    Ok(Json(ClaimResponse {
+        lease_id: has.then_some(lease_id),
+        lease_expires_ms: if has { lease_expires } else { 0 },
+        messages: out.messages,
+        budget_exhausted: out.budget_exhausted,
+    }))
+}
+
+async fn ack(State(s): St, caller: Caller, Body(req): Body<AckRequest>) -> ApiResult<AckResponse> {
+    let me = caller.require_peer()?.clone();
+    if req.via.trim().is_empty() || req.via.len() > 64 {
+        return Err(ApiError::bad_request(
+            "`via` names the hook event or tool that showed the mail (1-64 characters)",
+        ));
+    }
+    let now = now_ms();
+    let id = me.id.clone();
+    let (delivered, released) = s
+        .store
+        .write(move |c| {
+            Box::pin(async move {
+                messages::ack(
+                    c,
+                    &id,
+                    &req.lease_id,
+                    &req.via,
+                    req.message_ids.as_deref(),
+                    now,
+                )
+                .await
+            })
+        })
+        .await?;
+    if released > 0 {
+        s.waiters.wake(&me.id);
+    }
+    Ok(Json(AckResponse {
+        delivered,
+        released,
+    }))
+}
+
+async fn peek(State(s): St, caller: Caller) -> ApiResult<InboxList> {
+    let me = caller.require_peer()?;
+    Ok(Json(InboxList {
+        messages: messages::waiting(s.store.reader(), &me.id).await?,
+    }))
+}
+
+async fn history(
+    State(s): St,
+    caller: Caller,
+    Query(q): Query<HistoryQuery>,
+) -> ApiResult<InboxList> {
+    let me = caller.require_peer()?;
+    let ids = messages::lineage(s.store.reader(), &me.id).await?;
+    let messages = messages::delivered_to(
+        s.store.reader(),
+        &ids,
+        q.since_ms.unwrap_or(0),
+        q.limit.unwrap_or(50).min(1000),
+    )
+    .await?;
+    Ok(Json(InboxList { messages }))
+}
+
+async fn wait(State(s): St, caller: Caller, Query(q): Query<WaitQuery>) -> ApiResult<WaitResponse> {
+    let me = caller.require_peer()?.clone();
+    let timeout = Duration::from_millis(q.timeout_ms.unwrap_or(25_000).min(600_000));
+    let deadline = tokio::time::Instant::now() + timeout;
+    let slot = s.waiters.slot(&me.id);
+    let generation = slot.enter();
+    let mut stop = s.shutdown.subscribe();
+    let result = loop {
+        let notified = slot.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if !slot.is_current(generation) {
+            break WaitResponse {
+                mail: false,
+                superseded: true,
+                queued: 0,
+            };
+        }
+        let (queued, _) = messages::waiting_count(s.store.reader(), &me.id).await?;
+        if queued > 0 {
+            break WaitResponse {
+                mail: true,
+                superseded: false,
+                queued,
+            };
+        }
+        tokio::select! {
+            _ = &mut notified => continue,
+            _ = tokio::time::sleep_until(deadline) => break WaitResponse { mail: false, superseded: false, queued: 0 },
+            _ = stop.wait_for(|v| *v) => break WaitResponse { mail: false, superseded: false, queued: 0 },
+        }
+    };
+    drop(slot);
+    s.waiters.forget_idle(&me.id);
+    Ok(Json(result))
+}
+
+async fn notices(State(s): St, caller: Caller) -> ApiResult<NoticeList> {
+    caller.require_user()?;
+    Ok(Json(NoticeList {
+        notices: messages::notices(s.store.reader(), 100).await?,
+    }))
+}
+
+async fn shutdown(
+    State(s): St,
+    caller: Caller,
+    Body(_): Body<serde_json::Value>,
+) -> ApiResult<ShutdownResponse> {
+    caller.require_user()?;
+    tracing::info!("shutdown requested through the API");
+    let _ = s.shutdown.send(true);
+    Ok(Json(ShutdownResponse {
+        shutting_down: true,
+    }))
+}

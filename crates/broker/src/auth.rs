@@ -1,0 +1,143 @@
+//! Who is calling: a peer (its own token) or the human (the per-user secret, or the hub
+//! token). The broker takes a sender's identity from here, never from a request body.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::store::PeerRow;
+
+/// The authenticated caller of a request.
+#[derive(Clone)]
+pub enum Caller {
+    Peer(Arc<PeerRow>),
+    User,
+}
+
+/// A peer token is `<peer_id>.<random>`; the broker keeps only its SHA-256.
+pub fn new_token(peer_id: &str) -> String {
+    format!("{peer_id}.{}", peers_core::paths::random_hex(24))
+}
+
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+pub fn ct_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+impl Caller {
+    pub fn peer(&self) -> Option<&Arc<PeerRow>> {
+        match self {
+            Caller::Peer(p) => Some(p),
+            Caller::User => None,
+        }
+    }
+
+    /// Requires a peer token.
+    pub fn require_peer(&self) -> Result<&Arc<PeerRow>, ApiError> {
+        self.peer().ok_or_else(|| {
+            ApiError::forbidden("this call needs a peer token (the one registration returned)")
+        })
+    }
+
+    /// Requires the per-user secret or hub token.
+    pub fn require_user(&self) -> Result<(), ApiError> {
+        match self {
+            Caller::User => Ok(()),
+            Caller::Peer(_) => Err(ApiError::forbidden(
+                "this call needs the user secret (or the hub token), not a peer token",
+            )),
+        }
+    }
+}
+
+impl FromRequestParts<Arc<AppState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Caller, ApiError> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                ApiError::unauthorized(
+                    "missing `Authorization: Bearer …`; use the secret in the state dir, \
+                     the hub token, or a peer token",
+                )
+            })?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .ok_or_else(|| ApiError::unauthorized("Authorization must be `Bearer <token>`"))?;
+        state.authenticate(token).await
+    }
+}
+
+impl AppState {
+    /// Resolves a bearer token to a caller, in constant time with respect to the secret.
+    pub async fn authenticate(&self, token: &str) -> Result<Caller, ApiError> {
+        if let Some((peer_id, _)) = token.split_once('.') {
+            let hash = token_hash(token);
+            let cached = self
+                .peer_cache
+                .read()
+                .expect("cache lock")
+                .get(peer_id)
+                .cloned();
+            let row = match cached {
+                Some(row) => Some(row),
+                None => {
+                    let row = crate::store::peers::by_id(self.store.reader(), peer_id).await?;
+                    row.filter(|r| r.replaced_by.is_none()).map(|r| {
+                        let r = Arc::new(r);
+                        self.peer_cache
+                            .write()
+                            .expect("cache lock")
+                            .insert(peer_id.to_string(), r.clone());
+                        r
+                    })
+                }
+            };
+            return match row {
+                Some(row) if ct_eq(&row.token_hash, &hash) => Ok(Caller::Peer(row)),
+                _ => Err(ApiError::unauthorized(
+                    "unknown or replaced peer token; the session must register again",
+                )),
+            };
+        }
+        let user = ct_eq(token, &self.secret)
+            || self.hub_token.as_deref().is_some_and(|t| ct_eq(token, t));
+        if user {
+            Ok(Caller::User)
+        } else {
+            Err(ApiError::unauthorized(
+                "wrong token; local clients read it from <state_dir>/secret, hub clients from \
+                 `token` in config.toml",
+            ))
+        }
+    }
+
+    /// Puts a fresh row in the auth cache (after it was committed).
+    pub fn cache_peer(&self, row: PeerRow) {
+        self.peer_cache
+            .write()
+            .expect("cache lock")
+            .insert(row.id.clone(), Arc::new(row));
+    }
+
+    pub fn uncache_peer(&self, peer_id: &str) {
+        self.peer_cache.write().expect("cache lock").remove(peer_id);
+    }
+}

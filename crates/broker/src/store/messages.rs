@@ -1,0 +1,516 @@
+//! Message rows: send, claim (lease), ack, status, inbox, history, expiry, the loop budget.
+
+use peers_core::wire::{InboxMessage, MessageState, MessageStatus, SenderKind};
+use sqlx::{FromRow, SqliteConnection, SqlitePool};
+
+use super::StoreError;
+
+/// Who is sending.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    pub kind: SenderKind,
+    pub peer_id: Option<String>,
+    pub address: String,
+    pub cwd: Option<String>,
+}
+
+/// A message about to be stored.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub from: Sender,
+    pub to_peer: String,
+    pub to_address: String,
+    pub body: String,
+    pub reply_to: Option<i64>,
+    pub sent_ms: i64,
+    pub expires_ms: i64,
+}
+
+#[derive(Debug, Clone, FromRow)]
+struct MessageRow {
+    id: i64,
+    from_peer: Option<String>,
+    from_kind: String,
+    from_address: String,
+    from_cwd: Option<String>,
+    to_peer: String,
+    to_address: String,
+    body: String,
+    reply_to: Option<i64>,
+    state: String,
+    sent_ms: i64,
+    expires_ms: i64,
+    delivered_ms: Option<i64>,
+    delivered_via: Option<String>,
+}
+
+/// The column list, as a macro so queries stay literal strings.
+macro_rules! message_columns {
+    () => {
+        "id, from_peer, from_kind, from_address, from_cwd, to_peer, to_address, \
+     body, reply_to, state, sent_ms, expires_ms, delivered_ms, delivered_via"
+    };
+}
+
+fn state(s: &str) -> MessageState {
+    match s {
+        "leased" => MessageState::Leased,
+        "delivered" => MessageState::Delivered,
+        "expired" => MessageState::Expired,
+        _ => MessageState::Queued,
+    }
+}
+
+fn kind(s: &str) -> SenderKind {
+    if s == "human" {
+        SenderKind::Human
+    } else {
+        SenderKind::Peer
+    }
+}
+
+impl MessageRow {
+    fn inbox(self) -> InboxMessage {
+        InboxMessage {
+            message_id: self.id,
+            from_kind: kind(&self.from_kind),
+            from: self.from_address,
+            from_peer_id: self.from_peer,
+            from_cwd: self.from_cwd,
+            sent_at_ms: self.sent_ms,
+            reply_to: self.reply_to,
+            body: self.body,
+            status: state(&self.state),
+            delivered_at_ms: self.delivered_ms,
+            delivered_via: self.delivered_via,
+        }
+    }
+
+    fn status(self, replies: Vec<i64>, recipient_alive: bool) -> MessageStatus {
+        // A lease is internal: to the sender, leased mail is still queued.
+        let status = match state(&self.state) {
+            MessageState::Leased => MessageState::Queued,
+            s => s,
+        };
+        MessageStatus {
+            message_id: self.id,
+            from: self.from_address,
+            from_kind: kind(&self.from_kind),
+            to: self.to_address,
+            to_peer_id: self.to_peer,
+            status,
+            sent_at_ms: self.sent_ms,
+            delivered_at_ms: self.delivered_ms,
+            delivered_via: self.delivered_via,
+            expires_at_ms: self.expires_ms,
+            reply_to: self.reply_to,
+            replies,
+            recipient_alive,
+            bytes: self.body.len() as u64,
+        }
+    }
+}
+
+/// Stores a message (runs in the writer). Returns its id.
+pub async fn insert(conn: &mut SqliteConnection, m: NewMessage) -> Result<i64, StoreError> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO messages (from_peer, from_kind, from_address, from_cwd, to_peer, to_address, \
+         body, reply_to, state, sent_ms, expires_ms) \
+         VALUES (?,?,?,?,?,?,?,?,'queued',?,?) RETURNING id",
+    )
+    .bind(&m.from.peer_id)
+    .bind(match m.from.kind {
+        SenderKind::Human => "human",
+        SenderKind::Peer => "peer",
+    })
+    .bind(&m.from.address)
+    .bind(&m.from.cwd)
+    .bind(&m.to_peer)
+    .bind(&m.to_address)
+    .bind(&m.body)
+    .bind(m.reply_to)
+    .bind(m.sent_ms)
+    .bind(m.expires_ms)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(id)
+}
+
+/// The result of a claim.
+#[derive(Debug, Clone)]
+pub struct ClaimOutcome {
+    pub messages: Vec<InboxMessage>,
+    pub budget_exhausted: bool,
+    /// Set when this claim was the one that ran into the budget (a notice was recorded).
+    pub budget_notice: bool,
+}
+
+/// Leases up to `max` of a peer's waiting mail in send order (runs in the writer, so two
+/// claims never overlap). Mail whose lease lapsed counts as waiting again.
+///
+/// An `automatic` claim (one that would extend or start a turn by itself) first checks the
+/// loop budget of the peer's Claude Code process: `budget` spends per `window_ms`. Past it,
+/// nothing is leased.
+#[allow(clippy::too_many_arguments)]
+pub async fn claim(
+    conn: &mut SqliteConnection,
+    peer_id: &str,
+    lease_id: &str,
+    max: u32,
+    now: i64,
+    lease_expires: i64,
+    automatic: Option<(&str, i64, u32, i64)>,
+) -> Result<ClaimOutcome, StoreError> {
+    if let Some((machine_id, claude_pid, budget, window_ms)) = automatic {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM messages WHERE to_peer = ? AND (state = 'queued' \
+             OR (state = 'leased' AND lease_expires_ms < ?))",
+        )
+        .bind(peer_id)
+        .bind(now)
+        .fetch_one(&mut *conn)
+        .await?;
+        if waiting == 0 {
+            return Ok(ClaimOutcome {
+                messages: vec![],
+                budget_exhausted: false,
+                budget_notice: false,
+            });
+        }
+        let spent: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM budget_spend WHERE machine_id = ? AND claude_pid = ? AND at_ms > ?",
+        )
+        .bind(machine_id)
+        .bind(claude_pid)
+        .bind(now - window_ms)
+        .fetch_one(&mut *conn)
+        .await?;
+        if spent >= budget as i64 {
+            // One notice per window, not one per hook call.
+            let noticed: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM notices WHERE kind = 'loop_budget' AND peer_id = ? AND at_ms > ?",
+            )
+            .bind(peer_id)
+            .bind(now - window_ms)
+            .fetch_one(&mut *conn)
+            .await?;
+            return Ok(ClaimOutcome {
+                messages: vec![],
+                budget_exhausted: true,
+                budget_notice: noticed == 0,
+            });
+        }
+        sqlx::query("INSERT INTO budget_spend (machine_id, claude_pid, at_ms) VALUES (?,?,?)")
+            .bind(machine_id)
+            .bind(claude_pid)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let mut rows: Vec<MessageRow> = sqlx::query_as(concat!(
+        "UPDATE messages SET state = 'leased', lease_id = ?, lease_expires_ms = ? \
+         WHERE id IN (SELECT id FROM messages WHERE to_peer = ? AND (state = 'queued' \
+                      OR (state = 'leased' AND lease_expires_ms < ?)) ORDER BY id LIMIT ?) \
+         RETURNING ",
+        message_columns!(),
+        ""
+    ))
+    .bind(lease_id)
+    .bind(lease_expires)
+    .bind(peer_id)
+    .bind(now)
+    .bind(max as i64)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.sort_by_key(|r| r.id);
+    Ok(ClaimOutcome {
+        messages: rows.into_iter().map(MessageRow::inbox).collect(),
+        budget_exhausted: false,
+        budget_notice: false,
+    })
+}
+
+/// Marks a lease's mail delivered (runs in the writer). With `ids`, only those are delivered
+/// and the rest of the lease goes straight back to the queue. Mail whose lease lapsed but was
+/// not claimed again is still accepted: it was shown. Returns (delivered, released).
+pub async fn ack(
+    conn: &mut SqliteConnection,
+    peer_id: &str,
+    lease_id: &str,
+    via: &str,
+    ids: Option<&[i64]>,
+    now: i64,
+) -> Result<(u64, u64), StoreError> {
+    let delivered = match ids {
+        None => sqlx::query(
+            "UPDATE messages SET state = 'delivered', delivered_ms = ?, delivered_via = ?, \
+             lease_id = NULL, lease_expires_ms = NULL \
+             WHERE lease_id = ? AND state IN ('leased','queued')",
+        )
+        .bind(now)
+        .bind(via)
+        .bind(lease_id)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected(),
+        Some(ids) => {
+            let mut n = 0;
+            for id in ids {
+                n += sqlx::query(
+                    "UPDATE messages SET state = 'delivered', delivered_ms = ?, delivered_via = ?, \
+                     lease_id = NULL, lease_expires_ms = NULL \
+                     WHERE id = ? AND lease_id = ? AND state IN ('leased','queued')",
+                )
+                .bind(now)
+                .bind(via)
+                .bind(id)
+                .bind(lease_id)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            }
+            n
+        }
+    };
+    let released = sqlx::query(
+        "UPDATE messages SET state = 'queued', lease_id = NULL, lease_expires_ms = NULL \
+         WHERE lease_id = ? AND to_peer = ? AND state = 'leased'",
+    )
+    .bind(lease_id)
+    .bind(peer_id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok((delivered, released))
+}
+
+/// Returns lapsed leases to the queue and expires mail past its TTL (runs in the writer).
+/// A lapsed lease keeps its id, so a late ack of mail that was in fact shown still counts.
+pub async fn sweep(conn: &mut SqliteConnection, now: i64) -> Result<(u64, u64), StoreError> {
+    let requeued = sqlx::query(
+        "UPDATE messages SET state = 'queued' WHERE state = 'leased' AND lease_expires_ms < ?",
+    )
+    .bind(now)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    let expired = sqlx::query(
+        "UPDATE messages SET state = 'expired', lease_id = NULL, lease_expires_ms = NULL \
+         WHERE state IN ('queued','leased') AND expires_ms < ?",
+    )
+    .bind(now)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok((requeued, expired))
+}
+
+/// One message with its replies (reads).
+pub async fn status(
+    pool: &SqlitePool,
+    id: i64,
+) -> Result<Option<(MessageStatus, Option<String>)>, StoreError> {
+    let row: Option<MessageRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages WHERE id = ?"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let replies: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM messages WHERE reply_to = ? ORDER BY id")
+            .bind(id)
+            .fetch_all(pool)
+            .await?;
+    let alive: Option<i64> = sqlx::query_scalar("SELECT gone_ms IS NULL FROM peers WHERE id = ?")
+        .bind(&row.to_peer)
+        .fetch_optional(pool)
+        .await?;
+    let from_peer = row.from_peer.clone();
+    Ok(Some((row.status(replies, alive == Some(1)), from_peer)))
+}
+
+/// A peer's waiting mail, nothing consumed (reads).
+pub async fn waiting(pool: &SqlitePool, peer_id: &str) -> Result<Vec<InboxMessage>, StoreError> {
+    let rows: Vec<MessageRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages WHERE to_peer = ? AND state IN ('queued','leased') ORDER BY id"
+    ))
+    .bind(peer_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(MessageRow::inbox).collect())
+}
+
+/// How many messages wait for a peer, and since when (reads).
+pub async fn waiting_count(
+    pool: &SqlitePool,
+    peer_id: &str,
+) -> Result<(u64, Option<i64>), StoreError> {
+    let (n, oldest): (i64, Option<i64>) = sqlx::query_as(
+        "SELECT COUNT(*), MIN(sent_ms) FROM messages WHERE to_peer = ? AND state = 'queued'",
+    )
+    .bind(peer_id)
+    .fetch_one(pool)
+    .await?;
+    Ok((n as u64, oldest))
+}
+
+/// Mail delivered to any of `peer_ids` (the caller and the registrations it replaced),
+/// newest first (reads).
+pub async fn delivered_to(
+    pool: &SqlitePool,
+    peer_ids: &[String],
+    since_ms: i64,
+    limit: u32,
+) -> Result<Vec<InboxMessage>, StoreError> {
+    let mut out = Vec::new();
+    for id in peer_ids {
+        let rows: Vec<MessageRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE to_peer = ? AND state = 'delivered' \
+             AND sent_ms >= ? ORDER BY id DESC LIMIT ?"
+        ))
+        .bind(id)
+        .bind(since_ms)
+        .bind(limit as i64)
+        .fetch_all(pool)
+        .await?;
+        out.extend(rows.into_iter().map(MessageRow::inbox));
+    }
+    out.sort_by_key(|m| std::cmp::Reverse(m.message_id));
+    out.truncate(limit as usize);
+    Ok(out)
+}
+
+/// The message log for the human, newest first, filtered by sender/recipient peer ids
+/// (`Some(None)` for a human sender) and time (reads).
+pub async fn log(
+    pool: &SqlitePool,
+    from: Option<Option<Vec<String>>>,
+    to: Option<Vec<String>>,
+    since_ms: i64,
+    limit: u32,
+) -> Result<Vec<MessageStatus>, StoreError> {
+    let mut sql = concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages WHERE sent_ms >= ?"
+    )
+    .to_string();
+    let mut binds: Vec<String> = Vec::new();
+    match &from {
+        Some(None) => sql.push_str(" AND from_kind = 'human'"),
+        Some(Some(ids)) => {
+            sql.push_str(&format!(" AND from_peer IN ({})", placeholders(ids.len())));
+            binds.extend(ids.iter().cloned());
+        }
+        None => {}
+    }
+    if let Some(ids) = &to {
+        sql.push_str(&format!(" AND to_peer IN ({})", placeholders(ids.len())));
+        binds.extend(ids.iter().cloned());
+    }
+    sql.push_str(" ORDER BY id DESC LIMIT ?");
+    let mut q = sqlx::query_as::<_, MessageRow>(sqlx::AssertSqlSafe(sql)).bind(since_ms);
+    for b in &binds {
+        q = q.bind(b);
+    }
+    let rows = q.bind(limit as i64).fetch_all(pool).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let replies: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM messages WHERE reply_to = ? ORDER BY id")
+                .bind(row.id)
+                .fetch_all(pool)
+                .await?;
+        let alive: Option<i64> =
+            sqlx::query_scalar("SELECT gone_ms IS NULL FROM peers WHERE id = ?")
+                .bind(&row.to_peer)
+                .fetch_optional(pool)
+                .await?;
+        out.push(row.status(replies, alive == Some(1)));
+    }
+    Ok(out)
+}
+
+fn placeholders(n: usize) -> String {
+    if n == 0 {
+        return "NULL".into();
+    }
+    vec!["?"; n].join(",")
+}
+
+/// Count of waiting mail over all peers (reads).
+pub async fn count_waiting(pool: &SqlitePool) -> Result<u64, StoreError> {
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE state IN ('queued','leased')")
+            .fetch_one(pool)
+            .await?;
+    Ok(n as u64)
+}
+
+/// Peer ids that the registration `peer_id` replaced, transitively (reads).
+pub async fn lineage(pool: &SqlitePool, peer_id: &str) -> Result<Vec<String>, StoreError> {
+    let mut ids = vec![peer_id.to_string()];
+    let mut frontier = vec![peer_id.to_string()];
+    while let Some(id) = frontier.pop() {
+        let older: Vec<String> = sqlx::query_scalar("SELECT id FROM peers WHERE replaced_by = ?")
+            .bind(&id)
+            .fetch_all(pool)
+            .await?;
+        for o in older {
+            if !ids.contains(&o) && ids.len() < 256 {
+                ids.push(o.clone());
+                frontier.push(o);
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// Records a notice for the human (runs in the writer).
+pub async fn add_notice(
+    conn: &mut SqliteConnection,
+    kind: &str,
+    peer_id: Option<&str>,
+    text: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO notices (at_ms, kind, peer_id, text) VALUES (?,?,?,?)")
+        .bind(now)
+        .bind(kind)
+        .bind(peer_id)
+        .bind(text)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn notices(
+    pool: &SqlitePool,
+    limit: u32,
+) -> Result<Vec<peers_core::wire::Notice>, StoreError> {
+    let rows: Vec<(i64, i64, String, Option<String>, String)> = sqlx::query_as(
+        "SELECT id, at_ms, kind, peer_id, text FROM notices ORDER BY id DESC LIMIT ?",
+    )
+    .bind(limit as i64)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, at_ms, kind, peer_id, text)| peers_core::wire::Notice {
+                id,
+                at_ms,
+                kind,
+                peer_id,
+                text,
+            },
+        )
+        .collect())
+}

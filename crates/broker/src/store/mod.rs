@@ -1,0 +1,160 @@
+//! The SQLite store: every SQL statement of the broker lives under this module.
+//!
+//! Reads go through a small pool of read-only connections (WAL lets them run beside the
+//! writer). Every write goes through one writer task that owns the only write connection and
+//! commits in groups: it takes whatever jobs are waiting, runs each inside a savepoint of one
+//! transaction, commits once (one fsync with `synchronous=FULL`), and only then answers each
+//! caller. So a `200` for a send means the message is on disk, and 64 concurrent senders
+//! share one fsync instead of queueing for 64.
+
+pub mod messages;
+pub mod peers;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use futures_core::future::BoxFuture;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection, SqliteConnection, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
+
+pub use messages::{ClaimOutcome, NewMessage, Sender};
+pub use peers::{PeerRow, Registration};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the store's writer has stopped")]
+    WriterGone,
+}
+
+/// The largest number of jobs committed together.
+const MAX_GROUP: usize = 1024;
+
+/// Called once the group's commit is known, with its outcome.
+type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+/// A write job: runs on the write connection and says whether it succeeded (a failed job's
+/// changes are rolled back to its savepoint) and how to answer its caller after the commit.
+type Job = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Reply)> + Send>;
+
+/// Handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    read: SqlitePool,
+    writer: mpsc::Sender<Job>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`, runs migrations, starts the writer.
+    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(false);
+        let mut write_conn = SqliteConnection::connect_with(&opts).await?;
+        sqlx::migrate!("./migrations").run(&mut write_conn).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(0)
+            .connect_with(opts.read_only(true))
+            .await?;
+        let (tx, rx) = mpsc::channel::<Job>(4096);
+        tokio::spawn(writer_loop(write_conn, rx));
+        Ok(Store { read, writer: tx })
+    }
+
+    /// Runs `f` on the write connection inside the next group commit and returns its result
+    /// once the group is durable. If the job fails, only its own changes are rolled back.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
+            + Send
+            + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
+        let job: Job = Box::new(move |conn| {
+            Box::pin(async move {
+                let result = f(conn).await;
+                let ok = result.is_ok();
+                let reply: Reply = Box::new(move |committed| {
+                    let _ = tx.send(match committed {
+                        Ok(()) => result,
+                        Err(e) => Err(StoreError::Db(sqlx::Error::Protocol(format!(
+                            "commit failed: {e}"
+                        )))),
+                    });
+                });
+                (ok, reply)
+            })
+        });
+        self.writer
+            .send(job)
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// The read-only pool.
+    pub fn reader(&self) -> &SqlitePool {
+        &self.read
+    }
+
+    /// Waits until every write sent so far is committed (used at shutdown).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.write(|_| Box::pin(async { Ok(()) })).await
+    }
+
+    /// Closes the read pool. The writer stops when the last `Store` handle is dropped.
+    pub async fn close(&self) {
+        self.read.close().await;
+    }
+}
+
+async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_GROUP);
+    while rx.recv_many(&mut batch, MAX_GROUP).await > 0 {
+        let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
+        let begun = sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut conn).await;
+        if let Err(e) = begun {
+            // Dropping the jobs drops their reply channels: each caller gets WriterGone.
+            tracing::error!(error = %e, "cannot begin a write transaction");
+            batch.clear();
+            continue;
+        }
+        for job in batch.drain(..) {
+            let _ = sqlx::raw_sql("SAVEPOINT job").execute(&mut conn).await;
+            let (ok, reply) = job(&mut conn).await;
+            if !ok {
+                let _ = sqlx::raw_sql("ROLLBACK TO job").execute(&mut conn).await;
+            }
+            let _ = sqlx::raw_sql("RELEASE job").execute(&mut conn).await;
+            replies.push(reply);
+        }
+        let committed = sqlx::raw_sql("COMMIT")
+            .execute(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        if let Err(e) = &committed {
+            tracing::error!(error = %e, "group commit failed");
+            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut conn).await;
+        }
+        for reply in replies {
+            reply(committed.clone());
+        }
+    }
+    let _ = sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&mut conn)
+        .await;
+    let _ = conn.close().await;
+}

@@ -1,0 +1,434 @@
+//! Peer rows: registration (with name allocation and mail hand-over), heartbeats, summaries,
+//! liveness, listing and lookup.
+
+use peers_core::identity;
+use peers_core::wire::{PeerInfo, RegisterRequest};
+use sqlx::{FromRow, SqliteConnection, SqlitePool};
+
+use super::StoreError;
+
+/// A row of `peers`.
+#[derive(Debug, Clone, FromRow)]
+pub struct PeerRow {
+    pub id: String,
+    pub name: String,
+    pub host: String,
+    pub machine_id: String,
+    pub claude_pid: i64,
+    pub mcp_pid: i64,
+    pub session_id: Option<String>,
+    pub cwd: String,
+    pub git_root: Option<String>,
+    pub git_branch: Option<String>,
+    pub tty: Option<String>,
+    pub summary: Option<String>,
+    pub token_hash: String,
+    pub registered_ms: i64,
+    pub last_seen_ms: i64,
+    pub gone_ms: Option<i64>,
+    pub replaced_by: Option<String>,
+}
+
+impl PeerRow {
+    pub fn address(&self) -> String {
+        format!("{}@{}", self.name, self.host)
+    }
+
+    pub fn alive(&self) -> bool {
+        self.gone_ms.is_none()
+    }
+
+    pub fn info(&self, queued: u64) -> PeerInfo {
+        PeerInfo {
+            peer_id: self.id.clone(),
+            name: self.name.clone(),
+            host: self.host.clone(),
+            address: self.address(),
+            machine_id: self.machine_id.clone(),
+            claude_pid: self.claude_pid as u32,
+            cwd: self.cwd.clone(),
+            git_root: self.git_root.clone(),
+            git_branch: self.git_branch.clone(),
+            tty: self.tty.clone(),
+            summary: self.summary.clone(),
+            registered_ms: self.registered_ms,
+            last_seen_ms: self.last_seen_ms,
+            alive: self.alive(),
+            queued,
+        }
+    }
+}
+
+/// What a registration produced.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub peer: PeerRow,
+    /// Ids of earlier registrations this one replaced (their tokens are now invalid).
+    pub replaced: Vec<String>,
+    pub inherited_messages: u64,
+}
+
+/// The column list, as a macro so queries stay literal strings.
+macro_rules! peer_columns {
+    () => {
+        "id, name, host, machine_id, claude_pid, mcp_pid, session_id, cwd, git_root, \
+     git_branch, tty, summary, token_hash, registered_ms, last_seen_ms, gone_ms, replaced_by"
+    };
+}
+
+/// Registers a session (runs in the writer).
+///
+/// Name rules, in order: the same Claude Code process registering again keeps its name and
+/// its waiting mail; else the name asked for (`previous_name`) if no live peer holds it; else
+/// the name of an ended session on the same machine and directory whose base name matches
+/// (so its mail finds the new session); else the base name, or `base-2`, `base-3`, … .
+pub async fn register(
+    conn: &mut SqliteConnection,
+    req: RegisterRequest,
+    peer_id: String,
+    token_hash: String,
+    now: i64,
+) -> Result<Registration, StoreError> {
+    let base = identity::base_name(
+        std::path::Path::new(&req.cwd),
+        req.git_root.as_deref().map(std::path::Path::new),
+    );
+
+    let same_process: Option<PeerRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        peer_columns!(),
+        " FROM peers WHERE machine_id = ? AND claude_pid = ? \
+         AND replaced_by IS NULL ORDER BY registered_ms DESC LIMIT 1"
+    ))
+    .bind(&req.machine_id)
+    .bind(req.claude_pid as i64)
+    .fetch_optional(&mut *conn)
+    .await?;
+
+    let mut name = None;
+    if let Some(old) = &same_process
+        && !name_taken(conn, &old.name, Some(&old.id)).await?
+    {
+        name = Some(old.name.clone());
+    }
+    if name.is_none()
+        && let Some(prev) = req.previous_name.as_deref().map(str::to_lowercase)
+        && identity::slug(&prev) == prev
+        && !name_taken(conn, &prev, None).await?
+    {
+        name = Some(prev);
+    }
+    if name.is_none() {
+        // An ended session here with mail waiting, whose name is in this base's family.
+        let candidates: Vec<(String,)> = sqlx::query_as(
+            "SELECT p.name FROM peers p WHERE p.machine_id = ? AND p.cwd = ? \
+             AND p.gone_ms IS NOT NULL AND p.replaced_by IS NULL \
+             AND (p.name = ? OR p.name LIKE ? || '-%') \
+             ORDER BY EXISTS (SELECT 1 FROM messages m WHERE m.to_peer = p.id \
+                              AND m.state IN ('queued','leased')) DESC, p.gone_ms DESC",
+        )
+        .bind(&req.machine_id)
+        .bind(&req.cwd)
+        .bind(&base)
+        .bind(&base)
+        .fetch_all(&mut *conn)
+        .await?;
+        for (candidate,) in candidates {
+            if !name_taken(conn, &candidate, None).await? {
+                name = Some(candidate);
+                break;
+            }
+        }
+    }
+    let name = match name {
+        Some(n) => n,
+        None => fresh_name(conn, &base).await?,
+    };
+
+    // Earlier registrations whose mail this one takes over: the same process, and ended
+    // sessions with this name on this machine and directory.
+    let mut replaced: Vec<String> = Vec::new();
+    if let Some(old) = &same_process {
+        replaced.push(old.id.clone());
+    }
+    let ended: Vec<(String,)> = sqlx::query_as(
+        "SELECT id FROM peers WHERE machine_id = ? AND name = ? AND cwd = ? \
+         AND gone_ms IS NOT NULL AND replaced_by IS NULL",
+    )
+    .bind(&req.machine_id)
+    .bind(&name)
+    .bind(&req.cwd)
+    .fetch_all(&mut *conn)
+    .await?;
+    for (id,) in ended {
+        if !replaced.contains(&id) {
+            replaced.push(id);
+        }
+    }
+
+    let row = PeerRow {
+        id: peer_id,
+        name,
+        host: req.host,
+        machine_id: req.machine_id,
+        claude_pid: req.claude_pid as i64,
+        mcp_pid: req.mcp_pid as i64,
+        session_id: req.session_id,
+        cwd: req.cwd,
+        git_root: req.git_root,
+        git_branch: req.git_branch,
+        tty: req.tty,
+        summary: req.summary,
+        token_hash,
+        registered_ms: now,
+        last_seen_ms: now,
+        gone_ms: None,
+        replaced_by: None,
+    };
+    sqlx::query(concat!(
+        "INSERT INTO peers (",
+        peer_columns!(),
+        ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,NULL)"
+    ))
+    .bind(&row.id)
+    .bind(&row.name)
+    .bind(&row.host)
+    .bind(&row.machine_id)
+    .bind(row.claude_pid)
+    .bind(row.mcp_pid)
+    .bind(&row.session_id)
+    .bind(&row.cwd)
+    .bind(&row.git_root)
+    .bind(&row.git_branch)
+    .bind(&row.tty)
+    .bind(&row.summary)
+    .bind(&row.token_hash)
+    .bind(row.registered_ms)
+    .bind(row.last_seen_ms)
+    .execute(&mut *conn)
+    .await?;
+
+    let mut inherited = 0u64;
+    for old in &replaced {
+        sqlx::query(
+            "UPDATE peers SET replaced_by = ?, gone_ms = COALESCE(gone_ms, ?) WHERE id = ?",
+        )
+        .bind(&row.id)
+        .bind(now)
+        .bind(old)
+        .execute(&mut *conn)
+        .await?;
+        inherited += sqlx::query(
+            "UPDATE messages SET to_peer = ?, to_address = ? \
+             WHERE to_peer = ? AND state IN ('queued','leased')",
+        )
+        .bind(&row.id)
+        .bind(row.address())
+        .bind(old)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    }
+    Ok(Registration {
+        peer: row,
+        replaced,
+        inherited_messages: inherited,
+    })
+}
+
+/// Whether a live peer other than `except` holds `name`.
+async fn name_taken(
+    conn: &mut SqliteConnection,
+    name: &str,
+    except: Option<&str>,
+) -> Result<bool, StoreError> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM peers WHERE gone_ms IS NULL AND name = ? AND id != ?",
+    )
+    .bind(name)
+    .bind(except.unwrap_or(""))
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(n > 0)
+}
+
+/// `base` if no live peer holds it, else the first free `base-N` (N ≥ 2).
+async fn fresh_name(conn: &mut SqliteConnection, base: &str) -> Result<String, StoreError> {
+    let taken: Vec<(String,)> = sqlx::query_as(
+        "SELECT name FROM peers WHERE gone_ms IS NULL AND (name = ? OR name LIKE ? || '-%')",
+    )
+    .bind(base)
+    .bind(base)
+    .fetch_all(&mut *conn)
+    .await?;
+    let taken: std::collections::HashSet<String> = taken.into_iter().map(|(n,)| n).collect();
+    if !taken.contains(base) {
+        return Ok(base.to_string());
+    }
+    let mut n = 2u64;
+    loop {
+        let candidate = format!("{base}-{n}");
+        if !taken.contains(&candidate) {
+            return Ok(candidate);
+        }
+        n += 1;
+    }
+}
+
+/// Records a heartbeat. A peer marked gone (a remote one whose heartbeats lapsed) comes back
+/// under its name when no one else took it, else under a fresh one. Returns the row after.
+pub async fn heartbeat(
+    conn: &mut SqliteConnection,
+    peer_id: &str,
+    now: i64,
+) -> Result<Option<PeerRow>, StoreError> {
+    let Some(row) = by_id(&mut *conn, peer_id).await? else {
+        return Ok(None);
+    };
+    if row.replaced_by.is_some() {
+        return Ok(None);
+    }
+    let name = if row.gone_ms.is_some() && name_taken(conn, &row.name, Some(&row.id)).await? {
+        let base = identity::base_name(
+            std::path::Path::new(&row.cwd),
+            row.git_root.as_deref().map(std::path::Path::new),
+        );
+        fresh_name(conn, &base).await?
+    } else {
+        row.name.clone()
+    };
+    sqlx::query("UPDATE peers SET last_seen_ms = ?, gone_ms = NULL, name = ? WHERE id = ?")
+        .bind(now)
+        .bind(&name)
+        .bind(peer_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(Some(PeerRow {
+        last_seen_ms: now,
+        gone_ms: None,
+        name,
+        ..row
+    }))
+}
+
+pub async fn set_summary(
+    conn: &mut SqliteConnection,
+    peer_id: &str,
+    summary: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE peers SET summary = ? WHERE id = ?")
+        .bind(summary)
+        .bind(peer_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Marks peers gone (their session ended). Their mail stays queued.
+pub async fn mark_gone(
+    conn: &mut SqliteConnection,
+    ids: &[String],
+    now: i64,
+) -> Result<u64, StoreError> {
+    let mut n = 0;
+    for id in ids {
+        n += sqlx::query("UPDATE peers SET gone_ms = ? WHERE id = ? AND gone_ms IS NULL")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+    }
+    Ok(n)
+}
+
+pub async fn by_id<'e, E>(exec: E, id: &str) -> Result<Option<PeerRow>, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    Ok(sqlx::query_as(concat!(
+        "SELECT ",
+        peer_columns!(),
+        " FROM peers WHERE id = ?"
+    ))
+    .bind(id)
+    .fetch_optional(exec)
+    .await?)
+}
+
+/// Live peers (all of them; the caller filters by scope).
+pub async fn live(pool: &SqlitePool) -> Result<Vec<PeerRow>, StoreError> {
+    Ok(sqlx::query_as(concat!(
+        "SELECT ",
+        peer_columns!(),
+        " FROM peers WHERE gone_ms IS NULL ORDER BY name"
+    ))
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Live peers plus ended sessions not yet replaced (which may still have mail waiting).
+pub async fn live_and_gone(pool: &SqlitePool) -> Result<Vec<PeerRow>, StoreError> {
+    Ok(sqlx::query_as(concat!(
+        "SELECT ",
+        peer_columns!(),
+        " FROM peers WHERE replaced_by IS NULL ORDER BY name, registered_ms DESC"
+    ))
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Finds the peer a name, `name@host` or id refers to: a live peer if one matches, else the
+/// newest ended session of that name not yet replaced (mail to it waits for the next session).
+/// An id of a replaced registration resolves to the registration that replaced it.
+pub async fn resolve(pool: &SqlitePool, to: &str) -> Result<Option<PeerRow>, StoreError> {
+    let to = to.trim();
+    if let Some(mut row) = by_id(pool, to).await? {
+        for _ in 0..16 {
+            match row.replaced_by.clone() {
+                Some(next) => match by_id(pool, &next).await? {
+                    Some(r) => row = r,
+                    None => break,
+                },
+                None => break,
+            }
+        }
+        return Ok(Some(row));
+    }
+    let lower = to.to_lowercase();
+    let (name, host) = match lower.rsplit_once('@') {
+        Some((n, h)) => (n.to_string(), Some(h.to_string())),
+        None => (lower, None),
+    };
+    let row: Option<PeerRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        peer_columns!(),
+        " FROM peers WHERE name = ? AND (? IS NULL OR lower(host) = ?) \
+         AND replaced_by IS NULL ORDER BY gone_ms IS NOT NULL, registered_ms DESC LIMIT 1"
+    ))
+    .bind(&name)
+    .bind(&host)
+    .bind(&host)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row)
+}
+
+/// Per-peer count of waiting (queued or leased) mail, for the given peers.
+pub async fn waiting_counts(
+    pool: &SqlitePool,
+) -> Result<std::collections::HashMap<String, u64>, StoreError> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT to_peer, COUNT(*) FROM messages WHERE state IN ('queued','leased') GROUP BY to_peer",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|(p, n)| (p, n as u64)).collect())
+}
+
+pub async fn count_live(pool: &SqlitePool) -> Result<u64, StoreError> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM peers WHERE gone_ms IS NULL")
+        .fetch_one(pool)
+        .await?;
+    Ok(n as u64)
+}
