@@ -71,17 +71,17 @@ pub fn proc_info(pid: u32) -> Option<ProcInfo> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let (comm, ppid) = parse_stat(&stat)?;
     let mut names = vec![comm];
-    if let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) {
-        if let Some(n) = exe.file_name() {
-            names.push(n.to_string_lossy().into_owned());
-        }
+    if let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe"))
+        && let Some(n) = exe.file_name()
+    {
+        names.push(n.to_string_lossy().into_owned());
     }
-    if let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) {
-        if let Some(arg0) = cmdline.split(|&b| b == 0).next() {
-            let arg0 = String::from_utf8_lossy(arg0);
-            if let Some(base) = arg0.rsplit('/').next().filter(|b| !b.is_empty()) {
-                names.push(base.to_string());
-            }
+    if let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline"))
+        && let Some(arg0) = cmdline.split(|&b| b == 0).next()
+    {
+        let arg0 = String::from_utf8_lossy(arg0);
+        if let Some(base) = arg0.rsplit('/').next().filter(|b| !b.is_empty()) {
+            names.push(base.to_string());
         }
     }
     Some(ProcInfo { pid, ppid, names })

@@ -202,10 +202,10 @@ impl Peer {
         failed: Option<&Arc<Registration>>,
     ) -> Result<Arc<Registration>, String> {
         let _guard = self.recovering.lock().await;
-        if let Some(cur) = self.current() {
-            if failed.is_none_or(|f| !Arc::ptr_eq(f, &cur)) {
-                return Ok(cur);
-            }
+        if let Some(cur) = self.current()
+            && failed.is_none_or(|f| !Arc::ptr_eq(f, &cur))
+        {
+            return Ok(cur);
         }
         tracing::warn!("re-registering with the broker");
         self.register().await
