@@ -143,6 +143,46 @@ pub fn last_number_after(text: &str, keys: &[&str]) -> Option<i64> {
         .map(|(_, n)| n)
 }
 
+/// A reply the shown text asks for: a JSON object with `"to"` and `"reply_to"`, as the hook
+/// writes after each message (`call mcp__peers__send_message with {"to": …, "reply_to": …}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyHint {
+    pub to: String,
+    pub reply_to: i64,
+}
+
+/// Every JSON object in `text` that has a string `"to"` and an integer `"reply_to"`, in
+/// order, without repeats.
+pub fn reply_hints(text: &str) -> Vec<ReplyHint> {
+    let mut out: Vec<ReplyHint> = vec![];
+    for (i, _) in text.match_indices('{') {
+        let mut it = serde_json::Deserializer::from_str(&text[i..]).into_iter::<Value>();
+        if let Some(Ok(Value::Object(o))) = it.next()
+            && let (Some(to), Some(reply_to)) = (
+                o.get("to").and_then(Value::as_str),
+                o.get("reply_to").and_then(|v| {
+                    v.as_i64()
+                        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+                }),
+            )
+        {
+            let hint = ReplyHint {
+                to: to.to_string(),
+                reply_to,
+            };
+            if !out.contains(&hint) {
+                out.push(hint);
+            }
+        }
+    }
+    out
+}
+
+/// The ids of the `<peer-message id="N" …>` elements in `text`.
+pub fn peer_message_ids(text: &str) -> Vec<i64> {
+    numbers_after(text, "<peer-message id=")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +220,23 @@ mod tests {
             Some(7)
         );
         assert_eq!(last_number_after("nothing here", &["id"]), None);
+        assert_eq!(
+            last_number_after("Message #17 sent to beta@h", &["message #"]),
+            Some(17)
+        );
+    }
+
+    #[test]
+    fn reply_hints_come_from_json_objects() {
+        let t = r#"<peer-message id="5" from="alpha@h">hi {not json}</peer-message>
+To reply to message 5, call mcp__peers__send_message with {"to": "alpha@h", "reply_to": 5, "message": "<your reply>"}."#;
+        assert_eq!(
+            reply_hints(t),
+            vec![ReplyHint {
+                to: "alpha@h".into(),
+                reply_to: 5
+            }]
+        );
+        assert_eq!(peer_message_ids(t), vec![5]);
     }
 }

@@ -1,0 +1,230 @@
+//! Glue between the harness and the test kit: a broker in a throw-away environment, and
+//! Claude Code sessions configured exactly as `peers install` configures them.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use peers_core::claude_settings;
+use peers_core::wire::{
+    ListPeersQuery, MessageStatus, NoticeList, PeerInfo, Scope, SendRequest, SendResponse,
+};
+use peers_e2e::{FakeApi, SessionSpec, claude_or_skip};
+use peers_testkit::{BrokerProcess, TestEnv};
+
+/// The peers tools and Bash, for `--allowedTools`.
+pub const TOOLS: &[&str] = &[
+    "Bash",
+    "mcp__peers__whoami",
+    "mcp__peers__list_peers",
+    "mcp__peers__send_message",
+    "mcp__peers__message_status",
+    "mcp__peers__set_summary",
+    "mcp__peers__check_messages",
+];
+
+/// Generous bounds: the runs are usually a few seconds; these only stop a hang.
+pub const RUN: Duration = Duration::from_secs(180);
+pub const WAIT: Duration = Duration::from_secs(90);
+
+/// One scenario's world: a temp environment, its broker, the built binaries, the claude CLI.
+pub struct World {
+    pub name: String,
+    pub env: TestEnv,
+    pub claude: PathBuf,
+    pub rt: tokio::runtime::Runtime,
+    pub broker: Option<BrokerProcess>,
+    pub deliver: PathBuf,
+    pub mcp: PathBuf,
+}
+
+impl World {
+    /// `None` (after a loud SKIPPED line) when there is no Claude Code CLI. `vars` are set for
+    /// every process (broker, claude, its hooks and MCP server).
+    pub fn new(name: &str, vars: &[(&str, &str)]) -> Option<World> {
+        let claude = claude_or_skip(name)?;
+        let mut env = TestEnv::new();
+        for (k, v) in vars {
+            env.set(k, *v);
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let deliver = peers_testkit::bin("peers-deliver");
+        let mcp = peers_testkit::bin("peers-mcp");
+        peers_testkit::bin("peers-broker");
+        let broker = rt.block_on(BrokerProcess::start(&env));
+        eprintln!("[{name}] environment in {}", env.dir.path().display());
+        Some(World {
+            name: name.to_string(),
+            env,
+            claude,
+            rt,
+            broker: Some(broker),
+            deliver,
+            mcp,
+        })
+    }
+
+    /// A project directory named `name` (the peer's name comes from it).
+    pub fn project(&self, name: &str) -> PathBuf {
+        let p = self.env.dir.path().join("work").join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    /// A session in project `project`, labelled `label`, talking to `api`, with the peers
+    /// hooks and MCP server as `peers install` writes them.
+    pub fn spec(&self, label: &str, project: &str, api: &FakeApi) -> SessionSpec {
+        let mut s = SessionSpec::new(
+            label,
+            &self.claude,
+            &self.project(project),
+            &self.env.dir.path().join("sessions").join(label),
+            &api.url(),
+        );
+        s.settings = Some(claude_settings::settings(&self.deliver));
+        s.mcp_config = Some(claude_settings::mcp_config(&self.mcp));
+        s.allowed_tools = TOOLS.iter().map(|t| t.to_string()).collect();
+        s.env = self.env.vars();
+        s
+    }
+
+    pub fn user(&self) -> peers_core::BrokerClient {
+        self.env.user_client()
+    }
+
+    /// Sends as the human; returns the response and the moment just before sending.
+    pub fn send_as_user(&self, to: &str, message: &str) -> (SendResponse, Instant) {
+        let t0 = Instant::now();
+        let r = self
+            .rt
+            .block_on(self.user().send(&SendRequest {
+                to: to.into(),
+                message: message.into(),
+                reply_to: None,
+            }))
+            .unwrap_or_else(|e| panic!("[{}] send to {to} failed: {e}", self.name));
+        (r, t0)
+    }
+
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        self.rt
+            .block_on(self.user().list_peers(&ListPeersQuery {
+                scope: Scope::All,
+                include_gone: true,
+                ..Default::default()
+            }))
+            .map(|l| l.peers)
+            .unwrap_or_default()
+    }
+
+    /// Waits until a peer named `name` is registered and alive (or gone, for `alive=false`).
+    pub fn wait_peer(&self, name: &str, alive: bool, timeout: Duration) -> PeerInfo {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let peers = self.peers();
+            if let Some(p) = peers
+                .iter()
+                .find(|p| p.name.eq_ignore_ascii_case(name) && p.alive == alive)
+            {
+                return p.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "[{}] no peer {name} with alive={alive} after {timeout:?}; peers: {peers:#?}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn status(&self, id: i64) -> MessageStatus {
+        self.rt
+            .block_on(self.user().message_status(id))
+            .unwrap_or_else(|e| panic!("[{}] status of {id}: {e}", self.name))
+    }
+
+    pub fn notices(&self) -> NoticeList {
+        self.rt
+            .block_on(self.user().notices())
+            .unwrap_or_else(|e| panic!("[{}] notices: {e}", self.name))
+    }
+
+    pub fn healthy(&self) -> bool {
+        self.rt
+            .block_on(peers_core::BrokerClient::new(&self.env.url(), None).health())
+            .is_ok()
+    }
+
+    /// Kills the broker as a crash would.
+    pub fn kill_broker(&mut self) {
+        if let Some(mut b) = self.broker.take() {
+            b.kill9();
+        }
+        self.kill_stray_broker();
+    }
+
+    /// Starts the broker again on the same state dir and port (unless one already answers,
+    /// e.g. restarted by a session's peers-mcp). Returns whether this call started it.
+    pub fn restart_broker(&mut self) -> bool {
+        if self.healthy() {
+            return false;
+        }
+        let b = self.rt.block_on(BrokerProcess::start(&self.env));
+        self.broker = Some(b);
+        true
+    }
+
+    /// A broker on our port that is not our child (peers-mcp starts one detached when it
+    /// finds none): ask it to stop, then kill it.
+    fn kill_stray_broker(&self) {
+        let health = self
+            .rt
+            .block_on(peers_core::BrokerClient::new(&self.env.url(), None).health());
+        if let Ok(h) = health {
+            let ours = self.broker.as_ref().map(|b| b.pid());
+            if Some(h.pid) != ours && h.pid > 1 {
+                let _ = self.rt.block_on(self.user().shutdown());
+                std::thread::sleep(Duration::from_millis(300));
+                // SAFETY: the broker process on this test's private port.
+                unsafe { libc::kill(h.pid as libc::pid_t, libc::SIGKILL) };
+            }
+        }
+    }
+
+    /// The hook must never make its errors visible to the model.
+    pub fn assert_no_hook_errors(&self, api: &FakeApi) {
+        for r in api.main_requests() {
+            let t = peers_e2e::shown::messages_text(&r.body);
+            for bad in [
+                "hook error",
+                "Hook error",
+                "hook failed",
+                "non-blocking status code",
+            ] {
+                assert!(
+                    !t.contains(bad),
+                    "[{}] the model was shown a hook error ({bad:?}) in request #{}:\n{}",
+                    api.label(),
+                    r.seq,
+                    peers_e2e::shown::truncate(&t, 4000)
+                );
+            }
+        }
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.kill_stray_broker();
+        if let Some(mut b) = self.broker.take() {
+            if !b.terminate() {
+                b.kill9();
+            }
+        }
+    }
+}

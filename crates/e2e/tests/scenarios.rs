@@ -1,0 +1,599 @@
+//! The six end-to-end scenarios of the harness issue: real Claude Code sessions, the real
+//! `peers-mcp`, `peers-deliver` and `peers-broker`, scripted models. Each asserts on what the
+//! models were shown (the recorded API requests) and prints its measured latency as an
+//! `E2E-LATENCY` line for `cargo xtask e2e`.
+//!
+//! Run one at a time (they take a lock); each is bounded by generous deadlines.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{RUN, WAIT, World};
+use peers_e2e::shown::{self, last_number_after, reply_hints};
+use peers_e2e::{
+    FakeApi, Gate, Headless, Interactive, Recorded, Reply, Step, report_latency, serial,
+};
+use serde_json::json;
+
+const SEND: &str = "mcp__peers__send_message";
+const LIST: &str = "mcp__peers__list_peers";
+const STATUS: &str = "mcp__peers__message_status";
+
+fn has_peer_mail(text: &str) -> bool {
+    text.contains("<peer-message")
+}
+
+/// The message id the last `send_message` result named.
+fn sent_id(text: &str) -> Option<i64> {
+    last_number_after(text, &["message #", "message_id", "message id"])
+}
+
+/// Checks a finished headless run and prints its output on failure.
+fn assert_ran(label: &str, out: &peers_e2e::RunOutput, api: &FakeApi) {
+    api.dump_if_asked();
+    assert!(
+        out.status.is_some_and(|s| s.success()),
+        "[{label}] claude -p did not exit cleanly: {:?}\nstdout:\n{}\nstderr:\n{}\n{}",
+        out.status,
+        out.stdout,
+        out.stderr,
+        api.transcript()
+    );
+}
+
+/// The first main-loop request whose latest text contains `needle`.
+fn first_with(api: &FakeApi, needle: &str) -> Option<Recorded> {
+    api.main_requests()
+        .into_iter()
+        .find(|r| r.latest_text().contains(needle))
+}
+
+/// 1. Two headless sessions: A lists peers and sees B, sends to B; B's next PostToolUse shows
+///    the mail with A's name and how to reply; A's message_status says delivered via
+///    PostToolUse.
+#[test]
+fn s1_list_send_and_mid_turn_delivery() {
+    let _serial = serial();
+    let Some(w) = World::new("s1_list_send_and_mid_turn_delivery", &[]) else {
+        return;
+    };
+    let body = "s1: please look at the parser, it rejects empty input";
+    let a_sent = Gate::new();
+    let b_seen = Gate::new();
+
+    let b_api = FakeApi::start(
+        "beta",
+        vec![
+            Step::after(&a_sent, WAIT, Reply::bash("echo beta-working")),
+            {
+                let b_seen = b_seen.clone();
+                Step::dynamic(move |ctx| {
+                    if has_peer_mail(&ctx.latest_text()) {
+                        b_seen.open();
+                    }
+                    Reply::text("beta saw its mail")
+                })
+            },
+        ],
+    );
+    let a_api = FakeApi::start(
+        "alpha",
+        vec![
+            Step::tool(LIST, json!({})),
+            Step::tool(SEND, json!({"to": "beta", "message": body})),
+            {
+                let (a_sent, b_seen) = (a_sent.clone(), b_seen.clone());
+                Step::dynamic(move |ctx| {
+                    a_sent.open();
+                    b_seen.wait(WAIT);
+                    match sent_id(&ctx.latest_text()) {
+                        Some(id) => Reply::tool(STATUS, json!({"message_id": id})),
+                        None => Reply::text("the send result named no message id"),
+                    }
+                })
+            },
+            Step::text("alpha done"),
+        ],
+    );
+
+    let mut b = Headless::start(&w.spec("beta", "beta", &b_api), "work on the parser").unwrap();
+    w.wait_peer("beta", true, WAIT);
+    let mut a = Headless::start(&w.spec("alpha", "alpha", &a_api), "coordinate with beta").unwrap();
+    let a_out = a.wait(RUN).unwrap();
+    let b_out = b.wait(RUN).unwrap();
+    assert_ran("alpha", &a_out, &a_api);
+    assert_ran("beta", &b_out, &b_api);
+
+    // A's model saw B by name in list_peers.
+    let list = &a_api.main_requests()[1];
+    assert!(
+        list.latest_text().contains("beta@"),
+        "list_peers result does not name beta:\n{}",
+        list.latest_text()
+    );
+    // The send result names the message id.
+    let sent = first_with(&a_api, "sent to beta")
+        .unwrap_or_else(|| panic!("no send result\n{}", a_api.transcript()));
+    let id = sent_id(&sent.latest_text()).expect("message id in the send result");
+
+    // B's model got it right after its Bash call, with A's name and how to reply.
+    let got = first_with(&b_api, body)
+        .unwrap_or_else(|| panic!("beta never saw the mail\n{}", b_api.transcript()));
+    let t = got.latest_text();
+    assert!(
+        t.contains("beta-working"),
+        "not beside the tool result:\n{t}"
+    );
+    assert!(
+        t.contains("PostToolUse:Bash hook additional context"),
+        "not PostToolUse context:\n{t}"
+    );
+    assert!(t.contains("alpha@"), "sender name missing:\n{t}");
+    let hints = reply_hints(&t);
+    assert!(
+        hints
+            .iter()
+            .any(|h| h.reply_to == id && h.to.starts_with("alpha")),
+        "no reply instruction naming {SEND} with to=alpha and reply_to={id}:\n{t}"
+    );
+    assert!(t.contains(SEND), "{t}");
+
+    // A's message_status: delivered, via PostToolUse.
+    let status = a_api.main_requests().last().cloned().unwrap().latest_text();
+    assert!(
+        status.contains("delivered") && status.contains("PostToolUse"),
+        "message_status does not say delivered via PostToolUse:\n{status}"
+    );
+    let st = w.status(id);
+    assert_eq!(st.delivered_via.as_deref(), Some("PostToolUse"), "{st:?}");
+    w.assert_no_hook_errors(&a_api);
+    w.assert_no_hook_errors(&b_api);
+    report_latency(
+        "s1",
+        "send_to_context_posttooluse",
+        got.at.saturating_duration_since(sent.at),
+    );
+}
+
+/// 2. B ends its turn with mail queued: the Stop hook blocks and shows it; B replies with
+///    reply_to; A sees the reply.
+#[test]
+fn s2_stop_hook_shows_mail_and_reply_comes_back() {
+    let _serial = serial();
+    let Some(w) = World::new("s2_stop_hook_shows_mail_and_reply_comes_back", &[]) else {
+        return;
+    };
+    let body = "s2: which port does the staging server use?";
+    let reply = "s2-reply: staging listens on 8443";
+    let a_sent = Gate::new();
+
+    let b_api = FakeApi::start(
+        "beta",
+        vec![
+            Step::after(&a_sent, WAIT, Reply::text("beta finished its task")),
+            Step::dynamic(move |ctx| {
+                let t = ctx.latest_text();
+                match reply_hints(&t).first() {
+                    Some(h) => Reply::tool(
+                        SEND,
+                        json!({"to": h.to, "reply_to": h.reply_to, "message": reply}),
+                    ),
+                    None => Reply::text("no reply instruction was shown"),
+                }
+            }),
+            Step::text("beta replied"),
+        ],
+    );
+    let a_api = FakeApi::start(
+        "alpha",
+        vec![Step::tool(SEND, json!({"to": "beta", "message": body}))],
+    );
+    // After the send, A keeps working (one short Bash call after another) until the reply
+    // shows up; bounded.
+    let polls = Arc::new(AtomicUsize::new(0));
+    {
+        let (a_sent, polls) = (a_sent.clone(), polls.clone());
+        a_api.set_fallback(Step::dynamic(move |ctx| {
+            a_sent.open();
+            if ctx.latest_text().contains(reply) {
+                Reply::text("alpha got the reply")
+            } else if polls.fetch_add(1, Ordering::SeqCst) > 120 {
+                Reply::text("alpha gave up waiting")
+            } else {
+                Reply::bash("sleep 0.5; echo alpha-working")
+            }
+        }));
+    }
+
+    let mut b = Headless::start(&w.spec("beta", "beta", &b_api), "finish the task").unwrap();
+    w.wait_peer("beta", true, WAIT);
+    let mut a = Headless::start(&w.spec("alpha", "alpha", &a_api), "ask beta").unwrap();
+    let b_out = b.wait(RUN).unwrap();
+    let a_out = a.wait(RUN).unwrap();
+    assert_ran("beta", &b_out, &b_api);
+    assert_ran("alpha", &a_out, &a_api);
+
+    let sent = first_with(&a_api, "sent to beta")
+        .unwrap_or_else(|| panic!("no send result\n{}", a_api.transcript()));
+    let id = sent_id(&sent.latest_text()).expect("message id in the send result");
+
+    // B was held at its Stop and shown the mail.
+    let stop = first_with(&b_api, body)
+        .unwrap_or_else(|| panic!("beta never saw the mail\n{}", b_api.transcript()));
+    let t = stop.latest_text();
+    assert!(t.contains("Stop hook feedback"), "not Stop feedback:\n{t}");
+    assert_eq!(w.status(id).delivered_via.as_deref(), Some("Stop"));
+
+    // B's reply carries reply_to; A was shown it with the link back.
+    let back = first_with(&a_api, reply)
+        .unwrap_or_else(|| panic!("alpha never saw the reply\n{}", a_api.transcript()));
+    let t = back.latest_text();
+    assert!(
+        t.contains(&format!("in_reply_to=\"{id}\"")) || t.contains(&format!("reply_to\": {id}")),
+        "the reply does not point back at message {id}:\n{t}"
+    );
+    assert!(t.contains("beta@"), "reply sender missing:\n{t}");
+    let st = w.status(id);
+    assert_eq!(st.replies.len(), 1, "{st:?}");
+    w.assert_no_hook_errors(&a_api);
+    w.assert_no_hook_errors(&b_api);
+    report_latency(
+        "s2",
+        "send_to_context_stop",
+        stop.at.saturating_duration_since(sent.at),
+    );
+    report_latency(
+        "s2",
+        "reply_roundtrip",
+        back.at.saturating_duration_since(sent.at),
+    );
+}
+
+/// 3. Mail sent before B starts shows at B's SessionStart; mail sent while B waits for its
+///    user shows with the next UserPromptSubmit. (Loop budget 0, so the idle waiter may not
+///    wake B and the mail really waits for the user.)
+#[test]
+fn s3_session_start_and_user_prompt_delivery() {
+    let _serial = serial();
+    let Some(w) = World::new(
+        "s3_session_start_and_user_prompt_delivery",
+        &[("PEERS_LOOP_BUDGET", "0")],
+    ) else {
+        return;
+    };
+    let early = "s3-early: the build is red, start with the failing test";
+    let later = "s3-later: the fix is merged, please rebase";
+
+    // A first session of B, so that B's name exists; it ends.
+    let first_api = FakeApi::start("beta-1", vec![Step::text("first run done")]);
+    let mut first = Headless::start(&w.spec("beta-1", "beta", &first_api), "hello").unwrap();
+    assert_ran("beta-1", &first.wait(RUN).unwrap(), &first_api);
+    w.wait_peer("beta", false, WAIT);
+    let (_, t_early) = w.send_as_user("beta", early);
+
+    // B comes back interactively: SessionStart shows the early mail.
+    let b_api = FakeApi::start(
+        "beta",
+        vec![
+            Step::text("read the early mail"),
+            Step::text("read the later mail"),
+        ],
+    );
+    let mut b = Interactive::start(&w.spec("beta", "beta", &b_api)).unwrap();
+    b.submit("what is new?").unwrap();
+    let r1 = b_api
+        .wait_for(WAIT, |r| r.main_loop)
+        .unwrap_or_else(|| panic!("no request from beta:\n{}", b.screen()));
+    let t = r1.all_text();
+    assert!(
+        t.contains(early),
+        "early mail not in the first request:\n{}",
+        b_api.transcript()
+    );
+    assert!(
+        t.contains("SessionStart hook additional context"),
+        "early mail not shown as SessionStart context:\n{}",
+        shown::truncate(&shown::messages_text(&r1.body), 6000)
+    );
+    b_api
+        .wait_for(WAIT, |r| {
+            r.reply == Some(Reply::text("read the early mail"))
+        })
+        .unwrap();
+    // Its turn is over; it waits for the user. Mail arrives meanwhile.
+    assert!(b_api.wait_quiet(Duration::from_secs(2), WAIT));
+    let (sent, t_later) = w.send_as_user("beta", later);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        first_with(&b_api, later).is_none(),
+        "the later mail reached beta before its user spoke (budget 0 should stop wakes)"
+    );
+    assert_eq!(w.status(sent.message_id).status.as_str(), "queued");
+    let t_prompt = Instant::now();
+    b.submit("and now?").unwrap();
+    let r2 = b_api.wait_for_text(WAIT, later).unwrap_or_else(|| {
+        panic!(
+            "later mail never shown:\n{}\n{}",
+            b_api.transcript(),
+            b.screen()
+        )
+    });
+    let t = r2.latest_text();
+    assert!(t.contains("and now?"), "not beside the prompt:\n{t}");
+    assert!(
+        t.contains("UserPromptSubmit hook additional context"),
+        "not UserPromptSubmit context:\n{t}"
+    );
+    assert_eq!(
+        w.status(sent.message_id).delivered_via.as_deref(),
+        Some("UserPromptSubmit")
+    );
+    b_api.dump_if_asked();
+    w.assert_no_hook_errors(&b_api);
+    b.stop();
+    report_latency(
+        "s3",
+        "waited_for_session_start",
+        r1.at.saturating_duration_since(t_early),
+    );
+    report_latency(
+        "s3",
+        "waited_for_user_prompt",
+        r2.at.saturating_duration_since(t_later),
+    );
+    report_latency(
+        "s3",
+        "prompt_to_context",
+        r2.at.saturating_duration_since(t_prompt),
+    );
+}
+
+/// 4. An idle interactive session is woken by mail and shows it to its model.
+#[test]
+fn s4_idle_session_is_woken_by_mail() {
+    let _serial = serial();
+    let Some(w) = World::new("s4_idle_session_is_woken_by_mail", &[]) else {
+        return;
+    };
+    let body = "s4: wake up, the deploy needs your sign-off";
+    let api = FakeApi::start(
+        "gamma",
+        vec![
+            Step::text("nothing to do right now"),
+            Step::text("read the wake-up mail"),
+        ],
+    );
+    let mut s = Interactive::start(&w.spec("gamma", "gamma", &api)).unwrap();
+    s.submit("hello").unwrap();
+    api.wait_for(WAIT, |r| {
+        r.reply == Some(Reply::text("nothing to do right now"))
+    })
+    .unwrap_or_else(|| panic!("first turn never ran:\n{}", s.screen()));
+    // Idle: the turn ended, the Stop hooks ran, the waiter is armed.
+    assert!(api.wait_quiet(Duration::from_secs(3), WAIT));
+    let before = api.main_requests().len();
+    let (sent, t0) = w.send_as_user("gamma", body);
+    let woke = api
+        .wait_for_text(Duration::from_secs(60), body)
+        .unwrap_or_else(|| panic!("never woken:\n{}\n{}", api.transcript(), s.screen()));
+    let latency = woke.at.saturating_duration_since(t0);
+    assert!(api.main_requests().len() > before);
+    let t = woke.latest_text();
+    assert!(t.contains("Stop hook feedback"), "not a wake:\n{t}");
+    assert!(has_peer_mail(&t), "{t}");
+    let st = w.status(sent.message_id);
+    assert_eq!(st.status.as_str(), "delivered", "{st:?}");
+    api.dump_if_asked();
+    w.assert_no_hook_errors(&api);
+    s.stop();
+    report_latency("s4", "send_to_context_wake", latency);
+    if latency > Duration::from_secs(1) {
+        eprintln!("[s4] NOTE: the wake took {latency:?}, more than the 1 s target");
+    }
+}
+
+/// 5. Two sessions whose models answer every message: the exchange stops within the loop
+///    budget and the human gets a notice.
+#[test]
+fn s5_loop_budget_stops_endless_replies() {
+    let _serial = serial();
+    const BUDGET: usize = 3;
+    let Some(w) = World::new(
+        "s5_loop_budget_stops_endless_replies",
+        &[("PEERS_LOOP_BUDGET", "3")],
+    ) else {
+        return;
+    };
+    let answer_everything = |who: &'static str| {
+        let n = Arc::new(AtomicUsize::new(0));
+        Step::dynamic(move |ctx| {
+            let hints = reply_hints(&ctx.latest_text());
+            if hints.is_empty() {
+                return Reply::text(format!("{who}: nothing to answer"));
+            }
+            let k = n.fetch_add(1, Ordering::SeqCst);
+            Reply {
+                text: Some(format!("{who} answers")),
+                tools: hints
+                    .iter()
+                    .map(|h| peers_e2e::ToolCall {
+                        name: SEND.into(),
+                        input: json!({"to": h.to, "reply_to": h.reply_to,
+                                      "message": format!("{who} reply {k}")}),
+                    })
+                    .collect(),
+            }
+        })
+    };
+    let a_api = FakeApi::start(
+        "alpha",
+        vec![Step::tool(SEND, json!({"to": "beta", "message": "ping"}))],
+    );
+    a_api.set_fallback(answer_everything("alpha"));
+    let b_api = FakeApi::start("beta", vec![]);
+    b_api.set_fallback(answer_everything("beta"));
+
+    let mut b = Interactive::start(&w.spec("beta", "beta", &b_api)).unwrap();
+    b.submit("stand by").unwrap();
+    b_api.wait_for(WAIT, |r| r.main_loop).unwrap();
+    assert!(b_api.wait_quiet(Duration::from_secs(2), WAIT));
+    let mut a = Interactive::start(&w.spec("alpha", "alpha", &a_api)).unwrap();
+    let t0 = Instant::now();
+    a.submit("say ping to beta").unwrap();
+
+    // Let it run until both sides are quiet for a while (bounded).
+    let quiet = Duration::from_secs(12);
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let last = a_api
+            .records()
+            .into_iter()
+            .chain(b_api.records())
+            .map(|r| r.at)
+            .max()
+            .unwrap();
+        if last.elapsed() >= quiet {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the exchange did not stop within 240 s"
+        );
+    }
+    let sends = |api: &FakeApi| {
+        api.main_requests()
+            .iter()
+            .filter_map(|r| r.reply.clone())
+            .flat_map(|r| r.tools)
+            .filter(|t| t.name == SEND)
+            .count()
+    };
+    let (sa, sb) = (sends(&a_api), sends(&b_api));
+    a_api.dump_if_asked();
+    b_api.dump_if_asked();
+    eprintln!("[s5] alpha sent {sa}, beta sent {sb} in {:?}", t0.elapsed());
+    // Each automatic turn (a wake or a Stop block) answers at most one message; the first
+    // ping is alpha's own prompt. So neither side sends more than budget + 1.
+    assert!(
+        sa <= BUDGET + 1 && sb <= BUDGET + 1,
+        "alpha sent {sa}, beta sent {sb}: more than the budget of {BUDGET} allows"
+    );
+    assert!(
+        sa + sb >= BUDGET + 1,
+        "only {} messages: the exchange stopped before the budget mattered",
+        sa + sb
+    );
+    let notices = w.notices().notices;
+    let budget_notices: Vec<_> = notices.iter().filter(|n| n.kind == "loop_budget").collect();
+    assert!(
+        !budget_notices.is_empty(),
+        "no loop_budget notice for the human: {notices:#?}"
+    );
+    eprintln!("[s5] notice: {}", budget_notices[0].text);
+    w.assert_no_hook_errors(&a_api);
+    w.assert_no_hook_errors(&b_api);
+    a.stop();
+    b.stop();
+    report_latency(
+        "s5",
+        "exchange_until_quiet",
+        t0.elapsed().saturating_sub(quiet),
+    );
+}
+
+/// 6. The broker dies between two tool calls: the session's tools keep working, no hook
+///    error reaches the model, and mail sent once the broker is back arrives.
+#[test]
+fn s6_broker_outage_is_invisible_and_mail_resumes() {
+    let _serial = serial();
+    let Some(mut w) = World::new("s6_broker_outage_is_invisible_and_mail_resumes", &[]) else {
+        return;
+    };
+    let body = "s6: the broker is back, did you get this?";
+    let at_second = Gate::new();
+    let broker_down = Gate::new();
+    let polls = Arc::new(AtomicUsize::new(0));
+    let api = FakeApi::start(
+        "delta",
+        vec![
+            Step::bash("echo one-before-outage"),
+            {
+                let (at_second, broker_down) = (at_second.clone(), broker_down.clone());
+                Step::dynamic(move |_| {
+                    at_second.open();
+                    broker_down.wait(WAIT);
+                    Reply::bash("echo two-while-broker-down")
+                })
+            },
+            Step::bash("echo three-while-broker-down"),
+        ],
+    );
+    {
+        let polls = polls.clone();
+        api.set_fallback(Step::dynamic(move |ctx| {
+            if ctx.latest_text().contains(body) {
+                Reply::text("delta got the mail")
+            } else if polls.fetch_add(1, Ordering::SeqCst) > 120 {
+                Reply::text("delta gave up waiting")
+            } else {
+                Reply::bash("sleep 0.5; echo delta-working")
+            }
+        }));
+    }
+    let mut s = Headless::start(&w.spec("delta", "delta", &api), "keep working").unwrap();
+    w.wait_peer("delta", true, WAIT);
+    assert!(
+        at_second.wait(WAIT),
+        "the session never reached its second step"
+    );
+    w.kill_broker();
+    broker_down.open();
+    // Two tool calls run with the broker gone.
+    api.wait_for(WAIT, |r| {
+        r.main_loop && r.latest_text().contains("three-while-broker-down")
+    })
+    .unwrap_or_else(|| panic!("tool calls stalled without a broker\n{}", api.transcript()));
+    let started_here = w.restart_broker();
+    eprintln!(
+        "[s6] broker back ({})",
+        if started_here {
+            "restarted by the test"
+        } else {
+            "restarted by peers-mcp"
+        }
+    );
+    // The session's peer is known again (re-registered or kept in the database).
+    w.wait_peer("delta", true, WAIT);
+    let (sent, t0) = w.send_as_user("delta", body);
+    let out = s.wait(RUN).unwrap();
+    assert_ran("delta", &out, &api);
+    let got = first_with(&api, body)
+        .unwrap_or_else(|| panic!("mail after the outage never arrived\n{}", api.transcript()));
+    for step in [
+        "one-before-outage",
+        "two-while-broker-down",
+        "three-while-broker-down",
+    ] {
+        assert!(
+            first_with(&api, step).is_some(),
+            "tool output {step} missing\n{}",
+            api.transcript()
+        );
+    }
+    w.assert_no_hook_errors(&api);
+    assert!(
+        !out.stderr.to_lowercase().contains("hook"),
+        "claude printed hook trouble: {}",
+        out.stderr
+    );
+    assert_eq!(w.status(sent.message_id).status.as_str(), "delivered");
+    report_latency(
+        "s6",
+        "send_to_context_after_outage",
+        got.at.saturating_duration_since(t0),
+    );
+}
