@@ -221,10 +221,10 @@ impl World {
 impl Drop for World {
     fn drop(&mut self) {
         self.kill_stray_broker();
-        if let Some(mut b) = self.broker.take() {
-            if !b.terminate() {
-                b.kill9();
-            }
+        if let Some(mut b) = self.broker.take()
+            && !b.terminate()
+        {
+            b.kill9();
         }
     }
 }
