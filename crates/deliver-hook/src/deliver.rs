@@ -15,7 +15,7 @@ use crate::input::{Event, HookInput};
 use crate::{debug, locate, state};
 
 /// Whole-request bound of the hook's claim and ack (the connect timeout comes from config).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(1_500);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(1_000);
 /// At most this many messages per claim; more would not fit into one hook text anyway.
 pub const CLAIM_MAX: u32 = 20;
 /// On SessionStart the MCP server may still be registering: wait this long for its file.
