@@ -1,0 +1,210 @@
+//! `peers-deliver --wait` (the asyncRewake Stop hook) and the loop budget.
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+use peers_core::wire::MessageState;
+use peers_testkit::ChildGuard;
+
+/// Starts a waiter for `h.me` with the Stop input on stdin; stderr and stdout are piped.
+fn start_waiter(h: &Harness, extra: &[(&str, &str)]) -> ChildGuard {
+    let mut cmd = h.hook(&["--wait"]);
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut g = ChildGuard::new(cmd.spawn().unwrap());
+    let mut stdin = g.child().stdin.take().unwrap();
+    stdin.write_all(STOP.as_bytes()).unwrap();
+    drop(stdin);
+    g
+}
+
+fn finish(mut g: ChildGuard) -> (Option<i32>, String, String) {
+    let out = g.0.take().unwrap().wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// Waits until `g` exits (true) or `timeout` passes (false).
+fn exited_within(g: &mut ChildGuard, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if g.child().try_wait().unwrap().is_some() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    false
+}
+
+#[tokio::test]
+async fn the_waiter_wakes_the_session_with_the_mail_on_stderr() {
+    let h = Harness::start(&[]).await;
+    let mut latencies = Vec::new();
+    for round in 0..5 {
+        let mut w = start_waiter(&h, &[]);
+        // Let it get past its start-up grace and into the long poll.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(w.child().try_wait().unwrap().is_none(), "waits while no mail");
+        let sent = Instant::now();
+        let id = h.send(&format!("wake up, round {round}")).await;
+        assert!(
+            exited_within(&mut w, Duration::from_secs(10)),
+            "waiter still running 10 s after a send"
+        );
+        latencies.push(sent.elapsed());
+        let (code, stdout, stderr) = finish(w);
+        assert_eq!(code, Some(2), "exit 2 wakes the session; stderr: {stderr}");
+        assert_eq!(stdout, "");
+        assert_eq!(shown_ids(&stderr), vec![id], "{stderr}");
+        assert!(stderr.contains("woke you"));
+        assert!(stderr.contains(&format!("wake up, round {round}")));
+        let st = h.status(id).await;
+        assert_eq!(st.status, MessageState::Delivered);
+        assert_eq!(st.delivered_via.as_deref(), Some("wake"));
+    }
+    latencies.sort();
+    println!(
+        "send -> waiter exit 2 (includes the send's own round trip): {:?}",
+        latencies
+    );
+}
+
+#[tokio::test]
+async fn a_newer_waiter_supersedes_the_older_and_a_gone_session_ends_it() {
+    let mut h = Harness::start(&[]).await;
+    let mut old = start_waiter(&h, &[]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut new = start_waiter(&h, &[]);
+    assert!(
+        exited_within(&mut old, Duration::from_secs(10)),
+        "the older waiter is superseded"
+    );
+    let (code, stdout, stderr) = finish(old);
+    assert_eq!((code, stdout.as_str(), stderr.as_str()), (Some(0), "", ""));
+    assert!(new.child().try_wait().unwrap().is_none(), "the newer one waits on");
+
+    // The Claude Code process ends: the waiter notices and exits 0 without waking anything.
+    let t = Instant::now();
+    h.me.claude.kill();
+    assert!(exited_within(&mut new, Duration::from_secs(10)));
+    println!("waiter exit after its claude process died: {:?}", t.elapsed());
+    let (code, _, stderr) = finish(new);
+    assert_eq!((code, stderr.as_str()), (Some(0), ""));
+}
+
+#[tokio::test]
+async fn the_waiter_ends_when_the_session_file_goes() {
+    let h = Harness::start(&[]).await;
+    let mut w = start_waiter(&h, &[]);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    std::fs::remove_file(peers_core::session::SessionFile::path(
+        &h.env.state_dir,
+        h.me.claude_pid,
+    ))
+    .unwrap();
+    assert!(exited_within(&mut w, Duration::from_secs(10)));
+    assert_eq!(finish(w).0, Some(0));
+}
+
+#[tokio::test]
+async fn headless_sessions_do_not_wait_unless_configured() {
+    let h = Harness::start(&[]).await;
+    let mut w = start_waiter(&h, &[("CLAUDE_CODE_SESSION_ATTENDED", "0")]);
+    assert!(exited_within(&mut w, Duration::from_secs(5)));
+    assert_eq!(finish(w), (Some(0), String::new(), String::new()));
+
+    let mut w = start_waiter(
+        &h,
+        &[
+            ("CLAUDE_CODE_SESSION_ATTENDED", "0"),
+            ("PEERS_WAIT_HEADLESS", "1"),
+        ],
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(w.child().try_wait().unwrap().is_none(), "configured to wait");
+    let id = h.send("headless but asked for").await;
+    assert!(exited_within(&mut w, Duration::from_secs(10)));
+    let (code, _, stderr) = finish(w);
+    assert_eq!(code, Some(2));
+    assert_eq!(shown_ids(&stderr), vec![id]);
+}
+
+#[tokio::test]
+async fn mail_already_waiting_goes_to_the_stop_hook_not_the_waiter() {
+    let h = Harness::start(&[]).await;
+    let id = h.send("there before the turn ended").await;
+    // Claude Code starts both Stop hooks together.
+    let mut w = start_waiter(&h, &[]);
+    let stop = h.run(STOP);
+    assert_eq!(stdout_ids(&stop.stdout), vec![id], "the Stop hook blocks with it");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(w.child().try_wait().unwrap().is_none(), "the waiter found nothing left");
+    let id2 = h.send("later").await;
+    assert!(exited_within(&mut w, Duration::from_secs(10)));
+    let (code, _, stderr) = finish(w);
+    assert_eq!((code, shown_ids(&stderr)), (Some(2), vec![id2]));
+}
+
+#[tokio::test]
+async fn the_loop_budget_stops_stop_blocks_and_wakes_then_mail_waits() {
+    let budget = 3;
+    let h = Harness::start(&[("PEERS_LOOP_BUDGET", "3")]).await;
+    // Each Stop block is an automatic turn extension and counts against the budget.
+    for i in 0..budget {
+        let id = h.send(&format!("ping {i}")).await;
+        let r = h.run(STOP);
+        assert_eq!(r.json()["decision"], "block");
+        assert_eq!(stdout_ids(&r.stdout), vec![id]);
+    }
+    let id = h.send("one too many").await;
+    let r = h.run(STOP);
+    assert_eq!((r.code, r.stdout.as_str()), (Some(0), ""), "past the budget: no block");
+    // Nor does the waiter wake the session for it.
+    let mut w = start_waiter(&h, &[]);
+    assert!(exited_within(&mut w, Duration::from_secs(10)));
+    assert_eq!(finish(w), (Some(0), String::new(), String::new()));
+    assert_eq!(h.status(id).await.status, MessageState::Queued, "the mail waits");
+    // The human is told.
+    let notices = h.env.user_client().notices().await.unwrap().notices;
+    assert!(
+        notices.iter().any(|n| n.kind == "loop_budget"),
+        "{notices:?}"
+    );
+    // Real activity (a prompt, a tool call) is not automatic: the mail arrives then.
+    let r = h.run(USER_PROMPT_SUBMIT);
+    assert_eq!(stdout_ids(&r.stdout), vec![id]);
+}
+
+#[tokio::test]
+async fn consecutive_stop_blocks_stay_under_claude_codes_cap() {
+    let h = Harness::start(&[]).await;
+    let run_stop = |input: &str| {
+        let mut cmd = h.hook(&[]);
+        cmd.env("CLAUDE_CODE_STOP_HOOK_BLOCK_CAP", "3");
+        run_with(cmd, input)
+    };
+    // A fresh turn end, then re-entries with stop_hook_active: with a cap of 3 the hook blocks
+    // twice in a row and then lets the turn end (a third block might be ignored, and its mail
+    // with it).
+    h.send("a").await;
+    assert_eq!(run_stop(STOP).json()["decision"], "block");
+    h.send("b").await;
+    assert_eq!(run_stop(STOP_ACTIVE).json()["decision"], "block");
+    let c = h.send("c").await;
+    let r = run_stop(STOP_ACTIVE);
+    assert_eq!(r.stdout, "", "third block in a row is not made");
+    assert_eq!(h.status(c).await.status, MessageState::Queued);
+    // The next turn starts a new streak.
+    assert_eq!(stdout_ids(&run_stop(STOP).stdout), vec![c]);
+}
