@@ -60,13 +60,14 @@ pub async fn once(state: &AppState) -> Result<(), StoreError> {
         .await?;
     if marked > 0 {
         for id in &gone {
-            if let Some(mut row) = state
+            // Take the row out first: the read guard must be gone before cache_peer writes.
+            let cached = state
                 .peer_cache
                 .read()
                 .expect("cache lock")
                 .get(id)
-                .map(|r| (**r).clone())
-            {
+                .map(|r| (**r).clone());
+            if let Some(mut row) = cached {
                 row.gone_ms = Some(now);
                 state.cache_peer(row);
             }

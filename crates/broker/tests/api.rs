@@ -1,0 +1,858 @@
+//! The broker as a process: real HTTP, a real SQLite file, the peers-core client.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use peers_core::BrokerClient;
+use peers_core::wire::*;
+use peers_testkit::{BrokerProcess, ChildGuard, TestEnv, bin, eventually, fake_claude};
+
+/// A registered session: its fake Claude Code process and its peer client.
+struct Session {
+    claude: ChildGuard,
+    reg: RegisterResponse,
+    client: BrokerClient,
+}
+
+async fn machine_id(env: &TestEnv) -> String {
+    env.user_client().health().await.unwrap().machine_id
+}
+
+async fn register_as(env: &TestEnv, claude: ChildGuard, cwd: &str) -> Session {
+    let req = RegisterRequest {
+        claude_pid: claude.pid(),
+        mcp_pid: std::process::id(),
+        machine_id: machine_id(env).await,
+        host: "box".into(),
+        cwd: cwd.into(),
+        ..Default::default()
+    };
+    let reg = env.user_client().register(&req).await.unwrap();
+    let client = BrokerClient::new(&env.url(), Some(reg.token.clone()));
+    Session {
+        claude,
+        reg,
+        client,
+    }
+}
+
+async fn register(env: &TestEnv, cwd: &str) -> Session {
+    register_as(env, fake_claude(), cwd).await
+}
+
+fn send_req(to: &str, message: &str) -> SendRequest {
+    SendRequest {
+        to: to.into(),
+        message: message.into(),
+        reply_to: None,
+    }
+}
+
+#[tokio::test]
+async fn every_call_round_trips() {
+    let env = TestEnv::new();
+    let _broker = BrokerProcess::start(&env).await;
+    let user = env.user_client();
+
+    let h = user.health().await.unwrap();
+    assert!(h.ok);
+    assert_eq!(h.version, peers_core::VERSION);
+
+    let a = register(&env, "/work/Alpha Repo").await;
+    let b = register(&env, "/work/beta").await;
+    assert_eq!(a.reg.name, "alpha-repo");
+    assert_eq!(a.reg.address, "alpha-repo@box");
+    assert_eq!(b.reg.name, "beta");
+
+    // Heartbeat and summary.
+    let hb = a.client.heartbeat().await.unwrap();
+    assert_eq!((hb.name.as_str(), hb.queued), ("alpha-repo", 0));
+    a.client
+        .set_summary("refactoring the parser")
+        .await
+        .unwrap();
+
+    // Listing: a peer does not see itself; the human sees everyone.
+    let seen_by_b = b
+        .client
+        .list_peers(&ListPeersQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(seen_by_b.peers.len(), 1);
+    assert_eq!(seen_by_b.peers[0].name, "alpha-repo");
+    assert_eq!(
+        seen_by_b.peers[0].summary.as_deref(),
+        Some("refactoring the parser")
+    );
+    assert!(seen_by_b.peers[0].alive);
+    let dir_scope = b
+        .client
+        .list_peers(&ListPeersQuery {
+            scope: Scope::Directory,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(dir_scope.peers.is_empty(), "alpha is in another directory");
+    assert_eq!(
+        user.list_peers(&Default::default())
+            .await
+            .unwrap()
+            .peers
+            .len(),
+        2
+    );
+
+    // Find by id, name and name@host, case-insensitively.
+    for who in [a.reg.peer_id.as_str(), "ALPHA-repo", "Alpha-Repo@BOX"] {
+        assert_eq!(
+            b.client.find_peer(who).await.unwrap().peer_id,
+            a.reg.peer_id,
+            "{who}"
+        );
+    }
+
+    // Send by each form; the sender is the token's peer.
+    let mut ids = vec![];
+    for who in [a.reg.peer_id.as_str(), "ALPHA-REPO", "alpha-repo@Box"] {
+        let sent = b
+            .client
+            .send(&send_req(who, &format!("hi via {who}")))
+            .await
+            .unwrap();
+        assert_eq!(sent.to, "alpha-repo@box");
+        assert_eq!(sent.status, MessageState::Queued);
+        assert!(sent.recipient_alive);
+        ids.push(sent.message_id);
+    }
+    let st = b.client.message_status(ids[0]).await.unwrap();
+    assert_eq!(
+        (st.status, st.from.as_str()),
+        (MessageState::Queued, "beta@box")
+    );
+
+    // Peek consumes nothing; claim leases in send order; ack delivers.
+    assert_eq!(a.client.peek().await.unwrap().messages.len(), 3);
+    let claim = a.client.claim(&ClaimRequest::default()).await.unwrap();
+    let got: Vec<i64> = claim.messages.iter().map(|m| m.message_id).collect();
+    assert_eq!(got, ids);
+    assert_eq!(claim.messages[0].from, "beta@box");
+    assert_eq!(claim.messages[0].from_cwd.as_deref(), Some("/work/beta"));
+    assert_eq!(claim.messages[0].from_kind, SenderKind::Peer);
+    // Leased mail is still "queued" to the sender.
+    assert_eq!(
+        b.client.message_status(ids[0]).await.unwrap().status,
+        MessageState::Queued
+    );
+    let acked = a
+        .client
+        .ack(&AckRequest {
+            lease_id: claim.lease_id.clone().unwrap(),
+            via: "PostToolUse".into(),
+            message_ids: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!((acked.delivered, acked.released), (3, 0));
+    let st = b.client.message_status(ids[0]).await.unwrap();
+    assert_eq!(st.status, MessageState::Delivered);
+    assert_eq!(st.delivered_via.as_deref(), Some("PostToolUse"));
+    assert!(st.delivered_at_ms.unwrap() >= st.sent_at_ms);
+    assert!(a.client.peek().await.unwrap().messages.is_empty());
+    assert_eq!(
+        a.client
+            .history(&Default::default())
+            .await
+            .unwrap()
+            .messages
+            .len(),
+        3
+    );
+
+    // A reply links back.
+    let reply = a
+        .client
+        .send(&SendRequest {
+            to: "beta".into(),
+            message: "got it".into(),
+            reply_to: Some(ids[0]),
+        })
+        .await
+        .unwrap();
+    let st = b.client.message_status(ids[0]).await.unwrap();
+    assert_eq!(st.replies, vec![reply.message_id]);
+
+    // The human sends as you@host and reads the log.
+    let human = user
+        .send(&send_req("beta", "from the human"))
+        .await
+        .unwrap();
+    let log = user.messages(&Default::default()).await.unwrap();
+    assert_eq!(log.messages.len(), 5);
+    assert_eq!(log.messages[0].message_id, human.message_id);
+    assert_eq!(log.messages[0].from_kind, SenderKind::Human);
+    assert!(log.messages[0].from.starts_with("you@"));
+    let from_a = user
+        .messages(&HistoryQuery {
+            from: Some("alpha-repo".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(from_a.messages.len(), 1);
+
+    // A peer cannot read other peers' messages or human-only calls.
+    let c = register(&env, "/work/gamma").await;
+    let err = c.client.message_status(ids[0]).await.unwrap_err();
+    assert_eq!(err.status(), Some(404));
+    assert_eq!(
+        c.client
+            .messages(&Default::default())
+            .await
+            .unwrap_err()
+            .status(),
+        Some(403)
+    );
+
+    // Unregister: gone from the list, its waiting mail kept.
+    let bye = b.client.unregister().await.unwrap();
+    assert_eq!(bye.queued, 2, "the reply and the human's message wait");
+    let names: Vec<String> = user
+        .list_peers(&Default::default())
+        .await
+        .unwrap()
+        .peers
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert!(!names.contains(&"beta".to_string()), "{names:?}");
+    assert!(user.notices().await.unwrap().notices.is_empty());
+    drop((a.claude, b.claude, c.claude));
+}
+
+#[tokio::test]
+async fn names_are_unique_among_live_peers() {
+    let env = TestEnv::new();
+    let _broker = BrokerProcess::start(&env).await;
+    let one = register(&env, "/a/api").await;
+    let two = register(&env, "/b/API").await;
+    let three = register(&env, "/c/Api").await;
+    assert_eq!(
+        (
+            one.reg.name.as_str(),
+            two.reg.name.as_str(),
+            three.reg.name.as_str()
+        ),
+        ("api", "api-2", "api-3")
+    );
+}
+
+#[tokio::test]
+async fn concurrent_claimers_never_get_the_same_message() {
+    let env = TestEnv::new();
+    let _broker = BrokerProcess::start(&env).await;
+    let a = register(&env, "/w/a").await;
+    let sender = env.user_client();
+    let mut seen: HashSet<i64> = HashSet::new();
+    let mut sent_total = 0;
+    for round in 0..40 {
+        let mut sent = HashSet::new();
+        for i in 0..5 {
+            let r = sender
+                .send(&send_req("a", &format!("r{round} m{i}")))
+                .await
+                .unwrap();
+            sent.insert(r.message_id);
+        }
+        sent_total += sent.len();
+        // Four claimers race for one inbox.
+        let mut tasks = vec![];
+        for _ in 0..4 {
+            let c = a.client.clone();
+            tasks.push(tokio::spawn(async move {
+                c.claim(&ClaimRequest {
+                    max: Some(2),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+            }));
+        }
+        let mut got = vec![];
+        for t in tasks {
+            let claim = t.await.unwrap();
+            got.extend(claim.messages.iter().map(|m| m.message_id));
+            if let Some(lease) = claim.lease_id {
+                a.client
+                    .ack(&AckRequest {
+                        lease_id: lease,
+                        via: "test".into(),
+                        message_ids: None,
+                    })
+                    .await
+                    .unwrap();
+            }
+        }
+        // Whatever was left (4 claimers x 2 may cover only part), claim it now.
+        let rest = a.client.claim(&ClaimRequest::default()).await.unwrap();
+        got.extend(rest.messages.iter().map(|m| m.message_id));
+        if let Some(lease) = rest.lease_id {
+            a.client
+                .ack(&AckRequest {
+                    lease_id: lease,
+                    via: "test".into(),
+                    message_ids: None,
+                })
+                .await
+                .unwrap();
+        }
+        for id in &got {
+            assert!(seen.insert(*id), "message {id} was handed out twice");
+        }
+        assert_eq!(
+            got.iter().copied().collect::<HashSet<_>>(),
+            sent,
+            "round {round}"
+        );
+    }
+    assert_eq!(seen.len(), sent_total);
+}
+
+#[tokio::test]
+async fn an_unacked_lease_comes_back_and_a_partial_ack_releases_the_rest() {
+    let mut env = TestEnv::new();
+    env.set("PEERS_SWEEP_MS", "100");
+    let _broker = BrokerProcess::start(&env).await;
+    let a = register(&env, "/w/a").await;
+    let user = env.user_client();
+    let m1 = user.send(&send_req("a", "one")).await.unwrap().message_id;
+    let m2 = user.send(&send_req("a", "two")).await.unwrap().message_id;
+
+    let first = a
+        .client
+        .claim(&ClaimRequest {
+            lease_ms: Some(300),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(first.messages.len(), 2);
+    // While leased, nobody else gets it.
+    assert!(
+        a.client
+            .claim(&ClaimRequest::default())
+            .await
+            .unwrap()
+            .messages
+            .is_empty()
+    );
+    // The claimer "died": after the lease lapses the mail is claimable again.
+    let again = eventually(Duration::from_secs(5), "lease to lapse", || {
+        let c = a.client.clone();
+        async move {
+            let r = c.claim(&ClaimRequest::default()).await.unwrap();
+            (!r.messages.is_empty()).then_some(r)
+        }
+    })
+    .await;
+    assert_eq!(again.messages.len(), 2);
+
+    // Only the first was shown: the second goes straight back to the queue.
+    let ack = a
+        .client
+        .ack(&AckRequest {
+            lease_id: again.lease_id.unwrap(),
+            via: "PostToolUse".into(),
+            message_ids: Some(vec![m1]),
+        })
+        .await
+        .unwrap();
+    assert_eq!((ack.delivered, ack.released), (1, 1));
+    let left = a.client.claim(&ClaimRequest::default()).await.unwrap();
+    assert_eq!(
+        left.messages
+            .iter()
+            .map(|m| m.message_id)
+            .collect::<Vec<_>>(),
+        vec![m2]
+    );
+    // The stale first lease acks nothing twice.
+    let stale = a
+        .client
+        .ack(&AckRequest {
+            lease_id: first.lease_id.unwrap(),
+            via: "late".into(),
+            message_ids: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(stale.delivered, 0);
+    assert_eq!(
+        user.message_status(m1)
+            .await
+            .unwrap()
+            .delivered_via
+            .as_deref(),
+        Some("PostToolUse")
+    );
+}
+
+#[tokio::test]
+async fn reregistering_keeps_the_name_and_the_mail() {
+    let env = TestEnv::new();
+    let _broker = BrokerProcess::start(&env).await;
+    let a = register(&env, "/w/api").await;
+    let _other = register(&env, "/w2/api").await; // holds api-2
+    let user = env.user_client();
+    let m = user
+        .send(&send_req("api", "waiting for you"))
+        .await
+        .unwrap()
+        .message_id;
+
+    // The same Claude Code process registers again (its MCP server restarted).
+    let again = register_as(&env, a.claude, "/w/api").await;
+    assert_eq!(again.reg.name, "api");
+    assert_ne!(again.reg.peer_id, a.reg.peer_id);
+    assert_eq!(again.reg.inherited_messages, 1);
+    let claim = again.client.claim(&ClaimRequest::default()).await.unwrap();
+    assert_eq!(claim.messages[0].message_id, m);
+    // The old token is dead.
+    assert_eq!(a.client.heartbeat().await.unwrap_err().status(), Some(401));
+    // Sending to the old id reaches the new registration.
+    let sent = user
+        .send(&send_req(&a.reg.peer_id, "by old id"))
+        .await
+        .unwrap();
+    assert_eq!(sent.to_peer_id, again.reg.peer_id);
+}
+
+#[tokio::test]
+async fn an_ended_session_keeps_its_mail_for_the_next_one_in_that_directory() {
+    let mut env = TestEnv::new();
+    env.set("PEERS_SWEEP_MS", "100");
+    let _broker = BrokerProcess::start(&env).await;
+    let mut a = register(&env, "/w/api").await;
+    let user = env.user_client();
+    a.claude.kill();
+    eventually(Duration::from_secs(5), "peer marked gone", || {
+        let u = user.clone();
+        async move {
+            u.list_peers(&Default::default())
+                .await
+                .unwrap()
+                .peers
+                .is_empty()
+                .then_some(())
+        }
+    })
+    .await;
+    // Mail to the ended session is accepted and waits.
+    let sent = user
+        .send(&send_req("api", "for whoever works here next"))
+        .await
+        .unwrap();
+    assert!(!sent.recipient_alive);
+    let gone = user
+        .list_peers(&ListPeersQuery {
+            include_gone: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(gone.peers[0].queued, 1);
+    assert!(!gone.peers[0].alive);
+
+    let next = register(&env, "/w/api").await;
+    assert_eq!(next.reg.name, "api");
+    assert_eq!(next.reg.inherited_messages, 1);
+    let claim = next.client.claim(&ClaimRequest::default()).await.unwrap();
+    assert_eq!(claim.messages[0].message_id, sent.message_id);
+}
+
+#[tokio::test]
+async fn mail_expires_after_the_ttl_and_the_sender_sees_it() {
+    let mut env = TestEnv::new();
+    env.set("PEERS_SWEEP_MS", "100")
+        .set("PEERS_MESSAGE_TTL_SECS", "1");
+    let _broker = BrokerProcess::start(&env).await;
+    let _a = register(&env, "/w/a").await;
+    let b = register(&env, "/w/b").await;
+    let id = b
+        .client
+        .send(&send_req("a", "soon stale"))
+        .await
+        .unwrap()
+        .message_id;
+    let st = eventually(Duration::from_secs(10), "message to expire", || {
+        let c = b.client.clone();
+        async move {
+            let s = c.message_status(id).await.unwrap();
+            (s.status == MessageState::Expired).then_some(s)
+        }
+    })
+    .await;
+    assert!(st.expires_at_ms <= peers_core::now_ms());
+}
+
+#[tokio::test]
+async fn bad_credentials_change_nothing() {
+    let env = TestEnv::new();
+    let _broker = BrokerProcess::start(&env).await;
+    let a = register(&env, "/w/a").await;
+    let b = register(&env, "/w/b").await;
+    let before = env
+        .user_client()
+        .messages(&Default::default())
+        .await
+        .unwrap();
+
+    for auth in [
+        None,
+        Some("wrong"),
+        Some("deadbeef.0000"),
+        Some(&*format!("{}.x", a.reg.peer_id)),
+    ] {
+        let c = BrokerClient::new(&env.url(), auth.map(str::to_string));
+        let e = c.send(&send_req("a", "intruder")).await.unwrap_err();
+        assert_eq!(e.status(), Some(401), "{auth:?}");
+        assert_eq!(e.code(), Some("unauthorized"));
+        let e = c.claim(&ClaimRequest::default()).await.unwrap_err();
+        assert_eq!(e.status(), Some(401));
+        let e = c
+            .register(&RegisterRequest {
+                claude_pid: 1,
+                mcp_pid: 1,
+                machine_id: "m".into(),
+                host: "h".into(),
+                cwd: "/x".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), Some(401));
+    }
+    // A peer token cannot register or shut the broker down.
+    assert_eq!(b.client.shutdown().await.unwrap_err().status(), Some(403));
+    let after = env
+        .user_client()
+        .messages(&Default::default())
+        .await
+        .unwrap();
+    assert_eq!(before, after);
+    assert_eq!(
+        env.user_client()
+            .list_peers(&Default::default())
+            .await
+            .unwrap()
+            .peers
+            .len(),
+        2
+    );
+    assert!(env.user_client().health().await.unwrap().ok);
+}
+
+#[tokio::test]
+async fn bad_bodies_get_clear_errors() {
+    let env = TestEnv::new();
+    let _broker = BrokerProcess::start(&env).await;
+    let a = register(&env, "/w/a").await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/v1/messages", env.url());
+
+    // A web page's simple POST (text/plain) is refused before anything is read.
+    let r = http
+        .post(&url)
+        .bearer_auth(&a.reg.token)
+        .header("content-type", "text/plain")
+        .body(r#"{"to":"a","message":"x"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    let body: ErrorBody = r.json().await.unwrap();
+    assert_eq!(body.error.code, "unsupported_media_type");
+
+    // Malformed JSON: 400 with a message.
+    let r = http
+        .post(&url)
+        .bearer_auth(&a.reg.token)
+        .header("content-type", "application/json")
+        .body("{\"to\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: ErrorBody = r.json().await.unwrap();
+    assert_eq!(body.error.code, "bad_request");
+    assert!(
+        body.error.message.contains("JSON"),
+        "{}",
+        body.error.message
+    );
+
+    // Wrong shape: 400 naming the field.
+    let r = http
+        .post(&url)
+        .bearer_auth(&a.reg.token)
+        .json(&serde_json::json!({"to": "a"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: ErrorBody = r.json().await.unwrap();
+    assert!(
+        body.error.message.contains("message"),
+        "{}",
+        body.error.message
+    );
+
+    // Oversize: 413, both just over the message limit and far over the body limit.
+    for size in [DEFAULT_MAX_MESSAGE_BYTES + 1, DEFAULT_MAX_MESSAGE_BYTES * 4] {
+        let e = a
+            .client
+            .send(&send_req("a", &"x".repeat(size)))
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), Some(413), "size {size}");
+        assert_eq!(e.code(), Some("payload_too_large"));
+    }
+    // Exactly at the limit is fine.
+    a.client
+        .send(&send_req("a", &"y".repeat(DEFAULT_MAX_MESSAGE_BYTES)))
+        .await
+        .unwrap();
+
+    // Unknown recipient: 404 naming the peers that exist.
+    let e = a
+        .client
+        .send(&send_req("nobody", "hello?"))
+        .await
+        .unwrap_err();
+    assert_eq!((e.status(), e.code()), (Some(404), Some("unknown_peer")));
+    assert!(e.to_string().contains("a@box"), "{e}");
+
+    // Unknown route: JSON 404.
+    let r = http
+        .get(format!("{}/v1/nope", env.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let _: ErrorBody = r.json().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_acknowledged_send_survives_kill_9() {
+    let env = TestEnv::new();
+    let mut broker = BrokerProcess::start(&env).await;
+    let a = register(&env, "/w/a").await;
+    let user = env.user_client();
+    let mut ids = vec![];
+    for i in 0..20 {
+        ids.push(
+            user.send(&send_req("a", &format!("durable {i}")))
+                .await
+                .unwrap()
+                .message_id,
+        );
+    }
+    broker.kill9();
+    let _broker = BrokerProcess::start(&env).await;
+    let claim = a.client.claim(&ClaimRequest::default()).await.unwrap();
+    assert_eq!(
+        claim
+            .messages
+            .iter()
+            .map(|m| m.message_id)
+            .collect::<Vec<_>>(),
+        ids
+    );
+}
+
+#[tokio::test]
+async fn the_waiter_wakes_on_mail_and_is_superseded_by_a_newer_one() {
+    let env = TestEnv::new();
+    let _broker = BrokerProcess::start(&env).await;
+    let a = register(&env, "/w/a").await;
+    let user = env.user_client();
+
+    let c = a.client.clone();
+    let waiting = tokio::spawn(async move {
+        c.wait(&WaitQuery {
+            timeout_ms: Some(20_000),
+        })
+        .await
+        .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    user.send(&send_req("a", "wake up")).await.unwrap();
+    let woke = waiting.await.unwrap();
+    println!("wait returned {:?} after the send", started.elapsed());
+    assert!(woke.mail && !woke.superseded && woke.queued == 1);
+
+    // Drain, then two waiters: the older is superseded.
+    let claim = a.client.claim(&ClaimRequest::default()).await.unwrap();
+    a.client
+        .ack(&AckRequest {
+            lease_id: claim.lease_id.unwrap(),
+            via: "test".into(),
+            message_ids: None,
+        })
+        .await
+        .unwrap();
+    let c = a.client.clone();
+    let older = tokio::spawn(async move {
+        c.wait(&WaitQuery {
+            timeout_ms: Some(20_000),
+        })
+        .await
+        .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let c = a.client.clone();
+    let newer = tokio::spawn(async move {
+        c.wait(&WaitQuery {
+            timeout_ms: Some(1_000),
+        })
+        .await
+        .unwrap()
+    });
+    let older = older.await.unwrap();
+    assert!(older.superseded && !older.mail);
+    let newer = newer.await.unwrap();
+    assert!(
+        !newer.superseded && !newer.mail,
+        "times out quietly: {newer:?}"
+    );
+}
+
+#[tokio::test]
+async fn automatic_claims_stop_at_the_loop_budget_and_tell_the_human() {
+    let mut env = TestEnv::new();
+    env.set("PEERS_LOOP_BUDGET", "3");
+    let _broker = BrokerProcess::start(&env).await;
+    let a = register(&env, "/w/a").await;
+    let user = env.user_client();
+    let auto = ClaimRequest {
+        automatic: true,
+        ..Default::default()
+    };
+    // No mail: an automatic claim spends nothing.
+    for _ in 0..5 {
+        assert!(!a.client.claim(&auto).await.unwrap().budget_exhausted);
+    }
+    for i in 0..3 {
+        user.send(&send_req("a", &format!("ping {i}")))
+            .await
+            .unwrap();
+        let c = a.client.claim(&auto).await.unwrap();
+        assert_eq!(c.messages.len(), 1, "within budget");
+        a.client
+            .ack(&AckRequest {
+                lease_id: c.lease_id.unwrap(),
+                via: "Stop".into(),
+                message_ids: None,
+            })
+            .await
+            .unwrap();
+    }
+    user.send(&send_req("a", "one too many")).await.unwrap();
+    let c = a.client.claim(&auto).await.unwrap();
+    assert!(c.budget_exhausted && c.messages.is_empty());
+    let _ = a.client.claim(&auto).await.unwrap();
+    let notices = user.notices().await.unwrap().notices;
+    assert_eq!(notices.len(), 1, "one notice per window: {notices:?}");
+    assert_eq!(notices[0].kind, "loop_budget");
+    assert!(notices[0].text.contains("a@box"), "{}", notices[0].text);
+    // A non-automatic claim (the user's next prompt) still gets the mail.
+    let c = a.client.claim(&ClaimRequest::default()).await.unwrap();
+    assert_eq!(c.messages.len(), 1);
+}
+
+#[tokio::test]
+async fn one_broker_per_state_dir_and_clear_start_errors() {
+    let env = TestEnv::new();
+    let mut broker = BrokerProcess::start(&env).await;
+
+    // A second start on the same state dir says so and exits 0.
+    let mut cmd = std::process::Command::new(bin("peers-broker"));
+    let out = env.apply(&mut cmd).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already running"));
+
+    // Another state dir on the same port: the port is taken.
+    let mut other = TestEnv::new();
+    other.port = env.port;
+    let mut cmd = std::process::Command::new(bin("peers-broker"));
+    let out = other.apply(&mut cmd).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--port"), "{err}");
+
+    // A port held by some other program.
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut third = TestEnv::new();
+    third.port = squatter.local_addr().unwrap().port();
+    let mut cmd = std::process::Command::new(bin("peers-broker"));
+    let out = third.apply(&mut cmd).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("taken by another program"));
+
+    // Beyond loopback without a hub token: refused.
+    let mut cmd = std::process::Command::new(bin("peers-broker"));
+    let out = third
+        .apply(&mut cmd)
+        .args(["--bind", "0.0.0.0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hub token"));
+
+    // SIGTERM: a clean exit.
+    assert!(broker.terminate(), "broker exits on SIGTERM");
+}
+
+#[tokio::test]
+async fn shutdown_through_the_api() {
+    let env = TestEnv::new();
+    let mut broker = BrokerProcess::start(&env).await;
+    assert!(env.user_client().shutdown().await.unwrap().shutting_down);
+    let status = broker.child.wait_timeout(Duration::from_secs(10));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}
+
+#[tokio::test]
+async fn a_dead_session_is_swept_by_its_claude_pid() {
+    let mut env = TestEnv::new();
+    env.set("PEERS_SWEEP_MS", "100");
+    let _broker = BrokerProcess::start(&env).await;
+    let mut a = register(&env, "/w/a").await;
+    let b = register(&env, "/w/b").await;
+    assert_eq!(
+        b.client
+            .list_peers(&Default::default())
+            .await
+            .unwrap()
+            .peers
+            .len(),
+        1
+    );
+    a.claude.kill();
+    eventually(Duration::from_secs(5), "a to disappear", || {
+        let c = b.client.clone();
+        async move {
+            c.list_peers(&Default::default())
+                .await
+                .unwrap()
+                .peers
+                .is_empty()
+                .then_some(())
+        }
+    })
+    .await;
+    // b's own process lives, so b stays.
+    assert!(b.client.heartbeat().await.is_ok());
+    assert_eq!(env.user_client().health().await.unwrap().peers_alive, 1);
+}
