@@ -1,13 +1,413 @@
-//! `cargo xtask bench …` (filled in with the broker benchmark).
+//! `cargo xtask bench broker`: the broker's figures on this machine, each printed beside its
+//! target. The load generator runs on the same machine (and cores) as the broker, so the
+//! figures are a floor, not a ceiling. Record them in `docs/BENCHMARKS.md`.
 
-use anyhow::Result;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use peers_core::BrokerClient;
+use peers_core::wire::*;
 
 #[derive(clap::Subcommand)]
 pub enum Which {
-    /// The broker: sends/s, claim+ack latency, RSS, start-up time.
-    Broker,
+    /// The broker: sends/s, claim+ack latency, idle RSS, start-up time, claim with a big history.
+    Broker {
+        /// Seconds per send-throughput run.
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+        /// Delivered messages preloaded into history for the claim-latency run.
+        #[arg(long, default_value_t = 1_000_000)]
+        history: u64,
+    },
 }
 
-pub fn run(_which: Which) -> Result<()> {
-    anyhow::bail!("benchmarks are not built yet")
+pub fn run(which: Which) -> Result<()> {
+    match which {
+        Which::Broker { seconds, history } => {
+            crate::run_cmd(crate::cargo_cmd().args(["build", "--release", "-p", "peers-broker"]))?;
+            let bin = crate::root().join("target/release/peers-broker");
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(broker(&bin, seconds, history))
+        }
+    }
+}
+
+/// A broker in a throw-away state dir, killed on drop.
+struct Broker {
+    child: Child,
+    url: String,
+    dir: tempfile::TempDir,
+}
+
+impl Broker {
+    fn spawn(bin: &Path, dir: tempfile::TempDir, port: u16) -> Result<Broker> {
+        let state = dir.path().join("state");
+        let child = Command::new(bin)
+            .env("PEERS_STATE_DIR", &state)
+            .env("PEERS_CONFIG", dir.path().join("config.toml"))
+            .env("HOME", dir.path())
+            .env("PEERS_PORT", port.to_string())
+            .env("PEERS_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("spawn peers-broker")?;
+        Ok(Broker {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            dir,
+        })
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn user(&self) -> Result<BrokerClient> {
+        let secret = peers_core::paths::read_secret(&self.state_dir())?
+            .context("the broker created no secret")?;
+        Ok(BrokerClient::new(&self.url, Some(secret)))
+    }
+
+    async fn wait_healthy(&self) -> Result<Duration> {
+        let probe = BrokerClient::new(&self.url, None);
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(10) {
+            if probe.health().await.is_ok() {
+                return Ok(t.elapsed());
+            }
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
+        bail!("broker not healthy after 10 s")
+    }
+
+    fn rss_kib(&self) -> Result<u64> {
+        rss_kib(self.child.id())
+    }
+
+    fn stop(mut self) {
+        // SAFETY: SIGTERM to our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Resident set size of a process, from `/proc/<pid>/status`.
+pub fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmRSS")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// One line about the machine, printed with the figures.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .map(|kib| kib / 1024 / 1024)
+        .unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "{cpu}, {cores} cores, {mem_gib} GiB, Linux {}",
+        kernel.trim()
+    )
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn row(what: &str, figure: String, target: &str, ok: bool) {
+    println!(
+        "| {what} | {figure} | {target} | {} |",
+        if ok { "met" } else { "missed" }
+    );
+}
+
+async fn register(user: &BrokerClient, i: u32, cwd: &str) -> Result<BrokerClient> {
+    // Peers from a "remote" machine id: alive by heartbeat, no process needed.
+    let reg = user
+        .register(&RegisterRequest {
+            claude_pid: 100_000 + i,
+            mcp_pid: 1,
+            machine_id: "bench-machine".into(),
+            host: "bench".into(),
+            cwd: cwd.into(),
+            ..Default::default()
+        })
+        .await?;
+    Ok(user.with_auth(Some(reg.token)))
+}
+
+async fn broker(bin: &Path, seconds: u64, history: u64) -> Result<()> {
+    println!("peers-broker {} on {}", peers_core::VERSION, machine());
+    println!();
+    println!("| measure | figure | target | |");
+    println!("|---|---|---|---|");
+
+    // Start-up: spawn to first healthy answer, median of 10 cold starts on fresh state dirs.
+    let mut starts = vec![];
+    for _ in 0..10 {
+        let b = Broker::spawn(bin, tempfile::tempdir()?, free_port())?;
+        starts.push(b.wait_healthy().await?);
+        b.stop();
+    }
+    starts.sort();
+    let start_p50 = percentile(&starts, 0.5);
+    row(
+        "start to first healthy response (p50 of 10)",
+        ms(start_p50),
+        "< 20 ms",
+        start_p50 < Duration::from_millis(20),
+    );
+
+    let b = Broker::spawn(bin, tempfile::tempdir()?, free_port())?;
+    b.wait_healthy().await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = b.rss_kib()?;
+    row(
+        "idle RSS",
+        format!("{:.1} MiB", idle as f64 / 1024.0),
+        "< 15 MiB",
+        idle < 15 * 1024,
+    );
+
+    // Sends/s: 64 senders, 16 recipients; each 200 is a committed (fsynced) message.
+    let user = b.user()?;
+    let mut senders = vec![];
+    for i in 0..64 {
+        senders.push(register(&user, i, &format!("/bench/sender{i}")).await?);
+    }
+    for i in 0..16 {
+        register(&user, 1000 + i, &format!("/bench/inbox{i}")).await?;
+    }
+    for conc in [1usize, 8, 64] {
+        let rate = send_rate(&senders[..conc], Duration::from_secs(seconds)).await?;
+        let target = if conc == 64 { "10,000/s" } else { "—" };
+        row(
+            &format!("sends/s at concurrency {conc} (durable)"),
+            format!("{rate:.0}/s"),
+            target,
+            conc != 64 || rate >= 10_000.0,
+        );
+    }
+
+    // Claim+ack round trip on a peer with one waiting message.
+    let inbox = register(&user, 5000, "/bench/claimer").await?;
+    let mut rtt = vec![];
+    for i in 0..2000 {
+        user.send(&SendRequest {
+            to: "claimer".into(),
+            message: format!("m{i}"),
+            reply_to: None,
+        })
+        .await?;
+        let t = Instant::now();
+        let c = inbox.claim(&ClaimRequest::default()).await?;
+        inbox
+            .ack(&AckRequest {
+                lease_id: c.lease_id.context("nothing claimed")?,
+                via: "bench".into(),
+                message_ids: None,
+            })
+            .await?;
+        rtt.push(t.elapsed());
+    }
+    rtt.sort();
+    row(
+        "claim+ack round trip p50",
+        ms(percentile(&rtt, 0.5)),
+        "—",
+        true,
+    );
+    let p99 = percentile(&rtt, 0.99);
+    row(
+        "claim+ack round trip p99",
+        ms(p99),
+        "< 5 ms",
+        p99 < Duration::from_millis(5),
+    );
+    let rss_loaded = b.rss_kib()?;
+    row(
+        "RSS after the runs above",
+        format!("{:.1} MiB", rss_loaded as f64 / 1024.0),
+        "—",
+        true,
+    );
+    b.stop();
+
+    // Claim latency with 1,000 peers and a big delivered history.
+    let b = Broker::spawn(bin, tempfile::tempdir()?, free_port())?;
+    b.wait_healthy().await?;
+    let user = b.user()?;
+    let mut peer_ids = vec![];
+    for i in 0..1000 {
+        let reg = user
+            .register(&RegisterRequest {
+                claude_pid: 200_000 + i,
+                mcp_pid: 1,
+                machine_id: "bench-machine".into(),
+                host: "bench".into(),
+                cwd: format!("/bench/p{i}"),
+                ..Default::default()
+            })
+            .await?;
+        peer_ids.push(reg.peer_id);
+    }
+    let db = b.state_dir().join("peers.db");
+    let t = Instant::now();
+    preload_history(&db, &peer_ids, history).await?;
+    eprintln!("preloaded {history} delivered messages in {:?}", t.elapsed());
+    let claimer = register(&user, 9999, "/bench/p0").await?; // a 1001st peer, p0's dir
+    let name = claimer.heartbeat().await?.name;
+    let mut lat = vec![];
+    for i in 0..1000 {
+        user.send(&SendRequest {
+            to: name.clone(),
+            message: format!("m{i}"),
+            reply_to: None,
+        })
+        .await?;
+        let t = Instant::now();
+        let c = claimer.claim(&ClaimRequest::default()).await?;
+        lat.push(t.elapsed());
+        claimer
+            .ack(&AckRequest {
+                lease_id: c.lease_id.context("nothing claimed")?,
+                via: "bench".into(),
+                message_ids: None,
+            })
+            .await?;
+    }
+    lat.sort();
+    let p50 = percentile(&lat, 0.5);
+    row(
+        &format!("claim p50, 1,000 peers, {history} delivered in history"),
+        ms(p50),
+        "< 1 ms",
+        p50 < Duration::from_millis(1),
+    );
+    row(
+        &format!("claim p99, 1,000 peers, {history} delivered in history"),
+        ms(percentile(&lat, 0.99)),
+        "—",
+        true,
+    );
+    b.stop();
+    Ok(())
+}
+
+/// Runs `senders.len()` concurrent senders for `dur`; returns acknowledged sends per second.
+async fn send_rate(senders: &[BrokerClient], dur: Duration) -> Result<f64> {
+    let count = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = vec![];
+    for (i, s) in senders.iter().enumerate() {
+        let (s, count, stop) = (s.clone(), count.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let to = format!("inbox{}", (i as u64 + n) % 16);
+                s.send(&SendRequest {
+                    to,
+                    message: "benchmark message of a typical short length, about a line".into(),
+                    reply_to: None,
+                })
+                .await?;
+                n += 1;
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+            anyhow::Ok(())
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await; // warm-up
+    let before = count.load(Ordering::Relaxed);
+    let t = Instant::now();
+    tokio::time::sleep(dur).await;
+    let sent = count.load(Ordering::Relaxed) - before;
+    let elapsed = t.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await??;
+    }
+    Ok(sent as f64 / elapsed.as_secs_f64())
+}
+
+/// Inserts `n` delivered messages spread over `peers` straight into the database (while the
+/// broker runs; SQLite's WAL lets the broker keep serving).
+async fn preload_history(db: &Path, peers: &[String], n: u64) -> Result<()> {
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await?;
+    sqlx::raw_sql("CREATE TEMP TABLE ids (i INTEGER PRIMARY KEY, id TEXT)")
+        .execute(&mut conn)
+        .await?;
+    for (i, p) in peers.iter().enumerate() {
+        sqlx::query("INSERT INTO ids VALUES (?, ?)")
+            .bind(i as i64)
+            .bind(p)
+            .execute(&mut conn)
+            .await?;
+    }
+    sqlx::query(
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?) \
+         INSERT INTO messages (from_peer, from_kind, from_address, to_peer, to_address, body, \
+           state, sent_ms, expires_ms, delivered_ms, delivered_via) \
+         SELECT NULL, 'human', 'you@bench', ids.id, 'p@bench', 'old message ' || x, \
+           'delivered', x, x + 1000, x + 1, 'PostToolUse' \
+         FROM c JOIN ids ON ids.i = x % ?",
+    )
+    .bind(n as i64)
+    .bind(peers.len() as i64)
+    .execute(&mut conn)
+    .await?;
+    conn.close().await?;
+    Ok(())
 }

@@ -67,7 +67,7 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
-fn cargo() -> Command {
+pub fn cargo_cmd() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(root());
     c
@@ -95,6 +95,6 @@ fn test(args: &[String]) -> Result<()> {
             "xtask: WARNING: no Claude Code CLI ({e:#}); the end-to-end tests will be skipped"
         ),
     }
-    run_cmd(cargo().args(["build", "--workspace", "--bins"]))?;
-    run_cmd(cargo().args(["test", "--workspace"]).args(args))
+    run_cmd(cargo_cmd().args(["build", "--workspace", "--bins"]))?;
+    run_cmd(cargo_cmd().args(["test", "--workspace"]).args(args))
 }

@@ -18,7 +18,13 @@ pub fn bin(name: &str) -> PathBuf {
     // target/<profile>/deps/test-binary -> target/<profile>/<name>
     let dir = exe
         .parent()
-        .and_then(|d| if d.ends_with("deps") { d.parent() } else { Some(d) })
+        .and_then(|d| {
+            if d.ends_with("deps") {
+                d.parent()
+            } else {
+                Some(d)
+            }
+        })
         .expect("test binary has a parent dir");
     let p = dir.join(name);
     assert!(
@@ -83,13 +89,28 @@ impl TestEnv {
     pub fn vars(&self) -> Vec<(String, String)> {
         let mut v = vec![
             ("HOME".into(), self.home.display().to_string()),
-            ("PEERS_STATE_DIR".into(), self.state_dir.display().to_string()),
-            ("PEERS_CONFIG".into(), self.config_file.display().to_string()),
+            (
+                "PEERS_STATE_DIR".into(),
+                self.state_dir.display().to_string(),
+            ),
+            (
+                "PEERS_CONFIG".into(),
+                self.config_file.display().to_string(),
+            ),
             ("PEERS_PORT".into(), self.port.to_string()),
             ("PEERS_BIND".into(), "127.0.0.1".into()),
-            ("XDG_CONFIG_HOME".into(), self.home.join(".config").display().to_string()),
-            ("XDG_STATE_HOME".into(), self.home.join(".local/state").display().to_string()),
-            ("XDG_DATA_HOME".into(), self.home.join(".local/share").display().to_string()),
+            (
+                "XDG_CONFIG_HOME".into(),
+                self.home.join(".config").display().to_string(),
+            ),
+            (
+                "XDG_STATE_HOME".into(),
+                self.home.join(".local/state").display().to_string(),
+            ),
+            (
+                "XDG_DATA_HOME".into(),
+                self.home.join(".local/share").display().to_string(),
+            ),
         ];
         v.extend(self.extra.iter().map(|(k, val)| (k.clone(), val.clone())));
         v
@@ -113,7 +134,9 @@ impl TestEnv {
 
     /// The per-user secret, once a broker has created it.
     pub fn secret(&self) -> Option<String> {
-        peers_core::paths::read_secret(&self.state_dir).ok().flatten()
+        peers_core::paths::read_secret(&self.state_dir)
+            .ok()
+            .flatten()
     }
 
     /// A client authenticated as the human (the per-user secret).
@@ -278,7 +301,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?}: {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?}: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
