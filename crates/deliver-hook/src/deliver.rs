@@ -83,9 +83,7 @@ fn find_session(cfg: &Config, event: Event) -> Option<SessionFile> {
 
 /// The whole hook run; every failure ends in exit 0 with nothing printed.
 pub fn run() -> i32 {
-    let raw = crate::read_stdin();
-    let Some(input) = HookInput::parse(&raw) else {
-        debug(|| format!("stdin is not hook JSON ({} bytes)", raw.len()));
+    let Some(input) = crate::read_input() else {
         return 0;
     };
     let Some(event) = input.event() else {

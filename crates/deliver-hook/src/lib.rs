@@ -20,6 +20,7 @@ pub mod state;
 pub mod wait;
 
 use std::io::{IsTerminal, Read, Write};
+
 use std::time::Duration;
 
 /// Exit code that makes Claude Code wake the session with the hook's stderr (asyncRewake).
@@ -53,15 +54,29 @@ pub fn debug(msg: impl FnOnce() -> String) {
     }
 }
 
-/// Reads the hook input; empty when stdin is a terminal or unreadable.
-pub fn read_stdin() -> Vec<u8> {
+/// Reads one JSON value from stdin as the hook input. It stops at the end of that value, so
+/// a client that keeps stdin open does not hang the hook. `None` for a terminal, empty or
+/// malformed input.
+pub fn read_input() -> Option<input::HookInput> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
-        return Vec::new();
+        return None;
     }
-    let mut buf = Vec::new();
-    let _ = stdin.lock().take(MAX_STDIN).read_to_end(&mut buf);
-    buf
+    let reader = stdin.lock().take(MAX_STDIN);
+    match serde_json::Deserializer::from_reader(reader)
+        .into_iter::<input::HookInput>()
+        .next()
+    {
+        Some(Ok(i)) => Some(i),
+        Some(Err(e)) => {
+            debug(|| format!("stdin is not hook JSON: {e}"));
+            None
+        }
+        None => {
+            debug(|| "stdin is empty".into());
+            None
+        }
+    }
 }
 
 /// A single-threaded runtime: the hook does one or two requests, so no worker threads.

@@ -39,7 +39,7 @@ pub fn should_wait(attended_env: Option<&str>, wait_headless: bool) -> bool {
 
 pub fn run() -> i32 {
     // The Stop JSON is not needed, but read it so Claude Code's write never fails.
-    let _ = crate::read_stdin();
+    let _ = crate::read_input();
     let cfg = match Config::load() {
         Ok(c) => c,
         Err(e) => {

@@ -201,6 +201,30 @@ async fn a_hook_killed_between_claim_and_ack_leaves_the_mail_for_the_next_one() 
 }
 
 #[tokio::test]
+async fn the_hook_reads_one_json_value_and_does_not_wait_for_stdin_to_close() {
+    let h = Harness::start(&[]).await;
+    let id = h.send("no EOF needed").await;
+    let mut hook = ChildGuard::new(
+        h.hook(&[])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdin = hook.child().stdin.take().unwrap();
+    stdin.write_all(POST_TOOL_USE.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    let status = hook.wait_timeout(Duration::from_secs(10));
+    drop(stdin);
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "finished with stdin still open"
+    );
+    assert_eq!(h.status(id).await.status, MessageState::Delivered);
+}
+
+#[tokio::test]
 async fn garbage_stdin_or_no_session_exit_zero_quietly() {
     let h = Harness::start(&[]).await;
     let id = h.send("still here").await;

@@ -55,7 +55,10 @@ async fn the_waiter_wakes_the_session_with_the_mail_on_stderr() {
         let mut w = start_waiter(&h, &[]);
         // Let it get past its start-up grace and into the long poll.
         tokio::time::sleep(Duration::from_millis(600)).await;
-        assert!(w.child().try_wait().unwrap().is_none(), "waits while no mail");
+        assert!(
+            w.child().try_wait().unwrap().is_none(),
+            "waits while no mail"
+        );
         let sent = Instant::now();
         let id = h.send(&format!("wake up, round {round}")).await;
         assert!(
@@ -92,13 +95,19 @@ async fn a_newer_waiter_supersedes_the_older_and_a_gone_session_ends_it() {
     );
     let (code, stdout, stderr) = finish(old);
     assert_eq!((code, stdout.as_str(), stderr.as_str()), (Some(0), "", ""));
-    assert!(new.child().try_wait().unwrap().is_none(), "the newer one waits on");
+    assert!(
+        new.child().try_wait().unwrap().is_none(),
+        "the newer one waits on"
+    );
 
     // The Claude Code process ends: the waiter notices and exits 0 without waking anything.
     let t = Instant::now();
     h.me.claude.kill();
     assert!(exited_within(&mut new, Duration::from_secs(10)));
-    println!("waiter exit after its claude process died: {:?}", t.elapsed());
+    println!(
+        "waiter exit after its claude process died: {:?}",
+        t.elapsed()
+    );
     let (code, _, stderr) = finish(new);
     assert_eq!((code, stderr.as_str()), (Some(0), ""));
 }
@@ -132,7 +141,10 @@ async fn headless_sessions_do_not_wait_unless_configured() {
         ],
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(w.child().try_wait().unwrap().is_none(), "configured to wait");
+    assert!(
+        w.child().try_wait().unwrap().is_none(),
+        "configured to wait"
+    );
     let id = h.send("headless but asked for").await;
     assert!(exited_within(&mut w, Duration::from_secs(10)));
     let (code, _, stderr) = finish(w);
@@ -147,9 +159,16 @@ async fn mail_already_waiting_goes_to_the_stop_hook_not_the_waiter() {
     // Claude Code starts both Stop hooks together.
     let mut w = start_waiter(&h, &[]);
     let stop = h.run(STOP);
-    assert_eq!(stdout_ids(&stop.stdout), vec![id], "the Stop hook blocks with it");
+    assert_eq!(
+        stdout_ids(&stop.stdout),
+        vec![id],
+        "the Stop hook blocks with it"
+    );
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert!(w.child().try_wait().unwrap().is_none(), "the waiter found nothing left");
+    assert!(
+        w.child().try_wait().unwrap().is_none(),
+        "the waiter found nothing left"
+    );
     let id2 = h.send("later").await;
     assert!(exited_within(&mut w, Duration::from_secs(10)));
     let (code, _, stderr) = finish(w);
@@ -169,12 +188,20 @@ async fn the_loop_budget_stops_stop_blocks_and_wakes_then_mail_waits() {
     }
     let id = h.send("one too many").await;
     let r = h.run(STOP);
-    assert_eq!((r.code, r.stdout.as_str()), (Some(0), ""), "past the budget: no block");
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (Some(0), ""),
+        "past the budget: no block"
+    );
     // Nor does the waiter wake the session for it.
     let mut w = start_waiter(&h, &[]);
     assert!(exited_within(&mut w, Duration::from_secs(10)));
     assert_eq!(finish(w), (Some(0), String::new(), String::new()));
-    assert_eq!(h.status(id).await.status, MessageState::Queued, "the mail waits");
+    assert_eq!(
+        h.status(id).await.status,
+        MessageState::Queued,
+        "the mail waits"
+    );
     // The human is told.
     let notices = h.env.user_client().notices().await.unwrap().notices;
     assert!(

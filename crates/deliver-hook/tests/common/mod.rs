@@ -48,11 +48,32 @@ pub struct Harness {
 impl Harness {
     /// A broker plus two registered sessions; `vars` are set for the broker and every hook.
     pub async fn start(vars: &[(&str, &str)]) -> Harness {
+        Self::start_with_broker(vars, None).await
+    }
+
+    /// Like [`Harness::start`], running the broker binary `broker_bin` (default: the
+    /// workspace's debug build).
+    pub async fn start_with_broker(vars: &[(&str, &str)], broker_bin: Option<&Path>) -> Harness {
         let mut env = TestEnv::new();
         for (k, v) in vars {
             env.set(k, *v);
         }
-        let broker = BrokerProcess::start(&env).await;
+        let broker = match broker_bin {
+            None => BrokerProcess::start(&env).await,
+            Some(bin) => {
+                let mut cmd = Command::new(bin);
+                env.apply(&mut cmd)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+                let b = BrokerProcess {
+                    child: ChildGuard::new(cmd.spawn().expect("spawn broker")),
+                    url: env.url(),
+                };
+                b.wait_healthy(Duration::from_secs(10)).await;
+                b
+            }
+        };
         let me = register(&env, "api", peers_testkit::fake_claude()).await;
         let web = register(&env, "web", peers_testkit::fake_claude()).await;
         write_session(&env, &me, me.claude_pid);

@@ -1,0 +1,134 @@
+//! Latency of one hook invocation as a whole process (spawn to exit, PostToolUse input,
+//! session present). Ignored by default; run it with a release build of the hook:
+//!
+//! ```text
+//! cargo build --release -p deliver-hook && cargo build -p peers-broker
+//! cargo test -p deliver-hook --test bench -- --ignored --nocapture
+//! ```
+//!
+//! `PEERS_DELIVER_BENCH_BIN` picks another hook binary (default: `target/release/peers-deliver`
+//! when built, else the test build), `PEERS_BROKER_BENCH_BIN` another broker (default: the
+//! release build when there is one), `PEERS_BENCH_N` the number of runs per case.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+fn hook_under_test() -> PathBuf {
+    if let Some(p) = std::env::var_os("PEERS_DELIVER_BENCH_BIN") {
+        return p.into();
+    }
+    let release =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/release/peers-deliver");
+    if release.is_file() {
+        release
+    } else {
+        hook_bin()
+    }
+}
+
+/// `PEERS_BROKER_BENCH_BIN`, else `target/release/peers-broker` when built, else the debug one.
+fn broker_under_test() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("PEERS_BROKER_BENCH_BIN") {
+        return Some(p.into());
+    }
+    let release =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/release/peers-broker");
+    release.is_file().then_some(release)
+}
+
+fn stats(mut v: Vec<Duration>) -> String {
+    v.sort();
+    let pct = |p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize];
+    format!(
+        "p50 {:>8.3} ms  p95 {:>8.3} ms  min {:>8.3} ms  (n={})",
+        pct(0.5).as_secs_f64() * 1e3,
+        pct(0.95).as_secs_f64() * 1e3,
+        v[0].as_secs_f64() * 1e3,
+        v.len()
+    )
+}
+
+#[tokio::test]
+#[ignore = "benchmark: run with --ignored --nocapture"]
+async fn hook_latency() {
+    let n: usize = std::env::var("PEERS_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let bin = hook_under_test();
+    println!("hook binary: {}", bin.display());
+    let broker = broker_under_test();
+    println!(
+        "broker binary: {}",
+        broker
+            .as_deref()
+            .map_or("target/debug/peers-broker".into(), |p| p
+                .display()
+                .to_string())
+    );
+    let mut h = Harness::start_with_broker(&[], broker.as_deref()).await;
+    let cmd = |h: &Harness, extra: &[(&str, &str)]| {
+        let c = h.hook(&[]);
+        let mut c2 = Command::new(&bin);
+        for (k, v) in c.get_envs() {
+            match v {
+                Some(v) => c2.env(k, v),
+                None => c2.env_remove(k),
+            };
+        }
+        for (k, v) in extra {
+            c2.env(k, v);
+        }
+        c2
+    };
+    let time = |h: &Harness, extra: &[(&str, &str)], input: &str| {
+        (0..n)
+            .map(|_| {
+                let r = run_with(cmd(h, extra), input);
+                assert_eq!(r.code, Some(0));
+                r.elapsed
+            })
+            .collect::<Vec<_>>()
+    };
+
+    let t = (0..n)
+        .map(|_| run_with(Command::new("true"), "").elapsed)
+        .collect();
+    println!("{:<44} {}", "baseline: spawn /bin/true", stats(t));
+
+    let t = time(&h, &[("CLAUDE_PID", "1")], POST_TOOL_USE);
+    println!("{:<44} {}", "no session file (walk to pid 1)", stats(t));
+
+    let t = time(&h, &[], POST_TOOL_USE);
+    println!("{:<44} {}", "session, broker up, no mail", stats(t));
+
+    let mut t = Vec::new();
+    for i in 0..n {
+        h.send(&format!("bench message {i}")).await;
+        let r = run_with(cmd(&h, &[]), POST_TOOL_USE);
+        assert_eq!(stdout_ids(&r.stdout).len(), 1);
+        t.push(r.elapsed);
+    }
+    println!(
+        "{:<44} {}",
+        "session, broker up, one message (claim+ack)",
+        stats(t)
+    );
+
+    h.broker.kill9();
+    let t = time(&h, &[("PEERS_HOOK_BACKOFF_MS", "0")], POST_TOOL_USE);
+    println!(
+        "{:<44} {}",
+        "broker down, no backoff (connect refused)",
+        stats(t)
+    );
+    let _ = run_with(cmd(&h, &[]), POST_TOOL_USE);
+    assert!(h.env.state_dir.join("hook-backoff").exists());
+    let t = time(&h, &[("PEERS_HOOK_BACKOFF_MS", "600000")], POST_TOOL_USE);
+    println!("{:<44} {}", "broker down, backoff marker present", stats(t));
+}
