@@ -18,7 +18,7 @@ use peers_core::wire::{
     AckRequest, ClaimRequest, InboxMessage, ListPeersQuery, MessageState, MessageStatus, PeerInfo,
     Scope, SendRequest, SendResponse,
 };
-use peers_core::{BrokerClient, ClientError, format_ms, now_ms};
+use peers_core::{ClientError, format_ms, now_ms};
 
 use crate::peer::{Peer, PeerError};
 
@@ -321,36 +321,28 @@ impl PeersServer {
     }
 
     async fn unknown_peer_text(&self, to: &str, e: &ClientError) -> String {
-        let known =
-            self.peer
-                .current()
-                .map(|r| r.client.clone())
-                .map(|c: BrokerClient| async move {
-                    c.list_peers(&ListPeersQuery {
-                        scope: Scope::All,
-                        ..Default::default()
-                    })
-                    .await
-                });
-        let names = match known {
-            Some(fut) => match fut.await {
-                Ok(l) => l
-                    .peers
-                    .iter()
-                    .map(|p| p.address.clone())
-                    .collect::<Vec<_>>(),
+        let q = ListPeersQuery {
+            scope: Scope::All,
+            ..Default::default()
+        };
+        let names: Vec<String> = match self.peer.current() {
+            Some(reg) => match reg.client.list_peers(&q).await {
+                Ok(l) => l.peers.into_iter().map(|p| p.address).collect(),
                 Err(_) => Vec::new(),
             },
             None => Vec::new(),
         };
+        tracing::info!("send to unknown peer {to:?}: {e}");
         let list = if names.is_empty() {
-            "No other peers are running right now.".to_string()
+            "No other peers are running right now; the session you mean may not have started \
+             (or lacks peers)."
+                .to_string()
         } else {
             format!("Known peers: {}.", names.join(", "))
         };
         format!(
-            "send_message failed: there is no peer named {to:?} ({e}). {list} Check the name \
-             with list_peers and send again; nothing was sent."
+            "send_message failed: there is no peer named {to:?}; nothing was sent. {list} Use one \
+             of these names (or name@host, or a peer id from list_peers) and send again."
         )
     }
 

@@ -1,0 +1,452 @@
+//! The real `peers-mcp` binary over stdio, against the real `peers-broker`.
+//!
+//! Needs the workspace binaries: `cargo build --workspace --bins` (or `-p peers-broker`)
+//! before `cargo test -p peers-mcp`.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::*;
+use peers_core::wire::{AckRequest, ClaimRequest, ListPeersQuery, Scope};
+use peers_testkit::{BrokerProcess, eventually};
+use serde_json::json;
+
+#[tokio::test]
+async fn tools_are_listed_with_schemas_and_instructions() {
+    let env = env();
+    let _reaper = Reaper::new(&env);
+    let _broker = BrokerProcess::start(&env).await;
+    let s = Session::start(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
+
+    let info = s.client().peer_info().expect("server info");
+    assert_eq!(info.server_info.as_ref().unwrap().name, "peers");
+    let instructions = info.instructions.clone().unwrap_or_default();
+    assert!(instructions.contains("alpha@testhost"), "{instructions}");
+    assert!(instructions.contains("by themselves"), "{instructions}");
+    assert!(instructions.contains("SendMessage"), "{instructions}");
+
+    let tools = s.client().list_all_tools().await.unwrap();
+    let names: BTreeSet<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from([
+            "check_messages",
+            "list_peers",
+            "message_status",
+            "send_message",
+            "set_summary",
+            "whoami"
+        ])
+    );
+    for t in &tools {
+        let d = t.description.as_deref().unwrap_or_default();
+        assert!(d.starts_with("peers:"), "{}: {d}", t.name);
+        assert!(d.contains("Claude Code session"), "{}: {d}", t.name);
+        assert_eq!(
+            t.input_schema.get("type"),
+            Some(&json!("object")),
+            "{}",
+            t.name
+        );
+    }
+    let schema = |name: &str| {
+        serde_json::Value::Object(
+            (*tools.iter().find(|t| t.name == name).unwrap().input_schema).clone(),
+        )
+    };
+    let send = schema("send_message");
+    let required: BTreeSet<&str> = send["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(required, BTreeSet::from(["message", "to"]));
+    assert!(send["properties"]["reply_to"].is_object(), "{send}");
+    let status = schema("message_status");
+    let ty = &status["properties"]["message_id"]["type"];
+    assert!(
+        ty.as_array()
+            .is_some_and(|a| a.contains(&json!("integer")) && a.contains(&json!("string"))),
+        "{status}"
+    );
+    assert!(schema("list_peers")["properties"]["scope"].is_object());
+    assert!(
+        tools
+            .iter()
+            .find(|t| t.name == "send_message")
+            .unwrap()
+            .description
+            .as_deref()
+            .unwrap()
+            .contains("Not the built-in SendMessage")
+    );
+
+    let who = s.ok("whoami", json!({})).await;
+    assert!(who.contains("alpha@testhost"), "{who}");
+    let file = s.session_file().await;
+    assert!(who.contains(&file.peer_id), "{who}");
+    assert_eq!(file.name, "alpha");
+    assert_eq!(file.claude_pid, s.claude_pid);
+    let mode = std::fs::metadata(peers_core::session::SessionFile::path(
+        &env.state_dir,
+        s.claude_pid,
+    ))
+    .unwrap()
+    .permissions();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(mode.mode() & 0o777, 0o600);
+}
+
+#[tokio::test]
+async fn two_sessions_see_each_other_and_messages_get_delivered() {
+    let env = env();
+    let _reaper = Reaper::new(&env);
+    let _broker = BrokerProcess::start(&env).await;
+    let beta_dir = env.dir.path().join("work/Beta Proj");
+    std::fs::create_dir_all(beta_dir.join(".git")).unwrap();
+    std::fs::write(beta_dir.join(".git/HEAD"), "ref: refs/heads/feature\n").unwrap();
+    let a = Session::start(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
+    let b = Session::start(&env, &beta_dir, Parent::ClaudeScript).await;
+    let b_file = b.session_file().await;
+    assert_eq!(b_file.name, "beta-proj");
+
+    let seen_by_a = a.ok("list_peers", json!({})).await;
+    assert!(seen_by_a.contains("beta-proj@testhost"), "{seen_by_a}");
+    assert!(seen_by_a.contains("branch feature"), "{seen_by_a}");
+    assert!(
+        !seen_by_a.contains("alpha@testhost"),
+        "lists itself: {seen_by_a}"
+    );
+    let seen_by_b = b.ok("list_peers", json!({"scope": "machine"})).await;
+    assert!(seen_by_b.contains("alpha@testhost"), "{seen_by_b}");
+    let same_dir = b.ok("list_peers", json!({"scope": "directory"})).await;
+    assert!(!same_dir.contains("alpha@testhost"), "{same_dir}");
+
+    // By name (any case), by name@host, by id.
+    let mut ids = Vec::new();
+    for to in ["BETA-PROJ", "beta-proj@TestHost", b_file.peer_id.as_str()] {
+        let t = a
+            .ok(
+                "send_message",
+                json!({"to": to, "message": format!("hello via {to}")}),
+            )
+            .await;
+        assert!(t.contains("beta-proj@testhost"), "{t}");
+        assert!(t.contains("next hook event"), "{t}");
+        ids.push(message_id(&t));
+    }
+    let st = a.ok("message_status", json!({"message_id": ids[0]})).await;
+    assert!(st.contains("queued"), "{st}");
+    assert!(st.contains("is running"), "{st}");
+
+    // The hook's path: claim with the peer token, then ack.
+    let hook = b.peer_client().await;
+    let claim = hook.claim(&ClaimRequest::default()).await.unwrap();
+    let got: Vec<i64> = claim.messages.iter().map(|m| m.message_id).collect();
+    assert_eq!(got, ids);
+    assert_eq!(claim.messages[0].from, "alpha@testhost");
+    hook.ack(&AckRequest {
+        lease_id: claim.lease_id.unwrap(),
+        via: "PostToolUse".into(),
+        message_ids: None,
+    })
+    .await
+    .unwrap();
+    // The id as a numeric string works too.
+    let st = a
+        .ok("message_status", json!({"message_id": ids[1].to_string()}))
+        .await;
+    assert!(st.contains("delivered at"), "{st}");
+    assert!(st.contains("via PostToolUse"), "{st}");
+
+    // check_messages claims, shows, then acks; a reply links back.
+    let t = a
+        .ok(
+            "send_message",
+            json!({"to": "beta-proj", "message": "ping from alpha"}),
+        )
+        .await;
+    let ping = message_id(&t);
+    let inbox = b.ok("check_messages", json!({})).await;
+    assert!(inbox.contains("ping from alpha"), "{inbox}");
+    assert!(inbox.contains("alpha@testhost"), "{inbox}");
+    let st = a.ok("message_status", json!({"message_id": ping})).await;
+    assert!(st.contains("via check_messages"), "{st}");
+    let again = b.ok("check_messages", json!({})).await;
+    assert!(again.contains("No new peer messages"), "{again}");
+
+    let t = b
+        .ok(
+            "send_message",
+            json!({"to": "alpha", "message": "pong", "reply_to": format!("#{ping}")}),
+        )
+        .await;
+    let pong = message_id(&t);
+    let st = a.ok("message_status", json!({"message_id": ping})).await;
+    assert!(st.contains(&format!("Replies: #{pong}")), "{st}");
+
+    let t = b
+        .ok("set_summary", json!({"summary": "refactoring the parser"}))
+        .await;
+    assert!(t.contains("refactoring the parser"), "{t}");
+    let seen = a.ok("list_peers", json!({"scope": "all"})).await;
+    assert!(seen.contains("summary: refactoring the parser"), "{seen}");
+}
+
+#[tokio::test]
+async fn mistakes_come_back_as_tool_errors_that_say_what_to_do() {
+    let mut env = env();
+    env.set("PEERS_MAX_MESSAGE_BYTES", "2000");
+    let _reaper = Reaper::new(&env);
+    let _broker = BrokerProcess::start(&env).await;
+    let a = Session::start(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
+    let _b = Session::start(&env, &env.dir.path().join("work/bravo"), Parent::Shell).await;
+    _b.session_file().await;
+
+    let t = a
+        .err("send_message", json!({"to": "charlie", "message": "hi"}))
+        .await;
+    assert!(t.contains("no peer named \"charlie\""), "{t}");
+    assert!(t.contains("bravo@testhost"), "lists the known peers: {t}");
+    assert!(t.contains("nothing was sent"), "{t}");
+
+    let t = a
+        .err(
+            "send_message",
+            json!({"to": "bravo", "message": "x".repeat(2001)}),
+        )
+        .await;
+    assert!(t.contains("2001 bytes") && t.contains("2000"), "{t}");
+    assert!(t.contains("split") && t.contains("file"), "{t}");
+
+    let t = a.err("message_status", json!({"message_id": "abc"})).await;
+    assert!(t.contains("not a message id"), "{t}");
+    let t = a.err("message_status", json!({"message_id": 999999})).await;
+    assert!(t.contains("#999999"), "{t}");
+    let t = a.err("list_peers", json!({"scope": "galaxy"})).await;
+    assert!(t.contains("machine, directory, repo or all"), "{t}");
+    let t = a
+        .err(
+            "send_message",
+            json!({"to": "bravo", "message": "hi", "reply_to": "yesterday"}),
+        )
+        .await;
+    assert!(t.contains("reply_to"), "{t}");
+    // Still alive and well after all that.
+    a.ok("whoami", json!({})).await;
+}
+
+#[tokio::test]
+async fn an_unreachable_hub_is_a_tool_error_not_a_crash() {
+    let mut env = env();
+    let dead = peers_testkit::free_port();
+    env.set("PEERS_BROKER_URL", format!("http://127.0.0.1:{dead}"));
+    let _reaper = Reaper::new(&env);
+    // TestEnv::apply removes PEERS_BROKER_URL before adding the extras, so it is set.
+    let s = Session::start(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
+    let info = s.client().peer_info().unwrap();
+    assert!(
+        info.instructions
+            .as_deref()
+            .unwrap_or_default()
+            .contains("not registered")
+    );
+    let t = s.err("list_peers", json!({})).await;
+    assert!(t.contains("not available"), "{t}");
+    assert!(t.contains("remote peers hub"), "{t}");
+    let t = s
+        .err("send_message", json!({"to": "x", "message": "hi"}))
+        .await;
+    assert!(t.contains("not available"), "{t}");
+    // It did not start a local broker for a remote configuration.
+    assert!(broker_pid(&env.url()).await.is_none());
+}
+
+#[tokio::test]
+async fn when_claude_dies_the_server_exits_and_its_mail_waits() {
+    let env = env();
+    let _reaper = Reaper::new(&env);
+    let _broker = BrokerProcess::start(&env).await;
+    let a = Session::start(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
+    let mut b = Session::start(
+        &env,
+        &env.dir.path().join("work/bravo"),
+        Parent::ClaudeScript,
+    )
+    .await;
+    let b_file = b.session_file().await;
+    // The walk went past the wrapper shell to the process named `claude`.
+    assert_eq!(b_file.claude_pid, b.claude_pid);
+    assert_ne!(b_file.mcp_pid, b.claude_pid);
+
+    let t = a
+        .ok(
+            "send_message",
+            json!({"to": "bravo", "message": "for later"}),
+        )
+        .await;
+    let id = message_id(&t);
+
+    b.kill_claude().await;
+    let mcp_pid = b_file.mcp_pid;
+    eventually(
+        WAIT,
+        "peers-mcp exits after its claude died",
+        || async move { (!running(mcp_pid)).then_some(()) },
+    )
+    .await;
+    let path = peers_core::session::SessionFile::path(&env.state_dir, b.claude_pid);
+    assert!(!path.exists(), "session file removed");
+    eventually(WAIT, "bravo leaves list_peers", || {
+        let a = &a;
+        async move {
+            let t = a.ok("list_peers", json!({})).await;
+            (!t.contains("bravo@testhost")).then_some(())
+        }
+    })
+    .await;
+
+    let st = a.ok("message_status", json!({"message_id": id})).await;
+    assert!(st.contains("queued"), "{st}");
+    assert!(st.contains("not running"), "{st}");
+    let t = a
+        .ok("send_message", json!({"to": "bravo", "message": "more"}))
+        .await;
+    assert!(
+        t.contains("not running"),
+        "warns about the ended session: {t}"
+    );
+
+    let human = env.user_client();
+    let gone = human
+        .list_peers(&ListPeersQuery {
+            scope: Scope::All,
+            include_gone: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let bravo = gone
+        .peers
+        .iter()
+        .find(|p| p.name == "bravo")
+        .expect("bravo kept");
+    assert!(!bravo.alive);
+    assert_eq!(bravo.queued, 2);
+
+    // The next session in that directory gets the name and the mail.
+    let b2 = Session::start(&env, &env.dir.path().join("work/bravo"), Parent::Shell).await;
+    assert_eq!(b2.session_file().await.name, "bravo");
+    let inbox = b2.ok("check_messages", json!({})).await;
+    assert!(
+        inbox.contains("for later") && inbox.contains("more"),
+        "{inbox}"
+    );
+}
+
+#[tokio::test]
+async fn stdin_eof_ends_the_session() {
+    let env = env();
+    let _reaper = Reaper::new(&env);
+    let _broker = BrokerProcess::start(&env).await;
+    let a = Session::start(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
+    let mut b = Session::start(&env, &env.dir.path().join("work/bravo"), Parent::Shell).await;
+    let b_file = b.session_file().await;
+    let client = b.client.take().unwrap();
+    client.cancel().await.unwrap();
+    let mcp_pid = b_file.mcp_pid;
+    eventually(WAIT, "peers-mcp exits on stdin EOF", || async move {
+        (!running(mcp_pid)).then_some(())
+    })
+    .await;
+    assert!(!peers_core::session::SessionFile::path(&env.state_dir, b.claude_pid).exists());
+    let t = a.ok("list_peers", json!({})).await;
+    assert!(!t.contains("bravo@testhost"), "{t}");
+}
+
+#[tokio::test]
+async fn a_killed_broker_is_restarted_and_the_session_keeps_its_name() {
+    let env = env();
+    let _reaper = Reaper::new(&env);
+    // No broker: the first session starts one, detached.
+    let a = Session::start(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
+    let b = Session::start(&env, &env.dir.path().join("work/bravo"), Parent::Shell).await;
+    let a_file = a.session_file().await;
+    let b_file = b.session_file().await;
+    let first = broker_pid(&env.url()).await.expect("a broker was started");
+    assert_ne!(first, a_file.mcp_pid);
+    let t = a
+        .ok(
+            "send_message",
+            json!({"to": "bravo", "message": "before the crash"}),
+        )
+        .await;
+    let id = message_id(&t);
+
+    // SAFETY: kill(2) on the broker this test's session started.
+    unsafe { libc::kill(first as libc::pid_t, libc::SIGKILL) };
+    let url = env.url();
+    let second = eventually(WAIT, "a new broker answers", || {
+        let url = url.clone();
+        async move { broker_pid(&url).await.filter(|p| *p != first) }
+    })
+    .await;
+    assert_ne!(second, first);
+
+    // Both sessions are registered with the new broker under their names: the one that
+    // restarted it registered again (asking for its old name back) and rewrote its session
+    // file; the other may simply carry on if the new broker still knows its token. Either
+    // way the session file names a token the new broker accepts.
+    for (s, old) in [(&a, &a_file), (&b, &b_file)] {
+        let pid = s.claude_pid;
+        let dir = env.state_dir.clone();
+        let file = eventually(WAIT, "the session file works with the new broker", || {
+            let dir = dir.clone();
+            async move {
+                let f = peers_core::session::SessionFile::read(&dir, pid)
+                    .ok()
+                    .flatten()?;
+                let c = peers_core::BrokerClient::new(&f.broker_url, Some(f.token.clone()));
+                c.heartbeat().await.ok().map(|_| f)
+            }
+        })
+        .await;
+        assert_eq!(file.name, old.name);
+        let who = s.ok("whoami", json!({})).await;
+        assert!(who.contains(&format!("{}@testhost", old.name)), "{who}");
+    }
+    let seen = a.ok("list_peers", json!({})).await;
+    assert!(seen.contains("bravo@testhost"), "{seen}");
+    let st = a.ok("message_status", json!({"message_id": id})).await;
+    assert!(st.contains("queued"), "mail survived the crash: {st}");
+    let inbox = b.ok("check_messages", json!({})).await;
+    assert!(inbox.contains("before the crash"), "{inbox}");
+}
+
+/// Idle RSS of one `peers-mcp` after registering: `cargo test -p peers-mcp --release --test
+/// mcp_server -- --ignored --nocapture idle_rss` (release binaries must be built first:
+/// `cargo build --release -p peers-mcp -p peers-broker`).
+#[tokio::test]
+#[ignore]
+async fn idle_rss() {
+    let env = env();
+    let _reaper = Reaper::new(&env);
+    let _broker = BrokerProcess::start(&env).await;
+    let s = Session::start(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
+    let pid = s.session_file().await.mcp_pid;
+    s.ok("list_peers", json!({})).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .unwrap()
+        .to_string();
+    println!(
+        "peers-mcp idle {rss} ({})",
+        peers_testkit::bin("peers-mcp").display()
+    );
+}
