@@ -37,6 +37,12 @@ enum Cmd {
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
+    /// Build in release mode and install the four binaries (default: ~/.local/bin).
+    Install {
+        /// Where to put the binaries.
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+    },
     /// Install the pinned Claude Code CLI for the tests and print its path.
     FetchClaude,
     /// Run benchmarks and print figures for this machine.
@@ -56,6 +62,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Bench { which } => bench::run(which),
+        Cmd::Install { bin_dir } => install(bin_dir),
     }
 }
 
@@ -97,4 +104,52 @@ fn test(args: &[String]) -> Result<()> {
     }
     run_cmd(cargo_cmd().args(["build", "--workspace", "--bins"]))?;
     run_cmd(cargo_cmd().args(["test", "--workspace"]).args(args))
+}
+
+/// The binaries a user installs.
+const BINARIES: [&str; 4] = ["peers-broker", "peers-mcp", "peers-deliver", "peers"];
+
+fn install(bin_dir: Option<PathBuf>) -> Result<()> {
+    let bin_dir = match bin_dir {
+        Some(d) => d,
+        None => PathBuf::from(std::env::var("HOME").context("HOME is not set; pass --bin-dir")?)
+            .join(".local/bin"),
+    };
+    run_cmd(cargo_cmd().args(["build", "--release", "--bins"]).args([
+        "-p",
+        "peers-broker",
+        "-p",
+        "peers-mcp",
+        "-p",
+        "deliver-hook",
+        "-p",
+        "peers-cli",
+    ]))?;
+    std::fs::create_dir_all(&bin_dir)
+        .with_context(|| format!("cannot create {}", bin_dir.display()))?;
+    for name in BINARIES {
+        let from = root().join("target/release").join(name);
+        let to = bin_dir.join(name);
+        // Copy to a temp name and rename, so a running binary is never overwritten in place.
+        let tmp = bin_dir.join(format!(".{name}.new"));
+        std::fs::copy(&from, &tmp).with_context(|| format!("copy {}", from.display()))?;
+        std::fs::rename(&tmp, &to)?;
+        println!("installed {}", to.display());
+    }
+    let mcp = bin_dir.join("peers-mcp");
+    let deliver = bin_dir.join("peers-deliver");
+    println!();
+    println!("Register the MCP server with Claude Code:");
+    println!(
+        "  claude mcp add --scope user {} -- {}",
+        peers_core::claude_settings::MCP_SERVER_NAME,
+        mcp.display()
+    );
+    println!();
+    println!("and merge these hooks into ~/.claude/settings.json:");
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&peers_core::claude_settings::settings(&deliver))?
+    );
+    Ok(())
 }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -45,6 +46,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/shutdown", post(shutdown))
         .fallback(|| async {
             ApiError::not_found("no such API call; see docs/PROTOCOL.md for the /v1 calls")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::BadRequest,
+                "this path does not take that method; see docs/PROTOCOL.md",
+            )
         })
         .layer(middleware::from_fn(require_json_posts))
         .layer(DefaultBodyLimit::max(body_limit))
@@ -109,6 +117,34 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     }
 }
 
+/// `Query<T>` with the API's error format.
+pub struct Q<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Q<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| Q(v))
+            .map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))
+    }
+}
+
+/// `Path<T>` with the API's error format.
+pub struct P<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for P<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(v)| P(v))
+            .map_err(|e| ApiError::bad_request(format!("bad path: {}", e.body_text())))
+    }
+}
+
 async fn health(State(s): St) -> ApiResult<Health> {
     Ok(Json(Health {
         ok: true,
@@ -167,11 +203,18 @@ async fn heartbeat(
     let me = caller.require_peer()?.clone();
     let now = now_ms();
     let id = me.id.clone();
+    // A local peer whose Claude Code process ended stays gone, whatever its MCP server says.
+    let may_revive = me.machine_id != s.settings.machine_id
+        || peers_core::identity::pid_alive(me.claude_pid as u32);
     let row = s
         .store
-        .write(move |c| Box::pin(async move { peers::heartbeat(c, &id, now).await }))
+        .write(move |c| Box::pin(async move { peers::heartbeat(c, &id, now, may_revive).await }))
         .await?
-        .ok_or_else(|| ApiError::unauthorized("this registration was replaced; register again"))?;
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "this registration was replaced, unregistered, or its session ended; register again",
+            )
+        })?;
     if row.name != me.name || me.gone_ms.is_some() {
         s.cache_peer(row.clone());
     }
@@ -207,7 +250,7 @@ async fn unregister(
     let id = me.id.clone();
     let now = now_ms();
     s.store
-        .write(move |c| Box::pin(async move { peers::mark_gone(c, &[id], now).await }))
+        .write(move |c| Box::pin(async move { peers::unregister(c, &id, now).await }))
         .await?;
     s.uncache_peer(&me.id);
     s.waiters.wake(&me.id);
@@ -219,11 +262,7 @@ async fn unregister(
     }))
 }
 
-async fn list_peers(
-    State(s): St,
-    caller: Caller,
-    Query(q): Query<ListPeersQuery>,
-) -> ApiResult<PeerList> {
+async fn list_peers(State(s): St, caller: Caller, Q(q): Q<ListPeersQuery>) -> ApiResult<PeerList> {
     let rows = if q.include_gone {
         peers::live_and_gone(s.store.reader()).await?
     } else {
@@ -254,9 +293,9 @@ async fn list_peers(
     Ok(Json(PeerList { peers }))
 }
 
-async fn find_peer(State(s): St, _caller: Caller, Path(who): Path<String>) -> ApiResult<PeerInfo> {
+async fn find_peer(State(s): St, _caller: Caller, P(who): P<String>) -> ApiResult<PeerInfo> {
     let row = resolve_or_404(&s, &who).await?;
-    let (n, _) = messages::waiting_count(s.store.reader(), &row.id).await?;
+    let n = messages::pending_count(s.store.reader(), &row.id).await?;
     Ok(Json(row.info(n)))
 }
 
@@ -300,6 +339,13 @@ async fn send(
             "`to` is empty: name a peer, name@host or id",
         ));
     }
+    if let Some(r) = req.reply_to
+        && !messages::exists(s.store.reader(), r).await?
+    {
+        return Err(ApiError::bad_request(format!(
+            "reply_to names message {r}, which does not exist; use the message id you were shown"
+        )));
+    }
     let to = resolve_or_404(&s, &req.to).await?;
     let from = match &caller {
         Caller::Peer(p) => Sender {
@@ -340,11 +386,7 @@ async fn send(
     }))
 }
 
-async fn message_status(
-    State(s): St,
-    caller: Caller,
-    Path(id): Path<i64>,
-) -> ApiResult<MessageStatus> {
+async fn message_status(State(s): St, caller: Caller, P(id): P<i64>) -> ApiResult<MessageStatus> {
     let not_found = || ApiError::not_found(format!("no message {id}"));
     let (status, from_peer) = messages::status(s.store.reader(), id)
         .await?
@@ -361,11 +403,7 @@ async fn message_status(
     Ok(Json(status))
 }
 
-async fn message_log(
-    State(s): St,
-    caller: Caller,
-    Query(q): Query<HistoryQuery>,
-) -> ApiResult<MessageLog> {
+async fn message_log(State(s): St, caller: Caller, Q(q): Q<HistoryQuery>) -> ApiResult<MessageLog> {
     caller.require_user()?;
     let from = match q.from.as_deref() {
         None => None,
@@ -483,11 +521,7 @@ async fn peek(State(s): St, caller: Caller) -> ApiResult<InboxList> {
     }))
 }
 
-async fn history(
-    State(s): St,
-    caller: Caller,
-    Query(q): Query<HistoryQuery>,
-) -> ApiResult<InboxList> {
+async fn history(State(s): St, caller: Caller, Q(q): Q<HistoryQuery>) -> ApiResult<InboxList> {
     let me = caller.require_peer()?;
     let ids = messages::lineage(s.store.reader(), &me.id).await?;
     let messages = messages::delivered_to(
@@ -500,7 +534,7 @@ async fn history(
     Ok(Json(InboxList { messages }))
 }
 
-async fn wait(State(s): St, caller: Caller, Query(q): Query<WaitQuery>) -> ApiResult<WaitResponse> {
+async fn wait(State(s): St, caller: Caller, Q(q): Q<WaitQuery>) -> ApiResult<WaitResponse> {
     let me = caller.require_peer()?.clone();
     let timeout = Duration::from_millis(q.timeout_ms.unwrap_or(25_000).min(600_000));
     let deadline = tokio::time::Instant::now() + timeout;

@@ -110,12 +110,9 @@ impl AppState {
                     })
                 }
             };
-            return match row {
-                Some(row) if ct_eq(&row.token_hash, &hash) => Ok(Caller::Peer(row)),
-                _ => Err(ApiError::unauthorized(
-                    "unknown or replaced peer token; the session must register again",
-                )),
-            };
+            if let Some(row) = row.filter(|r| ct_eq(&r.token_hash, &hash)) {
+                return Ok(Caller::Peer(row));
+            }
         }
         let user = ct_eq(token, &self.secret)
             || self.hub_token.as_deref().is_some_and(|t| ct_eq(token, t));
@@ -123,8 +120,9 @@ impl AppState {
             Ok(Caller::User)
         } else {
             Err(ApiError::unauthorized(
-                "wrong token; local clients read it from <state_dir>/secret, hub clients from \
-                 `token` in config.toml",
+                "unknown token: a peer token that was replaced or unregistered (register \
+                 again), or not the secret (local clients read <state_dir>/secret, hub clients \
+                 `token` in config.toml)",
             ))
         }
     }

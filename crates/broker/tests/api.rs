@@ -856,3 +856,103 @@ async fn a_dead_session_is_swept_by_its_claude_pid() {
     assert!(b.client.heartbeat().await.is_ok());
     assert_eq!(env.user_client().health().await.unwrap().peers_alive, 1);
 }
+
+#[tokio::test]
+async fn tokens_die_with_their_session_and_leases_belong_to_their_peer() {
+    let mut env = TestEnv::new();
+    env.set("PEERS_SWEEP_MS", "100");
+    let _broker = BrokerProcess::start(&env).await;
+    let a = register(&env, "/w/a").await;
+    let b = register(&env, "/w/b").await;
+    let user = env.user_client();
+
+    // b cannot ack a's lease, even knowing its id.
+    user.send(&send_req("a", "for a only")).await.unwrap();
+    let claim = a.client.claim(&ClaimRequest::default()).await.unwrap();
+    let lease = claim.lease_id.unwrap();
+    let stolen = b
+        .client
+        .ack(&AckRequest {
+            lease_id: lease.clone(),
+            via: "theft".into(),
+            message_ids: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(stolen.delivered, 0);
+    let st = user
+        .message_status(claim.messages[0].message_id)
+        .await
+        .unwrap();
+    assert_eq!(st.status, MessageState::Queued);
+
+    // Unregistering revokes the token: no heartbeat brings the peer back.
+    b.client.unregister().await.unwrap();
+    assert_eq!(b.client.heartbeat().await.unwrap_err().status(), Some(401));
+    assert_eq!(
+        b.client
+            .send(&send_req("a", "x"))
+            .await
+            .unwrap_err()
+            .status(),
+        Some(401)
+    );
+
+    // A local peer whose Claude Code process ended is not revived by its MCP server's
+    // heartbeat (the ghost case).
+    let mut c = register(&env, "/w/c").await;
+    c.claude.kill();
+    eventually(Duration::from_secs(5), "c marked gone", || {
+        let u = user.clone();
+        async move {
+            let peers = u.list_peers(&Default::default()).await.unwrap().peers;
+            (!peers.iter().any(|p| p.name == "c")).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(c.client.heartbeat().await.unwrap_err().status(), Some(401));
+    let peers = user.list_peers(&Default::default()).await.unwrap().peers;
+    assert!(!peers.iter().any(|p| p.name == "c"), "{peers:?}");
+}
+
+#[tokio::test]
+async fn query_path_method_and_reply_errors_are_json() {
+    let env = TestEnv::new();
+    let _broker = BrokerProcess::start(&env).await;
+    let a = register(&env, "/w/a").await;
+    let http = reqwest::Client::new();
+    for (method, path, status) in [
+        ("GET", "/v1/peers?scope=galaxy", 400),
+        ("GET", "/v1/messages/abc", 400),
+        ("DELETE", "/v1/messages", 405),
+    ] {
+        let r = http
+            .request(method.parse().unwrap(), format!("{}{path}", env.url()))
+            .bearer_auth(&a.reg.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "{method} {path}");
+        let body: ErrorBody = r.json().await.unwrap();
+        assert!(!body.error.message.is_empty());
+    }
+    let dir = a
+        .client
+        .list_peers(&ListPeersQuery {
+            scope: "dir".parse().unwrap(),
+            ..Default::default()
+        })
+        .await;
+    assert!(dir.is_ok());
+    let e = a
+        .client
+        .send(&SendRequest {
+            to: "a".into(),
+            message: "re: nothing".into(),
+            reply_to: Some(999_999),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), Some(400));
+    assert!(e.to_string().contains("999999"), "{e}");
+}

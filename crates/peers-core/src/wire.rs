@@ -133,6 +133,7 @@ pub enum Scope {
     /// Peers on the caller's machine.
     Machine,
     /// Peers whose working directory is the caller's.
+    #[serde(alias = "dir")]
     Directory,
     /// Peers in the caller's git repository.
     Repo,

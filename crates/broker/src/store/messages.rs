@@ -245,11 +245,12 @@ pub async fn ack(
         None => sqlx::query(
             "UPDATE messages SET state = 'delivered', delivered_ms = ?, delivered_via = ?, \
              lease_id = NULL, lease_expires_ms = NULL \
-             WHERE lease_id = ? AND state IN ('leased','queued')",
+             WHERE lease_id = ? AND to_peer = ? AND state IN ('leased','queued')",
         )
         .bind(now)
         .bind(via)
         .bind(lease_id)
+        .bind(peer_id)
         .execute(&mut *conn)
         .await?
         .rows_affected(),
@@ -259,12 +260,14 @@ pub async fn ack(
                 n += sqlx::query(
                     "UPDATE messages SET state = 'delivered', delivered_ms = ?, delivered_via = ?, \
                      lease_id = NULL, lease_expires_ms = NULL \
-                     WHERE id = ? AND lease_id = ? AND state IN ('leased','queued')",
+                     WHERE id = ? AND lease_id = ? AND to_peer = ? \
+                     AND state IN ('leased','queued')",
                 )
                 .bind(now)
                 .bind(via)
                 .bind(id)
                 .bind(lease_id)
+                .bind(peer_id)
                 .execute(&mut *conn)
                 .await?
                 .rows_affected();
@@ -357,6 +360,26 @@ pub async fn waiting_count(
     .fetch_one(pool)
     .await?;
     Ok((n as u64, oldest))
+}
+
+/// How many messages wait for a peer, leased ones included (reads).
+pub async fn pending_count(pool: &SqlitePool, peer_id: &str) -> Result<u64, StoreError> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM messages WHERE to_peer = ? AND state IN ('queued','leased')",
+    )
+    .bind(peer_id)
+    .fetch_one(pool)
+    .await?;
+    Ok(n as u64)
+}
+
+/// Whether a message exists (reads).
+pub async fn exists(pool: &SqlitePool, id: i64) -> Result<bool, StoreError> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE id = ?")
+        .bind(id)
+        .fetch_one(pool)
+        .await?;
+    Ok(n > 0)
 }
 
 /// Mail delivered to any of `peer_ids` (the caller and the registrations it replaced),

@@ -158,3 +158,169 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
         .await;
     let _ = conn.close().await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use peers_core::wire::{RegisterRequest, SenderKind};
+
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("t.db")).await.unwrap();
+        (dir, s)
+    }
+
+    async fn reg(s: &Store, pid: u32, cwd: &str) -> PeerRow {
+        let req = RegisterRequest {
+            claude_pid: pid,
+            mcp_pid: 1,
+            machine_id: "m".into(),
+            host: "h".into(),
+            cwd: cwd.into(),
+            ..Default::default()
+        };
+        let id = format!("p{pid}-{}", peers_core::paths::random_hex(2));
+        s.write(move |c| Box::pin(peers::register(c, req, id, "hash".into(), 1)))
+            .await
+            .unwrap()
+            .peer
+    }
+
+    fn msg(to: &PeerRow, body: &str) -> NewMessage {
+        NewMessage {
+            from: Sender {
+                kind: SenderKind::Human,
+                peer_id: None,
+                address: "you@h".into(),
+                cwd: None,
+            },
+            to_peer: to.id.clone(),
+            to_address: to.address(),
+            body: body.into(),
+            reply_to: None,
+            sent_ms: 1,
+            expires_ms: i64::MAX,
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_writes_all_commit_in_groups() {
+        let (_d, s) = store().await;
+        let p = reg(&s, 10, "/x/a").await;
+        let mut tasks = vec![];
+        for i in 0..200 {
+            let (s, m) = (s.clone(), msg(&p, &format!("m{i}")));
+            tasks.push(tokio::spawn(async move {
+                s.write(move |c| Box::pin(messages::insert(c, m)))
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut ids = vec![];
+        for t in tasks {
+            ids.push(t.await.unwrap());
+        }
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 200);
+        assert_eq!(
+            messages::waiting(s.reader(), &p.id).await.unwrap().len(),
+            200
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_job_rolls_back_only_itself() {
+        let (_d, s) = store().await;
+        let p = reg(&s, 10, "/x/a").await;
+        let m = msg(&p, "kept");
+        let good = s.write(move |c| Box::pin(messages::insert(c, m)));
+        let m = msg(&p, "rolled back");
+        let bad = s.write(move |c| {
+            Box::pin(async move {
+                messages::insert(c, m).await?;
+                sqlx::query("INSERT INTO no_such_table VALUES (1)")
+                    .execute(&mut *c)
+                    .await?;
+                Ok(())
+            })
+        });
+        let (good, bad) = tokio::join!(good, bad);
+        assert!(good.is_ok());
+        assert!(bad.is_err());
+        let left = messages::waiting(s.reader(), &p.id).await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].body, "kept");
+    }
+
+    #[tokio::test]
+    async fn claim_leases_in_order_and_partial_ack_releases_the_rest() {
+        let (_d, s) = store().await;
+        let p = reg(&s, 10, "/x/a").await;
+        for b in ["one", "two", "three"] {
+            let m = msg(&p, b);
+            s.write(move |c| Box::pin(messages::insert(c, m)))
+                .await
+                .unwrap();
+        }
+        let id = p.id.clone();
+        let out = s
+            .write(move |c| {
+                Box::pin(async move { messages::claim(c, &id, "L", 2, 10, 1000, None).await })
+            })
+            .await
+            .unwrap();
+        let bodies: Vec<&str> = out.messages.iter().map(|m| m.body.as_str()).collect();
+        assert_eq!(bodies, ["one", "two"]);
+        let first = out.messages[0].message_id;
+        let id = p.id.clone();
+        let (delivered, released) = s
+            .write(move |c| {
+                Box::pin(
+                    async move { messages::ack(c, &id, "L", "Stop", Some(&[first]), 20).await },
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!((delivered, released), (1, 1));
+        let waiting = messages::waiting(s.reader(), &p.id).await.unwrap();
+        let bodies: Vec<&str> = waiting.iter().map(|m| m.body.as_str()).collect();
+        assert_eq!(bodies, ["two", "three"]);
+    }
+
+    #[tokio::test]
+    async fn names_follow_the_process_and_the_directory() {
+        let (_d, s) = store().await;
+        let a = reg(&s, 10, "/x/api").await;
+        let b = reg(&s, 11, "/y/api").await;
+        assert_eq!((a.name.as_str(), b.name.as_str()), ("api", "api-2"));
+        // Same process again: same name, the old row is replaced.
+        let a2 = reg(&s, 10, "/x/api").await;
+        assert_eq!(a2.name, "api");
+        let old = peers::by_id(s.reader(), &a.id).await.unwrap().unwrap();
+        assert_eq!(old.replaced_by.as_deref(), Some(a2.id.as_str()));
+        // b ends with mail waiting; the next session in b's directory takes b's name and mail.
+        let m = msg(&b, "for api-2");
+        s.write(move |c| Box::pin(messages::insert(c, m)))
+            .await
+            .unwrap();
+        let bid = b.id.clone();
+        s.write(move |c| Box::pin(async move { peers::mark_gone(c, &[bid], 5).await }))
+            .await
+            .unwrap();
+        let c = reg(&s, 12, "/y/api").await;
+        assert_eq!(c.name, "api-2");
+        assert_eq!(messages::waiting(s.reader(), &c.id).await.unwrap().len(), 1);
+        // resolve: by name, name@host, case-insensitively, and a replaced id follows along.
+        for who in ["API-2", "api-2@H", b.id.as_str()] {
+            let r = peers::resolve(s.reader(), who).await.unwrap().unwrap();
+            assert_eq!(r.id, c.id, "{who}");
+        }
+        assert!(
+            peers::resolve(s.reader(), "nobody")
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+}

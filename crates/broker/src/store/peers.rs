@@ -276,16 +276,22 @@ async fn fresh_name(conn: &mut SqliteConnection, base: &str) -> Result<String, S
 }
 
 /// Records a heartbeat. A peer marked gone (a remote one whose heartbeats lapsed) comes back
-/// under its name when no one else took it, else under a fresh one. Returns the row after.
+/// under its name when no one else took it, else under a fresh one — if `may_revive`; the
+/// broker refuses that for a local peer whose Claude Code process has ended (a ghost MCP
+/// server). Returns the row after, `None` if the registration was replaced or revoked.
 pub async fn heartbeat(
     conn: &mut SqliteConnection,
     peer_id: &str,
     now: i64,
+    may_revive: bool,
 ) -> Result<Option<PeerRow>, StoreError> {
     let Some(row) = by_id(&mut *conn, peer_id).await? else {
         return Ok(None);
     };
-    if row.replaced_by.is_some() {
+    if row.replaced_by.is_some() || row.token_hash == REVOKED {
+        return Ok(None);
+    }
+    if row.gone_ms.is_some() && !may_revive {
         return Ok(None);
     }
     let name = if row.gone_ms.is_some() && name_taken(conn, &row.name, Some(&row.id)).await? {
@@ -318,6 +324,25 @@ pub async fn set_summary(
 ) -> Result<(), StoreError> {
     sqlx::query("UPDATE peers SET summary = ? WHERE id = ?")
         .bind(summary)
+        .bind(peer_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// The token hash of an unregistered peer: no token hashes to it.
+pub const REVOKED: &str = "revoked";
+
+/// Unregisters a peer: gone, and its token no longer valid. Its mail stays queued for the
+/// next session with its name.
+pub async fn unregister(
+    conn: &mut SqliteConnection,
+    peer_id: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE peers SET gone_ms = COALESCE(gone_ms, ?), token_hash = ? WHERE id = ?")
+        .bind(now)
+        .bind(REVOKED)
         .bind(peer_id)
         .execute(&mut *conn)
         .await?;
