@@ -443,6 +443,7 @@ impl Interactive {
                 std::thread::sleep(Duration::from_millis(200));
                 self.keys(&["Enter"])?;
                 answered_key = true;
+                eprintln!("[{}] answered the API-key question (Up Enter)", self.label);
                 std::thread::sleep(Duration::from_millis(500));
                 continue;
             }
@@ -484,13 +485,17 @@ impl Drop for Interactive {
     }
 }
 
-/// Whether the screen shows claude's input box waiting for a prompt.
+/// Whether the screen shows claude's input box waiting for a prompt (2.1.328 draws it as a
+/// `❯ ` line between two rules; older builds said `? for shortcuts`).
 pub fn is_prompt_ready(screen: &str) -> bool {
+    if screen.to_lowercase().contains("api key") {
+        return false;
+    }
     screen.contains("? for shortcuts")
-        || (screen
-            .lines()
-            .any(|l| l.trim_start().starts_with('>') || l.contains("│ >"))
-            && !screen.to_lowercase().contains("api key"))
+        || screen.lines().any(|l| {
+            let l = l.trim_start_matches([' ', '│']);
+            l.starts_with('❯') || l.starts_with("> ") || l == ">"
+        })
 }
 
 /// Whether a process exists (EPERM counts as existing); zombies count as gone.

@@ -510,7 +510,12 @@ fn s5_loop_budget_stops_endless_replies() {
 #[test]
 fn s6_broker_outage_is_invisible_and_mail_resumes() {
     let _serial = serial();
-    let Some(mut w) = World::new("s6_broker_outage_is_invisible_and_mail_resumes", &[]) else {
+    // peers-mcp heartbeats every second here, so it notices the outage and restarts the
+    // broker itself; the test restarts it only if that does not happen in time.
+    let Some(mut w) = World::new(
+        "s6_broker_outage_is_invisible_and_mail_resumes",
+        &[("PEERS_HEARTBEAT_MS", "1000")],
+    ) else {
         return;
     };
     let body = "s6: the broker is back, did you get this?";
@@ -545,7 +550,7 @@ fn s6_broker_outage_is_invisible_and_mail_resumes() {
         }));
     }
     let mut s = Headless::start(&w.spec("delta", "delta", &api), "keep working").unwrap();
-    w.wait_peer("delta", true, WAIT);
+    let before = w.wait_peer("delta", true, WAIT);
     assert!(
         at_second.wait(WAIT),
         "the session never reached its second step"
@@ -557,22 +562,56 @@ fn s6_broker_outage_is_invisible_and_mail_resumes() {
         r.main_loop && r.latest_text().contains("three-while-broker-down")
     })
     .unwrap_or_else(|| panic!("tool calls stalled without a broker\n{}", api.transcript()));
+    let t_down = Instant::now();
+    while !w.healthy() && t_down.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let started_here = w.restart_broker();
     eprintln!(
-        "[s6] broker back ({})",
+        "[s6] broker back after {:?} ({})",
+        t_down.elapsed(),
         if started_here {
             "restarted by the test"
         } else {
             "restarted by peers-mcp"
         }
     );
-    // The session's peer is known again (re-registered or kept in the database).
-    w.wait_peer("delta", true, WAIT);
+    // Wait until the session's peer is settled: when peers-mcp restarted the broker it
+    // registers again (a new peer id replacing the old one), and the session file names the
+    // live peer. Sending in the middle of that re-registration is a separate race (see the
+    // report); this scenario is about mail sent once the broker is back.
+    let settle = Instant::now() + WAIT;
+    loop {
+        let file = peers_core::session::SessionFile::read(&w.env.state_dir, s.pid())
+            .ok()
+            .flatten();
+        let live: Vec<_> = w
+            .peers()
+            .into_iter()
+            .filter(|p| p.alive && p.name == "delta")
+            .collect();
+        let settled = matches!((&file, live.as_slice()), (Some(f), [p])
+            if f.peer_id == p.peer_id && (started_here || p.peer_id != before.peer_id));
+        if settled {
+            break;
+        }
+        assert!(
+            Instant::now() < settle,
+            "the session never settled after the outage: file {file:?}, live {live:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let (sent, t0) = w.send_as_user("delta", body);
     let out = s.wait(RUN).unwrap();
     assert_ran("delta", &out, &api);
-    let got = first_with(&api, body)
-        .unwrap_or_else(|| panic!("mail after the outage never arrived\n{}", api.transcript()));
+    let got = first_with(&api, body).unwrap_or_else(|| {
+        panic!(
+            "mail after the outage never arrived\n{}\nstatus: {:#?}\npeers: {:#?}",
+            api.transcript(),
+            w.status(sent.message_id),
+            w.peers()
+        )
+    });
     for step in [
         "one-before-outage",
         "two-while-broker-down",

@@ -220,6 +220,10 @@ impl World {
 
 impl Drop for World {
     fn drop(&mut self) {
+        if std::env::var_os("E2E_KEEP").is_some() {
+            let kept = std::mem::replace(&mut self.env.dir, tempfile::tempdir().unwrap());
+            eprintln!("[{}] E2E_KEEP: left {}", self.name, kept.keep().display());
+        }
         self.kill_stray_broker();
         if let Some(mut b) = self.broker.take()
             && !b.terminate()
