@@ -374,16 +374,32 @@ impl FakeApi {
         out
     }
 
-    /// With `E2E_DUMP` set, prints every request and the transcript to stderr.
+    /// With `E2E_DUMP` set, prints every request and the transcript to stderr; when
+    /// `E2E_DUMP` names a directory, also writes every request body to `<dir>/<label>.jsonl`.
     pub fn dump_if_asked(&self) {
-        if std::env::var_os("E2E_DUMP").is_some() {
-            for r in self.records() {
-                eprintln!(
-                    "[{}] #{} {} {} main={} reply={:?}",
-                    self.inner.label, r.seq, r.method, r.path, r.main_loop, r.reply
-                );
-            }
-            eprintln!("{}", self.transcript());
+        let Some(dump) = std::env::var_os("E2E_DUMP") else {
+            return;
+        };
+        for r in self.records() {
+            eprintln!(
+                "[{}] #{} {} {} main={} reply={:?}",
+                self.inner.label, r.seq, r.method, r.path, r.main_loop, r.reply
+            );
+        }
+        eprintln!("{}", self.transcript());
+        let dir = std::path::PathBuf::from(dump);
+        if dir.is_dir() {
+            let lines: Vec<String> = self
+                .records()
+                .iter()
+                .map(|r| {
+                    json!({"seq": r.seq, "method": r.method, "path": r.path, "body": r.body})
+                        .to_string()
+                })
+                .collect();
+            let f = dir.join(format!("{}.jsonl", self.inner.label));
+            let _ = std::fs::write(&f, lines.join("\n") + "\n");
+            eprintln!("[{}] requests written to {}", self.inner.label, f.display());
         }
     }
 

@@ -149,6 +149,15 @@ fn s1_list_send_and_mid_turn_delivery() {
     );
     let st = w.status(id);
     assert_eq!(st.delivered_via.as_deref(), Some("PostToolUse"), "{st:?}");
+    // SessionStart tells each model its own peer name.
+    for (api, name) in [(&a_api, "alpha"), (&b_api, "beta")] {
+        let first = api.main_requests()[0].all_text();
+        let intro = format!("Your peer name is \"{name}\"");
+        println!(
+            "E2E-NOTE s1 {name} session_start_intro={}",
+            first.contains(&intro)
+        );
+    }
     w.assert_no_hook_errors(&a_api);
     w.assert_no_hook_errors(&b_api);
     report_latency(

@@ -48,6 +48,11 @@ impl World {
         for (k, v) in vars {
             env.set(k, *v);
         }
+        if std::env::var_os("E2E_KEEP").is_some() {
+            // Kept runs also keep the hook's own debug log.
+            let log = env.dir.path().join("deliver-debug.log");
+            env.set("PEERS_DELIVER_DEBUG", log.display().to_string());
+        }
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
