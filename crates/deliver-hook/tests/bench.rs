@@ -107,6 +107,27 @@ async fn hook_latency() {
     let t = time(&h, &[], POST_TOOL_USE);
     println!("{:<44} {}", "session, broker up, no mail", stats(t));
 
+    // The broker's share: the same claim from this process, on a fresh connection each time.
+    let mut t = Vec::new();
+    for _ in 0..n {
+        let c = peers_core::BrokerClient::new(&h.env.url(), Some(h.me.token.clone()));
+        let started = std::time::Instant::now();
+        let r = c
+            .claim(&peers_core::wire::ClaimRequest {
+                max: Some(20),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        t.push(started.elapsed());
+        assert!(r.messages.is_empty());
+    }
+    println!(
+        "{:<44} {}",
+        "  in-process claim, new connection, no mail",
+        stats(t)
+    );
+
     let mut t = Vec::new();
     for i in 0..n {
         h.send(&format!("bench message {i}")).await;
