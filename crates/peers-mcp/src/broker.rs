@@ -81,6 +81,17 @@ fn spawn_detached(bin: &Path, config: &Config) -> std::io::Result<()> {
         .stderr(log)
         .current_dir(&config.state_dir)
         .kill_on_drop(false);
+    // The broker serves every session; it carries nothing of the one that started it.
+    for var in [
+        "CLAUDECODE",
+        "CLAUDE_CODE_SESSION_ID",
+        "CLAUDE_CODE_ENTRYPOINT",
+        "CLAUDE_PROJECT_DIR",
+        "CLAUDE_PID",
+        "PEERS_HEARTBEAT_MS",
+    ] {
+        cmd.env_remove(var);
+    }
     #[cfg(unix)]
     {
         // SAFETY: setsid is async-signal-safe and touches no memory of the parent.

@@ -84,6 +84,8 @@ pub enum PeerError {
     NotRegistered(String),
     /// The broker call failed (after one recovery attempt where that made sense).
     Client(ClientError),
+    /// The broker no longer accepts this session's token and registering again failed.
+    Lost(String),
 }
 
 pub struct Peer {
@@ -207,8 +209,25 @@ impl Peer {
         {
             return Ok(cur);
         }
+        if failed.is_some()
+            && let Some(other) = self.superseded_by()
+        {
+            // Two servers for one Claude Code process must not take the registration from
+            // each other in turn; the newer one (which wrote the session file) keeps it.
+            return Err(format!(
+                "another peers-mcp (pid {other}) now serves this Claude Code session"
+            ));
+        }
         tracing::warn!("re-registering with the broker");
         self.register().await
+    }
+
+    /// The pid of another live `peers-mcp` that wrote this session's file since.
+    fn superseded_by(&self) -> Option<u32> {
+        let f = SessionFile::read(&self.config.state_dir, self.facts.claude_pid)
+            .ok()
+            .flatten()?;
+        (f.mcp_pid != self.facts.mcp_pid && identity::pid_alive(f.mcp_pid)).then_some(f.mcp_pid)
     }
 
     /// Runs a call with this peer's client; when the broker was unreachable or no longer knows
@@ -226,10 +245,13 @@ impl Peer {
             Ok(v) => Ok(v),
             Err(e) if needs_recovery(&e) => {
                 tracing::warn!("broker call failed ({e}); recovering");
-                let reg = self
-                    .recover(Some(&reg))
-                    .await
-                    .map_err(|_| PeerError::Client(e))?;
+                let reg = self.recover(Some(&reg)).await.map_err(|reason| {
+                    if e.is_unreachable() {
+                        PeerError::Client(e)
+                    } else {
+                        PeerError::Lost(reason)
+                    }
+                })?;
                 f(reg.client.clone()).await.map_err(PeerError::Client)
             }
             Err(e) => Err(PeerError::Client(e)),

@@ -151,6 +151,11 @@ impl PeersServer {
             PeerError::NotRegistered(reason) => self.broker_trouble(what, &reason),
             PeerError::Client(e) if e.is_unreachable() => self.broker_trouble(what, &e.to_string()),
             PeerError::Client(e) => fail(format!("{what} failed: {e}")),
+            PeerError::Lost(reason) => fail(format!(
+                "{what} failed: this session lost its registration with the peers broker and \
+                 could not register again ({reason}). Tell the human; restarting Claude Code's \
+                 MCP servers (/mcp) usually fixes it."
+            )),
         }
     }
 
