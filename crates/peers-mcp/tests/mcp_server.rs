@@ -426,9 +426,9 @@ async fn a_killed_broker_is_restarted_and_the_session_keeps_its_name() {
     assert!(inbox.contains("before the crash"), "{inbox}");
 }
 
-/// Idle RSS of one `peers-mcp` after registering: `cargo test -p peers-mcp --release --test
-/// mcp_server -- --ignored --nocapture idle_rss` (release binaries must be built first:
-/// `cargo build --release -p peers-mcp -p peers-broker`).
+/// Idle RSS of one `peers-mcp` after registering and one tool call. For the release binary:
+/// `cargo build --release -p peers-mcp && PEERS_TEST_MCP_BIN=target/release/peers-mcp
+/// cargo test -p peers-mcp --test mcp_server -- --ignored --nocapture idle_rss`.
 #[tokio::test]
 #[ignore]
 async fn idle_rss() {
@@ -445,8 +445,5 @@ async fn idle_rss() {
         .find(|l| l.starts_with("VmRSS:"))
         .unwrap()
         .to_string();
-    println!(
-        "peers-mcp idle {rss} ({})",
-        peers_testkit::bin("peers-mcp").display()
-    );
+    println!("peers-mcp idle {rss} ({})", mcp_bin().display());
 }

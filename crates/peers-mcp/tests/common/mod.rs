@@ -49,7 +49,7 @@ pub struct Session {
 impl Session {
     pub async fn start(env: &TestEnv, cwd: &Path, parent: Parent) -> Session {
         std::fs::create_dir_all(cwd).unwrap();
-        let mcp = bin("peers-mcp");
+        let mcp = mcp_bin();
         let mut cmd = match parent {
             Parent::Shell => {
                 let mut c = std::process::Command::new("/bin/sh");
@@ -155,6 +155,14 @@ impl Session {
             let _ = c.kill().await;
         }
     }
+}
+
+/// The `peers-mcp` under test: `PEERS_TEST_MCP_BIN` when set (e.g. a release build for the
+/// RSS measurement), else the one built next to this test.
+pub fn mcp_bin() -> PathBuf {
+    std::env::var_os("PEERS_TEST_MCP_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| bin("peers-mcp"))
 }
 
 /// The text of a tool result.
