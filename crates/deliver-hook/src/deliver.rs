@@ -107,7 +107,7 @@ pub fn run() -> i32 {
     0
 }
 
-/// Claims, prints to `out`, acks. Separate from [`run`] so it can be driven in-process.
+/// Records whether a turn is running, for the waiter, then claims, prints to `out`, acks.
 pub fn handle(
     cfg: &Config,
     session: &SessionFile,
@@ -116,11 +116,31 @@ pub fn handle(
     out: &mut dyn Write,
 ) {
     let state_dir = cfg.state_dir.as_path();
+    let pid = session.claude_pid;
+    if event == Event::UserPromptSubmit {
+        state::set_turn(state_dir, pid, true, peers_core::now_ms());
+    }
+    let printed = claim_and_print(cfg, session, input, event, out);
+    if event == Event::Stop {
+        // A block continues the turn; otherwise the session goes idle and the waiter may wake it.
+        state::set_turn(state_dir, pid, printed, peers_core::now_ms());
+    }
+}
+
+/// Returns whether something was printed.
+fn claim_and_print(
+    cfg: &Config,
+    session: &SessionFile,
+    input: &HookInput,
+    event: Event,
+    out: &mut dyn Write,
+) -> bool {
+    let state_dir = cfg.state_dir.as_path();
     let now = peers_core::now_ms();
     let marker = state::backoff_active(state_dir, &session.broker_url, now);
     if marker == Some(true) {
         debug(|| format!("broker {} marked unreachable; skipping", session.broker_url));
-        return;
+        return false;
     }
 
     let mut streak = 0;
@@ -134,11 +154,13 @@ pub fn handle(
         // Keep one below Claude Code's cap: a block it ignores would lose the acked mail.
         if streak + 1 >= cap {
             debug(|| format!("{streak} Stop blocks in a row (cap {cap}); not blocking again"));
-            return;
+            return false;
         }
     }
 
-    let Some(rt) = crate::runtime() else { return };
+    let Some(rt) = crate::runtime() else {
+        return false;
+    };
     let client = client(cfg, session);
     let claim = ClaimRequest {
         max: Some(CLAIM_MAX),
@@ -149,7 +171,7 @@ pub fn handle(
         Ok(r) => r,
         Err(e) => {
             note_failure(state_dir, &session.broker_url, cfg.hook_backoff_ms, &e);
-            return;
+            return false;
         }
     };
     if marker.is_some() {
@@ -157,14 +179,14 @@ pub fn handle(
     }
     if resp.budget_exhausted {
         debug(|| "loop budget exhausted: the mail waits".into());
-        return;
+        return false;
     }
     if !resp.messages.is_empty() {
         crate::pause_after_claim();
     }
 
     let Some(output) = render(session, event, &resp) else {
-        return;
+        return false;
     };
     let mut line = output.json.to_string();
     line.push('\n');
@@ -174,7 +196,7 @@ pub fn handle(
         .is_err()
     {
         // Nobody read it: leave the lease to lapse, the mail comes back.
-        return;
+        return false;
     }
     if event == Event::Stop {
         state::set_stop_streak(state_dir, session.claude_pid, streak + 1);
@@ -189,6 +211,7 @@ pub fn handle(
             resp.messages.len(),
         );
     }
+    true
 }
 
 /// The output for `event` given a claim, or `None` when there is nothing to print.

@@ -6,6 +6,9 @@
 //! * `hook-stop-<claude_pid>`: how many Stop blocks in a row this hook has made for a session,
 //!   so it stays under Claude Code's cap on consecutive Stop blocks (a block past the cap is
 //!   ignored, and mail acked for it would never be seen).
+//! * `hook-turn-<claude_pid>`: `busy <ms>` when a turn runs (a prompt was submitted, or a Stop
+//!   blocked so the turn goes on), `idle <ms>` when a Stop let the turn end. The waiter reads
+//!   it: mail for a running turn is left to that turn's own hooks instead of a wake.
 
 use std::path::{Path, PathBuf};
 
@@ -55,6 +58,27 @@ pub fn set_stop_streak(state_dir: &Path, claude_pid: u32, n: u32) {
     let _ = std::fs::write(streak_file(state_dir, claude_pid), n.to_string());
 }
 
+fn turn_file(state_dir: &Path, claude_pid: u32) -> PathBuf {
+    state_dir.join(format!("hook-turn-{claude_pid}"))
+}
+
+pub fn set_turn(state_dir: &Path, claude_pid: u32, busy: bool, now_ms: i64) {
+    let word = if busy { "busy" } else { "idle" };
+    let _ = std::fs::write(turn_file(state_dir, claude_pid), format!("{word} {now_ms}"));
+}
+
+/// The last recorded turn state: `(busy, at_ms)`.
+pub fn turn(state_dir: &Path, claude_pid: u32) -> Option<(bool, i64)> {
+    let text = std::fs::read_to_string(turn_file(state_dir, claude_pid)).ok()?;
+    let (word, ms) = text.trim().split_once(' ')?;
+    let ms = ms.parse().ok()?;
+    match word {
+        "busy" => Some((true, ms)),
+        "idle" => Some((false, ms)),
+        _ => None,
+    }
+}
+
 /// Claude Code ignores Stop blocks after this many in a row (`CLAUDE_CODE_STOP_HOOK_BLOCK_CAP`,
 /// default 8).
 pub fn stop_block_cap(env_value: Option<&str>) -> u32 {
@@ -81,6 +105,17 @@ mod tests {
         assert_eq!(backoff_active(d.path(), u, 10), None);
         std::fs::write(backoff_file(d.path()), "junk").unwrap();
         assert_eq!(backoff_active(d.path(), u, 10), None);
+    }
+
+    #[test]
+    fn turn_state() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(turn(d.path(), 7), None);
+        set_turn(d.path(), 7, true, 10);
+        assert_eq!(turn(d.path(), 7), Some((true, 10)));
+        set_turn(d.path(), 7, false, 11);
+        assert_eq!(turn(d.path(), 7), Some((false, 11)));
+        assert_eq!(turn(d.path(), 8), None);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! automatic delivery (it starts a turn by itself, so it counts against the loop budget),
 //! writes the framed mail to stderr, acks it with `via = "wake"` and exits 2. Exits 0 when a
 //! newer waiter of the same session supersedes it, when the Claude Code process or its session
-//! file is gone, when the loop budget is exhausted, and in headless sessions unless
+//! file is gone, when the loop budget is exhausted, when mail arrives while a turn is running
+//! (the turn's own hooks deliver it; see [`turn_running`]), and in headless sessions unless
 //! `wait_headless` is set. A broker that goes away is waited for (peers-mcp restarts it).
 
 use std::io::Write;
@@ -84,6 +85,7 @@ async fn sleep_or_over(d: Duration, path: &Path, claude_pid: u32) -> bool {
 
 async fn wait_loop(cfg: &Config, mut session: SessionFile) -> i32 {
     let started = Instant::now();
+    let started_ms = peers_core::now_ms();
     let path = SessionFile::path(&cfg.state_dir, session.claude_pid);
     let pid = session.claude_pid;
     let mut client = deliver::client(cfg, &session);
@@ -131,6 +133,10 @@ async fn wait_loop(cfg: &Config, mut session: SessionFile) -> i32 {
                         return 0;
                     }
                 }
+                if turn_running(cfg, pid, started_ms) {
+                    debug(|| "a turn is running: its own hooks deliver the mail".into());
+                    return 0;
+                }
                 match deliver_wake(cfg, &client, &session).await {
                     Some(code) => return code,
                     // Someone else took it: wait again, not in a tight loop.
@@ -164,6 +170,21 @@ async fn wait_loop(cfg: &Config, mut session: SessionFile) -> i32 {
             }
         }
     }
+}
+
+/// How far before the waiter's own start a `busy` mark still counts: the ordinary Stop hook
+/// that runs beside the waiter may write it a moment before the waiter starts.
+pub const BUSY_SLACK_MS: i64 = 2_000;
+
+/// Whether the session is in a turn now (a prompt was submitted after this waiter started, or
+/// the Stop that started it blocked and the turn goes on). Then the turn's own PostToolUse
+/// and Stop hooks deliver the mail, and its next Stop starts a new waiter: waking now would
+/// only spend the loop budget and race them.
+pub fn turn_running(cfg: &Config, claude_pid: u32, started_ms: i64) -> bool {
+    matches!(
+        crate::state::turn(&cfg.state_dir, claude_pid),
+        Some((true, at)) if at >= started_ms - BUSY_SLACK_MS
+    )
 }
 
 /// Claims and writes the wake text. `Some(exit code)` when done, `None` when there was

@@ -169,7 +169,35 @@ async fn mail_already_waiting_goes_to_the_stop_hook_not_the_waiter() {
         w.child().try_wait().unwrap().is_none(),
         "the waiter found nothing left"
     );
-    let id2 = h.send("later").await;
+    // The block made the turn go on: mail now is the turn's business, not a wake's.
+    let id2 = h.send("during the continued turn").await;
+    assert!(exited_within(&mut w, Duration::from_secs(10)));
+    assert_eq!(finish(w), (Some(0), String::new(), String::new()));
+    assert_eq!(h.status(id2).await.status, MessageState::Queued);
+    // The turn's next Stop (stop_hook_active) delivers it.
+    let r = h.run(STOP_ACTIVE);
+    assert_eq!(stdout_ids(&r.stdout), vec![id2]);
+}
+
+#[tokio::test]
+async fn the_waiter_leaves_mail_to_a_running_turn_and_wakes_an_idle_one() {
+    let h = Harness::start(&[]).await;
+    // A turn ends without mail: the session goes idle, the waiter waits.
+    let mut w = start_waiter(&h, &[]);
+    assert_eq!(h.run(STOP).stdout, "");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The user submits a prompt: a turn runs; mail arriving now goes to its hooks.
+    assert_eq!(h.run(USER_PROMPT_SUBMIT).stdout, "");
+    let id = h.send("mid-turn").await;
+    assert!(exited_within(&mut w, Duration::from_secs(10)));
+    assert_eq!(finish(w), (Some(0), String::new(), String::new()));
+    let r = h.run(POST_TOOL_USE);
+    assert_eq!(stdout_ids(&r.stdout), vec![id]);
+    // That turn ends without more mail; the next waiter wakes the idle session.
+    let mut w = start_waiter(&h, &[]);
+    assert_eq!(h.run(STOP).stdout, "");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let id2 = h.send("while idle").await;
     assert!(exited_within(&mut w, Duration::from_secs(10)));
     let (code, _, stderr) = finish(w);
     assert_eq!((code, shown_ids(&stderr)), (Some(2), vec![id2]));
