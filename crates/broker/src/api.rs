@@ -177,6 +177,7 @@ async fn register(
         .store
         .write(move |c| Box::pin(peers::register(c, req, peer_id, hash, now)))
         .await?;
+    s.directory.changed();
     for old in &reg.replaced {
         s.uncache_peer(old);
     }
@@ -215,6 +216,7 @@ async fn heartbeat(
                 "this registration was replaced, unregistered, or its session ended; register again",
             )
         })?;
+    s.directory.changed();
     if row.name != me.name || me.gone_ms.is_some() {
         s.cache_peer(row.clone());
     }
@@ -252,6 +254,7 @@ async fn unregister(
     s.store
         .write(move |c| Box::pin(async move { peers::unregister(c, &id, now).await }))
         .await?;
+    s.directory.changed();
     s.uncache_peer(&me.id);
     s.waiters.wake(&me.id);
     let (queued, _) = messages::waiting_count(s.store.reader(), &me.id).await?;
@@ -301,7 +304,12 @@ async fn find_peer(State(s): St, _caller: Caller, P(who): P<String>) -> ApiResul
 
 /// Finds a recipient or answers 404 naming the peers that do exist.
 async fn resolve_or_404(s: &AppState, who: &str) -> Result<PeerRow, ApiError> {
+    if let Some(row) = s.directory.get(who) {
+        return Ok(row);
+    }
+    let generation = s.directory.generation();
     if let Some(row) = peers::resolve(s.store.reader(), who).await? {
+        s.directory.put(who, generation, row.clone());
         return Ok(row);
     }
     let live = peers::live(s.store.reader()).await?;
@@ -373,7 +381,7 @@ async fn send(
     };
     let id = s
         .store
-        .write(move |c| Box::pin(messages::insert(c, msg)))
+        .write_one(move |c| Box::pin(messages::insert(c, msg)))
         .await?;
     s.waiters.wake(&to.id);
     Ok(Json(SendResponse {

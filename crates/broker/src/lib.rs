@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod directory;
 pub mod error;
 pub mod store;
 pub mod sweep;
@@ -38,6 +39,8 @@ pub struct AppState {
     /// Authenticated peers by id (rows whose token is still valid).
     pub peer_cache: RwLock<HashMap<String, Arc<PeerRow>>>,
     pub waiters: waiters::Waiters,
+    /// Recipient lookups, valid until any peer row changes.
+    pub directory: directory::Directory,
     /// Flips to true when the broker should shut down.
     pub shutdown: watch::Sender<bool>,
 }
@@ -181,6 +184,7 @@ pub async fn run(config: Config) -> Result<Started, BrokerError> {
         started: Instant::now(),
         peer_cache: RwLock::new(HashMap::new()),
         waiters: waiters::Waiters::default(),
+        directory: directory::Directory::default(),
         shutdown,
     });
 

@@ -59,6 +59,7 @@ pub async fn once(state: &AppState) -> Result<(), StoreError> {
         })
         .await?;
     if marked > 0 {
+        state.directory.changed();
         for id in &gone {
             // Take the row out first: the read guard must be gone before cache_peer writes.
             let cached = state

@@ -39,7 +39,16 @@ const MAX_GROUP: usize = 1024;
 type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
 /// A write job: runs on the write connection and says whether it succeeded (a failed job's
 /// changes are rolled back to its savepoint) and how to answer its caller after the commit.
-type Job = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Reply)> + Send>;
+type JobFn =
+    Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Reply)> + Send>;
+
+struct Job {
+    run: JobFn,
+    /// Wrap the job in a savepoint. Jobs of exactly one writing statement need none: SQLite
+    /// undoes a failed statement by itself, and skipping two statements per job is most of
+    /// the writer's cost for sends.
+    savepoint: bool,
+}
 
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
@@ -81,8 +90,30 @@ impl Store {
             + Send
             + 'static,
     {
+        self.submit(f, true).await
+    }
+
+    /// [`Store::write`] for a job that runs exactly one writing statement (which SQLite undoes
+    /// by itself if it fails), saving the savepoint around it.
+    pub async fn write_one<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
+            + Send
+            + 'static,
+    {
+        self.submit(f, false).await
+    }
+
+    async fn submit<T, F>(&self, f: F, savepoint: bool) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
+            + Send
+            + 'static,
+    {
         let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
-        let job: Job = Box::new(move |conn| {
+        let run: JobFn = Box::new(move |conn| {
             Box::pin(async move {
                 let result = f(conn).await;
                 let ok = result.is_ok();
@@ -98,7 +129,7 @@ impl Store {
             })
         });
         self.writer
-            .send(job)
+            .send(Job { run, savepoint })
             .await
             .map_err(|_| StoreError::WriterGone)?;
         rx.await.map_err(|_| StoreError::WriterGone)?
@@ -132,12 +163,16 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
             continue;
         }
         for job in batch.drain(..) {
-            let _ = sqlx::raw_sql("SAVEPOINT job").execute(&mut conn).await;
-            let (ok, reply) = job(&mut conn).await;
-            if !ok {
-                let _ = sqlx::raw_sql("ROLLBACK TO job").execute(&mut conn).await;
+            if job.savepoint {
+                let _ = sqlx::raw_sql("SAVEPOINT job").execute(&mut conn).await;
             }
-            let _ = sqlx::raw_sql("RELEASE job").execute(&mut conn).await;
+            let (ok, reply) = (job.run)(&mut conn).await;
+            if job.savepoint {
+                if !ok {
+                    let _ = sqlx::raw_sql("ROLLBACK TO job").execute(&mut conn).await;
+                }
+                let _ = sqlx::raw_sql("RELEASE job").execute(&mut conn).await;
+            }
             replies.push(reply);
         }
         let committed = sqlx::raw_sql("COMMIT")
