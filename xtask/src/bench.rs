@@ -230,13 +230,21 @@ async fn broker(bin: &Path, seconds: u64, history: u64) -> Result<()> {
         register(&user, 1000 + i, &format!("/bench/inbox{i}")).await?;
     }
     for conc in [1usize, 8, 64] {
-        let rate = send_rate(&senders[..conc], Duration::from_secs(seconds)).await?;
+        let cpu_before = cpu_time(b.child.id())?;
+        let (rate, sent) = send_rate(&senders[..conc], Duration::from_secs(seconds)).await?;
+        let cpu = cpu_time(b.child.id())? - cpu_before;
         let target = if conc == 64 { "10,000/s" } else { "—" };
         row(
             &format!("sends/s at concurrency {conc} (durable)"),
             format!("{rate:.0}/s"),
             target,
             conc != 64 || rate >= 10_000.0,
+        );
+        row(
+            &format!("broker CPU per send at concurrency {conc}"),
+            format!("{:.0} µs", cpu.as_secs_f64() * 1e6 / sent as f64),
+            "—",
+            true,
         );
     }
 
@@ -345,8 +353,21 @@ async fn broker(bin: &Path, seconds: u64, history: u64) -> Result<()> {
     Ok(())
 }
 
-/// Runs `senders.len()` concurrent senders for `dur`; returns acknowledged sends per second.
-async fn send_rate(senders: &[BrokerClient], dur: Duration) -> Result<f64> {
+/// CPU time (user + system) a process has used, from `/proc/<pid>/stat`.
+fn cpu_time(pid: u32) -> Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').context("odd /proc stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Ok(Duration::from_nanos(ticks * 1_000_000_000 / hz))
+}
+
+/// Runs `senders.len()` concurrent senders for `dur`; returns acknowledged sends per second
+/// and the number of sends in all (warm-up included, to match CPU time measured around it).
+async fn send_rate(senders: &[BrokerClient], dur: Duration) -> Result<(f64, u64)> {
     let count = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = vec![];
@@ -378,7 +399,10 @@ async fn send_rate(senders: &[BrokerClient], dur: Duration) -> Result<f64> {
     for t in tasks {
         t.await??;
     }
-    Ok(sent as f64 / elapsed.as_secs_f64())
+    Ok((
+        sent as f64 / elapsed.as_secs_f64(),
+        count.load(Ordering::Relaxed),
+    ))
 }
 
 /// Inserts `n` delivered messages spread over `peers` straight into the database (while the
