@@ -313,7 +313,10 @@ async fn broker(bin: &Path, seconds: u64, history: u64) -> Result<()> {
     let db = b.state_dir().join("peers.db");
     let t = Instant::now();
     preload_history(&db, &peer_ids, history).await?;
-    eprintln!("preloaded {history} delivered messages in {:?}", t.elapsed());
+    eprintln!(
+        "preloaded {history} delivered messages in {:?}",
+        t.elapsed()
+    );
     let claimer = register(&user, 9999, "/bench/p0").await?; // a 1001st peer, p0's dir
     let name = claimer.heartbeat().await?.name;
     let mut lat = vec![];

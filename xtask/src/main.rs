@@ -94,7 +94,10 @@ pub fn run_cmd(cmd: &mut Command) -> Result<()> {
 fn test(args: &[String]) -> Result<()> {
     match claude::ensure() {
         Ok(bin) => {
-            eprintln!("xtask: Claude Code CLI for the end-to-end tests: {}", bin.display());
+            eprintln!(
+                "xtask: Claude Code CLI for the end-to-end tests: {}",
+                bin.display()
+            );
             // SAFETY: single-threaded here; set before spawning the test processes.
             unsafe { std::env::set_var(claude::ENV_BIN, &bin) };
         }
