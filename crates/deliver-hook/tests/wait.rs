@@ -164,12 +164,10 @@ async fn mail_already_waiting_goes_to_the_stop_hook_not_the_waiter() {
         vec![id],
         "the Stop hook blocks with it"
     );
+    // The block made the turn go on: mail now is the turn's business, not a wake's. The waiter
+    // ends without waking anything (at once, if it saw the mail before the Stop hook took it,
+    // else at the next mail).
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert!(
-        w.child().try_wait().unwrap().is_none(),
-        "the waiter found nothing left"
-    );
-    // The block made the turn go on: mail now is the turn's business, not a wake's.
     let id2 = h.send("during the continued turn").await;
     assert!(exited_within(&mut w, Duration::from_secs(10)));
     assert_eq!(finish(w), (Some(0), String::new(), String::new()));
