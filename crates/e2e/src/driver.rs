@@ -43,7 +43,10 @@ pub fn claude_or_skip(test: &str) -> Option<PathBuf> {
              target/claude-code install). Run `cargo xtask e2e` or set {ENV_BIN}."
         );
         let bar = "!".repeat(msg.len().min(100));
-        eprintln!("\n{bar}\n{msg}\n{bar}\n");
+        // Straight to the stderr fd, past libtest's output capture, so it shows even when
+        // the (skipped) test passes.
+        use std::io::Write;
+        let _ = std::io::stderr().write_all(format!("\n{bar}\n{msg}\n{bar}\n").as_bytes());
         println!("E2E-SKIPPED {test}");
     }
     found
