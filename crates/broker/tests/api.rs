@@ -40,6 +40,19 @@ async fn register(env: &TestEnv, cwd: &str) -> Session {
     register_as(env, fake_claude(), cwd).await
 }
 
+/// Acks a whole lease, returning how many messages it delivered.
+async fn ack_all(client: &BrokerClient, lease_id: String, via: &str) -> u64 {
+    client
+        .ack(&AckRequest {
+            lease_id,
+            via: via.into(),
+            message_ids: None,
+        })
+        .await
+        .unwrap()
+        .delivered
+}
+
 fn send_req(to: &str, message: &str) -> SendRequest {
     SendRequest {
         to: to.into(),
@@ -283,28 +296,14 @@ async fn concurrent_claimers_never_get_the_same_message() {
             let claim = t.await.unwrap();
             got.extend(claim.messages.iter().map(|m| m.message_id));
             if let Some(lease) = claim.lease_id {
-                a.client
-                    .ack(&AckRequest {
-                        lease_id: lease,
-                        via: "test".into(),
-                        message_ids: None,
-                    })
-                    .await
-                    .unwrap();
+                ack_all(&a.client, lease, "test").await;
             }
         }
         // Whatever was left (4 claimers x 2 may cover only part), claim it now.
         let rest = a.client.claim(&ClaimRequest::default()).await.unwrap();
         got.extend(rest.messages.iter().map(|m| m.message_id));
         if let Some(lease) = rest.lease_id {
-            a.client
-                .ack(&AckRequest {
-                    lease_id: lease,
-                    via: "test".into(),
-                    message_ids: None,
-                })
-                .await
-                .unwrap();
+            ack_all(&a.client, lease, "test").await;
         }
         for id in &got {
             assert!(seen.insert(*id), "message {id} was handed out twice");
@@ -694,14 +693,7 @@ async fn the_waiter_wakes_on_mail_and_is_superseded_by_a_newer_one() {
 
     // Drain, then two waiters: the older is superseded.
     let claim = a.client.claim(&ClaimRequest::default()).await.unwrap();
-    a.client
-        .ack(&AckRequest {
-            lease_id: claim.lease_id.unwrap(),
-            via: "test".into(),
-            message_ids: None,
-        })
-        .await
-        .unwrap();
+    ack_all(&a.client, claim.lease_id.unwrap(), "test").await;
     let c = a.client.clone();
     let older = tokio::spawn(async move {
         c.wait(&WaitQuery {
@@ -749,14 +741,7 @@ async fn automatic_claims_stop_at_the_loop_budget_and_tell_the_human() {
             .unwrap();
         let c = a.client.claim(&auto).await.unwrap();
         assert_eq!(c.messages.len(), 1, "within budget");
-        a.client
-            .ack(&AckRequest {
-                lease_id: c.lease_id.unwrap(),
-                via: "Stop".into(),
-                message_ids: None,
-            })
-            .await
-            .unwrap();
+        ack_all(&a.client, c.lease_id.unwrap(), "Stop").await;
     }
     user.send(&send_req("a", "one too many")).await.unwrap();
     let c = a.client.claim(&auto).await.unwrap();

@@ -322,17 +322,22 @@ pub async fn status(
     .fetch_optional(pool)
     .await?;
     let Some(row) = row else { return Ok(None) };
+    let from_peer = row.from_peer.clone();
+    Ok(Some((with_replies(pool, row).await?, from_peer)))
+}
+
+/// A row's sender-side status: its replies and whether its recipient is alive (reads).
+async fn with_replies(pool: &SqlitePool, row: MessageRow) -> Result<MessageStatus, StoreError> {
     let replies: Vec<i64> =
         sqlx::query_scalar("SELECT id FROM messages WHERE reply_to = ? ORDER BY id")
-            .bind(id)
+            .bind(row.id)
             .fetch_all(pool)
             .await?;
     let alive: Option<i64> = sqlx::query_scalar("SELECT gone_ms IS NULL FROM peers WHERE id = ?")
         .bind(&row.to_peer)
         .fetch_optional(pool)
         .await?;
-    let from_peer = row.from_peer.clone();
-    Ok(Some((row.status(replies, alive == Some(1)), from_peer)))
+    Ok(row.status(replies, alive == Some(1)))
 }
 
 /// A peer's waiting mail, nothing consumed (reads).
@@ -446,17 +451,7 @@ pub async fn log(
     let rows = q.bind(limit as i64).fetch_all(pool).await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        let replies: Vec<i64> =
-            sqlx::query_scalar("SELECT id FROM messages WHERE reply_to = ? ORDER BY id")
-                .bind(row.id)
-                .fetch_all(pool)
-                .await?;
-        let alive: Option<i64> =
-            sqlx::query_scalar("SELECT gone_ms IS NULL FROM peers WHERE id = ?")
-                .bind(&row.to_peer)
-                .fetch_optional(pool)
-                .await?;
-        out.push(row.status(replies, alive == Some(1)));
+        out.push(with_replies(pool, row).await?);
     }
     Ok(out)
 }
