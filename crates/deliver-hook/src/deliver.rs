@@ -18,8 +18,9 @@ use crate::{debug, locate, state};
 pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(1_000);
 /// At most this many messages per claim; more would not fit into one hook text anyway.
 pub const CLAIM_MAX: u32 = 20;
-/// On SessionStart the MCP server may still be registering: wait this long for its file.
-pub const SESSION_START_WAIT: Duration = Duration::from_millis(1_500);
+/// On SessionStart the MCP server (started beside the hook) may still be registering, perhaps
+/// starting the broker first: wait this long for its session file.
+pub const SESSION_START_WAIT: Duration = Duration::from_millis(2_000);
 
 /// What the hook prints for one event.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,10 +72,9 @@ fn find_session(cfg: &Config, event: Event) -> Option<SessionFile> {
         if let Some(s) = locate::find_session(&cfg.state_dir, env_pid.as_deref()) {
             return Some(s);
         }
-        if event != Event::SessionStart
-            || started.elapsed() >= SESSION_START_WAIT
-            || !cfg.sessions_dir().is_dir()
-        {
+        // Not conditional on the sessions dir existing: the first session on a fresh state
+        // dir creates it only as it registers.
+        if event != Event::SessionStart || started.elapsed() >= SESSION_START_WAIT {
             return None;
         }
         std::thread::sleep(Duration::from_millis(50));

@@ -55,7 +55,8 @@ async fn the_walk_finds_the_session_through_a_sh_parent_without_claude_pid() {
 async fn session_start_waits_briefly_for_the_session_file() {
     let h = Harness::start(&[]).await;
     let path = peers_core::session::SessionFile::path(&h.env.state_dir, h.me.claude_pid);
-    std::fs::remove_file(&path).unwrap();
+    // As on a fresh state dir: not even the sessions dir exists yet.
+    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     let mut child = h
         .hook(&[])
         .stdin(Stdio::piped())
