@@ -379,15 +379,15 @@ async fn send(
         sent_ms: now,
         expires_ms: now.saturating_add(s.settings.message_ttl_ms),
     };
-    let id = s
+    let (id, to_peer) = s
         .store
         .write_one(move |c| Box::pin(messages::insert(c, msg)))
         .await?;
-    s.waiters.wake(&to.id);
+    s.waiters.wake(&to_peer);
     Ok(Json(SendResponse {
         message_id: id,
         to: to.address(),
-        to_peer_id: to.id.clone(),
+        to_peer_id: to_peer,
         status: MessageState::Queued,
         recipient_alive: to.alive(),
         recipient_last_seen_ms: to.last_seen_ms,

@@ -111,13 +111,30 @@ impl MessageRow {
     }
 }
 
-/// Stores a message (runs in the writer). Returns its id.
-pub async fn insert(conn: &mut SqliteConnection, m: NewMessage) -> Result<i64, StoreError> {
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO messages (from_peer, from_kind, from_address, from_cwd, to_peer, to_address, \
+/// Stores a message (runs in the writer). Returns its id and the registration it was queued
+/// for.
+///
+/// The recipient was resolved before this job ran; if that registration has been replaced
+/// since (the session re-registered in between), the message goes to the replacement — in
+/// the same statement, so a send racing a re-registration cannot strand mail on a dead id.
+pub async fn insert(
+    conn: &mut SqliteConnection,
+    m: NewMessage,
+) -> Result<(i64, String), StoreError> {
+    let row: (i64, String) = sqlx::query_as(
+        "WITH RECURSIVE chain(id, next, depth) AS ( \
+             SELECT id, replaced_by, 0 FROM peers WHERE id = ?1 \
+             UNION ALL \
+             SELECT p.id, p.replaced_by, c.depth + 1 FROM peers p JOIN chain c ON p.id = c.next \
+             WHERE c.depth < 64) \
+         INSERT INTO messages (from_peer, from_kind, from_address, from_cwd, to_peer, to_address, \
          body, reply_to, state, sent_ms, expires_ms) \
-         VALUES (?,?,?,?,?,?,?,?,'queued',?,?) RETURNING id",
+         VALUES (?2, ?3, ?4, ?5, \
+                 COALESCE((SELECT id FROM chain WHERE next IS NULL), ?1), \
+                 ?6, ?7, ?8, 'queued', ?9, ?10) \
+         RETURNING id, to_peer",
     )
+    .bind(&m.to_peer)
     .bind(&m.from.peer_id)
     .bind(match m.from.kind {
         SenderKind::Human => "human",
@@ -125,7 +142,6 @@ pub async fn insert(conn: &mut SqliteConnection, m: NewMessage) -> Result<i64, S
     })
     .bind(&m.from.address)
     .bind(&m.from.cwd)
-    .bind(&m.to_peer)
     .bind(&m.to_address)
     .bind(&m.body)
     .bind(m.reply_to)
@@ -133,7 +149,7 @@ pub async fn insert(conn: &mut SqliteConnection, m: NewMessage) -> Result<i64, S
     .bind(m.expires_ms)
     .fetch_one(&mut *conn)
     .await?;
-    Ok(id)
+    Ok(row)
 }
 
 /// The result of a claim.

@@ -255,6 +255,7 @@ mod tests {
         for t in tasks {
             ids.push(t.await.unwrap());
         }
+        let mut ids: Vec<i64> = ids.into_iter().map(|(id, _)| id).collect();
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), 200);
@@ -321,6 +322,30 @@ mod tests {
         let waiting = messages::waiting(s.reader(), &p.id).await.unwrap();
         let bodies: Vec<&str> = waiting.iter().map(|m| m.body.as_str()).collect();
         assert_eq!(bodies, ["two", "three"]);
+    }
+
+    #[tokio::test]
+    async fn a_send_racing_a_reregistration_follows_the_replacement() {
+        let (_d, s) = store().await;
+        let old = reg(&s, 10, "/x/api").await;
+        // The send resolved `old`; before its insert runs, the session registers again.
+        let new = reg(&s, 10, "/x/api").await;
+        let m = msg(&old, "resolved before the re-registration");
+        let (_, to) = s
+            .write_one(move |c| Box::pin(messages::insert(c, m)))
+            .await
+            .unwrap();
+        assert_eq!(to, new.id);
+        assert_eq!(
+            messages::waiting(s.reader(), &new.id).await.unwrap().len(),
+            1
+        );
+        assert!(
+            messages::waiting(s.reader(), &old.id)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[tokio::test]
