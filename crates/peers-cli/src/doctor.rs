@@ -1,0 +1,528 @@
+//! `peers doctor`: every link of the chain, ✓ / ⚠ / ✗, with the fix.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use peers_core::claude_settings::MCP_SERVER_NAME;
+use peers_core::{BrokerClient, Config};
+use serde::Serialize;
+
+use crate::install::{self, JsonFile};
+use crate::shell::first_word;
+use crate::util::{self, Exit};
+use crate::{InstallScope, JsonArg};
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Status {
+    Ok,
+    Warn,
+    Fail,
+    Skip,
+}
+
+#[derive(Debug, Serialize)]
+struct Check {
+    check: &'static str,
+    status: Status,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fix: Option<String>,
+}
+
+#[derive(Default)]
+struct Report(Vec<Check>);
+
+impl Report {
+    fn add(
+        &mut self,
+        check: &'static str,
+        status: Status,
+        detail: impl Into<String>,
+        fix: Option<String>,
+    ) {
+        self.0.push(Check {
+            check,
+            status,
+            detail: detail.into(),
+            fix,
+        });
+    }
+    fn ok(&mut self, check: &'static str, detail: impl Into<String>) {
+        self.add(check, Status::Ok, detail, None);
+    }
+    fn fail(&mut self, check: &'static str, detail: impl Into<String>, fix: impl Into<String>) {
+        self.add(check, Status::Fail, detail, Some(fix.into()));
+    }
+    fn warn(&mut self, check: &'static str, detail: impl Into<String>, fix: impl Into<String>) {
+        self.add(check, Status::Warn, detail, Some(fix.into()));
+    }
+}
+
+pub fn run(a: JsonArg) -> Result<()> {
+    let mut r = Report::default();
+    binaries(&mut r);
+    match Config::load() {
+        Ok(cfg) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            broker(&mut r, &cfg, &rt);
+        }
+        Err(e) => r.fail(
+            "config",
+            format!("{e}"),
+            "fix the config file or the PEERS_* variable it names",
+        ),
+    }
+    hooks(&mut r);
+    mcp(&mut r);
+    claude_cli(&mut r);
+
+    let failed = r.0.iter().any(|c| c.status == Status::Fail);
+    if a.json {
+        util::print_json(&serde_json::json!({"ok": !failed, "checks": r.0}))?;
+    } else {
+        for c in &r.0 {
+            let mark = match c.status {
+                Status::Ok => "✓",
+                Status::Warn => "⚠",
+                Status::Fail => "✗",
+                Status::Skip => "-",
+            };
+            println!("{mark} {}: {}", c.check, c.detail);
+            if let Some(f) = &c.fix {
+                println!("    fix: {f}");
+            }
+        }
+        if failed {
+            println!(
+                "\nSome links are broken; fix the ✗ lines above and run `peers doctor` again."
+            );
+        } else {
+            println!("\nAll links work.");
+        }
+    }
+    if failed {
+        return Err(Exit(1).into());
+    }
+    Ok(())
+}
+
+fn binaries(r: &mut Report) {
+    let dir = match util::exe_dir() {
+        Ok(d) => d,
+        Err(e) => {
+            r.fail(
+                "binaries",
+                format!("{e}"),
+                "run peers from its install directory",
+            );
+            return;
+        }
+    };
+    let missing: Vec<&str> = ["peers-broker", "peers-mcp", "peers-deliver"]
+        .into_iter()
+        .filter(|n| !util::is_executable(&dir.join(n)))
+        .collect();
+    if missing.is_empty() {
+        r.ok(
+            "binaries",
+            format!(
+                "peers-broker, peers-mcp, peers-deliver next to peers in {}",
+                dir.display()
+            ),
+        );
+    } else {
+        r.fail(
+            "binaries",
+            format!("missing in {}: {}", dir.display(), missing.join(", ")),
+            "install all four binaries together: `cargo xtask install`",
+        );
+    }
+}
+
+fn broker(r: &mut Report, cfg: &Config, rt: &tokio::runtime::Runtime) {
+    let url = cfg.broker_url();
+    let anon = BrokerClient::new(&url, None);
+    let health = rt.block_on(anon.health());
+    match &health {
+        Ok(h) if h.version != peers_core::VERSION => r.warn(
+            "broker",
+            format!(
+                "peers-broker {} answers at {url} (pid {}), but this peers is {}",
+                h.version,
+                h.pid,
+                peers_core::VERSION
+            ),
+            if cfg.is_remote() {
+                "upgrade the hub to the same version".to_string()
+            } else {
+                "restart it: `peers broker stop && peers broker start`".to_string()
+            },
+        ),
+        Ok(h) => r.ok(
+            "broker",
+            format!(
+                "peers-broker {} answers at {url} (pid {}, up {})",
+                h.version,
+                h.pid,
+                util::human_duration(h.uptime_ms as i64)
+            ),
+        ),
+        Err(_) if cfg.is_remote() => r.fail(
+            "broker",
+            format!("the hub at {url} does not answer"),
+            format!(
+                "check that the hub runs and that `broker_url` in {} is right",
+                cfg.config_file.display()
+            ),
+        ),
+        Err(_) => r.fail(
+            "broker",
+            format!("not running at {url}"),
+            "start it with `peers broker start` (Claude Code sessions also start it on demand)",
+        ),
+    }
+
+    if cfg.is_remote() {
+        match &cfg.token {
+            None => r.fail(
+                "hub token",
+                "no hub token configured",
+                format!(
+                    "set `token` in {} (or PEERS_TOKEN) to the hub's token",
+                    cfg.config_file.display()
+                ),
+            ),
+            Some(t) if health.is_ok() => {
+                let c = BrokerClient::new(&url, Some(t.clone()));
+                match rt.block_on(c.notices()) {
+                    Ok(_) => r.ok("hub token", "the hub accepts the token"),
+                    Err(e) => r.fail(
+                        "hub token",
+                        format!("the hub refuses the token: {e}"),
+                        format!(
+                            "set the hub's token as `token` in {}",
+                            cfg.config_file.display()
+                        ),
+                    ),
+                }
+            }
+            Some(_) => r.add(
+                "hub token",
+                Status::Skip,
+                "not checked: the hub does not answer",
+                None,
+            ),
+        }
+        return;
+    }
+
+    // Local mode: the per-user secret.
+    let secret = peers_core::paths::secret_file(&cfg.state_dir);
+    match std::fs::metadata(&secret) {
+        Err(_) => r.fail(
+            "secret",
+            format!("no secret file at {}", secret.display()),
+            "the broker creates it when it first starts: `peers broker start`",
+        ),
+        Ok(m) => {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = m.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                r.fail(
+                    "secret",
+                    format!(
+                        "{} has mode {mode:04o}: other users can read it and act as you",
+                        secret.display()
+                    ),
+                    format!("chmod 600 {}", secret.display()),
+                );
+            } else if health.is_ok() {
+                let cred = peers_core::paths::read_secret(&cfg.state_dir)
+                    .ok()
+                    .flatten();
+                let c = BrokerClient::new(&url, cred);
+                match rt.block_on(c.notices()) {
+                    Ok(_) => r.ok(
+                        "secret",
+                        format!(
+                            "{} (mode {mode:04o}) is accepted by the broker",
+                            secret.display()
+                        ),
+                    ),
+                    Err(e) if e.is_unreachable() => r.ok(
+                        "secret",
+                        format!("{} has mode {mode:04o}", secret.display()),
+                    ),
+                    Err(e) => r.fail(
+                        "secret",
+                        format!("the broker refuses {}: {e}", secret.display()),
+                        "the running broker uses another state dir: `peers broker stop`, then \
+                         `peers broker start` with this PEERS_STATE_DIR",
+                    ),
+                }
+            } else {
+                r.ok(
+                    "secret",
+                    format!("{} has mode {mode:04o}", secret.display()),
+                );
+            }
+        }
+    }
+}
+
+/// The settings files Claude Code reads hooks from, as (label, path).
+fn settings_files() -> Vec<(String, PathBuf)> {
+    let mut v = Vec::new();
+    if let Ok(t) = install::Target::new(InstallScope::User) {
+        v.push(("user".into(), t.settings));
+    }
+    if let Ok(cwd) = std::env::current_dir() {
+        v.push(("project".into(), cwd.join(".claude/settings.json")));
+        v.push((
+            "project-local".into(),
+            cwd.join(".claude/settings.local.json"),
+        ));
+    }
+    v
+}
+
+fn hooks(r: &mut Report) {
+    let mut found: Vec<(PathBuf, String, String)> = Vec::new();
+    let mut unreadable = Vec::new();
+    for (_, path) in settings_files() {
+        if !path.exists() {
+            continue;
+        }
+        match JsonFile::read(&path) {
+            Ok(f) => {
+                for (event, cmd) in install::our_hooks(&f.value) {
+                    found.push((path.clone(), event, cmd));
+                }
+            }
+            Err(e) => unreadable.push(format!("{e}")),
+        }
+    }
+    for u in unreadable {
+        r.fail(
+            "hooks",
+            u,
+            "fix the JSON; Claude Code cannot read it either",
+        );
+    }
+    let user = install::Target::new(InstallScope::User)
+        .map(|t| t.settings.display().to_string())
+        .unwrap_or_else(|_| "~/.claude/settings.json".into());
+    if found.is_empty() {
+        r.fail(
+            "hooks",
+            format!("no peers hooks in {user} or ./.claude/settings.json"),
+            "run `peers install`",
+        );
+        return;
+    }
+    let mut missing_events = Vec::new();
+    for ev in ["SessionStart", "UserPromptSubmit", "PostToolUse", "Stop"] {
+        if !found
+            .iter()
+            .any(|(_, e, c)| e == ev && !c.contains("--wait"))
+        {
+            missing_events.push(ev.to_string());
+        }
+    }
+    if !found
+        .iter()
+        .any(|(_, e, c)| e == "Stop" && c.contains("--wait"))
+    {
+        missing_events.push("Stop (--wait, wakes idle sessions)".into());
+    }
+    let mut bad = Vec::new();
+    for (path, ev, cmd) in &found {
+        let prog = first_word(cmd);
+        if !util::is_executable(Path::new(&prog)) {
+            bad.push(format!(
+                "{ev} in {} runs {prog}, which {}",
+                path.display(),
+                if Path::new(&prog).exists() {
+                    "is not executable"
+                } else {
+                    "does not exist"
+                }
+            ));
+        }
+    }
+    let files: Vec<String> = {
+        let mut f: Vec<String> = found
+            .iter()
+            .map(|(p, _, _)| p.display().to_string())
+            .collect();
+        f.dedup();
+        f
+    };
+    if !missing_events.is_empty() {
+        r.fail(
+            "hooks",
+            format!(
+                "missing in {}: {}",
+                files.join(", "),
+                missing_events.join(", ")
+            ),
+            "run `peers install`",
+        );
+    }
+    for b in &bad {
+        r.fail(
+            "hooks",
+            b.clone(),
+            "run `peers install` again from the directory the binaries are in now",
+        );
+    }
+    if missing_events.is_empty() && bad.is_empty() {
+        r.ok(
+            "hooks",
+            format!(
+                "{} peers hooks in {}, each runs an existing peers-deliver",
+                found.len(),
+                files.join(", ")
+            ),
+        );
+    }
+}
+
+fn mcp(r: &mut Report) {
+    let mut places: Vec<(String, String)> = Vec::new();
+    if let Ok(home) = install::home() {
+        let p = home.join(".claude.json");
+        if let Ok(f) = JsonFile::read(&p) {
+            if let Some(c) = install::mcp_command(&f.value) {
+                places.push((format!("{} (user scope)", p.display()), c));
+            }
+            if let Ok(cwd) = std::env::current_dir()
+                && let Some(c) = f
+                    .value
+                    .get("projects")
+                    .and_then(|p| p.get(cwd.to_string_lossy().as_ref()))
+                    .and_then(install::mcp_command)
+            {
+                places.push((format!("{} (local scope, this directory)", p.display()), c));
+            }
+        }
+    }
+    if let Ok(cwd) = std::env::current_dir() {
+        let p = cwd.join(".mcp.json");
+        if let Ok(f) = JsonFile::read(&p)
+            && let Some(c) = install::mcp_command(&f.value)
+        {
+            places.push((format!("{} (project scope)", p.display()), c));
+        }
+    }
+    if places.is_empty() {
+        r.fail(
+            "mcp server",
+            format!(
+                "`{MCP_SERVER_NAME}` is registered neither in ~/.claude.json nor in ./.mcp.json"
+            ),
+            "run `peers install`",
+        );
+        return;
+    }
+    for (place, cmd) in places {
+        let prog = first_word(&cmd);
+        let path = Path::new(&prog);
+        if util::is_executable(path) || (!prog.contains('/') && util::which(&prog).is_some()) {
+            r.ok(
+                "mcp server",
+                format!("`{MCP_SERVER_NAME}` runs {cmd} ({place})"),
+            );
+        } else {
+            r.fail(
+                "mcp server",
+                format!("`{MCP_SERVER_NAME}` in {place} runs {cmd}, which does not exist"),
+                "run `peers install` again from the directory the binaries are in now",
+            );
+        }
+    }
+}
+
+fn claude_cli(r: &mut Report) {
+    let Some(claude) = util::which("claude") else {
+        r.add(
+            "claude mcp list",
+            Status::Skip,
+            "the claude CLI is not on PATH; not checked",
+            None,
+        );
+        return;
+    };
+    let out = match run_with_timeout(&claude, &["mcp", "list"], Duration::from_secs(60)) {
+        Ok(o) => o,
+        Err(e) => {
+            r.warn(
+                "claude mcp list",
+                format!("could not run `{} mcp list`: {e}", claude.display()),
+                "run `claude mcp list` yourself and look for peers",
+            );
+            return;
+        }
+    };
+    let line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{MCP_SERVER_NAME}:")))
+        .map(str::trim)
+        .map(str::to_string);
+    match line {
+        None => r.fail(
+            "claude mcp list",
+            format!("`claude mcp list` does not list `{MCP_SERVER_NAME}`"),
+            "run `peers install` (in the directory you start Claude Code in, for project scope)",
+        ),
+        Some(l) if l.contains("Connected") || l.contains('✓') => r.ok("claude mcp list", l),
+        Some(l) => r.warn(
+            "claude mcp list",
+            l,
+            "the server is registered but did not connect: see the logs in the state dir's \
+             logs/ and run `peers-mcp` by hand to see its error",
+        ),
+    }
+}
+
+/// Runs a command with stdin closed, killing it after `timeout`; returns stdout + stderr.
+fn run_with_timeout(bin: &Path, args: &[&str], timeout: Duration) -> Result<String> {
+    use std::io::Read;
+    let mut child = std::process::Command::new(bin)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let out_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + timeout;
+    loop {
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!("timed out after {} s", timeout.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut s = out_t.join().unwrap_or_default();
+    s.push_str(&err_t.join().unwrap_or_default());
+    Ok(s)
+}

@@ -1,0 +1,822 @@
+//! `peers install` / `peers uninstall`: the MCP server entry and the hooks, put where Claude
+//! Code reads them, with the absolute paths of the binaries next to `peers`.
+//!
+//! * MCP server: `claude mcp add --scope user|project peers -- <peers-mcp>` when `claude` is on
+//!   PATH, else written directly: user scope → `~/.claude.json` `mcpServers.peers`, project
+//!   scope → `./.mcp.json`.
+//! * Hooks: `peers_core::claude_settings::hooks(<peers-deliver>)` merged into
+//!   `~/.claude/settings.json` (user) or `./.claude/settings.json` (project).
+//!
+//! Files keep their key order and every other setting. The first change to a file saves the
+//! original as `<file>.peers-backup`; uninstall restores those exact bytes when removing our
+//! entries leaves the same JSON value as the backup. A hook is peers' own when the program it
+//! runs is named `peers-deliver`; the MCP entry when it is named `peers` and runs `peers-mcp`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, anyhow, bail};
+use peers_core::claude_settings::{self, MCP_SERVER_NAME};
+use serde_json::{Map, Value, json};
+
+use crate::shell::program_name;
+use crate::util;
+use crate::{InstallArgs, InstallScope};
+
+pub const DELIVER: &str = "peers-deliver";
+pub const MCP: &str = "peers-mcp";
+pub const BACKUP_SUFFIX: &str = ".peers-backup";
+
+/// The files one scope touches.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub scope: InstallScope,
+    /// Where the hooks go.
+    pub settings: PathBuf,
+    /// Where the MCP server entry goes when written directly (`~/.claude.json` or `./.mcp.json`).
+    pub mcp_file: PathBuf,
+}
+
+pub fn home() -> Result<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .ok_or_else(|| anyhow!("HOME is not set"))
+}
+
+impl Target {
+    pub fn new(scope: InstallScope) -> Result<Target> {
+        Ok(match scope {
+            InstallScope::User => {
+                let home = home()?;
+                Target {
+                    scope,
+                    settings: home.join(".claude/settings.json"),
+                    mcp_file: home.join(".claude.json"),
+                }
+            }
+            InstallScope::Project => {
+                let dir = std::env::current_dir()?;
+                Target {
+                    scope,
+                    settings: dir.join(".claude/settings.json"),
+                    mcp_file: dir.join(".mcp.json"),
+                }
+            }
+        })
+    }
+
+    fn scope_word(&self) -> &'static str {
+        match self.scope {
+            InstallScope::User => "user",
+            InstallScope::Project => "project",
+        }
+    }
+}
+
+/// A JSON file as read: its bytes (if it existed) and value (`{}` when missing or empty).
+pub struct JsonFile {
+    pub path: PathBuf,
+    pub original: Option<Vec<u8>>,
+    pub value: Value,
+}
+
+impl JsonFile {
+    pub fn read(path: &Path) -> Result<JsonFile> {
+        let original = match std::fs::read(path) {
+            Ok(b) => Some(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(anyhow!("cannot read {}: {e}", path.display())),
+        };
+        let value = match &original {
+            Some(b) if !b.iter().all(u8::is_ascii_whitespace) => serde_json::from_slice(b)
+                .map_err(|e| {
+                    anyhow!(
+                        "{} is not valid JSON ({e}); fix it or move it away, then run this again",
+                        path.display()
+                    )
+                })?,
+            _ => json!({}),
+        };
+        if !value.is_object() {
+            bail!(
+                "{} does not hold a JSON object; fix it or move it away, then run this again",
+                path.display()
+            );
+        }
+        Ok(JsonFile {
+            path: path.to_path_buf(),
+            original,
+            value,
+        })
+    }
+
+    pub fn backup_path(&self) -> PathBuf {
+        backup_path(&self.path)
+    }
+}
+
+pub fn backup_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(BACKUP_SUFFIX);
+    PathBuf::from(s)
+}
+
+/// Claude Code's own format: 2-space pretty JSON and a trailing newline.
+pub fn render(v: &Value) -> Vec<u8> {
+    let mut b = serde_json::to_vec_pretty(v).expect("a JSON value serializes");
+    b.push(b'\n');
+    b
+}
+
+/// Writes `bytes` over `file` (following a symlink to its target), atomically, keeping the
+/// file's mode (new files: `new_mode`). Saves the original as the backup first, once.
+fn write_json_file(file: &JsonFile, bytes: &[u8], new_mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::fs::canonicalize(&file.path).unwrap_or_else(|_| file.path.clone());
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mode = std::fs::metadata(&path)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(new_mode);
+    if let Some(orig) = &file.original {
+        let backup = file.backup_path();
+        if !backup.exists() {
+            write_atomic(&backup, orig, mode)
+                .with_context(|| format!("cannot write the backup {}", backup.display()))?;
+        }
+    }
+    write_atomic(&path, bytes, mode).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.{}.peers-tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+    std::fs::rename(&tmp, path)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hooks
+// ---------------------------------------------------------------------------------------------
+
+/// Whether a hook entry (`{"type":"command","command":…}`) runs `peers-deliver`.
+pub fn is_our_hook(h: &Value) -> bool {
+    h.get("command")
+        .and_then(Value::as_str)
+        .is_some_and(|c| program_name(c) == DELIVER)
+}
+
+/// Every peers hook command in a settings value, as `(event, command)`.
+pub fn our_hooks(settings: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Some(hooks) = settings.get("hooks").and_then(Value::as_object) {
+        for (event, groups) in hooks {
+            for g in groups.as_array().into_iter().flatten() {
+                for h in g
+                    .get("hooks")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if is_our_hook(h) {
+                        let cmd = h.get("command").and_then(Value::as_str).unwrap_or("");
+                        out.push((event.clone(), cmd.to_string()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether `settings` holds exactly our hook groups and no other peers hook.
+fn hooks_installed(settings: &Value, ours: &Value) -> bool {
+    let Some(ours) = ours.as_object() else {
+        return false;
+    };
+    let hooks = settings.get("hooks").and_then(Value::as_object);
+    let mut expected = 0;
+    for (event, groups) in ours {
+        let want = groups.as_array().cloned().unwrap_or_default();
+        expected += want.len();
+        let have: Vec<&Value> = hooks
+            .and_then(|h| h.get(event))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|g| {
+                g.get("hooks")
+                    .and_then(Value::as_array)
+                    .is_some_and(|hs| hs.iter().any(is_our_hook))
+            })
+            .collect();
+        if have.len() != want.len() || have.iter().zip(&want).any(|(a, b)| *a != b) {
+            return false;
+        }
+    }
+    // No peers hook under an event we do not install.
+    let groups_with_ours = hooks
+        .into_iter()
+        .flat_map(|h| h.values())
+        .filter_map(Value::as_array)
+        .flatten()
+        .filter(|g| {
+            g.get("hooks")
+                .and_then(Value::as_array)
+                .is_some_and(|hs| hs.iter().any(is_our_hook))
+        })
+        .count();
+    groups_with_ours == expected
+}
+
+/// Removes every peers hook. With `prune`, groups, event lists and the `hooks` object that
+/// this removal left empty are removed too. Returns how many hooks were removed.
+pub fn strip_hooks(settings: &mut Value, prune: bool) -> usize {
+    let mut removed = 0;
+    let Some(obj) = settings.as_object_mut() else {
+        return 0;
+    };
+    let mut drop_hooks_key = false;
+    if let Some(hooks) = obj.get_mut("hooks").and_then(Value::as_object_mut) {
+        let mut emptied_events = Vec::new();
+        for (event, groups) in hooks.iter_mut() {
+            let Some(arr) = groups.as_array_mut() else {
+                continue;
+            };
+            let mut emptied_groups = false;
+            let mut keep = Vec::with_capacity(arr.len());
+            for mut g in std::mem::take(arr) {
+                let mut emptied = false;
+                if let Some(hs) = g.get_mut("hooks").and_then(Value::as_array_mut) {
+                    let before = hs.len();
+                    hs.retain(|h| !is_our_hook(h));
+                    removed += before - hs.len();
+                    emptied = before > 0 && hs.is_empty();
+                }
+                if emptied && prune {
+                    emptied_groups = true;
+                } else {
+                    keep.push(g);
+                }
+            }
+            *arr = keep;
+            if emptied_groups && arr.is_empty() {
+                emptied_events.push(event.clone());
+            }
+        }
+        if prune && !emptied_events.is_empty() {
+            for e in &emptied_events {
+                hooks.shift_remove(e);
+            }
+            drop_hooks_key = hooks.is_empty();
+        }
+    }
+    if drop_hooks_key {
+        obj.shift_remove("hooks");
+    }
+    removed
+}
+
+/// The settings with our hooks merged in (`None`: already installed, nothing to change).
+pub fn merge_hooks(settings: &Value, ours: &Value) -> Result<Option<Value>> {
+    if hooks_installed(settings, ours) {
+        return Ok(None);
+    }
+    let mut s = settings.clone();
+    strip_hooks(&mut s, true);
+    let obj = s
+        .as_object_mut()
+        .ok_or_else(|| anyhow!("the settings are not a JSON object"))?;
+    let hooks = obj
+        .entry("hooks")
+        .or_insert_with(|| Value::Object(Map::new()))
+        .as_object_mut()
+        .ok_or_else(|| anyhow!("`hooks` in the settings is not an object"))?;
+    for (event, groups) in ours.as_object().into_iter().flatten() {
+        let list = hooks
+            .entry(event.clone())
+            .or_insert_with(|| Value::Array(Vec::new()))
+            .as_array_mut()
+            .ok_or_else(|| anyhow!("`hooks.{event}` in the settings is not a list"))?;
+        list.extend(groups.as_array().cloned().unwrap_or_default());
+    }
+    Ok(Some(s))
+}
+
+// ---------------------------------------------------------------------------------------------
+// MCP entry (written directly)
+// ---------------------------------------------------------------------------------------------
+
+/// The `peers` MCP entry of a `mcpServers` file, if any.
+pub fn mcp_entry(v: &Value) -> Option<&Value> {
+    v.get("mcpServers")?.get(MCP_SERVER_NAME)
+}
+
+pub fn mcp_command(v: &Value) -> Option<String> {
+    mcp_entry(v)?
+        .get("command")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+fn mcp_entry_is_ours(entry: &Value) -> bool {
+    entry
+        .get("command")
+        .and_then(Value::as_str)
+        .is_some_and(|c| program_name(c) == MCP || Path::new(c).file_name() == Some(MCP.as_ref()))
+}
+
+/// The file value with our MCP entry (`None`: already there).
+pub fn merge_mcp(v: &Value, mcp_bin: &Path) -> Result<Option<Value>> {
+    let want = claude_settings::mcp_server(mcp_bin);
+    if mcp_entry(v) == Some(&want) {
+        return Ok(None);
+    }
+    let mut s = v.clone();
+    let obj = s
+        .as_object_mut()
+        .ok_or_else(|| anyhow!("not a JSON object"))?;
+    let servers = obj
+        .entry("mcpServers")
+        .or_insert_with(|| Value::Object(Map::new()))
+        .as_object_mut()
+        .ok_or_else(|| anyhow!("`mcpServers` is not an object"))?;
+    servers.insert(MCP_SERVER_NAME.to_string(), want);
+    Ok(Some(s))
+}
+
+/// Removes our MCP entry; with `prune`, an `mcpServers` left empty too. Returns whether
+/// something was removed.
+pub fn strip_mcp(v: &mut Value, prune: bool) -> bool {
+    let Some(obj) = v.as_object_mut() else {
+        return false;
+    };
+    let Some(servers) = obj.get_mut("mcpServers").and_then(Value::as_object_mut) else {
+        return false;
+    };
+    if !servers.get(MCP_SERVER_NAME).is_some_and(mcp_entry_is_ours) {
+        return false;
+    }
+    servers.shift_remove(MCP_SERVER_NAME);
+    if prune && servers.is_empty() {
+        obj.shift_remove("mcpServers");
+    }
+    true
+}
+
+// ---------------------------------------------------------------------------------------------
+// Restoring on uninstall
+// ---------------------------------------------------------------------------------------------
+
+/// What uninstall writes for a file after removing our entries: the backup's exact bytes
+/// when the value matches it (and then the backup is no longer needed), else the pruned value.
+enum Restore {
+    /// Write these bytes back (from the backup), and remove the backup.
+    Backup(Vec<u8>),
+    /// Remove the file: install created it and nothing else is in it.
+    Remove,
+    /// Write this value.
+    Value(Value),
+}
+
+fn restore_plan(file: &JsonFile, kept: &Value, pruned: &Value) -> Restore {
+    if let Ok(b) = std::fs::read(file.backup_path()) {
+        let bv: Value = if b.iter().all(u8::is_ascii_whitespace) {
+            json!({})
+        } else {
+            match serde_json::from_slice(&b) {
+                Ok(v) => v,
+                Err(_) => return Restore::Value(pruned.clone()),
+            }
+        };
+        if &bv == kept || &bv == pruned {
+            return Restore::Backup(b);
+        }
+        return Restore::Value(pruned.clone());
+    }
+    if pruned.as_object().is_some_and(Map::is_empty) {
+        return Restore::Remove;
+    }
+    Restore::Value(pruned.clone())
+}
+
+fn apply_restore(file: &JsonFile, plan: Restore) -> Result<&'static str> {
+    match plan {
+        Restore::Backup(bytes) => {
+            write_json_file(file, &bytes, 0o644)?;
+            let _ = std::fs::remove_file(file.backup_path());
+            Ok("restored the original")
+        }
+        Restore::Remove => {
+            std::fs::remove_file(&file.path)
+                .with_context(|| format!("cannot remove {}", file.path.display()))?;
+            Ok("removed the file (install had created it)")
+        }
+        Restore::Value(v) => {
+            write_json_file(file, &render(&v), 0o644)?;
+            Ok("updated")
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The commands
+// ---------------------------------------------------------------------------------------------
+
+fn binaries() -> Result<(PathBuf, PathBuf)> {
+    let deliver = util::sibling(DELIVER)?;
+    let mcp = util::sibling(MCP)?;
+    for p in [&deliver, &mcp] {
+        if !util::is_executable(p) {
+            bail!(
+                "{} is missing: install puts the absolute paths of the binaries next to `peers` \
+                 into Claude Code, so they must be there (`cargo xtask install` puts all four \
+                 in ~/.local/bin)",
+                p.display()
+            );
+        }
+    }
+    Ok((deliver, mcp))
+}
+
+fn describe_hooks(ours: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for (event, groups) in ours.as_object().into_iter().flatten() {
+        for g in groups.as_array().into_iter().flatten() {
+            for h in g
+                .get("hooks")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let mut line = format!(
+                    "{event}: {}",
+                    h.get("command").and_then(Value::as_str).unwrap_or("")
+                );
+                if h.get("asyncRewake").and_then(Value::as_bool) == Some(true) {
+                    line.push_str(" (asyncRewake: wakes an idle session)");
+                }
+                out.push(line);
+            }
+        }
+    }
+    out
+}
+
+pub fn install(a: InstallArgs) -> Result<()> {
+    let target = Target::new(a.scope)?;
+    let (deliver, mcp) = binaries()?;
+    let dry = a.dry_run;
+    let would = if dry { "would " } else { "" };
+
+    // Hooks.
+    let ours = claude_settings::hooks(&deliver);
+    let settings = JsonFile::read(&target.settings)?;
+    match merge_hooks(&settings.value, &ours)? {
+        None => println!(
+            "hooks: already in {}, nothing to change",
+            target.settings.display()
+        ),
+        Some(new) => {
+            let replaced: Vec<String> = our_hooks(&settings.value)
+                .into_iter()
+                .map(|(e, c)| format!("{e}: {c}"))
+                .collect();
+            println!(
+                "hooks: {would}{} {}:",
+                if settings.original.is_some() {
+                    "merge into"
+                } else {
+                    "create"
+                },
+                target.settings.display()
+            );
+            for r in &replaced {
+                println!("  - {r}");
+            }
+            for l in describe_hooks(&ours) {
+                println!("  + {l}");
+            }
+            if !dry {
+                write_json_file(&settings, &render(&new), 0o644)?;
+                if settings.original.is_some() {
+                    println!(
+                        "  (the original is saved as {})",
+                        settings.backup_path().display()
+                    );
+                }
+            }
+        }
+    }
+
+    // MCP server.
+    install_mcp(&target, &mcp, dry)?;
+
+    if !dry {
+        println!(
+            "\nDone. Start a new Claude Code session (hooks are read at start); \
+             `peers doctor` checks every link."
+        );
+    }
+    Ok(())
+}
+
+fn install_mcp(target: &Target, mcp: &Path, dry: bool) -> Result<()> {
+    let would = if dry { "would " } else { "" };
+    let file = JsonFile::read(&target.mcp_file)?;
+    let current = mcp_entry(&file.value).cloned();
+    let want = claude_settings::mcp_server(mcp);
+    if current.as_ref() == Some(&want) {
+        println!(
+            "MCP server: `{MCP_SERVER_NAME}` already registered in {}, nothing to change",
+            target.mcp_file.display()
+        );
+        return Ok(());
+    }
+    if let Some(claude) = util::which("claude") {
+        let scope = target.scope_word();
+        let add = format!(
+            "claude mcp add --scope {scope} {MCP_SERVER_NAME} -- {}",
+            claude_settings::shell_quote(&mcp.to_string_lossy())
+        );
+        if dry {
+            if current.is_some() {
+                println!(
+                    "MCP server: would run `claude mcp remove --scope {scope} {MCP_SERVER_NAME}`"
+                );
+            }
+            println!("MCP server: would run `{add}` (the claude CLI is on PATH)");
+            return Ok(());
+        }
+        // The CLI rewrites the file itself: keep the original for uninstall first.
+        if let Some(orig) = &file.original
+            && !file.backup_path().exists()
+        {
+            write_atomic(&file.backup_path(), orig, 0o600)?;
+        }
+        if current.is_some() {
+            let _ = run_claude(
+                &claude,
+                &["mcp", "remove", "--scope", scope, MCP_SERVER_NAME],
+            );
+        }
+        let mcp_s = mcp.to_string_lossy().into_owned();
+        match run_claude(
+            &claude,
+            &[
+                "mcp",
+                "add",
+                "--scope",
+                scope,
+                MCP_SERVER_NAME,
+                "--",
+                &mcp_s,
+            ],
+        ) {
+            Ok(()) => {
+                println!("MCP server: registered with `{add}`");
+                return Ok(());
+            }
+            Err(e) => {
+                println!(
+                    "MCP server: `{add}` failed ({e}); writing {} directly instead",
+                    target.mcp_file.display()
+                );
+            }
+        }
+    }
+    let file = JsonFile::read(&target.mcp_file)?;
+    let Some(new) = merge_mcp(&file.value, mcp)? else {
+        return Ok(());
+    };
+    println!(
+        "MCP server: {would}write `{MCP_SERVER_NAME}` → {} into {} ({}{})",
+        mcp.display(),
+        target.mcp_file.display(),
+        match target.scope {
+            InstallScope::User => "the user-scope `mcpServers` Claude Code reads",
+            InstallScope::Project =>
+                "the project's MCP config; Claude Code asks once to approve it",
+        },
+        if util::which("claude").is_none() {
+            "; the claude CLI is not on PATH"
+        } else {
+            ""
+        }
+    );
+    if !dry {
+        let mode = match target.scope {
+            InstallScope::User => 0o600,
+            InstallScope::Project => 0o644,
+        };
+        write_json_file(&file, &render(&new), mode)?;
+    }
+    Ok(())
+}
+
+fn run_claude(claude: &Path, args: &[&str]) -> Result<()> {
+    let out = Command::new(claude)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {}", claude.display()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        let msg = if msg.is_empty() {
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        } else {
+            msg
+        };
+        Err(anyhow!("{}: {msg}", out.status))
+    }
+}
+
+pub fn uninstall(a: InstallArgs) -> Result<()> {
+    let target = Target::new(a.scope)?;
+    let dry = a.dry_run;
+    let would = if dry { "would " } else { "" };
+
+    let settings = JsonFile::read(&target.settings)?;
+    let found = our_hooks(&settings.value);
+    if found.is_empty() {
+        println!(
+            "hooks: none of peers' hooks in {}",
+            target.settings.display()
+        );
+    } else {
+        let mut kept = settings.value.clone();
+        strip_hooks(&mut kept, false);
+        let mut pruned = settings.value.clone();
+        strip_hooks(&mut pruned, true);
+        println!("hooks: {would}remove from {}:", target.settings.display());
+        for (e, c) in &found {
+            println!("  - {e}: {c}");
+        }
+        let plan = restore_plan(&settings, &kept, &pruned);
+        if dry {
+            if let Restore::Backup(_) = plan {
+                println!(
+                    "  ({would}restore the original from {})",
+                    settings.backup_path().display()
+                );
+            }
+        } else {
+            let what = apply_restore(&settings, plan)?;
+            println!("  ({what})");
+        }
+    }
+
+    let file = JsonFile::read(&target.mcp_file)?;
+    let entry = mcp_entry(&file.value).cloned();
+    match entry {
+        None => println!(
+            "MCP server: `{MCP_SERVER_NAME}` is not registered in {}",
+            target.mcp_file.display()
+        ),
+        Some(e) if !mcp_entry_is_ours(&e) => println!(
+            "MCP server: the `{MCP_SERVER_NAME}` entry in {} does not run peers-mcp; left alone",
+            target.mcp_file.display()
+        ),
+        Some(_) => {
+            if let Some(claude) = util::which("claude") {
+                let scope = target.scope_word();
+                let cmd = format!("claude mcp remove --scope {scope} {MCP_SERVER_NAME}");
+                if dry {
+                    println!("MCP server: would run `{cmd}`");
+                    return Ok(());
+                }
+                match run_claude(
+                    &claude,
+                    &["mcp", "remove", "--scope", scope, MCP_SERVER_NAME],
+                ) {
+                    Ok(()) => {
+                        println!("MCP server: removed with `{cmd}`");
+                        // The CLI rewrote the file; restore the original bytes if that is all
+                        // that changed.
+                        if let Ok(after) = JsonFile::read(&target.mcp_file)
+                            && let Restore::Backup(b) =
+                                restore_plan(&after, &after.value, &after.value)
+                        {
+                            write_json_file(&after, &b, 0o600)?;
+                            let _ = std::fs::remove_file(after.backup_path());
+                        }
+                        return Ok(());
+                    }
+                    Err(e) => println!(
+                        "MCP server: `{cmd}` failed ({e}); editing {} directly instead",
+                        target.mcp_file.display()
+                    ),
+                }
+            }
+            let file = JsonFile::read(&target.mcp_file)?;
+            let mut kept = file.value.clone();
+            strip_mcp(&mut kept, false);
+            let mut pruned = file.value.clone();
+            strip_mcp(&mut pruned, true);
+            println!(
+                "MCP server: {would}remove `{MCP_SERVER_NAME}` from {}",
+                target.mcp_file.display()
+            );
+            if !dry {
+                let what = apply_restore(&file, restore_plan(&file, &kept, &pruned))?;
+                println!("  ({what})");
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deliver() -> PathBuf {
+        PathBuf::from("/opt/peers/bin/peers-deliver")
+    }
+
+    #[test]
+    fn merge_keeps_other_hooks_and_is_idempotent() {
+        let orig = json!({
+            "model": "opus",
+            "hooks": {
+                "PostToolUse": [{"matcher": "Bash", "hooks": [{"type": "command", "command": "echo mine"}]}],
+                "PreToolUse": [{"hooks": [{"type": "command", "command": "lint"}]}]
+            },
+            "zeta": 1
+        });
+        let ours = claude_settings::hooks(&deliver());
+        let merged = merge_hooks(&orig, &ours).unwrap().unwrap();
+        assert_eq!(merged["hooks"]["PostToolUse"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            merged["hooks"]["PostToolUse"][0],
+            orig["hooks"]["PostToolUse"][0]
+        );
+        assert_eq!(merged["hooks"]["PreToolUse"], orig["hooks"]["PreToolUse"]);
+        let keys: Vec<&String> = merged.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["model", "hooks", "zeta"]);
+        assert!(merge_hooks(&merged, &ours).unwrap().is_none());
+        assert_eq!(our_hooks(&merged).len(), 5);
+
+        let mut back = merged.clone();
+        assert_eq!(strip_hooks(&mut back, true), 5);
+        assert_eq!(back, orig);
+    }
+
+    #[test]
+    fn a_moved_binary_replaces_the_old_hooks() {
+        let old = claude_settings::settings(Path::new("/old/peers-deliver"));
+        let ours = claude_settings::hooks(&deliver());
+        let merged = merge_hooks(&old, &ours).unwrap().unwrap();
+        assert_eq!(merged, json!({"hooks": ours}));
+    }
+
+    #[test]
+    fn strip_keeps_a_shared_group() {
+        let mut v = json!({"hooks": {"Stop": [{"hooks": [
+            {"type": "command", "command": "/x/peers-deliver"},
+            {"type": "command", "command": "say done"}
+        ]}]}});
+        assert_eq!(strip_hooks(&mut v, true), 1);
+        assert_eq!(
+            v,
+            json!({"hooks": {"Stop": [{"hooks": [{"type": "command", "command": "say done"}]}]}})
+        );
+    }
+
+    #[test]
+    fn mcp_entry_merge_and_strip() {
+        let v = json!({"numStartups": 3, "mcpServers": {"other": {"command": "x"}}});
+        let m = merge_mcp(&v, Path::new("/b/peers-mcp")).unwrap().unwrap();
+        assert_eq!(mcp_command(&m).as_deref(), Some("/b/peers-mcp"));
+        assert!(merge_mcp(&m, Path::new("/b/peers-mcp")).unwrap().is_none());
+        let mut back = m.clone();
+        assert!(strip_mcp(&mut back, true));
+        assert_eq!(back, v);
+        let mut only = merge_mcp(&json!({}), Path::new("/b/peers-mcp"))
+            .unwrap()
+            .unwrap();
+        assert!(strip_mcp(&mut only, true));
+        assert_eq!(only, json!({}));
+    }
+}

@@ -1,0 +1,258 @@
+//! What every command needs: the config, a runtime, broker clients, errors that say what to
+//! do next, durations, and where the other binaries are.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Result, anyhow};
+use peers_core::{BrokerClient, ClientError, Config};
+
+/// An exit code without a further message (the command already printed what happened).
+#[derive(Debug)]
+pub struct Exit(pub u8);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// The loaded config and a runtime for the async broker client.
+pub struct Ctx {
+    pub cfg: Config,
+    pub rt: tokio::runtime::Runtime,
+}
+
+impl Ctx {
+    pub fn load() -> Result<Ctx> {
+        let cfg = Config::load().map_err(|e| anyhow!("{e}"))?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(Ctx { cfg, rt })
+    }
+
+    pub fn url(&self) -> String {
+        self.cfg.broker_url()
+    }
+
+    /// A client without credentials (health only).
+    pub fn anon(&self) -> BrokerClient {
+        BrokerClient::new(&self.url(), None)
+    }
+
+    /// A client carrying the human's credential: the hub token, else the local secret.
+    pub fn user(&self) -> Result<BrokerClient> {
+        let cred = self.cfg.user_credential().map_err(|e| {
+            anyhow!(
+                "cannot read the secret {}: {e}",
+                peers_core::paths::secret_file(&self.cfg.state_dir).display()
+            )
+        })?;
+        match cred {
+            Some(c) => Ok(BrokerClient::new(&self.url(), Some(c))),
+            None => {
+                let running = self.rt.block_on(self.anon().health()).is_ok();
+                if running {
+                    Err(anyhow!(
+                        "a broker answers at {} but there is no secret in {}: it was started \
+                         with another state dir (PEERS_STATE_DIR). Use the same PEERS_STATE_DIR, \
+                         or stop that broker and start it with `peers broker start`",
+                        self.url(),
+                        self.cfg.state_dir.display()
+                    ))
+                } else {
+                    Err(not_running(&self.cfg))
+                }
+            }
+        }
+    }
+
+    /// Turns a client error into one that says what to do next.
+    pub fn explain(&self, e: ClientError) -> anyhow::Error {
+        explain(&self.cfg, e)
+    }
+}
+
+/// The error for "no broker answers".
+pub fn not_running(cfg: &Config) -> anyhow::Error {
+    if cfg.is_remote() {
+        anyhow!(
+            "the peers hub at {} does not answer: check that it runs and that `broker_url` in {} \
+             (or PEERS_BROKER_URL) is right",
+            cfg.broker_url(),
+            cfg.config_file.display()
+        )
+    } else {
+        anyhow!(
+            "the peers broker is not running at {}: start it with `peers broker start`",
+            cfg.broker_url()
+        )
+    }
+}
+
+pub fn explain(cfg: &Config, e: ClientError) -> anyhow::Error {
+    if e.is_unreachable() {
+        return not_running(cfg);
+    }
+    match e.code() {
+        Some("unauthorized") if cfg.is_remote() => anyhow!(
+            "the hub refused the token: {e}\nSet the hub's token as `token` in {} (or PEERS_TOKEN)",
+            cfg.config_file.display()
+        ),
+        Some("unauthorized") => anyhow!(
+            "the broker refused the secret in {}: {e}\nThe broker at {} was probably started with \
+             another state dir; restart it with `peers broker stop` and `peers broker start`",
+            peers_core::paths::secret_file(&cfg.state_dir).display(),
+            cfg.broker_url()
+        ),
+        _ => anyhow!("{e}"),
+    }
+}
+
+/// Parses `90`, `30s`, `10m`, `2h`, `1d`, `500ms` (no unit: seconds).
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| anyhow!("{s:?} is not a duration: use e.g. 30s, 10m, 2h or 1d"))?;
+    let secs = match unit.trim() {
+        "" | "s" | "sec" | "secs" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" | "mins" => n * 60.0,
+        "h" | "hr" | "hrs" => n * 3600.0,
+        "d" | "day" | "days" => n * 86400.0,
+        "w" | "week" | "weeks" => n * 7.0 * 86400.0,
+        _ => {
+            return Err(anyhow!(
+                "{s:?} is not a duration: use e.g. 30s, 10m, 2h or 1d"
+            ));
+        }
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(anyhow!("{s:?} is not a duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// `3s`, `4m`, `2h 5m`, `3d` — short, for people.
+pub fn human_duration(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    if ms < 1000 {
+        format!("{}ms", ms.max(0))
+    } else if s < 60 {
+        if ms < 10_000 {
+            format!("{:.1}s", ms as f64 / 1000.0)
+        } else {
+            format!("{s}s")
+        }
+    } else if s < 3600 {
+        format!("{}m", s / 60)
+    } else if s < 86400 {
+        let m = (s % 3600) / 60;
+        if m == 0 {
+            format!("{}h", s / 3600)
+        } else {
+            format!("{}h {}m", s / 3600, m)
+        }
+    } else {
+        format!("{}d", s / 86400)
+    }
+}
+
+/// `5m ago`.
+pub fn ago(ms: i64) -> String {
+    let d = peers_core::now_ms() - ms;
+    if d < 1000 {
+        "just now".into()
+    } else {
+        format!("{} ago", human_duration(d))
+    }
+}
+
+/// The directory of the running `peers` executable: its sibling binaries live there.
+pub fn exe_dir() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let exe = std::fs::canonicalize(&exe).unwrap_or(exe);
+    exe.parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| anyhow!("the peers executable has no directory"))
+}
+
+/// A sibling binary's path (whether or not it exists).
+pub fn sibling(name: &str) -> Result<PathBuf> {
+    Ok(exe_dir()?.join(format!("{name}{}", std::env::consts::EXE_SUFFIX)))
+}
+
+/// A binary next to `peers`, else on PATH.
+pub fn find_binary(name: &str) -> Option<PathBuf> {
+    if let Ok(p) = sibling(name)
+        && is_executable(&p)
+    {
+        return Some(p);
+    }
+    which(name)
+}
+
+/// The first executable `name` on PATH.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|d| d.join(name))
+        .find(|p| is_executable(p))
+}
+
+pub fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// Prints a value as pretty JSON on stdout.
+pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// Resolves when Ctrl-C (SIGINT) or SIGTERM arrives.
+pub async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut i), Ok(mut t)) => {
+            tokio::select! {
+                _ = i.recv() => {}
+                _ = t.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86400));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+        assert_eq!(human_duration(1500), "1.5s");
+        assert_eq!(human_duration(125_000), "2m");
+        assert_eq!(human_duration(3_900_000), "1h 5m");
+    }
+}
