@@ -379,10 +379,7 @@ async fn send(
         sent_ms: now,
         expires_ms: now.saturating_add(s.settings.message_ttl_ms),
     };
-    let (id, to_peer) = s
-        .store
-        .write_one(move |c| Box::pin(messages::insert(c, msg)))
-        .await?;
+    let (id, to_peer) = s.store.insert_message(msg).await?;
     s.waiters.wake(&to_peer);
     Ok(Json(SendResponse {
         message_id: id,
@@ -441,6 +438,16 @@ async fn claim(
 ) -> ApiResult<ClaimResponse> {
     let me = caller.require_peer()?.clone();
     let now = now_ms();
+    // Most claims (one per tool call) find nothing: answer those from the read pool. Mail
+    // committed after this check is simply claimed at the next event.
+    if !messages::claimable(s.store.reader(), &me.id, now).await? {
+        return Ok(Json(ClaimResponse {
+            lease_id: None,
+            lease_expires_ms: 0,
+            messages: vec![],
+            budget_exhausted: false,
+        }));
+    }
     let lease_ms = req
         .lease_ms
         .unwrap_or(s.settings.lease_ms)

@@ -111,45 +111,94 @@ impl MessageRow {
     }
 }
 
-/// Stores a message (runs in the writer). Returns its id and the registration it was queued
-/// for.
-///
-/// The recipient was resolved before this job ran; if that registration has been replaced
-/// since (the session re-registered in between), the message goes to the replacement — in
-/// the same statement, so a send racing a re-registration cannot strand mail on a dead id.
+/// Stores one message (runs in the writer). Returns its id and the registration it was
+/// queued for. See [`insert_many`].
 pub async fn insert(
     conn: &mut SqliteConnection,
     m: NewMessage,
 ) -> Result<(i64, String), StoreError> {
-    let row: (i64, String) = sqlx::query_as(
-        "WITH RECURSIVE chain(id, next, depth) AS ( \
-             SELECT id, replaced_by, 0 FROM peers WHERE id = ?1 \
-             UNION ALL \
-             SELECT p.id, p.replaced_by, c.depth + 1 FROM peers p JOIN chain c ON p.id = c.next \
-             WHERE c.depth < 64) \
-         INSERT INTO messages (from_peer, from_kind, from_address, from_cwd, to_peer, to_address, \
-         body, reply_to, state, sent_ms, expires_ms) \
-         VALUES (?2, ?3, ?4, ?5, \
-                 COALESCE((SELECT id FROM chain WHERE next IS NULL), ?1), \
-                 ?6, ?7, ?8, 'queued', ?9, ?10) \
-         RETURNING id, to_peer",
-    )
-    .bind(&m.to_peer)
-    .bind(&m.from.peer_id)
-    .bind(match m.from.kind {
-        SenderKind::Human => "human",
-        SenderKind::Peer => "peer",
-    })
-    .bind(&m.from.address)
-    .bind(&m.from.cwd)
-    .bind(&m.to_address)
-    .bind(&m.body)
-    .bind(m.reply_to)
-    .bind(m.sent_ms)
-    .bind(m.expires_ms)
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok(row)
+    let mut out = insert_many(conn, std::slice::from_ref(&m)).await?;
+    Ok(out.remove(0))
+}
+
+/// Stores messages with one multi-row `INSERT` per 500 (runs in the writer): the group
+/// commit's batch of sends costs one statement, not one per send. Returns, in input order,
+/// each message's id and the registration it was queued for.
+///
+/// Recipients were resolved before this ran; one that has been replaced since (its session
+/// re-registered in between) is followed to its replacement here, so a send racing a
+/// re-registration cannot strand mail on a dead id.
+pub async fn insert_many(
+    conn: &mut SqliteConnection,
+    msgs: &[NewMessage],
+) -> Result<Vec<(i64, String)>, StoreError> {
+    let targets = current_registrations(conn, msgs.iter().map(|m| m.to_peer.as_str())).await?;
+    let mut out = Vec::with_capacity(msgs.len());
+    for chunk in msgs.chunks(500) {
+        let mut q = sqlx::QueryBuilder::new(
+            "INSERT INTO messages (from_peer, from_kind, from_address, from_cwd, to_peer, \
+             to_address, body, reply_to, state, sent_ms, expires_ms) ",
+        );
+        q.push_values(chunk, |mut row, m| {
+            row.push_bind(&m.from.peer_id)
+                .push_bind(match m.from.kind {
+                    SenderKind::Human => "human",
+                    SenderKind::Peer => "peer",
+                })
+                .push_bind(&m.from.address)
+                .push_bind(&m.from.cwd)
+                .push_bind(targets.get(&m.to_peer).unwrap_or(&m.to_peer))
+                .push_bind(&m.to_address)
+                .push_bind(&m.body)
+                .push_bind(m.reply_to)
+                .push_bind("queued")
+                .push_bind(m.sent_ms)
+                .push_bind(m.expires_ms);
+        });
+        q.push(" RETURNING id");
+        // Rowids are handed out in VALUES order; RETURNING's order is unspecified, so sort.
+        let mut ids: Vec<i64> = q.build_query_scalar().fetch_all(&mut *conn).await?;
+        ids.sort_unstable();
+        for (id, m) in ids.into_iter().zip(chunk) {
+            let to = targets.get(&m.to_peer).unwrap_or(&m.to_peer).clone();
+            out.push((id, to));
+        }
+    }
+    Ok(out)
+}
+
+/// For each of `ids` that has been replaced, the registration at the end of its
+/// `replaced_by` chain. One query in the common case (nothing replaced).
+async fn current_registrations<'a>(
+    conn: &mut SqliteConnection,
+    ids: impl Iterator<Item = &'a str>,
+) -> Result<std::collections::HashMap<String, String>, StoreError> {
+    let distinct: std::collections::BTreeSet<&str> = ids.collect();
+    let mut q = sqlx::QueryBuilder::new(
+        "SELECT id, replaced_by FROM peers WHERE replaced_by IS NOT NULL AND id IN (",
+    );
+    let mut list = q.separated(", ");
+    for id in &distinct {
+        list.push_bind(*id);
+    }
+    q.push(")");
+    let replaced: Vec<(String, String)> = q.build_query_as().fetch_all(&mut *conn).await?;
+    let mut out = std::collections::HashMap::new();
+    for (id, mut next) in replaced {
+        for _ in 0..64 {
+            let further: Option<Option<String>> =
+                sqlx::query_scalar("SELECT replaced_by FROM peers WHERE id = ?")
+                    .bind(&next)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            match further.flatten() {
+                Some(n) => next = n,
+                None => break,
+            }
+        }
+        out.insert(id, next);
+    }
+    Ok(out)
 }
 
 /// The result of a claim.
@@ -381,6 +430,20 @@ pub async fn waiting_count(
     .fetch_one(pool)
     .await?;
     Ok((n as u64, oldest))
+}
+
+/// Whether a claim could lease anything now: queued mail, or leased mail whose lease lapsed
+/// (reads). Lets the common no-mail claim — one per tool call — skip the writer queue.
+pub async fn claimable(pool: &SqlitePool, peer_id: &str, now: i64) -> Result<bool, StoreError> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM messages WHERE to_peer = ? AND (state = 'queued' \
+         OR (state = 'leased' AND lease_expires_ms < ?)))",
+    )
+    .bind(peer_id)
+    .bind(now)
+    .fetch_one(pool)
+    .await?;
+    Ok(n == 1)
 }
 
 /// How many messages wait for a peer, leased ones included (reads).

@@ -5,7 +5,8 @@
 //! commits in groups: it takes whatever jobs are waiting, runs each inside a savepoint of one
 //! transaction, commits once (one fsync with `synchronous=FULL`), and only then answers each
 //! caller. So a `200` for a send means the message is on disk, and 64 concurrent senders
-//! share one fsync instead of queueing for 64.
+//! share one fsync instead of queueing for 64. Sends have a queue of their own: the writer
+//! stores all the sends of a group with one multi-row `INSERT`.
 
 pub mod messages;
 pub mod peers;
@@ -50,11 +51,18 @@ struct Job {
     savepoint: bool,
 }
 
+/// A send waiting for the next group commit.
+struct SendJob {
+    msg: NewMessage,
+    reply: oneshot::Sender<Result<(i64, String), StoreError>>,
+}
+
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     read: SqlitePool,
     writer: mpsc::Sender<Job>,
+    sends: mpsc::Sender<SendJob>,
 }
 
 impl Store {
@@ -77,8 +85,13 @@ impl Store {
             .connect_with(opts.read_only(true))
             .await?;
         let (tx, rx) = mpsc::channel::<Job>(4096);
-        tokio::spawn(writer_loop(write_conn, rx));
-        Ok(Store { read, writer: tx })
+        let (sends_tx, sends_rx) = mpsc::channel::<SendJob>(4096);
+        tokio::spawn(writer_loop(write_conn, rx, sends_rx));
+        Ok(Store {
+            read,
+            writer: tx,
+            sends: sends_tx,
+        })
     }
 
     /// Runs `f` on the write connection inside the next group commit and returns its result
@@ -135,6 +148,17 @@ impl Store {
         rx.await.map_err(|_| StoreError::WriterGone)?
     }
 
+    /// Stores a message in the next group commit (batched with the other sends waiting) and
+    /// returns its id and the registration it was queued for, once durable.
+    pub async fn insert_message(&self, msg: NewMessage) -> Result<(i64, String), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.sends
+            .send(SendJob { msg, reply })
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
     /// The read-only pool.
     pub fn reader(&self) -> &SqlitePool {
         &self.read
@@ -151,47 +175,104 @@ impl Store {
     }
 }
 
-async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
-    let mut batch: Vec<Job> = Vec::with_capacity(MAX_GROUP);
-    while rx.recv_many(&mut batch, MAX_GROUP).await > 0 {
-        let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
-        let begun = sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut conn).await;
-        if let Err(e) = begun {
-            // Dropping the jobs drops their reply channels: each caller gets WriterGone.
-            tracing::error!(error = %e, "cannot begin a write transaction");
-            batch.clear();
+async fn writer_loop(
+    mut conn: SqliteConnection,
+    mut jobs_rx: mpsc::Receiver<Job>,
+    mut sends_rx: mpsc::Receiver<SendJob>,
+) {
+    let mut jobs: Vec<Job> = Vec::with_capacity(MAX_GROUP);
+    let mut sends: Vec<SendJob> = Vec::with_capacity(MAX_GROUP);
+    let (mut jobs_open, mut sends_open) = (true, true);
+    while jobs_open || sends_open {
+        // Wait for the first piece of work, then take whatever else is already waiting.
+        tokio::select! {
+            n = jobs_rx.recv_many(&mut jobs, MAX_GROUP), if jobs_open => jobs_open = n > 0,
+            n = sends_rx.recv_many(&mut sends, MAX_GROUP), if sends_open => sends_open = n > 0,
+        }
+        while jobs.len() < MAX_GROUP {
+            match jobs_rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        while sends.len() < MAX_GROUP {
+            match sends_rx.try_recv() {
+                Ok(j) => sends.push(j),
+                Err(_) => break,
+            }
+        }
+        if jobs.is_empty() && sends.is_empty() {
             continue;
         }
-        for job in batch.drain(..) {
-            if job.savepoint {
-                let _ = sqlx::raw_sql("SAVEPOINT job").execute(&mut conn).await;
-            }
-            let (ok, reply) = (job.run)(&mut conn).await;
-            if job.savepoint {
-                if !ok {
-                    let _ = sqlx::raw_sql("ROLLBACK TO job").execute(&mut conn).await;
-                }
-                let _ = sqlx::raw_sql("RELEASE job").execute(&mut conn).await;
-            }
-            replies.push(reply);
-        }
-        let committed = sqlx::raw_sql("COMMIT")
-            .execute(&mut conn)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string());
-        if let Err(e) = &committed {
-            tracing::error!(error = %e, "group commit failed");
-            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut conn).await;
-        }
-        for reply in replies {
-            reply(committed.clone());
-        }
+        group_commit(&mut conn, &mut jobs, &mut sends).await;
     }
     let _ = sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         .execute(&mut conn)
         .await;
     let _ = conn.close().await;
+}
+
+/// Runs one group: the sends (one statement), then each job in its savepoint, one commit,
+/// then the answers.
+async fn group_commit(conn: &mut SqliteConnection, jobs: &mut Vec<Job>, sends: &mut Vec<SendJob>) {
+    if let Err(e) = sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await {
+        // Dropping the work drops its reply channels: each caller gets WriterGone.
+        tracing::error!(error = %e, "cannot begin a write transaction");
+        jobs.clear();
+        sends.clear();
+        return;
+    }
+    let inserted = if sends.is_empty() {
+        Ok(vec![])
+    } else {
+        let msgs: Vec<NewMessage> = sends.iter().map(|s| s.msg.clone()).collect();
+        let _ = sqlx::raw_sql("SAVEPOINT sends").execute(&mut *conn).await;
+        let r = messages::insert_many(conn, &msgs).await;
+        if r.is_err() {
+            let _ = sqlx::raw_sql("ROLLBACK TO sends").execute(&mut *conn).await;
+        }
+        let _ = sqlx::raw_sql("RELEASE sends").execute(&mut *conn).await;
+        r.map_err(|e| e.to_string())
+    };
+    let mut replies: Vec<Reply> = Vec::with_capacity(jobs.len());
+    for job in jobs.drain(..) {
+        if job.savepoint {
+            let _ = sqlx::raw_sql("SAVEPOINT job").execute(&mut *conn).await;
+        }
+        let (ok, reply) = (job.run)(&mut *conn).await;
+        if job.savepoint {
+            if !ok {
+                let _ = sqlx::raw_sql("ROLLBACK TO job").execute(&mut *conn).await;
+            }
+            let _ = sqlx::raw_sql("RELEASE job").execute(&mut *conn).await;
+        }
+        replies.push(reply);
+    }
+    let committed = sqlx::raw_sql("COMMIT")
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    if let Err(e) = &committed {
+        tracing::error!(error = %e, "group commit failed");
+        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+    }
+    let failed = |e: &str| StoreError::Db(sqlx::Error::Protocol(format!("write failed: {e}")));
+    match (&committed, &inserted) {
+        (Ok(()), Ok(ids)) => {
+            for (send, id) in sends.drain(..).zip(ids.iter().cloned()) {
+                let _ = send.reply.send(Ok(id));
+            }
+        }
+        (Err(e), _) | (Ok(()), Err(e)) => {
+            for send in sends.drain(..) {
+                let _ = send.reply.send(Err(failed(e)));
+            }
+        }
+    }
+    for reply in replies {
+        reply(committed.clone());
+    }
 }
 
 #[cfg(test)]
@@ -262,6 +343,50 @@ mod tests {
         assert_eq!(
             messages::waiting(s.reader(), &p.id).await.unwrap().len(),
             200
+        );
+    }
+
+    #[tokio::test]
+    async fn batched_sends_keep_their_order_and_their_own_ids() {
+        let (_d, s) = store().await;
+        let a = reg(&s, 10, "/x/a").await;
+        let b = reg(&s, 11, "/x/b").await;
+        let mut tasks = vec![];
+        for i in 0..300 {
+            let s = s.clone();
+            let to = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let m = msg(&to, &format!("m{i}"));
+            tasks.push(tokio::spawn(async move {
+                (i, to.id, s.insert_message(m).await.unwrap())
+            }));
+        }
+        // Ordinary jobs share the same groups.
+        let id = a.id.clone();
+        s.write(move |c| Box::pin(async move { peers::set_summary(c, &id, "busy").await }))
+            .await
+            .unwrap();
+        for t in tasks {
+            let (i, to, (msg_id, queued_for)) = t.await.unwrap();
+            assert_eq!(queued_for, to);
+            let st = messages::status(s.reader(), msg_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .0;
+            assert_eq!(
+                st.bytes as usize,
+                format!("m{i}").len(),
+                "id {msg_id} is message {i}"
+            );
+            assert_eq!(st.to_peer_id, to);
+        }
+        assert_eq!(
+            messages::waiting(s.reader(), &a.id).await.unwrap().len(),
+            150
+        );
+        assert_eq!(
+            messages::waiting(s.reader(), &b.id).await.unwrap().len(),
+            150
         );
     }
 
