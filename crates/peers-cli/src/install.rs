@@ -338,6 +338,18 @@ pub fn mcp_command(v: &Value) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Whether an entry runs exactly `mcp_bin` over stdio with no arguments (as
+/// `claude_settings::mcp_server` writes it, or `claude mcp add`, which adds `"env": {}`).
+pub fn mcp_matches(entry: &Value, mcp_bin: &Path) -> bool {
+    entry.get("command").and_then(Value::as_str) == Some(&*mcp_bin.to_string_lossy())
+        && entry
+            .get("args")
+            .is_none_or(|a| a.as_array().is_some_and(Vec::is_empty))
+        && entry
+            .get("type")
+            .is_none_or(|t| t.as_str() == Some("stdio"))
+}
+
 fn mcp_entry_is_ours(entry: &Value) -> bool {
     entry
         .get("command")
@@ -348,7 +360,7 @@ fn mcp_entry_is_ours(entry: &Value) -> bool {
 /// The file value with our MCP entry (`None`: already there).
 pub fn merge_mcp(v: &Value, mcp_bin: &Path) -> Result<Option<Value>> {
     let want = claude_settings::mcp_server(mcp_bin);
-    if mcp_entry(v) == Some(&want) {
+    if mcp_entry(v).is_some_and(|e| mcp_matches(e, mcp_bin)) {
         return Ok(None);
     }
     let mut s = v.clone();
@@ -544,8 +556,7 @@ fn install_mcp(target: &Target, mcp: &Path, dry: bool) -> Result<()> {
     let would = if dry { "would " } else { "" };
     let file = JsonFile::read(&target.mcp_file)?;
     let current = mcp_entry(&file.value).cloned();
-    let want = claude_settings::mcp_server(mcp);
-    if current.as_ref() == Some(&want) {
+    if current.as_ref().is_some_and(|e| mcp_matches(e, mcp)) {
         println!(
             "MCP server: `{MCP_SERVER_NAME}` already registered in {}, nothing to change",
             target.mcp_file.display()
@@ -566,12 +577,6 @@ fn install_mcp(target: &Target, mcp: &Path, dry: bool) -> Result<()> {
             }
             println!("MCP server: would run `{add}` (the claude CLI is on PATH)");
             return Ok(());
-        }
-        // The CLI rewrites the file itself: keep the original for uninstall first.
-        if let Some(orig) = &file.original
-            && !file.backup_path().exists()
-        {
-            write_atomic(&file.backup_path(), orig, 0o600)?;
         }
         if current.is_some() {
             let _ = run_claude(

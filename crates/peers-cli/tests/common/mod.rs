@@ -1,0 +1,108 @@
+//! Running the real `peers` binary (and its siblings) in a throw-away environment.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use peers_core::BrokerClient;
+use peers_core::wire::{RegisterRequest, RegisterResponse};
+use peers_testkit::{ChildGuard, TestEnv, bin};
+
+/// A directory for PATH that holds no `claude`, so install takes the file-writing path.
+pub fn plain_path(env: &TestEnv) -> String {
+    let empty = env.dir.path().join("emptybin");
+    std::fs::create_dir_all(&empty).unwrap();
+    format!("{}:/usr/bin:/bin", empty.display())
+}
+
+/// `peers …` in `env`, run in `cwd`, with `claude` not on PATH.
+pub fn peers_cmd(env: &TestEnv, cwd: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(bin("peers"));
+    env.apply(&mut c)
+        .env("PATH", plain_path(env))
+        .env_remove("CLAUDE_CONFIG_DIR")
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null());
+    c
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn ok(self) -> Run {
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!("not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr)
+        })
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// Runs `peers …` to completion.
+pub fn peers(env: &TestEnv, cwd: &Path, args: &[&str]) -> Run {
+    peers_cmd(env, cwd, args)
+        .output()
+        .expect("run peers")
+        .into()
+}
+
+/// A project directory inside the environment.
+pub fn project(env: &TestEnv, name: &str) -> PathBuf {
+    let p = env.dir.path().join(name);
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+/// Registers a simulated session (its Claude Code stand-in is `claude`) directly with the
+/// broker; returns the registration.
+pub async fn register(env: &TestEnv, claude: &ChildGuard, cwd: &Path) -> RegisterResponse {
+    let user = env.user_client();
+    user.register(&RegisterRequest {
+        claude_pid: claude.pid(),
+        mcp_pid: claude.pid(),
+        machine_id: peers_core::identity::machine_id(&env.state_dir).unwrap(),
+        host: "testhost".into(),
+        cwd: cwd.display().to_string(),
+        ..Default::default()
+    })
+    .await
+    .expect("register")
+}
+
+/// A client with a peer's token.
+pub fn peer_client(env: &TestEnv, reg: &RegisterResponse) -> BrokerClient {
+    BrokerClient::new(&env.url(), Some(reg.token.clone()))
+}
+
+/// Polls `f` until it returns true, panicking after `timeout`.
+pub fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,306 @@
+//! `peers install` / `peers uninstall` on the real binary with a throw-away HOME and no
+//! `claude` on PATH (so the MCP entry is written directly).
+
+mod common;
+
+use std::path::Path;
+
+use common::{peers, project};
+use peers_core::claude_settings;
+use peers_testkit::{TestEnv, bin};
+use serde_json::{Value, json};
+
+/// Claude Code's own format.
+fn render(v: &Value) -> Vec<u8> {
+    let mut b = serde_json::to_vec_pretty(v).unwrap();
+    b.push(b'\n');
+    b
+}
+
+fn read(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn parse(p: &Path) -> Value {
+    serde_json::from_slice(&read(p)).unwrap()
+}
+
+fn backup(p: &Path) -> std::path::PathBuf {
+    let mut s = p.as_os_str().to_os_string();
+    s.push(".peers-backup");
+    s.into()
+}
+
+/// Settings a user might have: other hooks (one on an event we also use), other settings,
+/// non-ASCII text, a particular key order.
+fn user_settings() -> Value {
+    json!({
+        "$schema": "https://json.schemastore.org/claude-code-settings.json",
+        "permissions": {"allow": ["Bash(npm test:*)"], "deny": []},
+        "hooks": {
+            "PostToolUse": [
+                {"matcher": "Edit|Write", "hooks": [{"type": "command", "command": "prettier --write \"$FILE\"", "timeout": 30}]}
+            ],
+            "PreToolUse": [
+                {"matcher": "Bash", "hooks": [{"type": "command", "command": "/usr/local/bin/guard"}]}
+            ]
+        },
+        "env": {"GREETING": "grüß dich ✓"},
+        "model": "opus",
+        "alwaysThinkingEnabled": true
+    })
+}
+
+fn claude_json() -> Value {
+    json!({
+        "numStartups": 12,
+        "hasCompletedOnboarding": true,
+        "projects": {"/home/me/proj": {"allowedTools": [], "hasTrustDialogAccepted": true}},
+        "mcpServers": {"github": {"type": "stdio", "command": "gh-mcp", "args": ["--stdio"], "env": {}}},
+        "userID": "abc"
+    })
+}
+
+/// Removes our hooks (whatever runs peers-deliver) and groups/events left empty.
+fn without_ours(mut v: Value) -> Value {
+    let hooks = v["hooks"].as_object_mut().unwrap();
+    for groups in hooks.values_mut() {
+        let arr = groups.as_array_mut().unwrap();
+        arr.retain(|g| {
+            !g["hooks"].as_array().unwrap().iter().any(|h| {
+                h["command"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&*bin("peers-deliver").to_string_lossy())
+            })
+        });
+    }
+    hooks.retain(|_, g| !g.as_array().unwrap().is_empty());
+    v
+}
+
+#[test]
+fn user_install_keeps_everything_else_is_idempotent_and_uninstall_restores() {
+    let env = TestEnv::new();
+    let cwd = project(&env, "somewhere");
+    let settings = env.home.join(".claude/settings.json");
+    let mcp_file = env.home.join(".claude.json");
+    std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
+    let orig_settings = render(&user_settings());
+    let orig_claude = render(&claude_json());
+    std::fs::write(&settings, &orig_settings).unwrap();
+    std::fs::write(&mcp_file, &orig_claude).unwrap();
+
+    // --dry-run writes nothing, and says what it would do.
+    let dry = peers(&env, &cwd, &["install", "--dry-run"]).ok();
+    assert!(dry.stdout.contains("would"), "{}", dry.stdout);
+    assert!(
+        dry.stdout.contains("peers-deliver --wait"),
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(read(&settings), orig_settings);
+    assert_eq!(read(&mcp_file), orig_claude);
+    assert!(!backup(&settings).exists() && !backup(&mcp_file).exists());
+
+    let out = peers(&env, &cwd, &["install"]).ok();
+    assert!(
+        out.stdout.contains(&mcp_file.display().to_string())
+            && out.stdout.contains("claude CLI is not on PATH"),
+        "install must say how the MCP server was registered:\n{}",
+        out.stdout
+    );
+
+    // The hooks: the user's all still there, untouched; ours appended, with absolute paths.
+    let installed = parse(&settings);
+    let deliver = bin("peers-deliver");
+    let ours = claude_settings::hooks(&deliver);
+    for (event, groups) in ours.as_object().unwrap() {
+        let list = installed["hooks"][event].as_array().unwrap();
+        let tail = &list[list.len() - groups.as_array().unwrap().len()..];
+        assert_eq!(tail, groups.as_array().unwrap().as_slice(), "{event}");
+    }
+    assert_eq!(
+        installed["hooks"]["PostToolUse"][0],
+        user_settings()["hooks"]["PostToolUse"][0]
+    );
+    assert!(Path::new(deliver.to_str().unwrap()).is_absolute());
+    // Byte for byte where untouched: taking our entries out gives back the original text.
+    assert_eq!(
+        String::from_utf8(render(&without_ours(installed.clone()))).unwrap(),
+        String::from_utf8(orig_settings.clone()).unwrap()
+    );
+    // Key order is kept.
+    let keys: Vec<&String> = installed.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "$schema",
+            "permissions",
+            "hooks",
+            "env",
+            "model",
+            "alwaysThinkingEnabled"
+        ]
+    );
+    assert_eq!(
+        read(&backup(&settings)),
+        orig_settings,
+        "backup of the original"
+    );
+
+    // The MCP entry, in the top-level mcpServers of ~/.claude.json, next to the user's.
+    let cj = parse(&mcp_file);
+    assert_eq!(
+        cj["mcpServers"]["peers"],
+        claude_settings::mcp_server(&bin("peers-mcp"))
+    );
+    assert_eq!(
+        cj["mcpServers"]["github"],
+        claude_json()["mcpServers"]["github"]
+    );
+    assert_eq!(cj["projects"], claude_json()["projects"]);
+    assert_eq!(read(&backup(&mcp_file)), orig_claude);
+
+    // A second install changes nothing, byte for byte.
+    let s1 = read(&settings);
+    let m1 = read(&mcp_file);
+    let again = peers(&env, &cwd, &["install"]).ok();
+    assert!(
+        again.stdout.contains("nothing to change"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(read(&settings), s1);
+    assert_eq!(read(&mcp_file), m1);
+    assert_eq!(
+        read(&backup(&settings)),
+        orig_settings,
+        "the backup is written once"
+    );
+
+    // uninstall --dry-run writes nothing.
+    peers(&env, &cwd, &["uninstall", "--dry-run"]).ok();
+    assert_eq!(read(&settings), s1);
+    assert_eq!(read(&mcp_file), m1);
+
+    // uninstall restores both files exactly.
+    let un = peers(&env, &cwd, &["uninstall"]).ok();
+    assert!(un.stdout.contains("restored"), "{}", un.stdout);
+    assert_eq!(read(&settings), orig_settings);
+    assert_eq!(read(&mcp_file), orig_claude);
+    assert!(!backup(&settings).exists() && !backup(&mcp_file).exists());
+
+    // And a second uninstall finds nothing to do.
+    let un2 = peers(&env, &cwd, &["uninstall"]).ok();
+    assert!(
+        un2.stdout.contains("none of peers' hooks"),
+        "{}",
+        un2.stdout
+    );
+    assert_eq!(read(&settings), orig_settings);
+}
+
+#[test]
+fn uninstall_restores_odd_formatting_byte_for_byte() {
+    let env = TestEnv::new();
+    let cwd = project(&env, "p");
+    let settings = env.home.join(".claude/settings.json");
+    std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
+    // Four-space indent, no trailing newline, an existing Stop hook of the user's.
+    let odd = "{\n    \"model\": \"sonnet\",\n    \"hooks\": {\"Stop\": [{\"hooks\": [{\"type\": \"command\", \"command\": \"notify-send done\"}]}]}\n}";
+    std::fs::write(&settings, odd).unwrap();
+    peers(&env, &cwd, &["install"]).ok();
+    let installed = parse(&settings);
+    let stop = installed["hooks"]["Stop"].as_array().unwrap();
+    assert_eq!(stop[0]["hooks"][0]["command"], "notify-send done");
+    assert_eq!(stop.len(), 2);
+    peers(&env, &cwd, &["uninstall"]).ok();
+    assert_eq!(std::fs::read_to_string(&settings).unwrap(), odd);
+}
+
+#[test]
+fn a_fresh_home_gets_new_files_and_uninstall_leaves_none() {
+    let env = TestEnv::new();
+    let cwd = project(&env, "p");
+    let settings = env.home.join(".claude/settings.json");
+    let mcp_file = env.home.join(".claude.json");
+    peers(&env, &cwd, &["install"]).ok();
+    assert_eq!(
+        parse(&settings),
+        claude_settings::settings(&bin("peers-deliver"))
+    );
+    assert_eq!(
+        parse(&mcp_file),
+        claude_settings::mcp_config(&bin("peers-mcp"))
+    );
+    assert!(!backup(&settings).exists());
+    peers(&env, &cwd, &["uninstall"]).ok();
+    assert!(
+        !settings.exists(),
+        "install created it, uninstall removes it"
+    );
+    assert!(!mcp_file.exists());
+}
+
+#[test]
+fn uninstall_keeps_changes_made_after_install() {
+    let env = TestEnv::new();
+    let cwd = project(&env, "p");
+    let settings = env.home.join(".claude/settings.json");
+    std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
+    std::fs::write(&settings, render(&user_settings())).unwrap();
+    peers(&env, &cwd, &["install"]).ok();
+    let mut v = parse(&settings);
+    v["theme"] = json!("dark");
+    std::fs::write(&settings, render(&v)).unwrap();
+    peers(&env, &cwd, &["uninstall"]).ok();
+    let mut want = user_settings();
+    want["theme"] = json!("dark");
+    assert_eq!(std::fs::read(&settings).unwrap(), render(&want));
+}
+
+#[test]
+fn project_scope_writes_the_project_files_only() {
+    let env = TestEnv::new();
+    let proj = project(&env, "proj");
+    std::fs::create_dir_all(proj.join(".claude")).unwrap();
+    let local = proj.join(".claude/settings.json");
+    let orig = render(&json!({"permissions": {"allow": ["Read"]}}));
+    std::fs::write(&local, &orig).unwrap();
+
+    let dry = peers(&env, &proj, &["install", "--scope", "project", "--dry-run"]).ok();
+    assert!(dry.stdout.contains(".mcp.json"), "{}", dry.stdout);
+    assert!(!proj.join(".mcp.json").exists());
+    assert_eq!(read(&local), orig);
+
+    let out = peers(&env, &proj, &["install", "--scope", "project"]).ok();
+    assert!(out.stdout.contains(".mcp.json"), "{}", out.stdout);
+    assert_eq!(
+        parse(&proj.join(".mcp.json")),
+        claude_settings::mcp_config(&bin("peers-mcp"))
+    );
+    let v = parse(&local);
+    assert_eq!(v["permissions"], json!({"allow": ["Read"]}));
+    assert_eq!(v["hooks"], claude_settings::hooks(&bin("peers-deliver")));
+    // Nothing in HOME.
+    assert!(!env.home.join(".claude/settings.json").exists());
+    assert!(!env.home.join(".claude.json").exists());
+
+    peers(&env, &proj, &["uninstall", "--scope", "project"]).ok();
+    assert_eq!(read(&local), orig);
+    assert!(!proj.join(".mcp.json").exists());
+}
+
+#[test]
+fn broken_settings_json_is_refused_not_overwritten() {
+    let env = TestEnv::new();
+    let cwd = project(&env, "p");
+    let settings = env.home.join(".claude/settings.json");
+    std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
+    std::fs::write(&settings, "{\"model\": ").unwrap();
+    let out = peers(&env, &cwd, &["install"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("not valid JSON"), "{}", out.stderr);
+    assert_eq!(std::fs::read_to_string(&settings).unwrap(), "{\"model\": ");
+}
