@@ -30,7 +30,12 @@ pub fn shell_quote(s: &str) -> String {
 /// The `"hooks"` object: `peers-deliver` on SessionStart, UserPromptSubmit, PostToolUse and
 /// Stop, plus `peers-deliver --wait` as an asyncRewake Stop hook that wakes idle sessions.
 pub fn hooks(deliver_bin: &Path) -> Value {
-    let cmd = shell_quote(&deliver_bin.to_string_lossy());
+    hooks_for_command(&shell_quote(&deliver_bin.to_string_lossy()))
+}
+
+/// The same hook set for a command line that is already shell-ready (the plugin's
+/// `${CLAUDE_PLUGIN_ROOT}` form); the waiter runs `<cmd> --wait`.
+pub fn hooks_for_command(cmd: &str) -> Value {
     let plain = json!({"type": "command", "command": cmd, "timeout": HOOK_TIMEOUT_SECS});
     let wait = json!({
         "type": "command",
@@ -78,6 +83,17 @@ mod tests {
         assert_eq!(
             h["Stop"][0]["hooks"][1]["command"],
             "/opt/peers/bin/peers-deliver --wait"
+        );
+    }
+
+    #[test]
+    fn a_ready_command_is_used_as_is() {
+        let h = hooks_for_command("exec \"$p\"");
+        assert_eq!(h["PostToolUse"][0]["hooks"][0]["command"], "exec \"$p\"");
+        assert_eq!(h["Stop"][0]["hooks"][1]["command"], "exec \"$p\" --wait");
+        assert_eq!(
+            hooks(Path::new("/a b/peers-deliver")),
+            hooks_for_command("'/a b/peers-deliver'")
         );
     }
 
