@@ -139,20 +139,21 @@ fn install(bin_dir: Option<PathBuf>) -> Result<()> {
         std::fs::rename(&tmp, &to)?;
         println!("installed {}", to.display());
     }
-    let mcp = bin_dir.join("peers-mcp");
-    let deliver = bin_dir.join("peers-deliver");
+    // Plug the installed binaries into Claude Code, start the broker, and check every link.
+    let peers = bin_dir.join("peers");
     println!();
-    println!("Register the MCP server with Claude Code:");
-    println!(
-        "  claude mcp add --scope user {} -- {}",
-        peers_core::claude_settings::MCP_SERVER_NAME,
-        mcp.display()
-    );
+    run_cmd(Command::new(&peers).arg("install"))?;
     println!();
-    println!("and merge these hooks into ~/.claude/settings.json:");
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&peers_core::claude_settings::settings(&deliver))?
-    );
+    run_cmd(Command::new(&peers).args(["broker", "start"]))?;
+    println!();
+    run_cmd(Command::new(&peers).arg("doctor")).context(
+        "`peers doctor` found a problem (see the ✗ lines above); fix it and run `peers doctor` again",
+    )?;
+    if std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).all(|d| d != bin_dir) {
+        println!(
+            "\nNote: {} is not on your PATH; add it to run `peers` by name.",
+            bin_dir.display()
+        );
+    }
     Ok(())
 }
