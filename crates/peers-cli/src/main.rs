@@ -7,6 +7,7 @@ mod commands;
 mod demo;
 mod doctor;
 mod install;
+mod plugin;
 mod shell;
 mod util;
 

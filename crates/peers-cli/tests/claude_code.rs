@@ -185,6 +185,18 @@ fn a_headless_session_after_install_runs_the_hooks() {
     let out = peers(&env, &proj, &["install"]).ok();
     assert!(out.stdout.contains(".claude.json"), "{}", out.stdout);
 
+    mail_reaches_a_headless_session(&claude, &env, &proj, &[], "/usr/bin:/bin");
+}
+
+/// Runs `claude -p` in `proj` against a fake model that makes one Bash call; sends the session
+/// mail once its turn runs and checks the PostToolUse hook showed it (and SessionStart ran).
+fn mail_reaches_a_headless_session(
+    claude: &Path,
+    env: &TestEnv,
+    proj: &Path,
+    extra_args: &[&str],
+    path: &str,
+) {
     let gate = Gate::new();
     let fake = FakeApi::start(
         "proj",
@@ -193,19 +205,20 @@ fn a_headless_session_after_install_runs_the_hooks() {
             Step::text("done"),
         ],
     );
-    let mut vars = claude_vars(&env, "/usr/bin:/bin");
+    let mut vars = claude_vars(env, path);
     vars.push(("ANTHROPIC_BASE_URL".into(), fake.url()));
     let out_dir = env.dir.path().join("claude-out");
     std::fs::create_dir_all(&out_dir).unwrap();
     let mut session = Claude(Some(
-        Command::new(&claude)
+        Command::new(claude)
             .args([
                 "-p",
                 "do the work",
                 "--allowedTools",
                 "Bash mcp__peers__send_message",
             ])
-            .current_dir(&proj)
+            .args(extra_args)
+            .current_dir(proj)
             .env_clear()
             .envs(vars)
             .stdin(Stdio::null())
@@ -216,9 +229,9 @@ fn a_headless_session_after_install_runs_the_hooks() {
             .unwrap(),
     ));
 
-    // The MCP server from ~/.claude.json registers the session.
+    // The MCP server registers the session.
     wait_until(LONG, "the session registers as `proj`", || {
-        let l = peers(&env, &proj, &["peers", "--json"]);
+        let l = peers(env, proj, &["peers", "--json"]);
         l.code == 0 && l.json()["peers"][0]["name"] == "proj"
     });
     // Send once the model is mid-turn (its first request waits at the gate): SessionStart and
@@ -226,8 +239,8 @@ fn a_headless_session_after_install_runs_the_hooks() {
     fake.wait_for(LONG, |r| r.main_loop)
         .expect("claude sends its first request");
     let sent = peers(
-        &env,
-        &proj,
+        env,
+        proj,
         &["send", "proj", "hello from the test", "--json"],
     )
     .ok()
@@ -235,7 +248,7 @@ fn a_headless_session_after_install_runs_the_hooks() {
     let id = sent["message_id"].to_string();
     gate.open();
 
-    // The PostToolUse hook from ~/.claude/settings.json puts it in front of the model.
+    // The PostToolUse hook puts it in front of the model.
     let rec = fake
         .wait_for_text(LONG, "hello from the test")
         .unwrap_or_else(|| panic!("the mail never reached the model:\n{}", fake.transcript()));
@@ -254,7 +267,45 @@ fn a_headless_session_after_install_runs_the_hooks() {
         "{first}"
     );
     assert!(session.wait(LONG).is_some(), "claude -p did not finish");
-    let st = peers(&env, &proj, &["show", &id, "--json"]).ok().json();
+    let st = peers(env, proj, &["show", &id, "--json"]).ok().json();
     assert_eq!(st["status"], "delivered");
     assert_eq!(st["delivered_via"], "PostToolUse");
+}
+
+#[test]
+fn the_plugin_directory_loads_and_its_hooks_run() {
+    let Some(claude) = claude_or_skip("the_plugin_directory_loads_and_its_hooks_run") else {
+        return;
+    };
+    let _serial = serial();
+    let env = TestEnv::new();
+    let proj = std::fs::canonicalize(project(&env, "proj")).unwrap();
+    let _broker = start_broker(&env);
+    seed_claude_json(&env, &[&proj]);
+    // The repository's plugin files, with the binaries in the plugin's bin/ (not on PATH, and
+    // nothing installed into HOME).
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let plugin = env.dir.path().join("plugin");
+    for rel in [
+        ".claude-plugin/plugin.json",
+        "hooks/hooks.json",
+        ".mcp.json",
+    ] {
+        let to = plugin.join(rel);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(root.join(rel), &to).unwrap();
+    }
+    std::fs::create_dir_all(plugin.join("bin")).unwrap();
+    for b in ["peers-mcp", "peers-deliver", "peers-broker"] {
+        std::os::unix::fs::symlink(bin(b), plugin.join("bin").join(b)).unwrap();
+    }
+    let plugin_s = plugin.display().to_string();
+    mail_reaches_a_headless_session(
+        &claude,
+        &env,
+        &proj,
+        &["--plugin-dir", &plugin_s],
+        "/usr/bin:/bin",
+    );
+    assert!(!env.home.join(".claude/settings.json").exists());
 }
