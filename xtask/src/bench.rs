@@ -26,6 +26,16 @@ pub enum Which {
 }
 
 pub fn run(which: Which) -> Result<()> {
+    // The load generator shares the machine with the broker: a debug build of it would eat
+    // the CPU the broker needs and measure the client instead. Re-run in release.
+    if cfg!(debug_assertions) {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        return crate::run_cmd(
+            crate::cargo_cmd()
+                .args(["run", "--quiet", "--release", "-p", "xtask", "--"])
+                .args(args),
+        );
+    }
     match which {
         Which::Broker { seconds, history } => {
             crate::run_cmd(crate::cargo_cmd().args(["build", "--release", "-p", "peers-broker"]))?;

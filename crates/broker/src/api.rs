@@ -467,7 +467,7 @@ async fn claim(
     let window_min = s.settings.loop_window_ms / 60_000;
     let out = s
         .store
-        .write(move |c| {
+        .write_volatile(move |c| {
             Box::pin(async move {
                 let auto = budget.as_ref().map(|(m, p, b, w)| (m.as_str(), *p, *b, *w));
                 let out = messages::claim(c, &id, &lid, max, now, lease_expires, auto).await?;

@@ -45,6 +45,10 @@ type JobFn =
 
 struct Job {
     run: JobFn,
+    /// Must be on disk before its caller hears back. Leases are not: a lease lost in a crash
+    /// returns its mail to the queue (shown again at worst, never lost), so a group holding
+    /// only leases commits without waiting for fsync.
+    durable: bool,
     /// Wrap the job in a savepoint. Jobs of exactly one writing statement need none: SQLite
     /// undoes a failed statement by itself, and skipping two statements per job is most of
     /// the writer's cost for sends.
@@ -103,7 +107,20 @@ impl Store {
             + Send
             + 'static,
     {
-        self.submit(f, true).await
+        self.submit(f, true, true).await
+    }
+
+    /// [`Store::write`] for a job whose loss in a crash is harmless (a claim's lease): it
+    /// still commits in order with everything else, but a group of only such jobs does not
+    /// wait for fsync.
+    pub async fn write_volatile<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
+            + Send
+            + 'static,
+    {
+        self.submit(f, true, false).await
     }
 
     /// [`Store::write`] for a job that runs exactly one writing statement (which SQLite undoes
@@ -115,10 +132,10 @@ impl Store {
             + Send
             + 'static,
     {
-        self.submit(f, false).await
+        self.submit(f, false, true).await
     }
 
-    async fn submit<T, F>(&self, f: F, savepoint: bool) -> Result<T, StoreError>
+    async fn submit<T, F>(&self, f: F, savepoint: bool, durable: bool) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
@@ -142,7 +159,11 @@ impl Store {
             })
         });
         self.writer
-            .send(Job { run, savepoint })
+            .send(Job {
+                run,
+                savepoint,
+                durable,
+            })
             .await
             .map_err(|_| StoreError::WriterGone)?;
         rx.await.map_err(|_| StoreError::WriterGone)?
@@ -215,9 +236,20 @@ async fn writer_loop(
 /// Runs one group: the sends (one statement), then each job in its savepoint, one commit,
 /// then the answers.
 async fn group_commit(conn: &mut SqliteConnection, jobs: &mut Vec<Job>, sends: &mut Vec<SendJob>) {
-    if let Err(e) = sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await {
+    // A group of only volatile jobs (leases) commits without fsync. SQLite takes the setting
+    // only outside a transaction; the next durable commit's fsync covers these WAL frames too.
+    let durable = !sends.is_empty() || jobs.iter().any(|j| j.durable);
+    let begin = if durable {
+        "BEGIN IMMEDIATE"
+    } else {
+        "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE"
+    };
+    if let Err(e) = sqlx::raw_sql(begin).execute(&mut *conn).await {
         // Dropping the work drops its reply channels: each caller gets WriterGone.
         tracing::error!(error = %e, "cannot begin a write transaction");
+        let _ = sqlx::raw_sql("PRAGMA synchronous = FULL")
+            .execute(&mut *conn)
+            .await;
         jobs.clear();
         sends.clear();
         return;
@@ -256,6 +288,11 @@ async fn group_commit(conn: &mut SqliteConnection, jobs: &mut Vec<Job>, sends: &
     if let Err(e) = &committed {
         tracing::error!(error = %e, "group commit failed");
         let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+    }
+    if !durable {
+        let _ = sqlx::raw_sql("PRAGMA synchronous = FULL")
+            .execute(&mut *conn)
+            .await;
     }
     let failed = |e: &str| StoreError::Db(sqlx::Error::Protocol(format!("write failed: {e}")));
     match (&committed, &inserted) {
@@ -388,6 +425,39 @@ mod tests {
             messages::waiting(s.reader(), &b.id).await.unwrap().len(),
             150
         );
+    }
+
+    #[tokio::test]
+    async fn volatile_groups_never_leave_sends_without_fsync() {
+        let (_d, s) = store().await;
+        let sync = |s: &Store| {
+            let s = s.clone();
+            async move {
+                s.write(|c| {
+                    Box::pin(async move {
+                        let v: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                            .fetch_one(c)
+                            .await?;
+                        Ok(v)
+                    })
+                })
+                .await
+                .unwrap()
+            }
+        };
+        assert_eq!(sync(&s).await, 2, "FULL from the start");
+        let seen_inside: i64 = s
+            .write_volatile(|c| {
+                Box::pin(async move {
+                    Ok(sqlx::query_scalar("PRAGMA synchronous")
+                        .fetch_one(c)
+                        .await?)
+                })
+            })
+            .await
+            .unwrap();
+        assert_eq!(seen_inside, 1, "a group of only leases runs with NORMAL");
+        assert_eq!(sync(&s).await, 2, "and FULL is back for the next group");
     }
 
     #[tokio::test]
