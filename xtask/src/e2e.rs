@@ -201,7 +201,12 @@ fn run_case(case: Case, logs: &Path) -> Result<Ran> {
     let file = std::fs::File::create(&log)?;
     let t0 = Instant::now();
     let status = Command::new(&case.exe)
-        .args([case.name.as_str(), "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            case.name.as_str(),
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .current_dir(root().join("crates").join("e2e"))
         .stdin(Stdio::null())
         .stdout(file.try_clone()?)
