@@ -10,7 +10,7 @@ use peers_core::wire::Health;
 use serde_json::json;
 
 use crate::BrokerCommand;
-use crate::util::{self, Ctx, Exit};
+use crate::context::{self, Ctx, Exit};
 
 /// How long `start` waits for a new broker to answer, and `stop` for it to go.
 const WAIT: Duration = Duration::from_secs(15);
@@ -68,11 +68,11 @@ pub fn start(ctx: &Ctx) -> Result<(Health, bool)> {
     if let Ok(h) = ctx.rt.block_on(anon.health()) {
         return Ok((h, false));
     }
-    let bin = util::find_binary("peers-broker").ok_or_else(|| {
+    let bin = context::find_binary("peers-broker").ok_or_else(|| {
         anyhow!(
             "cannot find the peers-broker binary next to {} or on PATH: install peers with \
              `cargo xtask install`",
-            util::exe_dir()
+            context::exe_dir()
                 .map(|d| d.display().to_string())
                 .unwrap_or_default()
         )
@@ -168,7 +168,7 @@ fn status(ctx: &Ctx, as_json: bool) -> Result<()> {
     match ctx.rt.block_on(ctx.anon().health()) {
         Ok(h) => {
             if as_json {
-                util::print_json(&json!({
+                context::print_json(&json!({
                     "running": true,
                     "url": ctx.url(),
                     "remote": ctx.cfg.is_remote(),
@@ -183,7 +183,7 @@ fn status(ctx: &Ctx, as_json: bool) -> Result<()> {
                     if ctx.cfg.is_remote() { " (hub)" } else { "" },
                     h.pid,
                     h.host,
-                    util::human_duration(h.uptime_ms as i64),
+                    context::human_duration(h.uptime_ms as i64),
                     h.peers_alive,
                     h.queued
                 );
@@ -192,13 +192,13 @@ fn status(ctx: &Ctx, as_json: bool) -> Result<()> {
         }
         Err(_) => {
             if as_json {
-                util::print_json(&json!({
+                context::print_json(&json!({
                     "running": false,
                     "url": ctx.url(),
                     "remote": ctx.cfg.is_remote(),
                 }))?;
             } else {
-                eprintln!("{}", util::not_running(&ctx.cfg));
+                eprintln!("{}", context::not_running(&ctx.cfg));
             }
             Err(Exit(1).into())
         }
@@ -239,7 +239,7 @@ fn logs(ctx: &Ctx, follow: bool, lines: Option<usize>) -> Result<()> {
     ctx.rt.block_on(async {
         loop {
             tokio::select! {
-                _ = util::interrupted() => return Ok(()),
+                _ = context::interrupted() => return Ok(()),
                 _ = tokio::time::sleep(Duration::from_millis(300)) => {}
             }
             let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);

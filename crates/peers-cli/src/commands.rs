@@ -11,7 +11,7 @@ use peers_core::wire::{
 use peers_core::{BrokerClient, identity, now_ms};
 use serde_json::json;
 
-use crate::util::{self, Ctx, Exit};
+use crate::context::{self, Ctx, Exit};
 use crate::{JsonArg, LogArgs, PeersArgs, ScopeArg, SendArgs, ShowArgs, TailArgs};
 
 /// How often `send --wait` and `tail` poll the broker.
@@ -29,7 +29,11 @@ pub fn send(a: SendArgs) -> Result<()> {
     if message.trim().is_empty() {
         bail!("the message is empty: write the text to send");
     }
-    let timeout = a.timeout.as_deref().map(util::parse_duration).transpose()?;
+    let timeout = a
+        .timeout
+        .as_deref()
+        .map(context::parse_duration)
+        .transpose()?;
     let client = ctx.user()?;
     let req = SendRequest {
         to: a.to.trim().to_string(),
@@ -42,7 +46,7 @@ pub fn send(a: SendArgs) -> Result<()> {
         .map_err(|e| ctx.explain(e))?;
     if !a.wait {
         if a.json {
-            return util::print_json(&sent);
+            return context::print_json(&sent);
         }
         println!(
             "sent #{} to {} ({}{})",
@@ -55,7 +59,7 @@ pub fn send(a: SendArgs) -> Result<()> {
                 format!(
                     "; that session is not running, the mail waits for its next session \
                      (last seen {})",
-                    util::ago(sent.recipient_last_seen_ms)
+                    context::ago(sent.recipient_last_seen_ms)
                 )
             }
         );
@@ -72,13 +76,13 @@ pub fn send(a: SendArgs) -> Result<()> {
     let outcome = ctx.rt.block_on(async {
         tokio::select! {
             r = wait_delivered(&client, id, timeout, started) => Some(r),
-            _ = util::interrupted() => None,
+            _ = context::interrupted() => None,
         }
     });
     match outcome {
         Some(Ok(st)) => {
             if a.json {
-                util::print_json(&st)?;
+                context::print_json(&st)?;
             } else {
                 print_status_line(&st);
             }
@@ -90,7 +94,7 @@ pub fn send(a: SendArgs) -> Result<()> {
                 if !a.json {
                     eprintln!(
                         "not delivered after {}; it stays queued (`peers show {id}` looks again)",
-                        util::human_duration(started.elapsed().as_millis() as i64)
+                        context::human_duration(started.elapsed().as_millis() as i64)
                     );
                 }
                 Err(Exit(1).into())
@@ -128,19 +132,19 @@ fn print_status_line(st: &MessageStatus) {
             st.message_id,
             st.to,
             st.delivered_via.as_deref().unwrap_or("?"),
-            util::human_duration(st.delivered_at_ms.unwrap_or(st.sent_at_ms) - st.sent_at_ms)
+            context::human_duration(st.delivered_at_ms.unwrap_or(st.sent_at_ms) - st.sent_at_ms)
         ),
         MessageState::Expired => println!(
             "#{} to {} expired undelivered (sent {})",
             st.message_id,
             st.to,
-            util::ago(st.sent_at_ms)
+            context::ago(st.sent_at_ms)
         ),
         _ => println!(
             "#{} to {} is queued (sent {}){}",
             st.message_id,
             st.to,
-            util::ago(st.sent_at_ms),
+            context::ago(st.sent_at_ms),
             if st.recipient_alive {
                 ""
             } else {
@@ -178,7 +182,7 @@ pub fn peers(a: PeersArgs) -> Result<()> {
         .block_on(client.list_peers(&list_query(&ctx, scope, a.all)))
         .map_err(|e| ctx.explain(e))?;
     if a.json {
-        return util::print_json(&list);
+        return context::print_json(&list);
     }
     if list.peers.is_empty() {
         println!(
@@ -214,7 +218,7 @@ fn print_peers(peers: &[PeerInfo]) {
             p.peer_id,
             if p.alive { "live" } else { "gone" },
             p.queued,
-            util::ago(p.last_seen_ms),
+            context::ago(p.last_seen_ms),
             where_
         );
         if let Some(s) = p.summary.as_deref().filter(|s| !s.is_empty()) {
@@ -238,10 +242,10 @@ pub fn status(a: JsonArg) -> Result<()> {
         Ok(h) => h,
         Err(_) => {
             if a.json {
-                util::print_json(&json!({"running": false, "url": ctx.url()}))?;
+                context::print_json(&json!({"running": false, "url": ctx.url()}))?;
                 return Err(Exit(1).into());
             }
-            return Err(util::not_running(&ctx.cfg));
+            return Err(context::not_running(&ctx.cfg));
         }
     };
     let client = ctx.user()?;
@@ -258,7 +262,7 @@ pub fn status(a: JsonArg) -> Result<()> {
     let waiting: Vec<&PeerInfo> = peers.iter().filter(|p| p.queued > 0).collect();
     let live = peers.iter().filter(|p| p.alive).count();
     if a.json {
-        return util::print_json(&json!({
+        return context::print_json(&json!({
             "running": true,
             "url": ctx.url(),
             "broker": health,
@@ -272,7 +276,7 @@ pub fn status(a: JsonArg) -> Result<()> {
         health.version,
         ctx.url(),
         health.pid,
-        util::human_duration(health.uptime_ms as i64)
+        context::human_duration(health.uptime_ms as i64)
     );
     println!(
         "sessions: {live} live{}",
@@ -303,7 +307,7 @@ pub fn status(a: JsonArg) -> Result<()> {
     if !notices.is_empty() {
         println!("notices:");
         for n in notices.iter().take(10) {
-            println!("  {}  {}", util::ago(n.at_ms), n.text);
+            println!("  {}  {}", context::ago(n.at_ms), n.text);
         }
     }
     Ok(())
@@ -315,7 +319,7 @@ pub fn log(a: LogArgs, inbox: bool) -> Result<()> {
     let since_ms = a
         .since
         .as_deref()
-        .map(util::parse_duration)
+        .map(context::parse_duration)
         .transpose()?
         .map(|d| now_ms() - d.as_millis() as i64);
     // The inbox is the log filtered to undelivered mail: ask for more, then filter.
@@ -334,7 +338,7 @@ pub fn log(a: LogArgs, inbox: bool) -> Result<()> {
         log.messages.truncate(a.limit.max(1) as usize);
     }
     if a.json {
-        return util::print_json(&log);
+        return context::print_json(&log);
     }
     if log.messages.is_empty() {
         println!(
@@ -358,7 +362,7 @@ fn log_line(m: &MessageStatus) -> String {
         MessageState::Delivered => format!(
             "delivered via {} after {}",
             m.delivered_via.as_deref().unwrap_or("?"),
-            util::human_duration(m.delivered_at_ms.unwrap_or(m.sent_at_ms) - m.sent_at_ms)
+            context::human_duration(m.delivered_at_ms.unwrap_or(m.sent_at_ms) - m.sent_at_ms)
         ),
         MessageState::Queued if !m.recipient_alive => "queued (session ended)".into(),
         s => s.as_str().to_string(),
@@ -366,7 +370,7 @@ fn log_line(m: &MessageStatus) -> String {
     let mut line = format!(
         "#{:<5} {:<10} {} -> {}  {}  ({} B",
         m.message_id,
-        util::ago(m.sent_at_ms),
+        context::ago(m.sent_at_ms),
         m.from,
         m.to,
         state,
@@ -400,7 +404,7 @@ pub fn show(a: ShowArgs) -> Result<()> {
             _ => ctx.explain(e),
         })?;
     if a.json {
-        return util::print_json(&st);
+        return context::print_json(&st);
     }
     println!("message #{}", st.message_id);
     println!(
@@ -425,7 +429,7 @@ pub fn show(a: ShowArgs) -> Result<()> {
     println!(
         "  sent:      {} ({})",
         peers_core::format_ms(st.sent_at_ms),
-        util::ago(st.sent_at_ms)
+        context::ago(st.sent_at_ms)
     );
     println!("  status:    {}", st.status.as_str());
     if let Some(at) = st.delivered_at_ms {
@@ -433,7 +437,7 @@ pub fn show(a: ShowArgs) -> Result<()> {
             "  delivered: {} via {} ({} after sending)",
             peers_core::format_ms(at),
             st.delivered_via.as_deref().unwrap_or("?"),
-            util::human_duration(at - st.sent_at_ms)
+            context::human_duration(at - st.sent_at_ms)
         );
     } else if st.status != MessageState::Delivered {
         println!("  expires:   {}", peers_core::format_ms(st.expires_at_ms));
@@ -452,7 +456,11 @@ pub fn show(a: ShowArgs) -> Result<()> {
 pub fn tail(a: TailArgs) -> Result<()> {
     let ctx = Ctx::load()?;
     let client = ctx.user()?;
-    let since = a.since.as_deref().map(util::parse_duration).transpose()?;
+    let since = a
+        .since
+        .as_deref()
+        .map(context::parse_duration)
+        .transpose()?;
     let start = now_ms();
     let from_ms = start - since.map(|d| d.as_millis() as i64).unwrap_or(0);
     // Seen messages and their last state.
@@ -523,7 +531,7 @@ pub fn tail(a: TailArgs) -> Result<()> {
                 Err(e) => return Err(ctx.explain(e)),
             }
             tokio::select! {
-                _ = util::interrupted() => return Ok(()),
+                _ = context::interrupted() => return Ok(()),
                 _ = tokio::time::sleep(POLL) => {}
             }
         }
@@ -557,7 +565,7 @@ fn print_event(ev: &str, m: &MessageStatus, as_json: bool) {
                 m.message_id,
                 m.to,
                 m.delivered_via.as_deref().unwrap_or("?"),
-                util::human_duration(m.delivered_at_ms.unwrap_or(m.sent_at_ms) - m.sent_at_ms)
+                context::human_duration(m.delivered_at_ms.unwrap_or(m.sent_at_ms) - m.sent_at_ms)
             ),
             _ => format!(
                 "{time}  expired    #{} to {} undelivered",

@@ -19,7 +19,7 @@ use peers_core::wire::{HistoryQuery, MessageState, SendRequest};
 use serde_json::{Value, json};
 
 use crate::DemoArgs;
-use crate::util;
+use crate::context;
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -291,7 +291,7 @@ fn indent(text: &str) {
 }
 
 fn need(name: &str) -> Result<PathBuf> {
-    util::find_binary(name).ok_or_else(|| {
+    context::find_binary(name).ok_or_else(|| {
         anyhow!(
             "cannot find {name} next to peers or on PATH: install all four binaries with \
              `cargo xtask install`"
@@ -500,7 +500,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
                 match (&m.delivered_via, m.delivered_at_ms) {
                     (Some(via), Some(at)) => format!(
                         " via {via} after {}",
-                        util::human_duration(at - m.sent_at_ms)
+                        context::human_duration(at - m.sent_at_ms)
                     ),
                     _ => String::new(),
                 }

@@ -8,9 +8,9 @@ use peers_core::claude_settings::MCP_SERVER_NAME;
 use peers_core::{BrokerClient, Config};
 use serde::Serialize;
 
+use crate::context::{self, Exit};
 use crate::install::{self, JsonFile};
 use crate::shell::first_word;
-use crate::util::{self, Exit};
 use crate::{InstallScope, JsonArg};
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -82,7 +82,7 @@ pub fn run(a: JsonArg) -> Result<()> {
 
     let failed = r.0.iter().any(|c| c.status == Status::Fail);
     if a.json {
-        util::print_json(&serde_json::json!({"ok": !failed, "checks": r.0}))?;
+        context::print_json(&serde_json::json!({"ok": !failed, "checks": r.0}))?;
     } else {
         for c in &r.0 {
             let mark = match c.status {
@@ -111,7 +111,7 @@ pub fn run(a: JsonArg) -> Result<()> {
 }
 
 fn binaries(r: &mut Report) {
-    let dir = match util::exe_dir() {
+    let dir = match context::exe_dir() {
         Ok(d) => d,
         Err(e) => {
             r.fail(
@@ -124,7 +124,7 @@ fn binaries(r: &mut Report) {
     };
     let missing: Vec<&str> = ["peers-broker", "peers-mcp", "peers-deliver"]
         .into_iter()
-        .filter(|n| !util::is_executable(&dir.join(n)))
+        .filter(|n| !context::is_executable(&dir.join(n)))
         .collect();
     if missing.is_empty() {
         r.ok(
@@ -168,7 +168,7 @@ fn broker(r: &mut Report, cfg: &Config, rt: &tokio::runtime::Runtime) {
                 "peers-broker {} answers at {url} (pid {}, up {})",
                 h.version,
                 h.pid,
-                util::human_duration(h.uptime_ms as i64)
+                context::human_duration(h.uptime_ms as i64)
             ),
         ),
         Err(_) if cfg.is_remote() => r.fail(
@@ -342,7 +342,7 @@ fn hooks(r: &mut Report) {
     let mut bad = Vec::new();
     for (path, ev, cmd) in &found {
         let prog = first_word(cmd);
-        if !util::is_executable(Path::new(&prog)) {
+        if !context::is_executable(Path::new(&prog)) {
             bad.push(format!(
                 "{ev} in {} runs {prog}, which {}",
                 path.display(),
@@ -432,7 +432,8 @@ fn mcp(r: &mut Report) {
     for (place, cmd) in places {
         let prog = first_word(&cmd);
         let path = Path::new(&prog);
-        if util::is_executable(path) || (!prog.contains('/') && util::which(&prog).is_some()) {
+        if context::is_executable(path) || (!prog.contains('/') && context::which(&prog).is_some())
+        {
             r.ok(
                 "mcp server",
                 format!("`{MCP_SERVER_NAME}` runs {cmd} ({place})"),
@@ -448,7 +449,7 @@ fn mcp(r: &mut Report) {
 }
 
 fn claude_cli(r: &mut Report) {
-    let Some(claude) = util::which("claude") else {
+    let Some(claude) = context::which("claude") else {
         r.add(
             "claude mcp list",
             Status::Skip,

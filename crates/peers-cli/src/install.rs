@@ -19,8 +19,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use peers_core::claude_settings::{self, MCP_SERVER_NAME};
 use serde_json::{Map, Value, json};
 
+use crate::context;
 use crate::shell::program_name;
-use crate::util;
 use crate::{InstallArgs, InstallScope};
 
 pub const DELIVER: &str = "peers-deliver";
@@ -455,10 +455,10 @@ fn apply_restore(file: &JsonFile, plan: Restore) -> Result<&'static str> {
 // ---------------------------------------------------------------------------------------------
 
 fn binaries() -> Result<(PathBuf, PathBuf)> {
-    let deliver = util::sibling(DELIVER)?;
-    let mcp = util::sibling(MCP)?;
+    let deliver = context::sibling(DELIVER)?;
+    let mcp = context::sibling(MCP)?;
     for p in [&deliver, &mcp] {
-        if !util::is_executable(p) {
+        if !context::is_executable(p) {
             bail!(
                 "{} is missing: install puts the absolute paths of the binaries next to `peers` \
                  into Claude Code, so they must be there (`cargo xtask install` puts all four \
@@ -563,7 +563,7 @@ fn install_mcp(target: &Target, mcp: &Path, dry: bool) -> Result<()> {
         );
         return Ok(());
     }
-    if let Some(claude) = util::which("claude") {
+    if let Some(claude) = context::which("claude") {
         let scope = target.scope_word();
         let add = format!(
             "claude mcp add --scope {scope} {MCP_SERVER_NAME} -- {}",
@@ -622,7 +622,7 @@ fn install_mcp(target: &Target, mcp: &Path, dry: bool) -> Result<()> {
             InstallScope::Project =>
                 "the project's MCP config; Claude Code asks once to approve it",
         },
-        if util::which("claude").is_none() {
+        if context::which("claude").is_none() {
             "; the claude CLI is not on PATH"
         } else {
             ""
@@ -704,7 +704,7 @@ pub fn uninstall(a: InstallArgs) -> Result<()> {
             target.mcp_file.display()
         ),
         Some(_) => {
-            if let Some(claude) = util::which("claude") {
+            if let Some(claude) = context::which("claude") {
                 let scope = target.scope_word();
                 let cmd = format!("claude mcp remove --scope {scope} {MCP_SERVER_NAME}");
                 if dry {

@@ -4,18 +4,18 @@
 
 mod broker_ctl;
 mod commands;
+mod context;
 mod demo;
 mod doctor;
 mod install;
 mod plugin;
 mod shell;
-mod util;
 
 use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
-use crate::util::Exit;
+use crate::context::Exit;
 
 /// peers: Claude Code sessions that message each other. This is the human's tool.
 ///
