@@ -42,7 +42,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/inbox/ack", post(ack))
         .route("/v1/inbox/history", get(history))
         .route("/v1/inbox/wait", get(wait))
-        .route("/v1/notices", get(notices))
+        .route("/v1/notices", get(notices).post(add_notice))
         .route("/v1/shutdown", post(shutdown))
         .fallback(|| async {
             ApiError::not_found("no such API call; see docs/PROTOCOL.md for the /v1 calls")
@@ -591,6 +591,36 @@ async fn notices(State(s): St, caller: Caller) -> ApiResult<NoticeList> {
     Ok(Json(NoticeList {
         notices: messages::notices(s.store.reader(), 100).await?,
     }))
+}
+
+/// A client's notice for the human: about the calling peer (peer token) or about nothing in
+/// particular (user secret).
+async fn add_notice(State(s): St, caller: Caller, Body(req): Body<NoticeRequest>) -> ApiResult<Ok> {
+    let kind = req.kind.trim().to_string();
+    if kind.is_empty()
+        || kind.len() > 32
+        || !kind
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(ApiError::bad_request(
+            "`kind` is 1-32 characters of a-z, 0-9 and _ (e.g. `escalation`)",
+        ));
+    }
+    let text = req.text.trim().to_string();
+    if text.is_empty() || text.chars().count() > 2000 {
+        return Err(ApiError::bad_request("`text` is 1-2000 characters"));
+    }
+    let peer_id = caller.peer().map(|p| p.id.clone());
+    let now = now_ms();
+    s.store
+        .write(move |c| {
+            Box::pin(
+                async move { messages::add_notice(c, &kind, peer_id.as_deref(), &text, now).await },
+            )
+        })
+        .await?;
+    Ok(Json(Ok { ok: true }))
 }
 
 async fn shutdown(

@@ -941,3 +941,45 @@ async fn query_path_method_and_reply_errors_are_json() {
     assert_eq!(e.status(), Some(400));
     assert!(e.to_string().contains("999999"), "{e}");
 }
+
+#[tokio::test]
+async fn clients_record_notices_for_the_human() {
+    let env = TestEnv::new();
+    let _broker = BrokerProcess::start(&env).await;
+    let a = register(&env, "/w/a").await;
+    let user = env.user_client();
+    let req = |kind: &str, text: &str| NoticeRequest {
+        kind: kind.into(),
+        text: text.into(),
+    };
+    a.client
+        .add_notice(&req("escalation", "no desktop notification service"))
+        .await
+        .unwrap();
+    user.add_notice(&req("note", "from the human"))
+        .await
+        .unwrap();
+    let notices = user.notices().await.unwrap().notices;
+    assert_eq!(notices.len(), 2, "{notices:?}");
+    assert_eq!(
+        (notices[1].kind.as_str(), notices[1].peer_id.as_deref()),
+        ("escalation", Some(a.reg.peer_id.as_str()))
+    );
+    assert_eq!(notices[1].text, "no desktop notification service");
+    assert_eq!(notices[0].peer_id, None);
+
+    for (kind, text) in [
+        ("", "x"),
+        ("Bad Kind", "x"),
+        (&*"k".repeat(33), "x"),
+        ("ok", ""),
+        ("ok", &*"x".repeat(2001)),
+    ] {
+        let e = a.client.add_notice(&req(kind, text)).await.unwrap_err();
+        assert_eq!(e.code(), Some("bad_request"), "{kind:?}: {e}");
+    }
+    let anon = BrokerClient::new(&env.url(), None);
+    let e = anon.add_notice(&req("x", "y")).await.unwrap_err();
+    assert_eq!(e.status(), Some(401), "{e}");
+    assert_eq!(user.notices().await.unwrap().notices.len(), 2);
+}

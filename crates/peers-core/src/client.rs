@@ -269,6 +269,11 @@ impl BrokerClient {
         self.get("/v1/notices").await
     }
 
+    /// `POST /v1/notices` (peer token or user secret): records a notice for the human.
+    pub async fn add_notice(&self, req: &NoticeRequest) -> Result<Ok, ClientError> {
+        self.post("/v1/notices", req).await
+    }
+
     /// `POST /v1/shutdown` (user secret).
     pub async fn shutdown(&self) -> Result<ShutdownResponse, ClientError> {
         self.post("/v1/shutdown", &serde_json::json!({})).await

@@ -434,6 +434,17 @@ pub struct Notice {
     pub text: String,
 }
 
+/// `POST /v1/notices` (auth: a peer token — the notice is about that peer — or the user
+/// secret): a client records something the human should see in `peers status`, e.g. that a
+/// desktop notification about waiting mail could not be shown.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NoticeRequest {
+    /// 1-32 characters of `a-z`, `0-9`, `_` (e.g. `escalation`).
+    pub kind: String,
+    /// 1-2000 characters, for a person.
+    pub text: String,
+}
+
 /// `GET /v1/notices` (auth: user secret).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct NoticeList {
