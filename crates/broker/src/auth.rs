@@ -1,9 +1,10 @@
 //! Who is calling: a peer (its own token) or the human (the per-user secret, or the hub
 //! token). The broker takes a sender's identity from here, never from a request body.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
@@ -81,13 +82,27 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             .or_else(|| header.strip_prefix("bearer "))
             .map(str::trim)
             .ok_or_else(|| ApiError::unauthorized("Authorization must be `Bearer <token>`"))?;
-        state.authenticate(token).await
+        state.authenticate(token, from_loopback(parts)).await
     }
+}
+
+/// Whether the request came over loopback. A request without connection info (never the case
+/// in the served broker) counts as remote: the stricter side.
+pub fn from_loopback(parts: &Parts) -> bool {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .is_some_and(|ConnectInfo(a)| a.ip().to_canonical().is_loopback())
 }
 
 impl AppState {
     /// Resolves a bearer token to a caller, in constant time with respect to the secret.
-    pub async fn authenticate(&self, token: &str) -> Result<Caller, ApiError> {
+    ///
+    /// `loopback` says whether the request came from this machine. The per-user secret is
+    /// accepted only then: it proves "an OS user of this machine", which means nothing to a
+    /// request from another host. Remote callers use the hub token (registration, human calls)
+    /// or a peer token (a peer's own calls).
+    pub async fn authenticate(&self, token: &str, loopback: bool) -> Result<Caller, ApiError> {
         if let Some((peer_id, _)) = token.split_once('.') {
             let hash = token_hash(token);
             let cached = self
@@ -114,10 +129,16 @@ impl AppState {
                 return Ok(Caller::Peer(row));
             }
         }
-        let user = ct_eq(token, &self.secret)
-            || self.hub_token.as_deref().is_some_and(|t| ct_eq(token, t));
-        if user {
+        // Both comparisons always run, so timing tells nothing about which one matched.
+        let is_secret = ct_eq(token, &self.secret);
+        let is_hub = self.hub_token.as_deref().is_some_and(|t| ct_eq(token, t));
+        if is_hub || (is_secret && loopback) {
             Ok(Caller::User)
+        } else if is_secret {
+            Err(ApiError::unauthorized(
+                "the per-user secret is accepted only from this machine (loopback); from \
+                 another host use the hub token (`token` in config.toml or PEERS_TOKEN)",
+            ))
         } else {
             Err(ApiError::unauthorized(
                 "unknown token: a peer token that was replaced or unregistered (register \
