@@ -103,6 +103,12 @@ pub enum BrokerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(
+        "TLS needs both `tls_cert` and `tls_key` (PEERS_TLS_CERT / PEERS_TLS_KEY); only one is set"
+    )]
+    TlsHalf,
+    #[error("cannot use the TLS certificate or key: {0}")]
+    Tls(String),
     #[error(transparent)]
     Store(#[from] store::StoreError),
     #[error("server error: {0}")]
@@ -153,6 +159,11 @@ pub async fn run(config: Config) -> Result<Started, BrokerError> {
     if !config.bind.is_loopback() && config.token.is_none() {
         return Err(BrokerError::NoHubToken(addr));
     }
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::server_config(cert, key).map_err(BrokerError::Tls)?),
+        (None, None) => None,
+        _ => return Err(BrokerError::TlsHalf),
+    };
 
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
@@ -190,32 +201,89 @@ pub async fn run(config: Config) -> Result<Started, BrokerError> {
 
     tokio::spawn(sweep::run(state.clone()));
     let app = api::router(state.clone());
-    tracing::info!(%addr, db = %config.db.display(), "peers-broker listening");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, db = %config.db.display(), scheme, "peers-broker listening");
     eprintln!(
-        "peers-broker {} listening on http://{addr} (state dir {})",
+        "peers-broker {} listening on {scheme}://{addr} (state dir {})",
         peers_core::VERSION,
         state_dir.display()
     );
     let mut stop = state.shutdown.subscribe();
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        tokio::select! {
-            _ = signal_received() => {},
-            _ = stop.wait_for(|s| *s) => {},
+    let make_service = app.into_make_service_with_connect_info::<SocketAddr>();
+    match tls {
+        None => axum::serve(listener, make_service)
+            .with_graceful_shutdown(async move {
+                tokio::select! {
+                    _ = signal_received() => {},
+                    _ = stop.wait_for(|s| *s) => {},
+                }
+                tracing::info!("shutting down");
+            })
+            .await
+            .map_err(BrokerError::Serve)?,
+        Some(tls) => {
+            let handle = axum_server::Handle::new();
+            let on_stop = handle.clone();
+            let stopper = state.shutdown.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = signal_received() => {},
+                    _ = stop.wait_for(|s| *s) => {},
+                }
+                tracing::info!("shutting down");
+                // Ends long polls, then lets requests in flight finish.
+                let _ = stopper.send(true);
+                on_stop.graceful_shutdown(Some(Duration::from_secs(5)));
+            });
+            let std_listener = listener.into_std().map_err(BrokerError::Serve)?;
+            axum_server::from_tcp_rustls(std_listener, tls)
+                .map_err(BrokerError::Serve)?
+                .handle(handle)
+                .serve(make_service)
+                .await
+                .map_err(BrokerError::Serve)?
         }
-        tracing::info!("shutting down");
-    })
-    .await
-    .map_err(BrokerError::Serve)?;
+    }
 
     let _ = state.shutdown.send(true);
     state.store.flush().await.ok();
     state.store.close().await;
     tracing::info!("stopped");
     Ok(Started::Served)
+}
+
+/// The server side of the optional TLS.
+mod tls {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use axum_server::tls_rustls::RustlsConfig;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    /// Reads the PEM certificate chain and key into a rustls config (ring provider).
+    pub fn server_config(cert: &Path, key: &Path) -> Result<RustlsConfig, String> {
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .and_then(|it| it.collect::<Result<_, _>>())
+            .map_err(|e| format!("tls_cert {}: {e}", cert.display()))?;
+        if chain.is_empty() {
+            return Err(format!(
+                "tls_cert {} holds no PEM certificate",
+                cert.display()
+            ));
+        }
+        let key = PrivateKeyDer::from_pem_file(key)
+            .map_err(|e| format!("tls_key {}: {e}", key.display()))?;
+        let mut config =
+            rustls::ServerConfig::builder_with_provider(peers_core::client::crypto_provider())
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_no_client_auth()
+                .with_single_cert(chain, key)
+                .map_err(|e| format!("certificate and key do not fit together: {e}"))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(RustlsConfig::from_config(Arc::new(config)))
+    }
 }
 
 async fn signal_received() {

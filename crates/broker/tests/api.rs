@@ -556,7 +556,7 @@ async fn bad_bodies_get_clear_errors() {
     let env = TestEnv::new();
     let _broker = BrokerProcess::start(&env).await;
     let a = register(&env, "/w/a").await;
-    let http = reqwest::Client::new();
+    let http = raw_http();
     let url = format!("{}/v1/messages", env.url());
 
     // A web page's simple POST (text/plain) is refused before anything is read.
@@ -905,7 +905,7 @@ async fn query_path_method_and_reply_errors_are_json() {
     let env = TestEnv::new();
     let _broker = BrokerProcess::start(&env).await;
     let a = register(&env, "/w/a").await;
-    let http = reqwest::Client::new();
+    let http = raw_http();
     for (method, path, status) in [
         ("GET", "/v1/peers?scope=galaxy", 400),
         ("GET", "/v1/messages/abc", 400),
@@ -982,4 +982,11 @@ async fn clients_record_notices_for_the_human() {
     let e = anon.add_notice(&req("x", "y")).await.unwrap_err();
     assert_eq!(e.status(), Some(401), "{e}");
     assert_eq!(user.notices().await.unwrap().notices.len(), 2);
+}
+
+/// A bare reqwest client for hand-made requests. reqwest is built with rustls without a
+/// default crypto provider (peers-core hands it a ring config per client), so install one.
+fn raw_http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }

@@ -2,7 +2,14 @@
 //!
 //! One method per call in `docs/PROTOCOL.md`. The client carries one bearer credential: a
 //! peer token (a session's own calls) or the user secret / hub token (registration, the human).
+//!
+//! TLS: an `https` broker URL is verified against `tls_ca` (a CA or the hub's self-signed
+//! certificate, PEM) when one is configured, else against the system's roots; rustls with the
+//! ring provider. A plain `http` URL never loads a certificate, so the hook pays nothing for
+//! TLS it does not use.
 
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
@@ -26,6 +33,9 @@ pub enum ClientError {
     /// The broker answered, but not with what the API promises.
     #[error("the peers broker at {url} answered unexpectedly: {detail}")]
     Protocol { url: String, detail: String },
+    /// TLS for an `https` broker URL could not be set up (e.g. `tls_ca` unreadable).
+    #[error("cannot set up TLS for the peers broker at {url}: {reason}")]
+    Tls { url: String, reason: String },
 }
 
 impl ClientError {
@@ -54,6 +64,73 @@ pub struct BrokerClient {
     base: String,
     auth: Option<String>,
     http: reqwest::Client,
+    /// Why TLS could not be set up; every call fails with it.
+    tls_error: Option<Arc<str>>,
+}
+
+/// The `tls_ca` of this process ([`crate::Config::load`] sets it), used by clients built
+/// without an explicit one.
+static DEFAULT_TLS_CA: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// Sets the trust anchor for `https` broker URLs of clients built after this call.
+pub fn set_default_tls_ca(path: PathBuf) {
+    *DEFAULT_TLS_CA.lock().unwrap_or_else(|e| e.into_inner()) = Some(path);
+}
+
+fn default_tls_ca() -> Option<PathBuf> {
+    DEFAULT_TLS_CA
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
+
+/// The ring provider: one per process, shared by every TLS config.
+pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    static P: std::sync::OnceLock<Arc<rustls::crypto::CryptoProvider>> = std::sync::OnceLock::new();
+    P.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .clone()
+}
+
+/// The client TLS config for a broker URL: trusting exactly `ca` when given, else the system's
+/// roots (through reqwest's platform verifier, so `None` is returned for that case).
+fn tls_config(base: &str, ca: Option<&Path>) -> Result<Option<rustls::ClientConfig>, String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let builder = rustls::ClientConfig::builder_with_provider(crypto_provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    if !base.starts_with("https://") {
+        // Never used for http; an empty trust store costs nothing to build.
+        let roots = rustls::RootCertStore::empty();
+        return Ok(Some(
+            builder.with_root_certificates(roots).with_no_client_auth(),
+        ));
+    }
+    let Some(ca) = ca else {
+        // System roots: reqwest's platform verifier needs a process-wide provider.
+        let _ = rustls::crypto::CryptoProvider::install_default(
+            rustls::crypto::ring::default_provider(),
+        );
+        return Ok(None);
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|e| format!("cannot read tls_ca {}: {e}", ca.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "tls_ca {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            ca.display()
+        ));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs {
+        roots
+            .add(c)
+            .map_err(|e| format!("tls_ca {}: {e}", ca.display()))?;
+    }
+    Ok(Some(
+        builder.with_root_certificates(roots).with_no_client_auth(),
+    ))
 }
 
 /// Timeouts of a client. The hook uses tight ones; interactive tools generous ones.
@@ -80,18 +157,50 @@ impl BrokerClient {
         Self::with_timeouts(base_url, auth, Timeouts::default())
     }
 
+    /// A client with the process's default `tls_ca` (see [`set_default_tls_ca`]).
     pub fn with_timeouts(base_url: &str, auth: Option<String>, t: Timeouts) -> BrokerClient {
-        let http = reqwest::Client::builder()
+        Self::with_tls_ca(base_url, auth, t, default_tls_ca().as_deref())
+    }
+
+    /// A client that trusts exactly `tls_ca` (PEM) for an `https` URL; `None`: system roots.
+    pub fn with_tls_ca(
+        base_url: &str,
+        auth: Option<String>,
+        t: Timeouts,
+        tls_ca: Option<&Path>,
+    ) -> BrokerClient {
+        let base = base_url.trim_end_matches('/').to_string();
+        let builder = reqwest::Client::builder()
             .connect_timeout(t.connect)
             .timeout(t.request)
             .pool_idle_timeout(Duration::from_secs(30))
-            .no_proxy()
-            .build()
-            .expect("building an HTTP client without TLS cannot fail");
+            .no_proxy();
+        let (builder, tls_error) = match tls_config(&base, tls_ca) {
+            Ok(Some(cfg)) => (builder.tls_backend_preconfigured(cfg), None),
+            Ok(None) => (builder, None),
+            Err(e) => (builder, Some(Arc::<str>::from(e))),
+        };
+        let (http, tls_error) = match builder.build() {
+            Ok(h) => (h, tls_error),
+            Err(e) => (
+                // Never used: every call fails with the error first.
+                reqwest::Client::builder()
+                    .tls_backend_preconfigured(
+                        tls_config("http://", None)
+                            .ok()
+                            .flatten()
+                            .expect("a plain-http TLS config always builds"),
+                    )
+                    .build()
+                    .expect("a client with a preconfigured TLS config builds"),
+                Some(Arc::<str>::from(error_chain(&e))),
+            ),
+        };
         BrokerClient {
-            base: base_url.trim_end_matches('/').to_string(),
+            base,
             auth,
             http,
+            tls_error,
         }
     }
 
@@ -101,6 +210,7 @@ impl BrokerClient {
             base: self.base.clone(),
             auth,
             http: self.http.clone(),
+            tls_error: self.tls_error.clone(),
         }
     }
 
@@ -116,6 +226,12 @@ impl BrokerClient {
         body: Option<&B>,
         timeout: Option<Duration>,
     ) -> Result<R, ClientError> {
+        if let Some(e) = &self.tls_error {
+            return Err(ClientError::Tls {
+                url: self.base.clone(),
+                reason: e.to_string(),
+            });
+        }
         let url = format!("{}{}", self.base, path);
         let mut req = self.http.request(method, &url);
         if let Some(a) = &self.auth {

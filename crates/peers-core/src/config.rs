@@ -53,6 +53,14 @@ pub struct Config {
     pub hook_backoff_ms: u64,
     /// Let `peers-deliver --wait` wait in headless (`-p`) sessions too.
     pub wait_headless: bool,
+    /// The broker's TLS certificate chain, PEM (`PEERS_TLS_CERT`); with `tls_key` the broker
+    /// serves HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    /// The broker's TLS private key, PEM (`PEERS_TLS_KEY`).
+    pub tls_key: Option<PathBuf>,
+    /// What a client trusts for an `https` broker URL (`PEERS_TLS_CA`): a PEM file with a CA
+    /// certificate or the hub's self-signed certificate. Without it, the system's roots.
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// The keys of `config.toml`; every key optional.
@@ -77,6 +85,9 @@ struct FileConfig {
     hook_connect_timeout_ms: Option<u64>,
     hook_backoff_ms: Option<u64>,
     wait_headless: Option<bool>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,9 +110,14 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Loads from the process environment.
+    /// Loads from the process environment. Also makes `tls_ca` the trust anchor of every
+    /// [`crate::BrokerClient`] this process builds for an `https` URL.
     pub fn load() -> Result<Config, ConfigError> {
-        Self::load_from(|k| std::env::var(k).ok())
+        let c = Self::load_from(|k| std::env::var(k).ok())?;
+        if let Some(ca) = &c.tls_ca {
+            crate::client::set_default_tls_ca(ca.clone());
+        }
+        Ok(c)
     }
 
     /// Loads with `env` standing in for the environment (tests use this).
@@ -163,7 +179,14 @@ impl Config {
             None => file.wait_headless.unwrap_or(false),
         };
 
+        let path =
+            |var: &str, file_value: Option<PathBuf>| -> Result<Option<PathBuf>, ConfigError> {
+                Ok(parse(var)?.map(PathBuf::from).or(file_value))
+            };
         Ok(Config {
+            tls_cert: path("PEERS_TLS_CERT", file.tls_cert)?,
+            tls_key: path("PEERS_TLS_KEY", file.tls_key)?,
+            tls_ca: path("PEERS_TLS_CA", file.tls_ca)?,
             broker_url: parse("PEERS_BROKER_URL")?
                 .or(file.broker_url)
                 .map(|u| u.trim_end_matches('/').to_string()),
@@ -291,6 +314,22 @@ mod tests {
         assert_eq!(c.loop_budget, 3);
         assert_eq!(c.broker_url(), "http://10.0.0.1:7900");
         assert!(c.is_remote());
+    }
+
+    #[test]
+    fn tls_paths_from_file_then_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg_path = dir.path().join("config.toml");
+        std::fs::write(
+            &cfg_path,
+            "tls_cert = \"/etc/hub.pem\"\ntls_key = \"/etc/hub.key\"\ntls_ca = \"/a.pem\"\n",
+        )
+        .unwrap();
+        let cfg = cfg_path.to_str().unwrap();
+        let c = load(&[("PEERS_CONFIG", cfg), ("PEERS_TLS_CA", "/b.pem")]).unwrap();
+        assert_eq!(c.tls_cert.as_deref(), Some(Path::new("/etc/hub.pem")));
+        assert_eq!(c.tls_key.as_deref(), Some(Path::new("/etc/hub.key")));
+        assert_eq!(c.tls_ca.as_deref(), Some(Path::new("/b.pem")));
     }
 
     #[test]
