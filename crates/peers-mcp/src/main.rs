@@ -4,11 +4,13 @@
 //! and writes the session file the hook reads. It heartbeats in the background (restarting
 //! the local broker and re-registering under the same name when the broker went away), and
 //! exits — unregistering and removing the session file — on stdin EOF, when its Claude Code
-//! process is gone, or on SIGTERM/SIGINT. Logs go to stderr and `<state_dir>/logs`, never
-//! stdout (stdout is the MCP channel).
+//! process is gone, or on SIGTERM/SIGINT. Mail left waiting too long for this session raises
+//! one desktop notification per batch (`escalate.rs`). Logs go to stderr and
+//! `<state_dir>/logs`, never stdout (stdout is the MCP channel).
 
 mod broker;
 mod claude;
+mod escalate;
 mod peer;
 mod tools;
 
@@ -115,9 +117,13 @@ async fn heartbeat_loop(peer: Arc<Peer>) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
+    let mut escalation =
+        escalate::Escalation::new(Duration::from_secs(peer.config.escalate_after_secs));
     loop {
         tick.tick().await;
-        peer.heartbeat().await;
+        if let Some((reg, hb)) = peer.heartbeat().await {
+            escalate::on_heartbeat(&mut escalation, &peer, &reg, &hb).await;
+        }
     }
 }
 

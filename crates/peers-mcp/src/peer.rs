@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use peers_core::client::Timeouts;
 use peers_core::session::SessionFile;
-use peers_core::wire::{RegisterRequest, RegisterResponse};
+use peers_core::wire::{HeartbeatResponse, RegisterRequest, RegisterResponse};
 use peers_core::{BrokerClient, ClientError, Config, identity};
 
 use crate::{broker, claude};
@@ -258,16 +258,17 @@ impl Peer {
         }
     }
 
-    /// One heartbeat; re-registers (restarting a local broker) when needed.
-    pub async fn heartbeat(&self) {
+    /// One heartbeat; re-registers (restarting a local broker) when needed. Returns the
+    /// broker's answer when the heartbeat went through.
+    pub async fn heartbeat(&self) -> Option<(Arc<Registration>, HeartbeatResponse)> {
         let Some(reg) = self.current() else {
             if let Err(e) = self.recover(None).await {
                 tracing::warn!("still not registered: {e}");
             }
-            return;
+            return None;
         };
         match reg.client.heartbeat().await {
-            Ok(_) => {}
+            Ok(hb) => return Some((reg, hb)),
             Err(e) if needs_recovery(&e) || e.code() == Some("not_found") => {
                 tracing::warn!("heartbeat failed ({e}); recovering");
                 if let Err(e) = self.recover(Some(&reg)).await {
@@ -276,6 +277,7 @@ impl Peer {
             }
             Err(e) => tracing::warn!("heartbeat failed: {e}"),
         }
+        None
     }
 
     /// Unregisters and removes the session file; bounded in time.
