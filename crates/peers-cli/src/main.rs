@@ -7,6 +7,7 @@ mod commands;
 mod context;
 mod demo;
 mod doctor;
+mod hub;
 mod install;
 mod plugin;
 mod shell;
@@ -47,6 +48,9 @@ enum Command {
     /// Start, stop and look at the local broker.
     #[command(subcommand)]
     Broker(BrokerCommand),
+    /// Make this machine the hub of your peers network (`peers hub init --bind ADDR`).
+    #[command(subcommand)]
+    Hub(hub::HubCommand),
     /// Plug peers into Claude Code: register the MCP server and merge the hooks.
     Install(InstallArgs),
     /// Remove exactly what `peers install` added.
@@ -203,6 +207,7 @@ fn main() -> ExitCode {
         Command::Tail(a) => commands::tail(a),
         Command::Show(a) => commands::show(a),
         Command::Broker(b) => broker_ctl::run(b),
+        Command::Hub(h) => hub::run(h),
         Command::Install(a) => install::install(a),
         Command::Uninstall(a) => install::uninstall(a),
         Command::Doctor(a) => doctor::run(a),
