@@ -153,9 +153,9 @@ fn s1_list_send_and_mid_turn_delivery() {
     for (api, name) in [(&a_api, "alpha"), (&b_api, "beta")] {
         let first = api.main_requests()[0].all_text();
         let intro = format!("Your peer name is \"{name}\"");
-        println!(
-            "E2E-NOTE s1 {name} session_start_intro={}",
-            first.contains(&intro)
+        assert!(
+            first.contains(&intro),
+            "{name}'s SessionStart context does not give its peer name:\n{first}"
         );
     }
     w.assert_no_hook_errors(&a_api);
