@@ -1,0 +1,821 @@
+//! Hub mode with several hosts on one machine: a hub namespace running the real
+//! `peers-broker` bound to 10.231.0.1 with a hub token, client "machines" in other namespaces,
+//! each with its own state dir, HOME, machine id and host label, running the real `peers-mcp`
+//! (driven over stdio), `peers-deliver` (hook JSON on stdin) and API clients.
+//!
+//! Needs root and `ip` (CI runs as root); otherwise each test prints SKIPPED and passes.
+//! Needs the workspace binaries (`cargo build --workspace --bins`; `cargo xtask test` does).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use peers_core::BrokerClient;
+use peers_core::client::Timeouts;
+use peers_core::wire::*;
+use peers_hub_tests::{HUB_ADDR, Net, Ns};
+use peers_testkit::{ChildGuard, TestEnv, bin, eventually};
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::service::RunningService;
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::json;
+
+/// How long the link to a client stays cut in the outage test (the issue says a minute).
+const CUT: Duration = Duration::from_secs(60);
+/// Per-invocation bound for the hook while the hub is unreachable (the 20 ms of the issue is
+/// a benchmark figure on an idle machine; this is a debug build on a shared CI machine).
+const HOOK_BOUND: Duration = Duration::from_millis(200);
+const WAIT: Duration = Duration::from_secs(30);
+const HOOK_INPUT: &str = r#"{"session_id":"s","cwd":"/w","hook_event_name":"PostToolUse","tool_name":"Bash","tool_input":{"command":"true"},"tool_response":{"stdout":""},"tool_use_id":"t1"}"#;
+
+/// Prints past libtest's capture, so SKIPPED and the figures show in CI logs.
+fn say(s: &str) {
+    let _ = writeln!(std::io::stderr(), "{s}");
+}
+
+/// The namespaces, or a SKIPPED notice and `None`.
+fn net(clients: usize, test: &str) -> Option<Net> {
+    if let Some(why) = Net::unavailable() {
+        say(&format!("SKIPPED {test}: {why}"));
+        return None;
+    }
+    Some(Net::new(clients).expect("make the namespaces"))
+}
+
+/// The hub: `peers-broker` in the hub namespace, bound to 10.231.0.1, with a hub token.
+struct Hub {
+    env: TestEnv,
+    ns: Ns,
+    token: String,
+    url: String,
+    child: Option<ChildGuard>,
+}
+
+impl Hub {
+    fn new(net: &Net, extra: &[(&str, &str)]) -> Hub {
+        let mut env = TestEnv::new();
+        let token = peers_core::paths::random_hex(32);
+        env.set("PEERS_BIND", HUB_ADDR.to_string())
+            .set("PEERS_TOKEN", token.clone())
+            .set("PEERS_HOST", "hub")
+            .set("PEERS_SWEEP_MS", "200")
+            .set("PEERS_LOG", "info");
+        for (k, v) in extra {
+            env.set(k, *v);
+        }
+        let url = format!("http://{HUB_ADDR}:{}", env.port);
+        Hub {
+            env,
+            ns: net.hub.clone(),
+            token,
+            url,
+            child: None,
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = self.ns.command(bin("peers-broker"));
+        self.env.apply(&mut cmd);
+        cmd
+    }
+
+    /// Starts the hub and waits until `from` sees it healthy.
+    async fn start(&mut self, from: &Ns) {
+        let mut cmd = self.command();
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        self.child = Some(ChildGuard::new(cmd.spawn().expect("spawn peers-broker")));
+        let url = self.url.clone();
+        from.run(move || async move {
+            peers_testkit::wait_healthy(&url, Duration::from_secs(20)).await
+        })
+        .await;
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill();
+        }
+    }
+
+    fn secret(&self) -> String {
+        self.env.secret().expect("the hub made its secret")
+    }
+}
+
+/// A client machine: its own namespace, state dir, HOME, machine id and host label; its
+/// config names the hub (`PEERS_BROKER_URL`, `PEERS_TOKEN`).
+struct Machine {
+    env: TestEnv,
+    ns: Ns,
+    host: String,
+    hub_url: String,
+    hub_token: String,
+}
+
+impl Machine {
+    fn new(ns: &Ns, host: &str, hub: &Hub) -> Machine {
+        let mut env = TestEnv::new();
+        env.set("PEERS_BROKER_URL", hub.url.clone())
+            .set("PEERS_TOKEN", hub.token.clone())
+            .set("PEERS_HOST", host)
+            .set("PEERS_HEARTBEAT_MS", "300")
+            .set("PEERS_LOG", "info");
+        Machine {
+            env,
+            ns: ns.clone(),
+            host: host.to_string(),
+            hub_url: hub.url.clone(),
+            hub_token: hub.token.clone(),
+        }
+    }
+
+    /// Runs `peers-deliver` for the session of `claude_pid` with PostToolUse input; returns
+    /// its stdout and how long the whole process took.
+    fn hook(&self, claude_pid: u32) -> (String, Duration) {
+        let mut cmd = self.ns.command(bin("peers-deliver"));
+        self.env.apply(&mut cmd);
+        cmd.env("CLAUDE_PID", claude_pid.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let t = Instant::now();
+        let mut child = cmd.spawn().expect("spawn peers-deliver");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(HOOK_INPUT.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let took = t.elapsed();
+        assert!(out.status.success(), "the hook exits 0");
+        (String::from_utf8(out.stdout).unwrap(), took)
+    }
+
+    /// Registers a simulated session through the API (hub token), from this machine.
+    async fn register(&self, cwd: &str, claude_pid: u32) -> RegisterResponse {
+        let (url, token, host) = (
+            self.hub_url.clone(),
+            self.hub_token.clone(),
+            self.host.clone(),
+        );
+        let machine_id = peers_core::identity::machine_id(&self.env.state_dir).unwrap();
+        let cwd = cwd.to_string();
+        self.ns
+            .run(move || async move {
+                BrokerClient::new(&url, Some(token))
+                    .register(&RegisterRequest {
+                        claude_pid,
+                        mcp_pid: claude_pid,
+                        machine_id,
+                        host,
+                        cwd,
+                        ..Default::default()
+                    })
+                    .await
+                    .expect("register with the hub token")
+            })
+            .await
+    }
+}
+
+/// One real `peers-mcp` under a stand-in Claude Code process (`sh`), in a machine's namespace.
+struct Session {
+    claude: Option<tokio::process::Child>,
+    claude_pid: u32,
+    client: Option<RunningService<RoleClient, ()>>,
+    state_dir: PathBuf,
+}
+
+impl Session {
+    async fn start(m: &Machine, cwd: &Path) -> Session {
+        std::fs::create_dir_all(cwd).unwrap();
+        let mut cmd = m.ns.command("/bin/sh");
+        cmd.arg("-c").arg("\"$0\"; exit 0").arg(bin("peers-mcp"));
+        m.env.apply(&mut cmd);
+        cmd.env_remove("CLAUDECODE")
+            .current_dir(cwd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut cmd = tokio::process::Command::from(cmd);
+        cmd.kill_on_drop(true);
+        let mut child = cmd.spawn().expect("spawn the stand-in claude");
+        let claude_pid = child.id().unwrap();
+        let (stdin, stdout) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
+        let client = ().serve((stdout, stdin)).await.expect("MCP handshake");
+        Session {
+            claude: Some(child),
+            claude_pid,
+            client: Some(client),
+            state_dir: m.env.state_dir.clone(),
+        }
+    }
+
+    async fn call(&self, tool: &'static str, args: serde_json::Value) -> CallToolResult {
+        let mut p = CallToolRequestParams::new(tool);
+        if let serde_json::Value::Object(m) = args {
+            p = p.with_arguments(m);
+        }
+        self.client
+            .as_ref()
+            .unwrap()
+            .call_tool(p)
+            .await
+            .unwrap_or_else(|e| panic!("{tool}: protocol error {e}"))
+    }
+
+    async fn ok(&self, tool: &'static str, args: serde_json::Value) -> String {
+        let r = self.call(tool, args.clone()).await;
+        let t = text(&r);
+        assert_ne!(r.is_error, Some(true), "{tool} {args} failed: {t}");
+        t
+    }
+
+    async fn name(&self) -> String {
+        let (dir, pid) = (self.state_dir.clone(), self.claude_pid);
+        eventually(WAIT, "the session file", || {
+            let dir = dir.clone();
+            async move {
+                peers_core::session::SessionFile::read(&dir, pid)
+                    .ok()
+                    .flatten()
+            }
+        })
+        .await
+        .name
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        drop(self.client.take());
+        if let Some(c) = self.claude.as_mut() {
+            let _ = c.start_kill();
+        }
+    }
+}
+
+fn text(r: &CallToolResult) -> String {
+    r.content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn message_id(text: &str) -> i64 {
+    let i = text.find("Message #").expect("a message id") + "Message #".len();
+    text[i..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap()
+}
+
+/// Kills what a failing test left in its state dirs (peers-mcp servers, their shells).
+struct Reaper(Vec<String>);
+
+impl Reaper {
+    fn new(dirs: &[&TestEnv]) -> Reaper {
+        Reaper(
+            dirs.iter()
+                .map(|e| format!("PEERS_STATE_DIR={}", e.state_dir.display()))
+                .collect(),
+        )
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let me = std::process::id();
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for p in procs.flatten() {
+            let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            if pid == me {
+                continue;
+            }
+            let Ok(environ) = std::fs::read(p.path().join("environ")) else {
+                continue;
+            };
+            if environ
+                .split(|&b| b == 0)
+                .any(|kv| self.0.iter().any(|d| kv == d.as_bytes()))
+            {
+                // SAFETY: kill(2) on a process this test started (it carries our state dir).
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_on_two_machines_list_and_mail_each_other() {
+    let Some(net) = net(2, "sessions_on_two_machines_list_and_mail_each_other") else {
+        return;
+    };
+    let mut hub = Hub::new(&net, &[]);
+    let alpha = Machine::new(&net.clients[0], "alpha", &hub);
+    let beta = Machine::new(&net.clients[1], "beta", &hub);
+    let _reaper = Reaper::new(&[&hub.env, &alpha.env, &beta.env]);
+    hub.start(&alpha.ns).await;
+
+    let a = Session::start(&alpha, &alpha.env.dir.path().join("work/api")).await;
+    let b = Session::start(&beta, &beta.env.dir.path().join("work/web")).await;
+    assert_eq!(
+        (a.name().await, b.name().await),
+        ("api".into(), "web".into())
+    );
+    let machine_a = peers_core::identity::machine_id(&alpha.env.state_dir).unwrap();
+    let machine_b = peers_core::identity::machine_id(&beta.env.state_dir).unwrap();
+    assert_ne!(machine_a, machine_b);
+
+    let seen_by_a = a.ok("list_peers", json!({})).await;
+    assert!(seen_by_a.contains("web@beta"), "{seen_by_a}");
+    let seen_by_b = b.ok("list_peers", json!({})).await;
+    assert!(seen_by_b.contains("api@alpha"), "{seen_by_b}");
+    let who = a.ok("whoami", json!({})).await;
+    assert!(who.contains("api@alpha"), "{who}");
+
+    // alpha -> beta: queued until beta's hook shows it, then delivered (via PostToolUse).
+    let sent = a
+        .ok(
+            "send_message",
+            json!({"to": "web@beta", "message": "hello from alpha"}),
+        )
+        .await;
+    let id = message_id(&sent);
+    let st = a.ok("message_status", json!({"message_id": id})).await;
+    assert!(st.contains("queued"), "{st}");
+    let (out, _) = beta.hook(b.claude_pid);
+    assert!(out.contains("hello from alpha"), "{out}");
+    assert!(out.contains("api@alpha"), "{out}");
+    let st = a.ok("message_status", json!({"message_id": id})).await;
+    assert!(st.contains("delivered"), "{st}");
+    assert!(beta.hook(b.claude_pid).0.is_empty(), "shown once only");
+
+    // beta -> alpha, as a reply.
+    let sent = b
+        .ok(
+            "send_message",
+            json!({"to": "api@alpha", "reply_to": id, "message": "hello back from beta"}),
+        )
+        .await;
+    let reply = message_id(&sent);
+    let (out, _) = alpha.hook(a.claude_pid);
+    assert!(out.contains("hello back from beta"), "{out}");
+    assert!(out.contains("web@beta"), "{out}");
+    let st = b.ok("message_status", json!({"message_id": reply})).await;
+    assert!(st.contains("delivered"), "{st}");
+
+    // The human on alpha, with the hub token through the real CLI.
+    let mut cmd = alpha.ns.command(bin("peers"));
+    alpha.env.apply(&mut cmd);
+    let out = cmd
+        .args(["send", "web@beta", "from the human on alpha"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (shown, _) = beta.hook(b.claude_pid);
+    assert!(shown.contains("from the human on alpha"), "{shown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_requests_without_the_right_token_are_refused() {
+    let Some(net) = net(1, "remote_requests_without_the_right_token_are_refused") else {
+        return;
+    };
+
+    // No token on a non-loopback address: the hub will not start.
+    let bare = Hub::new(&net, &[]);
+    let out = bare
+        .command()
+        .env_remove("PEERS_TOKEN")
+        .env("PEERS_TOKEN", "")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("refusing to listen"), "{err}");
+
+    let mut hub = Hub::new(&net, &[]);
+    let alpha = Machine::new(&net.clients[0], "alpha", &hub);
+    hub.start(&alpha.ns).await;
+    let a = alpha.register("/w/api", 4_000_001).await;
+    let b = alpha.register("/w/web", 4_000_002).await;
+    let (url, token, secret) = (hub.url.clone(), hub.token.clone(), hub.secret());
+
+    let refused = alpha
+        .ns
+        .run(move || async move {
+            let client = |c: Option<&str>| BrokerClient::new(&url, c.map(str::to_string));
+            let hub_c = client(Some(&token));
+            // Something for A to protect: a human message, claimed (leased) by A.
+            hub_c
+                .send(&SendRequest {
+                    to: "api@alpha".into(),
+                    message: "for api only".into(),
+                    reply_to: None,
+                })
+                .await
+                .unwrap();
+            let lease = client(Some(&a.token))
+                .claim(&ClaimRequest {
+                    max: Some(10),
+                    lease_ms: Some(600_000),
+                    automatic: false,
+                })
+                .await
+                .unwrap();
+            let lease_id = lease.lease_id.clone().unwrap();
+            let msg_id = lease.messages[0].message_id;
+            let snapshot = || async {
+                let all = ListPeersQuery {
+                    include_gone: true,
+                    ..Default::default()
+                };
+                let peers = hub_c.list_peers(&all).await.unwrap();
+                let log = hub_c.messages(&HistoryQuery::default()).await.unwrap();
+                let st = hub_c.message_status(msg_id).await.unwrap();
+                (
+                    serde_json::to_string(&peers).unwrap(),
+                    serde_json::to_string(&log).unwrap(),
+                    serde_json::to_string(&st).unwrap(),
+                )
+            };
+            let before = snapshot().await;
+            let reg = RegisterRequest {
+                claude_pid: 4_000_099,
+                mcp_pid: 1,
+                machine_id: "intruder".into(),
+                host: "evil".into(),
+                cwd: "/w/evil".into(),
+                ..Default::default()
+            };
+            let send = SendRequest {
+                to: "api@alpha".into(),
+                message: "injected".into(),
+                reply_to: None,
+            };
+            let mut codes: BTreeMap<String, Option<u16>> = BTreeMap::new();
+            let a_peer = a.peer_id.clone();
+            let forged = format!("{a_peer}.{}", "0".repeat(48));
+            let bad: Vec<(&str, Option<&str>)> = vec![
+                ("none", None),
+                ("wrong", Some("not-the-token")),
+                ("forged_peer_token", Some(&forged)),
+                ("local_secret", Some(&secret)),
+            ];
+            for (label, cred) in bad {
+                let c = client(cred);
+                codes.insert(
+                    format!("{label}/register"),
+                    c.register(&reg).await.err().and_then(|e| e.status()),
+                );
+                codes.insert(
+                    format!("{label}/send"),
+                    c.send(&send).await.err().and_then(|e| e.status()),
+                );
+                codes.insert(
+                    format!("{label}/log"),
+                    c.messages(&HistoryQuery::default())
+                        .await
+                        .err()
+                        .and_then(|e| e.status()),
+                );
+                codes.insert(
+                    format!("{label}/peers"),
+                    c.list_peers(&ListPeersQuery::default())
+                        .await
+                        .err()
+                        .and_then(|e| e.status()),
+                );
+                codes.insert(
+                    format!("{label}/shutdown"),
+                    c.shutdown().await.err().and_then(|e| e.status()),
+                );
+            }
+            // B's own token: no user calls, and nothing of A's.
+            let bc = client(Some(&b.token));
+            codes.insert(
+                "peer_b/register".into(),
+                bc.register(&reg).await.err().and_then(|e| e.status()),
+            );
+            codes.insert(
+                "peer_b/log".into(),
+                bc.messages(&HistoryQuery::default())
+                    .await
+                    .err()
+                    .and_then(|e| e.status()),
+            );
+            codes.insert(
+                "peer_b/shutdown".into(),
+                bc.shutdown().await.err().and_then(|e| e.status()),
+            );
+            codes.insert(
+                "peer_b/status_of_a_mail".into(),
+                bc.message_status(msg_id)
+                    .await
+                    .err()
+                    .and_then(|e| e.status()),
+            );
+            let acked = bc
+                .ack(&AckRequest {
+                    lease_id: lease_id.clone(),
+                    via: "PostToolUse".into(),
+                    message_ids: None,
+                })
+                .await
+                .map(|r| r.delivered)
+                .unwrap_or(0);
+            let claimed = bc
+                .claim(&ClaimRequest::default())
+                .await
+                .unwrap()
+                .messages
+                .len();
+            let peeked = bc.peek().await.unwrap().messages.len();
+            let after = snapshot().await;
+            assert_eq!(before, after, "a refused request changed something");
+            assert_eq!((acked, claimed, peeked), (0, 0, 0));
+            // The hub still runs (no shutdown got through).
+            assert!(hub_c.health().await.is_ok());
+            codes
+        })
+        .await;
+
+    for (what, code) in &refused {
+        let want = if what.starts_with("peer_b/") {
+            if what.ends_with("status_of_a_mail") {
+                404
+            } else {
+                403
+            }
+        } else {
+            401
+        };
+        assert_eq!(*code, Some(want), "{what}: {refused:?}");
+    }
+    say(&format!(
+        "hub-tests: {} refused remote requests, nothing changed",
+        refused.len()
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_killed_under_load_delivers_every_acknowledged_message_once() {
+    let Some(net) = net(
+        2,
+        "hub_killed_under_load_delivers_every_acknowledged_message_once",
+    ) else {
+        return;
+    };
+    let mut hub = Hub::new(&net, &[("PEERS_LEASE_MS", "1500")]);
+    let alpha = Machine::new(&net.clients[0], "alpha", &hub);
+    let beta = Machine::new(&net.clients[1], "beta", &hub);
+    let _reaper = Reaper::new(&[&hub.env, &alpha.env, &beta.env]);
+    hub.start(&alpha.ns).await;
+
+    // Real sessions on both machines: their names must survive the crash.
+    let sa = Session::start(&alpha, &alpha.env.dir.path().join("work/api")).await;
+    let sb = Session::start(&beta, &beta.env.dir.path().join("work/web")).await;
+    let names = (sa.name().await, sb.name().await);
+
+    // Load: 4 senders on alpha, one receiver (claim → ack, as the hook) on beta.
+    let rx = beta.register("/w/sink", 4_100_001).await;
+    let mut senders = vec![];
+    for i in 0..4 {
+        senders.push(alpha.register(&format!("/w/src{i}"), 4_100_010 + i).await);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let t = Timeouts {
+        connect: Duration::from_millis(300),
+        request: Duration::from_secs(3),
+    };
+    let url = hub.url.clone();
+    let mut send_tasks = vec![];
+    for s in senders {
+        let (url, stop) = (url.clone(), stop.clone());
+        send_tasks.push(alpha.ns.run(move || async move {
+            let c = BrokerClient::with_timeouts(&url, Some(s.token), t);
+            let (mut acked, mut failed) = (vec![], 0u32);
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let req = SendRequest {
+                    to: "sink@beta".into(),
+                    message: format!("{} #{n}", s.name),
+                    reply_to: None,
+                };
+                match c.send(&req).await {
+                    Ok(r) => acked.push(r.message_id),
+                    Err(_) => {
+                        failed += 1;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+            (acked, failed)
+        }));
+    }
+    let (url2, stop2) = (url.clone(), stop.clone());
+    let receiver = beta.ns.run(move || async move {
+        let c = BrokerClient::with_timeouts(&url2, Some(rx.token), t);
+        let mut got: Vec<i64> = vec![];
+        let mut idle_since: Option<Instant> = None;
+        loop {
+            let claim = c
+                .claim(&ClaimRequest {
+                    max: Some(50),
+                    lease_ms: Some(1500),
+                    automatic: false,
+                })
+                .await;
+            let Ok(claim) = claim else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            if claim.messages.is_empty() {
+                if stop2.load(Ordering::Relaxed) {
+                    let since = *idle_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > Duration::from_secs(4) {
+                        return got;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+            idle_since = None;
+            // "Shown": recorded. Then ack, retrying across the outage with the same lease (a
+            // late ack of a lapsed lease still counts, so nothing is shown twice).
+            got.extend(claim.messages.iter().map(|m| m.message_id));
+            let ack = AckRequest {
+                lease_id: claim.lease_id.unwrap(),
+                via: "PostToolUse".into(),
+                message_ids: None,
+            };
+            while c.ack(&ack).await.is_err() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    });
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    hub.kill9();
+    let killed_at = Instant::now();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    hub.start(&alpha.ns).await;
+    say(&format!(
+        "hub-tests: hub killed -9 and back after {:?}",
+        killed_at.elapsed()
+    ));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
+
+    let mut acked = vec![];
+    let mut failed = 0;
+    for t in send_tasks {
+        let (a, f) = t.await;
+        acked.extend(a);
+        failed += f;
+    }
+    let got = receiver.await;
+    let mut counts: BTreeMap<i64, u32> = BTreeMap::new();
+    for id in &got {
+        *counts.entry(*id).or_default() += 1;
+    }
+    let lost: Vec<i64> = acked
+        .iter()
+        .filter(|id| !counts.contains_key(id))
+        .copied()
+        .collect();
+    let dups: Vec<(&i64, &u32)> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    say(&format!(
+        "hub-tests: kill -9 under load: {} sends acknowledged, {failed} failed during the \
+         outage, {} delivered, lost {}, duplicates {}",
+        acked.len(),
+        got.len(),
+        lost.len(),
+        dups.len()
+    ));
+    assert!(acked.len() > 20, "some load ran: {}", acked.len());
+    assert!(lost.is_empty(), "lost: {lost:?}");
+    assert!(dups.is_empty(), "duplicates: {dups:?}");
+
+    // The real sessions carry on under the same names, and mail flows between them.
+    let who = sa.ok("whoami", json!({})).await;
+    assert!(who.contains(&format!("{}@alpha", names.0)), "{who}");
+    let sent = sa
+        .ok(
+            "send_message",
+            json!({"to": format!("{}@beta", names.1), "message": "after the crash"}),
+        )
+        .await;
+    assert!(sent.contains(&format!("{}@beta", names.1)), "{sent}");
+    let (out, _) = beta.hook(sb.claude_pid);
+    assert!(out.contains("after the crash"), "{out}");
+    assert_eq!((sa.name().await, sb.name().await), names);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_link_keeps_the_hook_fast_and_mail_flows_when_it_returns() {
+    let Some(net) = net(
+        2,
+        "a_cut_link_keeps_the_hook_fast_and_mail_flows_when_it_returns",
+    ) else {
+        return;
+    };
+    // remote_alive shorter than the cut: alpha's session is marked gone meanwhile and must
+    // come back under its name with the mail that waited for it.
+    let mut hub = Hub::new(&net, &[("PEERS_REMOTE_ALIVE_SECS", "20")]);
+    let alpha = Machine::new(&net.clients[0], "alpha", &hub);
+    let beta = Machine::new(&net.clients[1], "beta", &hub);
+    let _reaper = Reaper::new(&[&hub.env, &alpha.env, &beta.env]);
+    hub.start(&alpha.ns).await;
+    let a = Session::start(&alpha, &alpha.env.dir.path().join("work/api")).await;
+    let b = Session::start(&beta, &beta.env.dir.path().join("work/web")).await;
+    let name_a = a.name().await;
+    assert!(alpha.hook(a.claude_pid).0.is_empty());
+
+    net.set_link(0, false).unwrap();
+    let cut_at = Instant::now();
+    let sent = b
+        .ok(
+            "send_message",
+            json!({"to": format!("{name_a}@alpha"), "message": "sent while alpha was cut off"}),
+        )
+        .await;
+    let id = message_id(&sent);
+
+    // The tools say the hub is unreachable, naming it.
+    let r = a.call("list_peers", json!({})).await;
+    let t = text(&r);
+    assert_eq!(r.is_error, Some(true), "{t}");
+    assert!(t.contains(&hub.url), "names the hub: {t}");
+    assert!(
+        t.contains("does not answer") || t.contains("cannot reach"),
+        "says unreachable: {t}"
+    );
+
+    // The hook stays fast for the whole cut.
+    let mut times = vec![];
+    while cut_at.elapsed() < CUT {
+        let (out, took) = alpha.hook(a.claude_pid);
+        assert!(out.is_empty(), "{out}");
+        times.push(took);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let st = b.ok("message_status", json!({"message_id": id})).await;
+    assert!(st.contains("queued"), "honest while cut off: {st}");
+    net.set_link(0, true).unwrap();
+    let back_at = Instant::now();
+
+    times.sort();
+    let p50 = times[times.len() / 2];
+    let max = *times.last().unwrap();
+    say(&format!(
+        "hub-tests: hook with the hub unreachable for {CUT:?}: {} runs, p50 {p50:?}, max {max:?}",
+        times.len()
+    ));
+    assert!(max < HOOK_BOUND, "slowest hook run {max:?}: {times:?}");
+
+    // Mail flows again without a restart: the queued message, then a new one both ways.
+    eventually(WAIT, "the waiting mail reaches alpha", || {
+        let out = alpha.hook(a.claude_pid).0;
+        async move { out.contains("sent while alpha was cut off").then_some(()) }
+    })
+    .await;
+    say(&format!(
+        "hub-tests: mail delivered {:?} after the link returned",
+        back_at.elapsed()
+    ));
+    let st = b.ok("message_status", json!({"message_id": id})).await;
+    assert!(st.contains("delivered"), "{st}");
+    assert_eq!(a.name().await, name_a, "same name after the outage");
+    let who = a.ok("whoami", json!({})).await;
+    assert!(who.contains(&format!("{name_a}@alpha")), "{who}");
+    let sent = a
+        .ok(
+            "send_message",
+            json!({"to": "web@beta", "message": "alpha is back"}),
+        )
+        .await;
+    assert!(sent.contains("web@beta"), "{sent}");
+    let (out, _) = beta.hook(b.claude_pid);
+    assert!(out.contains("alpha is back"), "{out}");
+}
