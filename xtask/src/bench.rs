@@ -23,6 +23,22 @@ pub enum Which {
         #[arg(long, default_value_t = 1_000_000)]
         history: u64,
     },
+    /// Hub mode: simulated peers in network namespaces heartbeating and mailing each other
+    /// through one hub; lost, duplicates, delivery latency, hub CPU and RSS. Needs root.
+    Hub {
+        /// Simulated peers in all.
+        #[arg(long, default_value_t = 200)]
+        peers: u32,
+        /// Client namespaces ("machines") the peers are spread over.
+        #[arg(long, default_value_t = 4)]
+        machines: u32,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Mean seconds between two sends of one peer.
+        #[arg(long, default_value_t = 2.0)]
+        send_every: f64,
+    },
 }
 
 pub fn run(which: Which) -> Result<()> {
@@ -44,6 +60,32 @@ pub fn run(which: Which) -> Result<()> {
                 .enable_all()
                 .build()?;
             rt.block_on(broker(&bin, seconds, history))
+        }
+        Which::Hub {
+            peers,
+            machines,
+            seconds,
+            send_every,
+        } => {
+            if let Some(why) = peers_hub_tests::Net::unavailable() {
+                bail!(
+                    "the hub bench runs peers in network namespaces and {why}; run it as root \
+                     on Linux with iproute2 (e.g. `sudo -E cargo xtask bench hub`)"
+                );
+            }
+            crate::run_cmd(crate::cargo_cmd().args(["build", "--release", "-p", "peers-broker"]))?;
+            let bin = crate::root().join("target/release/peers-broker");
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()?;
+            rt.block_on(hub::run(
+                &bin,
+                peers,
+                machines,
+                Duration::from_secs(seconds),
+                send_every,
+            ))
         }
     }
 }
@@ -163,7 +205,7 @@ pub fn machine() -> String {
     )
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -171,7 +213,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn ms(d: Duration) -> String {
+pub fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1000.0)
 }
 
@@ -367,7 +409,7 @@ async fn broker(bin: &Path, seconds: u64, history: u64) -> Result<()> {
 }
 
 /// CPU time (user + system) a process has used, from `/proc/<pid>/stat`.
-fn cpu_time(pid: u32) -> Result<Duration> {
+pub fn cpu_time(pid: u32) -> Result<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name (which may contain spaces) start after the last ')'.
     let rest = stat.rsplit_once(')').context("odd /proc stat")?.1;
@@ -447,4 +489,361 @@ async fn preload_history(db: &Path, peers: &[String], n: u64) -> Result<()> {
     .await?;
     conn.close().await?;
     Ok(())
+}
+
+/// `cargo xtask bench hub`: one release hub in a network namespace, simulated peers in client
+/// namespaces (one thread and runtime per namespace, so every socket is in its namespace).
+/// Each peer registers with the hub token, heartbeats every 10 s, long-polls
+/// `/v1/inbox/wait` and claims + acks what arrives (as `peers-deliver --wait` does), and sends
+/// to a random other peer every `send_every` seconds on average.
+mod hub {
+    use std::collections::BTreeMap;
+    use std::process::Stdio;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    use anyhow::{Context, Result, bail};
+    use peers_core::BrokerClient;
+    use peers_core::client::Timeouts;
+    use peers_core::wire::*;
+    use peers_hub_tests::{HUB_ADDR, Net};
+
+    use super::{cpu_time, machine, ms, percentile, rss_kib};
+
+    /// What one namespace's peers saw.
+    #[derive(Default)]
+    struct Tally {
+        /// Acknowledged sends: message id -> send start (ms since the epoch).
+        sent: BTreeMap<i64, i64>,
+        failed_sends: u64,
+        /// Received message ids with the latency from send start to claim.
+        got: Vec<(i64, Duration)>,
+        heartbeats: u64,
+        errors: Vec<String>,
+    }
+
+    fn peer_name(i: u32) -> String {
+        format!("p{i:03}")
+    }
+
+    pub async fn run(
+        bin: &std::path::Path,
+        peers: u32,
+        machines: u32,
+        dur: Duration,
+        send_every: f64,
+    ) -> Result<()> {
+        let net = Net::new(machines as usize).map_err(anyhow::Error::msg)?;
+        let dir = tempfile::Builder::new()
+            .prefix("peers-hub-bench-")
+            .tempdir()?;
+        let token = peers_core::paths::random_hex(32);
+        let port = 7900;
+        let url = format!("http://{HUB_ADDR}:{port}");
+        let mut cmd = net.hub.command(bin);
+        let mut hub = cmd
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", dir.path())
+            .env("PEERS_STATE_DIR", dir.path().join("state"))
+            .env("PEERS_CONFIG", dir.path().join("config.toml"))
+            .env("PEERS_BIND", HUB_ADDR.to_string())
+            .env("PEERS_PORT", port.to_string())
+            .env("PEERS_TOKEN", &token)
+            .env("PEERS_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("spawn the hub")?;
+        let result = drive(&net, &hub, &url, &token, peers, machines, dur, send_every).await;
+        let _ = hub.kill();
+        let _ = hub.wait();
+        drop(net);
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn drive(
+        net: &Net,
+        hub: &std::process::Child,
+        url: &str,
+        token: &str,
+        peers: u32,
+        machines: u32,
+        dur: Duration,
+        send_every: f64,
+    ) -> Result<()> {
+        let pid = hub.id();
+        // Healthy, seen from the first client namespace.
+        let u = url.to_string();
+        let healthy = net.clients[0]
+            .run(move || async move {
+                let c = BrokerClient::new(&u, None);
+                for _ in 0..500 {
+                    if c.health().await.is_ok() {
+                        return true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                false
+            })
+            .await;
+        if !healthy {
+            bail!("the hub did not answer at {url}");
+        }
+
+        let per = peers / machines;
+        let stop = Arc::new(AtomicBool::new(false));
+        let registered = Arc::new(tokio::sync::Barrier::new(machines as usize + 1));
+        let mut runs = vec![];
+        for m in 0..machines {
+            let (u, t, stop, registered) = (
+                url.to_string(),
+                token.to_string(),
+                stop.clone(),
+                registered.clone(),
+            );
+            let first = m * per;
+            runs.push(net.clients[m as usize].run(move || async move {
+                machine_load(u, t, m, first, per, peers, send_every, stop, registered).await
+            }));
+        }
+        registered.wait().await;
+        let cpu0 = cpu_time(pid)?;
+        let t0 = Instant::now();
+        tokio::time::sleep(dur).await;
+        let cpu = cpu_time(pid)? - cpu0;
+        let wall = t0.elapsed();
+        let rss = rss_kib(pid)?;
+        let hwm = std::fs::read_to_string(format!("/proc/{pid}/status"))?
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        stop.store(true, Ordering::Relaxed);
+
+        let mut all = Tally::default();
+        for r in runs {
+            let t = r.await;
+            all.sent.extend(t.sent);
+            all.failed_sends += t.failed_sends;
+            all.got.extend(t.got);
+            all.heartbeats += t.heartbeats;
+            all.errors.extend(t.errors);
+        }
+        let mut counts: BTreeMap<i64, u32> = BTreeMap::new();
+        for (id, _) in &all.got {
+            *counts.entry(*id).or_default() += 1;
+        }
+        let lost = all
+            .sent
+            .keys()
+            .filter(|id| !counts.contains_key(id))
+            .count();
+        let dups = counts.values().filter(|n| **n > 1).count();
+        let mut lat: Vec<Duration> = all.got.iter().map(|(_, d)| *d).collect();
+        lat.sort();
+
+        println!("\nmachine: {}", machine());
+        println!(
+            "hub: release peers-broker in its own namespace at {url}; {peers} peers over \
+             {machines} client namespaces; {:.0} s of load\n",
+            wall.as_secs_f64()
+        );
+        println!("| measure | figure |");
+        println!("|---|---|");
+        println!(
+            "| messages sent and acknowledged | {} ({:.0}/s) |",
+            all.sent.len(),
+            all.sent.len() as f64 / wall.as_secs_f64()
+        );
+        println!("| sends refused or failed | {} |", all.failed_sends);
+        println!("| heartbeats | {} |", all.heartbeats);
+        println!("| **messages lost** | **{lost}** (must be 0) |");
+        println!("| **duplicates** | **{dups}** (must be 0) |");
+        println!("| delivery latency p50 | {} |", ms(percentile(&lat, 0.5)));
+        println!("| delivery latency p99 | {} |", ms(percentile(&lat, 0.99)));
+        println!("| delivery latency max | {} |", ms(percentile(&lat, 1.0)));
+        println!(
+            "| hub CPU | {:.1} % of one core ({:.1} s in {:.0} s) |",
+            cpu.as_secs_f64() / wall.as_secs_f64() * 100.0,
+            cpu.as_secs_f64(),
+            wall.as_secs_f64()
+        );
+        println!(
+            "| hub RSS at the end / peak | {:.1} MiB / {:.1} MiB |",
+            rss as f64 / 1024.0,
+            hwm as f64 / 1024.0
+        );
+        for e in all.errors.iter().take(5) {
+            println!("error: {e}");
+        }
+        if lost > 0 || dups > 0 {
+            bail!("{lost} messages lost, {dups} duplicated");
+        }
+        Ok(())
+    }
+
+    /// One namespace's peers, on its own current-thread runtime.
+    #[allow(clippy::too_many_arguments)]
+    async fn machine_load(
+        url: String,
+        token: String,
+        m: u32,
+        first: u32,
+        per: u32,
+        total: u32,
+        send_every: f64,
+        stop: Arc<AtomicBool>,
+        registered: Arc<tokio::sync::Barrier>,
+    ) -> Tally {
+        let t = Timeouts {
+            connect: Duration::from_secs(2),
+            request: Duration::from_secs(10),
+        };
+        let user = BrokerClient::with_timeouts(&url, Some(token), t);
+        let mut clients = vec![];
+        let mut tally = Tally::default();
+        for i in first..first + per {
+            let r = user
+                .register(&RegisterRequest {
+                    claude_pid: 200_000 + i,
+                    mcp_pid: 1,
+                    machine_id: format!("bench-machine-{m}"),
+                    host: format!("m{m}"),
+                    cwd: format!("/bench/{}", peer_name(i)),
+                    ..Default::default()
+                })
+                .await;
+            match r {
+                Ok(r) => clients.push((i, user.with_auth(Some(r.token)))),
+                Err(e) => tally.errors.push(format!("register: {e}")),
+            }
+        }
+        registered.wait().await;
+        let tally = Arc::new(std::sync::Mutex::new(tally));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, c) in clients {
+            // Receiver: long-poll, then claim + ack (retrying the ack with the same lease).
+            let (rc, tl, st) = (c.clone(), tally.clone(), stop.clone());
+            tasks.spawn(async move {
+                let mut idle_after_stop = 0;
+                loop {
+                    let w = rc
+                        .wait(&WaitQuery {
+                            timeout_ms: Some(2_000),
+                        })
+                        .await;
+                    let claim = rc
+                        .claim(&ClaimRequest {
+                            max: Some(50),
+                            lease_ms: Some(30_000),
+                            automatic: false,
+                        })
+                        .await;
+                    let now = peers_core::now_ms();
+                    match claim {
+                        Ok(cl) if !cl.messages.is_empty() => {
+                            idle_after_stop = 0;
+                            {
+                                let mut t = tl.lock().unwrap();
+                                for msg in &cl.messages {
+                                    let sent: i64 = msg
+                                        .body
+                                        .split_once("t=")
+                                        .and_then(|(_, v)| v.parse().ok())
+                                        .unwrap_or(now);
+                                    let lat = Duration::from_millis((now - sent).max(0) as u64);
+                                    t.got.push((msg.message_id, lat));
+                                }
+                            }
+                            let ack = AckRequest {
+                                lease_id: cl.lease_id.unwrap_or_default(),
+                                via: "bench".into(),
+                                message_ids: None,
+                            };
+                            for _ in 0..50 {
+                                if rc.ack(&ack).await.is_ok() {
+                                    break;
+                                }
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                        }
+                        Ok(_) => {
+                            if st.load(Ordering::Relaxed) {
+                                idle_after_stop += 1;
+                                if idle_after_stop > 3 {
+                                    return;
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            tl.lock().unwrap().errors.push(format!("claim: {e}"));
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                    if let Err(e) = w {
+                        tl.lock().unwrap().errors.push(format!("wait: {e}"));
+                    }
+                }
+            });
+            // Sender + heartbeat.
+            let (sc, tl, st) = (c, tally.clone(), stop.clone());
+            tasks.spawn(async move {
+                let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ (u64::from(i) << 17);
+                let mut next = || {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    rng
+                };
+                let mut last_beat = Instant::now()
+                    .checked_sub(Duration::from_millis(next() % 10_000))
+                    .unwrap_or_else(Instant::now);
+                // Spread the first sends over one period.
+                let mean_ms = (send_every * 1000.0) as u64;
+                tokio::time::sleep(Duration::from_millis(next() % mean_ms.max(1))).await;
+                while !st.load(Ordering::Relaxed) {
+                    if last_beat.elapsed() >= Duration::from_secs(10) {
+                        last_beat = Instant::now();
+                        match sc.heartbeat().await {
+                            Ok(_) => tl.lock().unwrap().heartbeats += 1,
+                            Err(e) => tl.lock().unwrap().errors.push(format!("heartbeat: {e}")),
+                        }
+                    }
+                    let mut to = (next() % u64::from(total)) as u32;
+                    if to == i {
+                        to = (to + 1) % total;
+                    }
+                    let start = peers_core::now_ms();
+                    let r = sc
+                        .send(&SendRequest {
+                            to: peer_name(to),
+                            message: format!("from {} t={start}", peer_name(i)),
+                            reply_to: None,
+                        })
+                        .await;
+                    match r {
+                        Ok(r) => {
+                            tl.lock().unwrap().sent.insert(r.message_id, start);
+                        }
+                        Err(e) => {
+                            let mut t = tl.lock().unwrap();
+                            t.failed_sends += 1;
+                            t.errors.push(format!("send: {e}"));
+                        }
+                    }
+                    // Exponential-ish gaps around the mean: uniform in [0, 2 * mean].
+                    let gap = next() % (2 * mean_ms).max(1);
+                    tokio::time::sleep(Duration::from_millis(gap)).await;
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        Arc::try_unwrap(tally)
+            .map(|m| m.into_inner().unwrap())
+            .unwrap_or_default()
+    }
 }
