@@ -61,6 +61,12 @@ fn ip(args: &[&str]) -> Result<(), String> {
 impl Net {
     /// Why namespaces cannot be made here (not root, no `ip`), or `None`.
     pub fn unavailable() -> Option<String> {
+        // Probed once per process: parallel tests must not race on the probe's name.
+        static WHY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+        WHY.get_or_init(Self::probe).clone()
+    }
+
+    fn probe() -> Option<String> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return Some("needs root for network namespaces".into());
