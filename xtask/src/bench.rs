@@ -55,7 +55,7 @@ pub fn run(which: Which) -> Result<()> {
     match which {
         Which::Broker { seconds, history } => {
             crate::run_cmd(crate::cargo_cmd().args(["build", "--release", "-p", "peers-broker"]))?;
-            let bin = crate::root().join("target/release/peers-broker");
+            let bin = crate::target_dir().join("release/peers-broker");
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
@@ -74,7 +74,7 @@ pub fn run(which: Which) -> Result<()> {
                 );
             }
             crate::run_cmd(crate::cargo_cmd().args(["build", "--release", "-p", "peers-broker"]))?;
-            let bin = crate::root().join("target/release/peers-broker");
+            let bin = crate::target_dir().join("release/peers-broker");
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .enable_all()

@@ -74,6 +74,15 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Where cargo puts build output: `CARGO_TARGET_DIR` (relative to the workspace) when set,
+/// else `target/`.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) => root().join(d),
+        None => root().join("target"),
+    }
+}
+
 pub fn cargo_cmd() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(root());
@@ -131,7 +140,7 @@ fn install(bin_dir: Option<PathBuf>) -> Result<()> {
     std::fs::create_dir_all(&bin_dir)
         .with_context(|| format!("cannot create {}", bin_dir.display()))?;
     for name in BINARIES {
-        let from = root().join("target/release").join(name);
+        let from = target_dir().join("release").join(name);
         let to = bin_dir.join(name);
         // Copy to a temp name and rename, so a running binary is never overwritten in place.
         let tmp = bin_dir.join(format!(".{name}.new"));
