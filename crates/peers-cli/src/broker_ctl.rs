@@ -97,42 +97,10 @@ pub fn start(ctx: &Ctx) -> Result<(Health, bool)> {
     }
 }
 
-/// Starts `bin` in its own session, its output appended to `<logs>/broker.out`, so it
-/// outlives this command and its terminal.
+/// Starts `bin` detached (see [`peers_core::local_broker::detached_command`]) so it outlives
+/// this command and its terminal; init reaps it.
 pub fn spawn_detached(bin: &Path, cfg: &Config) -> std::io::Result<()> {
-    use std::os::unix::process::CommandExt;
-    peers_core::paths::ensure_private_dir(&cfg.state_dir)?;
-    let logs = cfg.logs_dir();
-    peers_core::paths::ensure_private_dir(&logs)?;
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(logs.join("broker.out"))?;
-    let mut cmd = std::process::Command::new(bin);
-    cmd.stdin(std::process::Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out)
-        .current_dir(&cfg.state_dir);
-    for var in [
-        "CLAUDECODE",
-        "CLAUDE_CODE_SESSION_ID",
-        "CLAUDE_CODE_ENTRYPOINT",
-        "CLAUDE_PROJECT_DIR",
-        "CLAUDE_PID",
-    ] {
-        cmd.env_remove(var);
-    }
-    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    // The child is not waited for: it runs on after `peers` exits (and is reaped by init).
-    let _child = cmd.spawn()?;
+    peers_core::local_broker::detached_command(bin, cfg)?.spawn()?;
     Ok(())
 }
 

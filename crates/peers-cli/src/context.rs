@@ -192,12 +192,7 @@ pub fn sibling(name: &str) -> Result<PathBuf> {
 
 /// A binary next to `peers`, else on PATH.
 pub fn find_binary(name: &str) -> Option<PathBuf> {
-    if let Ok(p) = sibling(name)
-        && is_executable(&p)
-    {
-        return Some(p);
-    }
-    which(name)
+    peers_core::local_broker::find_binary(name)
 }
 
 /// The first executable `name` on PATH.
@@ -209,10 +204,7 @@ pub fn which(name: &str) -> Option<PathBuf> {
 }
 
 pub fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p)
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
+    peers_core::local_broker::is_executable(p)
 }
 
 /// Prints a value as pretty JSON on stdout.

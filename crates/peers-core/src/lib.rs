@@ -5,6 +5,7 @@
 //! * [`config`] — the one typed settings struct: defaults < `config.toml` < `PEERS_*` env.
 //! * [`paths`] — where state, config and the per-user secret live.
 //! * [`identity`] — machine id, host label, friendly names, git facts about a directory.
+//! * [`local_broker`] — finding `peers-broker` and starting it detached.
 //! * [`session`] — the session file `peers-mcp` writes and `peers-deliver` reads.
 //! * [`claude_settings`] — the hook set and MCP entry that plug peers into Claude Code.
 //! * [`client`] — the async HTTP client for the broker API.
@@ -13,6 +14,7 @@ pub mod claude_settings;
 pub mod client;
 pub mod config;
 pub mod identity;
+pub mod local_broker;
 pub mod paths;
 pub mod session;
 pub mod wire;
