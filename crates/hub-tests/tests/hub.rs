@@ -287,7 +287,7 @@ impl Reaper {
     fn new(dirs: &[&TestEnv]) -> Reaper {
         Reaper(
             dirs.iter()
-                .map(|e| format!("PEERS_STATE_DIR={}", e.state_dir.display()))
+                .map(|e| peers_testkit::state_dir_marker(e))
                 .collect(),
         )
     }
@@ -295,28 +295,7 @@ impl Reaper {
 
 impl Drop for Reaper {
     fn drop(&mut self) {
-        let me = std::process::id();
-        let Ok(procs) = std::fs::read_dir("/proc") else {
-            return;
-        };
-        for p in procs.flatten() {
-            let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-                continue;
-            };
-            if pid == me {
-                continue;
-            }
-            let Ok(environ) = std::fs::read(p.path().join("environ")) else {
-                continue;
-            };
-            if environ
-                .split(|&b| b == 0)
-                .any(|kv| self.0.iter().any(|d| kv == d.as_bytes()))
-            {
-                // SAFETY: kill(2) on a process this test started (it carries our state dir).
-                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-            }
-        }
+        peers_testkit::kill_processes_with_env(&self.0);
     }
 }
 

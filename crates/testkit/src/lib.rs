@@ -6,7 +6,7 @@
 //! them first (`cargo build --workspace --bins`). [`bin`] says so when one is missing.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -309,7 +309,36 @@ where
     }
 }
 
-/// Whether `path` exists (shorthand for tests).
-pub fn exists(path: &Path) -> bool {
-    path.exists()
+/// The environment entry that marks every process started in a [`TestEnv`].
+pub fn state_dir_marker(env: &TestEnv) -> String {
+    format!("PEERS_STATE_DIR={}", env.state_dir.display())
+}
+
+/// SIGKILLs every process (but this one) whose environment holds one of `entries`
+/// (`KEY=value`, e.g. [`state_dir_marker`]): what a failing test left behind, including
+/// grandchildren no [`ChildGuard`] knows about, such as a broker a `peers-mcp` started.
+/// Linux only (reads `/proc/<pid>/environ`); elsewhere it does nothing.
+pub fn kill_processes_with_env(entries: &[String]) {
+    let me = std::process::id();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(p.path().join("environ")) else {
+            continue;
+        };
+        if environ
+            .split(|&b| b == 0)
+            .any(|kv| entries.iter().any(|e| kv == e.as_bytes()))
+        {
+            // SAFETY: kill(2) on a process that carries this test's own marker.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
+    }
 }

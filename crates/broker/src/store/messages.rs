@@ -306,40 +306,27 @@ pub async fn ack(
     ids: Option<&[i64]>,
     now: i64,
 ) -> Result<(u64, u64), StoreError> {
-    let delivered = match ids {
-        None => sqlx::query(
-            "UPDATE messages SET state = 'delivered', delivered_ms = ?, delivered_via = ?, \
-             lease_id = NULL, lease_expires_ms = NULL \
-             WHERE lease_id = ? AND to_peer = ? AND state IN ('leased','queued')",
-        )
-        .bind(now)
-        .bind(via)
-        .bind(lease_id)
-        .bind(peer_id)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected(),
-        Some(ids) => {
-            let mut n = 0;
-            for id in ids {
-                n += sqlx::query(
-                    "UPDATE messages SET state = 'delivered', delivered_ms = ?, delivered_via = ?, \
-                     lease_id = NULL, lease_expires_ms = NULL \
-                     WHERE id = ? AND lease_id = ? AND to_peer = ? \
-                     AND state IN ('leased','queued')",
-                )
-                .bind(now)
-                .bind(via)
-                .bind(id)
-                .bind(lease_id)
-                .bind(peer_id)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
-            }
-            n
+    let mut q = sqlx::QueryBuilder::new(
+        "UPDATE messages SET state = 'delivered', lease_id = NULL, lease_expires_ms = NULL, \
+         delivered_ms = ",
+    );
+    q.push_bind(now)
+        .push(", delivered_via = ")
+        .push_bind(via)
+        .push(" WHERE lease_id = ")
+        .push_bind(lease_id)
+        .push(" AND to_peer = ")
+        .push_bind(peer_id)
+        .push(" AND state IN ('leased','queued')");
+    if let Some(ids) = ids {
+        // An empty list delivers nothing (and releases the whole lease below).
+        q.push(" AND id IN (NULL");
+        for id in ids {
+            q.push(", ").push_bind(*id);
         }
-    };
+        q.push(")");
+    }
+    let delivered = q.build().execute(&mut *conn).await?.rows_affected();
     let released = sqlx::query(
         "UPDATE messages SET state = 'queued', lease_id = NULL, lease_expires_ms = NULL \
          WHERE lease_id = ? AND to_peer = ? AND state = 'leased'",

@@ -206,7 +206,7 @@ pub struct Reaper(pub String, pub PathBuf);
 impl Reaper {
     pub fn new(env: &TestEnv) -> Reaper {
         Reaper(
-            format!("PEERS_STATE_DIR={}", env.state_dir.display()),
+            peers_testkit::state_dir_marker(env),
             env.state_dir.join("logs"),
         )
     }
@@ -224,25 +224,7 @@ impl Reaper {
     }
 
     pub fn kill_all(&self) {
-        let me = std::process::id();
-        let Ok(procs) = std::fs::read_dir("/proc") else {
-            return;
-        };
-        for p in procs.flatten() {
-            let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-                continue;
-            };
-            if pid == me {
-                continue;
-            }
-            let Ok(environ) = std::fs::read(p.path().join("environ")) else {
-                continue;
-            };
-            if environ.split(|&b| b == 0).any(|kv| kv == self.0.as_bytes()) {
-                // SAFETY: kill(2) on a pid of a process this test started.
-                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-            }
-        }
+        peers_testkit::kill_processes_with_env(std::slice::from_ref(&self.0));
     }
 }
 
