@@ -388,6 +388,7 @@ async fn send(
         status: MessageState::Queued,
         recipient_alive: to.alive(),
         recipient_last_seen_ms: to.last_seen_ms,
+        recipient_can_wake: false,
     }))
 }
 

@@ -228,6 +228,11 @@ pub struct SendResponse {
     /// Whether the recipient's session is running right now.
     pub recipient_alive: bool,
     pub recipient_last_seen_ms: i64,
+    /// Whether an idle-session waiter (`peers-deliver --wait`) is armed for the recipient
+    /// right now, so the mail can wake it when idle. `false`: it waits for the recipient's
+    /// next hook event (a headless run, another agent without a wake path, or no session).
+    #[serde(default)]
+    pub recipient_can_wake: bool,
 }
 
 /// Where a message is in its life. Senders see `queued` for leased mail: a lease is an
@@ -285,7 +290,14 @@ pub struct MessageStatus {
     /// Ids of messages sent in reply to this one.
     pub replies: Vec<i64>,
     pub recipient_alive: bool,
+    /// See [`SendResponse::recipient_can_wake`].
+    #[serde(default)]
+    pub recipient_can_wake: bool,
     pub bytes: u64,
+    /// The body, for callers allowed to read it (the human, the sender, the recipient) when
+    /// asked for with `?body=true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
 }
 
 /// `POST /v1/inbox/claim` (auth: peer token).
@@ -432,6 +444,10 @@ pub struct Notice {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_id: Option<String>,
     pub text: String,
+    /// Who raised it: `broker` for notices the broker raises itself (`loop_budget`, storage
+    /// faults), else the posting peer's `name@host`, or `you` for the human.
+    #[serde(default)]
+    pub author: String,
 }
 
 /// `POST /v1/notices` (auth: a peer token — the notice is about that peer — or the user

@@ -677,7 +677,9 @@ mod tests {
             reply_to: None,
             replies: vec![],
             recipient_alive: false,
+            recipient_can_wake: false,
             bytes: 2,
+            body: None,
         };
         let t = format_status(&m, 1000);
         assert!(

@@ -106,7 +106,9 @@ impl MessageRow {
             reply_to: self.reply_to,
             replies,
             recipient_alive,
+            recipient_can_wake: false,
             bytes: self.body.len() as u64,
+            body: None,
         }
     }
 }
@@ -594,6 +596,7 @@ pub async fn notices(
                 kind,
                 peer_id,
                 text,
+                author: String::new(),
             },
         )
         .collect())
