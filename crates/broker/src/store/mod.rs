@@ -10,6 +10,7 @@
 
 pub mod messages;
 pub mod peers;
+pub mod preload;
 
 use std::path::Path;
 use std::str::FromStr;
