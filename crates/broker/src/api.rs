@@ -810,3 +810,41 @@ async fn shutdown(
         shutting_down: true,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::host_allowed;
+
+    #[test]
+    fn hosts_that_name_this_broker() {
+        let local = "127.0.0.1".parse().unwrap();
+        let hub = "10.0.0.2".parse().unwrap();
+        let any = "0.0.0.0".parse().unwrap();
+        let names = vec!["hub.example".to_string()];
+        for h in [
+            "127.0.0.1:7900",
+            "127.9.9.9",
+            "localhost:1",
+            "LocalHost.",
+            "[::1]:7900",
+        ] {
+            assert!(host_allowed(h, local, &[]), "{h}");
+            assert!(host_allowed(h, hub, &[]), "{h}");
+        }
+        assert!(host_allowed("10.0.0.2:7900", hub, &[]));
+        assert!(!host_allowed("10.0.0.2:7900", local, &[]));
+        assert!(host_allowed("192.168.1.5:7900", any, &[]));
+        assert!(host_allowed("HUB.example:7900", hub, &names));
+        for h in [
+            "",
+            "evil.example",
+            "hub.example.evil",
+            "localhost.evil.example",
+            "::1",
+            "[::1]x",
+            "127.0.0.1:http",
+        ] {
+            assert!(!host_allowed(h, any, &names), "{h}");
+        }
+    }
+}

@@ -108,3 +108,21 @@ impl From<StoreError> for ApiError {
 }
 
 pub type ApiResult<T> = Result<Json<T>, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_name_an_id_never_the_database_text() {
+        let e = StoreError::Db(sqlx::Error::Protocol(
+            "SQLITE_CORRUPT: secret table layout".into(),
+        ));
+        let api = ApiError::from(e);
+        assert_eq!(api.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(api.code, ErrorCode::Internal);
+        assert!(api.message.contains("error id"), "{}", api.message);
+        assert!(!api.message.contains("SQLITE"), "{}", api.message);
+        assert!(!api.message.contains("secret"), "{}", api.message);
+    }
+}

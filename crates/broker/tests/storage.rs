@@ -60,7 +60,7 @@ fn broker_log(env: &TestEnv) -> String {
 #[tokio::test]
 async fn a_database_deleted_under_the_broker_is_storage_lost_not_200() {
     let env = TestEnv::new();
-    let _broker = BrokerProcess::start(&env).await;
+    let mut broker = BrokerProcess::start(&env).await;
     let a = register(&env, "/w/a").await;
     let (status, _) = raw_send(&env, "a", "before").await;
     assert_eq!(status, 200);
@@ -92,6 +92,18 @@ async fn a_database_deleted_under_the_broker_is_storage_lost_not_200() {
         broker_log(&env).contains("storage_lost").then_some(())
     })
     .await;
+    assert!(!env.user_client().health().await.unwrap().ok);
+
+    // A restart starts with an empty database, and says so.
+    assert!(broker.terminate(), "broker exits on SIGTERM");
+    let _broker = BrokerProcess::start(&env).await;
+    let notices = env.user_client().notices().await.unwrap().notices;
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.kind == "storage_new" && n.author == "broker"),
+        "{notices:?}"
+    );
 }
 
 #[tokio::test]
