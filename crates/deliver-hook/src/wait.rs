@@ -154,8 +154,8 @@ async fn wait_loop(cfg: &Config, mut session: SessionFile) -> i32 {
             Err(e) => {
                 debug(|| format!("wait failed: {e}"));
                 if !e.is_unreachable() {
-                    let auth =
-                        matches!(e.status(), Some(401 | 403)) || e.code() == Some("unknown_peer");
+                    let auth = matches!(e.status(), Some(401 | 403))
+                        || e.code() == Some(peers_core::wire::ErrorCode::UnknownPeer);
                     auth_failures += 1;
                     // A stale token is fixed when peers-mcp re-registers; anything else (or a
                     // token that stays bad) ends the wait.

@@ -400,7 +400,9 @@ pub fn show(a: ShowArgs) -> Result<()> {
         .rt
         .block_on(client.message_status(id))
         .map_err(|e| match e.code() {
-            Some("not_found") => anyhow!("no message #{id}: `peers log` lists the messages"),
+            Some(peers_core::wire::ErrorCode::NotFound) => {
+                anyhow!("no message #{id}: `peers log` lists the messages")
+            }
             _ => ctx.explain(e),
         })?;
     if a.json {

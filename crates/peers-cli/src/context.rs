@@ -98,11 +98,11 @@ pub fn explain(cfg: &Config, e: ClientError) -> anyhow::Error {
         return not_running(cfg);
     }
     match e.code() {
-        Some("unauthorized") if cfg.is_remote() => anyhow!(
+        Some(peers_core::wire::ErrorCode::Unauthorized) if cfg.is_remote() => anyhow!(
             "the hub refused the token: {e}\nSet the hub's token as `token` in {} (or PEERS_TOKEN)",
             cfg.config_file.display()
         ),
-        Some("unauthorized") => anyhow!(
+        Some(peers_core::wire::ErrorCode::Unauthorized) => anyhow!(
             "the broker refused the secret in {}: {e}\nThe broker at {} was probably started with \
              another state dir; restart it with `peers broker stop` and `peers broker start`",
             peers_core::paths::secret_file(&cfg.state_dir).display(),

@@ -27,7 +27,7 @@ pub enum ClientError {
     #[error("{message}")]
     Api {
         status: u16,
-        code: String,
+        code: ErrorCode,
         message: String,
     },
     /// The broker answered, but not with what the API promises.
@@ -39,10 +39,11 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// The error code of an API error (`unknown_peer`, `unauthorized`, …).
-    pub fn code(&self) -> Option<&str> {
+    /// The error code of an API error ([`ErrorCode::UnknownPeer`], …): match on this, not
+    /// on the message.
+    pub fn code(&self) -> Option<ErrorCode> {
         match self {
-            ClientError::Api { code, .. } => Some(code),
+            ClientError::Api { code, .. } => Some(*code),
             _ => None,
         }
     }

@@ -559,19 +559,22 @@ pub async fn lineage(pool: &SqlitePool, peer_id: &str) -> Result<Vec<String>, St
     Ok(ids)
 }
 
-/// Records a notice for the human (runs in the writer).
+/// Records a notice for the human (runs in the writer). `author`: `broker`, the posting
+/// peer's `name@host`, or `you`.
 pub async fn add_notice(
     conn: &mut SqliteConnection,
     kind: &str,
     peer_id: Option<&str>,
     text: &str,
+    author: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO notices (at_ms, kind, peer_id, text) VALUES (?,?,?,?)")
+    sqlx::query("INSERT INTO notices (at_ms, kind, peer_id, text, author) VALUES (?,?,?,?,?)")
         .bind(now)
         .bind(kind)
         .bind(peer_id)
         .bind(text)
+        .bind(author)
         .execute(&mut *conn)
         .await?;
     Ok(())
@@ -581,8 +584,8 @@ pub async fn notices(
     pool: &SqlitePool,
     limit: u32,
 ) -> Result<Vec<peers_core::wire::Notice>, StoreError> {
-    let rows: Vec<(i64, i64, String, Option<String>, String)> = sqlx::query_as(
-        "SELECT id, at_ms, kind, peer_id, text FROM notices ORDER BY id DESC LIMIT ?",
+    let rows: Vec<(i64, i64, String, Option<String>, String, String)> = sqlx::query_as(
+        "SELECT id, at_ms, kind, peer_id, text, author FROM notices ORDER BY id DESC LIMIT ?",
     )
     .bind(limit as i64)
     .fetch_all(pool)
@@ -590,13 +593,13 @@ pub async fn notices(
     Ok(rows
         .into_iter()
         .map(
-            |(id, at_ms, kind, peer_id, text)| peers_core::wire::Notice {
+            |(id, at_ms, kind, peer_id, text, author)| peers_core::wire::Notice {
                 id,
                 at_ms,
                 kind,
                 peer_id,
                 text,
-                author: String::new(),
+                author,
             },
         )
         .collect())
