@@ -52,10 +52,7 @@ pub async fn once(state: &AppState) -> Result<(), StoreError> {
             Box::pin(async move {
                 let marked = peers::mark_gone(c, &ids, now).await?;
                 let swept = messages::sweep(c, now).await?;
-                sqlx::query("DELETE FROM budget_spend WHERE at_ms < ?")
-                    .bind(now - window)
-                    .execute(&mut *c)
-                    .await?;
+                messages::forget_budget_spend_before(c, now - window).await?;
                 Ok((marked, swept))
             })
         })

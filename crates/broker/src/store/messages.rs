@@ -341,6 +341,18 @@ pub async fn ack(
     Ok((delivered, released))
 }
 
+/// Drops loop-budget spending older than `before` (the sweep: it no longer counts).
+pub async fn forget_budget_spend_before(
+    conn: &mut SqliteConnection,
+    before: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM budget_spend WHERE at_ms < ?")
+        .bind(before)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// Returns lapsed leases to the queue and expires mail past its TTL (runs in the writer).
 /// A lapsed lease keeps its id, so a late ack of mail that was in fact shown still counts.
 pub async fn sweep(conn: &mut SqliteConnection, now: i64) -> Result<(u64, u64), StoreError> {
