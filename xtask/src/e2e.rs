@@ -94,7 +94,7 @@ pub fn run(args: &[String]) -> Result<()> {
     }
 
     println!();
-    println!("end-to-end results (Claude Code {}):", claude::VERSION);
+    println!("end-to-end results (Claude Code {}):", claude::version());
     println!("{:<56} {:<8} {:>8}  latency", "scenario", "result", "time");
     let mut failed = 0;
     for r in &results {
