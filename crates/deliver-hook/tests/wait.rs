@@ -218,7 +218,7 @@ async fn the_loop_budget_stops_stop_blocks_and_wakes_then_mail_waits() {
     for i in 0..budget {
         let id = h.send(&format!("ping {i}")).await;
         let r = h.run(STOP);
-        assert_eq!(r.json()["decision"], "block");
+        assert_eq!(r.json()["hookSpecificOutput"]["hookEventName"], "Stop");
         assert_eq!(stdout_ids(&r.stdout), vec![id]);
     }
     let id = h.send("one too many").await;
@@ -260,9 +260,15 @@ async fn consecutive_stop_blocks_stay_under_claude_codes_cap() {
     // twice in a row and then lets the turn end (a third block might be ignored, and its mail
     // with it).
     h.send("a").await;
-    assert_eq!(run_stop(STOP).json()["decision"], "block");
+    assert_eq!(
+        run_stop(STOP).json()["hookSpecificOutput"]["hookEventName"],
+        "Stop"
+    );
     h.send("b").await;
-    assert_eq!(run_stop(STOP_ACTIVE).json()["decision"], "block");
+    assert_eq!(
+        run_stop(STOP_ACTIVE).json()["hookSpecificOutput"]["hookEventName"],
+        "Stop"
+    );
     let c = h.send("c").await;
     let r = run_stop(STOP_ACTIVE);
     assert_eq!(r.stdout, "", "third block in a row is not made");

@@ -233,7 +233,13 @@ fn s2_stop_hook_shows_mail_and_reply_comes_back() {
     let stop = first_with(&b_api, body)
         .unwrap_or_else(|| panic!("beta never saw the mail\n{}", b_api.transcript()));
     let t = stop.latest_text();
-    assert!(t.contains("Stop hook feedback"), "not Stop feedback:\n{t}");
+    assert!(
+        t.contains("Stop hook additional context"),
+        "not Stop additional context:\n{t}"
+    );
+    // Once, not twice: no "blocking error" copy (the form of `{"decision":"block"}`).
+    assert!(!t.contains("Stop hook blocking error"), "{t}");
+    assert_eq!(t.matches(body).count(), 1, "{t}");
     assert_eq!(w.status(id).delivered_via.as_deref(), Some("Stop"));
 
     // B's reply carries reply_to; A was shown it with the link back.
