@@ -955,3 +955,64 @@ fn s9_plugin_route_reply_hint_names_a_tool_that_exists() {
     );
     w.assert_no_hook_errors(&api);
 }
+
+/// 10. Mail that arrives as an interactive session ends its turn: the Stop hook continues the
+///     turn with it (`additionalContext`), the model is shown it once, and the human's screen
+///     shows it as hook text — not "Stop hook reported a problem".
+#[test]
+fn s10_stop_delivery_does_not_look_like_an_error() {
+    let _serial = serial();
+    let Some(w) = World::new("s10_stop_delivery_does_not_look_like_an_error", &[]) else {
+        return;
+    };
+    let body = "s10: the staging deploy is done";
+    let at_end = Gate::new();
+    let sent = Gate::new();
+    let api = FakeApi::start(
+        "web",
+        vec![
+            {
+                let (at_end, sent) = (at_end.clone(), sent.clone());
+                Step::dynamic(move |_| {
+                    at_end.open();
+                    sent.wait(WAIT);
+                    Reply::text("web is finishing its turn")
+                })
+            },
+            Step::text("web read the Stop mail"),
+        ],
+    );
+    let mut s = Interactive::start(&w.spec("web", "web", &api)).unwrap();
+    s.submit("do the work").unwrap();
+    assert!(at_end.wait(WAIT), "the turn never ran:\n{}", s.screen());
+    let (msg, _) = w.send_as_user("web", body);
+    sent.open();
+    let got = api
+        .wait_for_text(WAIT, body)
+        .unwrap_or_else(|| panic!("the mail never reached the model:\n{}", api.transcript()));
+    let t = got.latest_text();
+    assert!(t.contains("Stop hook additional context"), "{t}");
+    assert!(!t.contains("blocking error"), "{t}");
+    assert_eq!(t.matches(body).count(), 1, "{t}");
+    assert_eq!(
+        w.status(msg.message_id).delivered_via.as_deref(),
+        Some("Stop")
+    );
+    api.wait_for(WAIT, |r| {
+        r.reply == Some(Reply::text("web read the Stop mail"))
+    })
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let screen = s.scrollback(300);
+    eprintln!("[s10] the human's screen:\n{screen}");
+    assert!(screen.contains("Stop hook says"), "{screen}");
+    assert!(
+        screen.contains(body),
+        "the human cannot read the mail:\n{screen}"
+    );
+    for bad in ["reported a problem", "stop hook problem", "Stop hook error"] {
+        assert!(!screen.contains(bad), "the screen says {bad:?}:\n{screen}");
+    }
+    w.assert_no_hook_errors(&api);
+    s.stop();
+}
