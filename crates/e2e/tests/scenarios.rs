@@ -1,4 +1,4 @@
-//! The six end-to-end scenarios of the harness issue: real Claude Code sessions, the real
+//! The end-to-end scenarios (the six of the harness issue, then issue 10's): real Claude Code sessions, the real
 //! `peers-mcp`, `peers-deliver` and `peers-broker`, scripted models. Each asserts on what the
 //! models were shown (the recorded API requests) and prints its measured latency as an
 //! `E2E-LATENCY` line for `cargo xtask e2e`.
