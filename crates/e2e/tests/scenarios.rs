@@ -1,5 +1,5 @@
-//! The end-to-end scenarios (the six of the harness issue, then issue 10's): real Claude Code sessions, the real
-//! `peers-mcp`, `peers-deliver` and `peers-broker`, scripted models. Each asserts on what the
+//! The end-to-end scenarios (s1–s6 of the harness issue, s7–s10 of issue 10): real Claude Code
+//! sessions, the real `peers-mcp`, `peers-deliver` and `peers-broker`, scripted models. Each asserts on what the
 //! models were shown (the recorded API requests) and prints its measured latency as an
 //! `E2E-LATENCY` line for `cargo xtask e2e`.
 //!
