@@ -1,7 +1,7 @@
 //! The end-to-end scenarios (s1–s6 of the harness issue, s7–s10 of issue 10): real Claude Code
-//! sessions, the real `peers-mcp`, `peers-deliver` and `peers-broker`, scripted models. Each asserts on what the
-//! models were shown (the recorded API requests) and prints its measured latency as an
-//! `E2E-LATENCY` line for `cargo xtask e2e`.
+//! sessions, the real `peers-mcp`, `peers-deliver` and `peers-broker`, scripted models. Each
+//! asserts on what the models were shown (the recorded API requests) and prints its measured
+//! latency as an `E2E-LATENCY` line for `cargo xtask e2e`.
 //!
 //! Run one at a time (they take a lock); each is bounded by generous deadlines.
 
