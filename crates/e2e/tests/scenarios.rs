@@ -1016,3 +1016,60 @@ fn s10_stop_delivery_does_not_look_like_an_error() {
     w.assert_no_hook_errors(&api);
     s.stop();
 }
+
+/// 7b. The sender is told honestly whether the recipient can be woken: a fresh interactive
+///     session has its SessionStart waiter armed (`recipient_can_wake: true`, and the wake
+///     follows); a headless run arms none (`false`: the mail waits for its next hook event).
+///     Needs the broker branch, which fills `recipient_can_wake` from its waiters (on main
+///     the field is always `false`).
+#[test]
+fn s7_the_sender_is_told_whether_the_recipient_can_be_woken() {
+    let _serial = serial();
+    let Some(w) = World::new(
+        "s7_the_sender_is_told_whether_the_recipient_can_be_woken",
+        &[],
+    ) else {
+        return;
+    };
+    let fresh_body = "s7b: for the fresh session";
+    let web_api = FakeApi::start("web", vec![Step::text("web read it")]);
+    let mut web = Interactive::start(&w.spec("web", "web", &web_api)).unwrap();
+    w.wait_session_file(web.pid(), WAIT);
+    // The waiter finds the file within 50 ms and starts its long poll.
+    std::thread::sleep(Duration::from_secs(1));
+    let (fresh, _) = w.send_as_user("web", fresh_body);
+    web_api
+        .wait_for_text(Duration::from_secs(20), fresh_body)
+        .unwrap_or_else(|| panic!("never woken:\n{}", web.screen()));
+    web.stop();
+
+    let cli_body = "s7b: for the headless run";
+    let gate = Gate::new();
+    let cli_api = FakeApi::start(
+        "cli",
+        vec![
+            Step::after(&gate, WAIT, Reply::bash("echo cli-working")),
+            Step::text("cli done"),
+        ],
+    );
+    let mut cli = Headless::start(&w.spec("cli", "cli", &cli_api), "work").unwrap();
+    w.wait_peer("cli", true, WAIT);
+    cli_api
+        .wait_for(WAIT, |r| r.main_loop)
+        .expect("first request");
+    let (headless, _) = w.send_as_user("cli", cli_body);
+    gate.open();
+    assert_ran("cli", &cli.wait(RUN).unwrap(), &cli_api);
+    assert_eq!(
+        w.status(headless.message_id).delivered_via.as_deref(),
+        Some("PostToolUse")
+    );
+    assert!(
+        fresh.recipient_can_wake,
+        "a fresh interactive session has a waiter, but the send said it cannot be woken: {fresh:?}"
+    );
+    assert!(
+        !headless.recipient_can_wake,
+        "a headless run has no waiter, but the send said it can be woken: {headless:?}"
+    );
+}
