@@ -51,8 +51,14 @@ pub fn should_wait(attended_env: Option<&str>, wait_headless: bool) -> bool {
 
 pub fn run() -> i32 {
     // Read the hook JSON in any case, so Claude Code's write never fails; only the event
-    // matters here.
-    let at_start = crate::read_input().and_then(|i| i.event()) == Some(Event::SessionStart);
+    // (and its source) matters here.
+    let input = crate::read_input();
+    let at_start = input.as_ref().and_then(|i| i.event()) == Some(Event::SessionStart);
+    if at_start && input.as_ref().and_then(|i| i.source.as_deref()) == Some("compact") {
+        // A compaction happens inside a turn: that turn's Stop arms the next waiter.
+        debug(|| "SessionStart after a compaction: not waiting".into());
+        return 0;
+    }
     let cfg = match Config::load() {
         Ok(c) => c,
         Err(e) => {

@@ -347,6 +347,17 @@ async fn the_stop_waiter_supersedes_the_session_start_waiter() {
     assert_eq!((code, shown_ids(&stderr)), (Some(2), vec![id]));
 }
 
+/// A SessionStart after a compaction comes inside a running turn: no waiter (the turn's Stop
+/// arms one).
+#[tokio::test]
+async fn no_waiter_after_a_compaction() {
+    let h = Harness::start(&[]).await;
+    let compact = SESSION_START.replace("\"startup\"", "\"compact\"");
+    let mut w = start_waiter_on(&h, &compact, &[]);
+    assert!(exited_within(&mut w, Duration::from_secs(2)));
+    assert_eq!(finish(w), (Some(0), String::new(), String::new()));
+}
+
 /// Headless (`-p`) runs arm nothing at SessionStart either: the waiter exits at once.
 #[tokio::test]
 async fn a_headless_session_start_arms_no_waiter() {
