@@ -1,7 +1,7 @@
 //! The pinned Claude Code CLI used by the end-to-end tests, installed from npm into
 //! `target/claude-code/`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Result, bail};
@@ -59,7 +59,8 @@ pub fn ensure() -> Result<PathBuf> {
     Ok(bin)
 }
 
-fn installed_version(bin: &PathBuf) -> Option<String> {
+/// What `claude --version` says (`2.1.332`), if it runs.
+pub fn installed_version(bin: &Path) -> Option<String> {
     let out = Command::new(bin).arg("--version").output().ok()?;
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
