@@ -28,8 +28,9 @@ pub const TOOLS: &[&str] = &[
 ];
 
 /// The six peers tools as a user-scope MCP server `peers` names them.
-// TODO(lead): use `peers_core::claude_settings::allowed_tools("mcp__peers__")` once the cli
-// branch (which adds it) is merged.
+// TODO(lead): once the cli branch is merged, replace this list (and its uses) with
+// `peers_core::claude_settings::allowed_tools(claude_settings::MCP_TOOL_PREFIX)`, and in s9
+// add `allowed_tools(claude_settings::PLUGIN_TOOL_PREFIX)` instead of the `replace` there.
 pub const PEERS_TOOLS: &[&str] = &[
     "mcp__peers__whoami",
     "mcp__peers__list_peers",
