@@ -401,6 +401,13 @@ impl Interactive {
             .unwrap_or_default()
     }
 
+    /// The screen and up to `lines` lines of scrollback above it.
+    pub fn scrollback(&self, lines: u32) -> String {
+        let start = format!("-{lines}");
+        self.tmux_out(&["capture-pane", "-p", "-t", "main", "-S", &start])
+            .unwrap_or_default()
+    }
+
     /// Sends tmux key names (`Up`, `Enter`, `C-c`) or literal text (`-l`).
     pub fn keys(&self, keys: &[&str]) -> Result<()> {
         let mut args = vec!["send-keys", "-t", "main"];

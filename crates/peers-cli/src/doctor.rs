@@ -333,11 +333,16 @@ fn hooks(r: &mut Report) {
             missing_events.push(ev.to_string());
         }
     }
-    if !found
-        .iter()
-        .any(|(_, e, c)| e == "Stop" && c.contains("--wait"))
-    {
-        missing_events.push("Stop (--wait, wakes idle sessions)".into());
+    for (ev, what) in [
+        ("SessionStart", "wakes sessions that never had a turn"),
+        ("Stop", "wakes idle sessions"),
+    ] {
+        if !found
+            .iter()
+            .any(|(_, e, c)| e == ev && c.contains("--wait"))
+        {
+            missing_events.push(format!("{ev} (--wait, {what})"));
+        }
     }
     let mut bad = Vec::new();
     for (path, ev, cmd) in &found {

@@ -781,10 +781,11 @@ mod tests {
         let keys: Vec<&String> = merged.as_object().unwrap().keys().collect();
         assert_eq!(keys, ["model", "hooks", "zeta"]);
         assert!(merge_hooks(&merged, &ours).unwrap().is_none());
-        assert_eq!(our_hooks(&merged).len(), 5);
+        // Four events, plus the waiter on SessionStart and on Stop.
+        assert_eq!(our_hooks(&merged).len(), 6);
 
         let mut back = merged.clone();
-        assert_eq!(strip_hooks(&mut back, true), 5);
+        assert_eq!(strip_hooks(&mut back, true), 6);
         assert_eq!(back, orig);
     }
 

@@ -28,7 +28,9 @@ pub fn shell_quote(s: &str) -> String {
 }
 
 /// The `"hooks"` object: `peers-deliver` on SessionStart, UserPromptSubmit, PostToolUse and
-/// Stop, plus `peers-deliver --wait` as an asyncRewake Stop hook that wakes idle sessions.
+/// Stop, plus `peers-deliver --wait` as an asyncRewake hook on SessionStart (a session that
+/// never finished a turn is woken too) and on Stop (each idle spell gets a fresh waiter,
+/// which supersedes the one before).
 pub fn hooks(deliver_bin: &Path) -> Value {
     hooks_for_command(&shell_quote(&deliver_bin.to_string_lossy()))
 }
@@ -44,7 +46,7 @@ pub fn hooks_for_command(cmd: &str) -> Value {
         "timeout": WAIT_HOOK_TIMEOUT_SECS,
     });
     json!({
-        "SessionStart": [{"hooks": [plain.clone()]}],
+        "SessionStart": [{"hooks": [plain.clone(), wait.clone()]}],
         "UserPromptSubmit": [{"hooks": [plain.clone()]}],
         "PostToolUse": [{"matcher": "*", "hooks": [plain.clone()]}],
         "Stop": [{"hooks": [plain, wait]}],
@@ -79,11 +81,16 @@ mod tests {
                 "{ev}"
             );
         }
-        assert_eq!(h["Stop"][0]["hooks"][1]["asyncRewake"], true);
-        assert_eq!(
-            h["Stop"][0]["hooks"][1]["command"],
-            "/opt/peers/bin/peers-deliver --wait"
-        );
+        for ev in ["SessionStart", "Stop"] {
+            assert_eq!(h[ev][0]["hooks"][1]["asyncRewake"], true, "{ev}");
+            assert_eq!(
+                h[ev][0]["hooks"][1]["command"], "/opt/peers/bin/peers-deliver --wait",
+                "{ev}"
+            );
+        }
+        for ev in ["UserPromptSubmit", "PostToolUse"] {
+            assert_eq!(h[ev][0]["hooks"].as_array().map(Vec::len), Some(1), "{ev}");
+        }
     }
 
     #[test]
