@@ -150,11 +150,6 @@ fn test_executables() -> Result<Vec<PathBuf>> {
         }
         if let Some(exe) = json_string_after(line, "\"executable\":\"") {
             let p = PathBuf::from(exe);
-            // The library's own unit tests are plain `cargo test` material, not scenarios.
-            let file = p.file_name().map(|f| f.to_string_lossy().into_owned());
-            if file.is_some_and(|f| f.starts_with("peers_e2e-")) {
-                continue;
-            }
             if !exes.contains(&p) {
                 exes.push(p);
             }

@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use peers_e2e::{FakeApi, Interactive, Reply, SessionSpec, Step, claude_or_skip, serial};
+use peers_testkit::claude::{
+    FakeApi, Interactive, Reply, SessionSpec, Step, claude_or_skip, serial,
+};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -92,7 +94,7 @@ fn session_start_async_rewake_wakes_a_never_prompted_session() {
         woke.latest_text()
     );
     s.stop();
-    peers_e2e::report_latency("client", "session_start_rewake", latency);
+    peers_testkit::claude::report_latency("client", "session_start_rewake", latency);
     assert!(
         latency < Duration::from_secs(2),
         "woken only after {latency:?}"
@@ -330,7 +332,7 @@ fn stop_additional_context_streak() {
     for (i, t) in shown.iter().enumerate() {
         eprintln!(
             "--- request {i} ---\n{}",
-            peers_e2e::shown::truncate(t, 400)
+            peers_testkit::claude::shown::truncate(t, 400)
         );
     }
     s.stop();

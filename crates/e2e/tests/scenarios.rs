@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{RUN, WAIT, World};
-use peers_e2e::shown::{self, last_number_after, reply_hints};
-use peers_e2e::{
+use peers_testkit::claude::shown::{self, last_number_after, reply_hints};
+use peers_testkit::claude::{
     FakeApi, Gate, Headless, Interactive, Recorded, Reply, Step, report_latency, serial,
 };
 use serde_json::json;
@@ -32,7 +32,7 @@ fn sent_id(text: &str) -> Option<i64> {
 }
 
 /// Checks a finished headless run and prints its output on failure.
-fn assert_ran(label: &str, out: &peers_e2e::RunOutput, api: &FakeApi) {
+fn assert_ran(label: &str, out: &peers_testkit::claude::RunOutput, api: &FakeApi) {
     api.dump_if_asked();
     assert!(
         out.status.is_some_and(|s| s.success()),
@@ -434,7 +434,7 @@ fn s5_loop_budget_stops_endless_replies() {
                 text: Some(format!("{who} answers")),
                 tools: hints
                     .iter()
-                    .map(|h| peers_e2e::ToolCall {
+                    .map(|h| peers_testkit::claude::ToolCall {
                         name: SEND.into(),
                         input: json!({"to": h.to, "reply_to": h.reply_to,
                                       "message": format!("{who} reply {k}")}),

@@ -5,6 +5,7 @@
 //! Binaries of other packages are not built by `cargo test -p X`; `cargo xtask test` builds
 //! them first (`cargo build --workspace --bins`). [`bin`] says so when one is missing.
 
+pub mod claude;
 pub mod netns;
 
 use std::collections::BTreeMap;

@@ -13,7 +13,7 @@ use peers_core::wire::{
     ClaimRequest, InboxMessage, ListPeersQuery, MessageStatus, NoticeList, PeerInfo,
     RegisterRequest, Scope, SendRequest, SendResponse,
 };
-use peers_e2e::{FakeApi, SessionSpec, claude_or_skip};
+use peers_testkit::claude::{FakeApi, SessionSpec, claude_or_skip};
 use peers_testkit::{BrokerProcess, ChildGuard, TestEnv};
 
 /// The peers tools and Bash, for `--allowedTools`.
@@ -141,7 +141,7 @@ impl World {
         api: &FakeApi,
         allowed: &[&str],
     ) -> SessionSpec {
-        let root = peers_e2e::driver::workspace_root();
+        let root = peers_testkit::claude::driver::workspace_root();
         let plugin = self.env.dir.path().join("plugin");
         if !plugin.exists() {
             for rel in [
@@ -353,7 +353,7 @@ impl World {
     /// The hook must never make its errors visible to the model.
     pub fn assert_no_hook_errors(&self, api: &FakeApi) {
         for r in api.main_requests() {
-            let t = peers_e2e::shown::messages_text(&r.body);
+            let t = peers_testkit::claude::shown::messages_text(&r.body);
             for bad in [
                 "hook error",
                 "Hook error",
@@ -365,7 +365,7 @@ impl World {
                     "[{}] the model was shown a hook error ({bad:?}) in request #{}:\n{}",
                     api.label(),
                     r.seq,
-                    peers_e2e::shown::truncate(&t, 4000)
+                    peers_testkit::claude::shown::truncate(&t, 4000)
                 );
             }
         }

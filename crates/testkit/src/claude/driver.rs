@@ -1,4 +1,4 @@
-//! Starts the real Claude Code CLI against a [`FakeApi`](crate::FakeApi): headless (`-p`) as a
+//! Starts the real Claude Code CLI against a [`FakeApi`](crate::claude::FakeApi): headless (`-p`) as a
 //! child process, interactive under a private tmux server. Everything is stopped on drop.
 
 use std::os::unix::process::CommandExt;
