@@ -51,10 +51,11 @@ enum Command {
     /// Make this machine the hub of your peers network (`peers hub init --bind ADDR`).
     #[command(subcommand)]
     Hub(hub::HubCommand),
-    /// Plug peers into Claude Code: register the MCP server and merge the hooks.
+    /// Plug peers into Claude Code: register the MCP server, merge the hooks, and allow the
+    /// peers tools to run without a permission prompt.
     Install(InstallArgs),
     /// Remove exactly what `peers install` added.
-    Uninstall(InstallArgs),
+    Uninstall(UninstallArgs),
     /// Check every link of the chain and say how to fix what is broken.
     Doctor(JsonArg),
     /// A ten-second demonstration with two simulated sessions; no Claude Code needed.
@@ -182,6 +183,20 @@ pub enum InstallScope {
 #[derive(Args)]
 pub struct InstallArgs {
     /// Where to install.
+    #[arg(long, value_enum, default_value = "user")]
+    pub scope: InstallScope,
+    /// Print what would change and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not add the peers tools to `permissions.allow`. Claude Code then asks before each
+    /// peers tool call, and a session woken by mail waits on that prompt until you answer it.
+    #[arg(long)]
+    pub no_allow: bool,
+}
+
+#[derive(Args)]
+pub struct UninstallArgs {
+    /// Where to uninstall from.
     #[arg(long, value_enum, default_value = "user")]
     pub scope: InstallScope,
     /// Print what would change and write nothing.
