@@ -649,15 +649,15 @@ pub fn install(a: InstallArgs) -> Result<()> {
         }
         merged
     };
-    if let Some(new) = with_allow.or(with_hooks) {
-        if !dry {
-            write_json_file(&settings, &render(&new), 0o644)?;
-            if settings.original.is_some() {
-                println!(
-                    "  (the original is saved as {})",
-                    settings.backup_path().display()
-                );
-            }
+    if let Some(new) = with_allow.or(with_hooks)
+        && !dry
+    {
+        write_json_file(&settings, &render(&new), 0o644)?;
+        if settings.original.is_some() {
+            println!(
+                "  (the original is saved as {})",
+                settings.backup_path().display()
+            );
         }
     }
 

@@ -11,6 +11,7 @@ mod hub;
 mod install;
 mod plugin;
 mod shell;
+mod terminal;
 
 use std::process::ExitCode;
 
@@ -35,7 +36,10 @@ enum Command {
     Send(SendArgs),
     /// List the sessions (peers) the broker knows.
     Peers(PeersArgs),
-    /// The broker, the sessions with mail waiting, and recent notices.
+    /// The broker, the sessions with mail waiting, and recent notices (with who raised each).
+    ///
+    /// Exit status: 0 when the broker answers, 3 when it does not (the output says how to
+    /// start it), 1 for any other failure.
     Status(JsonArg),
     /// Mail not delivered yet (the message log filtered to queued mail).
     Inbox(LogArgs),
@@ -43,7 +47,8 @@ enum Command {
     Log(LogArgs),
     /// Follow sends and deliveries as they happen, until Ctrl-C.
     Tail(TailArgs),
-    /// One message: who, to whom, its status, when and how it was delivered.
+    /// One message: who, to whom, its status, when and how it was delivered, its text, and
+    /// the thread it belongs to (the messages it answers and every reply, with their states).
     Show(ShowArgs),
     /// Start, stop and look at the local broker.
     #[command(subcommand)]
@@ -129,6 +134,9 @@ pub struct LogArgs {
     /// At most this many messages.
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
+    /// Also print each message's text (control characters shown as `\u{…}` escapes).
+    #[arg(long)]
+    pub body: bool,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
