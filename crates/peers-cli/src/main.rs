@@ -62,7 +62,7 @@ enum Command {
     /// Remove exactly what `peers install` added.
     Uninstall(UninstallArgs),
     /// Check every link of the chain and say how to fix what is broken.
-    Doctor(JsonArg),
+    Doctor(DoctorArgs),
     /// A ten-second demonstration with two simulated sessions; no Claude Code needed.
     Demo(DemoArgs),
     /// Print a shell completion script (e.g. `peers completions bash > ~/.local/share/bash-completion/completions/peers`).
@@ -210,6 +210,17 @@ pub struct UninstallArgs {
     /// Print what would change and write nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Args)]
+pub struct DoctorArgs {
+    /// Check the peers plugin in this directory too (the route `claude --plugin-dir DIR`,
+    /// which no settings file records). A plugin enabled in settings is found by itself.
+    #[arg(long, value_name = "DIR")]
+    pub plugin_dir: Option<std::path::PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]

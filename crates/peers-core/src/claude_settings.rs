@@ -32,6 +32,11 @@ pub fn allowed_tools(prefix: &str) -> Vec<String> {
     TOOLS.iter().map(|t| format!("{prefix}{t}")).collect()
 }
 
+/// Set (to anything) in the environment of a `claude` that only probes the MCP server
+/// (`peers doctor` runs `claude mcp list`): `peers-mcp` then serves its tools without starting
+/// the broker or registering, so the probe leaves no ended session behind.
+pub const PROBE_ENV: &str = "PEERS_PROBE";
+
 /// How long Claude Code lets the ordinary hook run. The hook bounds itself far below this.
 pub const HOOK_TIMEOUT_SECS: u64 = 10;
 /// How long Claude Code lets the `--wait` (asyncRewake) hook run before killing it.
