@@ -19,6 +19,10 @@ use crate::{JsonArg, LogArgs, PeersArgs, ScopeArg, SendArgs, ShowArgs, TailArgs}
 /// stopped unit): 0 running, 3 not running, 1 any other failure.
 pub const STATUS_NOT_RUNNING: u8 = 3;
 
+/// What a queued message to a running session that no waiter can wake waits for.
+const NO_WAKE: &str = "no idle waiter is armed for that session, so the mail reaches it at \
+                       its next prompt, tool call or end of turn";
+
 /// How often `send --wait` and `tail` poll the broker.
 const POLL: Duration = Duration::from_millis(500);
 
@@ -61,14 +65,16 @@ pub fn send(a: SendArgs) -> Result<()> {
             sent.message_id,
             sent.to,
             sent.status.as_str(),
-            if sent.recipient_alive {
-                String::new()
-            } else {
+            if !sent.recipient_alive {
                 format!(
                     "; that session is not running, the mail waits for its next session \
                      (last seen {})",
                     context::ago(sent.recipient_last_seen_ms)
                 )
+            } else if sent.status == MessageState::Queued && !sent.recipient_can_wake {
+                format!("; {NO_WAKE}")
+            } else {
+                String::new()
             }
         );
         return Ok(());
@@ -587,6 +593,16 @@ pub fn show(a: ShowArgs) -> Result<()> {
         );
     } else if st.status != MessageState::Delivered {
         println!("  expires:   {}", peers_core::format_ms(st.expires_at_ms));
+        if st.status == MessageState::Queued && st.recipient_alive {
+            println!(
+                "  wake:      {}",
+                if st.recipient_can_wake {
+                    "the session is idle-wakeable: the mail wakes it"
+                } else {
+                    NO_WAKE
+                }
+            );
+        }
     }
     println!("  size:      {} bytes", st.bytes);
     if let Some(r) = st.reply_to {

@@ -25,6 +25,12 @@ async fn deliver_all(peer: &BrokerClient, via: &str) {
     }
 }
 
+/// A fake Claude Code process kept alive until `keep` is dropped.
+fn fake_claude_keep(keep: &mut Vec<peers_testkit::ChildGuard>) -> &peers_testkit::ChildGuard {
+    keep.push(fake_claude());
+    keep.last().unwrap()
+}
+
 /// The RFC 3339 form `peers` prints for a time (as `peers_core::format_ms`).
 fn times_of(v: &Value) -> Vec<String> {
     let mut out = Vec::new();
@@ -72,6 +78,7 @@ async fn show_prints_the_text_and_the_whole_thread_with_states() {
     let claude = fake_claude();
     let web = register(&env, &claude, &project(&env, "web")).await;
     let web_c = peer_client(&env, &web);
+    let mut keep = Vec::new();
 
     // The human asks; web answers; the human answers that; a second reply to the question.
     let q = peers(
@@ -173,6 +180,7 @@ async fn show_prints_the_text_and_the_whole_thread_with_states() {
           sent:      <time> (<ago>)
           status:    queued
           expires:   <time>
+          wake:      no idle waiter is armed for that session, so the mail reaches it at its next prompt, tool call or end of turn
           size:      63 bytes
           reply to:  #1
           replies:   #3
@@ -192,6 +200,17 @@ async fn show_prints_the_text_and_the_whole_thread_with_states() {
                 and the errors?
     "#]]
     .assert_eq(&text);
+
+    // The body is for the sender, the recipient and the human only.
+    let api = register(&env, &fake_claude_keep(&mut keep), &project(&env, "api")).await;
+    let err = peer_client(&env, &api)
+        .message_with_body(a)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("not_found"), "{err}");
+    let mine = web_c.message_with_body(a).await.unwrap();
+    assert_eq!(mine.body.as_deref(), Some(hostile));
+    assert_eq!(web_c.message_status(a).await.unwrap().body, None);
 
     // A message alone has no thread section.
     let solo = peers(&env, &cwd, &["send", "web", "solo", "--json"])
