@@ -202,7 +202,7 @@ async fn show_prints_the_text_and_the_whole_thread_with_states() {
     .assert_eq(&text);
 
     // The body is for the sender, the recipient and the human only.
-    let api = register(&env, &fake_claude_keep(&mut keep), &project(&env, "api")).await;
+    let api = register(&env, fake_claude_keep(&mut keep), &project(&env, "api")).await;
     let err = peer_client(&env, &api)
         .message_with_body(a)
         .await
