@@ -277,3 +277,76 @@ async fn doctor_leaves_no_ended_session_behind() {
     );
     assert!(Path::new(&env.state_dir).exists());
 }
+
+/// The probe's peers-mcp (PEERS_PROBE) still answers MCP — with exactly the tools install
+/// allows — and registers nothing.
+#[tokio::test]
+async fn the_probe_serves_every_allowed_tool_and_registers_nothing() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    let env = TestEnv::new();
+    let cwd = project(&env, "p");
+    let _broker = BrokerProcess::start(&env).await;
+    let mut cmd = Command::new(bin("peers-mcp"));
+    env.apply(&mut cmd)
+        .env(claude_settings::PROBE_ENV, "1")
+        .current_dir(&cwd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut mcp = peers_testkit::ChildGuard::new(cmd.spawn().unwrap());
+    let mut stdin = mcp.child().stdin.take().unwrap();
+    let stdout = mcp.child().stdout.take().unwrap();
+    for line in [
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "probe", "version": "0"}}}),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+    ] {
+        writeln!(stdin, "{line}").unwrap();
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&l)
+                && v["id"] == 2
+            {
+                let _ = tx.send(v);
+                break;
+            }
+        }
+    });
+    let listed = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("tools/list answered");
+    drop(stdin);
+    let mut names: Vec<String> = listed["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    let mut want: Vec<String> = claude_settings::TOOLS
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+    want.sort();
+    assert_eq!(
+        names, want,
+        "claude_settings::TOOLS is the server's tool list"
+    );
+    assert!(
+        mcp.wait_timeout(std::time::Duration::from_secs(20))
+            .is_some()
+    );
+    let all = peers(&env, &cwd, &["peers", "--all", "--json"]).ok().json();
+    assert_eq!(all["peers"], json!([]));
+    assert!(
+        !env.state_dir
+            .join("sessions")
+            .read_dir()
+            .is_ok_and(|mut d| d.next().is_some())
+    );
+}
