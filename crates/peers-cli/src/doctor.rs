@@ -103,6 +103,8 @@ pub fn run(a: DoctorArgs) -> Result<()> {
             println!(
                 "\nSome links are broken; fix the ✗ lines above and run `peers doctor` again."
             );
+        } else if r.0.iter().any(|c| c.status == Status::Warn) {
+            println!("\nAll links work; the ⚠ lines say what to look at.");
         } else {
             println!("\nAll links work.");
         }
