@@ -502,9 +502,15 @@ async fn send(
     }))
 }
 
-async fn message_status(State(s): St, caller: Caller, P(id): P<i64>) -> ApiResult<MessageStatus> {
+async fn message_status(
+    State(s): St,
+    caller: Caller,
+    P(id): P<i64>,
+    Q(q): Q<MessageStatusQuery>,
+) -> ApiResult<MessageStatus> {
     let not_found = || ApiError::not_found(format!("no message {id}"));
-    let (mut status, from_peer) = messages::status(s.store.reader(), id)
+    // Whoever may see the status may read the body: the human, the sender, the recipient.
+    let (mut status, from_peer) = messages::status(s.store.reader(), id, q.body)
         .await?
         .ok_or_else(not_found)?;
     status.recipient_can_wake = status.recipient_alive && s.waiters.can_wake(&status.to_peer_id);
@@ -532,8 +538,15 @@ async fn message_log(State(s): St, caller: Caller, Q(q): Q<HistoryQuery>) -> Api
         Some(who) => Some(ids_named(&s, who).await?),
     };
     let limit = q.limit.unwrap_or(100).min(10_000);
-    let mut messages =
-        messages::log(s.store.reader(), from, to, q.since_ms.unwrap_or(0), limit).await?;
+    let mut messages = messages::log(
+        s.store.reader(),
+        from,
+        to,
+        q.since_ms.unwrap_or(0),
+        limit,
+        q.body,
+    )
+    .await?;
     for m in &mut messages {
         m.recipient_can_wake = m.recipient_alive && s.waiters.can_wake(&m.to_peer_id);
     }

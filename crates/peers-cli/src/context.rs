@@ -76,6 +76,20 @@ impl Ctx {
     }
 }
 
+/// What to do when no broker answers: start it, or check the hub.
+pub fn how_to_start(cfg: &Config) -> String {
+    if cfg.is_remote() {
+        format!(
+            "check that the hub runs and that `broker_url` in {} (or PEERS_BROKER_URL) is right",
+            cfg.config_file.display()
+        )
+    } else {
+        "start it with `peers broker start` (a Claude Code session with peers installed also \
+         starts it when it opens)"
+            .to_string()
+    }
+}
+
 /// The error for "no broker answers".
 pub fn not_running(cfg: &Config) -> anyhow::Error {
     if cfg.is_remote() {

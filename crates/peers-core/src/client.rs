@@ -342,6 +342,15 @@ impl BrokerClient {
         self.get(&format!("/v1/messages/{id}")).await
     }
 
+    /// `GET /v1/messages/{id}?body=true`: the status with the body.
+    pub async fn message_with_body(&self, id: i64) -> Result<MessageStatus, ClientError> {
+        self.get_q(
+            &format!("/v1/messages/{id}"),
+            &MessageStatusQuery { body: true },
+        )
+        .await
+    }
+
     /// `GET /v1/messages` (user secret): the message log, newest first.
     pub async fn messages(&self, q: &HistoryQuery) -> Result<MessageLog, ClientError> {
         self.get_q("/v1/messages", q).await

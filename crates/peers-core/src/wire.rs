@@ -445,6 +445,18 @@ pub struct HistoryQuery {
     /// Only messages to this recipient (name, `name@host` or id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
+    /// `GET /v1/messages` only: fill each message's `body` (for `peers log --body`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub body: bool,
+}
+
+/// Query of `GET /v1/messages/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct MessageStatusQuery {
+    /// Fill `body` (allowed for the callers that may read the message: the human, the
+    /// sender, the recipient).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub body: bool,
 }
 
 /// `GET /v1/messages` (auth: user secret): the message log, newest first.

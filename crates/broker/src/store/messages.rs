@@ -374,10 +374,11 @@ pub async fn sweep(conn: &mut SqliteConnection, now: i64) -> Result<(u64, u64), 
     Ok((requeued, expired))
 }
 
-/// One message with its replies (reads).
+/// One message with its replies, and its body when `with_body` (reads).
 pub async fn status(
     pool: &SqlitePool,
     id: i64,
+    with_body: bool,
 ) -> Result<Option<(MessageStatus, Option<String>)>, StoreError> {
     let row: Option<MessageRow> = sqlx::query_as(concat!(
         "SELECT ",
@@ -389,7 +390,10 @@ pub async fn status(
     .await?;
     let Some(row) = row else { return Ok(None) };
     let from_peer = row.from_peer.clone();
-    Ok(Some((with_replies(pool, row).await?, from_peer)))
+    let body = with_body.then(|| row.body.clone());
+    let mut status = with_replies(pool, row).await?;
+    status.body = body;
+    Ok(Some((status, from_peer)))
 }
 
 /// A row's sender-side status: its replies and whether its recipient is alive (reads).
@@ -496,13 +500,14 @@ pub async fn delivered_to(
 }
 
 /// The message log for the human, newest first, filtered by sender/recipient peer ids
-/// (`Some(None)` for a human sender) and time (reads).
+/// (`Some(None)` for a human sender) and time, with bodies when `with_body` (reads).
 pub async fn log(
     pool: &SqlitePool,
     from: Option<Option<Vec<String>>>,
     to: Option<Vec<String>>,
     since_ms: i64,
     limit: u32,
+    with_body: bool,
 ) -> Result<Vec<MessageStatus>, StoreError> {
     let mut sql = concat!(
         "SELECT ",
@@ -531,7 +536,10 @@ pub async fn log(
     let rows = q.bind(limit as i64).fetch_all(pool).await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        out.push(with_replies(pool, row).await?);
+        let body = with_body.then(|| row.body.clone());
+        let mut status = with_replies(pool, row).await?;
+        status.body = body;
+        out.push(status);
     }
     Ok(out)
 }

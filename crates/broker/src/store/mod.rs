@@ -717,7 +717,7 @@ mod tests {
         for t in tasks {
             let (i, to, (msg_id, queued_for)) = t.await.unwrap();
             assert_eq!(queued_for, to);
-            let st = messages::status(s.reader(), msg_id)
+            let st = messages::status(s.reader(), msg_id, false)
                 .await
                 .unwrap()
                 .unwrap()
