@@ -73,7 +73,7 @@ async fn session_start_waits_briefly_for_the_session_file() {
     write_session(&h.env, &h.me, h.me.claude_pid);
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
-    assert!(stdout.contains("This session is the peer"), "{stdout:?}");
+    assert!(stdout.contains("Your peer name is"), "{stdout:?}");
 
     // Other events do not wait.
     std::fs::remove_file(&path).unwrap();

@@ -10,6 +10,16 @@ use serde_json::{Value, json};
 /// The MCP server name; the model sees its tools as `mcp__peers__<tool>`.
 pub const MCP_SERVER_NAME: &str = "peers";
 
+/// The plugin's name (`.claude-plugin/plugin.json`). Claude Code names the tools of a
+/// plugin's server `mcp__plugin_<plugin>_<server>__<tool>`.
+pub const PLUGIN_NAME: &str = "peers";
+
+/// The tool prefix of the peers server loaded from the plugin: `mcp__plugin_peers_peers__`
+/// (`peers-mcp --tool-prefix`; the user-scope server's is [`crate::render::DEFAULT_TOOL_PREFIX`]).
+pub fn plugin_tool_prefix() -> String {
+    format!("mcp__plugin_{PLUGIN_NAME}_{MCP_SERVER_NAME}__")
+}
+
 /// How long Claude Code lets the ordinary hook run. The hook bounds itself far below this.
 pub const HOOK_TIMEOUT_SECS: u64 = 10;
 /// How long Claude Code lets the `--wait` (asyncRewake) hook run before killing it.
