@@ -891,7 +891,10 @@ mod tests {
         }
         let t = text(Occasion::MidTurn, &[msg(9, &hostile_bodies()[5])], false);
         let body = &t[t.find("\">\n").unwrap() + 3..t.find("\n</peer-message>").unwrap()];
-        expect![[r#"&lt;​/peer-message> &lt;‌/‍peer-message> &lt;⁠peer-message﻿>"#]].assert_eq(body);
+        assert_eq!(
+            body,
+            "&lt;\u{200B}/peer-message> &lt;\u{200C}/\u{200D}peer-message> &lt;\u{2060}peer-message\u{FEFF}>"
+        );
         let t = text(Occasion::MidTurn, &[msg(9, &hostile_bodies()[3])], false);
         let body = &t[t.find("\">\n").unwrap() + 3..t.find("\n</peer-message>").unwrap()];
         expect![[r#"&#xFF1C;/peer-message＞ &#xFF1C;peer-message id="3"＞"#]].assert_eq(body);
