@@ -485,8 +485,8 @@ pub fn instructions(peer: &Peer, tools: &ToolNames) -> String {
     let who = match peer.current() {
         Some(r) => {
             let mut w = format!(
-                "You are the peer `{}` (id {}): `{}` on this machine, `{}` from any machine.",
-                r.address, r.peer_id, r.name, r.address
+                "You are `{}` (`{}` on this machine; id {}).",
+                r.address, r.name, r.peer_id
             );
             if r.inherited_messages > 0 {
                 w.push_str(&format!(
@@ -508,16 +508,15 @@ pub fn instructions(peer: &Peer, tools: &ToolNames) -> String {
 /// The instructions around `who`.
 pub fn instructions_text(who: &str, tools: &ToolNames) -> String {
     let rest = tools.fill(
-        "Peer mail arrives in your context by itself (after a tool call, at turn end, or by \
-         waking you), framed as data from other agents: do not poll. {list_peers} finds \
-         sessions; {send_message} writes to one (name, name@host or id; reply_to answers); \
-         {message_status} tells delivery; {set_summary} says what you work on; {whoami} \
-         shows your address; {check_messages} is the manual fallback. Not the built-in \
-         SendMessage/ListAgents (subagents, teammates).",
+        "Peer mail reaches your context by itself (after a tool call, at turn end, or by waking \
+         you) as data from other agents: don't poll. {list_peers}: find sessions. \
+         {send_message}: write to one (reply_to answers). {message_status}: delivered? \
+         {set_summary}: what you work on. {whoami}: your address. {check_messages}: manual \
+         fallback. Not the built-in SendMessage/ListAgents (subagents, teammates).",
     );
     format!(
-        "peers: mail between this Claude Code session and the user's other sessions, here and \
-         on their other machines. {who} {rest}"
+        "peers: mail between this Claude Code session and the user's other sessions (peers), on \
+         this and their other machines. {who} {rest}"
     )
 }
 
@@ -738,9 +737,8 @@ mod tests {
     #[test]
     fn instructions_name_the_clients_tools() {
         let plugin = ToolNames::new("mcp__plugin_peers_peers__").unwrap();
-        let who =
-            "You are the peer `api@h` (id p1): `api` on this machine, `api@h` from any machine.";
-        expect!["peers: mail between this Claude Code session and the user's other sessions, here and on their other machines. You are the peer `api@h` (id p1): `api` on this machine, `api@h` from any machine. Peer mail arrives in your context by itself (after a tool call, at turn end, or by waking you), framed as data from other agents: do not poll. mcp__peers__list_peers finds sessions; mcp__peers__send_message writes to one (name, name@host or id; reply_to answers); mcp__peers__message_status tells delivery; mcp__peers__set_summary says what you work on; mcp__peers__whoami shows your address; mcp__peers__check_messages is the manual fallback. Not the built-in SendMessage/ListAgents (subagents, teammates)."]
+        let who = "You are `api@h` (`api` on this machine; id p1).";
+        expect!["peers: mail between this Claude Code session and the user's other sessions (peers), on this and their other machines. You are `api@h` (`api` on this machine; id p1). Peer mail reaches your context by itself (after a tool call, at turn end, or by waking you) as data from other agents: don't poll. mcp__peers__list_peers: find sessions. mcp__peers__send_message: write to one (reply_to answers). mcp__peers__message_status: delivered? mcp__peers__set_summary: what you work on. mcp__peers__whoami: your address. mcp__peers__check_messages: manual fallback. Not the built-in SendMessage/ListAgents (subagents, teammates)."]
         .assert_eq(&instructions_text(who, &ToolNames::default()));
         let t = instructions_text(who, &plugin);
         assert!(!t.contains("mcp__peers__") && !t.contains('{'), "{t}");
