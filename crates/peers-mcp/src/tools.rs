@@ -37,7 +37,7 @@ impl IdArg {
     pub fn parse(&self) -> Result<i64, String> {
         let bad = || {
             format!(
-                "{} is not a message id: pass the number sending the message returned, e.g. 42",
+                "{} is not a message id: pass the number a sent message got, e.g. 42",
                 self.0
             )
         };

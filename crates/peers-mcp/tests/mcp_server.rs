@@ -137,11 +137,15 @@ async fn two_sessions_see_each_other_and_messages_get_delivered() {
             .await;
         assert!(t.contains("beta-proj@testhost"), "{t}");
         assert!(t.contains("next hook event"), "{t}");
+        // No waiter is armed for beta (no Stop hook ran): no wake is promised.
+        assert!(t.contains("It cannot wake that session now"), "{t}");
+        assert!(!t.contains("waking it"), "{t}");
         ids.push(message_id(&t));
     }
     let st = a.ok("message_status", json!({"message_id": ids[0]})).await;
     assert!(st.contains("queued"), "{st}");
     assert!(st.contains("is running"), "{st}");
+    assert!(st.contains("it cannot be woken now"), "{st}");
 
     // The hook's path: claim with the peer token, then ack.
     let hook = b.peer_client().await;
