@@ -445,7 +445,9 @@ queued: call {check} to read it whole.",
                 note(shown)
             ));
         }
-        cut = cut.saturating_sub((width(&part) - avail).max(1));
+        // Shrink in proportion to the overshoot (escaping widens `<` fourfold), at least by one.
+        let scaled = (cut as u128 * avail as u128 / width(&part) as u128) as usize;
+        cut = scaled.min(cut - 1);
     }
 }
 
@@ -829,6 +831,8 @@ mod tests {
         .unwrap();
         assert_eq!(f.previewed, Some(1));
         assert!(width(&f.text) <= DEFAULT_BUDGET);
+        let shown = f.text.matches("&lt;").count();
+        assert!(shown > 1_900, "as much as fits is shown: {shown}");
     }
 
     #[test]
