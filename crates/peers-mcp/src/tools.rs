@@ -19,7 +19,7 @@ use rmcp::{ServerHandler, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use peers_core::render::{self, Me, Occasion, ToolNames};
+use peers_core::render::{self, Me, Occasion, ToolNames, ago};
 use peers_core::wire::{
     AckRequest, ClaimRequest, ListPeersQuery, MessageState, MessageStatus, PeerInfo, Scope,
     SendRequest, SendResponse,
@@ -118,8 +118,6 @@ fn ok(text: impl Into<String>) -> CallToolResult {
 fn fail(text: impl Into<String>) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(text.into())])
 }
-
-use render::ago;
 
 /// The router with every `{tool}` placeholder in descriptions and parameter docs replaced by
 /// this client's tool names.
