@@ -107,6 +107,7 @@ mod tests {
             machine_id: "m".into(),
             cwd: "/x".into(),
             written_ms: 1,
+            tool_prefix: peers_core::render::DEFAULT_TOOL_PREFIX.into(),
         }
     }
 

@@ -247,7 +247,9 @@ fn s2_stop_hook_shows_mail_and_reply_comes_back() {
         .unwrap_or_else(|| panic!("alpha never saw the reply\n{}", a_api.transcript()));
     let t = back.latest_text();
     assert!(
-        t.contains(&format!("in_reply_to=\"{id}\"")) || t.contains(&format!("reply_to\": {id}")),
+        t.contains(&format!("re=\"{id}\""))
+            || t.contains(&format!("in_reply_to=\"{id}\""))
+            || t.contains(&format!("reply_to\": {id}")),
         "the reply does not point back at message {id}:\n{t}"
     );
     assert!(t.contains("beta@"), "reply sender missing:\n{t}");

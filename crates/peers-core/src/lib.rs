@@ -6,6 +6,8 @@
 //! * [`paths`] — where state, config and the per-user secret live.
 //! * [`identity`] — machine id, host label, friendly names, git facts about a directory.
 //! * [`local_broker`] — finding `peers-broker` and starting it detached.
+//! * [`render`] — the one renderer of model-facing mail (hook, wake, `check_messages`), the
+//!   SessionStart introduction and `list_peers` entries, with this client's tool names.
 //! * [`session`] — the session file `peers-mcp` writes and `peers-deliver` reads.
 //! * [`claude_settings`] — the hook set and MCP entry that plug peers into Claude Code.
 //! * [`client`] — the async HTTP client for the broker API.
@@ -16,6 +18,7 @@ pub mod config;
 pub mod identity;
 pub mod local_broker;
 pub mod paths;
+pub mod render;
 pub mod session;
 pub mod wire;
 
