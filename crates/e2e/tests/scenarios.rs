@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{RUN, WAIT, World};
+use peers_core::claude_settings;
 use peers_testkit::claude::shown::{self, last_number_after, reply_hints};
 use peers_testkit::claude::{
     FakeApi, Gate, Headless, Interactive, Recorded, Reply, Step, report_latency, serial,
@@ -809,7 +810,7 @@ fn woken_session_replies(
 #[test]
 fn s8_a_woken_session_sends_without_a_prompt() {
     let _serial = serial();
-    let allow = json!({"permissions": {"allow": common::PEERS_TOOLS}});
+    let allow = json!({"permissions": {"allow": common::peers_tools()}});
     let Some((w, mut web, web_api, api, id)) =
         woken_session_replies("s8_a_woken_session_sends_without_a_prompt", allow)
     else {
@@ -918,10 +919,10 @@ fn s9_plugin_route_reply_hint_names_a_tool_that_exists() {
     // Both spellings allowed, so that permissions decide nothing here: only whether the
     // named tool exists.
     let mut allowed = vec!["Bash".to_string()];
-    for t in common::PEERS_TOOLS {
-        allowed.push(t.to_string());
-        allowed.push(t.replace("mcp__peers__", "mcp__plugin_peers_peers__"));
-    }
+    allowed.extend(common::peers_tools());
+    allowed.extend(claude_settings::allowed_tools(
+        claude_settings::PLUGIN_TOOL_PREFIX,
+    ));
     let allowed: Vec<&str> = allowed.iter().map(String::as_str).collect();
     let mut s =
         Headless::start(&w.plugin_spec("web", "web", &api, &allowed), "work on it").unwrap();
