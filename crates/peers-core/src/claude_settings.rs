@@ -144,19 +144,21 @@ mod tests {
 
     #[test]
     fn allowed_tools_name_each_tool_for_the_route() {
+        let mut user = allowed_tools(MCP_TOOL_PREFIX);
+        user.sort();
         assert_eq!(
-            allowed_tools(MCP_TOOL_PREFIX),
+            user,
             [
-                "mcp__peers__list_peers",
-                "mcp__peers__send_message",
-                "mcp__peers__message_status",
                 "mcp__peers__check_messages",
-                "mcp__peers__whoami",
+                "mcp__peers__list_peers",
+                "mcp__peers__message_status",
+                "mcp__peers__send_message",
                 "mcp__peers__set_summary",
+                "mcp__peers__whoami",
             ]
         );
         assert_eq!(
-            allowed_tools(PLUGIN_TOOL_PREFIX)[1],
+            allowed_tools(PLUGIN_TOOL_PREFIX)[2],
             "mcp__plugin_peers_peers__send_message"
         );
     }
