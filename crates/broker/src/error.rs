@@ -39,6 +39,24 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
     }
 
+    /// A POST whose body is not declared JSON (`Content-Type: application/json`).
+    pub fn not_json() -> ApiError {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::UnsupportedMediaType,
+            "POST bodies must be JSON with `Content-Type: application/json`",
+        )
+    }
+
+    /// A path the API has, asked with a method it does not take (HEAD included).
+    pub fn method_not_allowed() -> ApiError {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::MethodNotAllowed,
+            "this path does not take that method; see docs/PROTOCOL.md",
+        )
+    }
+
     pub fn too_large(message: impl Into<String>) -> ApiError {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,

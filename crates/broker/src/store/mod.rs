@@ -29,7 +29,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Connection, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
-pub use messages::{ClaimOutcome, NewMessage, Sender};
+pub use messages::{ClaimOutcome, LoopBudget, NewMessage, Sender};
 pub use peers::{PeerRow, Registration};
 
 #[derive(Debug, thiserror::Error)]
