@@ -39,6 +39,11 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
     }
 
+    /// A recipient (name, `name@host` or id) that names no peer.
+    pub fn unknown_peer(message: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::UnknownPeer, message)
+    }
+
     /// A POST whose body is not declared JSON (`Content-Type: application/json`).
     pub fn not_json() -> ApiError {
         Self::new(

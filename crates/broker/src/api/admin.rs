@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use peers_core::wire::{Health, ShutdownResponse};
+use peers_core::wire::*;
 
 use super::extract::ApiJson;
 use crate::SharedState;

@@ -5,10 +5,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use peers_core::now_ms;
-use peers_core::wire::{
-    AckRequest, AckResponse, ClaimRequest, ClaimResponse, HistoryQuery, InboxList, WaitQuery,
-    WaitResponse,
-};
+use peers_core::wire::*;
 
 use super::extract::{ApiJson, ApiQuery};
 use crate::auth::Caller;

@@ -3,10 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use peers_core::now_ms;
-use peers_core::wire::{
-    HistoryQuery, MessageLog, MessageState, MessageStatus, MessageStatusQuery, SendRequest,
-    SendResponse, SenderKind,
-};
+use peers_core::wire::*;
 
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::peers::resolve_or_404;

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 use peers_core::now_ms;
-use peers_core::wire::{Done, Notice, NoticeList, NoticeRequest};
+use peers_core::wire::*;
 
 use super::extract::ApiJson;
 use crate::auth::Caller;

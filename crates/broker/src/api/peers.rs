@@ -3,12 +3,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use peers_core::now_ms;
-use peers_core::wire::{
-    Done, ErrorCode, HeartbeatResponse, ListPeersQuery, PeerInfo, PeerList, RegisterRequest,
-    RegisterResponse, Scope, SummaryRequest, UnregisterResponse,
-};
+use peers_core::wire::*;
 
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::auth::{self, Caller};
@@ -175,14 +171,10 @@ pub async fn find(
 pub async fn resolve_or_404(state: &AppState, who: &str) -> Result<PeerRow, ApiError> {
     let name = who.trim().rsplit_once('@').map_or(who.trim(), |(n, _)| n);
     if input::is_reserved_name(name) {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            ErrorCode::UnknownPeer,
-            format!(
-                "{who:?} is a reserved name, not a session (`you` is the human, who reads \
-                 mail with `peers log`); name a peer, name@host or id"
-            ),
-        ));
+        return Err(ApiError::unknown_peer(format!(
+            "{who:?} is a reserved name, not a session (`you` is the human, who reads mail \
+             with `peers log`); name a peer, name@host or id"
+        )));
     }
     if let Some(row) = state.directory.get(who) {
         return Ok(row);
@@ -199,9 +191,7 @@ pub async fn resolve_or_404(state: &AppState, who: &str) -> Result<PeerRow, ApiE
     } else {
         format!("known peers: {}", names.join(", "))
     };
-    Err(ApiError::new(
-        StatusCode::NOT_FOUND,
-        ErrorCode::UnknownPeer,
-        format!("no peer named {who:?}; {hint}"),
-    ))
+    Err(ApiError::unknown_peer(format!(
+        "no peer named {who:?}; {hint}"
+    )))
 }
