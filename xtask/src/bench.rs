@@ -410,14 +410,11 @@ async fn broker(bin: &Path, seconds: u64, history: u64) -> Result<()> {
 
 /// CPU time (user + system) a process has used, from `/proc/<pid>/stat`.
 pub fn cpu_time(pid: u32) -> Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name (which may contain spaces) start after the last ')'.
-    let rest = stat.rsplit_once(')').context("odd /proc stat")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Ok(Duration::from_nanos(ticks * 1_000_000_000 / hz))
+    let stat = peers_core::process::stat(pid).context("no /proc stat")?;
+    let hz = peers_core::process::clock_ticks_per_sec();
+    Ok(Duration::from_nanos(
+        (stat.utime + stat.stime) * 1_000_000_000 / hz,
+    ))
 }
 
 /// Runs `senders.len()` concurrent senders for `dur`; returns acknowledged sends per second

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use peers_core::config::Config;
-use peers_core::identity::pid_alive;
+use peers_core::process::pid_alive;
 use peers_core::session::SessionFile;
 use peers_core::wire::{ClaimRequest, WaitQuery};
 use peers_core::{BrokerClient, ClientError};

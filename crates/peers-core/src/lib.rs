@@ -5,6 +5,7 @@
 //! * [`config`] — the one typed settings struct: defaults < `config.toml` < `PEERS_*` env.
 //! * [`paths`] — where state, config and the per-user secret live.
 //! * [`identity`] — machine id, host label, friendly names, git facts about a directory.
+//! * [`process`] — pids, parents, process start times (`/proc` on Linux, sysinfo elsewhere).
 //! * [`local_broker`] — finding `peers-broker` and starting it detached.
 //! * [`session`] — the session file `peers-mcp` writes and `peers-deliver` reads.
 //! * [`claude_settings`] — the hook set and MCP entry that plug peers into Claude Code.
@@ -16,6 +17,7 @@ pub mod config;
 pub mod identity;
 pub mod local_broker;
 pub mod paths;
+pub mod process;
 pub mod session;
 pub mod wire;
 
