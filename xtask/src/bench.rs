@@ -160,13 +160,7 @@ impl Drop for Broker {
 
 /// Resident set size of a process, from `/proc/<pid>/status`.
 pub fn rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("no VmRSS")
+    peers_core::process::status_kib(pid, "VmRSS").context("no VmRSS")
 }
 
 fn free_port() -> u16 {
@@ -614,11 +608,7 @@ mod hub {
         let cpu = cpu_time(pid)? - cpu0;
         let wall = t0.elapsed();
         let rss = rss_kib(pid)?;
-        let hwm = std::fs::read_to_string(format!("/proc/{pid}/status"))?
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-            .unwrap_or(0);
+        let hwm = peers_core::process::status_kib(pid, "VmHWM").unwrap_or(0);
         stop.store(true, Ordering::Relaxed);
 
         let mut all = Tally::default();

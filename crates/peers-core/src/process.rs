@@ -48,13 +48,25 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
     })
 }
 
-/// `/proc/<pid>/stat`, parsed; `None` when there is no such process.
-#[cfg(target_os = "linux")]
+/// `/proc/<pid>/stat`, parsed; `None` when there is no such process (or no `/proc`).
 pub fn stat(pid: u32) -> Option<Stat> {
     if pid == 0 {
         return None;
     }
     parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// A size in KiB from `/proc/<pid>/status` (`VmRSS`, `VmHWM`, …), for measurements; `None`
+/// where there is no `/proc`.
+pub fn status_kib(pid: u32, key: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Clock ticks per second (`_SC_CLK_TCK`), the unit of [`Stat`]'s times.
@@ -297,6 +309,8 @@ mod tests {
             "this test started today"
         );
         assert!(!names(me).is_empty());
+        #[cfg(target_os = "linux")]
+        assert!(status_kib(me, "VmRSS").is_some_and(|kib| kib > 0));
         assert!(!is_zombie(me));
     }
 
