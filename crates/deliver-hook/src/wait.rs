@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use peers_core::config::Config;
-use peers_core::process::pid_alive;
+use peers_core::process;
 use peers_core::session::SessionFile;
 use peers_core::wire::{ClaimRequest, WaitQuery};
 use peers_core::{BrokerClient, ClientError};
@@ -65,10 +65,11 @@ pub fn run() -> i32 {
     code
 }
 
-/// Resolves when the session is over: its Claude Code process or its session file is gone.
-async fn session_over(path: PathBuf, claude_pid: u32) {
+/// Resolves when the session is over: its Claude Code process (that pid with that start time)
+/// or its session file is gone.
+async fn session_over(path: PathBuf, claude_pid: u32, start: Option<u64>) {
     loop {
-        if !pid_alive(claude_pid) || !path.exists() {
+        if !process::is_same(claude_pid, start) || !path.exists() {
             return;
         }
         tokio::time::sleep(WATCH_EVERY).await;
@@ -76,10 +77,10 @@ async fn session_over(path: PathBuf, claude_pid: u32) {
 }
 
 /// Sleeps `d`, or returns `true` early when the session ended meanwhile.
-async fn sleep_or_over(d: Duration, path: &Path, claude_pid: u32) -> bool {
+async fn sleep_or_over(d: Duration, path: &Path, claude_pid: u32, start: Option<u64>) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(d) => false,
-        _ = session_over(path.to_path_buf(), claude_pid) => true,
+        _ = session_over(path.to_path_buf(), claude_pid, start) => true,
     }
 }
 
@@ -87,7 +88,7 @@ async fn wait_loop(cfg: &Config, mut session: SessionFile) -> i32 {
     let started = Instant::now();
     let started_ms = peers_core::now_ms();
     let path = SessionFile::path(&cfg.state_dir, session.claude_pid);
-    let pid = session.claude_pid;
+    let (pid, start) = (session.claude_pid, session.claude_start_time);
     let mut client = deliver::client(cfg, &session);
     let mut retry = Duration::from_millis(250);
     let mut auth_failures = 0;
@@ -96,7 +97,9 @@ async fn wait_loop(cfg: &Config, mut session: SessionFile) -> i32 {
         // Re-read the session file: peers-mcp rewrites it when it re-registers after a broker
         // restart (possibly with a new token); it removes it when the session ends.
         match SessionFile::read(&cfg.state_dir, pid) {
-            Ok(Some(s)) if s.claude_pid == pid => {
+            // Only this Claude Code process's file: another process given its pid is another
+            // session.
+            Ok(Some(s)) if s.claude_pid == pid && s.claude_start_time == start => {
                 if s.token != session.token || s.broker_url != session.broker_url {
                     debug(|| "session file changed: new credentials".into());
                     client = deliver::client(cfg, &s);
@@ -113,7 +116,7 @@ async fn wait_loop(cfg: &Config, mut session: SessionFile) -> i32 {
         };
         let res = tokio::select! {
             r = client.wait(&q) => r,
-            _ = session_over(path.clone(), pid) => {
+            _ = session_over(path.clone(), pid, start) => {
                 debug(|| "session ended while waiting".into());
                 return 0;
             }
@@ -129,7 +132,7 @@ async fn wait_loop(cfg: &Config, mut session: SessionFile) -> i32 {
                 auth_failures = 0;
                 if was_first {
                     let e = started.elapsed();
-                    if e < START_GRACE && sleep_or_over(START_GRACE - e, &path, pid).await {
+                    if e < START_GRACE && sleep_or_over(START_GRACE - e, &path, pid, start).await {
                         return 0;
                     }
                 }
@@ -141,7 +144,7 @@ async fn wait_loop(cfg: &Config, mut session: SessionFile) -> i32 {
                     Some(code) => return code,
                     // Someone else took it: wait again, not in a tight loop.
                     None => {
-                        if sleep_or_over(Duration::from_millis(200), &path, pid).await {
+                        if sleep_or_over(Duration::from_millis(200), &path, pid, start).await {
                             return 0;
                         }
                     }
@@ -163,7 +166,7 @@ async fn wait_loop(cfg: &Config, mut session: SessionFile) -> i32 {
                         return 0;
                     }
                 }
-                if sleep_or_over(retry, &path, pid).await {
+                if sleep_or_over(retry, &path, pid, start).await {
                     return 0;
                 }
                 retry = (retry * 2).min(Duration::from_secs(5));
