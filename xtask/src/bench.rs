@@ -67,7 +67,7 @@ pub fn run(which: Which) -> Result<()> {
             seconds,
             send_every,
         } => {
-            if let Some(why) = peers_hub_tests::Net::unavailable() {
+            if let Some(why) = peers_testkit::netns::Net::unavailable() {
                 bail!(
                     "the hub bench runs peers in network namespaces and {why}; run it as root \
                      on Linux with iproute2 (e.g. `sudo -E cargo xtask bench hub`)"
@@ -358,7 +358,7 @@ async fn broker(bin: &Path, seconds: u64, history: u64) -> Result<()> {
     }
     let db = b.state_dir().join("peers.db");
     let t = Instant::now();
-    preload_history(&db, &peer_ids, history).await?;
+    preload_history(bin, &db, &peer_ids, history).await?;
     eprintln!(
         "preloaded {history} delivered messages in {:?}",
         t.elapsed()
@@ -451,34 +451,22 @@ async fn send_rate(senders: &[BrokerClient], dur: Duration) -> Result<(f64, u64)
     ))
 }
 
-/// Inserts `n` delivered messages spread over `peers` straight into the database (while the
-/// broker runs; SQLite's WAL lets the broker keep serving).
-async fn preload_history(db: &Path, peers: &[String], n: u64) -> Result<()> {
-    use sqlx::Connection;
-    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await?;
-    sqlx::raw_sql("CREATE TEMP TABLE ids (i INTEGER PRIMARY KEY, id TEXT)")
-        .execute(&mut conn)
+/// Inserts `n` delivered messages spread over `peers` with the broker's hidden
+/// `preload-history` tool (the SQL stays in the store; the broker keeps serving meanwhile).
+async fn preload_history(broker_bin: &Path, db: &Path, peers: &[String], n: u64) -> Result<()> {
+    let status = tokio::process::Command::new(broker_bin)
+        .arg("preload-history")
+        .arg("--db")
+        .arg(db)
+        .arg("--count")
+        .arg(n.to_string())
+        .args(peers)
+        .status()
         .await?;
-    for (i, p) in peers.iter().enumerate() {
-        sqlx::query("INSERT INTO ids VALUES (?, ?)")
-            .bind(i as i64)
-            .bind(p)
-            .execute(&mut conn)
-            .await?;
-    }
-    sqlx::query(
-        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?) \
-         INSERT INTO messages (from_peer, from_kind, from_address, to_peer, to_address, body, \
-           state, sent_ms, expires_ms, delivered_ms, delivered_via) \
-         SELECT NULL, 'human', 'you@bench', ids.id, 'p@bench', 'old message ' || x, \
-           'delivered', x, x + 1000, x + 1, 'PostToolUse' \
-         FROM c JOIN ids ON ids.i = x % ?",
-    )
-    .bind(n as i64)
-    .bind(peers.len() as i64)
-    .execute(&mut conn)
-    .await?;
-    conn.close().await?;
+    anyhow::ensure!(
+        status.success(),
+        "peers-broker preload-history failed: {status}"
+    );
     Ok(())
 }
 
@@ -498,7 +486,7 @@ mod hub {
     use peers_core::BrokerClient;
     use peers_core::client::Timeouts;
     use peers_core::wire::*;
-    use peers_hub_tests::{HUB_ADDR, Net};
+    use peers_testkit::netns::{HUB_ADDR, Net};
 
     use super::{cpu_time, machine, ms, percentile, rss_kib};
 

@@ -39,7 +39,8 @@ struct Ran {
 
 pub fn run(args: &[String]) -> Result<()> {
     let bin = claude::ensure().context("the end-to-end tests need the Claude Code CLI")?;
-    eprintln!("xtask e2e: Claude Code CLI: {}", bin.display());
+    let version = claude::installed_version(&bin).unwrap_or_else(|| "unknown version".into());
+    eprintln!("xtask e2e: Claude Code CLI {version}: {}", bin.display());
     // SAFETY: single-threaded here; set before spawning the test processes.
     unsafe { std::env::set_var(claude::ENV_BIN, &bin) };
     if Command::new("tmux").arg("-V").output().is_err() {
@@ -94,7 +95,7 @@ pub fn run(args: &[String]) -> Result<()> {
     }
 
     println!();
-    println!("end-to-end results (Claude Code {}):", claude::VERSION);
+    println!("end-to-end results (Claude Code {version}):");
     println!("{:<56} {:<8} {:>8}  latency", "scenario", "result", "time");
     let mut failed = 0;
     for r in &results {
@@ -149,11 +150,6 @@ fn test_executables() -> Result<Vec<PathBuf>> {
         }
         if let Some(exe) = json_string_after(line, "\"executable\":\"") {
             let p = PathBuf::from(exe);
-            // The library's own unit tests are plain `cargo test` material, not scenarios.
-            let file = p.file_name().map(|f| f.to_string_lossy().into_owned());
-            if file.is_some_and(|f| f.starts_with("peers_e2e-")) {
-                continue;
-            }
             if !exes.contains(&p) {
                 exes.push(p);
             }

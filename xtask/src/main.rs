@@ -4,11 +4,13 @@
 //!   present), then `cargo test --workspace`, which includes the end-to-end tests.
 //! * `cargo xtask e2e`     — only the end-to-end scenarios against the real Claude Code CLI.
 //! * `cargo xtask bench …` — benchmarks; figures go to `docs/BENCHMARKS.md`.
+//! * `cargo xtask tidy`    — the architecture invariants (also a test in `cargo test`).
 //! * `cargo xtask install` — release build, install the binaries, `peers install`, `peers doctor`.
 
 mod bench;
 mod claude;
 mod e2e;
+mod tidy;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -45,6 +47,8 @@ enum Cmd {
     },
     /// Install the pinned Claude Code CLI for the tests and print its path.
     FetchClaude,
+    /// Check the architecture invariants of docs/ARCHITECTURE.md (also run by `cargo test`).
+    Tidy,
     /// Run benchmarks and print figures for this machine.
     Bench {
         #[command(subcommand)]
@@ -56,6 +60,7 @@ fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Test { args } => test(&args),
         Cmd::E2e { args } => e2e::run(&args),
+        Cmd::Tidy => tidy::run(),
         Cmd::FetchClaude => {
             let bin = claude::ensure()?;
             println!("{}", bin.display());

@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use crate::AppState;
 use crate::auth::{self, Caller};
 use crate::error::{ApiError, ApiResult};
+use crate::input;
 use crate::store::{NewMessage, PeerRow, Sender, messages, peers};
 
 type St = State<Arc<AppState>>;
@@ -47,16 +48,104 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(|| async {
             ApiError::not_found("no such API call; see docs/PROTOCOL.md for the /v1 calls")
         })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                ErrorCode::BadRequest,
-                "this path does not take that method; see docs/PROTOCOL.md",
-            )
-        })
+        .method_not_allowed_fallback(|| async { method_not_allowed() })
         .layer(middleware::from_fn(require_json_posts))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            refuse_while_storage_lost,
+        ))
+        .layer(middleware::from_fn(refuse_head))
+        // Outermost: a request for another host name is refused before anything else.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_own_host,
+        ))
         .with_state(state)
+}
+
+fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::MethodNotAllowed,
+        "this path does not take that method; see docs/PROTOCOL.md",
+    )
+}
+
+/// Refuses a `Host` header that names neither loopback, the bind address nor a configured
+/// `allowed_hosts` name: a page whose DNS name was rebound to 127.0.0.1 sends its own name.
+async fn require_own_host(State(s): St, req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    match host {
+        Some(h) if host_allowed(h, s.settings.bind, &s.settings.allowed_hosts) => {
+            next.run(req).await
+        }
+        _ => ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            ErrorCode::BadHost,
+            "this broker answers only to loopback (127.0.0.1, localhost, [::1]), its bind \
+             address and the names in `allowed_hosts` (config.toml or PEERS_ALLOWED_HOSTS); \
+             the Host header of this request names none of them",
+        )
+        .into_response(),
+    }
+}
+
+/// Whether a `Host` header value (`name[:port]`, `[v6][:port]`) names this broker: loopback,
+/// `localhost`, the bind address (any address when bound to all of them: an IP literal is
+/// never the result of DNS rebinding), or one of `allowed`.
+pub fn host_allowed(host: &str, bind: std::net::IpAddr, allowed: &[String]) -> bool {
+    let host = host.trim();
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((ip, tail)) if tail.is_empty() || tail.starts_with(':') => ip,
+            _ => return false,
+        }
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            Some(_) => return false,
+            None => host,
+        }
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    if name.is_empty() || (name.contains(':') && !host.starts_with('[')) {
+        return false;
+    }
+    if name == "localhost" {
+        return true;
+    }
+    if let Ok(ip) = name.parse::<std::net::IpAddr>() {
+        return ip.to_canonical().is_loopback() || ip == bind || bind.is_unspecified();
+    }
+    allowed.iter().any(|a| a.trim_end_matches('.') == name)
+}
+
+/// HEAD is no method of this API (axum would answer it for every GET route, body-less).
+async fn refuse_head(req: Request, next: Next) -> Response {
+    if req.method() == Method::HEAD {
+        return method_not_allowed().into_response();
+    }
+    next.run(req).await
+}
+
+/// Once the database file is gone, every call but health, notices and shutdown is refused
+/// with 503 `storage_lost`: nothing may claim success into a file nobody can open again.
+async fn refuse_while_storage_lost(State(s): St, req: Request, next: Next) -> Response {
+    let exempt = match req.uri().path() {
+        "/v1/health" | "/v1/shutdown" => true,
+        "/v1/notices" => req.method() == Method::GET,
+        _ => false,
+    };
+    if !exempt && s.store.health().is_lost() {
+        let db = s.store.health().db().to_path_buf();
+        return ApiError::from(crate::store::StoreError::Lost(db)).into_response();
+    }
+    next.run(req).await
 }
 
 /// Refuses POSTs that are not `application/json`: a web page can send a `text/plain` or form
@@ -146,15 +235,22 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for P<T> {
 }
 
 async fn health(State(s): St) -> ApiResult<Health> {
+    // With the database file gone the broker still answers (so no client starts a second
+    // one), but not `ok`, and counts only if the old file can still be read.
+    let lost = s.store.health().is_lost();
+    let count = |r: Result<u64, crate::store::StoreError>| match r {
+        Err(_) if lost => Ok(0),
+        r => r,
+    };
     Ok(Json(Health {
-        ok: true,
+        ok: !lost,
         version: peers_core::VERSION.to_string(),
         uptime_ms: s.started.elapsed().as_millis() as u64,
         pid: std::process::id(),
         machine_id: s.settings.machine_id.clone(),
         host: s.settings.host.clone(),
-        peers_alive: peers::count_live(s.store.reader()).await?,
-        queued: messages::count_waiting(s.store.reader()).await?,
+        peers_alive: count(peers::count_live(s.store.reader()).await)?,
+        queued: count(messages::count_waiting(s.store.reader()).await)?,
     }))
 }
 
@@ -164,7 +260,8 @@ async fn register(
     Body(req): Body<RegisterRequest>,
 ) -> ApiResult<RegisterResponse> {
     caller.require_user()?;
-    if req.cwd.trim().is_empty() || req.machine_id.trim().is_empty() || req.host.trim().is_empty() {
+    let req = input::registration(req);
+    if req.cwd.is_empty() || req.machine_id.is_empty() || req.host.is_empty() {
         return Err(ApiError::bad_request(
             "register needs non-empty machine_id, host and cwd",
         ));
@@ -234,7 +331,7 @@ async fn set_summary(
     Body(req): Body<SummaryRequest>,
 ) -> ApiResult<Ok> {
     let me = caller.require_peer()?.clone();
-    let summary: String = req.summary.chars().take(500).collect();
+    let summary: String = input::one_line(&req.summary).chars().take(500).collect();
     let id = me.id.clone();
     s.store
         .write(move |c| Box::pin(async move { peers::set_summary(c, &id, &summary).await }))
@@ -303,6 +400,17 @@ async fn find_peer(State(s): St, _caller: Caller, P(who): P<String>) -> ApiResul
 
 /// Finds a recipient or answers 404 naming the peers that do exist.
 async fn resolve_or_404(s: &AppState, who: &str) -> Result<PeerRow, ApiError> {
+    let name = who.trim().rsplit_once('@').map_or(who.trim(), |(n, _)| n);
+    if input::is_reserved_name(name) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::UnknownPeer,
+            format!(
+                "{who:?} is a reserved name, not a session (`you` is the human, who reads \
+                 mail with `peers log`); name a peer, name@host or id"
+            ),
+        ));
+    }
     if let Some(row) = s.directory.get(who) {
         return Ok(row);
     }
@@ -379,6 +487,8 @@ async fn send(
         expires_ms: now.saturating_add(s.settings.message_ttl_ms),
     };
     let (id, to_peer) = s.store.insert_message(msg).await?;
+    // Asked before the wake: the waiter that this send ends is the one that counts.
+    let can_wake = to.alive() && s.waiters.can_wake(&to_peer);
     s.waiters.wake(&to_peer);
     Ok(Json(SendResponse {
         message_id: id,
@@ -387,15 +497,22 @@ async fn send(
         status: MessageState::Queued,
         recipient_alive: to.alive(),
         recipient_last_seen_ms: to.last_seen_ms,
-        recipient_can_wake: false,
+        recipient_can_wake: can_wake,
     }))
 }
 
-async fn message_status(State(s): St, caller: Caller, P(id): P<i64>) -> ApiResult<MessageStatus> {
+async fn message_status(
+    State(s): St,
+    caller: Caller,
+    P(id): P<i64>,
+    Q(q): Q<MessageStatusQuery>,
+) -> ApiResult<MessageStatus> {
     let not_found = || ApiError::not_found(format!("no message {id}"));
-    let (status, from_peer) = messages::status(s.store.reader(), id)
+    // Whoever may see the status may read the body: the human, the sender, the recipient.
+    let (mut status, from_peer) = messages::status(s.store.reader(), id, q.body)
         .await?
         .ok_or_else(not_found)?;
+    status.recipient_can_wake = status.recipient_alive && s.waiters.can_wake(&status.to_peer_id);
     if let Caller::Peer(me) = &caller {
         let mine = messages::lineage(s.store.reader(), &me.id).await?;
         let involved = from_peer.as_ref().is_some_and(|f| mine.contains(f))
@@ -420,8 +537,18 @@ async fn message_log(State(s): St, caller: Caller, Q(q): Q<HistoryQuery>) -> Api
         Some(who) => Some(ids_named(&s, who).await?),
     };
     let limit = q.limit.unwrap_or(100).min(10_000);
-    let messages =
-        messages::log(s.store.reader(), from, to, q.since_ms.unwrap_or(0), limit).await?;
+    let mut messages = messages::log(
+        s.store.reader(),
+        from,
+        to,
+        q.since_ms.unwrap_or(0),
+        limit,
+        q.body,
+    )
+    .await?;
+    for m in &mut messages {
+        m.recipient_can_wake = m.recipient_alive && s.waiters.can_wake(&m.to_peer_id);
+    }
     Ok(Json(MessageLog { messages }))
 }
 
@@ -477,7 +604,15 @@ async fn claim(
                         "{name} used its loop budget ({b} automatic turns in {window_min} min); \
                          its mail waits for the next prompt. Look with `peers inbox`."
                     );
-                    messages::add_notice(c, "loop_budget", Some(&id), &text, now).await?;
+                    messages::add_notice(
+                        c,
+                        "loop_budget",
+                        Some(&id),
+                        &text,
+                        input::BROKER_AUTHOR,
+                        now,
+                    )
+                    .await?;
                 }
                 Ok(out)
             })
@@ -553,8 +688,9 @@ async fn wait(State(s): St, caller: Caller, Q(q): Q<WaitQuery>) -> ApiResult<Wai
     let me = caller.require_peer()?.clone();
     let timeout = Duration::from_millis(q.timeout_ms.unwrap_or(25_000).min(600_000));
     let deadline = tokio::time::Instant::now() + timeout;
-    let slot = s.waiters.slot(&me.id);
-    let generation = slot.enter();
+    // Armed until this handler ends, however it ends (the guard leaves the slot).
+    let armed = s.waiters.arm(&me.id);
+    let (slot, generation) = (armed.slot(), armed.generation);
     let mut stop = s.shutdown.subscribe();
     let result = loop {
         let notified = slot.notify.notified();
@@ -581,16 +717,58 @@ async fn wait(State(s): St, caller: Caller, Q(q): Q<WaitQuery>) -> ApiResult<Wai
             _ = stop.wait_for(|v| *v) => break WaitResponse { mail: false, superseded: false, queued: 0 },
         }
     };
-    drop(slot);
-    s.waiters.forget_idle(&me.id);
+    drop(armed);
     Ok(Json(result))
 }
 
 async fn notices(State(s): St, caller: Caller) -> ApiResult<NoticeList> {
     caller.require_user()?;
-    Ok(Json(NoticeList {
-        notices: messages::notices(s.store.reader(), 100).await?,
-    }))
+    // A storage fault cannot be written to the database it is about: it is shown from
+    // memory, first, for as long as it lasts.
+    let health = s.store.health();
+    let mut notices = vec![];
+    if let Some(at_ms) = health.lost_since() {
+        notices.push(broker_notice(
+            at_ms,
+            "storage_lost",
+            format!(
+                "The database file {} was deleted or replaced while the broker ran; every \
+                 write is refused (503) and nothing new is stored. Restart the broker \
+                 (`peers broker stop`); put a copy of peers.db back first if you have one.",
+                health.db().display()
+            ),
+        ));
+    }
+    if let Some(at_ms) = health.full_since() {
+        notices.push(broker_notice(
+            at_ms,
+            "storage_full",
+            format!(
+                "The disk holding {} is full or failing: sends and other writes are refused \
+                 (507) and nothing of them is stored. Free space there; the broker recovers by \
+                 itself.",
+                health.db().display()
+            ),
+        ));
+    }
+    match messages::notices(s.store.reader(), 100).await {
+        Ok(stored) => notices.extend(stored),
+        Err(_) if !notices.is_empty() => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Json(NoticeList { notices }))
+}
+
+/// A notice the broker raises about itself, not (yet) stored.
+fn broker_notice(at_ms: i64, kind: &str, text: String) -> Notice {
+    Notice {
+        id: 0,
+        at_ms,
+        kind: kind.to_string(),
+        peer_id: None,
+        text,
+        author: input::BROKER_AUTHOR.to_string(),
+    }
 }
 
 /// A client's notice for the human: about the calling peer (peer token) or about nothing in
@@ -607,17 +785,26 @@ async fn add_notice(State(s): St, caller: Caller, Body(req): Body<NoticeRequest>
             "`kind` is 1-32 characters of a-z, 0-9 and _ (e.g. `escalation`)",
         ));
     }
-    let text = req.text.trim().to_string();
+    if input::BROKER_NOTICE_KINDS.contains(&kind.as_str()) {
+        return Err(ApiError::forbidden(format!(
+            "notices of kind `{kind}` are raised only by the broker itself; pick another kind \
+             (e.g. `escalation`)"
+        )));
+    }
+    let text = input::one_line(&req.text);
     if text.is_empty() || text.chars().count() > 2000 {
         return Err(ApiError::bad_request("`text` is 1-2000 characters"));
     }
     let peer_id = caller.peer().map(|p| p.id.clone());
+    let author = caller
+        .peer()
+        .map_or_else(|| "you".to_string(), |p| p.address());
     let now = now_ms();
     s.store
         .write(move |c| {
-            Box::pin(
-                async move { messages::add_notice(c, &kind, peer_id.as_deref(), &text, now).await },
-            )
+            Box::pin(async move {
+                messages::add_notice(c, &kind, peer_id.as_deref(), &text, &author, now).await
+            })
         })
         .await?;
     Ok(Json(Ok { ok: true }))
@@ -634,4 +821,42 @@ async fn shutdown(
     Ok(Json(ShutdownResponse {
         shutting_down: true,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_allowed;
+
+    #[test]
+    fn hosts_that_name_this_broker() {
+        let local = "127.0.0.1".parse().unwrap();
+        let hub = "10.0.0.2".parse().unwrap();
+        let any = "0.0.0.0".parse().unwrap();
+        let names = vec!["hub.example".to_string()];
+        for h in [
+            "127.0.0.1:7900",
+            "127.9.9.9",
+            "localhost:1",
+            "LocalHost.",
+            "[::1]:7900",
+        ] {
+            assert!(host_allowed(h, local, &[]), "{h}");
+            assert!(host_allowed(h, hub, &[]), "{h}");
+        }
+        assert!(host_allowed("10.0.0.2:7900", hub, &[]));
+        assert!(!host_allowed("10.0.0.2:7900", local, &[]));
+        assert!(host_allowed("192.168.1.5:7900", any, &[]));
+        assert!(host_allowed("HUB.example:7900", hub, &names));
+        for h in [
+            "",
+            "evil.example",
+            "hub.example.evil",
+            "localhost.evil.example",
+            "::1",
+            "[::1]x",
+            "127.0.0.1:http",
+        ] {
+            assert!(!host_allowed(h, any, &names), "{h}");
+        }
+    }
 }

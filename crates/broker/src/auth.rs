@@ -70,11 +70,17 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         let header = parts
             .headers
             .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
             .ok_or_else(|| {
                 ApiError::unauthorized(
                     "missing `Authorization: Bearer …`; use the secret in the state dir, \
                      the hub token, or a peer token",
+                )
+            })?
+            .to_str()
+            .map_err(|_| {
+                ApiError::unauthorized(
+                    "the Authorization header holds bytes that are not ASCII text; send \
+                     `Authorization: Bearer <token>`",
                 )
             })?;
         let token = header

@@ -52,7 +52,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
             error: ErrorDetail {
-                code: self.code.as_str().to_string(),
+                code: self.code,
                 message: self.message,
             },
         };
@@ -62,13 +62,67 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
-        tracing::error!(error = %e, "store error");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorCode::Internal,
-            format!("the broker's database failed: {e}; see the broker log in the state dir"),
-        )
+        match e {
+            StoreError::Lost(db) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::StorageLost,
+                format!(
+                    "the broker's database file {} was deleted or replaced while the broker \
+                     ran, so nothing can be stored safely and nothing was stored for this \
+                     request. Restart the broker (`peers broker stop`; clients start it again): \
+                     it starts with an empty database unless you put a copy of peers.db back \
+                     first",
+                    db.display()
+                ),
+            ),
+            StoreError::Full { db, detail } => {
+                tracing::warn!(db = %db.display(), detail, "refused: storage full");
+                let dir = db.parent().unwrap_or(&db);
+                ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    ErrorCode::StorageFull,
+                    format!(
+                        "the disk holding the broker's state dir {} is full or failing \
+                         (writing {}); nothing of this request was stored. Free some space \
+                         there: the broker takes writes again by itself, no restart needed",
+                        dir.display(),
+                        db.display()
+                    ),
+                )
+            }
+            e => {
+                // The details stay in the log; the caller gets an id to find them by.
+                let id = peers_core::paths::random_hex(4);
+                tracing::error!(error_id = %id, error = %e, "internal error");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorCode::Internal,
+                    format!(
+                        "the broker hit an internal error (error id {id}); its log \
+                         (logs/broker.log in the state dir) has the details under that id"
+                    ),
+                )
+            }
+        }
     }
 }
 
 pub type ApiResult<T> = Result<Json<T>, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_name_an_id_never_the_database_text() {
+        let e = StoreError::Db(sqlx::Error::Protocol(
+            "SQLITE_CORRUPT: secret table layout".into(),
+        ));
+        let api = ApiError::from(e);
+        assert_eq!(api.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(api.code, ErrorCode::Internal);
+        assert!(api.message.contains("error id"), "{}", api.message);
+        assert!(!api.message.contains("SQLITE"), "{}", api.message);
+        assert!(!api.message.contains("secret"), "{}", api.message);
+    }
+}

@@ -5,6 +5,7 @@
 //! * [`auth`] — bearer tokens: the per-user secret, the hub token, per-peer tokens.
 //! * [`sweep`] — the periodic liveness / lease / expiry pass.
 //! * [`waiters`] — long-poll slots that wake idle sessions' hooks.
+//! * [`input`] — one-line field cleaning, reserved names, broker-only notice kinds.
 //!
 //! [`run`] ties them together for the binary; tests start the binary itself.
 
@@ -12,12 +13,13 @@ pub mod api;
 pub mod auth;
 pub mod directory;
 pub mod error;
+pub mod input;
 pub mod store;
 pub mod sweep;
 pub mod waiters;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -57,6 +59,10 @@ pub struct Settings {
     pub sweep: Duration,
     pub loop_budget: u32,
     pub loop_window_ms: i64,
+    /// The address listened on, one of the names a `Host` header may give.
+    pub bind: IpAddr,
+    /// Further host names a `Host` header may give (lowercase).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Settings {
@@ -71,6 +77,8 @@ impl Settings {
             sweep: Duration::from_millis(c.sweep_ms.max(50)),
             loop_budget: c.loop_budget,
             loop_window_ms: (c.loop_window_secs as i64).saturating_mul(1000),
+            bind: c.bind,
+            allowed_hosts: c.allowed_hosts.clone(),
         }
     }
 }
@@ -183,9 +191,38 @@ pub async fn run(config: Config) -> Result<Started, BrokerError> {
         Err(source) => return Err(BrokerError::Bind { addr, source }),
     };
 
+    // A state dir that has a secret had a broker before; a database missing then is one that
+    // was deleted or moved, and starting empty must not go unnoticed.
+    let had_broker = paths::secret_file(&state_dir).exists();
+    let new_db = !config.db.exists();
     let secret = paths::ensure_secret(&state_dir).map_err(state_err)?;
     let machine_id = identity::machine_id(&state_dir).map_err(state_err)?;
     let store = Store::open(&config.db).await?;
+    if had_broker && new_db {
+        let text = format!(
+            "The broker started with a new, empty database at {}: the one used before is gone \
+             (deleted or moved), and any mail in it is not here. If you have a copy of \
+             peers.db, stop the broker (`peers broker stop`) and put it back.",
+            config.db.display()
+        );
+        tracing::warn!(db = %config.db.display(), "storage_new: started with an empty database");
+        let now = peers_core::now_ms();
+        store
+            .write(move |c| {
+                Box::pin(async move {
+                    store::messages::add_notice(
+                        c,
+                        "storage_new",
+                        None,
+                        &text,
+                        input::BROKER_AUTHOR,
+                        now,
+                    )
+                    .await
+                })
+            })
+            .await?;
+    }
     let (shutdown, _) = watch::channel(false);
     let state = Arc::new(AppState {
         store,
@@ -247,6 +284,7 @@ pub async fn run(config: Config) -> Result<Started, BrokerError> {
 
     let _ = state.shutdown.send(true);
     state.store.flush().await.ok();
+    // Commits what is queued and checkpoints the WAL: a copy of peers.db alone is complete.
     state.store.close().await;
     tracing::info!("stopped");
     Ok(Started::Served)

@@ -25,10 +25,46 @@ struct Args {
     /// SQLite database file (default <state_dir>/peers.db).
     #[arg(long)]
     db: Option<PathBuf>,
+    #[command(subcommand)]
+    tool: Option<Tool>,
+}
+
+/// Tools for the project's own benchmarks; not for users.
+#[derive(clap::Subcommand)]
+enum Tool {
+    /// Fill DB with COUNT delivered messages spread over PEER_IDS (`cargo xtask bench broker`).
+    #[command(hide = true)]
+    PreloadHistory {
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long)]
+        count: u64,
+        peer_ids: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Tool::PreloadHistory {
+        db,
+        count,
+        peer_ids,
+    }) = args.tool
+    {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("start the tokio runtime");
+        return match rt.block_on(peers_broker::store::preload::delivered_history(
+            &db, &peer_ids, count,
+        )) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("peers-broker: preload-history: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let mut config = match peers_core::Config::load() {
         Ok(c) => c,
         Err(e) => {

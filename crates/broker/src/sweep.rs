@@ -22,8 +22,10 @@ pub async fn run(state: Arc<AppState>) {
             _ = tick.tick() => {}
             _ = stop.wait_for(|v| *v) => return,
         }
-        if let Err(e) = once(&state).await {
-            tracing::warn!(error = %e, "sweep failed");
+        match once(&state).await {
+            // Logged once where they are found; the API answers them.
+            Ok(()) | Err(StoreError::Lost(_) | StoreError::Full { .. }) => {}
+            Err(e) => tracing::warn!(error = %e, "sweep failed"),
         }
     }
 }
@@ -51,10 +53,7 @@ pub async fn once(state: &AppState) -> Result<(), StoreError> {
             Box::pin(async move {
                 let marked = peers::mark_gone(c, &ids, now).await?;
                 let swept = messages::sweep(c, now).await?;
-                sqlx::query("DELETE FROM budget_spend WHERE at_ms < ?")
-                    .bind(now - window)
-                    .execute(&mut *c)
-                    .await?;
+                messages::forget_budget_spend_before(c, now - window).await?;
                 Ok((marked, swept))
             })
         })
@@ -83,5 +82,50 @@ pub async fn once(state: &AppState) -> Result<(), StoreError> {
     if expired > 0 {
         tracing::info!(count = expired, "messages expired");
     }
+    record_recovered_storage(state).await;
     Ok(())
+}
+
+/// A full disk is shown from memory while it lasts; once writes succeed again, the spell is
+/// recorded as a notice for the human (kept for later if even that cannot be written yet).
+async fn record_recovered_storage(state: &AppState) {
+    let spells = state.store.health().take_recovered();
+    if spells.is_empty() {
+        return;
+    }
+    let db = state.store.health().db().display().to_string();
+    let texts: Vec<String> = spells
+        .iter()
+        .map(|(from, to)| {
+            format!(
+                "The disk holding {db} was full or failing for {} s (from {}): writes in that \
+                 time were refused with 507 and stored nothing. Writes succeed again.",
+                (to - from).max(0) / 1000,
+                peers_core::format_ms(*from)
+            )
+        })
+        .collect();
+    let now = now_ms();
+    let written = state
+        .store
+        .write(move |c| {
+            Box::pin(async move {
+                for text in &texts {
+                    messages::add_notice(
+                        c,
+                        "storage_recovered",
+                        None,
+                        text,
+                        crate::input::BROKER_AUTHOR,
+                        now,
+                    )
+                    .await?;
+                }
+                Ok(())
+            })
+        })
+        .await;
+    if written.is_err() {
+        state.store.health().put_back_recovered(spells);
+    }
 }

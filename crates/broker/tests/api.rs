@@ -515,7 +515,7 @@ async fn bad_credentials_change_nothing() {
         let c = BrokerClient::new(&env.url(), auth.map(str::to_string));
         let e = c.send(&send_req("a", "intruder")).await.unwrap_err();
         assert_eq!(e.status(), Some(401), "{auth:?}");
-        assert_eq!(e.code(), Some("unauthorized"));
+        assert_eq!(e.code(), Some(ErrorCode::Unauthorized));
         let e = c.claim(&ClaimRequest::default()).await.unwrap_err();
         assert_eq!(e.status(), Some(401));
         let e = c
@@ -570,7 +570,7 @@ async fn bad_bodies_get_clear_errors() {
         .unwrap();
     assert_eq!(r.status(), 415);
     let body: ErrorBody = r.json().await.unwrap();
-    assert_eq!(body.error.code, "unsupported_media_type");
+    assert_eq!(body.error.code, ErrorCode::UnsupportedMediaType);
 
     // Malformed JSON: 400 with a message.
     let r = http
@@ -583,7 +583,7 @@ async fn bad_bodies_get_clear_errors() {
         .unwrap();
     assert_eq!(r.status(), 400);
     let body: ErrorBody = r.json().await.unwrap();
-    assert_eq!(body.error.code, "bad_request");
+    assert_eq!(body.error.code, ErrorCode::BadRequest);
     assert!(
         body.error.message.contains("JSON"),
         "{}",
@@ -614,7 +614,7 @@ async fn bad_bodies_get_clear_errors() {
             .await
             .unwrap_err();
         assert_eq!(e.status(), Some(413), "size {size}");
-        assert_eq!(e.code(), Some("payload_too_large"));
+        assert_eq!(e.code(), Some(ErrorCode::PayloadTooLarge));
     }
     // Exactly at the limit is fine.
     a.client
@@ -628,7 +628,10 @@ async fn bad_bodies_get_clear_errors() {
         .send(&send_req("nobody", "hello?"))
         .await
         .unwrap_err();
-    assert_eq!((e.status(), e.code()), (Some(404), Some("unknown_peer")));
+    assert_eq!(
+        (e.status(), e.code()),
+        (Some(404), Some(ErrorCode::UnknownPeer))
+    );
     assert!(e.to_string().contains("a@box"), "{e}");
 
     // Unknown route: JSON 404.
@@ -976,7 +979,7 @@ async fn clients_record_notices_for_the_human() {
         ("ok", &*"x".repeat(2001)),
     ] {
         let e = a.client.add_notice(&req(kind, text)).await.unwrap_err();
-        assert_eq!(e.code(), Some("bad_request"), "{kind:?}: {e}");
+        assert_eq!(e.code(), Some(ErrorCode::BadRequest), "{kind:?}: {e}");
     }
     let anon = BrokerClient::new(&env.url(), None);
     let e = anon.add_notice(&req("x", "y")).await.unwrap_err();

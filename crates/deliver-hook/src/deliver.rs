@@ -29,17 +29,18 @@ pub struct Output {
     pub framed: Option<frame::Framed>,
 }
 
-/// The hook JSON for `event` carrying `text`.
+/// The hook JSON for `event` carrying `text`: `additionalContext` for every event. On Stop it
+/// continues the turn just as `{"decision":"block"}` does (counted against the client's cap,
+/// `stop_hook_active` on the next Stop), but the model is shown the text once, as "Stop hook
+/// additional context", and the human's screen says "Stop hook says: …" instead of "Stop hook
+/// reported a problem" (Claude Code 2.1.332, `stop_hook_output_forms` in `crates/e2e`).
 pub fn hook_json(event: Event, text: &str) -> serde_json::Value {
-    match event {
-        Event::Stop => json!({"decision": "block", "reason": text}),
-        _ => json!({
-            "hookSpecificOutput": {
-                "hookEventName": event.as_str(),
-                "additionalContext": text,
-            }
-        }),
-    }
+    json!({
+        "hookSpecificOutput": {
+            "hookEventName": event.as_str(),
+            "additionalContext": text,
+        }
+    })
 }
 
 pub fn occasion(event: Event) -> Occasion {

@@ -1,5 +1,11 @@
-//! `peers-deliver --wait`: the asyncRewake Stop hook that wakes an idle session when mail
-//! arrives.
+//! `peers-deliver --wait`: the asyncRewake hook (on SessionStart and on Stop) that wakes an
+//! idle session when mail arrives.
+//!
+//! Armed at SessionStart, it covers a session that never finished a turn (and so never ran a
+//! Stop hook); there the session file may not exist yet, since `peers-mcp` registers at the
+//! same time, so it waits for it up to [`SESSION_FILE_WAIT`] while its Claude Code process
+//! lives. Each Stop arms a new waiter, which supersedes the one before (the broker answers
+//! the older long poll with `superseded`).
 //!
 //! Long-polls `GET /v1/inbox/wait` until the broker says mail is queued, then claims it as an
 //! automatic delivery (it starts a turn by itself, so it counts against the loop budget),
@@ -20,6 +26,7 @@ use peers_core::wire::{ClaimRequest, WaitQuery};
 use peers_core::{BrokerClient, ClientError};
 
 use crate::frame::{self, Me, Occasion};
+use crate::input::Event;
 use crate::{EXIT_WAKE, debug, deliver, locate};
 
 /// How long one long poll is held by the broker.
@@ -31,6 +38,10 @@ pub const START_GRACE: Duration = Duration::from_millis(300);
 pub const WATCH_EVERY: Duration = Duration::from_millis(250);
 /// The via of a wake ack.
 pub const VIA: &str = "wake";
+/// At SessionStart, how long the waiter waits for `peers-mcp` to register and write the
+/// session file (it may start the broker first). Longer than the ordinary hook's 2 s: the
+/// waiter runs in the background and holds up nothing.
+pub const SESSION_FILE_WAIT: Duration = Duration::from_secs(120);
 
 /// Whether this session may wait: interactive sessions always, headless (`-p`) only when
 /// configured, since `-p` waits for such a hook before exiting.
@@ -39,8 +50,15 @@ pub fn should_wait(attended_env: Option<&str>, wait_headless: bool) -> bool {
 }
 
 pub fn run() -> i32 {
-    // The Stop JSON is not needed, but read it so Claude Code's write never fails.
-    let _ = crate::read_input();
+    // Read the hook JSON in any case, so Claude Code's write never fails; only the event
+    // (and its source) matters here.
+    let input = crate::read_input();
+    let at_start = input.as_ref().and_then(|i| i.event()) == Some(Event::SessionStart);
+    if at_start && input.as_ref().and_then(|i| i.source.as_deref()) == Some("compact") {
+        // A compaction happens inside a turn: that turn's Stop arms the next waiter.
+        debug(|| "SessionStart after a compaction: not waiting".into());
+        return 0;
+    }
     let cfg = match Config::load() {
         Ok(c) => c,
         Err(e) => {
@@ -54,7 +72,12 @@ pub fn run() -> i32 {
         return 0;
     }
     let env_pid = std::env::var("CLAUDE_PID").ok();
-    let Some(session) = locate::find_session(&cfg.state_dir, env_pid.as_deref()) else {
+    let found = if at_start {
+        wait_for_session(&cfg.state_dir, env_pid.as_deref(), SESSION_FILE_WAIT)
+    } else {
+        locate::find_session(&cfg.state_dir, env_pid.as_deref())
+    };
+    let Some(session) = found else {
         debug(|| "no session file: not waiting".into());
         return 0;
     };
@@ -63,6 +86,37 @@ pub fn run() -> i32 {
     // Don't linger on the runtime's shutdown: nothing else is pending.
     rt.shutdown_background();
     code
+}
+
+/// Looks for this hook's session file until it appears, `limit` passes, or the Claude Code
+/// process is gone (`CLAUDE_PID` no longer alive, or this hook's parent gone: then it was
+/// re-parented).
+pub fn wait_for_session(
+    state_dir: &Path,
+    env_pid: Option<&str>,
+    limit: Duration,
+) -> Option<SessionFile> {
+    let started = Instant::now();
+    let parent = std::os::unix::process::parent_id();
+    let claude_pid = env_pid.and_then(|p| p.trim().parse::<u32>().ok());
+    loop {
+        if let Some(s) = locate::find_session(state_dir, env_pid) {
+            return Some(s);
+        }
+        let gone = std::os::unix::process::parent_id() != parent
+            || claude_pid.is_some_and(|p| !process::pid_alive(p));
+        if gone || started.elapsed() >= limit {
+            debug(|| format!("no session file after {:?}", started.elapsed()));
+            return None;
+        }
+        // Quick at first (peers-mcp usually registers within a second), then relaxed.
+        let step = if started.elapsed() < Duration::from_secs(3) {
+            50
+        } else {
+            250
+        };
+        std::thread::sleep(Duration::from_millis(step));
+    }
 }
 
 /// Resolves when the session is over: its Claude Code process (that pid with that start time)
@@ -157,8 +211,8 @@ async fn wait_loop(cfg: &Config, mut session: SessionFile) -> i32 {
             Err(e) => {
                 debug(|| format!("wait failed: {e}"));
                 if !e.is_unreachable() {
-                    let auth =
-                        matches!(e.status(), Some(401 | 403)) || e.code() == Some("unknown_peer");
+                    let auth = matches!(e.status(), Some(401 | 403))
+                        || e.code() == Some(peers_core::wire::ErrorCode::UnknownPeer);
                     auth_failures += 1;
                     // A stale token is fixed when peers-mcp re-registers; anything else (or a
                     // token that stays bad) ends the wait.

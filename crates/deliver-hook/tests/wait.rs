@@ -1,4 +1,4 @@
-//! `peers-deliver --wait` (the asyncRewake Stop hook) and the loop budget.
+//! `peers-deliver --wait` (the asyncRewake hook on SessionStart and Stop) and the loop budget.
 
 mod common;
 
@@ -12,6 +12,11 @@ use peers_testkit::ChildGuard;
 
 /// Starts a waiter for `h.me` with the Stop input on stdin; stderr and stdout are piped.
 fn start_waiter(h: &Harness, extra: &[(&str, &str)]) -> ChildGuard {
+    start_waiter_on(h, STOP, extra)
+}
+
+/// Starts a waiter for `h.me` with `input` (the event that armed it) on stdin.
+fn start_waiter_on(h: &Harness, input: &str, extra: &[(&str, &str)]) -> ChildGuard {
     let mut cmd = h.hook(&["--wait"]);
     for (k, v) in extra {
         cmd.env(k, v);
@@ -21,9 +26,13 @@ fn start_waiter(h: &Harness, extra: &[(&str, &str)]) -> ChildGuard {
         .stderr(Stdio::piped());
     let mut g = ChildGuard::new(cmd.spawn().unwrap());
     let mut stdin = g.child().stdin.take().unwrap();
-    stdin.write_all(STOP.as_bytes()).unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
     drop(stdin);
     g
+}
+
+fn session_path(h: &Harness) -> std::path::PathBuf {
+    peers_core::session::SessionFile::path(&h.env.state_dir, h.me.claude_pid)
 }
 
 fn finish(mut g: ChildGuard) -> (Option<i32>, String, String) {
@@ -209,7 +218,7 @@ async fn the_loop_budget_stops_stop_blocks_and_wakes_then_mail_waits() {
     for i in 0..budget {
         let id = h.send(&format!("ping {i}")).await;
         let r = h.run(STOP);
-        assert_eq!(r.json()["decision"], "block");
+        assert_eq!(r.json()["hookSpecificOutput"]["hookEventName"], "Stop");
         assert_eq!(stdout_ids(&r.stdout), vec![id]);
     }
     let id = h.send("one too many").await;
@@ -251,13 +260,110 @@ async fn consecutive_stop_blocks_stay_under_claude_codes_cap() {
     // twice in a row and then lets the turn end (a third block might be ignored, and its mail
     // with it).
     h.send("a").await;
-    assert_eq!(run_stop(STOP).json()["decision"], "block");
+    assert_eq!(
+        run_stop(STOP).json()["hookSpecificOutput"]["hookEventName"],
+        "Stop"
+    );
     h.send("b").await;
-    assert_eq!(run_stop(STOP_ACTIVE).json()["decision"], "block");
+    assert_eq!(
+        run_stop(STOP_ACTIVE).json()["hookSpecificOutput"]["hookEventName"],
+        "Stop"
+    );
     let c = h.send("c").await;
     let r = run_stop(STOP_ACTIVE);
     assert_eq!(r.stdout, "", "third block in a row is not made");
     assert_eq!(h.status(c).await.status, MessageState::Queued);
     // The next turn starts a new streak.
     assert_eq!(stdout_ids(&run_stop(STOP).stdout), vec![c]);
+}
+
+/// Armed at SessionStart, the waiter covers a session that never finished a turn. peers-mcp
+/// writes the session file at the same time, possibly after starting the broker: the waiter
+/// waits for it (longer than the ordinary hook's 2 s) and then wakes the idle session.
+#[tokio::test]
+async fn a_session_start_waiter_waits_for_the_session_file_then_wakes() {
+    let h = Harness::start(&[]).await;
+    std::fs::remove_file(session_path(&h)).unwrap();
+    let mut w = start_waiter_on(&h, SESSION_START, &[]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        w.child().try_wait().unwrap().is_none(),
+        "the SessionStart waiter gave up before peers-mcp wrote the session file"
+    );
+    write_session(&h.env, &h.me, h.me.claude_pid);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        w.child().try_wait().unwrap().is_none(),
+        "waits while no mail"
+    );
+    let id = h.send("hello, fresh session").await;
+    assert!(
+        exited_within(&mut w, Duration::from_secs(10)),
+        "waiter still running 10 s after a send"
+    );
+    let (code, stdout, stderr) = finish(w);
+    assert_eq!(code, Some(2), "exit 2 wakes the session; stderr: {stderr}");
+    assert_eq!(stdout, "");
+    assert_eq!(shown_ids(&stderr), vec![id], "{stderr}");
+    let st = h.status(id).await;
+    assert_eq!(st.delivered_via.as_deref(), Some("wake"));
+}
+
+/// A SessionStart waiter whose session never registers ends with its Claude Code process,
+/// silently.
+#[tokio::test]
+async fn a_session_start_waiter_ends_when_claude_ends_before_registering() {
+    let mut h = Harness::start(&[]).await;
+    std::fs::remove_file(session_path(&h)).unwrap();
+    let mut w = start_waiter_on(&h, SESSION_START, &[]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(w.child().try_wait().unwrap().is_none());
+    h.me.claude.kill();
+    assert!(
+        exited_within(&mut w, Duration::from_secs(5)),
+        "the waiter outlived its Claude Code process"
+    );
+    assert_eq!(finish(w), (Some(0), String::new(), String::new()));
+}
+
+/// The first Stop arms a new waiter, which supersedes the SessionStart one: one waiter per
+/// session, and the mail wakes through the newer one.
+#[tokio::test]
+async fn the_stop_waiter_supersedes_the_session_start_waiter() {
+    let h = Harness::start(&[]).await;
+    let mut first = start_waiter_on(&h, SESSION_START, &[]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut second = start_waiter(&h, &[]);
+    assert_eq!(h.run(STOP).stdout, "");
+    assert!(
+        exited_within(&mut first, Duration::from_secs(10)),
+        "the SessionStart waiter is superseded"
+    );
+    assert_eq!(finish(first), (Some(0), String::new(), String::new()));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let id = h.send("after the first turn").await;
+    assert!(exited_within(&mut second, Duration::from_secs(10)));
+    let (code, _, stderr) = finish(second);
+    assert_eq!((code, shown_ids(&stderr)), (Some(2), vec![id]));
+}
+
+/// A SessionStart after a compaction comes inside a running turn: no waiter (the turn's Stop
+/// arms one).
+#[tokio::test]
+async fn no_waiter_after_a_compaction() {
+    let h = Harness::start(&[]).await;
+    let compact = SESSION_START.replace("\"startup\"", "\"compact\"");
+    let mut w = start_waiter_on(&h, &compact, &[]);
+    assert!(exited_within(&mut w, Duration::from_secs(2)));
+    assert_eq!(finish(w), (Some(0), String::new(), String::new()));
+}
+
+/// Headless (`-p`) runs arm nothing at SessionStart either: the waiter exits at once.
+#[tokio::test]
+async fn a_headless_session_start_arms_no_waiter() {
+    let h = Harness::start(&[]).await;
+    std::fs::remove_file(session_path(&h)).unwrap();
+    let mut w = start_waiter_on(&h, SESSION_START, &[("CLAUDE_CODE_SESSION_ATTENDED", "0")]);
+    assert!(exited_within(&mut w, Duration::from_secs(2)));
+    assert_eq!(finish(w), (Some(0), String::new(), String::new()));
 }

@@ -1,7 +1,7 @@
-//! The six end-to-end scenarios of the harness issue: real Claude Code sessions, the real
-//! `peers-mcp`, `peers-deliver` and `peers-broker`, scripted models. Each asserts on what the
-//! models were shown (the recorded API requests) and prints its measured latency as an
-//! `E2E-LATENCY` line for `cargo xtask e2e`.
+//! The end-to-end scenarios (s1–s6 of the harness issue, s7–s10 of issue 10): real Claude Code
+//! sessions, the real `peers-mcp`, `peers-deliver` and `peers-broker`, scripted models. Each
+//! asserts on what the models were shown (the recorded API requests) and prints its measured
+//! latency as an `E2E-LATENCY` line for `cargo xtask e2e`.
 //!
 //! Run one at a time (they take a lock); each is bounded by generous deadlines.
 
@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{RUN, WAIT, World};
-use peers_e2e::shown::{self, last_number_after, reply_hints};
-use peers_e2e::{
+use peers_testkit::claude::shown::{self, last_number_after, reply_hints};
+use peers_testkit::claude::{
     FakeApi, Gate, Headless, Interactive, Recorded, Reply, Step, report_latency, serial,
 };
 use serde_json::json;
@@ -32,7 +32,7 @@ fn sent_id(text: &str) -> Option<i64> {
 }
 
 /// Checks a finished headless run and prints its output on failure.
-fn assert_ran(label: &str, out: &peers_e2e::RunOutput, api: &FakeApi) {
+fn assert_ran(label: &str, out: &peers_testkit::claude::RunOutput, api: &FakeApi) {
     api.dump_if_asked();
     assert!(
         out.status.is_some_and(|s| s.success()),
@@ -233,7 +233,13 @@ fn s2_stop_hook_shows_mail_and_reply_comes_back() {
     let stop = first_with(&b_api, body)
         .unwrap_or_else(|| panic!("beta never saw the mail\n{}", b_api.transcript()));
     let t = stop.latest_text();
-    assert!(t.contains("Stop hook feedback"), "not Stop feedback:\n{t}");
+    assert!(
+        t.contains("Stop hook additional context"),
+        "not Stop additional context:\n{t}"
+    );
+    // Once, not twice: no "blocking error" copy (the form of `{"decision":"block"}`).
+    assert!(!t.contains("Stop hook blocking error"), "{t}");
+    assert_eq!(t.matches(body).count(), 1, "{t}");
     assert_eq!(w.status(id).delivered_via.as_deref(), Some("Stop"));
 
     // B's reply carries reply_to; A was shown it with the link back.
@@ -428,7 +434,7 @@ fn s5_loop_budget_stops_endless_replies() {
                 text: Some(format!("{who} answers")),
                 tools: hints
                     .iter()
-                    .map(|h| peers_e2e::ToolCall {
+                    .map(|h| peers_testkit::claude::ToolCall {
                         name: SEND.into(),
                         input: json!({"to": h.to, "reply_to": h.reply_to,
                                       "message": format!("{who} reply {k}")}),
@@ -643,5 +649,427 @@ fn s6_broker_outage_is_invisible_and_mail_resumes() {
         "s6",
         "send_to_context_after_outage",
         got.at.saturating_duration_since(t0),
+    );
+}
+
+/// The wake wrapper Claude Code puts around an asyncRewake hook's stderr.
+const WAKE_WRAPPER: &str = "[SYSTEM NOTIFICATION - NOT USER INPUT]";
+
+/// Wall-clock milliseconds of a recorded request.
+fn wall_ms(at: Instant) -> i64 {
+    peers_core::now_ms() - Instant::now().saturating_duration_since(at).as_millis() as i64
+}
+
+/// Texts on a pane that mean the session waits for a human to answer a dialog.
+const PROMPT_MARKERS: &[&str] = &[
+    "Do you want to",
+    "Enter to continue",
+    "Esc to cancel",
+    "Yes, and don't ask again",
+    "Allow this",
+    "❯ 1.",
+];
+
+fn prompt_on(screen: &str) -> Option<&'static str> {
+    PROMPT_MARKERS.iter().copied().find(|m| screen.contains(m))
+}
+
+/// 7. A just-started interactive session that never got a prompt (so never ran a Stop hook)
+///    is woken by mail within 2 s: the waiter is armed at SessionStart. The sender is a real
+///    session whose `send_message` result promises the wake.
+#[test]
+fn s7_a_fresh_session_is_woken_by_mail() {
+    let _serial = serial();
+    let Some(w) = World::new("s7_a_fresh_session_is_woken_by_mail", &[]) else {
+        return;
+    };
+    let body = "s7: hello web, are you there? (sent before you ever had a prompt)";
+    let web_api = FakeApi::start("web", vec![Step::text("web read the mail")]);
+    let mut web = Interactive::start(&w.spec("web", "web", &web_api)).unwrap();
+    w.wait_peer("web", true, WAIT);
+    w.wait_session_file(web.pid(), WAIT);
+    // Nobody types anything into web.
+    let api_api = FakeApi::start(
+        "api",
+        vec![
+            Step::tool(SEND, json!({"to": "web", "message": body})),
+            Step::text("api sent it"),
+        ],
+    );
+    let mut api = Headless::start(&w.spec("api", "api", &api_api), "tell web hello").unwrap();
+    let api_out = api.wait(RUN).unwrap();
+    assert_ran("api", &api_out, &api_api);
+    let sent = first_with(&api_api, "sent to web")
+        .unwrap_or_else(|| panic!("no send result\n{}", api_api.transcript()));
+    let result = sent.latest_text();
+    let id = sent_id(&result).expect("message id in the send result");
+    eprintln!("[s7] api's model was shown:\n{result}");
+
+    let woke = web_api.wait_for_text(Duration::from_secs(20), body);
+    let st = w.status(id);
+    let woke = woke.unwrap_or_else(|| {
+        panic!(
+            "the fresh session was never woken (no waiter at SessionStart?)\nstatus: {st:#?}\n{}\n{}",
+            web_api.transcript(),
+            web.screen()
+        )
+    });
+    let latency_ms = wall_ms(woke.at) - st.sent_at_ms;
+    let t = woke.latest_text();
+    assert!(t.contains(WAKE_WRAPPER), "not a wake:\n{t}");
+    assert!(has_peer_mail(&t), "{t}");
+    assert_eq!(st.status.as_str(), "delivered", "{st:?}");
+    assert_eq!(st.delivered_via.as_deref(), Some("wake"), "{st:?}");
+    // What the sender was told matches what happened: the result speaks of waking the
+    // recipient and does not say it cannot be woken.
+    let lower = result.to_lowercase();
+    assert!(lower.contains("wak"), "{result}");
+    for never in [
+        "cannot be woken",
+        "can't be woken",
+        "cannot wake",
+        "not be woken",
+    ] {
+        assert!(
+            !lower.contains(never),
+            "the send result says {never:?}:\n{result}"
+        );
+    }
+    web_api
+        .wait_for(WAIT, |r| r.reply == Some(Reply::text("web read the mail")))
+        .unwrap();
+    web_api.dump_if_asked();
+    w.assert_no_hook_errors(&web_api);
+    w.assert_no_hook_errors(&api_api);
+    web.stop();
+    report_latency(
+        "s7",
+        "send_to_context_fresh_wake",
+        Duration::from_millis(latency_ms.max(0) as u64),
+    );
+    assert!(
+        latency_ms <= 2_000,
+        "woken {latency_ms} ms after the send (the issue asks for 2 s)"
+    );
+}
+
+/// Runs the unattended-wake setup: an interactive session `web` whose settings hold
+/// `settings_extra`, one finished turn, then mail from a stand-in peer `api` wakes it and its
+/// scripted model answers with the reply the hint asks for. Returns the world, the session,
+/// its fake API, the stand-in and the id of the mail sent to web.
+fn woken_session_replies(
+    name: &str,
+    settings_extra: serde_json::Value,
+) -> Option<(World, Interactive, FakeApi, common::StandIn, i64)> {
+    let w = World::new(name, &[])?;
+    let web_api = FakeApi::start(
+        "web",
+        vec![
+            Step::text("nothing to do yet"),
+            Step::dynamic(|ctx| {
+                let t = ctx.latest_text();
+                match reply_hints(&t).first() {
+                    Some(h) => Reply::tool(
+                        h.tool.clone().unwrap_or_else(|| SEND.to_string()),
+                        json!({"to": h.to, "reply_to": h.reply_to,
+                               "message": "s8-reply: yes, on it"}),
+                    ),
+                    None => Reply::text("no reply instruction was shown"),
+                }
+            }),
+            Step::text("web replied"),
+        ],
+    );
+    let mut spec = w.unattended_spec("web", "web", &web_api);
+    if let (Some(s), Some(extra)) = (spec.settings.as_mut(), settings_extra.as_object()) {
+        for (k, v) in extra {
+            s[k] = v.clone();
+        }
+    }
+    let web = Interactive::start(&spec).unwrap();
+    let api = w.stand_in("api");
+    web.submit("hello").unwrap();
+    web_api
+        .wait_for(WAIT, |r| r.reply == Some(Reply::text("nothing to do yet")))
+        .unwrap_or_else(|| panic!("first turn never ran:\n{}", web.screen()));
+    assert!(web_api.wait_quiet(Duration::from_secs(3), WAIT));
+    // Nobody watches the pane from here on.
+    let (sent, _) = w.send_from(&api, "web", "s8: can you take the release notes?");
+    web_api
+        .wait_for_text(WAIT, "s8: can you take the release notes?")
+        .unwrap_or_else(|| panic!("never woken:\n{}\n{}", web_api.transcript(), web.screen()));
+    Some((w, web, web_api, api, sent.message_id))
+}
+
+/// 8. A woken, unattended session's `send_message` runs with no permission prompt: the
+///    session settings allow the six peers tools (as `peers install` writes them), and the
+///    reply reaches the broker.
+#[test]
+fn s8_a_woken_session_sends_without_a_prompt() {
+    let _serial = serial();
+    let allow = json!({"permissions": {"allow": common::PEERS_TOOLS}});
+    let Some((w, mut web, web_api, api, id)) =
+        woken_session_replies("s8_a_woken_session_sends_without_a_prompt", allow)
+    else {
+        return;
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut got = vec![];
+    while got.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+        got = w.take_mail(&api);
+    }
+    let screen = web.scrollback(300);
+    assert!(
+        got.iter().any(|m| m.reply_to == Some(id)),
+        "the woken session's reply never reached the broker: {got:#?}\n{}\n{screen}",
+        web_api.transcript()
+    );
+    assert_eq!(
+        prompt_on(&screen),
+        None,
+        "a dialog appeared on the pane:\n{screen}"
+    );
+    let after = web_api
+        .wait_for(WAIT, |r| r.reply == Some(Reply::text("web replied")))
+        .unwrap_or_else(|| panic!("no turn after the send:\n{}", web_api.transcript()));
+    assert!(
+        !after.latest_text().contains("(error)"),
+        "the send failed:\n{}",
+        after.latest_text()
+    );
+    web_api.dump_if_asked();
+    w.assert_no_hook_errors(&web_api);
+    web.stop();
+}
+
+/// 8, the other way round: without the allow entries the same woken session stalls on a
+/// dialog nobody sees, and its reply never reaches the broker (what `permissions.allow`
+/// prevents).
+#[test]
+fn s8_without_allow_entries_a_woken_send_waits_on_a_dialog() {
+    let _serial = serial();
+    let Some((w, mut web, web_api, api, id)) = woken_session_replies(
+        "s8_without_allow_entries_a_woken_send_waits_on_a_dialog",
+        json!({}),
+    ) else {
+        return;
+    };
+    // Generous: an allowed send reaches the broker well within a second (s8 above).
+    let screen = web
+        .wait_screen(Duration::from_secs(30), |s| prompt_on(s).is_some())
+        .unwrap_or_else(|e| panic!("no dialog appeared: {e}\n{}", web_api.transcript()));
+    std::thread::sleep(Duration::from_secs(5));
+    let got = w.take_mail(&api);
+    assert!(
+        !got.iter().any(|m| m.reply_to == Some(id)),
+        "the reply went out without an allow entry: {got:#?}"
+    );
+    assert_eq!(w.status(id).status.as_str(), "delivered");
+    eprintln!(
+        "[s8-negative] the pane waits on: {:?}\n{screen}",
+        prompt_on(&screen)
+    );
+    web_api.dump_if_asked();
+    web.stop();
+}
+
+/// 9. The plugin route (`claude --plugin-dir` with the repository's plugin files): the tools
+///    are the plugin's (`mcp__plugin_<plugin>_<server>__…`). Mail arrives mid-turn; the
+///    scripted model calls exactly the tool the reply hint names, and it runs.
+///    Needs the render branch (tool names per client in every text): on main the hint names
+///    `mcp__peers__send_message`, which this session does not have.
+#[test]
+fn s9_plugin_route_reply_hint_names_a_tool_that_exists() {
+    let _serial = serial();
+    let Some(w) = World::new("s9_plugin_route_reply_hint_names_a_tool_that_exists", &[]) else {
+        return;
+    };
+    let sender = w.stand_in("api");
+    let mail_sent = Gate::new();
+    let used_tool = Arc::new(std::sync::Mutex::new(None::<String>));
+    let api = FakeApi::start(
+        "web",
+        vec![
+            Step::after(&mail_sent, WAIT, Reply::bash("echo web-working")),
+            {
+                let used_tool = used_tool.clone();
+                Step::dynamic(move |ctx| {
+                    let t = ctx.latest_text();
+                    match reply_hints(&t).into_iter().next() {
+                        Some(h) => {
+                            let tool = h.tool.clone().unwrap_or_else(|| "no-tool-named".into());
+                            *used_tool.lock().unwrap() = Some(tool.clone());
+                            Reply::tool(
+                                tool,
+                                json!({"to": h.to, "reply_to": h.reply_to,
+                                       "message": "s9-reply via the plugin"}),
+                            )
+                        }
+                        None => Reply::text("no reply instruction was shown"),
+                    }
+                })
+            },
+            Step::text("web done"),
+        ],
+    );
+    // Both spellings allowed, so that permissions decide nothing here: only whether the
+    // named tool exists.
+    let mut allowed = vec!["Bash".to_string()];
+    for t in common::PEERS_TOOLS {
+        allowed.push(t.to_string());
+        allowed.push(t.replace("mcp__peers__", "mcp__plugin_peers_peers__"));
+    }
+    let allowed: Vec<&str> = allowed.iter().map(String::as_str).collect();
+    let mut s =
+        Headless::start(&w.plugin_spec("web", "web", &api, &allowed), "work on it").unwrap();
+    w.wait_peer("web", true, WAIT);
+    api.wait_for(WAIT, |r| r.main_loop).expect("first request");
+    // The tool names the client lists for this session.
+    let listed = api.main_requests()[0].all_text();
+    let (sent, _) = w.send_from(&sender, "web", "s9: please reply through the plugin tools");
+    mail_sent.open();
+    let out = s.wait(RUN).unwrap();
+    assert_ran("web", &out, &api);
+    let shown = first_with(&api, "s9: please reply")
+        .unwrap_or_else(|| panic!("the mail never reached the model:\n{}", api.transcript()));
+    let tool = used_tool.lock().unwrap().clone();
+    eprintln!(
+        "[s9] the hint named {tool:?}; the client lists plugin tools: {}",
+        listed.contains("mcp__plugin_peers_peers__send_message")
+    );
+    let after = api
+        .main_requests()
+        .into_iter()
+        .find(|r| r.seq > shown.seq && r.latest_text().contains("[tool_result"))
+        .unwrap_or_else(|| panic!("no tool result after the reply:\n{}", api.transcript()));
+    let result = after.latest_text();
+    assert!(
+        !result.contains("No such tool") && !result.contains("(error)"),
+        "the tool the reply hint named ({tool:?}) did not run:\n{result}"
+    );
+    let got = w.take_mail(&sender);
+    assert!(
+        got.iter().any(|m| m.reply_to == Some(sent.message_id)),
+        "the reply never reached the broker: {got:#?}"
+    );
+    w.assert_no_hook_errors(&api);
+}
+
+/// 10. Mail that arrives as an interactive session ends its turn: the Stop hook continues the
+///     turn with it (`additionalContext`), the model is shown it once, and the human's screen
+///     shows it as hook text — not "Stop hook reported a problem".
+#[test]
+fn s10_stop_delivery_does_not_look_like_an_error() {
+    let _serial = serial();
+    let Some(w) = World::new("s10_stop_delivery_does_not_look_like_an_error", &[]) else {
+        return;
+    };
+    let body = "s10: the staging deploy is done";
+    let at_end = Gate::new();
+    let sent = Gate::new();
+    let api = FakeApi::start(
+        "web",
+        vec![
+            {
+                let (at_end, sent) = (at_end.clone(), sent.clone());
+                Step::dynamic(move |_| {
+                    at_end.open();
+                    sent.wait(WAIT);
+                    Reply::text("web is finishing its turn")
+                })
+            },
+            Step::text("web read the Stop mail"),
+        ],
+    );
+    let mut s = Interactive::start(&w.spec("web", "web", &api)).unwrap();
+    s.submit("do the work").unwrap();
+    assert!(at_end.wait(WAIT), "the turn never ran:\n{}", s.screen());
+    let (msg, _) = w.send_as_user("web", body);
+    sent.open();
+    let got = api
+        .wait_for_text(WAIT, body)
+        .unwrap_or_else(|| panic!("the mail never reached the model:\n{}", api.transcript()));
+    let t = got.latest_text();
+    assert!(t.contains("Stop hook additional context"), "{t}");
+    assert!(!t.contains("blocking error"), "{t}");
+    assert_eq!(t.matches(body).count(), 1, "{t}");
+    assert_eq!(
+        w.status(msg.message_id).delivered_via.as_deref(),
+        Some("Stop")
+    );
+    api.wait_for(WAIT, |r| {
+        r.reply == Some(Reply::text("web read the Stop mail"))
+    })
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let screen = s.scrollback(300);
+    eprintln!("[s10] the human's screen:\n{screen}");
+    assert!(screen.contains("Stop hook says"), "{screen}");
+    assert!(
+        screen.contains(body),
+        "the human cannot read the mail:\n{screen}"
+    );
+    for bad in ["reported a problem", "stop hook problem", "Stop hook error"] {
+        assert!(!screen.contains(bad), "the screen says {bad:?}:\n{screen}");
+    }
+    w.assert_no_hook_errors(&api);
+    s.stop();
+}
+
+/// 7b. The sender is told honestly whether the recipient can be woken: a fresh interactive
+///     session has its SessionStart waiter armed (`recipient_can_wake: true`, and the wake
+///     follows); a headless run arms none (`false`: the mail waits for its next hook event).
+///     Needs the broker branch, which fills `recipient_can_wake` from its waiters (on main
+///     the field is always `false`).
+#[test]
+fn s7_the_sender_is_told_whether_the_recipient_can_be_woken() {
+    let _serial = serial();
+    let Some(w) = World::new(
+        "s7_the_sender_is_told_whether_the_recipient_can_be_woken",
+        &[],
+    ) else {
+        return;
+    };
+    let fresh_body = "s7b: for the fresh session";
+    let web_api = FakeApi::start("web", vec![Step::text("web read it")]);
+    let mut web = Interactive::start(&w.spec("web", "web", &web_api)).unwrap();
+    w.wait_session_file(web.pid(), WAIT);
+    // The waiter finds the file within 50 ms and starts its long poll.
+    std::thread::sleep(Duration::from_secs(1));
+    let (fresh, _) = w.send_as_user("web", fresh_body);
+    web_api
+        .wait_for_text(Duration::from_secs(20), fresh_body)
+        .unwrap_or_else(|| panic!("never woken:\n{}", web.screen()));
+    web.stop();
+
+    let cli_body = "s7b: for the headless run";
+    let gate = Gate::new();
+    let cli_api = FakeApi::start(
+        "cli",
+        vec![
+            Step::after(&gate, WAIT, Reply::bash("echo cli-working")),
+            Step::text("cli done"),
+        ],
+    );
+    let mut cli = Headless::start(&w.spec("cli", "cli", &cli_api), "work").unwrap();
+    w.wait_peer("cli", true, WAIT);
+    cli_api
+        .wait_for(WAIT, |r| r.main_loop)
+        .expect("first request");
+    let (headless, _) = w.send_as_user("cli", cli_body);
+    gate.open();
+    assert_ran("cli", &cli.wait(RUN).unwrap(), &cli_api);
+    assert_eq!(
+        w.status(headless.message_id).delivered_via.as_deref(),
+        Some("PostToolUse")
+    );
+    assert!(
+        fresh.recipient_can_wake,
+        "a fresh interactive session has a waiter, but the send said it cannot be woken: {fresh:?}"
+    );
+    assert!(
+        !headless.recipient_can_wake,
+        "a headless run has no waiter, but the send said it can be woken: {headless:?}"
     );
 }

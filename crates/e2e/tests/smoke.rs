@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use peers_e2e::{FakeApi, Headless, SessionSpec, Step, claude_or_skip, serial};
+use peers_testkit::claude::{FakeApi, Headless, SessionSpec, Step, claude_or_skip, serial};
 use serde_json::json;
 
 #[test]

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use peers_core::BrokerClient;
 use peers_core::client::Timeouts;
 use peers_core::wire::*;
-use peers_hub_tests::{HUB_ADDR, Net, Ns};
+use peers_testkit::netns::{HUB_ADDR, Net, Ns};
 use peers_testkit::{ChildGuard, TestEnv, bin, eventually};
 use rmcp::model::{CallToolRequestParams, CallToolResult};
 use rmcp::service::RunningService;

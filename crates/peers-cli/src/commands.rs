@@ -6,13 +6,23 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
 use peers_core::wire::{
-    HistoryQuery, ListPeersQuery, MessageState, MessageStatus, PeerInfo, Scope, SendRequest,
+    ErrorCode, HistoryQuery, ListPeersQuery, MessageState, MessageStatus, PeerInfo, Scope,
+    SendRequest,
 };
 use peers_core::{BrokerClient, identity, now_ms};
 use serde_json::json;
 
 use crate::context::{self, Ctx, Exit};
+use crate::terminal;
 use crate::{JsonArg, LogArgs, PeersArgs, ScopeArg, SendArgs, ShowArgs, TailArgs};
+
+/// The exit code of `peers status` when no broker answers (as `systemctl status` for a
+/// stopped unit): 0 running, 3 not running, 1 any other failure.
+pub const STATUS_NOT_RUNNING: u8 = 3;
+
+/// What a queued message to a running session that no waiter can wake waits for.
+const NO_WAKE: &str = "no idle waiter is armed for that session, so the mail reaches it at \
+                       its next prompt, tool call or end of turn";
 
 /// How often `send --wait` and `tail` poll the broker.
 const POLL: Duration = Duration::from_millis(500);
@@ -43,7 +53,10 @@ pub fn send(a: SendArgs) -> Result<()> {
     let sent = ctx
         .rt
         .block_on(client.send(&req))
-        .map_err(|e| ctx.explain(e))?;
+        .map_err(|e| match e.code() {
+            Some(ErrorCode::UnknownPeer) => unknown_recipient(&ctx, &client, &req.to),
+            _ => ctx.explain(e),
+        })?;
     if !a.wait {
         if a.json {
             return context::print_json(&sent);
@@ -53,14 +66,16 @@ pub fn send(a: SendArgs) -> Result<()> {
             sent.message_id,
             sent.to,
             sent.status.as_str(),
-            if sent.recipient_alive {
-                String::new()
-            } else {
+            if !sent.recipient_alive {
                 format!(
                     "; that session is not running, the mail waits for its next session \
                      (last seen {})",
                     context::ago(sent.recipient_last_seen_ms)
                 )
+            } else if sent.status == MessageState::Queued && !sent.recipient_can_wake {
+                format!("; {NO_WAKE}")
+            } else {
+                String::new()
             }
         );
         return Ok(());
@@ -106,6 +121,93 @@ pub fn send(a: SendArgs) -> Result<()> {
             Err(Exit(130).into())
         }
     }
+}
+
+/// The error for a recipient no peer answers to: the closest names (edit distance) among
+/// the sessions that accept mail, running or ended.
+fn unknown_recipient(ctx: &Ctx, client: &BrokerClient, to: &str) -> anyhow::Error {
+    let q = ListPeersQuery {
+        scope: Scope::All,
+        include_gone: true,
+        ..Default::default()
+    };
+    let mut peers = match ctx.rt.block_on(client.list_peers(&q)) {
+        Ok(l) => l.peers,
+        Err(e) => return ctx.explain(e),
+    };
+    // One entry per address, the running session first.
+    peers.sort_by_key(|p| !p.alive);
+    let mut seen = std::collections::HashSet::new();
+    peers.retain(|p| seen.insert(p.address.clone()));
+    let to_show = terminal::safe_line(to);
+    if peers.is_empty() {
+        return anyhow!(
+            "no peer named {to_show:?}; nothing was sent. No session is registered, running or \
+             ended (sessions appear once Claude Code starts with peers installed: `peers \
+             install`, then `peers doctor`)"
+        );
+    }
+    let near = closest(to, &peers);
+    let describe = |p: &PeerInfo| {
+        format!(
+            "{} ({})",
+            terminal::safe_line(&p.address),
+            if p.alive {
+                "running"
+            } else {
+                "session ended; mail waits for its next session"
+            }
+        )
+    };
+    if let Some(best) = near.first() {
+        let list: Vec<String> = near.iter().map(|p| describe(p)).collect();
+        anyhow!(
+            "no peer named {to_show:?}; nothing was sent. Did you mean {}?\nSend again with that \
+             name, e.g. `peers send {} …` (`peers peers --all` lists every session)",
+            list.join(" or "),
+            terminal::safe_line(&best.address)
+        )
+    } else {
+        let mut list: Vec<String> = peers.iter().take(10).map(describe).collect();
+        if peers.len() > 10 {
+            list.push(format!("… and {} more", peers.len() - 10));
+        }
+        anyhow!(
+            "no peer named {to_show:?}; nothing was sent. Sessions that take mail: {}\n\
+             (`peers peers --all` lists them)",
+            list.join(", ")
+        )
+    }
+}
+
+/// Up to three peers whose name or address is within a few edits of `to`, closest first,
+/// running ones before ended ones at the same distance; one entry per address.
+fn closest<'a>(to: &str, peers: &'a [PeerInfo]) -> Vec<&'a PeerInfo> {
+    let want = to.trim().to_lowercase();
+    let want_name = want.split('@').next().unwrap_or(&want).to_string();
+    let limit = (want_name.chars().count() / 3).max(2);
+    let mut scored: Vec<(usize, bool, &PeerInfo)> = peers
+        .iter()
+        .map(|p| {
+            let name = p.name.to_lowercase();
+            let d = strsim::damerau_levenshtein(&want_name, &name).min(
+                strsim::damerau_levenshtein(&want, &p.address.to_lowercase()),
+            );
+            (d, !p.alive, p)
+        })
+        .filter(|(d, _, _)| *d <= limit)
+        .collect();
+    scored.sort_by(|a, b| (a.0, a.1, &a.2.address).cmp(&(b.0, b.1, &b.2.address)));
+    let mut out: Vec<&PeerInfo> = Vec::new();
+    for (_, _, p) in scored {
+        if !out.iter().any(|o| o.address == p.address) {
+            out.push(p);
+        }
+        if out.len() == 3 {
+            break;
+        }
+    }
+    out
 }
 
 /// Polls the message until delivered or expired, or until `timeout` (then returns the last
@@ -222,7 +324,7 @@ fn print_peers(peers: &[PeerInfo]) {
             where_
         );
         if let Some(s) = p.summary.as_deref().filter(|s| !s.is_empty()) {
-            println!("{:<w$}  {}", "", one_line(s, 100));
+            println!("{:<w$}  {}", "", one_line(&terminal::safe_line(s), 100));
         }
     }
 }
@@ -241,11 +343,28 @@ pub fn status(a: JsonArg) -> Result<()> {
     let health = match ctx.rt.block_on(ctx.anon().health()) {
         Ok(h) => h,
         Err(_) => {
+            // Not an error of this command: it says what is going on, and exits 3 (as
+            // `systemctl status` does for a stopped unit) so scripts can tell.
+            let how = context::how_to_start(&ctx.cfg);
             if a.json {
-                context::print_json(&json!({"running": false, "url": ctx.url()}))?;
-                return Err(Exit(1).into());
+                context::print_json(&json!({
+                    "running": false,
+                    "url": ctx.url(),
+                    "how_to_start": how,
+                }))?;
+            } else {
+                println!(
+                    "broker: not running at {}{}",
+                    ctx.url(),
+                    if ctx.cfg.is_remote() {
+                        " (the hub does not answer)"
+                    } else {
+                        ""
+                    }
+                );
+                println!("  {how}");
             }
-            return Err(context::not_running(&ctx.cfg));
+            return Err(Exit(STATUS_NOT_RUNNING).into());
         }
     };
     let client = ctx.user()?;
@@ -307,7 +426,17 @@ pub fn status(a: JsonArg) -> Result<()> {
     if !notices.is_empty() {
         println!("notices:");
         for n in notices.iter().take(10) {
-            println!("  {}  {}", context::ago(n.at_ms), n.text);
+            let author = if n.author.trim().is_empty() {
+                "broker"
+            } else {
+                n.author.as_str()
+            };
+            println!(
+                "  {}  [{}] {}",
+                context::ago(n.at_ms),
+                terminal::safe_line(author),
+                terminal::safe_line(&n.text)
+            );
         }
     }
     Ok(())
@@ -328,6 +457,7 @@ pub fn log(a: LogArgs, inbox: bool) -> Result<()> {
         since_ms,
         from: a.from.clone(),
         to: a.to.clone(),
+        body: a.body,
     };
     let mut log = ctx
         .rt
@@ -353,12 +483,17 @@ pub fn log(a: LogArgs, inbox: bool) -> Result<()> {
     }
     for m in &log.messages {
         println!("{}", log_line(m));
+        if let Some(b) = m.body.as_deref().filter(|_| a.body) {
+            println!("{}", terminal::indented(b, "       "));
+        }
     }
     Ok(())
 }
 
-fn log_line(m: &MessageStatus) -> String {
-    let state = match m.status {
+/// Where a message is, for the human: `delivered via Stop after 1.2s`, `queued (session
+/// ended)`, …
+fn state_text(m: &MessageStatus) -> String {
+    match m.status {
         MessageState::Delivered => format!(
             "delivered via {} after {}",
             m.delivered_via.as_deref().unwrap_or("?"),
@@ -366,14 +501,17 @@ fn log_line(m: &MessageStatus) -> String {
         ),
         MessageState::Queued if !m.recipient_alive => "queued (session ended)".into(),
         s => s.as_str().to_string(),
-    };
+    }
+}
+
+fn log_line(m: &MessageStatus) -> String {
     let mut line = format!(
         "#{:<5} {:<10} {} -> {}  {}  ({} B",
         m.message_id,
         context::ago(m.sent_at_ms),
-        m.from,
-        m.to,
-        state,
+        terminal::safe_line(&m.from),
+        terminal::safe_line(&m.to),
+        state_text(m),
         m.bytes
     );
     if let Some(r) = m.reply_to {
@@ -387,6 +525,9 @@ fn log_line(m: &MessageStatus) -> String {
     line
 }
 
+/// At most this many messages of a thread are fetched for `peers show`.
+const THREAD_MAX: usize = 200;
+
 pub fn show(a: ShowArgs) -> Result<()> {
     let ctx = Ctx::load()?;
     let id: i64 = a.id.trim().trim_start_matches('#').parse().map_err(|_| {
@@ -398,18 +539,32 @@ pub fn show(a: ShowArgs) -> Result<()> {
     let client = ctx.user()?;
     let st = ctx
         .rt
-        .block_on(client.message_status(id))
+        .block_on(client.message_with_body(id))
         .map_err(|e| match e.code() {
-            Some("not_found") => anyhow!("no message #{id}: `peers log` lists the messages"),
+            Some(peers_core::wire::ErrorCode::NotFound) => {
+                anyhow!("no message #{id}: `peers log` lists the messages")
+            }
             _ => ctx.explain(e),
         })?;
+    let thread = ctx
+        .rt
+        .block_on(thread_of(&client, &st))
+        .map_err(|e| ctx.explain(e))?;
     if a.json {
-        return context::print_json(&st);
+        let mut v = serde_json::to_value(&st)?;
+        let mut list = Vec::with_capacity(thread.len());
+        for (depth, m) in &thread {
+            let mut one = serde_json::to_value(m)?;
+            one["depth"] = json!(depth);
+            list.push(one);
+        }
+        v["thread"] = json!(list);
+        return context::print_json(&v);
     }
     println!("message #{}", st.message_id);
     println!(
         "  from:      {}{}",
-        st.from,
+        terminal::safe_line(&st.from),
         if st.from_kind == peers_core::wire::SenderKind::Human {
             " (you)"
         } else {
@@ -418,7 +573,7 @@ pub fn show(a: ShowArgs) -> Result<()> {
     );
     println!(
         "  to:        {} (peer {}, {})",
-        st.to,
+        terminal::safe_line(&st.to),
         st.to_peer_id,
         if st.recipient_alive {
             "running"
@@ -441,6 +596,16 @@ pub fn show(a: ShowArgs) -> Result<()> {
         );
     } else if st.status != MessageState::Delivered {
         println!("  expires:   {}", peers_core::format_ms(st.expires_at_ms));
+        if st.status == MessageState::Queued && st.recipient_alive {
+            println!(
+                "  wake:      {}",
+                if st.recipient_can_wake {
+                    "the session is idle-wakeable: the mail wakes it"
+                } else {
+                    NO_WAKE
+                }
+            );
+        }
     }
     println!("  size:      {} bytes", st.bytes);
     if let Some(r) = st.reply_to {
@@ -450,7 +615,76 @@ pub fn show(a: ShowArgs) -> Result<()> {
         let r: Vec<String> = st.replies.iter().map(|r| format!("#{r}")).collect();
         println!("  replies:   {}", r.join(", "));
     }
+    if let Some(b) = &st.body {
+        println!("  text:");
+        println!("{}", terminal::indented(b, "    "));
+    }
+    if thread.len() > 1 {
+        println!();
+        println!("thread ({} messages, oldest first):", thread.len());
+        for (depth, m) in &thread {
+            let mark = if m.message_id == st.message_id {
+                "▶"
+            } else {
+                " "
+            };
+            let pad = "  ".repeat(*depth);
+            println!(
+                "{mark} {pad}#{} {} {} -> {}  {}",
+                m.message_id,
+                peers_core::format_ms(m.sent_at_ms),
+                terminal::safe_line(&m.from),
+                terminal::safe_line(&m.to),
+                state_text(m)
+            );
+            if let Some(b) = &m.body {
+                println!("{}", terminal::indented(b, &format!("  {pad}    ")));
+            }
+        }
+    }
     Ok(())
+}
+
+/// The thread `st` belongs to: from the root it answers (following `reply_to` up) through
+/// every reply, depth first in the order sent, each with its depth. At most [`THREAD_MAX`]
+/// messages; a message that cannot be read is left out.
+async fn thread_of(
+    client: &BrokerClient,
+    st: &MessageStatus,
+) -> Result<Vec<(usize, MessageStatus)>, peers_core::ClientError> {
+    let mut seen = std::collections::HashSet::from([st.message_id]);
+    let mut root = st.clone();
+    while let Some(parent) = root.reply_to {
+        if !seen.insert(parent) || seen.len() > THREAD_MAX {
+            break;
+        }
+        match client.message_with_body(parent).await {
+            Ok(p) => root = p,
+            Err(e) if e.code() == Some(ErrorCode::NotFound) => break,
+            Err(e) => return Err(e),
+        }
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![(0usize, root)];
+    while let Some((depth, m)) = stack.pop() {
+        for r in m.replies.iter().rev() {
+            if out.len() + stack.len() >= THREAD_MAX {
+                break;
+            }
+            let reply = if *r == st.message_id {
+                st.clone()
+            } else {
+                match client.message_with_body(*r).await {
+                    Ok(x) => x,
+                    Err(e) if e.code() == Some(ErrorCode::NotFound) => continue,
+                    Err(e) => return Err(e),
+                }
+            };
+            stack.push((depth + 1, reply));
+        }
+        out.push((depth, m));
+    }
+    Ok(out)
 }
 
 pub fn tail(a: TailArgs) -> Result<()> {

@@ -76,6 +76,20 @@ impl Ctx {
     }
 }
 
+/// What to do when no broker answers: start it, or check the hub.
+pub fn how_to_start(cfg: &Config) -> String {
+    if cfg.is_remote() {
+        format!(
+            "check that the hub runs and that `broker_url` in {} (or PEERS_BROKER_URL) is right",
+            cfg.config_file.display()
+        )
+    } else {
+        "start it with `peers broker start` (a Claude Code session with peers installed also \
+         starts it when it opens)"
+            .to_string()
+    }
+}
+
 /// The error for "no broker answers".
 pub fn not_running(cfg: &Config) -> anyhow::Error {
     if cfg.is_remote() {
@@ -98,11 +112,11 @@ pub fn explain(cfg: &Config, e: ClientError) -> anyhow::Error {
         return not_running(cfg);
     }
     match e.code() {
-        Some("unauthorized") if cfg.is_remote() => anyhow!(
+        Some(peers_core::wire::ErrorCode::Unauthorized) if cfg.is_remote() => anyhow!(
             "the hub refused the token: {e}\nSet the hub's token as `token` in {} (or PEERS_TOKEN)",
             cfg.config_file.display()
         ),
-        Some("unauthorized") => anyhow!(
+        Some(peers_core::wire::ErrorCode::Unauthorized) => anyhow!(
             "the broker refused the secret in {}: {e}\nThe broker at {} was probably started with \
              another state dir; restart it with `peers broker stop` and `peers broker start`",
             peers_core::paths::secret_file(&cfg.state_dir).display(),

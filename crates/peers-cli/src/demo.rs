@@ -449,7 +449,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
 
         println!(
             "\n4. api's model finishes its turn; Claude Code runs the Stop hook peers-deliver.\n   \
-             The hook blocks the stop, so the turn goes on and api's model is shown (reason):"
+             The hook's additionalContext continues the turn, and api's model is shown:"
         );
         let out = api.hook(
             &env,

@@ -4,14 +4,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use peers_core::claude_settings::MCP_SERVER_NAME;
+use peers_core::claude_settings::{self, MCP_SERVER_NAME, MCP_TOOL_PREFIX, PLUGIN_TOOL_PREFIX};
 use peers_core::{BrokerClient, Config};
 use serde::Serialize;
 
 use crate::context::{self, Exit};
 use crate::install::{self, JsonFile};
 use crate::shell::first_word;
-use crate::{InstallScope, JsonArg};
+use crate::{DoctorArgs, InstallScope};
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -60,7 +60,7 @@ impl Report {
     }
 }
 
-pub fn run(a: JsonArg) -> Result<()> {
+pub fn run(a: DoctorArgs) -> Result<()> {
     let mut r = Report::default();
     binaries(&mut r);
     match Config::load() {
@@ -76,9 +76,12 @@ pub fn run(a: JsonArg) -> Result<()> {
             "fix the config file or the PEERS_* variable it names",
         ),
     }
-    hooks(&mut r);
-    mcp(&mut r);
-    claude_cli(&mut r);
+    let plugins = plugin(&mut r, a.plugin_dir.as_deref());
+    let via_plugin = !plugins.is_empty();
+    let hooked = hooks(&mut r, via_plugin);
+    let registered = mcp(&mut r, via_plugin);
+    permissions(&mut r, hooked || registered, via_plugin);
+    claude_cli(&mut r, via_plugin);
 
     let failed = r.0.iter().any(|c| c.status == Status::Fail);
     if a.json {
@@ -100,6 +103,8 @@ pub fn run(a: JsonArg) -> Result<()> {
             println!(
                 "\nSome links are broken; fix the ✗ lines above and run `peers doctor` again."
             );
+        } else if r.0.iter().any(|c| c.status == Status::Warn) {
+            println!("\nAll links work; the ⚠ lines say what to look at.");
         } else {
             println!("\nAll links work.");
         }
@@ -179,10 +184,13 @@ fn broker(r: &mut Report, cfg: &Config, rt: &tokio::runtime::Runtime) {
                 cfg.config_file.display()
             ),
         ),
-        Err(_) => r.fail(
+        // Not broken: the first Claude Code session with peers starts it.
+        Err(_) => r.warn(
             "broker",
-            format!("not running at {url}"),
-            "start it with `peers broker start` (Claude Code sessions also start it on demand)",
+            format!(
+                "not running at {url} (a Claude Code session with peers starts it when it opens)"
+            ),
+            "nothing to do; or start it now with `peers broker start`",
         ),
     }
 
@@ -223,10 +231,22 @@ fn broker(r: &mut Report, cfg: &Config, rt: &tokio::runtime::Runtime) {
     // Local mode: the per-user secret.
     let secret = peers_core::paths::secret_file(&cfg.state_dir);
     match std::fs::metadata(&secret) {
+        Err(_) if health.is_err() => r.warn(
+            "secret",
+            format!(
+                "no secret file at {} yet: the broker creates it when it first starts",
+                secret.display()
+            ),
+            "nothing to do; `peers broker start` creates it now",
+        ),
         Err(_) => r.fail(
             "secret",
-            format!("no secret file at {}", secret.display()),
-            "the broker creates it when it first starts: `peers broker start`",
+            format!(
+                "a broker answers at {url} but there is no secret file at {}",
+                secret.display()
+            ),
+            "the running broker uses another state dir: `peers broker stop`, then \
+             `peers broker start` with this PEERS_STATE_DIR",
         ),
         Ok(m) => {
             use std::os::unix::fs::PermissionsExt;
@@ -290,7 +310,9 @@ fn settings_files() -> Vec<(String, PathBuf)> {
     v
 }
 
-fn hooks(r: &mut Report) {
+/// Checks the hooks `peers install` writes; returns whether any were found. With the plugin
+/// route, none is fine (the plugin brings its own) and some means every hook runs twice.
+fn hooks(r: &mut Report, via_plugin: bool) -> bool {
     let mut found: Vec<(PathBuf, String, String)> = Vec::new();
     let mut unreadable = Vec::new();
     for (_, path) in settings_files() {
@@ -317,12 +339,36 @@ fn hooks(r: &mut Report) {
         .map(|t| t.settings.display().to_string())
         .unwrap_or_else(|_| "~/.claude/settings.json".into());
     if found.is_empty() {
-        r.fail(
+        if via_plugin {
+            r.ok(
+                "hooks",
+                "from the plugin (none in the settings files, so none runs twice)",
+            );
+        } else {
+            r.fail(
+                "hooks",
+                format!("no peers hooks in {user} or ./.claude/settings.json"),
+                "run `peers install`, or use the plugin (`claude --plugin-dir DIR`, then \
+                 `peers doctor --plugin-dir DIR`)",
+            );
+        }
+        return false;
+    }
+    if via_plugin {
+        let mut files: Vec<String> = found
+            .iter()
+            .map(|(p, _, _)| p.display().to_string())
+            .collect();
+        files.dedup();
+        r.warn(
             "hooks",
-            format!("no peers hooks in {user} or ./.claude/settings.json"),
-            "run `peers install`",
+            format!(
+                "peers hooks are in {} and in the plugin: every hook runs twice",
+                files.join(", ")
+            ),
+            "run `peers uninstall` (the plugin route needs no install)",
         );
-        return;
+        return true;
     }
     let mut missing_events = Vec::new();
     for ev in ["SessionStart", "UserPromptSubmit", "PostToolUse", "Stop"] {
@@ -333,11 +379,16 @@ fn hooks(r: &mut Report) {
             missing_events.push(ev.to_string());
         }
     }
-    if !found
-        .iter()
-        .any(|(_, e, c)| e == "Stop" && c.contains("--wait"))
-    {
-        missing_events.push("Stop (--wait, wakes idle sessions)".into());
+    for (ev, what) in [
+        ("SessionStart", "wakes sessions that never had a turn"),
+        ("Stop", "wakes idle sessions"),
+    ] {
+        if !found
+            .iter()
+            .any(|(_, e, c)| e == ev && c.contains("--wait"))
+        {
+            missing_events.push(format!("{ev} (--wait, {what})"));
+        }
     }
     let mut bad = Vec::new();
     for (path, ev, cmd) in &found {
@@ -390,9 +441,11 @@ fn hooks(r: &mut Report) {
             ),
         );
     }
+    true
 }
 
-fn mcp(r: &mut Report) {
+/// Checks the MCP server entry `peers install` writes; returns whether one was found.
+fn mcp(r: &mut Report, via_plugin: bool) -> bool {
     let mut places: Vec<(String, String)> = Vec::new();
     if let Ok(home) = install::home() {
         let p = home.join(".claude.json");
@@ -420,14 +473,37 @@ fn mcp(r: &mut Report) {
         }
     }
     if places.is_empty() {
-        r.fail(
+        if via_plugin {
+            r.ok(
+                "mcp server",
+                format!(
+                    "`{MCP_SERVER_NAME}` comes from the plugin; the model sees its tools as \
+                     {PLUGIN_TOOL_PREFIX}*"
+                ),
+            );
+        } else {
+            r.fail(
+                "mcp server",
+                format!(
+                    "`{MCP_SERVER_NAME}` is registered neither in ~/.claude.json nor in ./.mcp.json"
+                ),
+                "run `peers install`, or use the plugin",
+            );
+        }
+        return false;
+    }
+    if via_plugin {
+        let list: Vec<String> = places.iter().map(|(p, _)| p.clone()).collect();
+        r.warn(
             "mcp server",
             format!(
-                "`{MCP_SERVER_NAME}` is registered neither in ~/.claude.json nor in ./.mcp.json"
+                "`{MCP_SERVER_NAME}` is registered in {} and comes from the plugin too: the \
+                 model gets every tool twice",
+                list.join(", ")
             ),
-            "run `peers install`",
+            "run `peers uninstall` (the plugin route needs no install)",
         );
-        return;
+        return true;
     }
     for (place, cmd) in places {
         let prog = first_word(&cmd);
@@ -446,9 +522,230 @@ fn mcp(r: &mut Report) {
             );
         }
     }
+    true
 }
 
-fn claude_cli(r: &mut Report) {
+/// Whether `entries` let `tool` (a full tool name under `prefix`) run without a prompt: the
+/// tool itself, the whole server (`mcp__peers`), or `mcp__peers__*`.
+fn allowed(entries: &[String], prefix: &str, tool: &str) -> bool {
+    let server = prefix.trim_end_matches('_');
+    entries
+        .iter()
+        .any(|e| e == tool || e == server || *e == format!("{prefix}*"))
+}
+
+/// The `permissions.allow` entries for the routes in use: without them a session woken by
+/// mail waits on a permission prompt nobody sees. A warning, not a failure: `peers install
+/// --no-allow` leaves them out on purpose.
+fn permissions(r: &mut Report, installed: bool, via_plugin: bool) {
+    let mut entries = Vec::new();
+    let mut files = Vec::new();
+    for (_, path) in settings_files() {
+        if let Ok(f) = JsonFile::read(&path) {
+            let e = install::allow_entries(&f.value);
+            if !e.is_empty() {
+                files.push(path.display().to_string());
+            }
+            entries.extend(e);
+        }
+    }
+    let mut routes = Vec::new();
+    if installed {
+        routes.push(MCP_TOOL_PREFIX);
+    }
+    if via_plugin {
+        routes.push(PLUGIN_TOOL_PREFIX);
+    }
+    for prefix in routes {
+        let missing: Vec<String> = claude_settings::allowed_tools(prefix)
+            .into_iter()
+            .filter(|t| !allowed(&entries, prefix, t))
+            .collect();
+        let user = install::Target::new(InstallScope::User)
+            .map(|t| t.settings.display().to_string())
+            .unwrap_or_else(|_| "~/.claude/settings.json".into());
+        if missing.is_empty() {
+            r.ok(
+                "permissions",
+                format!(
+                    "the peers tools ({prefix}*) run without a prompt (permissions.allow in {})",
+                    files.join(", ")
+                ),
+            );
+        } else if prefix == PLUGIN_TOOL_PREFIX {
+            r.warn(
+                "permissions",
+                format!(
+                    "{} of the plugin's peers tools are not in permissions.allow: a session woken \
+                     by mail stops at a permission prompt nobody sees",
+                    missing.len()
+                ),
+                format!(
+                    "add to \"permissions\": {{\"allow\": [...]}} in {user}: {}",
+                    serde_json::to_string(&missing).unwrap_or_default()
+                ),
+            );
+        } else {
+            r.warn(
+                "permissions",
+                format!(
+                    "{} of the peers tools are not in permissions.allow ({}): a session woken \
+                     by mail stops at a permission prompt nobody sees",
+                    missing.len(),
+                    missing.join(", ")
+                ),
+                "run `peers install` (which adds them; `--no-allow` leaves them out on purpose)",
+            );
+        }
+    }
+}
+
+/// The peers plugin, as Claude Code loads it.
+struct Plugin {
+    /// `peers@marketplace`, or `--plugin-dir`.
+    id: String,
+    /// The plugin's root directory, when known.
+    root: Option<PathBuf>,
+}
+
+/// Finds the plugin route: `--plugin-dir`, or `enabledPlugins` (`"peers@…": true`) in a
+/// settings file, with its directory from `~/.claude/plugins/installed_plugins.json`; checks
+/// that its hooks and MCP server find their binaries.
+fn plugin(r: &mut Report, plugin_dir: Option<&Path>) -> Vec<Plugin> {
+    let mut out = Vec::new();
+    if let Some(dir) = plugin_dir {
+        let manifest = dir.join(".claude-plugin/plugin.json");
+        let name = JsonFile::read(&manifest).ok().and_then(|f| {
+            f.value
+                .get("name")
+                .and_then(|n| n.as_str())
+                .map(str::to_string)
+        });
+        if name.as_deref() == Some("peers") {
+            out.push(Plugin {
+                id: "--plugin-dir".into(),
+                root: Some(dir.to_path_buf()),
+            });
+        } else {
+            r.fail(
+                "plugin",
+                format!(
+                    "{} is not the peers plugin (no {} naming `peers`)",
+                    dir.display(),
+                    manifest.display()
+                ),
+                "pass the directory of this repository (it holds .claude-plugin/plugin.json)",
+            );
+        }
+    }
+    let installed = installed_plugins();
+    for (label, path) in settings_files() {
+        let Ok(f) = JsonFile::read(&path) else {
+            continue;
+        };
+        let Some(enabled) = f.value.get("enabledPlugins").and_then(|e| e.as_object()) else {
+            continue;
+        };
+        for (id, on) in enabled {
+            if on.as_bool() == Some(true) && (id == "peers" || id.starts_with("peers@")) {
+                let root = installed
+                    .iter()
+                    .find(|(k, _)| k == id)
+                    .map(|(_, p)| p.clone());
+                if root.is_none() {
+                    r.warn(
+                        "plugin",
+                        format!(
+                            "{id} is enabled in {} ({label} settings) but not installed (not in \
+                             ~/.claude/plugins/installed_plugins.json)",
+                            path.display()
+                        ),
+                        format!("install it: `claude plugin install {id}`"),
+                    );
+                }
+                out.push(Plugin {
+                    id: id.clone(),
+                    root,
+                });
+            }
+        }
+    }
+    for p in &out {
+        let Some(root) = &p.root else { continue };
+        let find = |name: &str| {
+            let own = root.join("bin").join(name);
+            if context::is_executable(&own) {
+                Some(own)
+            } else {
+                context::which(name)
+            }
+        };
+        let (deliver, server) = (find(install::DELIVER), find(install::MCP));
+        match (&deliver, &server) {
+            (Some(d), Some(m)) => r.ok(
+                "plugin",
+                format!(
+                    "peers plugin ({}) at {}: its hooks run {}, its MCP server {}",
+                    p.id,
+                    root.display(),
+                    d.display(),
+                    m.display()
+                ),
+            ),
+            _ => r.fail(
+                "plugin",
+                format!(
+                    "the peers plugin ({}) at {} finds no {} (neither in its bin/ nor on PATH): \
+                     its hooks do nothing",
+                    p.id,
+                    root.display(),
+                    [
+                        (deliver.is_none(), install::DELIVER),
+                        (server.is_none(), install::MCP)
+                    ]
+                    .iter()
+                    .filter(|(m, _)| *m)
+                    .map(|(_, n)| *n)
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+                ),
+                "`cargo xtask install` (puts the binaries in ~/.local/bin; keep it on PATH), or \
+                 link them into the plugin's bin/",
+            ),
+        }
+    }
+    out
+}
+
+/// `(plugin id, install path)` from `~/.claude/plugins/installed_plugins.json` (a map of id
+/// to one install or to a list of them).
+fn installed_plugins() -> Vec<(String, PathBuf)> {
+    let Ok(home) = install::home() else {
+        return Vec::new();
+    };
+    let Ok(f) = JsonFile::read(&home.join(".claude/plugins/installed_plugins.json")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (id, v) in f
+        .value
+        .get("plugins")
+        .and_then(|p| p.as_object())
+        .into_iter()
+        .flatten()
+    {
+        let first = if v.is_array() { v.get(0) } else { Some(v) };
+        if let Some(p) = first
+            .and_then(|x| x.get("installPath"))
+            .and_then(|p| p.as_str())
+        {
+            out.push((id.clone(), PathBuf::from(p)));
+        }
+    }
+    out
+}
+
+fn claude_cli(r: &mut Report, via_plugin: bool) {
     let Some(claude) = context::which("claude") else {
         r.add(
             "claude mcp list",
@@ -471,10 +768,19 @@ fn claude_cli(r: &mut Report) {
     };
     let line = out
         .lines()
-        .find(|l| l.trim_start().starts_with(&format!("{MCP_SERVER_NAME}:")))
+        .find(|l| {
+            let l = l.trim_start();
+            l.starts_with(&format!("{MCP_SERVER_NAME}:")) || l.starts_with("plugin:peers:peers")
+        })
         .map(str::trim)
         .map(str::to_string);
     match line {
+        None if via_plugin => r.add(
+            "claude mcp list",
+            Status::Skip,
+            "does not list `peers` (a --plugin-dir plugin is loaded only by that session)",
+            None,
+        ),
         None => r.fail(
             "claude mcp list",
             format!("`claude mcp list` does not list `{MCP_SERVER_NAME}`"),
@@ -495,6 +801,8 @@ fn run_with_timeout(bin: &Path, args: &[&str], timeout: Duration) -> Result<Stri
     use std::io::Read;
     let mut child = std::process::Command::new(bin)
         .args(args)
+        // peers-mcp, started by the probe, then neither starts the broker nor registers.
+        .env(claude_settings::PROBE_ENV, "1")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

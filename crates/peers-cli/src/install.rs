@@ -6,6 +6,10 @@
 //!   scope → `./.mcp.json`.
 //! * Hooks: `peers_core::claude_settings::hooks(<peers-deliver>)` merged into
 //!   `~/.claude/settings.json` (user) or `./.claude/settings.json` (project).
+//! * Permissions: `claude_settings::allowed_tools("mcp__peers__")` appended to
+//!   `permissions.allow` of the same file (unless `--no-allow`), so a session woken by mail
+//!   does not wait on a permission prompt nobody sees. Uninstall takes out those entries,
+//!   except any the original file (the backup) already had.
 //!
 //! Files keep their key order and every other setting. The first change to a file saves the
 //! original as `<file>.peers-backup`; uninstall restores those exact bytes when removing our
@@ -16,12 +20,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, anyhow, bail};
-use peers_core::claude_settings::{self, MCP_SERVER_NAME};
+use peers_core::claude_settings::{self, MCP_SERVER_NAME, MCP_TOOL_PREFIX};
 use serde_json::{Map, Value, json};
 
 use crate::context;
 use crate::shell::program_name;
-use crate::{InstallArgs, InstallScope};
+use crate::{InstallArgs, InstallScope, UninstallArgs};
 
 pub const DELIVER: &str = "peers-deliver";
 pub const MCP: &str = "peers-mcp";
@@ -323,6 +327,96 @@ pub fn merge_hooks(settings: &Value, ours: &Value) -> Result<Option<Value>> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Permissions
+// ---------------------------------------------------------------------------------------------
+
+/// The `permissions.allow` entries install adds: the peers tools of a user- or project-scope
+/// server.
+pub fn our_allow() -> Vec<String> {
+    claude_settings::allowed_tools(MCP_TOOL_PREFIX)
+}
+
+/// The string entries of `permissions.allow`.
+pub fn allow_entries(settings: &Value) -> Vec<String> {
+    settings
+        .get("permissions")
+        .and_then(|p| p.get("allow"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect()
+}
+
+/// The settings with `ours` appended to `permissions.allow` (`None`: all there already).
+pub fn merge_allow(settings: &Value, ours: &[String]) -> Result<Option<Value>> {
+    let have = allow_entries(settings);
+    let missing: Vec<&String> = ours.iter().filter(|o| !have.contains(o)).collect();
+    if missing.is_empty() {
+        return Ok(None);
+    }
+    let mut s = settings.clone();
+    let obj = s
+        .as_object_mut()
+        .ok_or_else(|| anyhow!("the settings are not a JSON object"))?;
+    let allow = obj
+        .entry("permissions")
+        .or_insert_with(|| Value::Object(Map::new()))
+        .as_object_mut()
+        .ok_or_else(|| anyhow!("`permissions` in the settings is not an object"))?
+        .entry("allow")
+        .or_insert_with(|| Value::Array(Vec::new()))
+        .as_array_mut()
+        .ok_or_else(|| anyhow!("`permissions.allow` in the settings is not a list"))?;
+    allow.extend(missing.into_iter().map(|m| Value::String(m.clone())));
+    Ok(Some(s))
+}
+
+/// The entries of `ours` in the settings' `permissions.allow` that uninstall takes out: all
+/// but those in `keep` (the original file's own entries).
+pub fn allow_to_strip(settings: &Value, keep: &[String]) -> Vec<String> {
+    let ours = our_allow();
+    allow_entries(settings)
+        .into_iter()
+        .filter(|e| ours.contains(e) && !keep.contains(e))
+        .collect()
+}
+
+/// Removes the `strip` entries from `permissions.allow`. With `prune`, an `allow` list and a
+/// `permissions` object this removal left empty are removed too.
+pub fn strip_allow(settings: &mut Value, strip: &[String], prune: bool) {
+    if strip.is_empty() {
+        return;
+    }
+    let Some(obj) = settings.as_object_mut() else {
+        return;
+    };
+    let Some(perms) = obj.get_mut("permissions").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let Some(allow) = perms.get_mut("allow").and_then(Value::as_array_mut) else {
+        return;
+    };
+    allow.retain(|e| !e.as_str().is_some_and(|s| strip.iter().any(|x| x == s)));
+    if prune && allow.is_empty() {
+        perms.shift_remove("allow");
+        if perms.is_empty() {
+            obj.shift_remove("permissions");
+        }
+    }
+}
+
+/// The `permissions.allow` entries of a file's backup (what the user had before install).
+fn backup_allow(file: &JsonFile) -> Vec<String> {
+    std::fs::read(file.backup_path())
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .map(|v| allow_entries(&v))
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------------
 // MCP entry (written directly)
 // ---------------------------------------------------------------------------------------------
 
@@ -500,43 +594,70 @@ pub fn install(a: InstallArgs) -> Result<()> {
     let dry = a.dry_run;
     let would = if dry { "would " } else { "" };
 
-    // Hooks.
+    // Hooks and permissions, in the one settings file.
     let ours = claude_settings::hooks(&deliver);
     let settings = JsonFile::read(&target.settings)?;
-    match merge_hooks(&settings.value, &ours)? {
+    let verb = if settings.original.is_some() {
+        "merge into"
+    } else {
+        "create"
+    };
+    let with_hooks = merge_hooks(&settings.value, &ours)?;
+    match &with_hooks {
         None => println!(
             "hooks: already in {}, nothing to change",
             target.settings.display()
         ),
-        Some(new) => {
-            let replaced: Vec<String> = our_hooks(&settings.value)
-                .into_iter()
-                .map(|(e, c)| format!("{e}: {c}"))
-                .collect();
-            println!(
-                "hooks: {would}{} {}:",
-                if settings.original.is_some() {
-                    "merge into"
-                } else {
-                    "create"
-                },
-                target.settings.display()
-            );
-            for r in &replaced {
-                println!("  - {r}");
+        Some(_) => {
+            println!("hooks: {would}{verb} {}:", target.settings.display());
+            for (e, c) in our_hooks(&settings.value) {
+                println!("  - {e}: {c}");
             }
             for l in describe_hooks(&ours) {
                 println!("  + {l}");
             }
-            if !dry {
-                write_json_file(&settings, &render(&new), 0o644)?;
-                if settings.original.is_some() {
-                    println!(
-                        "  (the original is saved as {})",
-                        settings.backup_path().display()
-                    );
+        }
+    }
+    let hooked = with_hooks.clone().unwrap_or_else(|| settings.value.clone());
+    let allow = our_allow();
+    let with_allow = if a.no_allow {
+        println!(
+            "permissions: not added (--no-allow): Claude Code asks before each peers tool call, \
+             and a session woken by mail waits on that prompt until you answer it"
+        );
+        None
+    } else {
+        let merged = merge_allow(&hooked, &allow)?;
+        match &merged {
+            None => println!(
+                "permissions: the peers tools are already in permissions.allow of {}, nothing \
+                 to change",
+                target.settings.display()
+            ),
+            Some(_) => {
+                let have = allow_entries(&hooked);
+                println!(
+                    "permissions: {would}add to permissions.allow in {} (the peers tools run \
+                     without a prompt, so a session woken by mail does not wait on one; \
+                     `--no-allow` skips this):",
+                    target.settings.display()
+                );
+                for t in allow.iter().filter(|t| !have.contains(t)) {
+                    println!("  + {t}");
                 }
             }
+        }
+        merged
+    };
+    if let Some(new) = with_allow.or(with_hooks)
+        && !dry
+    {
+        write_json_file(&settings, &render(&new), 0o644)?;
+        if settings.original.is_some() {
+            println!(
+                "  (the original is saved as {})",
+                settings.backup_path().display()
+            );
         }
     }
 
@@ -657,27 +778,41 @@ fn run_claude(claude: &Path, args: &[&str]) -> Result<()> {
     }
 }
 
-pub fn uninstall(a: InstallArgs) -> Result<()> {
+pub fn uninstall(a: UninstallArgs) -> Result<()> {
     let target = Target::new(a.scope)?;
     let dry = a.dry_run;
     let would = if dry { "would " } else { "" };
 
     let settings = JsonFile::read(&target.settings)?;
     let found = our_hooks(&settings.value);
+    let allowed = allow_to_strip(&settings.value, &backup_allow(&settings));
     if found.is_empty() {
         println!(
             "hooks: none of peers' hooks in {}",
             target.settings.display()
         );
     } else {
-        let mut kept = settings.value.clone();
-        strip_hooks(&mut kept, false);
-        let mut pruned = settings.value.clone();
-        strip_hooks(&mut pruned, true);
         println!("hooks: {would}remove from {}:", target.settings.display());
         for (e, c) in &found {
             println!("  - {e}: {c}");
         }
+    }
+    if !allowed.is_empty() {
+        println!(
+            "permissions: {would}remove from permissions.allow in {}:",
+            target.settings.display()
+        );
+        for t in &allowed {
+            println!("  - {t}");
+        }
+    }
+    if !found.is_empty() || !allowed.is_empty() {
+        let mut kept = settings.value.clone();
+        strip_hooks(&mut kept, false);
+        strip_allow(&mut kept, &allowed, false);
+        let mut pruned = settings.value.clone();
+        strip_hooks(&mut pruned, true);
+        strip_allow(&mut pruned, &allowed, true);
         let plan = restore_plan(&settings, &kept, &pruned);
         if dry {
             if let Restore::Backup(_) = plan {
@@ -781,10 +916,11 @@ mod tests {
         let keys: Vec<&String> = merged.as_object().unwrap().keys().collect();
         assert_eq!(keys, ["model", "hooks", "zeta"]);
         assert!(merge_hooks(&merged, &ours).unwrap().is_none());
-        assert_eq!(our_hooks(&merged).len(), 5);
+        // Four events, plus the waiter on SessionStart and on Stop.
+        assert_eq!(our_hooks(&merged).len(), 6);
 
         let mut back = merged.clone();
-        assert_eq!(strip_hooks(&mut back, true), 5);
+        assert_eq!(strip_hooks(&mut back, true), 6);
         assert_eq!(back, orig);
     }
 
@@ -807,6 +943,30 @@ mod tests {
             v,
             json!({"hooks": {"Stop": [{"hooks": [{"type": "command", "command": "say done"}]}]}})
         );
+    }
+
+    #[test]
+    fn allow_merge_is_idempotent_and_strip_keeps_the_users_entries() {
+        let orig = json!({"permissions": {"allow": ["Read", "mcp__peers__whoami"], "deny": []}});
+        let ours = our_allow();
+        let merged = merge_allow(&orig, &ours).unwrap().unwrap();
+        let allow = allow_entries(&merged);
+        assert_eq!(allow.len(), 7, "{allow:?}");
+        assert_eq!(&allow[..2], ["Read", "mcp__peers__whoami"]);
+        assert!(merge_allow(&merged, &ours).unwrap().is_none());
+        // The user had whoami before: it stays.
+        let strip = allow_to_strip(&merged, &allow_entries(&orig));
+        assert_eq!(strip.len(), 5);
+        let mut back = merged.clone();
+        strip_allow(&mut back, &strip, true);
+        assert_eq!(back, orig);
+
+        let fresh = merge_allow(&json!({"model": "opus"}), &ours)
+            .unwrap()
+            .unwrap();
+        let mut back = fresh.clone();
+        strip_allow(&mut back, &allow_to_strip(&fresh, &[]), true);
+        assert_eq!(back, json!({"model": "opus"}));
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod hub;
 mod install;
 mod plugin;
 mod shell;
+mod terminal;
 
 use std::process::ExitCode;
 
@@ -35,7 +36,10 @@ enum Command {
     Send(SendArgs),
     /// List the sessions (peers) the broker knows.
     Peers(PeersArgs),
-    /// The broker, the sessions with mail waiting, and recent notices.
+    /// The broker, the sessions with mail waiting, and recent notices (with who raised each).
+    ///
+    /// Exit status: 0 when the broker answers, 3 when it does not (the output says how to
+    /// start it), 1 for any other failure.
     Status(JsonArg),
     /// Mail not delivered yet (the message log filtered to queued mail).
     Inbox(LogArgs),
@@ -43,7 +47,8 @@ enum Command {
     Log(LogArgs),
     /// Follow sends and deliveries as they happen, until Ctrl-C.
     Tail(TailArgs),
-    /// One message: who, to whom, its status, when and how it was delivered.
+    /// One message: who, to whom, its status, when and how it was delivered, its text, and
+    /// the thread it belongs to (the messages it answers and every reply, with their states).
     Show(ShowArgs),
     /// Start, stop and look at the local broker.
     #[command(subcommand)]
@@ -51,12 +56,13 @@ enum Command {
     /// Make this machine the hub of your peers network (`peers hub init --bind ADDR`).
     #[command(subcommand)]
     Hub(hub::HubCommand),
-    /// Plug peers into Claude Code: register the MCP server and merge the hooks.
+    /// Plug peers into Claude Code: register the MCP server, merge the hooks, and allow the
+    /// peers tools to run without a permission prompt.
     Install(InstallArgs),
     /// Remove exactly what `peers install` added.
-    Uninstall(InstallArgs),
+    Uninstall(UninstallArgs),
     /// Check every link of the chain and say how to fix what is broken.
-    Doctor(JsonArg),
+    Doctor(DoctorArgs),
     /// A ten-second demonstration with two simulated sessions; no Claude Code needed.
     Demo(DemoArgs),
     /// Print a shell completion script (e.g. `peers completions bash > ~/.local/share/bash-completion/completions/peers`).
@@ -128,6 +134,9 @@ pub struct LogArgs {
     /// At most this many messages.
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
+    /// Also print each message's text (control characters shown as `\u{…}` escapes).
+    #[arg(long)]
+    pub body: bool,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -187,6 +196,31 @@ pub struct InstallArgs {
     /// Print what would change and write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Do not add the peers tools to `permissions.allow`. Claude Code then asks before each
+    /// peers tool call, and a session woken by mail waits on that prompt until you answer it.
+    #[arg(long)]
+    pub no_allow: bool,
+}
+
+#[derive(Args)]
+pub struct UninstallArgs {
+    /// Where to uninstall from.
+    #[arg(long, value_enum, default_value = "user")]
+    pub scope: InstallScope,
+    /// Print what would change and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args)]
+pub struct DoctorArgs {
+    /// Check the peers plugin in this directory too (the route `claude --plugin-dir DIR`,
+    /// which no settings file records). A plugin enabled in settings is found by itself.
+    #[arg(long, value_name = "DIR")]
+    pub plugin_dir: Option<std::path::PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]

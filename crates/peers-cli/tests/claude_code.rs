@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{peers, peers_cmd, project, wait_until};
-use peers_e2e::{FakeApi, Gate, Reply, Step, claude_or_skip, serial};
+use peers_testkit::claude::{FakeApi, Gate, Reply, Step, claude_or_skip, serial};
 use peers_testkit::{BrokerProcess, TestEnv, bin};
 use serde_json::json;
 

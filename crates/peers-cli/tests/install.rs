@@ -61,8 +61,17 @@ fn claude_json() -> Value {
     })
 }
 
-/// Removes our hooks (whatever runs peers-deliver) and groups/events left empty.
+/// The permissions.allow entries install adds.
+fn ours_allowed() -> Vec<String> {
+    claude_settings::allowed_tools(claude_settings::MCP_TOOL_PREFIX)
+}
+
+/// Removes our hooks (whatever runs peers-deliver) and groups/events left empty, and our
+/// permissions.allow entries.
 fn without_ours(mut v: Value) -> Value {
+    if let Some(allow) = v["permissions"]["allow"].as_array_mut() {
+        allow.retain(|e| !ours_allowed().iter().any(|o| o == e));
+    }
     let hooks = v["hooks"].as_object_mut().unwrap();
     for groups in hooks.values_mut() {
         let arr = groups.as_array_mut().unwrap();
@@ -226,10 +235,9 @@ fn a_fresh_home_gets_new_files_and_uninstall_leaves_none() {
     let settings = env.home.join(".claude/settings.json");
     let mcp_file = env.home.join(".claude.json");
     peers(&env, &cwd, &["install"]).ok();
-    assert_eq!(
-        parse(&settings),
-        claude_settings::settings(&bin("peers-deliver"))
-    );
+    let mut want = claude_settings::settings(&bin("peers-deliver"));
+    want["permissions"] = json!({ "allow": ours_allowed() });
+    assert_eq!(parse(&settings), want);
     assert_eq!(
         parse(&mcp_file),
         claude_settings::mcp_config(&bin("peers-mcp"))
@@ -281,7 +289,9 @@ fn project_scope_writes_the_project_files_only() {
         claude_settings::mcp_config(&bin("peers-mcp"))
     );
     let v = parse(&local);
-    assert_eq!(v["permissions"], json!({"allow": ["Read"]}));
+    let mut allow = vec!["Read".to_string()];
+    allow.extend(ours_allowed());
+    assert_eq!(v["permissions"], json!({ "allow": allow }));
     assert_eq!(v["hooks"], claude_settings::hooks(&bin("peers-deliver")));
     // Nothing in HOME.
     assert!(!env.home.join(".claude/settings.json").exists());
@@ -303,4 +313,90 @@ fn broken_settings_json_is_refused_not_overwritten() {
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("not valid JSON"), "{}", out.stderr);
     assert_eq!(std::fs::read_to_string(&settings).unwrap(), "{\"model\": ");
+}
+
+#[test]
+fn install_allows_the_peers_tools_no_allow_skips_and_uninstall_keeps_the_users_own() {
+    let env = TestEnv::new();
+    let cwd = project(&env, "p");
+    let settings = env.home.join(".claude/settings.json");
+    std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
+    // The user already allowed one peers tool and something else.
+    let orig = render(&json!({
+        "permissions": {"allow": ["Read", "mcp__peers__whoami"]},
+        "model": "opus"
+    }));
+    std::fs::write(&settings, &orig).unwrap();
+
+    let dry = peers(&env, &cwd, &["install", "--dry-run"]).ok();
+    assert!(
+        dry.stdout
+            .contains("permissions: would add to permissions.allow")
+            && dry.stdout.contains("+ mcp__peers__send_message")
+            && !dry.stdout.contains("+ mcp__peers__whoami"),
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(read(&settings), orig);
+
+    peers(&env, &cwd, &["install"]).ok();
+    let v = parse(&settings);
+    let mut want = vec!["Read".to_string(), "mcp__peers__whoami".to_string()];
+    want.extend(
+        ours_allowed()
+            .into_iter()
+            .filter(|t| t != "mcp__peers__whoami"),
+    );
+    assert_eq!(v["permissions"]["allow"], json!(want));
+    let again = peers(&env, &cwd, &["install"]).ok();
+    assert!(
+        again.stdout.contains("already in permissions.allow"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(parse(&settings), v, "idempotent");
+
+    // A change after install: uninstall cannot restore the bytes, and still keeps the user's
+    // own whoami entry.
+    let mut changed = v.clone();
+    changed["theme"] = json!("dark");
+    std::fs::write(&settings, render(&changed)).unwrap();
+    let un = peers(&env, &cwd, &["uninstall"]).ok();
+    assert!(
+        un.stdout.contains("- mcp__peers__send_message")
+            && !un.stdout.contains("- mcp__peers__whoami"),
+        "{}",
+        un.stdout
+    );
+    assert_eq!(
+        parse(&settings),
+        json!({"permissions": {"allow": ["Read", "mcp__peers__whoami"]}, "model": "opus", "theme": "dark"})
+    );
+
+    // --no-allow: hooks, no permissions; says what that means.
+    let bare = TestEnv::new();
+    let cwd = project(&bare, "p");
+    let out = peers(&bare, &cwd, &["install", "--no-allow"]).ok();
+    assert!(
+        out.stdout.contains("not added (--no-allow)") && out.stdout.contains("prompt"),
+        "{}",
+        out.stdout
+    );
+    let v = parse(&bare.home.join(".claude/settings.json"));
+    assert!(v.get("permissions").is_none(), "{v}");
+    assert_eq!(v["hooks"], claude_settings::hooks(&bin("peers-deliver")));
+}
+
+#[test]
+fn uninstall_help_says_where_from() {
+    let env = TestEnv::new();
+    let cwd = project(&env, "p");
+    let out = peers(&env, &cwd, &["uninstall", "--help"]).ok();
+    assert!(
+        out.stdout.contains("Where to uninstall from"),
+        "{}",
+        out.stdout
+    );
+    let out = peers(&env, &cwd, &["install", "--help"]).ok();
+    assert!(out.stdout.contains("--no-allow"), "{}", out.stdout);
 }

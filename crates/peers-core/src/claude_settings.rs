@@ -10,6 +10,33 @@ use serde_json::{Value, json};
 /// The MCP server name; the model sees its tools as `mcp__peers__<tool>`.
 pub const MCP_SERVER_NAME: &str = "peers";
 
+/// The tools `peers-mcp` gives the model (see `crates/peers-mcp/src/tools.rs`).
+pub const TOOLS: [&str; 6] = [
+    "list_peers",
+    "send_message",
+    "message_status",
+    "check_messages",
+    "whoami",
+    "set_summary",
+];
+
+/// The tool-name prefix of a user- or project-scope server named [`MCP_SERVER_NAME`].
+pub const MCP_TOOL_PREFIX: &str = "mcp__peers__";
+/// The tool-name prefix when the same server comes from the plugin named `peers`.
+pub const PLUGIN_TOOL_PREFIX: &str = "mcp__plugin_peers_peers__";
+
+/// The `permissions.allow` entries that let the peers tools run without a prompt, for the
+/// tool-name prefix of the client's route ([`MCP_TOOL_PREFIX`] or [`PLUGIN_TOOL_PREFIX`]).
+/// A woken, unattended session would otherwise wait on a permission prompt nobody sees.
+pub fn allowed_tools(prefix: &str) -> Vec<String> {
+    TOOLS.iter().map(|t| format!("{prefix}{t}")).collect()
+}
+
+/// Set (to anything) in the environment of a `claude` that only probes the MCP server
+/// (`peers doctor` runs `claude mcp list`): `peers-mcp` then serves its tools without starting
+/// the broker or registering, so the probe leaves no ended session behind.
+pub const PROBE_ENV: &str = "PEERS_PROBE";
+
 /// How long Claude Code lets the ordinary hook run. The hook bounds itself far below this.
 pub const HOOK_TIMEOUT_SECS: u64 = 10;
 /// How long Claude Code lets the `--wait` (asyncRewake) hook run before killing it.
@@ -28,7 +55,9 @@ pub fn shell_quote(s: &str) -> String {
 }
 
 /// The `"hooks"` object: `peers-deliver` on SessionStart, UserPromptSubmit, PostToolUse and
-/// Stop, plus `peers-deliver --wait` as an asyncRewake Stop hook that wakes idle sessions.
+/// Stop, plus `peers-deliver --wait` as an asyncRewake hook on SessionStart (a session that
+/// never finished a turn is woken too) and on Stop (each idle spell gets a fresh waiter,
+/// which supersedes the one before).
 pub fn hooks(deliver_bin: &Path) -> Value {
     hooks_for_command(&shell_quote(&deliver_bin.to_string_lossy()))
 }
@@ -44,7 +73,7 @@ pub fn hooks_for_command(cmd: &str) -> Value {
         "timeout": WAIT_HOOK_TIMEOUT_SECS,
     });
     json!({
-        "SessionStart": [{"hooks": [plain.clone()]}],
+        "SessionStart": [{"hooks": [plain.clone(), wait.clone()]}],
         "UserPromptSubmit": [{"hooks": [plain.clone()]}],
         "PostToolUse": [{"matcher": "*", "hooks": [plain.clone()]}],
         "Stop": [{"hooks": [plain, wait]}],
@@ -79,11 +108,16 @@ mod tests {
                 "{ev}"
             );
         }
-        assert_eq!(h["Stop"][0]["hooks"][1]["asyncRewake"], true);
-        assert_eq!(
-            h["Stop"][0]["hooks"][1]["command"],
-            "/opt/peers/bin/peers-deliver --wait"
-        );
+        for ev in ["SessionStart", "Stop"] {
+            assert_eq!(h[ev][0]["hooks"][1]["asyncRewake"], true, "{ev}");
+            assert_eq!(
+                h[ev][0]["hooks"][1]["command"], "/opt/peers/bin/peers-deliver --wait",
+                "{ev}"
+            );
+        }
+        for ev in ["UserPromptSubmit", "PostToolUse"] {
+            assert_eq!(h[ev][0]["hooks"].as_array().map(Vec::len), Some(1), "{ev}");
+        }
     }
 
     #[test]
@@ -94,6 +128,25 @@ mod tests {
         assert_eq!(
             hooks(Path::new("/a b/peers-deliver")),
             hooks_for_command("'/a b/peers-deliver'")
+        );
+    }
+
+    #[test]
+    fn allowed_tools_name_each_tool_for_the_route() {
+        assert_eq!(
+            allowed_tools(MCP_TOOL_PREFIX),
+            [
+                "mcp__peers__list_peers",
+                "mcp__peers__send_message",
+                "mcp__peers__message_status",
+                "mcp__peers__check_messages",
+                "mcp__peers__whoami",
+                "mcp__peers__set_summary",
+            ]
+        );
+        assert_eq!(
+            allowed_tools(PLUGIN_TOOL_PREFIX)[1],
+            "mcp__plugin_peers_peers__send_message"
         );
     }
 

@@ -27,7 +27,7 @@ pub enum ClientError {
     #[error("{message}")]
     Api {
         status: u16,
-        code: String,
+        code: ErrorCode,
         message: String,
     },
     /// The broker answered, but not with what the API promises.
@@ -39,10 +39,11 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// The error code of an API error (`unknown_peer`, `unauthorized`, …).
-    pub fn code(&self) -> Option<&str> {
+    /// The error code of an API error ([`ErrorCode::UnknownPeer`], …): match on this, not
+    /// on the message.
+    pub fn code(&self) -> Option<ErrorCode> {
         match self {
-            ClientError::Api { code, .. } => Some(code),
+            ClientError::Api { code, .. } => Some(*code),
             _ => None,
         }
     }
@@ -339,6 +340,15 @@ impl BrokerClient {
     /// `GET /v1/messages/{id}`.
     pub async fn message_status(&self, id: i64) -> Result<MessageStatus, ClientError> {
         self.get(&format!("/v1/messages/{id}")).await
+    }
+
+    /// `GET /v1/messages/{id}?body=true`: the status with the body.
+    pub async fn message_with_body(&self, id: i64) -> Result<MessageStatus, ClientError> {
+        self.get_q(
+            &format!("/v1/messages/{id}"),
+            &MessageStatusQuery { body: true },
+        )
+        .await
     }
 
     /// `GET /v1/messages` (user secret): the message log, newest first.

@@ -61,6 +61,10 @@ pub struct Config {
     /// What a client trusts for an `https` broker URL (`PEERS_TLS_CA`): a PEM file with a CA
     /// certificate or the hub's self-signed certificate. Without it, the system's roots.
     pub tls_ca: Option<PathBuf>,
+    /// Host names the broker answers to besides loopback and its bind address
+    /// (`PEERS_ALLOWED_HOSTS`, comma-separated), e.g. a hub's DNS or tailnet name. A request
+    /// whose `Host` header names anything else is refused (DNS rebinding).
+    pub allowed_hosts: Vec<String>,
 }
 
 /// The keys of `config.toml`; every key optional.
@@ -88,6 +92,7 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_ca: Option<PathBuf>,
+    allowed_hosts: Option<Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -183,7 +188,17 @@ impl Config {
             |var: &str, file_value: Option<PathBuf>| -> Result<Option<PathBuf>, ConfigError> {
                 Ok(parse(var)?.map(PathBuf::from).or(file_value))
             };
+        let allowed_hosts = match parse("PEERS_ALLOWED_HOSTS")? {
+            Some(v) => v.split(',').map(str::to_string).collect(),
+            None => file.allowed_hosts.unwrap_or_default(),
+        };
+        let allowed_hosts = allowed_hosts
+            .iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect();
         Ok(Config {
+            allowed_hosts,
             tls_cert: path("PEERS_TLS_CERT", file.tls_cert)?,
             tls_key: path("PEERS_TLS_KEY", file.tls_key)?,
             tls_ca: path("PEERS_TLS_CA", file.tls_ca)?,
@@ -330,6 +345,32 @@ mod tests {
         assert_eq!(c.tls_cert.as_deref(), Some(Path::new("/etc/hub.pem")));
         assert_eq!(c.tls_key.as_deref(), Some(Path::new("/etc/hub.key")));
         assert_eq!(c.tls_ca.as_deref(), Some(Path::new("/b.pem")));
+    }
+
+    #[test]
+    fn allowed_hosts_from_file_then_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg_path = dir.path().join("config.toml");
+        let cfg = cfg_path.to_str().unwrap();
+        assert!(
+            load(&[("PEERS_CONFIG", cfg)])
+                .unwrap()
+                .allowed_hosts
+                .is_empty()
+        );
+        std::fs::write(
+            &cfg_path,
+            "allowed_hosts = [\"Hub.Tailnet.ts.net\", \" \"]\n",
+        )
+        .unwrap();
+        let c = load(&[("PEERS_CONFIG", cfg)]).unwrap();
+        assert_eq!(c.allowed_hosts, ["hub.tailnet.ts.net"]);
+        let c = load(&[
+            ("PEERS_CONFIG", cfg),
+            ("PEERS_ALLOWED_HOSTS", "a.example, b"),
+        ])
+        .unwrap();
+        assert_eq!(c.allowed_hosts, ["a.example", "b"]);
     }
 
     #[test]

@@ -18,27 +18,52 @@ pub struct ErrorBody {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ErrorDetail {
-    /// A stable machine-readable code, see [`ErrorCode`].
-    pub code: String,
+    /// A stable machine-readable code: match on it, not on the message.
+    pub code: ErrorCode,
     /// A sentence for a person or a model: what went wrong and what to do next.
     pub message: String,
 }
 
-/// The stable error codes. New codes may be added; clients treat unknown ones as `internal`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The stable error codes, on the wire as `snake_case` strings. New codes may be added; a
+/// client reads a code it does not know as [`ErrorCode::Internal`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
     BadRequest,
     Unauthorized,
     Forbidden,
     NotFound,
     UnknownPeer,
+    MethodNotAllowed,
     PayloadTooLarge,
     UnsupportedMediaType,
     Conflict,
+    /// 421: the `Host` header names neither loopback, the bind address nor an allowed host.
+    BadHost,
+    /// 503: the database file is no longer the one the broker opened (deleted or replaced).
+    StorageLost,
+    /// 507: the disk holding the database is full or failing; nothing was stored.
+    StorageFull,
     Internal,
 }
 
 impl ErrorCode {
+    /// Every code, for tests and documentation.
+    pub const ALL: [ErrorCode; 13] = [
+        ErrorCode::BadRequest,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::UnknownPeer,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::Conflict,
+        ErrorCode::BadHost,
+        ErrorCode::StorageLost,
+        ErrorCode::StorageFull,
+        ErrorCode::Internal,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::BadRequest => "bad_request",
@@ -46,11 +71,42 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
             ErrorCode::UnknownPeer => "unknown_peer",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::BadHost => "bad_host",
+            ErrorCode::StorageLost => "storage_lost",
+            ErrorCode::StorageFull => "storage_full",
             ErrorCode::Internal => "internal",
         }
+    }
+
+    /// The code for a wire string; one this version does not know is `Internal`.
+    pub fn parse(s: &str) -> ErrorCode {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .unwrap_or(ErrorCode::Internal)
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        Ok(ErrorCode::parse(&s))
     }
 }
 
@@ -393,6 +449,18 @@ pub struct HistoryQuery {
     /// Only messages to this recipient (name, `name@host` or id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
+    /// `GET /v1/messages` only: fill each message's `body` (for `peers log --body`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub body: bool,
+}
+
+/// Query of `GET /v1/messages/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct MessageStatusQuery {
+    /// Fill `body` (allowed for the callers that may read the message: the human, the
+    /// sender, the recipient).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub body: bool,
 }
 
 /// `GET /v1/messages` (auth: user secret): the message log, newest first.
@@ -489,6 +557,21 @@ mod tests {
             serde_json::to_string(&send).unwrap(),
             r#"{"to":"api","message":"hi"}"#
         );
+    }
+
+    #[test]
+    fn error_codes_round_trip_and_unknown_ones_read_as_internal() {
+        for code in ErrorCode::ALL {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+            assert_eq!(serde_json::from_str::<ErrorCode>(&json).unwrap(), code);
+        }
+        let body: ErrorBody =
+            serde_json::from_str(r#"{"error":{"code":"storage_full","message":"m"}}"#).unwrap();
+        assert_eq!(body.error.code, ErrorCode::StorageFull);
+        let body: ErrorBody =
+            serde_json::from_str(r#"{"error":{"code":"from_the_future","message":"m"}}"#).unwrap();
+        assert_eq!(body.error.code, ErrorCode::Internal);
     }
 
     #[test]

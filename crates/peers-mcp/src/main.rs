@@ -81,13 +81,26 @@ async fn run(config: Config) -> Result<(), String> {
     remove_stale_session_files(&config);
     let peer = Arc::new(Peer::new(config, facts));
 
-    match tokio::time::timeout(REGISTER_WAIT, peer.register()).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::warn!("not registered yet, will keep trying: {e}"),
-        Err(_) => tracing::warn!("registration is taking long; serving anyway, will keep trying"),
+    // A probe (`peers doctor` running `claude mcp list`) only looks at the tools.
+    let probe = std::env::var_os(peers_core::claude_settings::PROBE_ENV).is_some();
+    if probe {
+        tracing::info!("a probe: serving the tools without registering");
+    } else {
+        match tokio::time::timeout(REGISTER_WAIT, peer.register()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!("not registered yet, will keep trying: {e}"),
+            Err(_) => {
+                tracing::warn!("registration is taking long; serving anyway, will keep trying")
+            }
+        }
     }
 
-    let heartbeat = tokio::spawn(heartbeat_loop(peer.clone()));
+    let peer_hb = peer.clone();
+    let heartbeat = tokio::spawn(async move {
+        if !probe {
+            heartbeat_loop(peer_hb).await
+        }
+    });
     let server = tools::PeersServer::new(peer.clone());
     let (claude_pid, start, parent) = (
         peer.facts.claude_pid,

@@ -278,7 +278,10 @@ impl Peer {
         };
         match reg.client.heartbeat().await {
             Ok(hb) => return Some((reg, hb)),
-            Err(e) if needs_recovery(&e) || e.code() == Some("not_found") => {
+            Err(e)
+                if needs_recovery(&e)
+                    || e.code() == Some(peers_core::wire::ErrorCode::NotFound) =>
+            {
                 tracing::warn!("heartbeat failed ({e}); recovering");
                 if let Err(e) = self.recover(Some(&reg)).await {
                     tracing::warn!("recovery failed: {e}");
@@ -308,5 +311,7 @@ impl Peer {
 }
 
 fn needs_recovery(e: &ClientError) -> bool {
-    e.is_unreachable() || e.status() == Some(401) || e.code() == Some("unauthorized")
+    e.is_unreachable()
+        || e.status() == Some(401)
+        || e.code() == Some(peers_core::wire::ErrorCode::Unauthorized)
 }

@@ -313,7 +313,8 @@ impl PeersServer {
                 fail(self.unknown_peer_text(&to, &e).await)
             }
             Err(PeerError::Client(e))
-                if e.status() == Some(413) || e.code() == Some("payload_too_large") =>
+                if e.status() == Some(413)
+                    || e.code() == Some(peers_core::wire::ErrorCode::PayloadTooLarge) =>
             {
                 fail(format!(
                     "send_message failed: the message is too large ({e}). Shorten it, split it \
@@ -484,7 +485,8 @@ pub fn instructions(peer: &Peer) -> String {
 }
 
 fn is_unknown_peer(e: &ClientError) -> bool {
-    e.code() == Some("unknown_peer") || (e.status() == Some(404) && e.code() == Some("not_found"))
+    e.code() == Some(peers_core::wire::ErrorCode::UnknownPeer)
+        || (e.status() == Some(404) && e.code() == Some(peers_core::wire::ErrorCode::NotFound))
 }
 
 pub fn oversize_text(len: usize, max: usize) -> String {

@@ -5,6 +5,9 @@
 //! Binaries of other packages are not built by `cargo test -p X`; `cargo xtask test` builds
 //! them first (`cargo build --workspace --bins`). [`bin`] says so when one is missing.
 
+pub mod claude;
+pub mod netns;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

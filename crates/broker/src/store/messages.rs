@@ -341,6 +341,18 @@ pub async fn ack(
     Ok((delivered, released))
 }
 
+/// Drops loop-budget spending older than `before` (the sweep: it no longer counts).
+pub async fn forget_budget_spend_before(
+    conn: &mut SqliteConnection,
+    before: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM budget_spend WHERE at_ms < ?")
+        .bind(before)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// Returns lapsed leases to the queue and expires mail past its TTL (runs in the writer).
 /// A lapsed lease keeps its id, so a late ack of mail that was in fact shown still counts.
 pub async fn sweep(conn: &mut SqliteConnection, now: i64) -> Result<(u64, u64), StoreError> {
@@ -362,10 +374,11 @@ pub async fn sweep(conn: &mut SqliteConnection, now: i64) -> Result<(u64, u64), 
     Ok((requeued, expired))
 }
 
-/// One message with its replies (reads).
+/// One message with its replies, and its body when `with_body` (reads).
 pub async fn status(
     pool: &SqlitePool,
     id: i64,
+    with_body: bool,
 ) -> Result<Option<(MessageStatus, Option<String>)>, StoreError> {
     let row: Option<MessageRow> = sqlx::query_as(concat!(
         "SELECT ",
@@ -377,7 +390,10 @@ pub async fn status(
     .await?;
     let Some(row) = row else { return Ok(None) };
     let from_peer = row.from_peer.clone();
-    Ok(Some((with_replies(pool, row).await?, from_peer)))
+    let body = with_body.then(|| row.body.clone());
+    let mut status = with_replies(pool, row).await?;
+    status.body = body;
+    Ok(Some((status, from_peer)))
 }
 
 /// A row's sender-side status: its replies and whether its recipient is alive (reads).
@@ -484,13 +500,14 @@ pub async fn delivered_to(
 }
 
 /// The message log for the human, newest first, filtered by sender/recipient peer ids
-/// (`Some(None)` for a human sender) and time (reads).
+/// (`Some(None)` for a human sender) and time, with bodies when `with_body` (reads).
 pub async fn log(
     pool: &SqlitePool,
     from: Option<Option<Vec<String>>>,
     to: Option<Vec<String>>,
     since_ms: i64,
     limit: u32,
+    with_body: bool,
 ) -> Result<Vec<MessageStatus>, StoreError> {
     let mut sql = concat!(
         "SELECT ",
@@ -519,7 +536,10 @@ pub async fn log(
     let rows = q.bind(limit as i64).fetch_all(pool).await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        out.push(with_replies(pool, row).await?);
+        let body = with_body.then(|| row.body.clone());
+        let mut status = with_replies(pool, row).await?;
+        status.body = body;
+        out.push(status);
     }
     Ok(out)
 }
@@ -559,19 +579,22 @@ pub async fn lineage(pool: &SqlitePool, peer_id: &str) -> Result<Vec<String>, St
     Ok(ids)
 }
 
-/// Records a notice for the human (runs in the writer).
+/// Records a notice for the human (runs in the writer). `author`: `broker`, the posting
+/// peer's `name@host`, or `you`.
 pub async fn add_notice(
     conn: &mut SqliteConnection,
     kind: &str,
     peer_id: Option<&str>,
     text: &str,
+    author: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO notices (at_ms, kind, peer_id, text) VALUES (?,?,?,?)")
+    sqlx::query("INSERT INTO notices (at_ms, kind, peer_id, text, author) VALUES (?,?,?,?,?)")
         .bind(now)
         .bind(kind)
         .bind(peer_id)
         .bind(text)
+        .bind(author)
         .execute(&mut *conn)
         .await?;
     Ok(())
@@ -581,8 +604,8 @@ pub async fn notices(
     pool: &SqlitePool,
     limit: u32,
 ) -> Result<Vec<peers_core::wire::Notice>, StoreError> {
-    let rows: Vec<(i64, i64, String, Option<String>, String)> = sqlx::query_as(
-        "SELECT id, at_ms, kind, peer_id, text FROM notices ORDER BY id DESC LIMIT ?",
+    let rows: Vec<(i64, i64, String, Option<String>, String, String)> = sqlx::query_as(
+        "SELECT id, at_ms, kind, peer_id, text, author FROM notices ORDER BY id DESC LIMIT ?",
     )
     .bind(limit as i64)
     .fetch_all(pool)
@@ -590,13 +613,13 @@ pub async fn notices(
     Ok(rows
         .into_iter()
         .map(
-            |(id, at_ms, kind, peer_id, text)| peers_core::wire::Notice {
+            |(id, at_ms, kind, peer_id, text, author)| peers_core::wire::Notice {
                 id,
                 at_ms,
                 kind,
                 peer_id,
                 text,
-                author: String::new(),
+                author,
             },
         )
         .collect())

@@ -7,12 +7,21 @@
 //! caller. So a `200` for a send means the message is on disk, and 64 concurrent senders
 //! share one fsync instead of queueing for 64. Sends have a queue of their own: the writer
 //! stores all the sends of a group with one multi-row `INSERT`.
+//!
+//! Storage faults are answered, not hidden ([`StoreHealth`]): before and after each group the
+//! writer checks that the database path is still the file it opened (device and inode), and
+//! a disk-full or I/O error fails the group's callers with [`StoreError::Full`] until a later
+//! group writes again.
 
 pub mod messages;
 pub mod peers;
+pub mod preload;
 
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_core::future::BoxFuture;
@@ -31,13 +40,204 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("the store's writer has stopped")]
     WriterGone,
+    /// The database path no longer is the file the broker opened: it was deleted or replaced.
+    /// Whatever is written now would land in a file nobody can open again.
+    #[error("the database file {} is gone or was replaced under the running broker", .0.display())]
+    Lost(PathBuf),
+    /// SQLite reported a full disk (`SQLITE_FULL`) or an I/O error (`SQLITE_IOERR`).
+    #[error("cannot write the database {}: disk full or I/O error: {detail}", .db.display())]
+    Full { db: PathBuf, detail: String },
+    /// A group's commit failed for another reason.
+    #[error("the write failed: {0}")]
+    Write(String),
+}
+
+/// Why a group (or one job of it) failed; cheap to hand to every caller of the group.
+#[derive(Debug, Clone)]
+enum Failure {
+    Lost,
+    Full(String),
+    Other(String),
+}
+
+impl Failure {
+    fn of(e: &sqlx::Error) -> Failure {
+        if is_disk_fault(e) {
+            Failure::Full(e.to_string())
+        } else {
+            Failure::Other(e.to_string())
+        }
+    }
+
+    fn error(&self, db: &Path) -> StoreError {
+        match self {
+            Failure::Lost => StoreError::Lost(db.to_path_buf()),
+            Failure::Full(detail) => StoreError::Full {
+                db: db.to_path_buf(),
+                detail: detail.clone(),
+            },
+            Failure::Other(e) => StoreError::Write(e.clone()),
+        }
+    }
+}
+
+/// `SQLITE_FULL` (13) or `SQLITE_IOERR` (10, with its extended codes), or an I/O error.
+fn is_disk_fault(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(d) => d
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .is_some_and(|c| matches!(c & 0xff, 10 | 13)),
+        _ => false,
+    }
+}
+
+/// What the broker knows about its database file: shared by the writer (which keeps it
+/// current), the sweep and the API (which answer from it).
+pub struct StoreHealth {
+    db: PathBuf,
+    /// Device and inode of the file opened.
+    file: Option<(u64, u64)>,
+    lost_ms: AtomicI64,
+    lost: AtomicBool,
+    /// Since when writes fail for lack of space or I/O errors (epoch ms); 0: they do not.
+    full_since_ms: AtomicI64,
+    /// Disk faults seen so far (the writer compares before and after a group).
+    faults: AtomicU64,
+    /// Spells of a full disk that ended, `(from_ms, to_ms)`, for the sweep to record.
+    recovered: Mutex<Vec<(i64, i64)>>,
+}
+
+impl StoreHealth {
+    fn new(db: &Path) -> StoreHealth {
+        StoreHealth {
+            db: db.to_path_buf(),
+            file: std::fs::metadata(db).ok().map(|m| (m.dev(), m.ino())),
+            lost_ms: AtomicI64::new(0),
+            lost: AtomicBool::new(false),
+            full_since_ms: AtomicI64::new(0),
+            faults: AtomicU64::new(0),
+            recovered: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The database path.
+    pub fn db(&self) -> &Path {
+        &self.db
+    }
+
+    /// Stats the database path (one `stat`): `true` once it no longer is the file the broker
+    /// opened. Lost stays lost: only a restart opens a database again.
+    pub fn check_file(&self) -> bool {
+        if self.is_lost() {
+            return true;
+        }
+        let Some(opened) = self.file else {
+            return false;
+        };
+        let now = match std::fs::metadata(&self.db) {
+            Ok(m) => Some((m.dev(), m.ino())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            // Cannot tell (e.g. an I/O error): not evidence that the file is gone.
+            Err(_) => return false,
+        };
+        if now == Some(opened) {
+            return false;
+        }
+        if !self.lost.swap(true, Ordering::SeqCst) {
+            self.lost_ms.store(peers_core::now_ms(), Ordering::SeqCst);
+            tracing::error!(
+                db = %self.db.display(),
+                "storage_lost: the database file was deleted or replaced under the running \
+                 broker; refusing every write with 503 until the broker is restarted"
+            );
+        }
+        true
+    }
+
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+
+    /// When the database file was found gone.
+    pub fn lost_since(&self) -> Option<i64> {
+        self.is_lost().then(|| self.lost_ms.load(Ordering::SeqCst))
+    }
+
+    /// Since when writes fail with a full disk or I/O errors, if they do now.
+    pub fn full_since(&self) -> Option<i64> {
+        match self.full_since_ms.load(Ordering::SeqCst) {
+            0 => None,
+            t => Some(t),
+        }
+    }
+
+    fn mark_full(&self, detail: &str) {
+        self.faults.fetch_add(1, Ordering::SeqCst);
+        let now = peers_core::now_ms();
+        if self
+            .full_since_ms
+            .compare_exchange(0, now, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            tracing::error!(
+                db = %self.db.display(),
+                detail,
+                "storage_full: cannot write the database (disk full or I/O error); \
+                 answering 507 until a write succeeds again"
+            );
+        }
+    }
+
+    /// A group wrote and committed: whatever filled the disk is over.
+    fn mark_written(&self) {
+        let since = self.full_since_ms.swap(0, Ordering::SeqCst);
+        if since != 0 {
+            let now = peers_core::now_ms();
+            tracing::info!(
+                db = %self.db.display(),
+                "storage recovered: the database takes writes again"
+            );
+            self.recovered
+                .lock()
+                .expect("health lock")
+                .push((since, now));
+        }
+    }
+
+    /// Full-disk spells that ended since the last call.
+    pub fn take_recovered(&self) -> Vec<(i64, i64)> {
+        std::mem::take(&mut *self.recovered.lock().expect("health lock"))
+    }
+
+    /// Puts back spells whose notice could not be written yet.
+    pub fn put_back_recovered(&self, spells: Vec<(i64, i64)>) {
+        self.recovered.lock().expect("health lock").extend(spells);
+    }
+
+    /// The error for a failed statement: disk faults become [`StoreError::Full`] (and are
+    /// remembered), others stay as they are.
+    fn classify(&self, e: StoreError) -> StoreError {
+        match e {
+            StoreError::Db(e) if is_disk_fault(&e) => {
+                let detail = e.to_string();
+                self.mark_full(&detail);
+                StoreError::Full {
+                    db: self.db.clone(),
+                    detail,
+                }
+            }
+            e => e,
+        }
+    }
 }
 
 /// The largest number of jobs committed together.
 const MAX_GROUP: usize = 1024;
 
 /// Called once the group's commit is known, with its outcome.
-type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Reply = Box<dyn FnOnce(Result<(), Failure>) + Send>;
 /// A write job: runs on the write connection and says whether it succeeded (a failed job's
 /// changes are rolled back to its savepoint) and how to answer its caller after the commit.
 type JobFn =
@@ -45,6 +245,8 @@ type JobFn =
 
 struct Job {
     run: JobFn,
+    /// Answers the caller without running the job (the group could not start).
+    abort: Box<dyn FnOnce(StoreError) + Send>,
     /// Must be on disk before its caller hears back. Leases are not: a lease lost in a crash
     /// returns its mail to the queue (shown again at worst, never lost), so a group holding
     /// only leases commits without waiting for fsync.
@@ -67,6 +269,9 @@ pub struct Store {
     read: SqlitePool,
     writer: mpsc::Sender<Job>,
     sends: mpsc::Sender<SendJob>,
+    /// Asks the writer to finish, checkpoint the WAL and close.
+    closing: mpsc::Sender<oneshot::Sender<()>>,
+    health: Arc<StoreHealth>,
 }
 
 impl Store {
@@ -88,14 +293,31 @@ impl Store {
             .min_connections(0)
             .connect_with(opts.read_only(true))
             .await?;
+        let health = Arc::new(StoreHealth::new(path));
         let (tx, rx) = mpsc::channel::<Job>(4096);
         let (sends_tx, sends_rx) = mpsc::channel::<SendJob>(4096);
-        tokio::spawn(writer_loop(write_conn, rx, sends_rx));
+        let (closing, closing_rx) = mpsc::channel(1);
+        tokio::spawn(writer_loop(
+            write_conn,
+            Queues {
+                jobs: rx,
+                sends: sends_rx,
+                closing: closing_rx,
+            },
+            health.clone(),
+        ));
         Ok(Store {
             read,
             writer: tx,
             sends: sends_tx,
+            closing,
+            health,
         })
+    }
+
+    /// The state of the database file (lost, full).
+    pub fn health(&self) -> &StoreHealth {
+        &self.health
     }
 
     /// Runs `f` on the write connection inside the next group commit and returns its result
@@ -143,17 +365,26 @@ impl Store {
             + 'static,
     {
         let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
+        // Either the job runs and answers after the commit, or it is aborted unrun.
+        let tx = Arc::new(Mutex::new(Some(tx)));
+        let abort_tx = tx.clone();
+        let abort = Box::new(move |e: StoreError| {
+            if let Some(tx) = abort_tx.lock().expect("reply lock").take() {
+                let _ = tx.send(Err(e));
+            }
+        });
+        let health = self.health.clone();
         let run: JobFn = Box::new(move |conn| {
             Box::pin(async move {
-                let result = f(conn).await;
+                let result = f(conn).await.map_err(|e| health.classify(e));
                 let ok = result.is_ok();
                 let reply: Reply = Box::new(move |committed| {
-                    let _ = tx.send(match committed {
-                        Ok(()) => result,
-                        Err(e) => Err(StoreError::Db(sqlx::Error::Protocol(format!(
-                            "commit failed: {e}"
-                        )))),
-                    });
+                    if let Some(tx) = tx.lock().expect("reply lock").take() {
+                        let _ = tx.send(match committed {
+                            Ok(()) => result,
+                            Err(f) => Err(f.error(health.db())),
+                        });
+                    }
                 });
                 (ok, reply)
             })
@@ -161,6 +392,7 @@ impl Store {
         self.writer
             .send(Job {
                 run,
+                abort,
                 savepoint,
                 durable,
             })
@@ -190,52 +422,109 @@ impl Store {
         self.write(|_| Box::pin(async { Ok(()) })).await
     }
 
-    /// Closes the read pool. The writer stops when the last `Store` handle is dropped.
+    /// Closes the store for a clean shutdown: the read pool, then the writer, which commits
+    /// what is still queued, checkpoints the WAL into the main file
+    /// (`wal_checkpoint(TRUNCATE)`, so a copy of `peers.db` alone is complete) and closes.
     pub async fn close(&self) {
         self.read.close().await;
+        let (done, closed) = oneshot::channel();
+        if self.closing.send(done).await.is_ok() {
+            let _ = closed.await;
+        }
     }
 }
 
-async fn writer_loop(
-    mut conn: SqliteConnection,
-    mut jobs_rx: mpsc::Receiver<Job>,
-    mut sends_rx: mpsc::Receiver<SendJob>,
-) {
+/// What the writer task receives.
+struct Queues {
+    jobs: mpsc::Receiver<Job>,
+    sends: mpsc::Receiver<SendJob>,
+    closing: mpsc::Receiver<oneshot::Sender<()>>,
+}
+
+async fn writer_loop(mut conn: SqliteConnection, mut q: Queues, health: Arc<StoreHealth>) {
     let mut jobs: Vec<Job> = Vec::with_capacity(MAX_GROUP);
     let mut sends: Vec<SendJob> = Vec::with_capacity(MAX_GROUP);
     let (mut jobs_open, mut sends_open) = (true, true);
+    let mut closing: Option<oneshot::Sender<()>> = None;
     while jobs_open || sends_open {
         // Wait for the first piece of work, then take whatever else is already waiting.
         tokio::select! {
-            n = jobs_rx.recv_many(&mut jobs, MAX_GROUP), if jobs_open => jobs_open = n > 0,
-            n = sends_rx.recv_many(&mut sends, MAX_GROUP), if sends_open => sends_open = n > 0,
+            n = q.jobs.recv_many(&mut jobs, MAX_GROUP), if jobs_open => jobs_open = n > 0,
+            n = q.sends.recv_many(&mut sends, MAX_GROUP), if sends_open => sends_open = n > 0,
+            Some(done) = q.closing.recv(), if closing.is_none() => closing = Some(done),
         }
         while jobs.len() < MAX_GROUP {
-            match jobs_rx.try_recv() {
+            match q.jobs.try_recv() {
                 Ok(j) => jobs.push(j),
                 Err(_) => break,
             }
         }
         while sends.len() < MAX_GROUP {
-            match sends_rx.try_recv() {
+            match q.sends.try_recv() {
                 Ok(j) => sends.push(j),
                 Err(_) => break,
             }
         }
-        if jobs.is_empty() && sends.is_empty() {
-            continue;
+        if !jobs.is_empty() || !sends.is_empty() {
+            group_commit(&mut conn, &mut jobs, &mut sends, &health).await;
         }
-        group_commit(&mut conn, &mut jobs, &mut sends).await;
+        if closing.is_some() {
+            break;
+        }
     }
-    let _ = sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-        .execute(&mut conn)
-        .await;
+    if !health.check_file() {
+        match sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut conn)
+            .await
+        {
+            Ok(_) => tracing::info!("checkpointed the WAL into the database file"),
+            Err(e) => tracing::warn!(error = %e, "cannot checkpoint the WAL at shutdown"),
+        }
+    }
     let _ = conn.close().await;
+    if let Some(done) = closing {
+        let _ = done.send(());
+    }
+}
+
+/// Rows changed on this connection so far.
+async fn total_changes(conn: &mut SqliteConnection) -> Option<i64> {
+    sqlx::query_scalar::<_, i64>("SELECT total_changes()")
+        .fetch_one(conn)
+        .await
+        .ok()
+}
+
+/// Answers every caller of a group that cannot run with `failure`.
+fn abort_group(jobs: &mut Vec<Job>, sends: &mut Vec<SendJob>, failure: &Failure, db: &Path) {
+    for job in jobs.drain(..) {
+        (job.abort)(failure.error(db));
+    }
+    for send in sends.drain(..) {
+        let _ = send.reply.send(Err(failure.error(db)));
+    }
 }
 
 /// Runs one group: the sends (one statement), then each job in its savepoint, one commit,
-/// then the answers.
-async fn group_commit(conn: &mut SqliteConnection, jobs: &mut Vec<Job>, sends: &mut Vec<SendJob>) {
+/// then the answers. Before it starts and after it commits, the database path must still be
+/// the file opened; otherwise every caller hears [`StoreError::Lost`].
+async fn group_commit(
+    conn: &mut SqliteConnection,
+    jobs: &mut Vec<Job>,
+    sends: &mut Vec<SendJob>,
+    health: &StoreHealth,
+) {
+    let db = health.db().to_path_buf();
+    if health.check_file() {
+        abort_group(jobs, sends, &Failure::Lost, &db);
+        return;
+    }
+    let faults_before = health.faults.load(Ordering::SeqCst);
+    // While the disk is full, only a group that really wrote shows that it is over.
+    let changes_before = match health.full_since() {
+        Some(_) => total_changes(conn).await,
+        None => None,
+    };
     // A group of only volatile jobs (leases) commits without fsync. SQLite takes the setting
     // only outside a transaction; the next durable commit's fsync covers these WAL frames too.
     let durable = !sends.is_empty() || jobs.iter().any(|j| j.durable);
@@ -245,13 +534,15 @@ async fn group_commit(conn: &mut SqliteConnection, jobs: &mut Vec<Job>, sends: &
         "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE"
     };
     if let Err(e) = sqlx::raw_sql(begin).execute(&mut *conn).await {
-        // Dropping the work drops its reply channels: each caller gets WriterGone.
         tracing::error!(error = %e, "cannot begin a write transaction");
+        let failure = Failure::of(&e);
+        if let Failure::Full(detail) = &failure {
+            health.mark_full(detail);
+        }
         let _ = sqlx::raw_sql("PRAGMA synchronous = FULL")
             .execute(&mut *conn)
             .await;
-        jobs.clear();
-        sends.clear();
+        abort_group(jobs, sends, &failure, &db);
         return;
     }
     let inserted = if sends.is_empty() {
@@ -264,8 +555,14 @@ async fn group_commit(conn: &mut SqliteConnection, jobs: &mut Vec<Job>, sends: &
             let _ = sqlx::raw_sql("ROLLBACK TO sends").execute(&mut *conn).await;
         }
         let _ = sqlx::raw_sql("RELEASE sends").execute(&mut *conn).await;
-        r.map_err(|e| e.to_string())
+        r.map_err(|e| match e {
+            StoreError::Db(e) => Failure::of(&e),
+            e => Failure::Other(e.to_string()),
+        })
     };
+    if let Err(Failure::Full(detail)) = &inserted {
+        health.mark_full(detail);
+    }
     let mut replies: Vec<Reply> = Vec::with_capacity(jobs.len());
     for job in jobs.drain(..) {
         if job.savepoint {
@@ -280,13 +577,16 @@ async fn group_commit(conn: &mut SqliteConnection, jobs: &mut Vec<Job>, sends: &
         }
         replies.push(reply);
     }
-    let committed = sqlx::raw_sql("COMMIT")
+    let mut committed = sqlx::raw_sql("COMMIT")
         .execute(&mut *conn)
         .await
         .map(|_| ())
-        .map_err(|e| e.to_string());
-    if let Err(e) = &committed {
-        tracing::error!(error = %e, "group commit failed");
+        .map_err(|e| Failure::of(&e));
+    if let Err(f) = &committed {
+        tracing::error!(error = ?f, "group commit failed");
+        if let Failure::Full(detail) = f {
+            health.mark_full(detail);
+        }
         let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
     }
     if !durable {
@@ -294,16 +594,28 @@ async fn group_commit(conn: &mut SqliteConnection, jobs: &mut Vec<Job>, sends: &
             .execute(&mut *conn)
             .await;
     }
-    let failed = |e: &str| StoreError::Db(sqlx::Error::Protocol(format!("write failed: {e}")));
+    if committed.is_ok() {
+        if health.check_file() {
+            // Committed into a file that is no longer reachable: not stored for anyone.
+            committed = Err(Failure::Lost);
+        } else if health.faults.load(Ordering::SeqCst) == faults_before
+            && let Some(before) = changes_before
+            && total_changes(conn)
+                .await
+                .is_some_and(|after| after > before)
+        {
+            health.mark_written();
+        }
+    }
     match (&committed, &inserted) {
         (Ok(()), Ok(ids)) => {
             for (send, id) in sends.drain(..).zip(ids.iter().cloned()) {
                 let _ = send.reply.send(Ok(id));
             }
         }
-        (Err(e), _) | (Ok(()), Err(e)) => {
+        (Err(f), _) | (Ok(()), Err(f)) => {
             for send in sends.drain(..) {
-                let _ = send.reply.send(Err(failed(e)));
+                let _ = send.reply.send(Err(f.error(&db)));
             }
         }
     }
@@ -405,7 +717,7 @@ mod tests {
         for t in tasks {
             let (i, to, (msg_id, queued_for)) = t.await.unwrap();
             assert_eq!(queued_for, to);
-            let st = messages::status(s.reader(), msg_id)
+            let st = messages::status(s.reader(), msg_id, false)
                 .await
                 .unwrap()
                 .unwrap()

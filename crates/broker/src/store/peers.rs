@@ -282,12 +282,16 @@ pub async fn register(
     })
 }
 
-/// Whether a live peer other than `except` holds `name`.
+/// Whether a live peer other than `except` holds `name`, or it is reserved
+/// ([`crate::input::is_reserved_name`]).
 async fn name_taken(
     conn: &mut SqliteConnection,
     name: &str,
     except: Option<&str>,
 ) -> Result<bool, StoreError> {
+    if crate::input::is_reserved_name(name) {
+        return Ok(true);
+    }
     let n: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM peers WHERE gone_ms IS NULL AND name = ? AND id != ?",
     )
@@ -298,7 +302,8 @@ async fn name_taken(
     Ok(n > 0)
 }
 
-/// `base` if no live peer holds it, else the first free `base-N` (N ≥ 2).
+/// `base` if no live peer holds it and it is not reserved, else the first free `base-N`
+/// (N ≥ 2).
 async fn fresh_name(conn: &mut SqliteConnection, base: &str) -> Result<String, StoreError> {
     let taken: Vec<(String,)> = sqlx::query_as(
         "SELECT name FROM peers WHERE gone_ms IS NULL AND (name = ? OR name LIKE ? || '-%')",
@@ -308,7 +313,7 @@ async fn fresh_name(conn: &mut SqliteConnection, base: &str) -> Result<String, S
     .fetch_all(&mut *conn)
     .await?;
     let taken: std::collections::HashSet<String> = taken.into_iter().map(|(n,)| n).collect();
-    if !taken.contains(base) {
+    if !taken.contains(base) && !crate::input::is_reserved_name(base) {
         return Ok(base.to_string());
     }
     let mut n = 2u64;

@@ -6,12 +6,15 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use peers_core::BrokerClient;
 use peers_core::claude_settings;
+use peers_core::session::SessionFile;
 use peers_core::wire::{
-    ListPeersQuery, MessageStatus, NoticeList, PeerInfo, Scope, SendRequest, SendResponse,
+    ClaimRequest, InboxMessage, ListPeersQuery, MessageStatus, NoticeList, PeerInfo,
+    RegisterRequest, Scope, SendRequest, SendResponse,
 };
-use peers_e2e::{FakeApi, SessionSpec, claude_or_skip};
-use peers_testkit::{BrokerProcess, TestEnv};
+use peers_testkit::claude::{FakeApi, SessionSpec, claude_or_skip};
+use peers_testkit::{BrokerProcess, ChildGuard, TestEnv};
 
 /// The peers tools and Bash, for `--allowedTools`.
 pub const TOOLS: &[&str] = &[
@@ -23,6 +26,28 @@ pub const TOOLS: &[&str] = &[
     "mcp__peers__set_summary",
     "mcp__peers__check_messages",
 ];
+
+/// The six peers tools as a user-scope MCP server `peers` names them.
+// TODO(lead): once the cli branch is merged, replace this list (and its uses) with
+// `peers_core::claude_settings::allowed_tools(claude_settings::MCP_TOOL_PREFIX)`, and in s9
+// add `allowed_tools(claude_settings::PLUGIN_TOOL_PREFIX)` instead of the `replace` there.
+pub const PEERS_TOOLS: &[&str] = &[
+    "mcp__peers__whoami",
+    "mcp__peers__list_peers",
+    "mcp__peers__send_message",
+    "mcp__peers__message_status",
+    "mcp__peers__set_summary",
+    "mcp__peers__check_messages",
+];
+
+/// A peer the test registers itself, with a stand-in process as its Claude Code pid: a sender
+/// or recipient without a model. Its client uses the peer token.
+pub struct StandIn {
+    pub claude: ChildGuard,
+    pub name: String,
+    pub address: String,
+    pub client: BrokerClient,
+}
 
 /// Generous bounds: the runs are usually a few seconds; these only stop a hang.
 pub const RUN: Duration = Duration::from_secs(180);
@@ -96,6 +121,130 @@ impl World {
         s.allowed_tools = TOOLS.iter().map(|t| t.to_string()).collect();
         s.env = self.env.vars();
         s
+    }
+
+    /// A session as `peers install` sets it up, minus the `--allowedTools` flag: whether the
+    /// peers tools run without a prompt is up to the settings file (`permissions.allow`).
+    pub fn unattended_spec(&self, label: &str, project: &str, api: &FakeApi) -> SessionSpec {
+        let mut s = self.spec(label, project, api);
+        s.allowed_tools = vec![];
+        s
+    }
+
+    /// A session that loads the repository's plugin (`--plugin-dir`): its plugin files copied
+    /// into a directory whose `bin/` links the built binaries, nothing else configured.
+    /// `allowed` goes to `--allowedTools`.
+    pub fn plugin_spec(
+        &self,
+        label: &str,
+        project: &str,
+        api: &FakeApi,
+        allowed: &[&str],
+    ) -> SessionSpec {
+        let root = peers_testkit::claude::driver::workspace_root();
+        let plugin = self.env.dir.path().join("plugin");
+        if !plugin.exists() {
+            for rel in [
+                ".claude-plugin/plugin.json",
+                "hooks/hooks.json",
+                ".mcp.json",
+            ] {
+                let to = plugin.join(rel);
+                std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+                std::fs::copy(root.join(rel), &to).unwrap();
+            }
+            std::fs::create_dir_all(plugin.join("bin")).unwrap();
+            for b in ["peers-mcp", "peers-deliver", "peers-broker"] {
+                std::os::unix::fs::symlink(peers_testkit::bin(b), plugin.join("bin").join(b))
+                    .unwrap();
+            }
+        }
+        let mut s = self.spec(label, project, api);
+        s.settings = None;
+        s.mcp_config = None;
+        s.allowed_tools = allowed.iter().map(|t| t.to_string()).collect();
+        s.args = vec!["--plugin-dir".into(), plugin.display().to_string()];
+        s
+    }
+
+    /// Registers a stand-in peer in project `project` (its name comes from it).
+    pub fn stand_in(&self, project: &str) -> StandIn {
+        let claude = peers_testkit::fake_claude();
+        let machine_id = peers_core::identity::machine_id(&self.env.state_dir).unwrap();
+        let r = self
+            .rt
+            .block_on(self.user().register(&RegisterRequest {
+                claude_pid: claude.pid(),
+                mcp_pid: std::process::id(),
+                session_id: None,
+                machine_id,
+                host: "e2e".into(),
+                cwd: self.project(project).display().to_string(),
+                ..Default::default()
+            }))
+            .unwrap_or_else(|e| panic!("[{}] register {project}: {e}", self.name));
+        StandIn {
+            claude,
+            name: r.name,
+            address: r.address,
+            client: BrokerClient::new(&self.env.url(), Some(r.token)),
+        }
+    }
+
+    /// Claims (and acks) whatever mail waits for `who`.
+    pub fn take_mail(&self, who: &StandIn) -> Vec<InboxMessage> {
+        self.rt.block_on(async {
+            let r = who
+                .client
+                .claim(&ClaimRequest {
+                    max: Some(50),
+                    lease_ms: Some(30_000),
+                    automatic: false,
+                })
+                .await
+                .unwrap_or_else(|e| panic!("claim for {}: {e}", who.name));
+            if let Some(lease_id) = r.lease_id.clone() {
+                who.client
+                    .ack(&peers_core::wire::AckRequest {
+                        lease_id,
+                        via: "test".into(),
+                        message_ids: None,
+                    })
+                    .await
+                    .unwrap();
+            }
+            r.messages
+        })
+    }
+
+    /// Sends `message` from `who` to `to`.
+    pub fn send_from(&self, who: &StandIn, to: &str, message: &str) -> (SendResponse, Instant) {
+        let t0 = Instant::now();
+        let r = self
+            .rt
+            .block_on(who.client.send(&SendRequest {
+                to: to.into(),
+                message: message.into(),
+                reply_to: None,
+            }))
+            .unwrap_or_else(|e| panic!("[{}] send {} -> {to}: {e}", self.name, who.name));
+        (r, t0)
+    }
+
+    /// Waits until the session of `claude_pid` has its session file (peers-mcp registered).
+    pub fn wait_session_file(&self, claude_pid: u32, timeout: Duration) -> SessionFile {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(f)) = SessionFile::read(&self.env.state_dir, claude_pid) {
+                return f;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "[{}] no session file for claude pid {claude_pid} after {timeout:?}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     pub fn user(&self) -> peers_core::BrokerClient {
@@ -204,7 +353,7 @@ impl World {
     /// The hook must never make its errors visible to the model.
     pub fn assert_no_hook_errors(&self, api: &FakeApi) {
         for r in api.main_requests() {
-            let t = peers_e2e::shown::messages_text(&r.body);
+            let t = peers_testkit::claude::shown::messages_text(&r.body);
             for bad in [
                 "hook error",
                 "Hook error",
@@ -216,7 +365,7 @@ impl World {
                     "[{}] the model was shown a hook error ({bad:?}) in request #{}:\n{}",
                     api.label(),
                     r.seq,
-                    peers_e2e::shown::truncate(&t, 4000)
+                    peers_testkit::claude::shown::truncate(&t, 4000)
                 );
             }
         }

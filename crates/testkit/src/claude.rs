@@ -1,4 +1,4 @@
-//! End-to-end harness: the real Claude Code CLI, driven offline against a scripted fake of the
+//! The real Claude Code CLI as a test harness (used by `peers-e2e`, the CLI's install tests):, driven offline against a scripted fake of the
 //! Anthropic Messages API, with the peers MCP server and hooks configured exactly as
 //! `peers install` writes them (`peers_core::claude_settings`).
 //!
@@ -6,7 +6,7 @@
 //! * [`driver`]: starts `claude -p` or an interactive `claude` under tmux, stops it on drop.
 //! * [`shown`]: what a request showed the model, as text, and small parsers.
 //!
-//! The tests under `tests/` are the scenarios; `cargo xtask e2e` runs them one by one and
+//! The scenarios live in `crates/e2e/tests/`; `cargo xtask e2e` runs them one by one and
 //! prints pass/fail and the measured send-to-context latency of each.
 
 pub mod driver;

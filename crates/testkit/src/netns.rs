@@ -1,4 +1,4 @@
-//! Several "machines" on one: Linux network namespaces joined by veth pairs to a bridge in the
+//! Several "machines" on one (for the hub tests and `cargo xtask bench hub`): Linux network namespaces joined by veth pairs to a bridge in the
 //! hub's namespace, all inside `10.231.0.0/24`, which exists only inside these namespaces.
 //!
 //! ```text

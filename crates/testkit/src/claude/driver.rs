@@ -1,4 +1,4 @@
-//! Starts the real Claude Code CLI against a [`FakeApi`](crate::FakeApi): headless (`-p`) as a
+//! Starts the real Claude Code CLI against a [`FakeApi`](crate::claude::FakeApi): headless (`-p`) as a
 //! child process, interactive under a private tmux server. Everything is stopped on drop.
 
 use std::os::unix::process::CommandExt;
@@ -398,6 +398,13 @@ impl Interactive {
     /// The visible screen.
     pub fn screen(&self) -> String {
         self.tmux_out(&["capture-pane", "-p", "-t", "main"])
+            .unwrap_or_default()
+    }
+
+    /// The screen and up to `lines` lines of scrollback above it.
+    pub fn scrollback(&self, lines: u32) -> String {
+        let start = format!("-{lines}");
+        self.tmux_out(&["capture-pane", "-p", "-t", "main", "-S", &start])
             .unwrap_or_default()
     }
 

@@ -149,6 +149,40 @@ pub fn last_number_after(text: &str, keys: &[&str]) -> Option<i64> {
 pub struct ReplyHint {
     pub to: String,
     pub reply_to: i64,
+    /// The tool the text names for the reply: the last `mcp__…__send_message` word before
+    /// the object, else the last `mcp__…` word on its line.
+    pub tool: Option<String>,
+}
+
+/// The words starting with `mcp__` in `text` (letters, digits, `_`, `-`), in order.
+pub fn tool_names(text: &str) -> Vec<String> {
+    text.match_indices("mcp__")
+        .filter(|(i, _)| {
+            // Not the tail of a longer word.
+            !text[..*i]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+        .map(|(i, _)| {
+            text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+                .collect()
+        })
+        .collect()
+}
+
+fn reply_tool(before: &str) -> Option<String> {
+    if let Some(t) = tool_names(before)
+        .into_iter()
+        .rev()
+        .find(|t| t.ends_with("__send_message"))
+    {
+        return Some(t);
+    }
+    let line = &before[before.rfind('\n').map_or(0, |n| n + 1)..];
+    tool_names(line).pop()
 }
 
 /// Every JSON object in `text` that has a string `"to"` and an integer `"reply_to"`, in
@@ -169,6 +203,7 @@ pub fn reply_hints(text: &str) -> Vec<ReplyHint> {
             let hint = ReplyHint {
                 to: to.to_string(),
                 reply_to,
+                tool: reply_tool(&text[..i]),
             };
             if !out.contains(&hint) {
                 out.push(hint);
@@ -234,8 +269,21 @@ To reply to message 5, call mcp__peers__send_message with {"to": "alpha@h", "rep
             reply_hints(t),
             vec![ReplyHint {
                 to: "alpha@h".into(),
-                reply_to: 5
+                reply_to: 5,
+                tool: Some("mcp__peers__send_message".into()),
             }]
+        );
+        let plugin =
+            r#"reply with mcp__plugin_peers_peers__send_message: {"to": "a@h", "reply_to": 6}"#;
+        assert_eq!(
+            reply_hints(plugin)[0].tool.as_deref(),
+            Some("mcp__plugin_peers_peers__send_message")
+        );
+        assert_eq!(reply_hints(r#"{"to": "a", "reply_to": 1}"#)[0].tool, None);
+        let apart = "reply with mcp__x__send_message.\nlater: mcp__x__check_messages\n{\"to\": \"a\", \"reply_to\": 2}";
+        assert_eq!(
+            reply_hints(apart)[0].tool.as_deref(),
+            Some("mcp__x__send_message")
         );
         assert_eq!(peer_message_ids(t), vec![5]);
     }

@@ -23,7 +23,7 @@ use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::shown;
+use crate::claude::shown;
 
 /// One tool call the scripted model makes.
 #[derive(Debug, Clone, PartialEq)]

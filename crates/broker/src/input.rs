@@ -1,0 +1,103 @@
+//! What the broker accepts from callers, beyond the JSON shape: one-line fields without
+//! control characters, names no session may take, notice kinds only the broker raises.
+
+use peers_core::wire::RegisterRequest;
+
+/// A peer-controlled one-line field (summary, host, cwd, branch, tty, notice text) as the
+/// broker stores it: newlines and tabs become spaces; other control characters (C0, DEL,
+/// C1 — so no terminal escape sequence survives) and bidirectional overrides and isolates
+/// (U+202A–U+202E, U+2066–U+2069, U+200E/U+200F, U+061C) are dropped; the ends are trimmed.
+pub fn one_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\n' | '\r' | '\t' | '\u{0b}' | '\u{0c}' | '\u{85}' | '\u{2028}' | '\u{2029}' => {
+                out.push(' ')
+            }
+            c if c.is_control() => {}
+            '\u{202a}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{200e}'
+            | '\u{200f}'
+            | '\u{061c}' => {}
+            c => out.push(c),
+        }
+    }
+    out.trim().to_string()
+}
+
+/// [`one_line`] over an optional field; an empty result is no value.
+pub fn one_line_opt(s: Option<String>) -> Option<String> {
+    s.map(|s| one_line(&s)).filter(|s| !s.is_empty())
+}
+
+/// A registration with every one-line field cleaned.
+pub fn registration(req: RegisterRequest) -> RegisterRequest {
+    RegisterRequest {
+        session_id: one_line_opt(req.session_id),
+        machine_id: one_line(&req.machine_id),
+        host: one_line(&req.host),
+        cwd: one_line(&req.cwd),
+        git_root: one_line_opt(req.git_root),
+        git_branch: one_line_opt(req.git_branch),
+        tty: one_line_opt(req.tty),
+        summary: one_line_opt(req.summary).map(|s| s.chars().take(500).collect()),
+        previous_name: one_line_opt(req.previous_name),
+        ..req
+    }
+}
+
+/// Names that mean someone other than a session: `you` (the human, as messages show it),
+/// `human`, `user`, `all`, `peers`. A session whose directory has one of these names is
+/// numbered as if the name were taken (`you-2`, `peers-2`, …).
+pub const RESERVED_NAMES: [&str; 5] = ["you", "human", "user", "all", "peers"];
+
+/// Whether no session may be called `name`: a reserved name, or one starting with `#` (a
+/// topic) or `*` (a broadcast).
+pub fn is_reserved_name(name: &str) -> bool {
+    let name = name.trim();
+    name.starts_with('#')
+        || name.starts_with('*')
+        || RESERVED_NAMES.iter().any(|r| r.eq_ignore_ascii_case(name))
+}
+
+/// Notice kinds the broker raises itself; nobody may post them.
+pub const BROKER_NOTICE_KINDS: [&str; 5] = [
+    "loop_budget",
+    "storage_lost",
+    "storage_full",
+    "storage_recovered",
+    "storage_new",
+];
+
+/// The `author` of notices the broker raises.
+pub const BROKER_AUTHOR: &str = "broker";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_and_bidi_overrides_go_newlines_become_spaces() {
+        assert_eq!(
+            one_line("\u{1b}[31mred\u{1b}[0m\nnext\r\tline\u{7}\u{7f}\u{9b}2J"),
+            "[31mred[0m next  line2J"
+        );
+        assert_eq!(one_line("abc\u{202e}fed\u{2066}x\u{2069}"), "abcfedx");
+        assert_eq!(
+            one_line("  plain text, ünïcode ✓  "),
+            "plain text, ünïcode ✓"
+        );
+        assert_eq!(one_line_opt(Some("\u{1b}\n".into())), None);
+    }
+
+    #[test]
+    fn reserved_names() {
+        for n in ["you", "YOU", "human", "user", "all", "peers", "#ops", "*"] {
+            assert!(is_reserved_name(n), "{n}");
+        }
+        for n in ["you-2", "peers-2", "api", "yours"] {
+            assert!(!is_reserved_name(n), "{n}");
+        }
+    }
+}
