@@ -39,9 +39,16 @@ pub enum Which {
         #[arg(long, default_value_t = 2.0)]
         send_every: f64,
     },
+    /// Context per message: the characters of wrapping the renderer adds around peer mail
+    /// (batches of 1 and 5, per further message), the SessionStart intro.
+    Context,
 }
 
 pub fn run(which: Which) -> Result<()> {
+    if let Which::Context = which {
+        context();
+        return Ok(());
+    }
     // The load generator shares the machine with the broker: a debug build of it would eat
     // the CPU the broker needs and measure the client instead. Re-run in release.
     if cfg!(debug_assertions) {
@@ -61,6 +68,7 @@ pub fn run(which: Which) -> Result<()> {
                 .build()?;
             rt.block_on(broker(&bin, seconds, history))
         }
+        Which::Context => unreachable!("handled above"),
         Which::Hub {
             peers,
             machines,
@@ -88,6 +96,29 @@ pub fn run(which: Which) -> Result<()> {
             ))
         }
     }
+}
+
+/// The characters of wrapping per message (`peers_core::render::wrapping`: 74-byte bodies,
+/// default tool names), beside the renderer before issue 16 (batch of 1 mid-turn: 766, each
+/// further message: 240).
+fn context() {
+    use peers_core::render::{self, Occasion};
+    println!("| occasion | batch of 1 | batch of 5 | per further message |");
+    println!("|---|---|---|---|");
+    for o in Occasion::ALL {
+        let (one, five) = (
+            render::wrapping(o, 1, 74, false),
+            render::wrapping(o, 5, 74, false),
+        );
+        println!("| {o:?} | {one} | {five} | {} |", (five - one) / 4);
+    }
+    let tools = render::ToolNames::default();
+    let intro = render::intro(render::Me {
+        name: "api",
+        address: "api@laptop",
+        tools: &tools,
+    });
+    println!("\nSessionStart intro: {} characters", render::width(&intro));
 }
 
 /// A broker in a throw-away state dir, killed on drop.

@@ -5,12 +5,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use peers_core::client::Timeouts;
+use peers_core::render::{self, Framed, Me, Occasion};
 use peers_core::session::SessionFile;
 use peers_core::wire::{AckRequest, ClaimRequest, ClaimResponse};
 use peers_core::{BrokerClient, ClientError, Config};
 use serde_json::json;
 
-use crate::frame::{self, Me, Occasion};
 use crate::input::{Event, HookInput};
 use crate::{debug, locate, state};
 
@@ -26,7 +26,7 @@ pub const SESSION_START_WAIT: Duration = Duration::from_millis(2_000);
 #[derive(Debug, Clone, PartialEq)]
 pub struct Output {
     pub json: serde_json::Value,
-    pub framed: Option<frame::Framed>,
+    pub framed: Option<Framed>,
 }
 
 /// The hook JSON for `event` carrying `text`: `additionalContext` for every event. On Stop it
@@ -217,25 +217,31 @@ fn claim_and_print(
 
 /// The output for `event` given a claim, or `None` when there is nothing to print.
 pub fn render(session: &SessionFile, event: Event, resp: &ClaimResponse) -> Option<Output> {
-    let me = Me {
-        name: &session.name,
-        address: &session.address,
-    };
     let with_intro = event == Event::SessionStart;
     if event == Event::Stop && resp.messages.is_empty() {
         return None;
     }
-    let framed = frame::frame(
-        me,
+    let tools = session.tool_names();
+    let framed = render::frame(
+        me(session, &tools),
         occasion(event),
         &resp.messages,
         with_intro,
-        frame::DEFAULT_BUDGET,
+        render::DEFAULT_BUDGET,
     )?;
     Some(Output {
         json: hook_json(event, &framed.text),
         framed: (!resp.messages.is_empty()).then_some(framed),
     })
+}
+
+/// The session as the renderer addresses it.
+pub fn me<'a>(session: &'a SessionFile, tools: &'a render::ToolNames) -> Me<'a> {
+    Me {
+        name: &session.name,
+        address: &session.address,
+        tools,
+    }
 }
 
 /// Acks what was shown; the rest of the lease goes back to the queue.
@@ -244,7 +250,7 @@ pub fn ack(
     client: &BrokerClient,
     lease_id: String,
     via: &str,
-    framed: &frame::Framed,
+    framed: &Framed,
     claimed: usize,
 ) {
     let req = AckRequest {

@@ -9,11 +9,13 @@
 //! broker and, when mail arrives for the idle session, claims it, writes it to stderr and
 //! exits 2 so Claude Code wakes the model.
 //!
+//! The text comes from `peers_core::render`, the one renderer of model-facing mail, with the
+//! tool names of this session's client (`SessionFile::tool_prefix`).
+//!
 //! Whatever fails, the hook exits 0 with nothing on stdout, quickly: a broken mail system must
 //! never break or slow the user's session. See `docs/ARCHITECTURE.md` for the choices.
 
 pub mod deliver;
-pub mod frame;
 pub mod input;
 pub mod locate;
 pub mod state;

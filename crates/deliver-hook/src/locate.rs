@@ -52,6 +52,7 @@ mod tests {
             machine_id: "m".into(),
             cwd: "/x".into(),
             written_ms: peers_core::now_ms(),
+            tool_prefix: peers_core::render::DEFAULT_TOOL_PREFIX.into(),
         }
     }
 

@@ -21,11 +21,11 @@ use std::time::{Duration, Instant};
 
 use peers_core::config::Config;
 use peers_core::process;
+use peers_core::render::{self, Occasion};
 use peers_core::session::SessionFile;
 use peers_core::wire::{ClaimRequest, WaitQuery};
 use peers_core::{BrokerClient, ClientError};
 
-use crate::frame::{self, Me, Occasion};
 use crate::input::Event;
 use crate::{EXIT_WAKE, debug, deliver, locate};
 
@@ -264,16 +264,13 @@ async fn deliver_wake(cfg: &Config, client: &BrokerClient, session: &SessionFile
         return None;
     }
     crate::pause_after_claim();
-    let me = Me {
-        name: &session.name,
-        address: &session.address,
-    };
-    let framed = frame::frame(
-        me,
+    let tools = session.tool_names();
+    let framed = render::frame(
+        deliver::me(session, &tools),
         Occasion::Wake,
         &resp.messages,
         false,
-        frame::DEFAULT_BUDGET,
+        render::DEFAULT_BUDGET,
     )?;
     let mut err = std::io::stderr().lock();
     if err

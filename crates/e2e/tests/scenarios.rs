@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{RUN, WAIT, World};
+use peers_core::claude_settings;
 use peers_testkit::claude::shown::{self, last_number_after, reply_hints};
 use peers_testkit::claude::{
     FakeApi, Gate, Headless, Interactive, Recorded, Reply, Step, report_latency, serial,
@@ -247,7 +248,9 @@ fn s2_stop_hook_shows_mail_and_reply_comes_back() {
         .unwrap_or_else(|| panic!("alpha never saw the reply\n{}", a_api.transcript()));
     let t = back.latest_text();
     assert!(
-        t.contains(&format!("in_reply_to=\"{id}\"")) || t.contains(&format!("reply_to\": {id}")),
+        t.contains(&format!("re=\"{id}\""))
+            || t.contains(&format!("in_reply_to=\"{id}\""))
+            || t.contains(&format!("reply_to\": {id}")),
         "the reply does not point back at message {id}:\n{t}"
     );
     assert!(t.contains("beta@"), "reply sender missing:\n{t}");
@@ -807,7 +810,7 @@ fn woken_session_replies(
 #[test]
 fn s8_a_woken_session_sends_without_a_prompt() {
     let _serial = serial();
-    let allow = json!({"permissions": {"allow": common::PEERS_TOOLS}});
+    let allow = json!({"permissions": {"allow": common::peers_tools()}});
     let Some((w, mut web, web_api, api, id)) =
         woken_session_replies("s8_a_woken_session_sends_without_a_prompt", allow)
     else {
@@ -916,10 +919,10 @@ fn s9_plugin_route_reply_hint_names_a_tool_that_exists() {
     // Both spellings allowed, so that permissions decide nothing here: only whether the
     // named tool exists.
     let mut allowed = vec!["Bash".to_string()];
-    for t in common::PEERS_TOOLS {
-        allowed.push(t.to_string());
-        allowed.push(t.replace("mcp__peers__", "mcp__plugin_peers_peers__"));
-    }
+    allowed.extend(common::peers_tools());
+    allowed.extend(claude_settings::allowed_tools(
+        claude_settings::PLUGIN_TOOL_PREFIX,
+    ));
     let allowed: Vec<&str> = allowed.iter().map(String::as_str).collect();
     let mut s =
         Headless::start(&w.plugin_spec("web", "web", &api, &allowed), "work on it").unwrap();

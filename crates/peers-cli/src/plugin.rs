@@ -20,12 +20,19 @@ use serde_json::{Value, json};
 pub const DELIVER_CMD: &str = r#"p="$CLAUDE_PLUGIN_ROOT/bin/peers-deliver"; [ -x "$p" ] || p=peers-deliver; command -v "$p" >/dev/null 2>&1 || exit 0; exec "$p""#;
 
 /// The MCP server, started through `sh -c … exec` so that it ends up Claude Code's child.
-pub const MCP_SCRIPT: &str =
-    r#"p="$CLAUDE_PLUGIN_ROOT/bin/peers-mcp"; [ -x "$p" ] || p=peers-mcp; exec "$p""#;
+/// Loaded from the plugin (`$CLAUDE_PLUGIN_ROOT` set) it is told the tool names the client
+/// gives a plugin's server (`--tool-prefix mcp__plugin_peers_peers__`); read as this
+/// repository's project `.mcp.json` it is a plain server `peers` and keeps the default.
+pub fn mcp_script() -> String {
+    format!(
+        r#"p="$CLAUDE_PLUGIN_ROOT/bin/peers-mcp"; [ -x "$p" ] || p=peers-mcp; [ -z "$CLAUDE_PLUGIN_ROOT" ] || set -- --tool-prefix {}; exec "$p" "$@""#,
+        claude_settings::plugin_tool_prefix()
+    )
+}
 
 pub fn plugin_json() -> Value {
     json!({
-        "name": "peers",
+        "name": claude_settings::PLUGIN_NAME,
         "version": peers_core::VERSION,
         "description": "Claude Code sessions that find each other by name and send each other mail that reaches the other model's context: mid-turn, at the end of a turn, or by waking an idle session.",
         "license": "MIT OR Apache-2.0",
@@ -43,7 +50,7 @@ pub fn hooks_json() -> Value {
 pub fn mcp_json() -> Value {
     json!({
         "mcpServers": {
-            MCP_SERVER_NAME: {"type": "stdio", "command": "sh", "args": ["-c", MCP_SCRIPT]}
+            MCP_SERVER_NAME: {"type": "stdio", "command": "sh", "args": ["-c", mcp_script()]}
         }
     })
 }
@@ -82,6 +89,37 @@ mod tests {
                 String::from_utf8_lossy(&want)
             );
         }
+    }
+
+    /// The plugin's MCP command, run by `sh` as Claude Code runs it, against a stand-in
+    /// `peers-mcp` that prints its arguments: the plugin prefix under the plugin only.
+    #[test]
+    fn the_mcp_command_passes_the_plugin_tool_prefix_under_the_plugin_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let fake = bin.join("peers-mcp");
+        std::fs::write(&fake, "#!/bin/sh\necho \"$0\" \"$@\"\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let run = |root: Option<&std::path::Path>| {
+            let mut cmd = std::process::Command::new("sh");
+            cmd.arg("-c").arg(super::mcp_script());
+            cmd.env_remove("CLAUDE_PLUGIN_ROOT");
+            match root {
+                Some(r) => cmd.env("CLAUDE_PLUGIN_ROOT", r),
+                None => cmd.env("PATH", format!("{}:/usr/bin:/bin", bin.display())),
+            };
+            String::from_utf8(cmd.output().unwrap().stdout).unwrap()
+        };
+        assert_eq!(
+            run(Some(dir.path())),
+            format!(
+                "{} --tool-prefix mcp__plugin_peers_peers__\n",
+                fake.display()
+            )
+        );
+        assert_eq!(run(None), format!("{}\n", fake.display()));
     }
 
     #[test]

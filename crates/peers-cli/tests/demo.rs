@@ -26,7 +26,7 @@ fn demo_shows_mail_both_ways_and_cleans_up() {
     // the human's note (UserPromptSubmit).
     assert!(s.contains("<peer-message id=\"1\" from=\"api@"), "{s}");
     assert!(
-        s.contains("<peer-message id=\"2\" from=\"web@") && s.contains("in_reply_to=\"1\""),
+        s.contains("<peer-message id=\"2\" from=\"web@") && s.contains("re=\"1\""),
         "{s}"
     );
     assert!(s.contains("<peer-message id=\"3\" from=\"you@"), "{s}");

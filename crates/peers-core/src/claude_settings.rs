@@ -10,20 +10,23 @@ use serde_json::{Value, json};
 /// The MCP server name; the model sees its tools as `mcp__peers__<tool>`.
 pub const MCP_SERVER_NAME: &str = "peers";
 
-/// The tools `peers-mcp` gives the model (see `crates/peers-mcp/src/tools.rs`).
-pub const TOOLS: [&str; 6] = [
-    "list_peers",
-    "send_message",
-    "message_status",
-    "check_messages",
-    "whoami",
-    "set_summary",
-];
+/// The tools `peers-mcp` gives the model (the list lives with the renderer, which names them).
+pub const TOOLS: [&str; 6] = crate::render::TOOLS;
+
+/// The plugin's name (`.claude-plugin/plugin.json`). Claude Code names the tools of a
+/// plugin's server `mcp__plugin_<plugin>_<server>__<tool>`.
+pub const PLUGIN_NAME: &str = "peers";
 
 /// The tool-name prefix of a user- or project-scope server named [`MCP_SERVER_NAME`].
-pub const MCP_TOOL_PREFIX: &str = "mcp__peers__";
-/// The tool-name prefix when the same server comes from the plugin named `peers`.
+pub const MCP_TOOL_PREFIX: &str = crate::render::DEFAULT_TOOL_PREFIX;
+/// The tool-name prefix when the same server comes from the plugin [`PLUGIN_NAME`]
+/// (`peers-mcp --tool-prefix`).
 pub const PLUGIN_TOOL_PREFIX: &str = "mcp__plugin_peers_peers__";
+
+/// [`PLUGIN_TOOL_PREFIX`] as an owned string.
+pub fn plugin_tool_prefix() -> String {
+    PLUGIN_TOOL_PREFIX.to_string()
+}
 
 /// The `permissions.allow` entries that let the peers tools run without a prompt, for the
 /// tool-name prefix of the client's route ([`MCP_TOOL_PREFIX`] or [`PLUGIN_TOOL_PREFIX`]).
@@ -98,6 +101,14 @@ pub fn mcp_config(mcp_bin: &Path) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_plugin_prefix_is_claude_codes_name_for_the_plugins_server() {
+        assert_eq!(
+            PLUGIN_TOOL_PREFIX,
+            format!("mcp__plugin_{PLUGIN_NAME}_{MCP_SERVER_NAME}__")
+        );
+    }
 
     #[test]
     fn hooks_cover_four_events_and_the_waiter() {

@@ -7,6 +7,8 @@
 //! * [`identity`] — machine id, host label, friendly names, git facts about a directory.
 //! * [`process`] — pids, parents, process start times (`/proc` on Linux, sysinfo elsewhere).
 //! * [`local_broker`] — finding `peers-broker` and starting it detached.
+//! * [`render`] — the one renderer of model-facing mail (hook, wake, `check_messages`), the
+//!   SessionStart introduction and `list_peers` entries, with this client's tool names.
 //! * [`session`] — the session file `peers-mcp` writes and `peers-deliver` reads.
 //! * [`claude_settings`] — the hook set and MCP entry that plug peers into Claude Code.
 //! * [`client`] — the async HTTP client for the broker API.
@@ -18,6 +20,7 @@ pub mod identity;
 pub mod local_broker;
 pub mod paths;
 pub mod process;
+pub mod render;
 pub mod session;
 pub mod wire;
 

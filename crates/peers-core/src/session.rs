@@ -38,6 +38,16 @@ pub struct SessionFile {
     pub machine_id: String,
     pub cwd: String,
     pub written_ms: i64,
+    /// What this session's client calls the peers tools, up to the bare name
+    /// (`peers-mcp --tool-prefix`): `mcp__peers__` for a user-scope server,
+    /// `mcp__plugin_peers_peers__` under the plugin. The hook renders mail with it. Files
+    /// written before the field existed read as the default.
+    #[serde(default = "default_tool_prefix")]
+    pub tool_prefix: String,
+}
+
+fn default_tool_prefix() -> String {
+    crate::render::DEFAULT_TOOL_PREFIX.to_string()
 }
 
 impl SessionFile {
@@ -83,6 +93,11 @@ impl SessionFile {
             std::fs::remove_file(Self::path(state_dir, claude_pid))?;
         }
         Ok(())
+    }
+
+    /// The tool names to render this session's mail with.
+    pub fn tool_names(&self) -> crate::render::ToolNames {
+        crate::render::ToolNames::or_default(&self.tool_prefix)
     }
 }
 
@@ -133,6 +148,7 @@ mod tests {
             machine_id: "m".into(),
             cwd: "/x".into(),
             written_ms: 1,
+            tool_prefix: "mcp__plugin_peers_peers__".into(),
         }
     }
 
@@ -149,6 +165,16 @@ mod tests {
         assert!(SessionFile::read(dir.path(), 4242).unwrap().is_some());
         SessionFile::remove_if_ours(dir.path(), 4242, "p1").unwrap();
         assert_eq!(SessionFile::read(dir.path(), 4242).unwrap(), None);
+    }
+
+    #[test]
+    fn a_file_without_tool_prefix_reads_as_the_default() {
+        let old = r#"{"peer_id":"p1","name":"api","address":"api@box","token":"t",
+            "broker_url":"http://127.0.0.1:7900","claude_pid":1,"mcp_pid":2,"machine_id":"m",
+            "cwd":"/x","written_ms":1}"#;
+        let s: SessionFile = serde_json::from_str(old).unwrap();
+        assert_eq!(s.tool_prefix, "mcp__peers__");
+        assert_eq!(s.tool_names().send(), "mcp__peers__send_message");
     }
 
     #[test]

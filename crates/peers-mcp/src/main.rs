@@ -1,5 +1,9 @@
 //! `peers-mcp`: the per-session stdio MCP server (server name `peers`).
 //!
+//! `--tool-prefix` says what the client calls its tools (`mcp__peers__` by default,
+//! `mcp__plugin_peers_peers__` under the plugin); it goes into every text for the model and
+//! into the session file for the hook.
+//!
 //! On start it finds its Claude Code process, makes sure the local broker runs, registers,
 //! and writes the session file the hook reads. It heartbeats in the background (restarting
 //! the local broker and re-registering under the same name when the broker went away), and
@@ -18,8 +22,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use peers_core::Config;
+use clap::Parser;
 use peers_core::session::SessionFile;
+use peers_core::{Config, render};
 use rmcp::ServiceExt;
 
 use crate::peer::{Facts, Peer};
@@ -31,14 +36,28 @@ const CLAUDE_CHECK: Duration = Duration::from_secs(1);
 /// How long start-up waits for the broker and registration before serving anyway.
 const REGISTER_WAIT: Duration = Duration::from_secs(10);
 
+/// The per-session MCP server of peers, started by Claude Code (stdio).
+///
+/// It registers this Claude Code session with the peers broker (starting a local one when
+/// needed), writes the session file the `peers-deliver` hook reads, and serves the tools
+/// whoami, list_peers, send_message, message_status, set_summary and check_messages. Settings
+/// come from config.toml and PEERS_* variables (see `peers doctor`).
+#[derive(Debug, Parser)]
+#[command(name = "peers-mcp", version, about, long_about)]
+struct Args {
+    /// What this session's client calls the peers tools, up to the bare tool name. Claude Code
+    /// names the tools of an MCP server `mcp__<server>__<tool>`: a server added as `peers`
+    /// (what `peers install` does) is the default; the peers plugin's server is
+    /// `mcp__plugin_peers_peers__` (the plugin's .mcp.json passes that). Every tool name
+    /// shown to the model (server instructions, tool descriptions, tool results and, through
+    /// the session file, the hook's texts) uses it. ASCII letters, digits, `_` and `-`.
+    #[arg(long, value_name = "PREFIX", default_value = render::DEFAULT_TOOL_PREFIX,
+          value_parser = render::ToolNames::new)]
+    tool_prefix: render::ToolNames,
+}
+
 fn main() -> ExitCode {
-    if std::env::args()
-        .nth(1)
-        .is_some_and(|a| a == "--version" || a == "-V")
-    {
-        println!("peers-mcp {}", peers_core::VERSION);
-        return ExitCode::SUCCESS;
-    }
+    let args = Args::parse();
     let config = match Config::load() {
         Ok(c) => c,
         Err(e) => {
@@ -57,7 +76,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(config)) {
+    match rt.block_on(run(config, args.tool_prefix)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -66,13 +85,14 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Config) -> Result<(), String> {
-    let facts = Facts::collect(&config).map_err(|e| {
+async fn run(config: Config, tools: render::ToolNames) -> Result<(), String> {
+    let mut facts = Facts::collect(&config).map_err(|e| {
         format!(
             "cannot set up the state dir {}: {e}",
             config.state_dir.display()
         )
     })?;
+    facts.tools = tools;
     tracing::info!(
         claude_pid = facts.claude_pid, parent = facts.direct_parent, cwd = %facts.cwd.display(),
         broker = %config.broker_url(), "peers-mcp {} starting (pid {})", peers_core::VERSION,

@@ -29,6 +29,8 @@ pub struct Facts {
     pub git_root: Option<PathBuf>,
     pub git_branch: Option<String>,
     pub tty: Option<String>,
+    /// What the client calls the tools (`peers-mcp --tool-prefix`).
+    pub tools: peers_core::render::ToolNames,
 }
 
 impl Facts {
@@ -55,6 +57,7 @@ impl Facts {
             cwd,
             git_root,
             git_branch,
+            tools: Default::default(),
         })
     }
 
@@ -199,6 +202,7 @@ impl Peer {
             machine_id: f.machine_id.clone(),
             cwd: f.cwd.to_string_lossy().into_owned(),
             written_ms: peers_core::now_ms(),
+            tool_prefix: f.tools.prefix().to_string(),
         };
         if let Err(e) = file.write(&self.config.state_dir) {
             tracing::warn!("cannot write the session file: {e}");

@@ -3,6 +3,11 @@
 //!
 //! Every failure the model can act on is a tool result with `is_error` and a sentence saying
 //! what to do — never a protocol error and never a crash.
+//!
+//! Mail and peer lists are rendered by `peers_core::render`, the renderer the hook uses too.
+//! Every tool name in a text (instructions, descriptions, parameter docs, results) is the one
+//! this session's client has: descriptions are written with `{tool}` placeholders that
+//! [`ToolNames::fill`] replaces when the server starts.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -14,9 +19,10 @@ use rmcp::{ServerHandler, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use peers_core::render::{self, Me, Occasion, ToolNames, ago};
 use peers_core::wire::{
-    AckRequest, ClaimRequest, InboxMessage, ListPeersQuery, MessageState, MessageStatus, PeerInfo,
-    Scope, SendRequest, SendResponse,
+    AckRequest, ClaimRequest, ListPeersQuery, MessageState, MessageStatus, PeerInfo, Scope,
+    SendRequest, SendResponse,
 };
 use peers_core::{ClientError, format_ms, now_ms};
 
@@ -31,7 +37,7 @@ impl IdArg {
     pub fn parse(&self) -> Result<i64, String> {
         let bad = || {
             format!(
-                "{} is not a message id: pass the number send_message returned, e.g. 42",
+                "{} is not a message id: pass the number a sent message got, e.g. 42",
                 self.0
             )
         };
@@ -61,7 +67,7 @@ impl JsonSchema for IdArg {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": ["integer", "string"],
-            "description": "A message id as returned by send_message, e.g. 42 (a number or a numeric string)."
+            "description": "A message id as returned by {send_message}, e.g. 42 (a number or a numeric string)."
         })
     }
 }
@@ -77,7 +83,7 @@ pub struct ListPeersArgs {
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct SendArgs {
     /// The recipient peer: its name (e.g. "api"), "name@host" for a session on another
-    /// machine, or its peer id. Case-insensitive. See list_peers for the names.
+    /// machine, or its peer id. Case-insensitive. See {list_peers} for the names.
     pub to: String,
     /// The message text; it is shown to the other session's model as it is.
     pub message: String,
@@ -88,19 +94,20 @@ pub struct SendArgs {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct StatusArgs {
-    /// The id send_message returned.
+    /// The id {send_message} returned.
     pub message_id: IdArg,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct SummaryArgs {
-    /// One line on what this session is working on, shown to other peers in list_peers.
+    /// One line on what this session is working on, shown to other peers in {list_peers}.
     pub summary: String,
 }
 
 #[derive(Clone)]
 pub struct PeersServer {
     peer: Arc<Peer>,
+    tools: ToolNames,
     tool_router: ToolRouter<PeersServer>,
 }
 
@@ -112,23 +119,31 @@ fn fail(text: impl Into<String>) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(text.into())])
 }
 
-/// "12 s ago", "3 min ago", "2 h ago", "4 d ago".
-pub fn ago(ms: i64, now: i64) -> String {
-    let s = (now - ms).max(0) / 1000;
-    match s {
-        0..60 => format!("{s} s ago"),
-        60..3600 => format!("{} min ago", s / 60),
-        3600..86400 => format!("{} h ago", s / 3600),
-        _ => format!("{} d ago", s / 86400),
+/// The router with every `{tool}` placeholder in descriptions and parameter docs replaced by
+/// this client's tool names.
+fn named_router(mut router: ToolRouter<PeersServer>, tools: &ToolNames) -> ToolRouter<PeersServer> {
+    for route in router.map.values_mut() {
+        if let Some(d) = route.attr.description.take() {
+            route.attr.description = Some(tools.fill(&d).into());
+        }
+        let schema = serde_json::Value::Object((*route.attr.input_schema).clone());
+        if let Ok(serde_json::Value::Object(filled)) =
+            serde_json::from_str(&tools.fill(&schema.to_string()))
+        {
+            route.attr.input_schema = Arc::new(filled);
+        }
     }
+    router
 }
 
 #[tool_router]
 impl PeersServer {
     pub fn new(peer: Arc<Peer>) -> PeersServer {
+        let tools = peer.facts.tools.clone();
         PeersServer {
             peer,
-            tool_router: Self::tool_router(),
+            tool_router: named_router(Self::tool_router(), &tools),
+            tools,
         }
     }
 
@@ -209,7 +224,7 @@ impl PeersServer {
         description = "peers: list the other running Claude Code sessions (peers) on this \
         machine or on your other machines, with name@host, working directory, repository, \
         summary, last seen and mail waiting for them. Use it to find whom to message with \
-        send_message. Not the built-in ListAgents (that lists subagents/teammates).",
+        {send_message}. Not the built-in ListAgents (that lists subagents/teammates).",
         annotations(
             title = "peers: list other Claude Code sessions",
             read_only_hint = true
@@ -250,36 +265,29 @@ impl PeersServer {
             .filter(|p| Some(&p.peer_id) != me.as_ref())
             .collect();
         let scope_word = format!("{scope:?}").to_lowercase();
-        if peers.is_empty() {
-            return ok(format!(
-                "No other Claude Code sessions are running (scope: {scope_word}). Other \
-                 sessions appear here once they start with peers installed."
-            ));
-        }
-        let now = now_ms();
-        let mut text = format!("{} peer(s) (scope: {scope_word}):\n", peers.len());
-        for p in peers {
-            text.push_str(&format_peer(p, now));
-        }
-        text.push_str(
-            "\nSend one a message with send_message {to: \"<name>\", message: \"…\"} \
-             (use name@host for a session on another machine).",
-        );
-        ok(text)
+        ok(render::peer_list(
+            &self.tools,
+            &peers,
+            &scope_word,
+            now_ms(),
+        ))
     }
 
     #[tool(
         description = "peers: send a message to another Claude Code session (a peer) on this \
         machine or on your other machines, by its name, name@host or peer id. The text is \
-        injected into that session's context at its next hook event, or wakes it when idle. \
-        Returns the message id for message_status. Not the built-in SendMessage (that is for \
-        subagents/teammates).",
+        injected into that session's context at its next hook event (tool call, prompt, turn \
+        end) or wakes it when idle, if it can be woken (the result says). Returns the message \
+        id for {message_status}. Not the built-in SendMessage (that is for subagents/teammates).",
         annotations(title = "peers: message another Claude Code session")
     )]
     async fn send_message(&self, Parameters(args): Parameters<SendArgs>) -> CallToolResult {
         let to = args.to.trim().to_string();
         if to.is_empty() {
-            return fail("send_message failed: `to` is empty. Pass a peer name (see list_peers).");
+            return fail(format!(
+                "send_message failed: `to` is empty. Pass a peer name (see {}).",
+                self.tools.list()
+            ));
         }
         let reply_to = match args.reply_to.as_ref().filter(|r| !r.0.is_null()) {
             None => None,
@@ -308,7 +316,7 @@ impl PeersServer {
             })
             .await;
         match sent {
-            Ok(r) => ok(format_sent(&r, now_ms())),
+            Ok(r) => ok(format_sent(&r, now_ms(), &self.tools)),
             Err(PeerError::Client(e)) if is_unknown_peer(&e) => {
                 fail(self.unknown_peer_text(&to, &e).await)
             }
@@ -333,7 +341,11 @@ impl PeersServer {
         };
         let names: Vec<String> = match self.peer.current() {
             Some(reg) => match reg.client.list_peers(&q).await {
-                Ok(l) => l.peers.into_iter().map(|p| p.address).collect(),
+                Ok(l) => l
+                    .peers
+                    .into_iter()
+                    .map(|p| render::one_line(&p.address))
+                    .collect(),
                 Err(_) => Vec::new(),
             },
             None => Vec::new(),
@@ -348,14 +360,15 @@ impl PeersServer {
         };
         format!(
             "send_message failed: there is no peer named {to:?}; nothing was sent. {list} Use one \
-             of these names (or name@host, or a peer id from list_peers) and send again."
+             of these names (or name@host, or a peer id from {}) and send again.",
+            self.tools.list()
         )
     }
 
     #[tool(
         description = "peers: delivery status of a message you sent to another Claude Code \
         session: queued (waiting; is the recipient running?), delivered (when, by which hook \
-        event) or expired, plus the ids of replies. Pass the message_id send_message returned.",
+        event) or expired, plus the ids of replies. Pass the message_id {send_message} returned.",
         annotations(title = "peers: message delivery status", read_only_hint = true)
     )]
     async fn message_status(&self, Parameters(args): Parameters<StatusArgs>) -> CallToolResult {
@@ -371,7 +384,8 @@ impl PeersServer {
             Ok(s) => ok(format_status(&s, now_ms())),
             Err(PeerError::Client(e)) if e.status() == Some(404) => fail(format!(
                 "message_status failed: no message #{id} that you can see ({e}). Use the id \
-                 send_message returned."
+                 {} returned.",
+                self.tools.send()
             )),
             Err(e) => self.peer_error("message_status", e),
         }
@@ -379,7 +393,7 @@ impl PeersServer {
 
     #[tool(
         description = "peers: set the one-line summary other Claude Code sessions see for this \
-        session in list_peers (what you are working on). Update it when your task changes.",
+        session in {list_peers} (what you are working on). Update it when your task changes.",
         annotations(title = "peers: set my summary")
     )]
     async fn set_summary(&self, Parameters(args): Parameters<SummaryArgs>) -> CallToolResult {
@@ -416,12 +430,27 @@ impl PeersServer {
             Err(e) => return self.peer_error("check_messages", e),
         };
         if claim.messages.is_empty() {
-            return ok(
-                "No new peer messages. (Peer mail also arrives in your context by itself; no \
-                 need to poll.)",
-            );
+            return ok(render::no_mail());
         }
-        let text = format_inbox(&claim.messages);
+        let reg = self.peer.current();
+        let (name, address) = reg
+            .as_deref()
+            .map_or(("", ""), |r| (r.name.as_str(), r.address.as_str()));
+        let me = Me {
+            name,
+            address,
+            tools: &self.tools,
+        };
+        // No budget: this is where a message too big for a hook is read whole.
+        let text = render::frame(
+            me,
+            Occasion::Check,
+            &claim.messages,
+            false,
+            render::UNLIMITED,
+        )
+        .map(|f| f.text)
+        .unwrap_or_default();
         if let (Some(lease_id), Some(reg)) = (claim.lease_id, self.peer.current()) {
             let ack = AckRequest {
                 lease_id,
@@ -446,41 +475,47 @@ impl ServerHandler for PeersServer {
                 Implementation::new("peers", peers_core::VERSION)
                     .with_title("peers: messages between Claude Code sessions"),
             )
-            .with_instructions(instructions(&self.peer))
+            .with_instructions(instructions(&self.peer, &self.tools))
     }
 }
 
 /// Who this session is and how peer mail works, for the model.
-pub fn instructions(peer: &Peer) -> String {
+pub fn instructions(peer: &Peer, tools: &ToolNames) -> String {
     let who = match peer.current() {
         Some(r) => {
             let mut w = format!(
-                "You are the peer `{}` (id {}): other sessions reach you as `{}` on this \
-                 machine ({}) or `{}` from any machine.",
-                r.address, r.peer_id, r.name, peer.facts.host, r.address
+                "You are `{}` (`{}` on this machine; id {}).",
+                r.address, r.name, r.peer_id
             );
             if r.inherited_messages > 0 {
                 w.push_str(&format!(
-                    " {} message(s) sent to this name before this session started are waiting \
-                     for you and will arrive shortly.",
+                    " {} message(s) sent to this name before this session started wait for you \
+                     and arrive shortly.",
                     r.inherited_messages
                 ));
             }
             w
         }
-        None => "This session is not registered with the peers broker yet (it keeps trying); \
-                 whoami shows your name once it is."
-            .to_string(),
+        None => tools.fill(
+            "This session is not registered with the peers broker yet (it keeps trying); \
+             {whoami} shows your name once it is.",
+        ),
     };
+    instructions_text(&who, tools)
+}
+
+/// The instructions around `who`.
+pub fn instructions_text(who: &str, tools: &ToolNames) -> String {
+    let rest = tools.fill(
+        "Peer mail reaches your context by itself (after a tool call, at turn end, or by waking \
+         you) as data from other agents: don't poll. {list_peers}: find sessions. \
+         {send_message}: write to one (reply_to answers). {message_status}: delivered? \
+         {set_summary}: what you work on. {whoami}: your address. {check_messages}: manual \
+         fallback. Not the built-in SendMessage/ListAgents (subagents, teammates).",
+    );
     format!(
-        "peers connects this Claude Code session with the user's other Claude Code sessions \
-         (peers) on this machine and on the user's other machines. {who} Messages from peers \
-         arrive in your context by themselves (hooks inject them after a tool call, at the end \
-         of a turn, or wake you when idle), so do not poll. Tools: list_peers (find sessions), \
-         send_message (write to one by name, name@host or id; reply with reply_to), \
-         message_status (was it delivered?), set_summary (say what you work on), whoami, \
-         check_messages (manual fallback). These are not the built-in SendMessage/ListAgents, \
-         which are for subagents and teammates."
+        "peers: mail between this Claude Code session and the user's other sessions (peers), on \
+         this and their other machines. {who} {rest}"
     )
 }
 
@@ -497,53 +532,35 @@ pub fn oversize_text(len: usize, max: usize) -> String {
     )
 }
 
-pub fn format_peer(p: &PeerInfo, now: i64) -> String {
-    let mut s = format!("- {} (id {})", p.address, p.peer_id);
-    if !p.alive {
-        s.push_str(" [session ended]");
-    }
-    s.push_str(&format!("\n  cwd: {}", p.cwd));
-    if let Some(root) = &p.git_root {
-        s.push_str(&format!("\n  repo: {root}"));
-        if let Some(b) = &p.git_branch {
-            s.push_str(&format!(" (branch {b})"));
-        }
-    }
-    if let Some(sum) = p.summary.as_deref().filter(|s| !s.is_empty()) {
-        s.push_str(&format!("\n  summary: {sum}"));
-    }
-    s.push_str(&format!(
-        "\n  last seen: {}; mail waiting for it: {}\n",
-        ago(p.last_seen_ms, now),
-        p.queued
-    ));
-    s
-}
-
-pub fn format_sent(r: &SendResponse, now: i64) -> String {
+pub fn format_sent(r: &SendResponse, now: i64, tools: &ToolNames) -> String {
+    let to = render::one_line(&r.to);
     let mut s = format!(
-        "Message #{} sent to {} (status: {}). It will be injected into the recipient's context \
-         at its next hook event (after a tool call, at the end of a turn, or by waking it when \
-         idle). Check delivery with message_status {{message_id: {}}}.",
+        "Message #{} sent to {to} (status: {}). ",
         r.message_id,
-        r.to,
         public_state(r.status),
-        r.message_id
     );
     if !r.recipient_alive {
         s.push_str(&format!(
-            "\nWarning: {}'s session is not running (last seen {}). The message waits for the \
+            "Warning: {to}'s session is not running (last seen {}). The message waits for the \
              next session with that name on that machine.",
-            r.to,
             ago(r.recipient_last_seen_ms, now)
         ));
-    } else if now - r.recipient_last_seen_ms > 5 * 60 * 1000 {
-        s.push_str(&format!(
-            "\nNote: {} was last seen {}; it may be idle, so delivery can take a while.",
-            r.to,
-            ago(r.recipient_last_seen_ms, now)
-        ));
+    } else if r.recipient_can_wake {
+        s.push_str(
+            "It is put into the recipient's context at its next hook event (tool call, prompt, \
+             turn end), or wakes it if it is idle.",
+        );
+    } else {
+        s.push_str(
+            "It is put into the recipient's context at its next hook event (tool call, prompt, \
+             turn end). It cannot wake that session now: while it is idle, the message waits.",
+        );
     }
+    s.push_str(&format!(
+        " Check delivery with {} {{\"message_id\": {}}}.",
+        tools.status(),
+        r.message_id
+    ));
     s
 }
 
@@ -559,13 +576,20 @@ pub fn format_status(m: &MessageStatus, now: i64) -> String {
     match m.status {
         MessageState::Queued | MessageState::Leased => {
             s.push_str(&format!(
-                "queued since {} ({}); the recipient's session is {}.",
+                "queued since {} ({}); the recipient's session {}.",
                 format_ms(m.sent_at_ms),
                 ago(m.sent_at_ms, now),
-                if m.recipient_alive {
-                    "running, so it gets the message at its next hook event"
-                } else {
-                    "not running; the message waits for its next session"
+                match (m.recipient_alive, m.recipient_can_wake) {
+                    (false, _) => "is not running; the message waits for its next session",
+                    (true, true) => {
+                        "is running: it gets the message at its next hook event (tool call, \
+                         prompt, turn end), or is woken by it if idle"
+                    }
+                    (true, false) => {
+                        "is running: it gets the message at its next hook event (tool call, \
+                         prompt, turn end); it cannot be woken now, so while it is idle the \
+                         message waits"
+                    }
                 }
             ));
             s.push_str(&format!(" Expires at {}.", format_ms(m.expires_at_ms)));
@@ -600,33 +624,10 @@ pub fn format_status(m: &MessageStatus, now: i64) -> String {
     s
 }
 
-pub fn format_inbox(msgs: &[InboxMessage]) -> String {
-    let mut s = format!("{} message(s) from peers:\n", msgs.len());
-    for m in msgs {
-        s.push_str(&format!("\n--- Message #{} from {}", m.message_id, m.from));
-        if let Some(cwd) = &m.from_cwd {
-            s.push_str(&format!(" (working in {cwd})"));
-        }
-        s.push_str(&format!(" at {}", format_ms(m.sent_at_ms)));
-        if let Some(r) = m.reply_to {
-            s.push_str(&format!(", in reply to #{r}"));
-        }
-        s.push_str(":\n");
-        s.push_str(&m.body);
-        s.push('\n');
-    }
-    if let Some(m) = msgs.first() {
-        s.push_str(&format!(
-            "\nTo answer, use send_message {{to: \"{}\", message: \"…\", reply_to: {}}}.",
-            m.from, m.message_id
-        ));
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use expect_test::expect;
     use peers_core::wire::SenderKind;
 
     #[test]
@@ -663,65 +664,85 @@ mod tests {
         assert_eq!(ago(10, 0), "0 s ago");
     }
 
-    #[test]
-    fn status_texts() {
-        let mut m = MessageStatus {
+    fn status(state: MessageState, alive: bool, can_wake: bool) -> MessageStatus {
+        MessageStatus {
             message_id: 5,
             from: "a@h".into(),
             from_kind: SenderKind::Peer,
             to: "b@h".into(),
             to_peer_id: "p".into(),
-            status: MessageState::Queued,
+            status: state,
             sent_at_ms: 0,
             delivered_at_ms: None,
             delivered_via: None,
             expires_at_ms: 1000,
             reply_to: None,
             replies: vec![],
-            recipient_alive: false,
-            recipient_can_wake: false,
+            recipient_alive: alive,
+            recipient_can_wake: can_wake,
             bytes: 2,
             body: None,
-        };
-        let t = format_status(&m, 1000);
-        assert!(
-            t.contains("queued since") && t.contains("not running"),
-            "{t}"
-        );
-        m.status = MessageState::Delivered;
-        m.delivered_at_ms = Some(500);
-        m.delivered_via = Some("PostToolUse".into());
-        m.replies = vec![6];
-        let t = format_status(&m, 1000);
-        assert!(
-            t.contains("delivered at") && t.contains("via PostToolUse"),
-            "{t}"
-        );
-        assert!(t.contains("Replies: #6"), "{t}");
+        }
     }
 
     #[test]
-    fn inbox_text_names_sender_and_reply_hint() {
-        let m = InboxMessage {
-            message_id: 9,
-            from: "api@box".into(),
-            from_kind: SenderKind::Peer,
-            from_peer_id: Some("p".into()),
-            from_cwd: Some("/src/api".into()),
-            sent_at_ms: 0,
-            reply_to: Some(3),
-            body: "hello there".into(),
-            status: MessageState::Leased,
-            delivered_at_ms: None,
-            delivered_via: None,
-        };
-        let t = format_inbox(&[m]);
-        assert!(t.contains("#9 from api@box (working in /src/api)"), "{t}");
-        assert!(
-            t.contains("in reply to #3") && t.contains("hello there"),
-            "{t}"
-        );
-        assert!(t.contains("reply_to: 9"), "{t}");
+    fn status_texts() {
+        let mut texts = vec![];
+        for (alive, can_wake) in [(false, false), (true, false), (true, true)] {
+            texts.push(format_status(
+                &status(MessageState::Queued, alive, can_wake),
+                1000,
+            ));
+        }
+        let mut m = status(MessageState::Delivered, true, true);
+        m.delivered_at_ms = Some(500);
+        m.delivered_via = Some("PostToolUse".into());
+        m.reply_to = Some(4);
+        m.replies = vec![6];
+        texts.push(format_status(&m, 1000));
+        m.status = MessageState::Expired;
+        texts.push(format_status(&m, 1000));
+        expect![[r#"
+            Message #5 from a@h to b@h: queued since 1970-01-01T00:00:00Z (1 s ago); the recipient's session is not running; the message waits for its next session. Expires at 1970-01-01T00:00:01Z. No replies yet.
+            Message #5 from a@h to b@h: queued since 1970-01-01T00:00:00Z (1 s ago); the recipient's session is running: it gets the message at its next hook event (tool call, prompt, turn end); it cannot be woken now, so while it is idle the message waits. Expires at 1970-01-01T00:00:01Z. No replies yet.
+            Message #5 from a@h to b@h: queued since 1970-01-01T00:00:00Z (1 s ago); the recipient's session is running: it gets the message at its next hook event (tool call, prompt, turn end), or is woken by it if idle. Expires at 1970-01-01T00:00:01Z. No replies yet.
+            Message #5 from a@h to b@h: delivered at 1970-01-01T00:00:00Z (0 s ago) via PostToolUse. It replies to #4. Replies: #6.
+            Message #5 from a@h to b@h: expired at 1970-01-01T00:00:01Z without being delivered. It replies to #4. Replies: #6."#]]
+        .assert_eq(&texts.join("\n"));
+    }
+
+    #[test]
+    fn sent_texts_promise_a_wake_only_when_one_can_happen() {
+        let plugin = ToolNames::new("mcp__plugin_peers_peers__").unwrap();
+        let mut texts = vec![];
+        for (alive, can_wake) in [(false, false), (true, false), (true, true)] {
+            let r = SendResponse {
+                message_id: 12,
+                to: "web@h".into(),
+                to_peer_id: "p".into(),
+                status: MessageState::Queued,
+                recipient_alive: alive,
+                recipient_last_seen_ms: 0,
+                recipient_can_wake: can_wake,
+            };
+            texts.push(format_sent(&r, 120_000, &plugin));
+        }
+        expect![[r#"
+            Message #12 sent to web@h (status: queued). Warning: web@h's session is not running (last seen 2 min ago). The message waits for the next session with that name on that machine. Check delivery with mcp__plugin_peers_peers__message_status {"message_id": 12}.
+            Message #12 sent to web@h (status: queued). It is put into the recipient's context at its next hook event (tool call, prompt, turn end). It cannot wake that session now: while it is idle, the message waits. Check delivery with mcp__plugin_peers_peers__message_status {"message_id": 12}.
+            Message #12 sent to web@h (status: queued). It is put into the recipient's context at its next hook event (tool call, prompt, turn end), or wakes it if it is idle. Check delivery with mcp__plugin_peers_peers__message_status {"message_id": 12}."#]]
+        .assert_eq(&texts.join("\n"));
+    }
+
+    #[test]
+    fn instructions_name_the_clients_tools() {
+        let plugin = ToolNames::new("mcp__plugin_peers_peers__").unwrap();
+        let who = "You are `api@h` (`api` on this machine; id p1).";
+        expect!["peers: mail between this Claude Code session and the user's other sessions (peers), on this and their other machines. You are `api@h` (`api` on this machine; id p1). Peer mail reaches your context by itself (after a tool call, at turn end, or by waking you) as data from other agents: don't poll. mcp__peers__list_peers: find sessions. mcp__peers__send_message: write to one (reply_to answers). mcp__peers__message_status: delivered? mcp__peers__set_summary: what you work on. mcp__peers__whoami: your address. mcp__peers__check_messages: manual fallback. Not the built-in SendMessage/ListAgents (subagents, teammates)."]
+        .assert_eq(&instructions_text(who, &ToolNames::default()));
+        let t = instructions_text(who, &plugin);
+        assert!(!t.contains("mcp__peers__") && !t.contains('{'), "{t}");
+        assert_eq!(t.matches("mcp__plugin_peers_peers__").count(), 6, "{t}");
     }
 
     #[test]

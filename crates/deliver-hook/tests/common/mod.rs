@@ -20,8 +20,12 @@ pub const POST_TOOL_USE: &str = r#"{"session_id":"s","cwd":"/home/me/proj","prom
 pub const STOP: &str = r#"{"session_id":"s","cwd":"/home/me/proj","hook_event_name":"Stop","stop_hook_active":false,"last_assistant_message":"done one","background_tasks":[],"session_crons":[]}"#;
 pub const STOP_ACTIVE: &str = r#"{"session_id":"s","cwd":"/home/me/proj","hook_event_name":"Stop","stop_hook_active":true,"last_assistant_message":"done two","background_tasks":[],"session_crons":[]}"#;
 
+/// The hook under test: `PEERS_TEST_DELIVER_BIN` when set (e.g. an older build, to see a
+/// new test fail on it), else the one built with these tests.
 pub fn hook_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_peers-deliver"))
+    std::env::var_os("PEERS_TEST_DELIVER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_peers-deliver")))
 }
 
 /// One registered session: the fake Claude Code process, its peer, its client.
@@ -205,6 +209,16 @@ pub async fn register(env: &TestEnv, name: &str, claude: ChildGuard) -> Peer {
 
 /// Writes the session file of `peer` keyed by `key_pid`, as peers-mcp would.
 pub fn write_session(env: &TestEnv, peer: &Peer, key_pid: u32) -> PathBuf {
+    write_session_with_prefix(env, peer, key_pid, peers_core::render::DEFAULT_TOOL_PREFIX)
+}
+
+/// Like [`write_session`], for a client that names the tools with `tool_prefix`.
+pub fn write_session_with_prefix(
+    env: &TestEnv,
+    peer: &Peer,
+    key_pid: u32,
+    tool_prefix: &str,
+) -> PathBuf {
     SessionFile {
         peer_id: peer.peer_id.clone(),
         name: peer.name.clone(),
@@ -218,6 +232,7 @@ pub fn write_session(env: &TestEnv, peer: &Peer, key_pid: u32) -> PathBuf {
         machine_id: peers_core::identity::machine_id(&env.state_dir).unwrap(),
         cwd: peer.cwd.display().to_string(),
         written_ms: peers_core::now_ms(),
+        tool_prefix: tool_prefix.into(),
     }
     .write(&env.state_dir)
     .unwrap()

@@ -27,18 +27,11 @@ pub const TOOLS: &[&str] = &[
     "mcp__peers__check_messages",
 ];
 
-/// The six peers tools as a user-scope MCP server `peers` names them.
-// TODO(lead): once the cli branch is merged, replace this list (and its uses) with
-// `peers_core::claude_settings::allowed_tools(claude_settings::MCP_TOOL_PREFIX)`, and in s9
-// add `allowed_tools(claude_settings::PLUGIN_TOOL_PREFIX)` instead of the `replace` there.
-pub const PEERS_TOOLS: &[&str] = &[
-    "mcp__peers__whoami",
-    "mcp__peers__list_peers",
-    "mcp__peers__send_message",
-    "mcp__peers__message_status",
-    "mcp__peers__set_summary",
-    "mcp__peers__check_messages",
-];
+/// The six peers tools as a user-scope MCP server `peers` names them (what `peers install`
+/// puts into `permissions.allow`).
+pub fn peers_tools() -> Vec<String> {
+    claude_settings::allowed_tools(claude_settings::MCP_TOOL_PREFIX)
+}
 
 /// A peer the test registers itself, with a stand-in process as its Claude Code pid: a sender
 /// or recipient without a model. Its client uses the peer token.

@@ -48,12 +48,26 @@ pub struct Session {
 
 impl Session {
     pub async fn start(env: &TestEnv, cwd: &Path, parent: Parent) -> Session {
+        Self::start_with_args(env, cwd, parent, &[]).await
+    }
+
+    /// Like [`Session::start`], passing `args` to `peers-mcp` (with [`Parent::Shell`] only).
+    pub async fn start_with_args(
+        env: &TestEnv,
+        cwd: &Path,
+        parent: Parent,
+        args: &[&str],
+    ) -> Session {
         std::fs::create_dir_all(cwd).unwrap();
         let mcp = mcp_bin();
+        assert!(args.is_empty() || parent == Parent::Shell);
         let mut cmd = match parent {
             Parent::Shell => {
                 let mut c = std::process::Command::new("/bin/sh");
-                c.arg("-c").arg("\"$0\"; exit 0").arg(&mcp);
+                c.arg("-c")
+                    .arg("\"$0\" \"$@\"; exit 0")
+                    .arg(&mcp)
+                    .args(args);
                 c
             }
             Parent::ClaudeScript => {
