@@ -33,7 +33,7 @@ pub async fn register(
         .write(move |c| Box::pin(peers::register(c, req, peer_id, hash, now)))
         .await?;
     state.directory.changed();
-    for old in &reg.replaced {
+    for old in reg.replaced.iter().chain(&reg.ended) {
         state.uncache_peer(old);
     }
     let peer = reg.peer.clone();
@@ -60,8 +60,7 @@ pub async fn heartbeat(
     let now = now_ms();
     let id = me.id.clone();
     // A local peer whose Claude Code process ended stays gone, whatever its MCP server says.
-    let may_revive = me.machine_id != state.settings.machine_id
-        || peers_core::identity::pid_alive(me.claude_pid as u32);
+    let may_revive = me.machine_id != state.settings.machine_id || me.process_alive();
     let row = state
         .store
         .write(move |c| Box::pin(async move { peers::heartbeat(c, &id, now, may_revive).await }))
