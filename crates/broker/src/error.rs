@@ -1,6 +1,7 @@
 //! API errors: every failure is `{"error": {"code", "message"}}` with a fitting status.
 
 use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use peers_core::wire::{ErrorBody, ErrorCode, ErrorDetail};
@@ -127,6 +128,34 @@ impl From<StoreError> for ApiError {
                 )
             }
         }
+    }
+}
+
+/// A body that is not the JSON the call takes (see `api::extract::ApiJson`).
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> ApiError {
+        match e {
+            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::too_large(
+                    "request body too large; messages are limited to max_message_bytes \
+                     (64 KiB by default): send a shorter message or a file path instead",
+                )
+            }
+            JsonRejection::MissingJsonContentType(_) => ApiError::not_json(),
+            e => ApiError::bad_request(format!("malformed JSON body: {}", e.body_text())),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> ApiError {
+        ApiError::bad_request(format!("bad query string: {}", e.body_text()))
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(e: PathRejection) -> ApiError {
+        ApiError::bad_request(format!("bad path: {}", e.body_text()))
     }
 }
 

@@ -5,7 +5,7 @@
 //! each.
 
 mod admin;
-pub mod extract;
+mod extract;
 mod guards;
 mod inbox;
 mod messages;
