@@ -52,16 +52,13 @@ impl PeersServer {
                 Err(e) => return fail(texts::failed("list_peers", e)),
             },
         };
-        let q = ListPeersQuery {
+        let q = &ListPeersQuery {
             scope,
             ..Default::default()
         };
         let list = match self
             .peer
-            .call(|c| {
-                let q = q.clone();
-                async move { c.list_peers(&q).await }
-            })
+            .call(|c| async move { c.list_peers(q).await })
             .await
         {
             Ok(l) => l,
@@ -105,18 +102,12 @@ impl PeersServer {
         if args.message.trim().is_empty() {
             return fail(texts::EMPTY_MESSAGE);
         }
-        let req = SendRequest {
+        let req = &SendRequest {
             to: to.clone(),
             message: args.message,
             reply_to,
         };
-        let sent = self
-            .peer
-            .call(|c| {
-                let req = req.clone();
-                async move { c.send(&req).await }
-            })
-            .await;
+        let sent = self.peer.call(|c| async move { c.send(req).await }).await;
         match sent {
             Ok(r) => ok(texts::format_sent(&r, now_ms(), &self.tools)),
             Err(PeerError::Client(e)) if is_unknown_peer(&e) => {
@@ -160,18 +151,15 @@ impl PeersServer {
         annotations(title = "peers: set my summary")
     )]
     async fn set_summary(&self, Parameters(args): Parameters<SummaryArgs>) -> CallToolResult {
-        let summary = args.summary.trim().to_string();
+        let summary = args.summary.trim();
         let res = self
             .peer
-            .call(|c| {
-                let s = summary.clone();
-                async move { c.set_summary(&s).await }
-            })
+            .call(|c| async move { c.set_summary(summary).await })
             .await;
         match res {
             Ok(_) => {
-                self.peer.set_local_summary(&summary);
-                ok(texts::summary_set(&summary))
+                self.peer.set_local_summary(summary);
+                ok(texts::summary_set(summary))
             }
             Err(e) => self.peer_error("set_summary", e),
         }
