@@ -189,3 +189,58 @@ pub fn detached_command(bin: &Path, config: &Config) -> std::io::Result<Command>
     }
     Ok(cmd)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use expect_test::expect;
+
+    #[tokio::test]
+    async fn a_hub_that_does_not_answer_is_not_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let config_file = dir.path().join("config.toml");
+        let config = Config::load_from(|k| match k {
+            "PEERS_STATE_DIR" => Some(state.to_string_lossy().into_owned()),
+            "PEERS_CONFIG" => Some(config_file.to_string_lossy().into_owned()),
+            // Port 9 (discard) on loopback: nothing answers.
+            "PEERS_BROKER_URL" => Some("http://127.0.0.1:9".into()),
+            _ => None,
+        })
+        .unwrap();
+        let client = BrokerClient::new(&config.broker_url(), None);
+        let e = ensure_running(&config, &client, Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StartError::Remote { .. }), "{e:?}");
+        expect!["the peers hub at http://127.0.0.1:9 does not answer; it is configured as a remote broker, so it is not started from here"]
+            .assert_eq(&e.to_string());
+        assert!(!state.exists(), "nothing was prepared for a broker");
+    }
+
+    #[test]
+    fn start_errors_read_as_sentences() {
+        let bin = PathBuf::from("/opt/peers/peers-broker");
+        let texts = [
+            StartError::NoBinary {
+                dir: "/opt/peers".into(),
+            },
+            StartError::Spawn {
+                bin: bin.clone(),
+                error: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+            },
+            StartError::NoAnswer {
+                bin,
+                url: "http://127.0.0.1:7900".into(),
+                waited: Duration::from_secs(15),
+                logs: "/state/logs".into(),
+            },
+        ]
+        .map(|e| e.to_string());
+        expect![[r#"
+            cannot find the peers-broker binary next to /opt/peers or on PATH
+            cannot start /opt/peers/peers-broker: permission denied
+            started /opt/peers/peers-broker but it does not answer at http://127.0.0.1:7900 after 15 s; see /state/logs/broker.log and /state/logs/broker.out"#]]
+        .assert_eq(&texts.join("\n"));
+    }
+}
