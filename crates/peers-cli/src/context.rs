@@ -126,6 +126,11 @@ pub fn explain(cfg: &Config, e: ClientError) -> anyhow::Error {
     }
 }
 
+/// [`parse_duration`] of an optional flag (`--since`, `--timeout`).
+pub fn parse_optional_duration(s: Option<&str>) -> Result<Option<Duration>> {
+    s.map(parse_duration).transpose()
+}
+
 /// Parses `90`, `30s`, `10m`, `2h`, `1d`, `500ms` (no unit: seconds).
 pub fn parse_duration(s: &str) -> Result<Duration> {
     let t = s.trim();

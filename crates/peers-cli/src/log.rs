@@ -33,11 +33,7 @@ pub struct LogArgs {
 pub fn run(a: LogArgs, inbox: bool) -> Result<()> {
     let ctx = Ctx::load()?;
     let client = ctx.user()?;
-    let since_ms = a
-        .since
-        .as_deref()
-        .map(context::parse_duration)
-        .transpose()?
+    let since_ms = context::parse_optional_duration(a.since.as_deref())?
         .map(|d| now_ms() - d.as_millis() as i64);
     // The inbox is the log filtered to undelivered mail: ask for more, then filter.
     let q = HistoryQuery {

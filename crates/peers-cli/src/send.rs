@@ -49,11 +49,7 @@ pub fn run(a: SendArgs) -> Result<()> {
     if message.trim().is_empty() {
         bail!("the message is empty: write the text to send");
     }
-    let timeout = a
-        .timeout
-        .as_deref()
-        .map(context::parse_duration)
-        .transpose()?;
+    let timeout = context::parse_optional_duration(a.timeout.as_deref())?;
     let client = ctx.user()?;
     let req = SendRequest {
         to: a.to.trim().to_string(),

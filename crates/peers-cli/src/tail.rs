@@ -23,11 +23,7 @@ pub struct TailArgs {
 pub fn run(a: TailArgs) -> Result<()> {
     let ctx = Ctx::load()?;
     let client = ctx.user()?;
-    let since = a
-        .since
-        .as_deref()
-        .map(context::parse_duration)
-        .transpose()?;
+    let since = context::parse_optional_duration(a.since.as_deref())?;
     let start = now_ms();
     let from_ms = start - since.map(|d| d.as_millis() as i64).unwrap_or(0);
     // Seen messages and their last state.
