@@ -3,6 +3,10 @@
 //! * state dir (`PEERS_STATE_DIR`, else the platform state/data dir + `peers`): the database,
 //!   the per-user secret, the machine id, session files, logs.
 //! * config file (`PEERS_CONFIG`, else `<config_dir>/peers/config.toml`).
+//! * the home directory ([`home`]), for the files of other programs (`~/.claude`, services).
+//!
+//! Every file peers writes goes through [`write_file_atomic`] (or [`write_private_file`],
+//! mode 0600): a reader never sees half a file.
 
 use std::fs;
 use std::io::{self, Write};
