@@ -5,8 +5,9 @@
 //! * config file (`PEERS_CONFIG`, else `<config_dir>/peers/config.toml`).
 //! * the home directory ([`home`]), for the files of other programs (`~/.claude`, services).
 //!
-//! Every file peers writes goes through [`write_file_atomic`] (or [`write_private_file`],
-//! mode 0600): a reader never sees half a file.
+//! A file peers replaces whole (session files, Claude Code settings, service files) is written
+//! with [`write_file_atomic`] (or [`write_private_file`], mode 0600): a reader never sees half
+//! a file.
 
 use std::fs;
 use std::io::{self, Write};
