@@ -129,7 +129,8 @@ const BINARIES: [&str; 4] = ["peers-broker", "peers-mcp", "peers-deliver", "peer
 fn install(bin_dir: Option<PathBuf>) -> Result<()> {
     let bin_dir = match bin_dir {
         Some(d) => d,
-        None => PathBuf::from(std::env::var("HOME").context("HOME is not set; pass --bin-dir")?)
+        None => peers_core::paths::home()
+            .map_err(|e| anyhow::anyhow!("{e}; pass --bin-dir"))?
             .join(".local/bin"),
     };
     run_cmd(cargo_cmd().args(["build", "--release", "--bins"]).args([

@@ -10,11 +10,31 @@ use peers_core::local_broker::{self, StartError, Up};
 use peers_core::wire::Health;
 use serde_json::json;
 
-use crate::BrokerCommand;
-use crate::context::{self, Ctx, Exit};
+use clap::Subcommand;
+
+use crate::context::{self, Ctx, Exit, JsonArg};
 
 /// How long `start` waits for a new broker to answer, and `stop` for it to go.
 const WAIT: Duration = Duration::from_secs(15);
+
+#[derive(Subcommand)]
+pub enum BrokerCommand {
+    /// Start the local broker in the background and wait until it answers.
+    Start,
+    /// Ask the local broker to shut down (through its API) and wait until it is gone.
+    Stop,
+    /// Whether the broker answers, its version, pid and uptime.
+    Status(JsonArg),
+    /// Print the broker's log file.
+    Logs {
+        /// Keep printing what is appended, until Ctrl-C.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(short = 'n', long, value_name = "N")]
+        lines: Option<usize>,
+    },
+}
 
 pub fn run(cmd: BrokerCommand) -> Result<()> {
     let ctx = Ctx::load()?;
@@ -125,7 +145,7 @@ fn status(ctx: &Ctx, as_json: bool) -> Result<()> {
                     if ctx.cfg.is_remote() { " (hub)" } else { "" },
                     h.pid,
                     h.host,
-                    context::human_duration(h.uptime_ms as i64),
+                    context::duration(h.uptime_ms as i64),
                     h.peers_alive,
                     h.queued
                 );

@@ -126,6 +126,11 @@ pub fn explain(cfg: &Config, e: ClientError) -> anyhow::Error {
     }
 }
 
+/// [`parse_duration`] of an optional flag (`--since`, `--timeout`).
+pub fn parse_optional_duration(s: Option<&str>) -> Result<Option<Duration>> {
+    s.map(parse_duration).transpose()
+}
+
 /// Parses `90`, `30s`, `10m`, `2h`, `1d`, `500ms` (no unit: seconds).
 pub fn parse_duration(s: &str) -> Result<Duration> {
     let t = s.trim();
@@ -155,39 +160,11 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// `3s`, `4m`, `2h 5m`, `3d` — short, for people.
-pub fn human_duration(ms: i64) -> String {
-    let s = ms.max(0) / 1000;
-    if ms < 1000 {
-        format!("{}ms", ms.max(0))
-    } else if s < 60 {
-        if ms < 10_000 {
-            format!("{:.1}s", ms as f64 / 1000.0)
-        } else {
-            format!("{s}s")
-        }
-    } else if s < 3600 {
-        format!("{}m", s / 60)
-    } else if s < 86400 {
-        let m = (s % 3600) / 60;
-        if m == 0 {
-            format!("{}h", s / 3600)
-        } else {
-            format!("{}h {}m", s / 3600, m)
-        }
-    } else {
-        format!("{}d", s / 86400)
-    }
-}
+pub use peers_core::render::duration;
 
-/// `5m ago`.
+/// How long ago `ms` was, now (`5 min ago`): [`peers_core::render::ago`], as the models read it.
 pub fn ago(ms: i64) -> String {
-    let d = peers_core::now_ms() - ms;
-    if d < 1000 {
-        "just now".into()
-    } else {
-        format!("{} ago", human_duration(d))
-    }
+    peers_core::render::ago(ms, peers_core::now_ms())
 }
 
 /// The directory of the running `peers` executable: its sibling binaries live there.
@@ -220,6 +197,17 @@ pub fn which(name: &str) -> Option<PathBuf> {
 pub fn is_executable(p: &Path) -> bool {
     peers_core::local_broker::is_executable(p)
 }
+
+/// `--json`, the one output switch every command that can print JSON flattens in.
+#[derive(clap::Args)]
+pub struct JsonArg {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How often `send --wait` and `tail` poll the broker.
+pub const POLL: Duration = Duration::from_millis(500);
 
 /// Prints a value as pretty JSON on stdout.
 pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
@@ -257,8 +245,5 @@ mod tests {
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5 parsecs").is_err());
-        assert_eq!(human_duration(1500), "1.5s");
-        assert_eq!(human_duration(125_000), "2m");
-        assert_eq!(human_duration(3_900_000), "1h 5m");
     }
 }

@@ -18,7 +18,6 @@ use peers_core::BrokerClient;
 use peers_core::wire::{HistoryQuery, MessageState, SendRequest};
 use serde_json::{Value, json};
 
-use crate::DemoArgs;
 use crate::context;
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(15);
@@ -299,6 +298,13 @@ fn need(name: &str) -> Result<PathBuf> {
     })
 }
 
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// Keep the demo's temporary directory (state, logs) and print where it is.
+    #[arg(long)]
+    pub keep: bool,
+}
+
 pub fn run(a: DemoArgs) -> Result<()> {
     let started = Instant::now();
     let broker_bin = need("peers-broker")?;
@@ -498,10 +504,8 @@ pub fn run(a: DemoArgs) -> Result<()> {
                 m.to,
                 m.status.as_str(),
                 match (&m.delivered_via, m.delivered_at_ms) {
-                    (Some(via), Some(at)) => format!(
-                        " via {via} after {}",
-                        context::human_duration(at - m.sent_at_ms)
-                    ),
+                    (Some(via), Some(at)) =>
+                        format!(" via {via} after {}", context::duration(at - m.sent_at_ms)),
                     _ => String::new(),
                 }
             );
@@ -536,15 +540,15 @@ pub fn run(a: DemoArgs) -> Result<()> {
     if a.keep {
         let kept = tmp.keep();
         println!(
-            "\nDone in {:.1} s. Kept the demo's files in {}.",
-            started.elapsed().as_secs_f64(),
+            "\nDone in {}. Kept the demo's files in {}.",
+            context::duration(started.elapsed().as_millis() as i64),
             kept.display()
         );
     } else {
         drop(tmp);
         println!(
-            "\nDone in {:.1} s: sessions ended, broker stopped, temporary files removed.",
-            started.elapsed().as_secs_f64()
+            "\nDone in {}: sessions ended, broker stopped, temporary files removed.",
+            context::duration(started.elapsed().as_millis() as i64)
         );
         println!("With Claude Code: `peers install`, then start two sessions in two projects.");
     }

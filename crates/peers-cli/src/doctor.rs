@@ -8,10 +8,10 @@ use peers_core::claude_settings::{self, MCP_SERVER_NAME, MCP_TOOL_PREFIX, PLUGIN
 use peers_core::{BrokerClient, Config};
 use serde::Serialize;
 
-use crate::context::{self, Exit};
+use crate::context::{self, Exit, JsonArg};
+use crate::install::InstallScope;
 use crate::install::{self, JsonFile};
 use crate::shell::first_word;
-use crate::{DoctorArgs, InstallScope};
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -60,6 +60,16 @@ impl Report {
     }
 }
 
+#[derive(clap::Args)]
+pub struct DoctorArgs {
+    /// Check the peers plugin in this directory too (the route `claude --plugin-dir DIR`,
+    /// which no settings file records). A plugin enabled in settings is found by itself.
+    #[arg(long, value_name = "DIR")]
+    pub plugin_dir: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub output: JsonArg,
+}
+
 pub fn run(a: DoctorArgs) -> Result<()> {
     let mut r = Report::default();
     binaries(&mut r);
@@ -84,7 +94,7 @@ pub fn run(a: DoctorArgs) -> Result<()> {
     claude_cli(&mut r, via_plugin);
 
     let failed = r.0.iter().any(|c| c.status == Status::Fail);
-    if a.json {
+    if a.output.json {
         context::print_json(&serde_json::json!({"ok": !failed, "checks": r.0}))?;
     } else {
         for c in &r.0 {
@@ -173,7 +183,7 @@ fn broker(r: &mut Report, cfg: &Config, rt: &tokio::runtime::Runtime) {
                 "peers-broker {} answers at {url} (pid {}, up {})",
                 h.version,
                 h.pid,
-                context::human_duration(h.uptime_ms as i64)
+                context::duration(h.uptime_ms as i64)
             ),
         ),
         Err(_) if cfg.is_remote() => r.fail(
@@ -447,7 +457,7 @@ fn hooks(r: &mut Report, via_plugin: bool) -> bool {
 /// Checks the MCP server entry `peers install` writes; returns whether one was found.
 fn mcp(r: &mut Report, via_plugin: bool) -> bool {
     let mut places: Vec<(String, String)> = Vec::new();
-    if let Ok(home) = install::home() {
+    if let Ok(home) = peers_core::paths::home() {
         let p = home.join(".claude.json");
         if let Ok(f) = JsonFile::read(&p) {
             if let Some(c) = install::mcp_command(&f.value) {
@@ -720,7 +730,7 @@ fn plugin(r: &mut Report, plugin_dir: Option<&Path>) -> Vec<Plugin> {
 /// `(plugin id, install path)` from `~/.claude/plugins/installed_plugins.json` (a map of id
 /// to one install or to a list of them).
 fn installed_plugins() -> Vec<(String, PathBuf)> {
-    let Ok(home) = install::home() else {
+    let Ok(home) = peers_core::paths::home() else {
         return Vec::new();
     };
     let Ok(f) = JsonFile::read(&home.join(".claude/plugins/installed_plugins.json")) else {

@@ -100,7 +100,7 @@ fn init(a: InitArgs) -> Result<()> {
         })?;
         let env = service_env(&cfg);
         if cfg!(target_os = "macos") {
-            let plist = home()?.join("Library/LaunchAgents/com.peers.hub.plist");
+            let plist = peers_core::paths::home()?.join("Library/LaunchAgents/com.peers.hub.plist");
             write_file(&plist, &launchd_plist(&broker, &env, &cfg.logs_dir()))?;
             println!("wrote {}", plist.display());
             println!("  start it:  launchctl load -w {}", plist.display());
@@ -259,25 +259,18 @@ pub fn launchd_plist(broker: &Path, env: &[(String, String)], logs: &Path) -> St
     )
 }
 
-fn home() -> Result<PathBuf> {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .ok_or_else(|| anyhow!("HOME is not set"))
-}
-
 fn systemd_user_dir() -> Result<PathBuf> {
     let base = match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
         Some(d) => PathBuf::from(d),
-        None => home()?.join(".config"),
+        None => peers_core::paths::home()?.join(".config"),
     };
     Ok(base.join("systemd/user"))
 }
 
+/// Writes a service file (mode 0644) atomically.
 fn write_file(path: &Path, text: &str) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+    peers_core::paths::write_file_atomic(path, text.as_bytes(), 0o644)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 #[cfg(test)]

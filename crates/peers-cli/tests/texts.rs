@@ -55,7 +55,8 @@ fn scrub(text: &str, times: &[String], env: &TestEnv) -> String {
             let l = match l.find(" after ") {
                 Some(i) if l.contains("delivered") => {
                     let rest = &l[i + 7..];
-                    let end = rest.find([' ', ')']).unwrap_or(rest.len());
+                    // A duration is a number and a unit (`340 ms`, `1.5 s`), to the `)` or the end.
+                    let end = rest.find(')').unwrap_or(rest.len());
                     format!("{} after <d>{}", &l[..i], &rest[end..])
                 }
                 _ => l.to_string(),

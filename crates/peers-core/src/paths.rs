@@ -3,6 +3,11 @@
 //! * state dir (`PEERS_STATE_DIR`, else the platform state/data dir + `peers`): the database,
 //!   the per-user secret, the machine id, session files, logs.
 //! * config file (`PEERS_CONFIG`, else `<config_dir>/peers/config.toml`).
+//! * the home directory ([`home`]), for the files of other programs (`~/.claude`, services).
+//!
+//! A file peers replaces whole (session files, Claude Code settings, service files) is written
+//! with [`write_file_atomic`] (or [`write_private_file`], mode 0600): a reader never sees half
+//! a file.
 
 use std::fs;
 use std::io::{self, Write};
@@ -65,26 +70,46 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
 /// Writes `contents` to `path` with mode 0600, atomically (a temp file renamed into place), so
 /// a reader never sees half a file.
 pub fn write_private_file(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    write_file_atomic(path, contents, 0o600)
+}
+
+/// Writes `contents` to `path` with `mode` (unix permission bits, whatever the umask),
+/// atomically: a temp file in the same directory, synced, then renamed into place, so a
+/// reader never sees half a file and a failed write leaves the old file as it was. Creates the
+/// directory. `path` itself is replaced: to write through a symlink, pass its target.
+pub fn write_file_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
     fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
-    ));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(
+            ".{}.",
+            path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+        ))
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    tmp.write_all(contents)?;
+    #[cfg(unix)]
     {
-        let mut opts = fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(fs::Permissions::from_mode(mode))?;
     }
-    fs::rename(&tmp, path)
+    #[cfg(not(unix))]
+    let _ = mode;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// The user's home directory: `HOME`, else the password database (as the state and config
+/// directories are found).
+pub fn home() -> io::Result<PathBuf> {
+    directories::BaseDirs::new()
+        .map(|d| d.home_dir().to_path_buf())
+        .ok_or_else(|| io::Error::other("cannot tell the home directory: HOME is not set"))
 }
 
 /// Reads the per-user secret, trimmed. `None` when the file does not exist yet (no broker has
@@ -176,6 +201,28 @@ mod tests {
             assert_eq!(
                 fs::metadata(&p).unwrap().permissions().mode() & 0o777,
                 0o600
+            );
+        }
+    }
+
+    #[test]
+    fn atomic_write_sets_the_mode_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("settings.json");
+        write_file_atomic(&p, b"{}", 0o644).unwrap();
+        write_file_atomic(&p, b"{\"a\": 1}", 0o640).unwrap();
+        assert_eq!(fs::read_to_string(&p).unwrap(), "{\"a\": 1}");
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["settings.json"]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                fs::metadata(&p).unwrap().permissions().mode() & 0o7777,
+                0o640
             );
         }
     }

@@ -545,15 +545,33 @@ pub fn no_mail() -> &'static str {
     "[peers] No new peer mail. (It also arrives in your context by itself: no need to poll.)"
 }
 
-/// "12 s ago", "3 min ago", "2 h ago", "4 d ago".
-pub fn ago(ms: i64, now: i64) -> String {
-    let s = (now - ms).max(0) / 1000;
+/// A span of time for people and models, the one form every peers text uses: `340 ms`,
+/// `1.5 s`, `12 s`, `3 min`, `2 h`, `2 h 5 min`, `4 d`.
+pub fn duration(ms: i64) -> String {
+    let ms = ms.max(0);
+    let s = ms / 1000;
     match s {
-        0..60 => format!("{s} s ago"),
-        60..3600 => format!("{} min ago", s / 60),
-        3600..86400 => format!("{} h ago", s / 3600),
-        _ => format!("{} d ago", s / 86400),
+        _ if ms == 0 => "0 s".into(),
+        _ if ms < 1000 => format!("{ms} ms"),
+        0..10 => {
+            let t = format!("{:.1}", ms as f64 / 1000.0);
+            format!("{} s", t.strip_suffix(".0").unwrap_or(&t))
+        }
+        10..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        3600..86400 => match (s % 3600) / 60 {
+            0 => format!("{} h", s / 3600),
+            m => format!("{} h {m} min", s / 3600),
+        },
+        _ => format!("{} d", s / 86400),
     }
+}
+
+/// How long ago `ms` was at `now`, in whole seconds or more: "12 s ago", "3 min ago",
+/// "2 h ago", "4 d ago" (a [`duration`]).
+pub fn ago(ms: i64, now: i64) -> String {
+    let whole_seconds = (now - ms).max(0) / 1000 * 1000;
+    format!("{} ago", duration(whole_seconds))
 }
 
 /// One `list_peers` entry. Every field the peer controls is on one line of its own, so no
@@ -639,6 +657,39 @@ mod tests {
     use super::*;
     use crate::wire::MessageState;
     use expect_test::expect;
+
+    #[test]
+    fn durations_and_ages_read_the_same_everywhere() {
+        let d: Vec<String> = [
+            0, 340, 1000, 1500, 9_960, 12_345, 125_000, 7_200_000, 3_900_000,
+        ]
+        .into_iter()
+        .chain([90_000_000, -5])
+        .map(duration)
+        .collect();
+        assert_eq!(
+            d,
+            [
+                "0 s",
+                "340 ms",
+                "1 s",
+                "1.5 s",
+                "10 s",
+                "12 s",
+                "2 min",
+                "2 h",
+                "1 h 5 min",
+                "1 d",
+                "0 s"
+            ]
+        );
+        assert_eq!(ago(0, 5_000), "5 s ago");
+        assert_eq!(ago(0, 5_900), "5 s ago");
+        assert_eq!(ago(0, 120_000), "2 min ago");
+        assert_eq!(ago(0, 7_200_000), "2 h ago");
+        assert_eq!(ago(0, 500), "0 s ago");
+        assert_eq!(ago(10, 0), "0 s ago");
+    }
 
     fn me(tools: &ToolNames) -> Me<'_> {
         Me {
