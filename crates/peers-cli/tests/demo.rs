@@ -1,10 +1,8 @@
 //! `peers demo` runs the real binaries and shows mail both ways, then cleans up.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{peers_cmd, project};
+use crate::util::{peers_cmd, project};
 use peers_testkit::TestEnv;
 
 #[test]
@@ -14,7 +12,7 @@ fn demo_shows_mail_both_ways_and_cleans_up() {
     let tmp = env.dir.path().join("tmp");
     std::fs::create_dir_all(&tmp).unwrap();
     let started = Instant::now();
-    let out: common::Run = peers_cmd(&env, &cwd, &["demo"])
+    let out: crate::util::Run = peers_cmd(&env, &cwd, &["demo"])
         .env("TMPDIR", &tmp)
         .output()
         .unwrap()

@@ -1,13 +1,11 @@
 //! send / peers / status / inbox / log / show / tail against a real broker, text and --json.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{peer_client, peers, peers_cmd, project, register};
+use crate::util::{peer_client, peers, peers_cmd, project, register};
 use peers_core::BrokerClient;
 use peers_core::wire::{AckRequest, ClaimRequest};
 use peers_testkit::{BrokerProcess, ChildGuard, TestEnv, fake_claude};

@@ -2,9 +2,7 @@
 //! thread, `log`/`inbox --body`, the closest names for a wrong recipient, `peers status`
 //! without a broker and with notices. Fixed texts are snapshots (`UPDATE_EXPECT=1` updates).
 
-mod common;
-
-use common::{peer_client, peers, project, register};
+use crate::util::{peer_client, peers, project, register};
 use expect_test::expect;
 use peers_core::BrokerClient;
 use peers_core::wire::{AckRequest, ClaimRequest, NoticeRequest};
