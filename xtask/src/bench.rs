@@ -173,13 +173,7 @@ impl Broker {
 
 /// Resident set size of a process, from `/proc/<pid>/status`.
 pub fn rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("no VmRSS")
+    peers_core::process::status_kib(pid, "VmRSS").context("no VmRSS")
 }
 
 /// One line about the machine, printed with the figures.
@@ -408,14 +402,11 @@ async fn broker(bin: &Path, seconds: u64, history: u64) -> Result<()> {
 
 /// CPU time (user + system) a process has used, from `/proc/<pid>/stat`.
 pub fn cpu_time(pid: u32) -> Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name (which may contain spaces) start after the last ')'.
-    let rest = stat.rsplit_once(')').context("odd /proc stat")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Ok(Duration::from_nanos(ticks * 1_000_000_000 / hz))
+    let stat = peers_core::process::stat(pid).context("no /proc stat")?;
+    let hz = peers_core::process::clock_ticks_per_sec();
+    Ok(Duration::from_nanos(
+        (stat.utime + stat.stime) * 1_000_000_000 / hz,
+    ))
 }
 
 /// Runs `senders.len()` concurrent senders for `dur`; returns acknowledged sends per second
@@ -604,11 +595,7 @@ mod hub {
         let cpu = cpu_time(pid)? - cpu0;
         let wall = t0.elapsed();
         let rss = rss_kib(pid)?;
-        let hwm = std::fs::read_to_string(format!("/proc/{pid}/status"))?
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-            .unwrap_or(0);
+        let hwm = peers_core::process::status_kib(pid, "VmHWM").unwrap_or(0);
         stop.store(true, Ordering::Relaxed);
 
         let mut all = Tally::default();

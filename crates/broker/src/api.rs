@@ -275,7 +275,7 @@ async fn register(
         .write(move |c| Box::pin(peers::register(c, req, peer_id, hash, now)))
         .await?;
     s.directory.changed();
-    for old in &reg.replaced {
+    for old in reg.replaced.iter().chain(&reg.ended) {
         s.uncache_peer(old);
     }
     let peer = reg.peer.clone();
@@ -302,8 +302,7 @@ async fn heartbeat(
     let now = now_ms();
     let id = me.id.clone();
     // A local peer whose Claude Code process ended stays gone, whatever its MCP server says.
-    let may_revive = me.machine_id != s.settings.machine_id
-        || peers_core::identity::pid_alive(me.claude_pid as u32);
+    let may_revive = me.machine_id != s.settings.machine_id || me.process_alive();
     let row = s
         .store
         .write(move |c| Box::pin(async move { peers::heartbeat(c, &id, now, may_revive).await }))

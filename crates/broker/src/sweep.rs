@@ -2,12 +2,13 @@
 //! mail past its TTL, and prunes the loop-budget ledger.
 //!
 //! A peer on this broker's machine is alive while its Claude Code process exists (`kill(pid,
-//! 0)`; `EPERM` counts as alive) — not its MCP server, which can outlive the session. A peer on
-//! another machine is alive while its heartbeats are fresh.
+//! 0)`; `EPERM` counts as alive) with the start time it registered with (a reused pid is
+//! another process) — not its MCP server, which can outlive the session. A peer on another
+//! machine is alive while its heartbeats are fresh.
 
 use std::sync::Arc;
 
-use peers_core::{identity, now_ms};
+use peers_core::now_ms;
 
 use crate::AppState;
 use crate::store::{StoreError, messages, peers};
@@ -37,7 +38,7 @@ pub async fn once(state: &AppState) -> Result<(), StoreError> {
         .iter()
         .filter(|p| {
             if p.machine_id == state.settings.machine_id {
-                !identity::pid_alive(p.claude_pid as u32)
+                !p.process_alive()
             } else {
                 p.last_seen_ms < now - state.settings.remote_alive_ms
             }

@@ -38,6 +38,9 @@ pub const DEBUG_ENV: &str = "PEERS_DELIVER_DEBUG";
 /// Largest stdin the hook reads (tool responses can be big; the hook needs only the head).
 const MAX_STDIN: u64 = 8 << 20;
 
+/// How long the hook waits for its JSON on stdin; after that it goes on as with no input.
+pub const STDIN_DEADLINE: Duration = Duration::from_secs(2);
+
 /// Appends a line to the debug log when `PEERS_DELIVER_DEBUG` names one.
 pub fn debug(msg: impl FnOnce() -> String) {
     if let Some(path) = std::env::var_os(DEBUG_ENV).filter(|p| !p.is_empty())
@@ -57,14 +60,33 @@ pub fn debug(msg: impl FnOnce() -> String) {
 }
 
 /// Reads one JSON value from stdin as the hook input. It stops at the end of that value, so
-/// a client that keeps stdin open does not hang the hook. `None` for a terminal, empty or
-/// malformed input.
+/// a client that keeps stdin open after it does not hang the hook, and it gives up after
+/// [`STDIN_DEADLINE`] (a writer that sent part of a value and keeps the pipe open). `None`
+/// for a terminal, empty, malformed or late input.
 pub fn read_input() -> Option<input::HookInput> {
-    let stdin = std::io::stdin();
-    if stdin.is_terminal() {
+    if std::io::stdin().is_terminal() {
         return None;
     }
-    let reader = stdin.lock().take(MAX_STDIN);
+    // The read blocks in the kernel, so it runs on its own thread; when the deadline passes
+    // that thread is left behind, blocked, and ends with the process.
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            let _ = tx.send(parse_input(std::io::stdin().lock().take(MAX_STDIN)));
+        })
+        .ok()?;
+    match rx.recv_timeout(STDIN_DEADLINE) {
+        Ok(input) => input,
+        Err(_) => {
+            debug(|| format!("no complete hook JSON on stdin within {STDIN_DEADLINE:?}"));
+            None
+        }
+    }
+}
+
+/// The first JSON value of `reader` as hook input.
+fn parse_input(reader: impl Read) -> Option<input::HookInput> {
     match serde_json::Deserializer::from_reader(reader)
         .into_iter::<input::HookInput>()
         .next()

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use peers_core::config::Config;
-use peers_core::identity::pid_alive;
+use peers_core::process;
 use peers_core::render::{self, Occasion};
 use peers_core::session::SessionFile;
 use peers_core::wire::{ClaimRequest, WaitQuery};
@@ -104,7 +104,7 @@ pub fn wait_for_session(
             return Some(s);
         }
         let gone = std::os::unix::process::parent_id() != parent
-            || claude_pid.is_some_and(|p| !pid_alive(p));
+            || claude_pid.is_some_and(|p| !process::pid_alive(p));
         if gone || started.elapsed() >= limit {
             debug(|| format!("no session file after {:?}", started.elapsed()));
             return None;
@@ -119,10 +119,11 @@ pub fn wait_for_session(
     }
 }
 
-/// Resolves when the session is over: its Claude Code process or its session file is gone.
-async fn session_over(path: PathBuf, claude_pid: u32) {
+/// Resolves when the session is over: its Claude Code process (that pid with that start time)
+/// or its session file is gone.
+async fn session_over(path: PathBuf, claude_pid: u32, start: Option<u64>) {
     loop {
-        if !pid_alive(claude_pid) || !path.exists() {
+        if !process::is_same(claude_pid, start) || !path.exists() {
             return;
         }
         tokio::time::sleep(WATCH_EVERY).await;
@@ -130,10 +131,10 @@ async fn session_over(path: PathBuf, claude_pid: u32) {
 }
 
 /// Sleeps `d`, or returns `true` early when the session ended meanwhile.
-async fn sleep_or_over(d: Duration, path: &Path, claude_pid: u32) -> bool {
+async fn sleep_or_over(d: Duration, path: &Path, claude_pid: u32, start: Option<u64>) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(d) => false,
-        _ = session_over(path.to_path_buf(), claude_pid) => true,
+        _ = session_over(path.to_path_buf(), claude_pid, start) => true,
     }
 }
 
@@ -141,7 +142,7 @@ async fn wait_loop(cfg: &Config, mut session: SessionFile) -> i32 {
     let started = Instant::now();
     let started_ms = peers_core::now_ms();
     let path = SessionFile::path(&cfg.state_dir, session.claude_pid);
-    let pid = session.claude_pid;
+    let (pid, start) = (session.claude_pid, session.claude_start_time);
     let mut client = deliver::client(cfg, &session);
     let mut retry = Duration::from_millis(250);
     let mut auth_failures = 0;
@@ -150,7 +151,9 @@ async fn wait_loop(cfg: &Config, mut session: SessionFile) -> i32 {
         // Re-read the session file: peers-mcp rewrites it when it re-registers after a broker
         // restart (possibly with a new token); it removes it when the session ends.
         match SessionFile::read(&cfg.state_dir, pid) {
-            Ok(Some(s)) if s.claude_pid == pid => {
+            // Only this Claude Code process's file: another process given its pid is another
+            // session.
+            Ok(Some(s)) if s.claude_pid == pid && s.claude_start_time == start => {
                 if s.token != session.token || s.broker_url != session.broker_url {
                     debug(|| "session file changed: new credentials".into());
                     client = deliver::client(cfg, &s);
@@ -167,7 +170,7 @@ async fn wait_loop(cfg: &Config, mut session: SessionFile) -> i32 {
         };
         let res = tokio::select! {
             r = client.wait(&q) => r,
-            _ = session_over(path.clone(), pid) => {
+            _ = session_over(path.clone(), pid, start) => {
                 debug(|| "session ended while waiting".into());
                 return 0;
             }
@@ -183,7 +186,7 @@ async fn wait_loop(cfg: &Config, mut session: SessionFile) -> i32 {
                 auth_failures = 0;
                 if was_first {
                     let e = started.elapsed();
-                    if e < START_GRACE && sleep_or_over(START_GRACE - e, &path, pid).await {
+                    if e < START_GRACE && sleep_or_over(START_GRACE - e, &path, pid, start).await {
                         return 0;
                     }
                 }
@@ -195,7 +198,7 @@ async fn wait_loop(cfg: &Config, mut session: SessionFile) -> i32 {
                     Some(code) => return code,
                     // Someone else took it: wait again, not in a tight loop.
                     None => {
-                        if sleep_or_over(Duration::from_millis(200), &path, pid).await {
+                        if sleep_or_over(Duration::from_millis(200), &path, pid, start).await {
                             return 0;
                         }
                     }
@@ -217,7 +220,7 @@ async fn wait_loop(cfg: &Config, mut session: SessionFile) -> i32 {
                         return 0;
                     }
                 }
-                if sleep_or_over(retry, &path, pid).await {
+                if sleep_or_over(retry, &path, pid, start).await {
                     return 0;
                 }
                 retry = (retry * 2).min(Duration::from_secs(5));

@@ -11,7 +11,7 @@ struct KillOnDrop(u32);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        if self.0 > 1 && peers_core::identity::pid_alive(self.0) {
+        if self.0 > 1 && peers_core::process::pid_alive(self.0) {
             // SAFETY: kill(2) of the broker this test started.
             unsafe { libc::kill(self.0 as libc::pid_t, libc::SIGKILL) };
         }
@@ -60,7 +60,7 @@ async fn start_status_logs_stop() {
     assert!(BrokerClient::new(&env.url(), None).health().await.is_err());
     // The process is gone, too (it exits on its own after the shutdown call).
     crate::util::wait_until(Duration::from_secs(10), "the broker process exits", || {
-        !peers_core::identity::pid_alive(h.pid) || is_zombie(h.pid)
+        !peers_core::process::running(h.pid)
     });
 
     let st = peers(&env, &cwd, &["broker", "status", "--json"]);
@@ -72,16 +72,6 @@ async fn start_status_logs_stop() {
         "{}",
         stop.stdout
     );
-}
-
-fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rsplit(')')
-                .next()
-                .is_some_and(|r| r.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
 }
 
 #[test]

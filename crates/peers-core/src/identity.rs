@@ -126,17 +126,6 @@ pub fn git_branch(root: &Path) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Whether a process with this pid exists. `kill(pid, 0)` failing with `EPERM` means it exists
-/// but belongs to someone else: alive.
-pub fn pid_alive(pid: u32) -> bool {
-    if pid == 0 || pid > i32::MAX as u32 {
-        return false;
-    }
-    // SAFETY: signal 0 performs only the existence and permission check.
-    let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,13 +164,5 @@ mod tests {
         let a = machine_id(dir.path()).unwrap();
         assert_eq!(a, machine_id(dir.path()).unwrap());
         assert!(uuid::Uuid::parse_str(&a).is_ok());
-    }
-
-    #[test]
-    fn pid_liveness() {
-        assert!(pid_alive(std::process::id()));
-        assert!(pid_alive(1), "pid 1 exists (EPERM or not)");
-        assert!(!pid_alive(0));
-        assert!(!pid_alive(u32::MAX));
     }
 }

@@ -5,6 +5,7 @@
 //! * [`config`] — the one typed settings struct: defaults < `config.toml` < `PEERS_*` env.
 //! * [`paths`] — where state, config and the per-user secret live.
 //! * [`identity`] — machine id, host label, friendly names, git facts about a directory.
+//! * [`process`] — pids, parents, process start times (`/proc` on Linux, sysinfo elsewhere).
 //! * [`local_broker`] — finding `peers-broker` and starting it detached.
 //! * [`render`] — the one renderer of model-facing mail (hook, wake, `check_messages`), the
 //!   SessionStart introduction and `list_peers` entries, with this client's tool names.
@@ -18,6 +19,7 @@ pub mod config;
 pub mod identity;
 pub mod local_broker;
 pub mod paths;
+pub mod process;
 pub mod render;
 pub mod session;
 pub mod wire;

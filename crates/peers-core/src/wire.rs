@@ -130,6 +130,10 @@ pub struct Health {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct RegisterRequest {
     pub claude_pid: u32,
+    /// The start time of the Claude Code process (`peers_core::process::start_time`), so a
+    /// later process given the same pid is told apart. `None` from older clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claude_start_time: Option<u64>,
     pub mcp_pid: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,

@@ -4,6 +4,8 @@
 //! wrapper sits between (`sh -c`, `npx`, `node`), walk up to the nearest ancestor whose
 //! executable is named `claude`; when there is none, the direct parent is the session.
 
+use peers_core::process;
+
 /// One process as the ancestry walk sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcInfo {
@@ -56,109 +58,23 @@ pub fn parent_pid() -> u32 {
     unsafe { libc::getppid() as u32 }
 }
 
-/// Whether the session's Claude Code process is gone. `direct_parent` is the parent pid this
-/// server started with: when Claude Code is that parent, being reparented means it exited
-/// (this also holds while it lingers as a zombie, which `kill(pid, 0)` still reports alive).
-pub fn claude_gone(claude_pid: u32, direct_parent: u32) -> bool {
+/// Whether the session's Claude Code process is gone: no process with its pid and start time
+/// runs (a zombie counts as gone). `direct_parent` is the parent pid this server started
+/// with: when Claude Code is that parent, being reparented means it exited.
+pub fn claude_gone(claude_pid: u32, start_time: Option<u64>, direct_parent: u32) -> bool {
     if claude_pid == direct_parent && parent_pid() != direct_parent {
         return true;
     }
-    !peers_core::identity::pid_alive(claude_pid) || is_zombie(claude_pid)
+    !process::is_same(claude_pid, start_time) || process::is_zombie(claude_pid)
 }
 
-#[cfg(target_os = "linux")]
+/// One process as the ancestry walk sees it, from [`peers_core::process`].
 pub fn proc_info(pid: u32) -> Option<ProcInfo> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (comm, ppid) = parse_stat(&stat)?;
-    let mut names = vec![comm];
-    if let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe"))
-        && let Some(n) = exe.file_name()
-    {
-        names.push(n.to_string_lossy().into_owned());
-    }
-    if let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline"))
-        && let Some(arg0) = cmdline.split(|&b| b == 0).next()
-    {
-        let arg0 = String::from_utf8_lossy(arg0);
-        if let Some(base) = arg0.rsplit('/').next().filter(|b| !b.is_empty()) {
-            names.push(base.to_string());
-        }
-    }
-    Some(ProcInfo { pid, ppid, names })
-}
-
-/// `(comm, ppid)` from the text of `/proc/<pid>/stat`; comm may hold spaces and parentheses.
-#[cfg(any(target_os = "linux", test))]
-fn parse_stat(stat: &str) -> Option<(String, u32)> {
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let comm = stat.get(open + 1..close)?.to_string();
-    let mut rest = stat.get(close + 1..)?.split_whitespace();
-    let _state = rest.next()?;
-    let ppid = rest.next()?.parse().ok()?;
-    Some((comm, ppid))
-}
-
-#[cfg(target_os = "linux")]
-fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let close = s.rfind(')')?;
-            s.get(close + 1..)?
-                .split_whitespace()
-                .next()
-                .map(|st| st == "Z" || st == "X")
-        })
-        .unwrap_or(false)
-}
-
-#[cfg(not(target_os = "linux"))]
-pub fn proc_info(pid: u32) -> Option<ProcInfo> {
-    use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind};
-    let mut sys = System::new().ok()?;
-    let p = Pid::from_u32(pid);
-    sys.refresh_processes_specifics(
-        ProcessesToUpdate::Some(&[p]),
-        true,
-        ProcessRefreshKind::nothing()
-            .with_exe(UpdateKind::OnlyIfNotSet)
-            .with_cmd(UpdateKind::OnlyIfNotSet),
-    );
-    let proc_ = sys.process(p)?;
-    let mut names = vec![proc_.name().to_string_lossy().into_owned()];
-    if let Some(n) = proc_.exe().and_then(|e| e.file_name()) {
-        names.push(n.to_string_lossy().into_owned());
-    }
-    if let Some(a0) = proc_.cmd().first() {
-        let a0 = a0.to_string_lossy();
-        if let Some(base) = a0.rsplit('/').next() {
-            names.push(base.to_string());
-        }
-    }
     Some(ProcInfo {
         pid,
-        ppid: proc_.parent().map(|p| p.as_u32()).unwrap_or(0),
-        names,
+        ppid: process::parent_of(pid)?,
+        names: process::names(pid),
     })
-}
-
-#[cfg(not(target_os = "linux"))]
-fn is_zombie(pid: u32) -> bool {
-    use sysinfo::{Pid, ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System};
-    let Ok(mut sys) = System::new() else {
-        return false;
-    };
-    let p = Pid::from_u32(pid);
-    sys.refresh_processes_specifics(
-        ProcessesToUpdate::Some(&[p]),
-        true,
-        ProcessRefreshKind::nothing(),
-    );
-    matches!(
-        sys.process(p).map(|p| p.status()),
-        Some(ProcessStatus::Zombie | ProcessStatus::Dead)
-    )
 }
 
 /// The terminal Claude Code runs in (`/dev/pts/3`), from its standard streams.
@@ -230,16 +146,16 @@ mod tests {
     }
 
     #[test]
-    fn stat_lines_parse_with_odd_names() {
-        let (comm, ppid) = parse_stat("123 (a (b) c) S 45 123 123 0 -1").unwrap();
-        assert_eq!((comm.as_str(), ppid), ("a (b) c", 45));
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
     fn own_process_is_found() {
         let me = proc_info(std::process::id()).unwrap();
         assert_eq!(me.ppid, parent_pid());
-        assert!(!claude_gone(parent_pid(), parent_pid()));
+        let start = process::start_time(parent_pid());
+        assert!(start.is_some());
+        assert!(!claude_gone(parent_pid(), start, parent_pid()));
+        assert!(claude_gone(
+            parent_pid(),
+            start.map(|t| t + 1),
+            parent_pid()
+        ));
     }
 }

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use peers_core::session::SessionFile;
 use peers_core::{Config, render};
 use rmcp::ServiceExt;
 
@@ -121,7 +122,11 @@ async fn run(config: Config, tools: render::ToolNames) -> Result<(), String> {
         }
     });
     let server = tools::PeersServer::new(peer.clone());
-    let (claude_pid, parent) = (peer.facts.claude_pid, peer.facts.direct_parent);
+    let (claude_pid, start, parent) = (
+        peer.facts.claude_pid,
+        peer.facts.claude_start_time,
+        peer.facts.direct_parent,
+    );
 
     let reason = tokio::select! {
         r = async {
@@ -132,7 +137,7 @@ async fn run(config: Config, tools: render::ToolNames) -> Result<(), String> {
             Ok(q) => format!("the MCP connection ended ({q:?})"),
             Err(e) => format!("the MCP connection failed: {e}"),
         },
-        _ = claude_gone(claude_pid, parent) => format!("Claude Code (pid {claude_pid}) is gone"),
+        _ = claude_gone(claude_pid, start, parent) => format!("Claude Code (pid {claude_pid}) is gone"),
         s = termination() => format!("received {s}"),
     };
     tracing::info!("exiting: {reason}");
@@ -160,9 +165,9 @@ async fn heartbeat_loop(peer: Arc<Peer>) {
     }
 }
 
-async fn claude_gone(claude_pid: u32, parent: u32) {
+async fn claude_gone(claude_pid: u32, start: Option<u64>, parent: u32) {
     loop {
-        if claude::claude_gone(claude_pid, parent) {
+        if claude::claude_gone(claude_pid, start, parent) {
             return;
         }
         tokio::time::sleep(CLAUDE_CHECK).await;
@@ -192,8 +197,9 @@ async fn termination() -> &'static str {
     "Ctrl-C"
 }
 
-/// Session files of Claude Code processes that no longer exist are leftovers of servers that
-/// died without cleaning up (kill -9); drop them so hooks never pick a dead token.
+/// Session files of Claude Code processes that no longer exist (or whose pid now belongs to
+/// another process) are leftovers of servers that died without cleaning up (kill -9); drop
+/// them so hooks never pick a dead token.
 fn remove_stale_session_files(config: &Config) {
     let Ok(dir) = std::fs::read_dir(config.sessions_dir()) else {
         return;
@@ -207,7 +213,13 @@ fn remove_stale_session_files(config: &Config) {
         else {
             continue;
         };
-        if !peers_core::identity::pid_alive(pid) {
+        let current = match SessionFile::read(&config.state_dir, pid) {
+            Ok(Some(s)) => s.claude_pid == pid && s.is_current(),
+            Ok(None) => continue,
+            // Unreadable or not a regular file: judge by the pid alone.
+            Err(_) => peers_core::process::pid_alive(pid),
+        };
+        if !current {
             tracing::info!(pid, "removing the session file of an ended session");
             let _ = std::fs::remove_file(entry.path());
         }

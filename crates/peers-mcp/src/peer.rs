@@ -9,7 +9,7 @@ use std::time::Duration;
 use peers_core::client::Timeouts;
 use peers_core::session::SessionFile;
 use peers_core::wire::{HeartbeatResponse, RegisterRequest, RegisterResponse};
-use peers_core::{BrokerClient, ClientError, Config, identity};
+use peers_core::{BrokerClient, ClientError, Config, identity, process};
 
 use crate::{broker, claude};
 
@@ -17,6 +17,8 @@ use crate::{broker, claude};
 #[derive(Debug, Clone)]
 pub struct Facts {
     pub claude_pid: u32,
+    /// The Claude Code process's start time: with the pid, the session's identity.
+    pub claude_start_time: Option<u64>,
     /// The parent pid this server started with.
     pub direct_parent: u32,
     pub mcp_pid: u32,
@@ -43,6 +45,7 @@ impl Facts {
         let git_branch = git_root.as_deref().and_then(identity::git_branch);
         Ok(Facts {
             claude_pid,
+            claude_start_time: process::start_time(claude_pid),
             direct_parent,
             mcp_pid: std::process::id(),
             session_id: std::env::var("CLAUDE_CODE_SESSION_ID")
@@ -56,6 +59,14 @@ impl Facts {
             git_branch,
             tools: Default::default(),
         })
+    }
+
+    /// The session file of this Claude Code process (same pid and start time), if there is one.
+    pub fn own_session_file(&self, config: &Config) -> Option<SessionFile> {
+        SessionFile::read(&config.state_dir, self.claude_pid)
+            .ok()
+            .flatten()
+            .filter(|s| s.claude_start_time == self.claude_start_time && s.is_current())
     }
 
     /// The summary a session starts with: where it works.
@@ -113,11 +124,9 @@ impl Peer {
             },
         );
         // A session file left by an earlier server of this same Claude Code process (a
-        // reconnect) names the name to ask back.
-        let last_name = SessionFile::read(&config.state_dir, facts.claude_pid)
-            .ok()
-            .flatten()
-            .map(|s| s.name);
+        // reconnect) names the name to ask back; one left by another process that had this
+        // pid before does not.
+        let last_name = facts.own_session_file(&config).map(|s| s.name);
         let summary = facts.initial_summary();
         Peer {
             config,
@@ -148,6 +157,7 @@ impl Peer {
         let f = &self.facts;
         let req = RegisterRequest {
             claude_pid: f.claude_pid,
+            claude_start_time: f.claude_start_time,
             mcp_pid: f.mcp_pid,
             session_id: f.session_id.clone(),
             machine_id: f.machine_id.clone(),
@@ -186,6 +196,7 @@ impl Peer {
             token: resp.token,
             broker_url: self.config.broker_url(),
             claude_pid: f.claude_pid,
+            claude_start_time: f.claude_start_time,
             mcp_pid: f.mcp_pid,
             session_id: f.session_id.clone(),
             machine_id: f.machine_id.clone(),
@@ -228,10 +239,8 @@ impl Peer {
 
     /// The pid of another live `peers-mcp` that wrote this session's file since.
     fn superseded_by(&self) -> Option<u32> {
-        let f = SessionFile::read(&self.config.state_dir, self.facts.claude_pid)
-            .ok()
-            .flatten()?;
-        (f.mcp_pid != self.facts.mcp_pid && identity::pid_alive(f.mcp_pid)).then_some(f.mcp_pid)
+        let f = self.facts.own_session_file(&self.config)?;
+        (f.mcp_pid != self.facts.mcp_pid && process::pid_alive(f.mcp_pid)).then_some(f.mcp_pid)
     }
 
     /// Runs a call with this peer's client; when the broker was unreachable or no longer knows

@@ -444,13 +444,8 @@ async fn idle_rss() {
     let pid = s.session_file().await.mcp_pid;
     s.ok("list_peers", json!({})).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let rss = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .unwrap()
-        .to_string();
-    println!("peers-mcp idle {rss} ({})", mcp_bin().display());
+    let rss = peers_core::process::status_kib(pid, "VmRSS").unwrap();
+    println!("peers-mcp idle VmRSS: {rss} kB ({})", mcp_bin().display());
 }
 
 /// The frames in `text`: opening tags, closing tags, and every `<` (only the frames' own may

@@ -1,8 +1,8 @@
 //! Peer rows: registration (with name allocation and mail hand-over), heartbeats, summaries,
 //! liveness, listing and lookup.
 
-use peers_core::identity;
 use peers_core::wire::{PeerInfo, RegisterRequest};
+use peers_core::{identity, process};
 use sqlx::{FromRow, SqliteConnection, SqlitePool};
 
 use super::StoreError;
@@ -15,6 +15,9 @@ pub struct PeerRow {
     pub host: String,
     pub machine_id: String,
     pub claude_pid: i64,
+    /// With `claude_pid`, the identity of the Claude Code process (see
+    /// `peers_core::process::start_time`); `None` when the client did not send it.
+    pub claude_start_time: Option<i64>,
     pub mcp_pid: i64,
     pub session_id: Option<String>,
     pub cwd: String,
@@ -36,6 +39,25 @@ impl PeerRow {
 
     pub fn alive(&self) -> bool {
         self.gone_ms.is_none()
+    }
+
+    /// For a peer on this machine: whether its Claude Code process still runs — a process
+    /// with its pid exists and (when recorded) has its start time, so a reused pid is not it.
+    pub fn process_alive(&self) -> bool {
+        process::is_same(
+            self.claude_pid as u32,
+            self.claude_start_time.map(|t| t as u64),
+        )
+    }
+
+    /// Whether this registration was made by the same Claude Code process as one with start
+    /// time `start` (the pid being the same). An unknown start time on either side (an older
+    /// client) cannot tell processes apart and counts as the same.
+    fn same_process_as(&self, start: Option<u64>) -> bool {
+        match (self.claude_start_time, start) {
+            (Some(a), Some(b)) => a == b as i64,
+            _ => true,
+        }
     }
 
     pub fn info(&self, queued: u64) -> PeerInfo {
@@ -65,6 +87,9 @@ pub struct Registration {
     pub peer: PeerRow,
     /// Ids of earlier registrations this one replaced (their tokens are now invalid).
     pub replaced: Vec<String>,
+    /// Ids of live registrations this one showed to have ended: an earlier process with the
+    /// same pid but another start time.
+    pub ended: Vec<String>,
     pub inherited_messages: u64,
 }
 
@@ -72,11 +97,17 @@ pub struct Registration {
 macro_rules! peer_columns {
     () => {
         "id, name, host, machine_id, claude_pid, mcp_pid, session_id, cwd, git_root, \
-     git_branch, tty, summary, token_hash, registered_ms, last_seen_ms, gone_ms, replaced_by"
+     git_branch, tty, summary, token_hash, registered_ms, last_seen_ms, gone_ms, replaced_by, \
+     claude_start_time"
     };
 }
 
 /// Registers a session (runs in the writer).
+///
+/// The same Claude Code process is the same `(machine_id, claude_pid)` with the same start
+/// time; a registration with that pid but another start time comes from a new process that
+/// was given the pid of an ended one: the old registration is marked gone, and the new one
+/// is a new session (it inherits mail only by the hand-over rule below).
 ///
 /// Name rules, in order: the same Claude Code process registering again keeps its name and
 /// its waiting mail; else the name asked for (`previous_name`) if no live peer holds it; else
@@ -94,7 +125,7 @@ pub async fn register(
         req.git_root.as_deref().map(std::path::Path::new),
     );
 
-    let same_process: Option<PeerRow> = sqlx::query_as(concat!(
+    let same_pid: Option<PeerRow> = sqlx::query_as(concat!(
         "SELECT ",
         peer_columns!(),
         " FROM peers WHERE machine_id = ? AND claude_pid = ? \
@@ -104,6 +135,18 @@ pub async fn register(
     .bind(req.claude_pid as i64)
     .fetch_optional(&mut *conn)
     .await?;
+    let mut pid_reused = Vec::new();
+    let same_process = match same_pid {
+        Some(old) if !old.same_process_as(req.claude_start_time) => {
+            // That process is over: a pid names one live process at a time.
+            if old.gone_ms.is_none() {
+                mark_gone(conn, std::slice::from_ref(&old.id), now).await?;
+                pid_reused.push(old.id);
+            }
+            None
+        }
+        other => other,
+    };
 
     let mut name = None;
     if let Some(old) = &same_process
@@ -172,6 +215,7 @@ pub async fn register(
         host: req.host,
         machine_id: req.machine_id,
         claude_pid: req.claude_pid as i64,
+        claude_start_time: req.claude_start_time.map(|t| t as i64),
         mcp_pid: req.mcp_pid as i64,
         session_id: req.session_id,
         cwd: req.cwd,
@@ -188,7 +232,7 @@ pub async fn register(
     sqlx::query(concat!(
         "INSERT INTO peers (",
         peer_columns!(),
-        ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,NULL)"
+        ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,NULL,?)"
     ))
     .bind(&row.id)
     .bind(&row.name)
@@ -205,6 +249,7 @@ pub async fn register(
     .bind(&row.token_hash)
     .bind(row.registered_ms)
     .bind(row.last_seen_ms)
+    .bind(row.claude_start_time)
     .execute(&mut *conn)
     .await?;
 
@@ -232,6 +277,7 @@ pub async fn register(
     Ok(Registration {
         peer: row,
         replaced,
+        ended: pid_reused,
         inherited_messages: inherited,
     })
 }

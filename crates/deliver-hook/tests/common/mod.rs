@@ -226,6 +226,7 @@ pub fn write_session_with_prefix(
         token: peer.token.clone(),
         broker_url: env.url(),
         claude_pid: key_pid,
+        claude_start_time: peers_core::process::start_time(key_pid),
         mcp_pid: std::process::id(),
         session_id: None,
         machine_id: peers_core::identity::machine_id(&env.state_dir).unwrap(),

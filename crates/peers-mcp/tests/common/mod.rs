@@ -201,15 +201,7 @@ pub fn message_id(text: &str) -> i64 {
 
 /// Whether a process exists and is not a zombie.
 pub fn running(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => {
-            let state = s
-                .rfind(')')
-                .and_then(|i| s[i + 1..].split_whitespace().next().map(str::to_string));
-            !matches!(state.as_deref(), Some("Z") | Some("X") | None)
-        }
-        Err(_) => false,
-    }
+    peers_core::process::running(pid)
 }
 
 /// Kills, when dropped, every process whose environment names this test's state dir: the

@@ -510,12 +510,5 @@ pub fn is_prompt_ready(screen: &str) -> bool {
 
 /// Whether a process exists (EPERM counts as existing); zombies count as gone.
 pub fn process_exists(pid: u32) -> bool {
-    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        && let Some(rest) = stat.rsplit(')').next()
-    {
-        return !rest.trim_start().starts_with('Z');
-    }
-    // SAFETY: kill with signal 0 only checks for existence.
-    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    peers_core::process::running(pid)
 }
