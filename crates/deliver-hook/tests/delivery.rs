@@ -1,14 +1,12 @@
 //! How the hook finds its session and keeps delivery exactly-once (or at least once after a
 //! crash), and that it fails quietly and fast.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::util::*;
 use peers_core::wire::MessageState;
 use peers_testkit::ChildGuard;
 

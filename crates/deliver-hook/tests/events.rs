@@ -1,9 +1,7 @@
 //! The real binary, fed the recorded hook inputs, against a real broker: the exact JSON for
 //! each event with and without mail, and what happens to the mail afterwards.
 
-mod common;
-
-use common::*;
+use crate::util::*;
 use deliver_hook::deliver::hook_json;
 use deliver_hook::input::Event;
 use expect_test::expect;

@@ -1,12 +1,10 @@
 //! `peers-deliver --wait` (the asyncRewake hook on SessionStart and Stop) and the loop budget.
 
-mod common;
-
 use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::util::*;
 use peers_core::wire::MessageState;
 use peers_testkit::ChildGuard;
 
