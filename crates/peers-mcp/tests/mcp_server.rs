@@ -3,12 +3,10 @@
 //! Needs the workspace binaries: `cargo build --workspace --bins` (or `-p peers-broker`)
 //! before `cargo test -p peers-mcp`.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::*;
+use crate::util::*;
 use expect_test::expect;
 use peers_core::wire::{AckRequest, ClaimRequest, ListPeersQuery, Scope};
 use peers_testkit::{BrokerProcess, eventually};
@@ -19,7 +17,7 @@ async fn tools_are_listed_with_schemas_and_instructions() {
     let env = env();
     let _reaper = Reaper::new(&env);
     let _broker = BrokerProcess::start(&env).await;
-    let s = Session::start(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
+    let s = session(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
 
     let info = s.client().peer_info().expect("server info");
     assert_eq!(info.server_info.as_ref().unwrap().name, "peers");
@@ -109,8 +107,8 @@ async fn two_sessions_see_each_other_and_messages_get_delivered() {
     let beta_dir = env.dir.path().join("work/Beta Proj");
     std::fs::create_dir_all(beta_dir.join(".git")).unwrap();
     std::fs::write(beta_dir.join(".git/HEAD"), "ref: refs/heads/feature\n").unwrap();
-    let a = Session::start(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
-    let b = Session::start(&env, &beta_dir, Parent::ClaudeScript).await;
+    let a = session(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
+    let b = session(&env, &beta_dir, Parent::ClaudeScript).await;
     let b_file = b.session_file().await;
     assert_eq!(b_file.name, "beta-proj");
 
@@ -207,8 +205,8 @@ async fn mistakes_come_back_as_tool_errors_that_say_what_to_do() {
     env.set("PEERS_MAX_MESSAGE_BYTES", "2000");
     let _reaper = Reaper::new(&env);
     let _broker = BrokerProcess::start(&env).await;
-    let a = Session::start(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
-    let _b = Session::start(&env, &env.dir.path().join("work/bravo"), Parent::Shell).await;
+    let a = session(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
+    let _b = session(&env, &env.dir.path().join("work/bravo"), Parent::Shell).await;
     _b.session_file().await;
 
     let t = a
@@ -251,7 +249,7 @@ async fn an_unreachable_hub_is_a_tool_error_not_a_crash() {
     env.set("PEERS_BROKER_URL", format!("http://127.0.0.1:{dead}"));
     let _reaper = Reaper::new(&env);
     // TestEnv::apply removes PEERS_BROKER_URL before adding the extras, so it is set.
-    let s = Session::start(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
+    let s = session(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
     let info = s.client().peer_info().unwrap();
     assert!(
         info.instructions
@@ -275,8 +273,8 @@ async fn when_claude_dies_the_server_exits_and_its_mail_waits() {
     let env = env();
     let _reaper = Reaper::new(&env);
     let _broker = BrokerProcess::start(&env).await;
-    let a = Session::start(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
-    let mut b = Session::start(
+    let a = session(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
+    let mut b = session(
         &env,
         &env.dir.path().join("work/bravo"),
         Parent::ClaudeScript,
@@ -343,7 +341,7 @@ async fn when_claude_dies_the_server_exits_and_its_mail_waits() {
     assert_eq!(bravo.queued, 2);
 
     // The next session in that directory gets the name and the mail.
-    let b2 = Session::start(&env, &env.dir.path().join("work/bravo"), Parent::Shell).await;
+    let b2 = session(&env, &env.dir.path().join("work/bravo"), Parent::Shell).await;
     assert_eq!(b2.session_file().await.name, "bravo");
     let inbox = b2.ok("check_messages", json!({})).await;
     assert!(
@@ -357,8 +355,8 @@ async fn stdin_eof_ends_the_session() {
     let env = env();
     let _reaper = Reaper::new(&env);
     let _broker = BrokerProcess::start(&env).await;
-    let a = Session::start(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
-    let mut b = Session::start(&env, &env.dir.path().join("work/bravo"), Parent::Shell).await;
+    let a = session(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
+    let mut b = session(&env, &env.dir.path().join("work/bravo"), Parent::Shell).await;
     let b_file = b.session_file().await;
     let client = b.client.take().unwrap();
     client.cancel().await.unwrap();
@@ -377,8 +375,8 @@ async fn a_killed_broker_is_restarted_and_the_session_keeps_its_name() {
     let env = env();
     let _reaper = Reaper::new(&env);
     // No broker: the first session starts one, detached.
-    let a = Session::start(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
-    let b = Session::start(&env, &env.dir.path().join("work/bravo"), Parent::Shell).await;
+    let a = session(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
+    let b = session(&env, &env.dir.path().join("work/bravo"), Parent::Shell).await;
     let a_file = a.session_file().await;
     let b_file = b.session_file().await;
     let first = broker_pid(&env.url()).await.expect("a broker was started");
@@ -433,14 +431,14 @@ async fn a_killed_broker_is_restarted_and_the_session_keeps_its_name() {
 
 /// Idle RSS of one `peers-mcp` after registering and one tool call. For the release binary:
 /// `cargo build --release -p peers-mcp && PEERS_TEST_MCP_BIN=target/release/peers-mcp
-/// cargo test -p peers-mcp --test mcp_server -- --ignored --nocapture idle_rss`.
+/// cargo test -p peers-mcp --test peers-mcp -- --ignored --nocapture idle_rss`.
 #[tokio::test]
 #[ignore]
 async fn idle_rss() {
     let env = env();
     let _reaper = Reaper::new(&env);
     let _broker = BrokerProcess::start(&env).await;
-    let s = Session::start(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
+    let s = session(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
     let pid = s.session_file().await.mcp_pid;
     s.ok("list_peers", json!({})).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -465,8 +463,8 @@ async fn check_messages_frames_each_body_once() {
     let env = env();
     let _reaper = Reaper::new(&env);
     let _broker = BrokerProcess::start(&env).await;
-    let a = Session::start(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
-    let b = Session::start(&env, &env.dir.path().join("work/bravo"), Parent::Shell).await;
+    let a = session(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
+    let b = session(&env, &env.dir.path().join("work/bravo"), Parent::Shell).await;
     b.session_file().await;
 
     // The real text of a message from the user, as check_messages shows it.
@@ -520,8 +518,8 @@ async fn a_summary_stays_on_its_line_in_list_peers() {
     let env = env();
     let _reaper = Reaper::new(&env);
     let _broker = BrokerProcess::start(&env).await;
-    let a = Session::start(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
-    let b = Session::start(&env, &env.dir.path().join("work/bravo"), Parent::Shell).await;
+    let a = session(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
+    let b = session(&env, &env.dir.path().join("work/bravo"), Parent::Shell).await;
     b.session_file().await;
     b.ok(
         "set_summary",
@@ -548,7 +546,7 @@ async fn the_tool_prefix_names_every_tool() {
     let _reaper = Reaper::new(&env);
     let _broker = BrokerProcess::start(&env).await;
     let prefix = "mcp__plugin_peers_peers__";
-    let s = Session::start_with_args(
+    let s = session_with_args(
         &env,
         &env.dir.path().join("work/alpha"),
         Parent::Shell,
@@ -556,7 +554,7 @@ async fn the_tool_prefix_names_every_tool() {
     )
     .await;
     assert_eq!(s.session_file().await.tool_prefix, prefix);
-    let b = Session::start(&env, &env.dir.path().join("work/bravo"), Parent::Shell).await;
+    let b = session(&env, &env.dir.path().join("work/bravo"), Parent::Shell).await;
     b.session_file().await;
     let info = s.client().peer_info().expect("server info");
     let instructions = info.instructions.clone().unwrap_or_default();
