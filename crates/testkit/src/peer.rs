@@ -5,7 +5,7 @@
 use std::fmt::Display;
 
 use peers_core::BrokerClient;
-use peers_core::wire::{RegisterRequest, RegisterResponse};
+use peers_core::wire::{AckRequest, ClaimRequest, RegisterRequest, RegisterResponse};
 
 use crate::{ChildGuard, TestEnv, fake_claude};
 
@@ -100,4 +100,21 @@ impl Peer {
     pub fn claude_pid(&self) -> u32 {
         self.claude.pid()
     }
+}
+
+/// Claims and acks everything waiting for a peer (`via` an occasion, as its hook would);
+/// returns how many messages that delivered.
+pub async fn deliver_all(peer: &BrokerClient, via: &str) -> usize {
+    let c = peer.claim(&ClaimRequest::default()).await.expect("claim");
+    let n = c.messages.len();
+    if let Some(lease_id) = c.lease_id {
+        peer.ack(&AckRequest {
+            lease_id,
+            via: via.into(),
+            message_ids: None,
+        })
+        .await
+        .expect("ack");
+    }
+    n
 }
