@@ -1,6 +1,7 @@
 //! API errors: every failure is `{"error": {"code", "message"}}` with a fitting status.
 
 use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use peers_core::wire::{ErrorBody, ErrorCode, ErrorDetail};
@@ -37,6 +38,29 @@ impl ApiError {
 
     pub fn not_found(message: impl Into<String>) -> ApiError {
         Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
+    }
+
+    /// A recipient (name, `name@host` or id) that names no peer.
+    pub fn unknown_peer(message: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::UnknownPeer, message)
+    }
+
+    /// A POST whose body is not declared JSON (`Content-Type: application/json`).
+    pub fn not_json() -> ApiError {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::UnsupportedMediaType,
+            "POST bodies must be JSON with `Content-Type: application/json`",
+        )
+    }
+
+    /// A path the API has, asked with a method it does not take (HEAD included).
+    pub fn method_not_allowed() -> ApiError {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::MethodNotAllowed,
+            "this path does not take that method; see docs/PROTOCOL.md",
+        )
     }
 
     pub fn too_large(message: impl Into<String>) -> ApiError {
@@ -104,6 +128,34 @@ impl From<StoreError> for ApiError {
                 )
             }
         }
+    }
+}
+
+/// A body that is not the JSON the call takes (see `api::extract::ApiJson`).
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> ApiError {
+        match e {
+            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::too_large(
+                    "request body too large; messages are limited to max_message_bytes \
+                     (64 KiB by default): send a shorter message or a file path instead",
+                )
+            }
+            JsonRejection::MissingJsonContentType(_) => ApiError::not_json(),
+            e => ApiError::bad_request(format!("malformed JSON body: {}", e.body_text())),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> ApiError {
+        ApiError::bad_request(format!("bad query string: {}", e.body_text()))
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(e: PathRejection) -> ApiError {
+        ApiError::bad_request(format!("bad path: {}", e.body_text()))
     }
 }
 

@@ -47,6 +47,9 @@ pub struct AppState {
     pub shutdown: watch::Sender<bool>,
 }
 
+/// The state as handlers and layers take it (`State<SharedState>`).
+pub type SharedState = Arc<AppState>;
+
 /// What the broker needs from [`Config`], resolved once at start.
 #[derive(Debug, Clone)]
 pub struct Settings {

@@ -305,7 +305,7 @@ impl BrokerClient {
     }
 
     /// `POST /v1/peers/summary` (peer token).
-    pub async fn set_summary(&self, summary: &str) -> Result<Ok, ClientError> {
+    pub async fn set_summary(&self, summary: &str) -> Result<Done, ClientError> {
         self.post(
             "/v1/peers/summary",
             &SummaryRequest {
@@ -396,7 +396,7 @@ impl BrokerClient {
     }
 
     /// `POST /v1/notices` (peer token or user secret): records a notice for the human.
-    pub async fn add_notice(&self, req: &NoticeRequest) -> Result<Ok, ClientError> {
+    pub async fn add_notice(&self, req: &NoticeRequest) -> Result<Done, ClientError> {
         self.post("/v1/notices", req).await
     }
 

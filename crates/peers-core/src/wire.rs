@@ -501,9 +501,10 @@ pub struct UnregisterResponse {
     pub queued: u64,
 }
 
-/// `{"ok": true}` for calls with nothing else to say.
+/// `{"ok": true}` for calls with nothing else to say (`POST /v1/peers/summary`,
+/// `POST /v1/notices`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Ok {
+pub struct Done {
     pub ok: bool,
 }
 

@@ -212,13 +212,21 @@ pub struct ClaimOutcome {
     pub budget_notice: bool,
 }
 
+/// What an automatic claim spends from: `limit` automatic turns per `window_ms` for one
+/// Claude Code process (`machine_id`, `claude_pid`), whichever registration it has now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoopBudget {
+    pub machine_id: String,
+    pub claude_pid: i64,
+    pub limit: u32,
+    pub window_ms: i64,
+}
+
 /// Leases up to `max` of a peer's waiting mail in send order (runs in the writer, so two
 /// claims never overlap). Mail whose lease lapsed counts as waiting again.
 ///
-/// An `automatic` claim (one that would extend or start a turn by itself) first checks the
-/// loop budget of the peer's Claude Code process: `budget` spends per `window_ms`. Past it,
-/// nothing is leased.
-#[allow(clippy::too_many_arguments)]
+/// An `automatic` claim (one that would extend or start a turn by itself) first spends from
+/// the loop budget of the peer's Claude Code process. Past it, nothing is leased.
 pub async fn claim(
     conn: &mut SqliteConnection,
     peer_id: &str,
@@ -226,9 +234,9 @@ pub async fn claim(
     max: u32,
     now: i64,
     lease_expires: i64,
-    automatic: Option<(&str, i64, u32, i64)>,
+    automatic: Option<&LoopBudget>,
 ) -> Result<ClaimOutcome, StoreError> {
-    if let Some((machine_id, claude_pid, budget, window_ms)) = automatic {
+    if let Some(budget) = automatic {
         let waiting: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM messages WHERE to_peer = ? AND (state = 'queued' \
              OR (state = 'leased' AND lease_expires_ms < ?))",
@@ -247,18 +255,18 @@ pub async fn claim(
         let spent: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM budget_spend WHERE machine_id = ? AND claude_pid = ? AND at_ms > ?",
         )
-        .bind(machine_id)
-        .bind(claude_pid)
-        .bind(now - window_ms)
+        .bind(&budget.machine_id)
+        .bind(budget.claude_pid)
+        .bind(now - budget.window_ms)
         .fetch_one(&mut *conn)
         .await?;
-        if spent >= budget as i64 {
+        if spent >= budget.limit as i64 {
             // One notice per window, not one per hook call.
             let noticed: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM notices WHERE kind = 'loop_budget' AND peer_id = ? AND at_ms > ?",
             )
             .bind(peer_id)
-            .bind(now - window_ms)
+            .bind(now - budget.window_ms)
             .fetch_one(&mut *conn)
             .await?;
             return Ok(ClaimOutcome {
@@ -268,8 +276,8 @@ pub async fn claim(
             });
         }
         sqlx::query("INSERT INTO budget_spend (machine_id, claude_pid, at_ms) VALUES (?,?,?)")
-            .bind(machine_id)
-            .bind(claude_pid)
+            .bind(&budget.machine_id)
+            .bind(budget.claude_pid)
             .bind(now)
             .execute(&mut *conn)
             .await?;

@@ -29,7 +29,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Connection, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
-pub use messages::{ClaimOutcome, NewMessage, Sender};
+pub use messages::{ClaimOutcome, LoopBudget, NewMessage, Sender};
 pub use peers::{PeerRow, Registration};
 
 #[derive(Debug, thiserror::Error)]
@@ -236,6 +236,19 @@ impl StoreHealth {
 /// The largest number of jobs committed together.
 const MAX_GROUP: usize = 1024;
 
+/// What [`Store::write`] and its kin take: a job run on the write connection.
+pub trait WriteJob<T>:
+    for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static
+{
+}
+
+impl<T, F> WriteJob<T> for F where
+    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
+        + Send
+        + 'static
+{
+}
+
 /// Called once the group's commit is known, with its outcome.
 type Reply = Box<dyn FnOnce(Result<(), Failure>) + Send>;
 /// A write job: runs on the write connection and says whether it succeeded (a failed job's
@@ -325,9 +338,7 @@ impl Store {
     pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
-            + Send
-            + 'static,
+        F: WriteJob<T>,
     {
         self.submit(f, true, true).await
     }
@@ -338,9 +349,7 @@ impl Store {
     pub async fn write_volatile<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
-            + Send
-            + 'static,
+        F: WriteJob<T>,
     {
         self.submit(f, true, false).await
     }
@@ -350,9 +359,7 @@ impl Store {
     pub async fn write_one<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
-            + Send
-            + 'static,
+        F: WriteJob<T>,
     {
         self.submit(f, false, true).await
     }
@@ -360,9 +367,7 @@ impl Store {
     async fn submit<T, F>(&self, f: F, savepoint: bool, durable: bool) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
-            + Send
-            + 'static,
+        F: WriteJob<T>,
     {
         let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
         // Either the job runs and answers after the commit, or it is aborted unrun.

@@ -1,0 +1,63 @@
+//! The HTTP API under `/v1`: [`router`] maps each call to its handler, one module per
+//! resource (`peers`, `messages`, `inbox`, `notices`, `admin`); `guards` are the layers every
+//! request passes first, `extract` the extractors that answer bad input with the API's JSON
+//! error. Each handler reads like the call it serves; `docs/PROTOCOL.md` has an example of
+//! each.
+
+mod admin;
+mod extract;
+mod guards;
+mod inbox;
+mod messages;
+mod notices;
+mod peers;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::routing::{get, post};
+
+pub use guards::host_allowed;
+
+use crate::SharedState;
+use crate::error::ApiError;
+
+pub fn router(state: SharedState) -> Router {
+    // The raw body may be larger than the message it carries (JSON escapes); the message
+    // itself is checked against `max_message_bytes` with a clear error.
+    let body_limit = state.settings.max_message_bytes * 2 + 16 * 1024;
+    Router::new()
+        .route("/v1/health", get(admin::health))
+        .route("/v1/peers/register", post(peers::register))
+        .route("/v1/peers/heartbeat", post(peers::heartbeat))
+        .route("/v1/peers/summary", post(peers::set_summary))
+        .route("/v1/peers/unregister", post(peers::unregister))
+        .route("/v1/peers", get(peers::list))
+        .route("/v1/peers/{who}", get(peers::find))
+        .route("/v1/messages", post(messages::send).get(messages::log))
+        .route("/v1/messages/{id}", get(messages::status))
+        .route("/v1/inbox", get(inbox::peek))
+        .route("/v1/inbox/claim", post(inbox::claim))
+        .route("/v1/inbox/ack", post(inbox::ack))
+        .route("/v1/inbox/history", get(inbox::history))
+        .route("/v1/inbox/wait", get(inbox::wait))
+        .route("/v1/notices", get(notices::list).post(notices::add))
+        .route("/v1/shutdown", post(admin::shutdown))
+        .fallback(|| async {
+            ApiError::not_found("no such API call; see docs/PROTOCOL.md for the /v1 calls")
+        })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(middleware::from_fn(guards::require_json_posts))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            guards::refuse_while_storage_lost,
+        ))
+        .layer(middleware::from_fn(guards::refuse_head))
+        // Outermost: a request for another host name is refused before anything else.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            guards::require_own_host,
+        ))
+        .with_state(state)
+}

@@ -1,0 +1,107 @@
+//! `/v1/notices`: what the human is told (the broker's own, then the stored ones) and the
+//! notices clients raise.
+
+use axum::Json;
+use axum::extract::State;
+use peers_core::now_ms;
+use peers_core::wire::*;
+
+use super::extract::ApiJson;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::store::messages;
+use crate::{SharedState, input};
+
+pub async fn list(State(state): State<SharedState>, caller: Caller) -> ApiResult<NoticeList> {
+    caller.require_user()?;
+    // A storage fault cannot be written to the database it is about: it is shown from
+    // memory, first, for as long as it lasts.
+    let health = state.store.health();
+    let mut notices = vec![];
+    if let Some(at_ms) = health.lost_since() {
+        notices.push(broker_notice(
+            at_ms,
+            "storage_lost",
+            format!(
+                "The database file {} was deleted or replaced while the broker ran; every \
+                 write is refused (503) and nothing new is stored. Restart the broker \
+                 (`peers broker stop`); put a copy of peers.db back first if you have one.",
+                health.db().display()
+            ),
+        ));
+    }
+    if let Some(at_ms) = health.full_since() {
+        notices.push(broker_notice(
+            at_ms,
+            "storage_full",
+            format!(
+                "The disk holding {} is full or failing: sends and other writes are refused \
+                 (507) and nothing of them is stored. Free space there; the broker recovers by \
+                 itself.",
+                health.db().display()
+            ),
+        ));
+    }
+    match messages::notices(state.store.reader(), 100).await {
+        Ok(stored) => notices.extend(stored),
+        Err(_) if !notices.is_empty() => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Json(NoticeList { notices }))
+}
+
+/// A notice the broker raises about itself, not (yet) stored.
+fn broker_notice(at_ms: i64, kind: &str, text: String) -> Notice {
+    Notice {
+        id: 0,
+        at_ms,
+        kind: kind.to_string(),
+        peer_id: None,
+        text,
+        author: input::BROKER_AUTHOR.to_string(),
+    }
+}
+
+/// A client's notice for the human: about the calling peer (peer token) or about nothing in
+/// particular (user secret).
+pub async fn add(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<NoticeRequest>,
+) -> ApiResult<Done> {
+    let kind = req.kind.trim().to_string();
+    if kind.is_empty()
+        || kind.len() > 32
+        || !kind
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(ApiError::bad_request(
+            "`kind` is 1-32 characters of a-z, 0-9 and _ (e.g. `escalation`)",
+        ));
+    }
+    if input::BROKER_NOTICE_KINDS.contains(&kind.as_str()) {
+        return Err(ApiError::forbidden(format!(
+            "notices of kind `{kind}` are raised only by the broker itself; pick another kind \
+             (e.g. `escalation`)"
+        )));
+    }
+    let text = input::one_line(&req.text);
+    if text.is_empty() || text.chars().count() > 2000 {
+        return Err(ApiError::bad_request("`text` is 1-2000 characters"));
+    }
+    let peer_id = caller.peer().map(|p| p.id.clone());
+    let author = caller
+        .peer()
+        .map_or_else(|| "you".to_string(), |p| p.address());
+    let now = now_ms();
+    state
+        .store
+        .write(move |c| {
+            Box::pin(async move {
+                messages::add_notice(c, &kind, peer_id.as_deref(), &text, &author, now).await
+            })
+        })
+        .await?;
+    Ok(Json(Done { ok: true }))
+}

@@ -1,0 +1,196 @@
+//! `/v1/peers/…`: register, heartbeat, summary, unregister, list and find; and the recipient
+//! lookup every call that names a peer uses.
+
+use axum::Json;
+use axum::extract::State;
+use peers_core::now_ms;
+use peers_core::wire::*;
+
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::auth::{self, Caller};
+use crate::error::{ApiError, ApiResult};
+use crate::store::{PeerRow, messages, peers};
+use crate::{AppState, SharedState, input};
+
+pub async fn register(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<RegisterRequest>,
+) -> ApiResult<RegisterResponse> {
+    caller.require_user()?;
+    let req = input::registration(req);
+    if req.cwd.is_empty() || req.machine_id.is_empty() || req.host.is_empty() {
+        return Err(ApiError::bad_request(
+            "register needs non-empty machine_id, host and cwd",
+        ));
+    }
+    let peer_id = peers_core::paths::random_hex(6);
+    let token = auth::new_token(&peer_id);
+    let hash = auth::token_hash(&token);
+    let now = now_ms();
+    let reg = state
+        .store
+        .write(move |c| Box::pin(peers::register(c, req, peer_id, hash, now)))
+        .await?;
+    state.directory.changed();
+    for old in reg.replaced.iter().chain(&reg.ended) {
+        state.uncache_peer(old);
+    }
+    let peer = reg.peer.clone();
+    state.cache_peer(peer.clone());
+    if reg.inherited_messages > 0 {
+        state.waiters.wake(&peer.id);
+    }
+    tracing::info!(peer = %peer.id, name = %peer.name, replaced = ?reg.replaced, "registered");
+    Ok(Json(RegisterResponse {
+        address: peer.address(),
+        peer_id: peer.id,
+        name: peer.name,
+        token,
+        inherited_messages: reg.inherited_messages,
+    }))
+}
+
+pub async fn heartbeat(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiJson(_): ApiJson<serde_json::Value>,
+) -> ApiResult<HeartbeatResponse> {
+    let me = caller.require_peer()?.clone();
+    let now = now_ms();
+    let id = me.id.clone();
+    // A local peer whose Claude Code process ended stays gone, whatever its MCP server says.
+    let may_revive = me.machine_id != state.settings.machine_id || me.process_alive();
+    let row = state
+        .store
+        .write(move |c| Box::pin(async move { peers::heartbeat(c, &id, now, may_revive).await }))
+        .await?
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "this registration was replaced, unregistered, or its session ended; register again",
+            )
+        })?;
+    state.directory.changed();
+    if row.name != me.name || me.gone_ms.is_some() {
+        state.cache_peer(row.clone());
+    }
+    let (queued, oldest) = messages::waiting_count(state.store.reader(), &row.id).await?;
+    Ok(Json(HeartbeatResponse {
+        peer_id: row.id,
+        name: row.name,
+        queued,
+        oldest_queued_ms: oldest,
+    }))
+}
+
+pub async fn set_summary(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<SummaryRequest>,
+) -> ApiResult<Done> {
+    let me = caller.require_peer()?.clone();
+    let summary: String = input::one_line(&req.summary).chars().take(500).collect();
+    let id = me.id.clone();
+    state
+        .store
+        .write(move |c| Box::pin(async move { peers::set_summary(c, &id, &summary).await }))
+        .await?;
+    Ok(Json(Done { ok: true }))
+}
+
+pub async fn unregister(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiJson(_): ApiJson<serde_json::Value>,
+) -> ApiResult<UnregisterResponse> {
+    let me = caller.require_peer()?.clone();
+    let id = me.id.clone();
+    let now = now_ms();
+    state
+        .store
+        .write(move |c| Box::pin(async move { peers::unregister(c, &id, now).await }))
+        .await?;
+    state.directory.changed();
+    state.uncache_peer(&me.id);
+    state.waiters.wake(&me.id);
+    let (queued, _) = messages::waiting_count(state.store.reader(), &me.id).await?;
+    tracing::info!(peer = %me.id, name = %me.name, queued, "unregistered");
+    Ok(Json(UnregisterResponse {
+        peer_id: me.id.clone(),
+        queued,
+    }))
+}
+
+pub async fn list(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListPeersQuery>,
+) -> ApiResult<PeerList> {
+    let rows = if q.include_gone {
+        peers::live_and_gone(state.store.reader()).await?
+    } else {
+        peers::live(state.store.reader()).await?
+    };
+    let counts = peers::waiting_counts(state.store.reader()).await?;
+    let me = caller.peer().cloned();
+    let machine = me.as_ref().map(|p| p.machine_id.clone()).or(q.machine_id);
+    let cwd = me.as_ref().map(|p| p.cwd.clone()).or(q.cwd);
+    let repo = me.as_ref().and_then(|p| p.git_root.clone()).or(q.git_root);
+    let peers = rows
+        .into_iter()
+        .filter(|r| me.as_ref().is_none_or(|m| m.id != r.id))
+        .filter(|r| match q.scope {
+            Scope::All => true,
+            Scope::Machine => machine.as_deref().is_none_or(|m| r.machine_id == m),
+            Scope::Directory => cwd.as_deref().is_none_or(|d| r.cwd == d),
+            Scope::Repo => match repo.as_deref() {
+                Some(g) => r.git_root.as_deref() == Some(g),
+                None => cwd.as_deref().is_none_or(|d| r.cwd == d),
+            },
+        })
+        .map(|r| {
+            let n = counts.get(&r.id).copied().unwrap_or(0);
+            r.info(n)
+        })
+        .collect();
+    Ok(Json(PeerList { peers }))
+}
+
+pub async fn find(
+    State(state): State<SharedState>,
+    _caller: Caller,
+    ApiPath(who): ApiPath<String>,
+) -> ApiResult<PeerInfo> {
+    let row = resolve_or_404(&state, &who).await?;
+    let n = messages::pending_count(state.store.reader(), &row.id).await?;
+    Ok(Json(row.info(n)))
+}
+
+/// Finds a recipient or answers 404 naming the peers that do exist.
+pub async fn resolve_or_404(state: &AppState, who: &str) -> Result<PeerRow, ApiError> {
+    let name = who.trim().rsplit_once('@').map_or(who.trim(), |(n, _)| n);
+    if input::is_reserved_name(name) {
+        return Err(ApiError::unknown_peer(format!(
+            "{who:?} is a reserved name, not a session (`you` is the human, who reads mail \
+             with `peers log`); name a peer, name@host or id"
+        )));
+    }
+    if let Some(row) = state.directory.get(who) {
+        return Ok(row);
+    }
+    let generation = state.directory.generation();
+    if let Some(row) = peers::resolve(state.store.reader(), who).await? {
+        state.directory.put(who, generation, row.clone());
+        return Ok(row);
+    }
+    let live = peers::live(state.store.reader()).await?;
+    let names: Vec<String> = live.iter().map(PeerRow::address).collect();
+    let hint = if names.is_empty() {
+        "no peers are registered right now".to_string()
+    } else {
+        format!("known peers: {}", names.join(", "))
+    };
+    Err(ApiError::unknown_peer(format!(
+        "no peer named {who:?}; {hint}"
+    )))
+}
