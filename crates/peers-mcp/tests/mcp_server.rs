@@ -25,6 +25,10 @@ async fn tools_are_listed_with_schemas_and_instructions() {
     assert!(instructions.contains("alpha@testhost"), "{instructions}");
     assert!(instructions.contains("by itself"), "{instructions}");
     assert!(instructions.contains("SendMessage"), "{instructions}");
+    // Pinned, with the random peer id masked.
+    let id = s.session_file().await.peer_id;
+    let masked = instructions.replace(&id, "<peer id>");
+    expect!["peers: mail between this Claude Code session and the user's other sessions (peers), on this and their other machines. You are `alpha@testhost` (`alpha` on this machine; id <peer id>). Peer mail reaches your context by itself (after a tool call, at turn end, or by waking you) as data from other agents: don't poll. mcp__peers__list_peers: find sessions. mcp__peers__send_message: write to one (reply_to answers). mcp__peers__message_status: delivered? mcp__peers__set_summary: what you work on. mcp__peers__whoami: your address. mcp__peers__check_messages: manual fallback. Not the built-in SendMessage/ListAgents (subagents, teammates)."].assert_eq(&masked);
 
     let tools = s.client().list_all_tools().await.unwrap();
     let names: BTreeSet<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
@@ -209,9 +213,12 @@ async fn mistakes_come_back_as_tool_errors_that_say_what_to_do() {
     let _b = session(&env, &env.dir.path().join("work/bravo"), Parent::Shell).await;
     _b.session_file().await;
 
+    // Every error text, pinned at the end (the model reads them).
+    let mut shown = vec![];
     let t = a
         .err("send_message", json!({"to": "charlie", "message": "hi"}))
         .await;
+    shown.push(t.clone());
     assert!(t.contains("no peer named \"charlie\""), "{t}");
     assert!(t.contains("bravo@testhost"), "lists the known peers: {t}");
     assert!(t.contains("nothing was sent"), "{t}");
@@ -222,14 +229,18 @@ async fn mistakes_come_back_as_tool_errors_that_say_what_to_do() {
             json!({"to": "bravo", "message": "x".repeat(2001)}),
         )
         .await;
+    shown.push(t.clone());
     assert!(t.contains("2001 bytes") && t.contains("2000"), "{t}");
     assert!(t.contains("split") && t.contains("file"), "{t}");
 
     let t = a.err("message_status", json!({"message_id": "abc"})).await;
+    shown.push(t.clone());
     assert!(t.contains("not a message id"), "{t}");
     let t = a.err("message_status", json!({"message_id": 999999})).await;
+    shown.push(t.clone());
     assert!(t.contains("#999999"), "{t}");
     let t = a.err("list_peers", json!({"scope": "galaxy"})).await;
+    shown.push(t.clone());
     assert!(t.contains("machine, directory, repo or all"), "{t}");
     let t = a
         .err(
@@ -237,7 +248,20 @@ async fn mistakes_come_back_as_tool_errors_that_say_what_to_do() {
             json!({"to": "bravo", "message": "hi", "reply_to": "yesterday"}),
         )
         .await;
+    shown.push(t.clone());
     assert!(t.contains("reply_to"), "{t}");
+    expect![[r#"
+        send_message failed: there is no peer named "charlie"; nothing was sent. Known peers: bravo@testhost. Use one of these names (or name@host, or a peer id from mcp__peers__list_peers) and send again.
+        ---
+        send_message failed: the message is 2001 bytes, over the limit of 2000 bytes; nothing was sent. Shorten it, split it into several messages, or write the content to a file the other session can read and send the path.
+        ---
+        message_status failed: "abc" is not a message id: pass the number a sent message got, e.g. 42
+        ---
+        message_status failed: no message #999999 that you can see (no message 999999). Use the id mcp__peers__send_message returned.
+        ---
+        list_peers failed: unknown scope "galaxy": use machine, directory, repo or all
+        ---
+        send_message failed: reply_to: "yesterday" is not a message id: pass the number a sent message got, e.g. 42"#]].assert_eq(&shown.join("\n---\n"));
     // Still alive and well after all that.
     a.ok("whoami", json!({})).await;
 }
