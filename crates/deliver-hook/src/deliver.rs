@@ -91,12 +91,8 @@ pub fn run() -> i32 {
         debug(|| format!("event {:?} is not ours", input.hook_event_name));
         return 0;
     };
-    let cfg = match Config::load() {
-        Ok(c) => c,
-        Err(e) => {
-            debug(|| format!("config: {e}"));
-            return 0;
-        }
+    let Some(cfg) = crate::load_config() else {
+        return 0;
     };
     let Some(session) = find_session(&cfg, event) else {
         debug(|| "no session file for this process or its ancestors".into());

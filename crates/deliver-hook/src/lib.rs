@@ -103,6 +103,14 @@ fn parse_input(reader: impl Read) -> Option<input::HookInput> {
     }
 }
 
+/// The config, or `None` (logged to the debug file) when it cannot be read: the hook then
+/// does nothing.
+pub fn load_config() -> Option<peers_core::Config> {
+    peers_core::Config::load()
+        .inspect_err(|e| debug(|| format!("config: {e}")))
+        .ok()
+}
+
 /// A single-threaded runtime: the hook does one or two requests, so no worker threads.
 pub fn runtime() -> Option<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()

@@ -59,12 +59,8 @@ pub fn run() -> i32 {
         debug(|| "SessionStart after a compaction: not waiting".into());
         return 0;
     }
-    let cfg = match Config::load() {
-        Ok(c) => c,
-        Err(e) => {
-            debug(|| format!("config: {e}"));
-            return 0;
-        }
+    let Some(cfg) = crate::load_config() else {
+        return 0;
     };
     let attended = std::env::var("CLAUDE_CODE_SESSION_ATTENDED").ok();
     if !should_wait(attended.as_deref(), cfg.wait_headless) {

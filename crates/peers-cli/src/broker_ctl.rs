@@ -1,11 +1,12 @@
 //! `peers broker start | stop | status | logs`.
 
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use peers_core::Config;
+use peers_core::local_broker::{self, StartError, Up};
 use peers_core::wire::Health;
 use serde_json::json;
 
@@ -64,44 +65,17 @@ pub fn log_file(cfg: &Config) -> PathBuf {
 /// now.
 pub fn start(ctx: &Ctx) -> Result<(Health, bool)> {
     refuse_remote(&ctx.cfg, "start")?;
-    let anon = ctx.anon();
-    if let Ok(h) = ctx.rt.block_on(anon.health()) {
-        return Ok((h, false));
-    }
-    let bin = context::find_binary("peers-broker").ok_or_else(|| {
-        anyhow!(
-            "cannot find the peers-broker binary next to {} or on PATH: install peers with \
-             `cargo xtask install`",
-            context::exe_dir()
-                .map(|d| d.display().to_string())
-                .unwrap_or_default()
-        )
-    })?;
-    spawn_detached(&bin, &ctx.cfg).with_context(|| format!("cannot start {}", bin.display()))?;
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Ok(h) = ctx.rt.block_on(anon.health()) {
-            return Ok((h, true));
+    let up = ctx
+        .rt
+        .block_on(local_broker::ensure_running(&ctx.cfg, &ctx.anon(), WAIT));
+    match up {
+        Ok(Up::Already(h)) => Ok((h, false)),
+        Ok(Up::Started { health, .. }) => Ok((health, true)),
+        Err(e @ StartError::NoBinary { .. }) => {
+            bail!("{e}: install peers with `cargo xtask install`")
         }
-        if Instant::now() >= deadline {
-            bail!(
-                "started {} but it does not answer at {} after {} s; see {} and {}",
-                bin.display(),
-                ctx.url(),
-                WAIT.as_secs(),
-                log_file(&ctx.cfg).display(),
-                ctx.cfg.logs_dir().join("broker.out").display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
+        Err(e) => Err(e.into()),
     }
-}
-
-/// Starts `bin` detached (see [`peers_core::local_broker::detached_command`]) so it outlives
-/// this command and its terminal; init reaps it.
-pub fn spawn_detached(bin: &Path, cfg: &Config) -> std::io::Result<()> {
-    peers_core::local_broker::detached_command(bin, cfg)?.spawn()?;
-    Ok(())
 }
 
 fn stop(ctx: &Ctx) -> Result<()> {

@@ -6,7 +6,7 @@
 //! * [`paths`] — where state, config and the per-user secret live.
 //! * [`identity`] — machine id, host label, friendly names, git facts about a directory.
 //! * [`process`] — pids, parents, process start times (`/proc` on Linux, sysinfo elsewhere).
-//! * [`local_broker`] — finding `peers-broker` and starting it detached.
+//! * [`local_broker`] — finding `peers-broker`, starting it detached, waiting until it answers.
 //! * [`render`] — the one renderer of model-facing mail (hook, wake, `check_messages`), the
 //!   SessionStart introduction and `list_peers` entries, with this client's tool names.
 //! * [`session`] — the session file `peers-mcp` writes and `peers-deliver` reads.

@@ -12,7 +12,6 @@
 //! one desktop notification per batch (`escalate.rs`). Logs go to stderr and
 //! `<state_dir>/logs`, never stdout (stdout is the MCP channel).
 
-mod broker;
 mod claude;
 mod escalate;
 mod peer;

@@ -7,11 +7,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use peers_core::client::Timeouts;
+use peers_core::local_broker::{self, StartError, Up};
 use peers_core::session::SessionFile;
 use peers_core::wire::{HeartbeatResponse, RegisterRequest, RegisterResponse};
 use peers_core::{BrokerClient, ClientError, Config, identity, process};
 
-use crate::{broker, claude};
+use crate::claude;
+
+/// How long to wait for a freshly started local broker to answer `/v1/health`.
+const BROKER_START_WAIT: Duration = Duration::from_secs(6);
 
 /// What this session is, collected once at start.
 #[derive(Debug, Clone)]
@@ -147,9 +151,24 @@ impl Peer {
         *self.summary.lock().unwrap() = s.to_string();
     }
 
+    /// Makes sure a broker answers, starting the local one if needed (a hub is never started).
+    async fn ensure_broker(&self) -> Result<(), String> {
+        match local_broker::ensure_running(&self.config, &self.anon, BROKER_START_WAIT).await {
+            Ok(Up::Already(_)) => Ok(()),
+            Ok(Up::Started { health, bin }) => {
+                tracing::info!(pid = health.pid, bin = %bin.display(), "started the local broker");
+                Ok(())
+            }
+            Err(e @ StartError::NoBinary { .. }) => Err(format!(
+                "{e}; install peers (`peers install`) or start the broker by hand"
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// Starts the local broker if needed, registers, and writes the session file.
     pub async fn register(&self) -> Result<Arc<Registration>, String> {
-        broker::ensure(&self.config, &self.anon).await?;
+        self.ensure_broker().await?;
         let cred = self
             .config
             .user_credential()

@@ -1,0 +1,115 @@
+//! The tools' arguments as the model sends them. Their doc comments are the parameter docs
+//! the model reads (JSON Schema descriptions), written with `{tool}` placeholders like the
+//! descriptions in `texts.rs`.
+
+use std::borrow::Cow;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// A message id as the model may write it: `42`, `"42"` or `"#42"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(transparent)]
+pub struct IdArg(pub serde_json::Value);
+
+impl IdArg {
+    pub fn parse(&self) -> Result<i64, String> {
+        let bad = || {
+            format!(
+                "{} is not a message id: pass the number a sent message got, e.g. 42",
+                self.0
+            )
+        };
+        match &self.0 {
+            serde_json::Value::Number(n) => n
+                .as_i64()
+                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
+                .ok_or_else(bad),
+            serde_json::Value::String(s) => s
+                .trim()
+                .trim_start_matches('#')
+                .trim()
+                .parse()
+                .map_err(|_| bad()),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl JsonSchema for IdArg {
+    fn schema_name() -> Cow<'static, str> {
+        "MessageId".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": ["integer", "string"],
+            "description": "A message id as returned by {send_message}, e.g. 42 (a number or a numeric string)."
+        })
+    }
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ListPeersArgs {
+    /// Which peers to list: "machine" (sessions on this computer), "directory" (same working
+    /// directory), "repo" (same git repository) or "all" (default: also your other machines).
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct SendArgs {
+    /// The recipient peer: its name (e.g. "api"), "name@host" for a session on another
+    /// machine, or its peer id. Case-insensitive. See {list_peers} for the names.
+    pub to: String,
+    /// The message text; it is shown to the other session's model as it is.
+    pub message: String,
+    /// The id of the message this one answers, if it is a reply.
+    #[serde(default)]
+    pub reply_to: Option<IdArg>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct StatusArgs {
+    /// The id {send_message} returned.
+    pub message_id: IdArg,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct SummaryArgs {
+    /// One line on what this session is working on, shown to other peers in {list_peers}.
+    pub summary: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_parse_from_numbers_and_strings() {
+        let p = |v: serde_json::Value| IdArg(v).parse();
+        assert_eq!(p(serde_json::json!(42)), Ok(42));
+        assert_eq!(p(serde_json::json!("42")), Ok(42));
+        assert_eq!(p(serde_json::json!(" #7 ")), Ok(7));
+        assert_eq!(p(serde_json::json!(3.0)), Ok(3));
+        assert!(
+            p(serde_json::json!("abc"))
+                .unwrap_err()
+                .contains("not a message id")
+        );
+        assert!(p(serde_json::json!(1.5)).is_err());
+        assert!(p(serde_json::json!(null)).is_err());
+    }
+
+    #[test]
+    fn id_schema_allows_number_and_string() {
+        let schema = schemars::schema_for!(StatusArgs);
+        let v = serde_json::to_value(&schema).unwrap();
+        assert_eq!(
+            v["properties"]["message_id"]["type"],
+            serde_json::json!(["integer", "string"])
+        );
+    }
+}
