@@ -2,8 +2,8 @@
 //! target. The load generator runs on the same machine (and cores) as the broker, so the
 //! figures are a floor, not a ceiling. Record them in `docs/BENCHMARKS.md`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use peers_core::BrokerClient;
 use peers_core::wire::*;
+use peers_testkit::{BrokerProcess, TestEnv, peer};
 
 #[derive(clap::Subcommand)]
 pub enum Which {
@@ -121,46 +122,32 @@ fn context() {
     println!("\nSessionStart intro: {} characters", render::width(&intro));
 }
 
-/// A broker in a throw-away state dir, killed on drop.
+/// A broker (the build `bin`) in a throw-away test environment, killed on drop.
 struct Broker {
-    child: Child,
-    url: String,
-    dir: tempfile::TempDir,
+    env: TestEnv,
+    process: BrokerProcess,
 }
 
 impl Broker {
-    fn spawn(bin: &Path, dir: tempfile::TempDir, port: u16) -> Result<Broker> {
-        let state = dir.path().join("state");
-        let child = Command::new(bin)
-            .env("PEERS_STATE_DIR", &state)
-            .env("PEERS_CONFIG", dir.path().join("config.toml"))
-            .env("HOME", dir.path())
-            .env("PEERS_PORT", port.to_string())
-            .env("PEERS_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("spawn peers-broker")?;
-        Ok(Broker {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            dir,
-        })
+    fn spawn(bin: &Path) -> Broker {
+        let mut env = TestEnv::new();
+        env.set("PEERS_LOG", "warn");
+        let process = BrokerProcess::spawn(&env, bin, &[], Stdio::null());
+        Broker { env, process }
     }
 
-    fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
+    fn state_dir(&self) -> &Path {
+        &self.env.state_dir
     }
 
     fn user(&self) -> Result<BrokerClient> {
-        let secret = peers_core::paths::read_secret(&self.state_dir())?
-            .context("the broker created no secret")?;
-        Ok(BrokerClient::new(&self.url, Some(secret)))
+        let secret = self.env.secret().context("the broker created no secret")?;
+        Ok(BrokerClient::new(&self.process.url, Some(secret)))
     }
 
+    /// Spawn to first healthy answer, polled every 0.5 ms (the start-up figure).
     async fn wait_healthy(&self) -> Result<Duration> {
-        let probe = BrokerClient::new(&self.url, None);
+        let probe = BrokerClient::new(&self.process.url, None);
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(10) {
             if probe.health().await.is_ok() {
@@ -171,34 +158,22 @@ impl Broker {
         bail!("broker not healthy after 10 s")
     }
 
+    fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
     fn rss_kib(&self) -> Result<u64> {
-        rss_kib(self.child.id())
+        rss_kib(self.pid())
     }
 
     fn stop(mut self) {
-        // SAFETY: SIGTERM to our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.terminate();
     }
 }
 
 /// Resident set size of a process, from `/proc/<pid>/status`.
 pub fn rss_kib(pid: u32) -> Result<u64> {
     peers_core::process::status_kib(pid, "VmRSS").context("no VmRSS")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// One line about the machine, printed with the figures.
@@ -251,17 +226,16 @@ fn row(what: &str, figure: String, target: &str, ok: bool) {
 
 async fn register(user: &BrokerClient, i: u32, cwd: &str) -> Result<BrokerClient> {
     // Peers from a "remote" machine id: alive by heartbeat, no process needed.
-    let reg = user
-        .register(&RegisterRequest {
-            claude_pid: 100_000 + i,
-            mcp_pid: 1,
-            machine_id: "bench-machine".into(),
-            host: "bench".into(),
-            cwd: cwd.into(),
-            ..Default::default()
-        })
-        .await?;
+    let reg = user.register(&bench_peer(100_000 + i, cwd)).await?;
     Ok(user.with_auth(Some(reg.token)))
+}
+
+/// A simulated peer of the bench's one "remote" machine.
+fn bench_peer(claude_pid: u32, cwd: &str) -> RegisterRequest {
+    RegisterRequest {
+        host: "bench".into(),
+        ..peer::remote("bench-machine", claude_pid, cwd)
+    }
 }
 
 async fn broker(bin: &Path, seconds: u64, history: u64) -> Result<()> {
@@ -273,7 +247,7 @@ async fn broker(bin: &Path, seconds: u64, history: u64) -> Result<()> {
     // Start-up: spawn to first healthy answer, median of 10 cold starts on fresh state dirs.
     let mut starts = vec![];
     for _ in 0..10 {
-        let b = Broker::spawn(bin, tempfile::tempdir()?, free_port())?;
+        let b = Broker::spawn(bin);
         starts.push(b.wait_healthy().await?);
         b.stop();
     }
@@ -286,7 +260,7 @@ async fn broker(bin: &Path, seconds: u64, history: u64) -> Result<()> {
         start_p50 < Duration::from_millis(20),
     );
 
-    let b = Broker::spawn(bin, tempfile::tempdir()?, free_port())?;
+    let b = Broker::spawn(bin);
     b.wait_healthy().await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = b.rss_kib()?;
@@ -307,9 +281,9 @@ async fn broker(bin: &Path, seconds: u64, history: u64) -> Result<()> {
         register(&user, 1000 + i, &format!("/bench/inbox{i}")).await?;
     }
     for conc in [1usize, 8, 64] {
-        let cpu_before = cpu_time(b.child.id())?;
+        let cpu_before = cpu_time(b.pid())?;
         let (rate, sent) = send_rate(&senders[..conc], Duration::from_secs(seconds)).await?;
-        let cpu = cpu_time(b.child.id())? - cpu_before;
+        let cpu = cpu_time(b.pid())? - cpu_before;
         let target = if conc == 64 { "10,000/s" } else { "—" };
         row(
             &format!("sends/s at concurrency {conc} (durable)"),
@@ -370,20 +344,13 @@ async fn broker(bin: &Path, seconds: u64, history: u64) -> Result<()> {
     b.stop();
 
     // Claim latency with 1,000 peers and a big delivered history.
-    let b = Broker::spawn(bin, tempfile::tempdir()?, free_port())?;
+    let b = Broker::spawn(bin);
     b.wait_healthy().await?;
     let user = b.user()?;
     let mut peer_ids = vec![];
     for i in 0..1000 {
         let reg = user
-            .register(&RegisterRequest {
-                claude_pid: 200_000 + i,
-                mcp_pid: 1,
-                machine_id: "bench-machine".into(),
-                host: "bench".into(),
-                cwd: format!("/bench/p{i}"),
-                ..Default::default()
-            })
+            .register(&bench_peer(200_000 + i, &format!("/bench/p{i}")))
             .await?;
         peer_ids.push(reg.peer_id);
     }
@@ -518,6 +485,7 @@ mod hub {
     use peers_core::client::Timeouts;
     use peers_core::wire::*;
     use peers_testkit::netns::{HUB_ADDR, Net};
+    use peers_testkit::peer;
 
     use super::{cpu_time, machine, ms, percentile, rss_kib};
 
@@ -715,12 +683,12 @@ mod hub {
         for i in first..first + per {
             let r = user
                 .register(&RegisterRequest {
-                    claude_pid: 200_000 + i,
-                    mcp_pid: 1,
-                    machine_id: format!("bench-machine-{m}"),
                     host: format!("m{m}"),
-                    cwd: format!("/bench/{}", peer_name(i)),
-                    ..Default::default()
+                    ..peer::remote(
+                        &format!("bench-machine-{m}"),
+                        200_000 + i,
+                        format!("/bench/{}", peer_name(i)),
+                    )
                 })
                 .await;
             match r {

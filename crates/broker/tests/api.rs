@@ -5,40 +5,9 @@ use std::time::Duration;
 
 use peers_core::BrokerClient;
 use peers_core::wire::*;
-use peers_testkit::{BrokerProcess, ChildGuard, TestEnv, bin, eventually, fake_claude};
+use peers_testkit::{BrokerProcess, TestEnv, bin, eventually};
 
-/// A registered session: its fake Claude Code process and its peer client.
-struct Session {
-    claude: ChildGuard,
-    reg: RegisterResponse,
-    client: BrokerClient,
-}
-
-async fn machine_id(env: &TestEnv) -> String {
-    env.user_client().health().await.unwrap().machine_id
-}
-
-async fn register_as(env: &TestEnv, claude: ChildGuard, cwd: &str) -> Session {
-    let req = RegisterRequest {
-        claude_pid: claude.pid(),
-        mcp_pid: std::process::id(),
-        machine_id: machine_id(env).await,
-        host: "box".into(),
-        cwd: cwd.into(),
-        ..Default::default()
-    };
-    let reg = env.user_client().register(&req).await.unwrap();
-    let client = BrokerClient::new(&env.url(), Some(reg.token.clone()));
-    Session {
-        claude,
-        reg,
-        client,
-    }
-}
-
-async fn register(env: &TestEnv, cwd: &str) -> Session {
-    register_as(env, fake_claude(), cwd).await
-}
+use crate::util::{register, register_as, send_req};
 
 /// Acks a whole lease, returning how many messages it delivered.
 async fn ack_all(client: &BrokerClient, lease_id: String, via: &str) -> u64 {
@@ -51,14 +20,6 @@ async fn ack_all(client: &BrokerClient, lease_id: String, via: &str) -> u64 {
         .await
         .unwrap()
         .delivered
-}
-
-fn send_req(to: &str, message: &str) -> SendRequest {
-    SendRequest {
-        to: to.into(),
-        message: message.into(),
-        reply_to: None,
-    }
 }
 
 #[tokio::test]

@@ -5,54 +5,11 @@
 
 use std::time::Duration;
 
-use peers_core::BrokerClient;
 use peers_core::wire::*;
-use peers_testkit::{BrokerProcess, ChildGuard, TestEnv, eventually, fake_claude};
+use peers_testkit::{BrokerProcess, TestEnv, eventually};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-struct Session {
-    claude: ChildGuard,
-    reg: RegisterResponse,
-    client: BrokerClient,
-}
-
-async fn register_with(env: &TestEnv, req: RegisterRequest) -> Session {
-    let claude = fake_claude();
-    let user = env.user_client();
-    let req = RegisterRequest {
-        claude_pid: claude.pid(),
-        mcp_pid: std::process::id(),
-        machine_id: user.health().await.unwrap().machine_id,
-        ..req
-    };
-    let reg = user.register(&req).await.unwrap();
-    let client = BrokerClient::new(&env.url(), Some(reg.token.clone()));
-    Session {
-        claude,
-        reg,
-        client,
-    }
-}
-
-async fn register(env: &TestEnv, cwd: &str) -> Session {
-    register_with(
-        env,
-        RegisterRequest {
-            host: "box".into(),
-            cwd: cwd.into(),
-            ..Default::default()
-        },
-    )
-    .await
-}
-
-fn send_req(to: &str, message: &str) -> SendRequest {
-    SendRequest {
-        to: to.into(),
-        message: message.into(),
-        reply_to: None,
-    }
-}
+use crate::util::{register, register_with, send_req};
 
 /// One raw HTTP/1.1 exchange over TCP: `head` is everything before the blank line (request
 /// line and headers, `\r\n`-separated, no `Connection` header). Returns (status, headers,

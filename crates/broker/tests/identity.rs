@@ -6,7 +6,7 @@ use std::time::Duration;
 use peers_core::BrokerClient;
 use peers_core::process;
 use peers_core::wire::*;
-use peers_testkit::{BrokerProcess, TestEnv, eventually, fake_claude};
+use peers_testkit::{BrokerProcess, TestEnv, eventually, fake_claude, peer};
 
 async fn register(
     env: &TestEnv,
@@ -15,15 +15,10 @@ async fn register(
     cwd: &str,
 ) -> (RegisterResponse, BrokerClient) {
     let req = RegisterRequest {
-        claude_pid: pid,
         claude_start_time: start,
-        mcp_pid: std::process::id(),
-        machine_id: env.user_client().health().await.unwrap().machine_id,
-        host: "box".into(),
-        cwd: cwd.into(),
-        ..Default::default()
+        ..peer::request(env, pid, cwd)
     };
-    let reg = env.user_client().register(&req).await.unwrap();
+    let reg = peer::register(env, &req).await;
     let client = BrokerClient::new(&env.url(), Some(reg.token.clone()));
     (reg, client)
 }

@@ -6,33 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use peers_core::BrokerClient;
 use peers_core::wire::*;
-use peers_testkit::{BrokerProcess, ChildGuard, TestEnv, eventually, fake_claude};
+use peers_testkit::{BrokerProcess, TestEnv, eventually};
 
-/// A registered session: its fake Claude Code process and its peer client.
-struct Session {
-    _claude: ChildGuard,
-    client: BrokerClient,
-}
-
-async fn register(env: &TestEnv, cwd: &str) -> Session {
-    let claude = fake_claude();
-    let user = env.user_client();
-    let req = RegisterRequest {
-        claude_pid: claude.pid(),
-        mcp_pid: std::process::id(),
-        machine_id: user.health().await.unwrap().machine_id,
-        host: "box".into(),
-        cwd: cwd.into(),
-        ..Default::default()
-    };
-    let reg = user.register(&req).await.unwrap();
-    Session {
-        _claude: claude,
-        client: BrokerClient::new(&env.url(), Some(reg.token)),
-    }
-}
+use crate::util::register;
 
 /// `POST /v1/messages` by hand: the status and the JSON body, whatever they are.
 async fn raw_send(env: &TestEnv, to: &str, message: &str) -> (u16, serde_json::Value) {

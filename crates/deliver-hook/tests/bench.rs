@@ -3,20 +3,18 @@
 //!
 //! ```text
 //! cargo build --release -p deliver-hook && cargo build -p peers-broker
-//! cargo test -p deliver-hook --test bench -- --ignored --nocapture
+//! cargo test -p deliver-hook --test deliver-hook bench:: -- --ignored --nocapture
 //! ```
 //!
 //! `PEERS_DELIVER_BENCH_BIN` picks another hook binary (default: `target/release/peers-deliver`
 //! when built, else the test build), `PEERS_BROKER_BENCH_BIN` another broker (default: the
 //! release build when there is one), `PEERS_BENCH_N` the number of runs per case.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::util::*;
 
 fn hook_under_test() -> PathBuf {
     if let Some(p) = std::env::var_os("PEERS_DELIVER_BENCH_BIN") {

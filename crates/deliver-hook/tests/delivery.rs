@@ -1,14 +1,13 @@
 //! How the hook finds its session and keeps delivery exactly-once (or at least once after a
 //! crash), and that it fails quietly and fast.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::util::*;
+use expect_test::expect;
 use peers_core::wire::MessageState;
 use peers_testkit::ChildGuard;
 
@@ -74,6 +73,9 @@ async fn session_start_waits_briefly_for_the_session_file() {
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.contains("Your peer name is"), "{stdout:?}");
+    expect![[r#"
+        {"hookSpecificOutput":{"additionalContext":"[peers] Your peer name is \"api\" (api@testbox from other machines) in peers, mail between Claude Code sessions. Mail for you arrives in your context by itself. mcp__peers__list_peers lists the other sessions; mcp__peers__send_message with \"to\" and \"message\" writes to one; mcp__peers__check_messages reads waiting mail now.","hookEventName":"SessionStart"}}
+    "#]].assert_eq(&stdout);
 
     // Other events do not wait.
     std::fs::remove_file(&path).unwrap();

@@ -2,14 +2,12 @@
 //! session files that are symlinks, FIFOs or too big. Each time the hook exits 0 quickly with
 //! no output and the mail stays queued.
 
-mod common;
-
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::util::*;
 use peers_core::session::SessionFile;
 use peers_core::wire::MessageState;
 use peers_testkit::ChildGuard;

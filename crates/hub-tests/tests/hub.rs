@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,10 +18,8 @@ use peers_core::BrokerClient;
 use peers_core::client::Timeouts;
 use peers_core::wire::*;
 use peers_testkit::netns::{HUB_ADDR, Net, Ns};
-use peers_testkit::{ChildGuard, TestEnv, bin, eventually};
-use rmcp::model::{CallToolRequestParams, CallToolResult};
-use rmcp::service::RunningService;
-use rmcp::{RoleClient, ServiceExt};
+use peers_testkit::standin::{self, McpSession, message_id, text};
+use peers_testkit::{ChildGuard, TestEnv, bin, eventually, peer};
 use serde_json::json;
 
 /// How long the link to a client stays cut in the outage test (the issue says a minute).
@@ -160,24 +158,16 @@ impl Machine {
 
     /// Registers a simulated session through the API (hub token), from this machine.
     async fn register(&self, cwd: &str, claude_pid: u32) -> RegisterResponse {
-        let (url, token, host) = (
-            self.hub_url.clone(),
-            self.hub_token.clone(),
-            self.host.clone(),
-        );
-        let machine_id = peers_core::identity::machine_id(&self.env.state_dir).unwrap();
-        let cwd = cwd.to_string();
+        let (url, token) = (self.hub_url.clone(), self.hub_token.clone());
+        let req = RegisterRequest {
+            mcp_pid: claude_pid,
+            host: self.host.clone(),
+            ..peer::request(&self.env, claude_pid, cwd)
+        };
         self.ns
             .run(move || async move {
                 BrokerClient::new(&url, Some(token))
-                    .register(&RegisterRequest {
-                        claude_pid,
-                        mcp_pid: claude_pid,
-                        machine_id,
-                        host,
-                        cwd,
-                        ..Default::default()
-                    })
+                    .register(&req)
                     .await
                     .expect("register with the hub token")
             })
@@ -186,98 +176,12 @@ impl Machine {
 }
 
 /// One real `peers-mcp` under a stand-in Claude Code process (`sh`), in a machine's namespace.
-struct Session {
-    claude: Option<tokio::process::Child>,
-    claude_pid: u32,
-    client: Option<RunningService<RoleClient, ()>>,
-    state_dir: PathBuf,
-}
-
-impl Session {
-    async fn start(m: &Machine, cwd: &Path) -> Session {
-        std::fs::create_dir_all(cwd).unwrap();
-        let mut cmd = m.ns.command("/bin/sh");
-        cmd.arg("-c").arg("\"$0\"; exit 0").arg(bin("peers-mcp"));
-        m.env.apply(&mut cmd);
-        cmd.env_remove("CLAUDECODE")
-            .current_dir(cwd)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        let mut cmd = tokio::process::Command::from(cmd);
-        cmd.kill_on_drop(true);
-        let mut child = cmd.spawn().expect("spawn the stand-in claude");
-        let claude_pid = child.id().unwrap();
-        let (stdin, stdout) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
-        let client = ().serve((stdout, stdin)).await.expect("MCP handshake");
-        Session {
-            claude: Some(child),
-            claude_pid,
-            client: Some(client),
-            state_dir: m.env.state_dir.clone(),
-        }
-    }
-
-    async fn call(&self, tool: &'static str, args: serde_json::Value) -> CallToolResult {
-        let mut p = CallToolRequestParams::new(tool);
-        if let serde_json::Value::Object(m) = args {
-            p = p.with_arguments(m);
-        }
-        self.client
-            .as_ref()
-            .unwrap()
-            .call_tool(p)
-            .await
-            .unwrap_or_else(|e| panic!("{tool}: protocol error {e}"))
-    }
-
-    async fn ok(&self, tool: &'static str, args: serde_json::Value) -> String {
-        let r = self.call(tool, args.clone()).await;
-        let t = text(&r);
-        assert_ne!(r.is_error, Some(true), "{tool} {args} failed: {t}");
-        t
-    }
-
-    async fn name(&self) -> String {
-        let (dir, pid) = (self.state_dir.clone(), self.claude_pid);
-        eventually(WAIT, "the session file", || {
-            let dir = dir.clone();
-            async move {
-                peers_core::session::SessionFile::read(&dir, pid)
-                    .ok()
-                    .flatten()
-            }
-        })
-        .await
-        .name
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        drop(self.client.take());
-        if let Some(c) = self.claude.as_mut() {
-            let _ = c.start_kill();
-        }
-    }
-}
-
-fn text(r: &CallToolResult) -> String {
-    r.content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn message_id(text: &str) -> i64 {
-    let i = text.find("Message #").expect("a message id") + "Message #".len();
-    text[i..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .unwrap()
+async fn session(m: &Machine, cwd: &Path) -> McpSession {
+    std::fs::create_dir_all(cwd).unwrap();
+    let mut cmd = standin::under_shell(m.ns.command("/bin/sh"), &bin("peers-mcp"), &[]);
+    m.env.apply(&mut cmd);
+    cmd.current_dir(cwd);
+    McpSession::start(cmd, &m.env.state_dir).await
 }
 
 /// Kills what a failing test left in its state dirs (peers-mcp servers, their shells).
@@ -310,8 +214,8 @@ async fn sessions_on_two_machines_list_and_mail_each_other() {
     let _reaper = Reaper::new(&[&hub.env, &alpha.env, &beta.env]);
     hub.start(&alpha.ns).await;
 
-    let a = Session::start(&alpha, &alpha.env.dir.path().join("work/api")).await;
-    let b = Session::start(&beta, &beta.env.dir.path().join("work/web")).await;
+    let a = session(&alpha, &alpha.env.dir.path().join("work/api")).await;
+    let b = session(&beta, &beta.env.dir.path().join("work/web")).await;
     assert_eq!(
         (a.name().await, b.name().await),
         ("api".into(), "web".into())
@@ -571,8 +475,8 @@ async fn hub_killed_under_load_delivers_every_acknowledged_message_once() {
     hub.start(&alpha.ns).await;
 
     // Real sessions on both machines: their names must survive the crash.
-    let sa = Session::start(&alpha, &alpha.env.dir.path().join("work/api")).await;
-    let sb = Session::start(&beta, &beta.env.dir.path().join("work/web")).await;
+    let sa = session(&alpha, &alpha.env.dir.path().join("work/api")).await;
+    let sb = session(&beta, &beta.env.dir.path().join("work/web")).await;
     let names = (sa.name().await, sb.name().await);
 
     // Load: 4 senders on alpha, one receiver (claim → ack, as the hook) on beta.
@@ -726,8 +630,8 @@ async fn a_cut_link_keeps_the_hook_fast_and_mail_flows_when_it_returns() {
     let beta = Machine::new(&net.clients[1], "beta", &hub);
     let _reaper = Reaper::new(&[&hub.env, &alpha.env, &beta.env]);
     hub.start(&alpha.ns).await;
-    let a = Session::start(&alpha, &alpha.env.dir.path().join("work/api")).await;
-    let b = Session::start(&beta, &beta.env.dir.path().join("work/web")).await;
+    let a = session(&alpha, &alpha.env.dir.path().join("work/api")).await;
+    let b = session(&beta, &beta.env.dir.path().join("work/web")).await;
     let name_a = a.name().await;
     assert!(alpha.hook(a.claude_pid).0.is_empty());
 

@@ -1,10 +1,8 @@
 //! `peers broker start | stop | status | logs` on the real binaries.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{peers, project};
+use crate::util::{peers, project};
 use peers_core::BrokerClient;
 use peers_testkit::TestEnv;
 
@@ -61,7 +59,7 @@ async fn start_status_logs_stop() {
     assert!(stop.stdout.contains("stopped"), "{}", stop.stdout);
     assert!(BrokerClient::new(&env.url(), None).health().await.is_err());
     // The process is gone, too (it exits on its own after the shutdown call).
-    common::wait_until(Duration::from_secs(10), "the broker process exits", || {
+    crate::util::wait_until(Duration::from_secs(10), "the broker process exits", || {
         !peers_core::process::running(h.pid)
     });
 
@@ -81,9 +79,9 @@ fn a_remote_hub_is_not_started_or_stopped_from_here() {
     let mut env = TestEnv::new();
     env.set("PEERS_BROKER_URL", "http://127.0.0.1:9");
     let cwd = project(&env, "p");
-    let mut cmd = common::peers_cmd(&env, &cwd, &["broker", "start"]);
+    let mut cmd = crate::util::peers_cmd(&env, &cwd, &["broker", "start"]);
     cmd.env("PEERS_BROKER_URL", "http://127.0.0.1:9");
-    let out: common::Run = cmd.output().unwrap().into();
+    let out: crate::util::Run = cmd.output().unwrap().into();
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("remote hub"), "{}", out.stderr);
     let out = peers(&env, &cwd, &["broker", "stop"]);

@@ -3,14 +3,12 @@
 //! `claude mcp list` shows `peers` connected, and a headless `claude -p` session in that HOME
 //! runs the hooks and gets mail mid-turn.
 
-mod common;
-
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{peers, peers_cmd, project, wait_until};
+use crate::util::{peers, peers_cmd, project, wait_until};
 use peers_testkit::claude::{FakeApi, Gate, Reply, Step, claude_or_skip, serial};
 use peers_testkit::{BrokerProcess, TestEnv, bin};
 use serde_json::json;
@@ -115,7 +113,7 @@ fn install_through_the_claude_cli_and_mcp_list_shows_peers_connected() {
     seed_claude_json(&env, &[]);
     let path = format!("{}:/usr/bin:/bin", claude_dir(&env, &claude).display());
 
-    let run = |args: &[&str]| -> common::Run {
+    let run = |args: &[&str]| -> crate::util::Run {
         let mut c = peers_cmd(&env, &cwd, args);
         c.envs(claude_vars(&env, &path));
         c.output().unwrap().into()

@@ -1,10 +1,8 @@
 //! `peers doctor` names each fault of a broken set-up and passes on a good one.
 
-mod common;
-
 use std::path::Path;
 
-use common::{peers, peers_cmd, plain_path, project};
+use crate::util::{peers, peers_cmd, plain_path, project};
 use peers_core::claude_settings::{self, PLUGIN_TOOL_PREFIX};
 use peers_testkit::{BrokerProcess, TestEnv, bin};
 use serde_json::json;
@@ -259,7 +257,7 @@ async fn doctor_leaves_no_ended_session_behind() {
     let _broker = BrokerProcess::start(&env).await;
     peers(&env, &cwd, &["install"]).ok();
     let fake = fake_claude_cli(&env);
-    let out: common::Run = peers_cmd(&env, &cwd, &["doctor"])
+    let out: crate::util::Run = peers_cmd(&env, &cwd, &["doctor"])
         .env("PATH", format!("{}:{}", fake.display(), plain_path(&env)))
         .output()
         .unwrap()

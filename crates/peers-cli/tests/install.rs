@@ -1,11 +1,9 @@
 //! `peers install` / `peers uninstall` on the real binary with a throw-away HOME and no
 //! `claude` on PATH (so the MCP entry is written directly).
 
-mod common;
-
 use std::path::Path;
 
-use common::{peers, project};
+use crate::util::{peers, project};
 use peers_core::claude_settings;
 use peers_testkit::{TestEnv, bin};
 use serde_json::{Value, json};

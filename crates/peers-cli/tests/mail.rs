@@ -1,35 +1,16 @@
 //! send / peers / status / inbox / log / show / tail against a real broker, text and --json.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{peer_client, peers, peers_cmd, project, register};
-use peers_core::BrokerClient;
-use peers_core::wire::{AckRequest, ClaimRequest};
+use crate::util::{peer_client, peers, peers_cmd, project, register};
+use peers_testkit::peer::deliver_all;
 use peers_testkit::{BrokerProcess, ChildGuard, TestEnv, fake_claude};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// Claims and acks everything waiting for a peer, as its hook would.
-async fn deliver_all(peer: &BrokerClient, via: &str) -> usize {
-    let c = peer.claim(&ClaimRequest::default()).await.unwrap();
-    let n = c.messages.len();
-    if let Some(lease_id) = c.lease_id {
-        peer.ack(&AckRequest {
-            lease_id,
-            via: via.into(),
-            message_ids: None,
-        })
-        .await
-        .unwrap();
-    }
-    n
-}
 
 #[tokio::test]
 async fn send_peers_status_inbox_log_show() {

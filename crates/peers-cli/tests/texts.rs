@@ -2,28 +2,12 @@
 //! thread, `log`/`inbox --body`, the closest names for a wrong recipient, `peers status`
 //! without a broker and with notices. Fixed texts are snapshots (`UPDATE_EXPECT=1` updates).
 
-mod common;
-
-use common::{peer_client, peers, project, register};
+use crate::util::{peer_client, peers, project, register};
 use expect_test::expect;
-use peers_core::BrokerClient;
-use peers_core::wire::{AckRequest, ClaimRequest, NoticeRequest};
+use peers_core::wire::NoticeRequest;
+use peers_testkit::peer::deliver_all;
 use peers_testkit::{BrokerProcess, TestEnv, fake_claude};
 use serde_json::Value;
-
-/// Claims and acks everything waiting for a peer, as its hook would.
-async fn deliver_all(peer: &BrokerClient, via: &str) {
-    let c = peer.claim(&ClaimRequest::default()).await.unwrap();
-    if let Some(lease_id) = c.lease_id {
-        peer.ack(&AckRequest {
-            lease_id,
-            via: via.into(),
-            message_ids: None,
-        })
-        .await
-        .unwrap();
-    }
-}
 
 /// A fake Claude Code process kept alive until `keep` is dropped.
 fn fake_claude_keep(keep: &mut Vec<peers_testkit::ChildGuard>) -> &peers_testkit::ChildGuard {

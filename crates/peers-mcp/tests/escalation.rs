@@ -6,15 +6,13 @@
 
 #![cfg(all(unix, not(target_os = "macos")))]
 
-mod common;
-
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::util::*;
 use peers_core::wire::{AckRequest, ClaimRequest, Notice};
 use peers_testkit::{BrokerProcess, ChildGuard, eventually};
 use serde_json::json;
@@ -177,9 +175,9 @@ async fn an_idle_recipient_gets_one_notification_per_batch_and_one_that_took_its
     let _reaper = Reaper::new(&env);
     let _broker = BrokerProcess::start(&env).await;
     let work = env.dir.path().join("work");
-    let idle = Session::start(&env, &work.join("idle"), Parent::Shell).await;
-    let busy = Session::start(&env, &work.join("busy"), Parent::Shell).await;
-    let sender = Session::start(&env, &work.join("sender"), Parent::Shell).await;
+    let idle = session(&env, &work.join("idle"), Parent::Shell).await;
+    let busy = session(&env, &work.join("busy"), Parent::Shell).await;
+    let sender = session(&env, &work.join("sender"), Parent::Shell).await;
     idle.session_file().await;
 
     // busy takes its mail at once, as a hook would; idle never does.
@@ -264,8 +262,8 @@ async fn mail_held_back_by_the_loop_budget_notifies_before_the_threshold() {
     let _reaper = Reaper::new(&env);
     let _broker = BrokerProcess::start(&env).await;
     let work = env.dir.path().join("work");
-    let looping = Session::start(&env, &work.join("looping"), Parent::Shell).await;
-    let sender = Session::start(&env, &work.join("sender"), Parent::Shell).await;
+    let looping = session(&env, &work.join("looping"), Parent::Shell).await;
+    let sender = session(&env, &work.join("sender"), Parent::Shell).await;
     let hook = looping.peer_client().await;
     let auto = ClaimRequest {
         automatic: true,
@@ -308,8 +306,8 @@ async fn without_a_notification_service_the_failure_is_logged_and_shown_by_peers
     let _reaper = Reaper::new(&env);
     let _broker = BrokerProcess::start(&env).await;
     let work = env.dir.path().join("work");
-    let idle = Session::start(&env, &work.join("idle"), Parent::Shell).await;
-    let sender = Session::start(&env, &work.join("sender"), Parent::Shell).await;
+    let idle = session(&env, &work.join("idle"), Parent::Shell).await;
+    let sender = session(&env, &work.join("sender"), Parent::Shell).await;
     let idle_id = idle.session_file().await.peer_id;
     sender
         .ok("send_message", json!({"to": "idle", "message": "anyone?"}))

@@ -3,12 +3,10 @@
 //! Needs the workspace binaries: `cargo build --workspace --bins` (or `-p peers-broker`)
 //! before `cargo test -p peers-mcp`.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::*;
+use crate::util::*;
 use expect_test::expect;
 use peers_core::wire::{AckRequest, ClaimRequest, ListPeersQuery, Scope};
 use peers_testkit::{BrokerProcess, eventually};
@@ -19,7 +17,7 @@ async fn tools_are_listed_with_schemas_and_instructions() {
     let env = env();
     let _reaper = Reaper::new(&env);
     let _broker = BrokerProcess::start(&env).await;
-    let s = Session::start(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
+    let s = session(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
 
     let info = s.client().peer_info().expect("server info");
     assert_eq!(info.server_info.as_ref().unwrap().name, "peers");
@@ -27,6 +25,10 @@ async fn tools_are_listed_with_schemas_and_instructions() {
     assert!(instructions.contains("alpha@testhost"), "{instructions}");
     assert!(instructions.contains("by itself"), "{instructions}");
     assert!(instructions.contains("SendMessage"), "{instructions}");
+    // Pinned, with the random peer id masked.
+    let id = s.session_file().await.peer_id;
+    let masked = instructions.replace(&id, "<peer id>");
+    expect!["peers: mail between this Claude Code session and the user's other sessions (peers), on this and their other machines. You are `alpha@testhost` (`alpha` on this machine; id <peer id>). Peer mail reaches your context by itself (after a tool call, at turn end, or by waking you) as data from other agents: don't poll. mcp__peers__list_peers: find sessions. mcp__peers__send_message: write to one (reply_to answers). mcp__peers__message_status: delivered? mcp__peers__set_summary: what you work on. mcp__peers__whoami: your address. mcp__peers__check_messages: manual fallback. Not the built-in SendMessage/ListAgents (subagents, teammates)."].assert_eq(&masked);
 
     let tools = s.client().list_all_tools().await.unwrap();
     let names: BTreeSet<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
@@ -109,8 +111,8 @@ async fn two_sessions_see_each_other_and_messages_get_delivered() {
     let beta_dir = env.dir.path().join("work/Beta Proj");
     std::fs::create_dir_all(beta_dir.join(".git")).unwrap();
     std::fs::write(beta_dir.join(".git/HEAD"), "ref: refs/heads/feature\n").unwrap();
-    let a = Session::start(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
-    let b = Session::start(&env, &beta_dir, Parent::ClaudeScript).await;
+    let a = session(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
+    let b = session(&env, &beta_dir, Parent::ClaudeScript).await;
     let b_file = b.session_file().await;
     assert_eq!(b_file.name, "beta-proj");
 
@@ -207,13 +209,16 @@ async fn mistakes_come_back_as_tool_errors_that_say_what_to_do() {
     env.set("PEERS_MAX_MESSAGE_BYTES", "2000");
     let _reaper = Reaper::new(&env);
     let _broker = BrokerProcess::start(&env).await;
-    let a = Session::start(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
-    let _b = Session::start(&env, &env.dir.path().join("work/bravo"), Parent::Shell).await;
+    let a = session(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
+    let _b = session(&env, &env.dir.path().join("work/bravo"), Parent::Shell).await;
     _b.session_file().await;
 
+    // Every error text, pinned at the end (the model reads them).
+    let mut shown = vec![];
     let t = a
         .err("send_message", json!({"to": "charlie", "message": "hi"}))
         .await;
+    shown.push(t.clone());
     assert!(t.contains("no peer named \"charlie\""), "{t}");
     assert!(t.contains("bravo@testhost"), "lists the known peers: {t}");
     assert!(t.contains("nothing was sent"), "{t}");
@@ -224,14 +229,18 @@ async fn mistakes_come_back_as_tool_errors_that_say_what_to_do() {
             json!({"to": "bravo", "message": "x".repeat(2001)}),
         )
         .await;
+    shown.push(t.clone());
     assert!(t.contains("2001 bytes") && t.contains("2000"), "{t}");
     assert!(t.contains("split") && t.contains("file"), "{t}");
 
     let t = a.err("message_status", json!({"message_id": "abc"})).await;
+    shown.push(t.clone());
     assert!(t.contains("not a message id"), "{t}");
     let t = a.err("message_status", json!({"message_id": 999999})).await;
+    shown.push(t.clone());
     assert!(t.contains("#999999"), "{t}");
     let t = a.err("list_peers", json!({"scope": "galaxy"})).await;
+    shown.push(t.clone());
     assert!(t.contains("machine, directory, repo or all"), "{t}");
     let t = a
         .err(
@@ -239,7 +248,20 @@ async fn mistakes_come_back_as_tool_errors_that_say_what_to_do() {
             json!({"to": "bravo", "message": "hi", "reply_to": "yesterday"}),
         )
         .await;
+    shown.push(t.clone());
     assert!(t.contains("reply_to"), "{t}");
+    expect![[r#"
+        send_message failed: there is no peer named "charlie"; nothing was sent. Known peers: bravo@testhost. Use one of these names (or name@host, or a peer id from mcp__peers__list_peers) and send again.
+        ---
+        send_message failed: the message is 2001 bytes, over the limit of 2000 bytes; nothing was sent. Shorten it, split it into several messages, or write the content to a file the other session can read and send the path.
+        ---
+        message_status failed: "abc" is not a message id: pass the number a sent message got, e.g. 42
+        ---
+        message_status failed: no message #999999 that you can see (no message 999999). Use the id mcp__peers__send_message returned.
+        ---
+        list_peers failed: unknown scope "galaxy": use machine, directory, repo or all
+        ---
+        send_message failed: reply_to: "yesterday" is not a message id: pass the number a sent message got, e.g. 42"#]].assert_eq(&shown.join("\n---\n"));
     // Still alive and well after all that.
     a.ok("whoami", json!({})).await;
 }
@@ -251,7 +273,7 @@ async fn an_unreachable_hub_is_a_tool_error_not_a_crash() {
     env.set("PEERS_BROKER_URL", format!("http://127.0.0.1:{dead}"));
     let _reaper = Reaper::new(&env);
     // TestEnv::apply removes PEERS_BROKER_URL before adding the extras, so it is set.
-    let s = Session::start(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
+    let s = session(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
     let info = s.client().peer_info().unwrap();
     assert!(
         info.instructions
@@ -275,8 +297,8 @@ async fn when_claude_dies_the_server_exits_and_its_mail_waits() {
     let env = env();
     let _reaper = Reaper::new(&env);
     let _broker = BrokerProcess::start(&env).await;
-    let a = Session::start(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
-    let mut b = Session::start(
+    let a = session(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
+    let mut b = session(
         &env,
         &env.dir.path().join("work/bravo"),
         Parent::ClaudeScript,
@@ -343,7 +365,7 @@ async fn when_claude_dies_the_server_exits_and_its_mail_waits() {
     assert_eq!(bravo.queued, 2);
 
     // The next session in that directory gets the name and the mail.
-    let b2 = Session::start(&env, &env.dir.path().join("work/bravo"), Parent::Shell).await;
+    let b2 = session(&env, &env.dir.path().join("work/bravo"), Parent::Shell).await;
     assert_eq!(b2.session_file().await.name, "bravo");
     let inbox = b2.ok("check_messages", json!({})).await;
     assert!(
@@ -357,8 +379,8 @@ async fn stdin_eof_ends_the_session() {
     let env = env();
     let _reaper = Reaper::new(&env);
     let _broker = BrokerProcess::start(&env).await;
-    let a = Session::start(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
-    let mut b = Session::start(&env, &env.dir.path().join("work/bravo"), Parent::Shell).await;
+    let a = session(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
+    let mut b = session(&env, &env.dir.path().join("work/bravo"), Parent::Shell).await;
     let b_file = b.session_file().await;
     let client = b.client.take().unwrap();
     client.cancel().await.unwrap();
@@ -377,8 +399,8 @@ async fn a_killed_broker_is_restarted_and_the_session_keeps_its_name() {
     let env = env();
     let _reaper = Reaper::new(&env);
     // No broker: the first session starts one, detached.
-    let a = Session::start(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
-    let b = Session::start(&env, &env.dir.path().join("work/bravo"), Parent::Shell).await;
+    let a = session(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
+    let b = session(&env, &env.dir.path().join("work/bravo"), Parent::Shell).await;
     let a_file = a.session_file().await;
     let b_file = b.session_file().await;
     let first = broker_pid(&env.url()).await.expect("a broker was started");
@@ -433,14 +455,14 @@ async fn a_killed_broker_is_restarted_and_the_session_keeps_its_name() {
 
 /// Idle RSS of one `peers-mcp` after registering and one tool call. For the release binary:
 /// `cargo build --release -p peers-mcp && PEERS_TEST_MCP_BIN=target/release/peers-mcp
-/// cargo test -p peers-mcp --test mcp_server -- --ignored --nocapture idle_rss`.
+/// cargo test -p peers-mcp --test peers-mcp -- --ignored --nocapture idle_rss`.
 #[tokio::test]
 #[ignore]
 async fn idle_rss() {
     let env = env();
     let _reaper = Reaper::new(&env);
     let _broker = BrokerProcess::start(&env).await;
-    let s = Session::start(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
+    let s = session(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
     let pid = s.session_file().await.mcp_pid;
     s.ok("list_peers", json!({})).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -465,8 +487,8 @@ async fn check_messages_frames_each_body_once() {
     let env = env();
     let _reaper = Reaper::new(&env);
     let _broker = BrokerProcess::start(&env).await;
-    let a = Session::start(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
-    let b = Session::start(&env, &env.dir.path().join("work/bravo"), Parent::Shell).await;
+    let a = session(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
+    let b = session(&env, &env.dir.path().join("work/bravo"), Parent::Shell).await;
     b.session_file().await;
 
     // The real text of a message from the user, as check_messages shows it.
@@ -520,8 +542,8 @@ async fn a_summary_stays_on_its_line_in_list_peers() {
     let env = env();
     let _reaper = Reaper::new(&env);
     let _broker = BrokerProcess::start(&env).await;
-    let a = Session::start(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
-    let b = Session::start(&env, &env.dir.path().join("work/bravo"), Parent::Shell).await;
+    let a = session(&env, &env.dir.path().join("work/alpha"), Parent::Shell).await;
+    let b = session(&env, &env.dir.path().join("work/bravo"), Parent::Shell).await;
     b.session_file().await;
     b.ok(
         "set_summary",
@@ -548,7 +570,7 @@ async fn the_tool_prefix_names_every_tool() {
     let _reaper = Reaper::new(&env);
     let _broker = BrokerProcess::start(&env).await;
     let prefix = "mcp__plugin_peers_peers__";
-    let s = Session::start_with_args(
+    let s = session_with_args(
         &env,
         &env.dir.path().join("work/alpha"),
         Parent::Shell,
@@ -556,7 +578,7 @@ async fn the_tool_prefix_names_every_tool() {
     )
     .await;
     assert_eq!(s.session_file().await.tool_prefix, prefix);
-    let b = Session::start(&env, &env.dir.path().join("work/bravo"), Parent::Shell).await;
+    let b = session(&env, &env.dir.path().join("work/bravo"), Parent::Shell).await;
     b.session_file().await;
     let info = s.client().peer_info().expect("server info");
     let instructions = info.instructions.clone().unwrap_or_default();

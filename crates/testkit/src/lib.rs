@@ -1,15 +1,22 @@
 //! Shared support for the integration tests of every crate: a throw-away environment (state
 //! dir, config file, HOME, free port), the real `peers-broker` as a child process, and the
-//! paths of the workspace's built binaries.
+//! paths of the workspace's built binaries; registered sessions ([`peer`]), polling ([`poll`]) and,
+//! with feature `mcp`, a stand-in Claude Code session running the real `peers-mcp` ([`standin`]).
 //!
 //! Binaries of other packages are not built by `cargo test -p X`; `cargo xtask test` builds
 //! them first (`cargo build --workspace --bins`). [`bin`] says so when one is missing.
 
 pub mod claude;
 pub mod netns;
+pub mod peer;
+pub mod poll;
+#[cfg(feature = "mcp")]
+pub mod standin;
+
+pub use poll::eventually;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -241,19 +248,25 @@ impl BrokerProcess {
 
     /// Like [`BrokerProcess::start`] with extra arguments.
     pub async fn start_with(env: &TestEnv, args: &[&str]) -> BrokerProcess {
-        let mut cmd = Command::new(bin("peers-broker"));
+        let b = Self::spawn(env, &bin("peers-broker"), args, Stdio::inherit());
+        b.wait_healthy(Duration::from_secs(10)).await;
+        b
+    }
+
+    /// Starts the broker binary `bin` (e.g. a release build) in `env` with `args`, its stderr
+    /// going to `stderr`, without waiting for it.
+    pub fn spawn(env: &TestEnv, bin: &Path, args: &[&str], stderr: Stdio) -> BrokerProcess {
+        let mut cmd = Command::new(bin);
         env.apply(&mut cmd)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         let child = ChildGuard::new(cmd.spawn().expect("spawn peers-broker"));
-        let b = BrokerProcess {
+        BrokerProcess {
             child,
             url: env.url(),
-        };
-        b.wait_healthy(Duration::from_secs(10)).await;
-        b
+        }
     }
 
     /// Waits until the broker answers `/v1/health`, panicking after `timeout`.
@@ -290,25 +303,6 @@ pub async fn wait_healthy(url: &str, timeout: Duration) {
             "broker at {url} not healthy after {timeout:?}"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Polls `check` every 20 ms until it returns `Some`, panicking with `what` after `timeout`.
-pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -1,7 +1,6 @@
 //! Shared by the integration tests: a real broker in a temp environment, a registered
 //! recipient session (with a session file keyed by a fake Claude Code pid), a sender peer, and
 //! a runner for the real `peers-deliver` binary.
-#![allow(dead_code)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,7 +10,7 @@ use std::time::{Duration, Instant};
 use peers_core::BrokerClient;
 use peers_core::session::SessionFile;
 use peers_core::wire::{RegisterRequest, SendRequest};
-use peers_testkit::{BrokerProcess, ChildGuard, TestEnv};
+use peers_testkit::{BrokerProcess, ChildGuard, TestEnv, peer};
 
 /// The recorded hook inputs of Claude Code 2.1.328 (`../shared/CLAUDE_CODE_FACTS.md`).
 pub const SESSION_START: &str = r#"{"session_id":"b00e","transcript_path":"/t/b00e.jsonl","cwd":"/home/me/proj","hook_event_name":"SessionStart","source":"startup"}"#;
@@ -65,15 +64,7 @@ impl Harness {
         let broker = match broker_bin {
             None => BrokerProcess::start(&env).await,
             Some(bin) => {
-                let mut cmd = Command::new(bin);
-                env.apply(&mut cmd)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null());
-                let b = BrokerProcess {
-                    child: ChildGuard::new(cmd.spawn().expect("spawn broker")),
-                    url: env.url(),
-                };
+                let b = BrokerProcess::spawn(&env, bin, &[], Stdio::null());
                 b.wait_healthy(Duration::from_secs(10)).await;
                 b
             }
@@ -180,29 +171,20 @@ pub fn run_with(mut cmd: Command, input: &str) -> HookRun {
 pub async fn register(env: &TestEnv, name: &str, claude: ChildGuard) -> Peer {
     let cwd = env.dir.path().join("work").join(name);
     std::fs::create_dir_all(&cwd).unwrap();
-    let claude_pid = claude.pid();
-    let machine_id = peers_core::identity::machine_id(&env.state_dir).unwrap();
-    let r = env
-        .user_client()
-        .register(&RegisterRequest {
-            claude_pid,
-            mcp_pid: std::process::id(),
-            session_id: None,
-            machine_id,
-            host: "testbox".into(),
-            cwd: cwd.display().to_string(),
-            ..Default::default()
-        })
-        .await
-        .expect("register");
+    let req = RegisterRequest {
+        host: "testbox".into(),
+        ..peer::request(env, claude.pid(), cwd.display())
+    };
+    let p = peer::Peer::register_with(env, claude, req).await;
+    let claude_pid = p.claude_pid();
     Peer {
-        claude,
+        claude: p.claude,
         claude_pid,
-        client: BrokerClient::new(&env.url(), Some(r.token.clone())),
-        name: r.name,
-        address: r.address,
-        peer_id: r.peer_id,
-        token: r.token,
+        client: p.client,
+        name: p.reg.name,
+        address: p.reg.address,
+        peer_id: p.reg.peer_id,
+        token: p.reg.token,
         cwd,
     }
 }
@@ -259,8 +241,4 @@ pub fn shown_ids(text: &str) -> Vec<i64> {
             rest[..rest.find('"').unwrap()].parse().unwrap()
         })
         .collect()
-}
-
-pub fn exists(p: &Path) -> bool {
-    p.exists()
 }

@@ -1,14 +1,13 @@
 //! Running the real `peers` binary (and its siblings) in a throw-away environment.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use peers_core::BrokerClient;
 use peers_core::wire::{RegisterRequest, RegisterResponse};
-use peers_testkit::{ChildGuard, TestEnv, bin};
+use peers_testkit::{ChildGuard, TestEnv, bin, peer};
+
+pub use peers_testkit::poll::wait_until;
 
 /// A directory for PATH that holds no `claude`, so install takes the file-writing path.
 pub fn plain_path(env: &TestEnv) -> String {
@@ -77,32 +76,18 @@ pub fn project(env: &TestEnv, name: &str) -> PathBuf {
     p
 }
 
-/// Registers a simulated session (its Claude Code stand-in is `claude`) directly with the
-/// broker; returns the registration.
+/// Registers a simulated session (its Claude Code stand-in is `claude`, which also stands in
+/// for its peers-mcp) directly with the broker; returns the registration.
 pub async fn register(env: &TestEnv, claude: &ChildGuard, cwd: &Path) -> RegisterResponse {
-    let user = env.user_client();
-    user.register(&RegisterRequest {
-        claude_pid: claude.pid(),
+    let req = RegisterRequest {
         mcp_pid: claude.pid(),
-        machine_id: peers_core::identity::machine_id(&env.state_dir).unwrap(),
         host: "testhost".into(),
-        cwd: cwd.display().to_string(),
-        ..Default::default()
-    })
-    .await
-    .expect("register")
+        ..peer::request(env, claude.pid(), cwd.display())
+    };
+    peer::register(env, &req).await
 }
 
 /// A client with a peer's token.
 pub fn peer_client(env: &TestEnv, reg: &RegisterResponse) -> BrokerClient {
     BrokerClient::new(&env.url(), Some(reg.token.clone()))
-}
-
-/// Polls `f` until it returns true, panicking after `timeout`.
-pub fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }

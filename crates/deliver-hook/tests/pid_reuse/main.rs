@@ -2,18 +2,21 @@
 //! given the pid of a crashed session is not that session — the hook shows it none of the old
 //! session's mail (nor acks it), and its `peers-mcp` registers as a new session.
 
-mod common;
+// The helpers of the main test binary; this one uses a few of them.
+#[allow(dead_code)]
+#[path = "../util.rs"]
+mod util;
 
 use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::*;
 use peers_core::process;
 use peers_core::session::SessionFile;
 use peers_core::wire::{ListPeersQuery, MessageState, SendRequest};
 use peers_testkit::{BrokerProcess, ChildGuard, TestEnv, bin, eventually};
+use util::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 

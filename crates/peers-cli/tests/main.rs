@@ -1,0 +1,11 @@
+//! The CLI's integration tests, one binary: the real `peers` (and its siblings) in a
+//! throw-away environment.
+
+mod broker;
+mod claude_code;
+mod demo;
+mod doctor;
+mod install;
+mod mail;
+mod texts;
+mod util;

@@ -1,0 +1,6 @@
+//! peers-mcp's integration tests, one binary: the real `peers-mcp` over stdio under a
+//! stand-in Claude Code process, against a real broker.
+
+mod escalation;
+mod mcp_server;
+mod util;
