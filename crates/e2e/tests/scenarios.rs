@@ -959,6 +959,78 @@ fn s9_plugin_route_reply_hint_names_a_tool_that_exists() {
     w.assert_no_hook_errors(&api);
 }
 
+/// 9b. The plugin route in an interactive session under tmux: the plugin's SessionStart
+///     waiter wakes the idle session, the scripted model calls the tool the reply hint names
+///     (read from the hint, not hard-coded), and it exists and runs.
+#[test]
+fn s9b_plugin_route_in_an_interactive_session() {
+    let _serial = serial();
+    let Some(w) = World::new("s9b_plugin_route_in_an_interactive_session", &[]) else {
+        return;
+    };
+    let used_tool = Arc::new(std::sync::Mutex::new(None::<String>));
+    let api = FakeApi::start(
+        "web",
+        vec![
+            Step::text("nothing to do yet"),
+            {
+                let used_tool = used_tool.clone();
+                Step::dynamic(move |ctx| {
+                    let t = ctx.latest_text();
+                    match reply_hints(&t).into_iter().next() {
+                        Some(h) => {
+                            let tool = h.tool.clone().unwrap_or_else(|| "no-tool-named".into());
+                            *used_tool.lock().unwrap() = Some(tool.clone());
+                            Reply::tool(
+                                tool,
+                                json!({"to": h.to, "reply_to": h.reply_to,
+                                       "message": "s9b-reply via the plugin"}),
+                            )
+                        }
+                        None => Reply::text("no reply instruction was shown"),
+                    }
+                })
+            },
+            Step::text("web replied"),
+        ],
+    );
+    let allowed = claude_settings::allowed_tools(claude_settings::PLUGIN_TOOL_PREFIX);
+    let allowed: Vec<&str> = allowed.iter().map(String::as_str).collect();
+    let web = Interactive::start(&w.plugin_spec("web", "web", &api, &allowed)).unwrap();
+    w.wait_peer("web", true, WAIT);
+    let sender = w.stand_in("api");
+    web.submit("hello").unwrap();
+    api.wait_for(WAIT, |r| r.reply == Some(Reply::text("nothing to do yet")))
+        .unwrap_or_else(|| panic!("first turn never ran:\n{}", web.screen()));
+    assert!(api.wait_quiet(Duration::from_secs(3), WAIT));
+    let (sent, _) = w.send_from(&sender, "web", "s9b: please reply through the plugin tools");
+    let shown = api
+        .wait_for_text(WAIT, "s9b: please reply through the plugin tools")
+        .unwrap_or_else(|| panic!("never woken:\n{}\n{}", api.transcript(), web.screen()));
+    let after = api
+        .wait_for(WAIT, |r| {
+            r.seq > shown.seq && r.latest_text().contains("[tool_result")
+        })
+        .unwrap_or_else(|| panic!("no tool result after the reply:\n{}", api.transcript()));
+    let tool = used_tool.lock().unwrap().clone();
+    assert_eq!(
+        tool.as_deref(),
+        Some("mcp__plugin_peers_peers__send_message"),
+        "the hint names the plugin's tool"
+    );
+    let result = after.latest_text();
+    assert!(
+        !result.contains("No such tool") && !result.contains("(error)"),
+        "the tool the reply hint named ({tool:?}) did not run:\n{result}"
+    );
+    let got = w.take_mail(&sender);
+    assert!(
+        got.iter().any(|m| m.reply_to == Some(sent.message_id)),
+        "the reply never reached the broker: {got:#?}"
+    );
+    w.assert_no_hook_errors(&api);
+}
+
 /// 10. Mail that arrives as an interactive session ends its turn: the Stop hook continues the
 ///     turn with it (`additionalContext`), the model is shown it once, and the human's screen
 ///     shows it as hook text — not "Stop hook reported a problem".
