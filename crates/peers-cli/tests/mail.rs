@@ -5,22 +5,17 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::util::{peer_client, peers, peers_cmd, project, register};
+use crate::util::{peers, peers_cmd, project, with_web};
 use peers_testkit::peer::deliver_all;
-use peers_testkit::{BrokerProcess, ChildGuard, TestEnv, fake_claude};
+use peers_testkit::{ChildGuard, TestEnv};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(20);
 
 #[tokio::test]
 async fn send_peers_status_inbox_log_show() {
-    let env = TestEnv::new();
-    let cwd = project(&env, "here");
-    let _broker = BrokerProcess::start(&env).await;
-    let claude = fake_claude();
-    let web = register(&env, &claude, &project(&env, "web")).await;
+    let (env, cwd, _broker, claude, web, web_client) = with_web().await;
     assert_eq!(web.name, "web");
-    let web_client = peer_client(&env, &web);
 
     let list = peers(&env, &cwd, &["peers", "--json"]).ok().json();
     let names: Vec<&str> = list["peers"]
@@ -156,12 +151,7 @@ async fn send_peers_status_inbox_log_show() {
 
 #[tokio::test]
 async fn send_wait_follows_the_message_until_delivered() {
-    let env = TestEnv::new();
-    let cwd = project(&env, "here");
-    let _broker = BrokerProcess::start(&env).await;
-    let claude = fake_claude();
-    let web = register(&env, &claude, &project(&env, "web")).await;
-    let web_client = peer_client(&env, &web);
+    let (env, cwd, _broker, claude, _web, web_client) = with_web().await;
 
     let mut cmd = peers_cmd(&env, &cwd, &["send", "web", "ping", "--wait", "--json"]);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -204,12 +194,7 @@ async fn send_wait_follows_the_message_until_delivered() {
 
 #[tokio::test]
 async fn tail_prints_sends_and_deliveries_as_json_lines() {
-    let env = TestEnv::new();
-    let cwd = project(&env, "here");
-    let _broker = BrokerProcess::start(&env).await;
-    let claude = fake_claude();
-    let web = register(&env, &claude, &project(&env, "web")).await;
-    let web_client = peer_client(&env, &web);
+    let (env, cwd, _broker, claude, _web, web_client) = with_web().await;
 
     let mut cmd = peers_cmd(&env, &cwd, &["tail", "--json", "--since", "5m"]);
     cmd.stdout(Stdio::piped()).stderr(Stdio::null());
