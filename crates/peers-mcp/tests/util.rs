@@ -6,7 +6,7 @@ use std::process::Command;
 
 use peers_core::BrokerClient;
 use peers_testkit::standin::{self, McpSession};
-use peers_testkit::{TestEnv, bin};
+use peers_testkit::{BrokerProcess, TestEnv, bin};
 
 pub use peers_testkit::standin::{WAIT, message_id};
 
@@ -34,6 +34,20 @@ pub enum Parent {
 /// Starts `peers-mcp` in `cwd` under a stand-in Claude Code process of kind `parent`.
 pub async fn session(env: &TestEnv, cwd: &Path, parent: Parent) -> McpSession {
     session_with_args(env, cwd, parent, &[]).await
+}
+
+/// A [`session`] started from a shell in `work/<dir>` of the environment.
+pub async fn shell_session(env: &TestEnv, dir: &str) -> McpSession {
+    session(env, &env.dir.path().join("work").join(dir), Parent::Shell).await
+}
+
+/// A fresh [`env`], its [`Reaper`] and a broker running in it: `(env, reaper, broker)`; bind
+/// them in that order so the broker stops first and the environment goes last.
+pub async fn with_broker() -> (TestEnv, Reaper, BrokerProcess) {
+    let env = env();
+    let reaper = Reaper::new(&env);
+    let broker = BrokerProcess::start(&env).await;
+    (env, reaper, broker)
 }
 
 /// Like [`session`], passing `args` to `peers-mcp` (with [`Parent::Shell`] only).
