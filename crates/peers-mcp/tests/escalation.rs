@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::util::*;
 use peers_core::wire::{AckRequest, ClaimRequest, Notice};
-use peers_testkit::{BrokerProcess, ChildGuard, eventually};
+use peers_testkit::{ChildGuard, eventually};
 use serde_json::json;
 
 /// A `dbus-daemon` of this test only, on a socket in a temp dir, killed when dropped.
@@ -181,8 +181,7 @@ async fn an_idle_recipient_gets_one_notification_per_batch_and_one_that_took_its
     let mut env = env();
     env.set("PEERS_ESCALATE_AFTER_SECS", "2")
         .set("DBUS_SESSION_BUS_ADDRESS", bus.address.clone());
-    let _reaper = Reaper::new(&env);
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _reaper, _broker) = broker_in(env).await;
     let idle = shell_session(&env, "idle").await;
     let busy = shell_session(&env, "busy").await;
     let sender = shell_session(&env, "sender").await;
@@ -264,8 +263,7 @@ async fn mail_held_back_by_the_loop_budget_notifies_before_the_threshold() {
     env.set("PEERS_ESCALATE_AFTER_SECS", "600")
         .set("PEERS_LOOP_BUDGET", "1")
         .set("DBUS_SESSION_BUS_ADDRESS", bus.address.clone());
-    let _reaper = Reaper::new(&env);
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _reaper, _broker) = broker_in(env).await;
     let looping = shell_session(&env, "looping").await;
     let sender = shell_session(&env, "sender").await;
     let hook = looping.peer_client().await;
@@ -307,8 +305,7 @@ async fn without_a_notification_service_the_failure_is_logged_and_shown_by_peers
     let nobus = format!("unix:path={}", env.dir.path().join("no-bus").display());
     env.set("PEERS_ESCALATE_AFTER_SECS", "1")
         .set("DBUS_SESSION_BUS_ADDRESS", nobus);
-    let _reaper = Reaper::new(&env);
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _reaper, _broker) = broker_in(env).await;
     let idle = shell_session(&env, "idle").await;
     let sender = shell_session(&env, "sender").await;
     let idle_id = idle.session_file().await.peer_id;

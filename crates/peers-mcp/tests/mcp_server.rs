@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::util::*;
 use expect_test::expect;
 use peers_core::wire::{AckRequest, ClaimRequest, ListPeersQuery, Scope};
-use peers_testkit::{BrokerProcess, eventually};
+use peers_testkit::eventually;
 use serde_json::json;
 
 #[tokio::test]
@@ -166,13 +166,7 @@ async fn two_sessions_see_each_other_and_messages_get_delivered() {
     assert!(st.contains("via PostToolUse"), "{st}");
 
     // check_messages claims, shows, then acks; a reply links back.
-    let t = a
-        .ok(
-            "send_message",
-            json!({"to": "beta-proj", "message": "ping from alpha"}),
-        )
-        .await;
-    let ping = message_id(&t);
+    let ping = sent(&a, "beta-proj", "ping from alpha").await;
     let inbox = b.ok("check_messages", json!({})).await;
     assert!(inbox.contains("ping from alpha"), "{inbox}");
     assert!(inbox.contains("alpha@testhost"), "{inbox}");
@@ -203,8 +197,7 @@ async fn two_sessions_see_each_other_and_messages_get_delivered() {
 async fn mistakes_come_back_as_tool_errors_that_say_what_to_do() {
     let mut env = env();
     env.set("PEERS_MAX_MESSAGE_BYTES", "2000");
-    let _reaper = Reaper::new(&env);
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _reaper, _broker) = broker_in(env).await;
     let a = shell_session(&env, "alpha").await;
     let _b = shell_session(&env, "bravo").await;
     _b.session_file().await;
@@ -303,13 +296,7 @@ async fn when_claude_dies_the_server_exits_and_its_mail_waits() {
     assert_eq!(b_file.claude_pid, b.claude_pid);
     assert_ne!(b_file.mcp_pid, b.claude_pid);
 
-    let t = a
-        .ok(
-            "send_message",
-            json!({"to": "bravo", "message": "for later"}),
-        )
-        .await;
-    let id = message_id(&t);
+    let id = sent(&a, "bravo", "for later").await;
 
     b.kill_claude().await;
     let mcp_pid = b_file.mcp_pid;
@@ -397,13 +384,7 @@ async fn a_killed_broker_is_restarted_and_the_session_keeps_its_name() {
     let b_file = b.session_file().await;
     let first = broker_pid(&env.url()).await.expect("a broker was started");
     assert_ne!(first, a_file.mcp_pid);
-    let t = a
-        .ok(
-            "send_message",
-            json!({"to": "bravo", "message": "before the crash"}),
-        )
-        .await;
-    let id = message_id(&t);
+    let id = sent(&a, "bravo", "before the crash").await;
 
     // SAFETY: kill(2) on the broker this test's session started.
     unsafe { libc::kill(first as libc::pid_t, libc::SIGKILL) };

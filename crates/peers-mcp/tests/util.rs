@@ -7,6 +7,7 @@ use std::process::Command;
 use peers_core::BrokerClient;
 use peers_testkit::standin::{self, McpSession};
 use peers_testkit::{BrokerProcess, TestEnv, bin};
+use serde_json::json;
 
 pub use peers_testkit::standin::{WAIT, message_id};
 
@@ -41,10 +42,22 @@ pub async fn shell_session(env: &TestEnv, dir: &str) -> McpSession {
     session(env, &env.dir.path().join("work").join(dir), Parent::Shell).await
 }
 
+/// `message` sent by `from` to `to` with `send_message`; the id the tool answered.
+pub async fn sent(from: &McpSession, to: &str, message: &str) -> i64 {
+    let text = from
+        .ok("send_message", json!({"to": to, "message": message}))
+        .await;
+    standin::message_id(&text)
+}
+
 /// A fresh [`env`], its [`Reaper`] and a broker running in it: `(env, reaper, broker)`; bind
 /// them in that order so the broker stops first and the environment goes last.
 pub async fn with_broker() -> (TestEnv, Reaper, BrokerProcess) {
-    let env = env();
+    broker_in(env()).await
+}
+
+/// Like [`with_broker`], in `env`.
+pub async fn broker_in(env: TestEnv) -> (TestEnv, Reaper, BrokerProcess) {
     let reaper = Reaper::new(&env);
     let broker = BrokerProcess::start(&env).await;
     (env, reaper, broker)
