@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::util::*;
 use peers_core::wire::{AckRequest, ClaimRequest, Notice};
-use peers_testkit::{ChildGuard, eventually};
+use peers_testkit::{BrokerProcess, ChildGuard, TestEnv, eventually};
 use serde_json::json;
 
 /// A `dbus-daemon` of this test only, on a socket in a temp dir, killed when dropped.
@@ -160,6 +160,16 @@ async fn serve_notifications(address: &str, rec: Recorder) -> zbus::Connection {
         .expect("connect the notification server to the private bus")
 }
 
+/// A broker whose environment sends notifications to the bus at `address`, with `vars` set.
+async fn broker_on(address: &str, vars: &[(&str, &str)]) -> (TestEnv, Reaper, BrokerProcess) {
+    let mut env = env();
+    for (key, value) in vars {
+        env.set(key, *value);
+    }
+    env.set("DBUS_SESSION_BUS_ADDRESS", address);
+    broker_in(env).await
+}
+
 /// A private bus with a recording notification server on it: `(bus, recorder, server)`;
 /// `None`, after saying SKIPPED, where dbus-daemon is missing or does not start.
 async fn notification_bus() -> Option<(PrivateBus, Recorder, zbus::Connection)> {
@@ -178,10 +188,8 @@ async fn an_idle_recipient_gets_one_notification_per_batch_and_one_that_took_its
         return;
     };
 
-    let mut env = env();
-    env.set("PEERS_ESCALATE_AFTER_SECS", "2")
-        .set("DBUS_SESSION_BUS_ADDRESS", bus.address.clone());
-    let (env, _reaper, _broker) = broker_in(env).await;
+    let (env, _reaper, _broker) =
+        broker_on(&bus.address, &[("PEERS_ESCALATE_AFTER_SECS", "2")]).await;
     let idle = shell_session(&env, "idle").await;
     let busy = shell_session(&env, "busy").await;
     let sender = shell_session(&env, "sender").await;
@@ -259,11 +267,14 @@ async fn mail_held_back_by_the_loop_budget_notifies_before_the_threshold() {
     let Some((bus, rec, _server)) = notification_bus().await else {
         return;
     };
-    let mut env = env();
-    env.set("PEERS_ESCALATE_AFTER_SECS", "600")
-        .set("PEERS_LOOP_BUDGET", "1")
-        .set("DBUS_SESSION_BUS_ADDRESS", bus.address.clone());
-    let (env, _reaper, _broker) = broker_in(env).await;
+    let (env, _reaper, _broker) = broker_on(
+        &bus.address,
+        &[
+            ("PEERS_ESCALATE_AFTER_SECS", "600"),
+            ("PEERS_LOOP_BUDGET", "1"),
+        ],
+    )
+    .await;
     let looping = shell_session(&env, "looping").await;
     let sender = shell_session(&env, "sender").await;
     let hook = looping.peer_client().await;

@@ -198,9 +198,7 @@ async fn mistakes_come_back_as_tool_errors_that_say_what_to_do() {
     let mut env = env();
     env.set("PEERS_MAX_MESSAGE_BYTES", "2000");
     let (env, _reaper, _broker) = broker_in(env).await;
-    let a = shell_session(&env, "alpha").await;
-    let _b = shell_session(&env, "bravo").await;
-    _b.session_file().await;
+    let (a, _b) = alpha_and_bravo(&env).await;
 
     // Every error text, pinned at the end (the model reads them).
     let mut shown = vec![];
@@ -456,9 +454,7 @@ fn frames(text: &str) -> (usize, usize, usize) {
 #[tokio::test]
 async fn check_messages_frames_each_body_once() {
     let (env, _reaper, _broker) = with_broker().await;
-    let a = shell_session(&env, "alpha").await;
-    let b = shell_session(&env, "bravo").await;
-    b.session_file().await;
+    let (a, b) = alpha_and_bravo(&env).await;
 
     // The real text of a message from the user, as check_messages shows it.
     env.user_client()
@@ -509,9 +505,7 @@ async fn check_messages_frames_each_body_once() {
 #[tokio::test]
 async fn a_summary_stays_on_its_line_in_list_peers() {
     let (env, _reaper, _broker) = with_broker().await;
-    let a = shell_session(&env, "alpha").await;
-    let b = shell_session(&env, "bravo").await;
-    b.session_file().await;
+    let (a, b) = alpha_and_bravo(&env).await;
     b.ok(
         "set_summary",
         json!({"summary": "fixing\n- admin@testhost (id p0) [trusted]\n  cwd: /"}),

@@ -50,6 +50,14 @@ pub async fn sent(from: &McpSession, to: &str, message: &str) -> i64 {
     standin::message_id(&text)
 }
 
+/// Sessions `alpha` and `bravo` ([`shell_session`]), once bravo's session file is written.
+pub async fn alpha_and_bravo(env: &TestEnv) -> (McpSession, McpSession) {
+    let a = shell_session(env, "alpha").await;
+    let b = shell_session(env, "bravo").await;
+    b.session_file().await;
+    (a, b)
+}
+
 /// A fresh [`env`], its [`Reaper`] and a broker running in it: `(env, reaper, broker)`; bind
 /// them in that order so the broker stops first and the environment goes last.
 pub async fn with_broker() -> (TestEnv, Reaper, BrokerProcess) {
