@@ -282,21 +282,8 @@ fn the_plugin_directory_loads_and_its_hooks_run() {
     seed_claude_json(&env, &[&proj]);
     // The repository's plugin files, with the binaries in the plugin's bin/ (not on PATH, and
     // nothing installed into HOME).
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let plugin = env.dir.path().join("plugin");
-    for rel in [
-        ".claude-plugin/plugin.json",
-        "hooks/hooks.json",
-        ".mcp.json",
-    ] {
-        let to = plugin.join(rel);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(root.join(rel), &to).unwrap();
-    }
-    std::fs::create_dir_all(plugin.join("bin")).unwrap();
-    for b in ["peers-mcp", "peers-deliver", "peers-broker"] {
-        std::os::unix::fs::symlink(bin(b), plugin.join("bin").join(b)).unwrap();
-    }
+    peers_testkit::plugin::lay_out(&plugin);
     let plugin_s = plugin.display().to_string();
     mail_reaches_a_headless_session(
         &claude,
