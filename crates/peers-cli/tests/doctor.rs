@@ -1,6 +1,6 @@
 //! `peers doctor` names each fault of a broken set-up and passes on a good one.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::util::{peers, peers_cmd, plain_path, project};
 use peers_core::claude_settings::{self, PLUGIN_TOOL_PREFIX};
@@ -78,12 +78,19 @@ fn doctor_names_each_fault_of_a_broken_set_up() {
     assert!(out.stdout.contains("run `peers install`"), "{}", out.stdout);
 }
 
-#[tokio::test]
-async fn doctor_passes_on_a_good_set_up() {
+/// `peers install` done in project `p` of a fresh environment, its broker running:
+/// `(env, cwd, broker)`.
+async fn installed_with_broker() -> (TestEnv, PathBuf, BrokerProcess) {
     let env = TestEnv::new();
     let cwd = project(&env, "p");
-    let _broker = BrokerProcess::start(&env).await;
+    let broker = BrokerProcess::start(&env).await;
     peers(&env, &cwd, &["install"]).ok();
+    (env, cwd, broker)
+}
+
+#[tokio::test]
+async fn doctor_passes_on_a_good_set_up() {
+    let (env, cwd, _broker) = installed_with_broker().await;
     let out = peers(&env, &cwd, &["doctor"]);
     assert_eq!(out.code, 0, "{}", out.stdout);
     for line in [
@@ -252,10 +259,7 @@ echo "peers: $mcp  - ✓ Connected"
 
 #[tokio::test]
 async fn doctor_leaves_no_ended_session_behind() {
-    let env = TestEnv::new();
-    let cwd = project(&env, "p");
-    let _broker = BrokerProcess::start(&env).await;
-    peers(&env, &cwd, &["install"]).ok();
+    let (env, cwd, _broker) = installed_with_broker().await;
     let fake = fake_claude_cli(&env);
     let out: crate::util::Run = peers_cmd(&env, &cwd, &["doctor"])
         .env("PATH", format!("{}:{}", fake.display(), plain_path(&env)))
