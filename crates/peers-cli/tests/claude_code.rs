@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
-use crate::util::{peers, peers_cmd, project, wait_until};
+use crate::util::{assert_contains, peers, peers_cmd, project, wait_until};
 use peers_testkit::claude::{FakeApi, Gate, Reply, Step, claude_or_skip, serial};
 use peers_testkit::{BrokerProcess, TestEnv, bin};
 use serde_json::json;
@@ -154,11 +154,7 @@ fn install_through_the_claude_cli_and_mcp_list_shows_peers_connected() {
         bin("peers-mcp").display().to_string()
     );
     let again = run(&["install"]).ok();
-    assert!(
-        again.stdout.contains("nothing to change"),
-        "{}",
-        again.stdout
-    );
+    assert_contains(&again.stdout, "nothing to change");
 
     let list = Command::new(&claude)
         .args(["mcp", "list"])
@@ -180,11 +176,7 @@ fn install_through_the_claude_cli_and_mcp_list_shows_peers_connected() {
     assert!(doc.stdout.contains("✓ claude mcp list"), "{}", doc.stdout);
 
     let un = run(&["uninstall"]).ok();
-    assert!(
-        un.stdout.contains("claude mcp remove --scope user peers"),
-        "{}",
-        un.stdout
-    );
+    assert_contains(&un.stdout, "claude mcp remove --scope user peers");
     let cj: serde_json::Value =
         serde_json::from_slice(&std::fs::read(env.home.join(".claude.json")).unwrap()).unwrap();
     assert!(cj["mcpServers"].get("peers").is_none(), "{cj}");

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::util::{peers, peers_cmd, plain_path, project};
+use crate::util::{assert_contains, peers, peers_cmd, plain_path, project};
 use peers_core::claude_settings::{self, PLUGIN_TOOL_PREFIX};
 use peers_testkit::{BrokerProcess, TestEnv, bin};
 use serde_json::json;
@@ -69,11 +69,7 @@ fn doctor_names_each_fault_of_a_broken_set_up() {
     let bare = TestEnv::new();
     let out = peers(&bare, &project(&bare, "p"), &["doctor"]);
     assert_eq!(out.code, 1);
-    assert!(
-        out.stdout.contains("✗ hooks: no peers hooks"),
-        "{}",
-        out.stdout
-    );
+    assert_contains(&out.stdout, "✗ hooks: no peers hooks");
     assert!(out.stdout.contains("✗ mcp server"), "{}", out.stdout);
     assert!(out.stdout.contains("run `peers install`"), "{}", out.stdout);
 }
@@ -115,16 +111,8 @@ fn the_first_doctor_after_a_plain_install_has_no_failure() {
     let out = peers(&env, &cwd, &["doctor"]);
     assert_eq!(out.code, 0, "{}", out.stdout);
     assert!(!out.stdout.contains('✗'), "{}", out.stdout);
-    assert!(
-        out.stdout.contains("⚠ broker: not running"),
-        "{}",
-        out.stdout
-    );
-    assert!(
-        out.stdout.contains("⚠ secret: no secret file"),
-        "{}",
-        out.stdout
-    );
+    assert_contains(&out.stdout, "⚠ broker: not running");
+    assert_contains(&out.stdout, "⚠ secret: no secret file");
     assert!(out.stdout.contains("✓ permissions"), "{}", out.stdout);
 
     // --no-allow: a warning that says what it costs.
@@ -222,11 +210,7 @@ fn doctor_recognises_the_plugin_route() {
         &["doctor", "--plugin-dir", root.to_str().unwrap()],
     );
     assert_eq!(out.code, 0, "{}", out.stdout);
-    assert!(
-        out.stdout.contains("✓ plugin: peers plugin (--plugin-dir)"),
-        "{}",
-        out.stdout
-    );
+    assert_contains(&out.stdout, "✓ plugin: peers plugin (--plugin-dir)");
     let out = peers(
         &bare,
         &cwd,
@@ -266,11 +250,7 @@ async fn doctor_leaves_no_ended_session_behind() {
         .output()
         .unwrap()
         .into();
-    assert!(
-        out.stdout.contains("✓ claude mcp list: peers:"),
-        "{}",
-        out.stdout
-    );
+    assert_contains(&out.stdout, "✓ claude mcp list: peers:");
     let all = peers(&env, &cwd, &["peers", "--all", "--json"]).ok().json();
     assert_eq!(
         all["peers"],

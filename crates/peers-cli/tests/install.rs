@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::util::{peers, project};
+use crate::util::{assert_contains, peers, project};
 use peers_core::claude_settings;
 use peers_testkit::{TestEnv, bin};
 use serde_json::{Value, json};
@@ -101,11 +101,7 @@ fn user_install_keeps_everything_else_is_idempotent_and_uninstall_restores() {
     // --dry-run writes nothing, and says what it would do.
     let dry = peers(&env, &cwd, &["install", "--dry-run"]).ok();
     assert!(dry.stdout.contains("would"), "{}", dry.stdout);
-    assert!(
-        dry.stdout.contains("peers-deliver --wait"),
-        "{}",
-        dry.stdout
-    );
+    assert_contains(&dry.stdout, "peers-deliver --wait");
     assert_eq!(read(&settings), orig_settings);
     assert_eq!(read(&mcp_file), orig_claude);
     assert!(!backup(&settings).exists() && !backup(&mcp_file).exists());
@@ -173,11 +169,7 @@ fn user_install_keeps_everything_else_is_idempotent_and_uninstall_restores() {
     let s1 = read(&settings);
     let m1 = read(&mcp_file);
     let again = peers(&env, &cwd, &["install"]).ok();
-    assert!(
-        again.stdout.contains("nothing to change"),
-        "{}",
-        again.stdout
-    );
+    assert_contains(&again.stdout, "nothing to change");
     assert_eq!(read(&settings), s1);
     assert_eq!(read(&mcp_file), m1);
     assert_eq!(
@@ -200,11 +192,7 @@ fn user_install_keeps_everything_else_is_idempotent_and_uninstall_restores() {
 
     // And a second uninstall finds nothing to do.
     let un2 = peers(&env, &cwd, &["uninstall"]).ok();
-    assert!(
-        un2.stdout.contains("none of peers' hooks"),
-        "{}",
-        un2.stdout
-    );
+    assert_contains(&un2.stdout, "none of peers' hooks");
     assert_eq!(read(&settings), orig_settings);
 }
 
@@ -347,11 +335,7 @@ fn install_allows_the_peers_tools_no_allow_skips_and_uninstall_keeps_the_users_o
     );
     assert_eq!(v["permissions"]["allow"], json!(want));
     let again = peers(&env, &cwd, &["install"]).ok();
-    assert!(
-        again.stdout.contains("already in permissions.allow"),
-        "{}",
-        again.stdout
-    );
+    assert_contains(&again.stdout, "already in permissions.allow");
     assert_eq!(parse(&settings), v, "idempotent");
 
     // A change after install: uninstall cannot restore the bytes, and still keeps the user's
@@ -390,11 +374,7 @@ fn uninstall_help_says_where_from() {
     let env = TestEnv::new();
     let cwd = project(&env, "p");
     let out = peers(&env, &cwd, &["uninstall", "--help"]).ok();
-    assert!(
-        out.stdout.contains("Where to uninstall from"),
-        "{}",
-        out.stdout
-    );
+    assert_contains(&out.stdout, "Where to uninstall from");
     let out = peers(&env, &cwd, &["install", "--help"]).ok();
     assert!(out.stdout.contains("--no-allow"), "{}", out.stdout);
 }

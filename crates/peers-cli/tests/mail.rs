@@ -5,7 +5,7 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::util::{peers, peers_cmd, project, with_web};
+use crate::util::{assert_contains, peers, peers_cmd, project, with_web};
 use peers_testkit::peer::deliver_all;
 use peers_testkit::{ChildGuard, TestEnv};
 use serde_json::Value;
@@ -137,11 +137,7 @@ async fn send_peers_status_inbox_log_show() {
     // Errors say what to do.
     let bad = peers(&env, &cwd, &["send", "wbe", "hi"]);
     assert_eq!(bad.code, 1);
-    assert!(
-        bad.stderr.contains("Did you mean web@testhost (running)?"),
-        "{}",
-        bad.stderr
-    );
+    assert_contains(&bad.stderr, "Did you mean web@testhost (running)?");
     let bad = peers(&env, &cwd, &["show", "999"]);
     assert!(bad.stderr.contains("no message #999"), "{}", bad.stderr);
     let bad = peers(&env, &cwd, &["log", "--since", "soon"]);
@@ -249,9 +245,5 @@ fn without_a_broker_every_command_says_how_to_start_it() {
     // `peers status` is not an error: it says so on stdout and exits 3.
     let out = peers(&env, &cwd, &["status"]);
     assert_eq!(out.code, 3);
-    assert!(
-        out.stdout.contains("start it with `peers broker start`"),
-        "{}",
-        out.stdout
-    );
+    assert_contains(&out.stdout, "start it with `peers broker start`");
 }

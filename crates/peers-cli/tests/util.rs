@@ -123,3 +123,9 @@ impl Run {
             .unwrap_or_else(|| panic!("no message_id in:\n{}", self.stdout))
     }
 }
+
+/// Asserts that `text` contains `needle`, showing `text` when it does not.
+#[track_caller]
+pub fn assert_contains(text: &str, needle: &str) {
+    assert!(text.contains(needle), "{text}");
+}
