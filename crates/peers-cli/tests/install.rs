@@ -1,7 +1,7 @@
 //! `peers install` / `peers uninstall` on the real binary with a throw-away HOME and no
 //! `claude` on PATH (so the MCP entry is written directly).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::util::{assert_contains, peers, project};
 use peers_core::claude_settings;
@@ -86,11 +86,18 @@ fn without_ours(mut v: Value) -> Value {
     v
 }
 
+/// A fresh environment, its project `name`, and the path of the user's Claude Code settings
+/// file (not created): `(env, cwd, settings)`.
+fn user_home(name: &str) -> (TestEnv, PathBuf, PathBuf) {
+    let env = TestEnv::new();
+    let cwd = project(&env, name);
+    let settings = env.home.join(".claude/settings.json");
+    (env, cwd, settings)
+}
+
 #[test]
 fn user_install_keeps_everything_else_is_idempotent_and_uninstall_restores() {
-    let env = TestEnv::new();
-    let cwd = project(&env, "somewhere");
-    let settings = env.home.join(".claude/settings.json");
+    let (env, cwd, settings) = user_home("somewhere");
     let mcp_file = env.home.join(".claude.json");
     std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
     let orig_settings = render(&user_settings());
@@ -198,9 +205,7 @@ fn user_install_keeps_everything_else_is_idempotent_and_uninstall_restores() {
 
 #[test]
 fn uninstall_restores_odd_formatting_byte_for_byte() {
-    let env = TestEnv::new();
-    let cwd = project(&env, "p");
-    let settings = env.home.join(".claude/settings.json");
+    let (env, cwd, settings) = user_home("p");
     std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
     // Four-space indent, no trailing newline, an existing Stop hook of the user's.
     let odd = "{\n    \"model\": \"sonnet\",\n    \"hooks\": {\"Stop\": [{\"hooks\": [{\"type\": \"command\", \"command\": \"notify-send done\"}]}]}\n}";
@@ -216,9 +221,7 @@ fn uninstall_restores_odd_formatting_byte_for_byte() {
 
 #[test]
 fn a_fresh_home_gets_new_files_and_uninstall_leaves_none() {
-    let env = TestEnv::new();
-    let cwd = project(&env, "p");
-    let settings = env.home.join(".claude/settings.json");
+    let (env, cwd, settings) = user_home("p");
     let mcp_file = env.home.join(".claude.json");
     peers(&env, &cwd, &["install"]).ok();
     let mut want = claude_settings::settings(&bin("peers-deliver"));
@@ -239,9 +242,7 @@ fn a_fresh_home_gets_new_files_and_uninstall_leaves_none() {
 
 #[test]
 fn uninstall_keeps_changes_made_after_install() {
-    let env = TestEnv::new();
-    let cwd = project(&env, "p");
-    let settings = env.home.join(".claude/settings.json");
+    let (env, cwd, settings) = user_home("p");
     std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
     std::fs::write(&settings, render(&user_settings())).unwrap();
     peers(&env, &cwd, &["install"]).ok();
@@ -290,9 +291,7 @@ fn project_scope_writes_the_project_files_only() {
 
 #[test]
 fn broken_settings_json_is_refused_not_overwritten() {
-    let env = TestEnv::new();
-    let cwd = project(&env, "p");
-    let settings = env.home.join(".claude/settings.json");
+    let (env, cwd, settings) = user_home("p");
     std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
     std::fs::write(&settings, "{\"model\": ").unwrap();
     let out = peers(&env, &cwd, &["install"]);
@@ -303,9 +302,7 @@ fn broken_settings_json_is_refused_not_overwritten() {
 
 #[test]
 fn install_allows_the_peers_tools_no_allow_skips_and_uninstall_keeps_the_users_own() {
-    let env = TestEnv::new();
-    let cwd = project(&env, "p");
-    let settings = env.home.join(".claude/settings.json");
+    let (env, cwd, settings) = user_home("p");
     std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
     // The user already allowed one peers tool and something else.
     let orig = render(&json!({
