@@ -44,6 +44,16 @@ fn finish(mut g: ChildGuard) -> (Option<i32>, String, String) {
 }
 
 /// Waits until `g` exits (true) or `timeout` passes (false).
+/// Mail sent once `waiter` has settled wakes the idle session: the waiter exits 2, showing
+/// that message.
+async fn mail_wakes(h: &Harness, mut waiter: ChildGuard, body: &str) {
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let id = h.send(body).await;
+    assert!(exited_within(&mut waiter, Duration::from_secs(10)));
+    let (code, _, stderr) = finish(waiter);
+    assert_eq!((code, shown_ids(&stderr)), (Some(2), vec![id]));
+}
+
 fn exited_within(g: &mut ChildGuard, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
@@ -200,13 +210,9 @@ async fn the_waiter_leaves_mail_to_a_running_turn_and_wakes_an_idle_one() {
     let r = h.run(POST_TOOL_USE);
     assert_eq!(stdout_ids(&r.stdout), vec![id]);
     // That turn ends without more mail; the next waiter wakes the idle session.
-    let mut w = start_waiter(&h, &[]);
+    let w = start_waiter(&h, &[]);
     assert_eq!(h.run(STOP).stdout, "");
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let id2 = h.send("while idle").await;
-    assert!(exited_within(&mut w, Duration::from_secs(10)));
-    let (code, _, stderr) = finish(w);
-    assert_eq!((code, shown_ids(&stderr)), (Some(2), vec![id2]));
+    mail_wakes(&h, w, "while idle").await;
 }
 
 #[tokio::test]
@@ -332,18 +338,14 @@ async fn the_stop_waiter_supersedes_the_session_start_waiter() {
     let h = Harness::start(&[]).await;
     let mut first = start_waiter_on(&h, SESSION_START, &[]);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut second = start_waiter(&h, &[]);
+    let second = start_waiter(&h, &[]);
     assert_eq!(h.run(STOP).stdout, "");
     assert!(
         exited_within(&mut first, Duration::from_secs(10)),
         "the SessionStart waiter is superseded"
     );
     assert_eq!(finish(first), (Some(0), String::new(), String::new()));
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let id = h.send("after the first turn").await;
-    assert!(exited_within(&mut second, Duration::from_secs(10)));
-    let (code, _, stderr) = finish(second);
-    assert_eq!((code, shown_ids(&stderr)), (Some(2), vec![id]));
+    mail_wakes(&h, second, "after the first turn").await;
 }
 
 /// A SessionStart after a compaction comes inside a running turn: no waiter (the turn's Stop

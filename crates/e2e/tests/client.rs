@@ -3,6 +3,7 @@
 //! human were shown (`E2E_DUMP=1` for every request).
 
 use std::path::{Path, PathBuf};
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use peers_testkit::claude::{
@@ -11,6 +12,14 @@ use peers_testkit::claude::{
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(60);
+
+/// What each test here starts with: the serial lock, the client and a temp dir; `None`,
+/// after saying SKIPPED, without a Claude Code CLI.
+fn start(test: &str) -> Option<(MutexGuard<'static, ()>, PathBuf, tempfile::TempDir)> {
+    let serial = serial();
+    let claude = claude_or_skip(test)?;
+    Some((serial, claude, tempdir()))
+}
 
 fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
@@ -42,12 +51,10 @@ fn spec(claude: &Path, tmp: &Path, api: &FakeApi, hooks: Value) -> SessionSpec {
 /// a prompt, and its exit 2 wakes the model (the fact the SessionStart waiter rests on).
 #[test]
 fn session_start_async_rewake_wakes_a_never_prompted_session() {
-    let _serial = serial();
     let name = "session_start_async_rewake_wakes_a_never_prompted_session";
-    let Some(claude) = claude_or_skip(name) else {
+    let Some((_serial, claude, tmp)) = start(name) else {
         return;
     };
-    let tmp = tempdir();
     let go = tmp.path().join("go");
     let ran = tmp.path().join("ran");
     let hook = script(
@@ -120,12 +127,10 @@ struct StopOutcome {
 /// whether the text reaches the model, and what the human's screen shows.
 #[test]
 fn stop_hook_output_forms() {
-    let _serial = serial();
     let name = "stop_hook_output_forms";
-    let Some(claude) = claude_or_skip(name) else {
+    let Some((_serial, claude, tmp)) = start(name) else {
         return;
     };
-    let tmp = tempdir();
     let mode = tmp.path().join("mode");
     let hook = script(
         &tmp.path().join("stop.sh"),
@@ -279,12 +284,10 @@ fn stop_hook_output_forms() {
 /// consecutive continuations below the client's cap).
 #[test]
 fn stop_additional_context_streak() {
-    let _serial = serial();
     let name = "stop_additional_context_streak";
-    let Some(claude) = claude_or_skip(name) else {
+    let Some((_serial, claude, tmp)) = start(name) else {
         return;
     };
-    let tmp = tempdir();
     let on = tmp.path().join("on");
     let count = tmp.path().join("count");
     let log = tmp.path().join("stdin.log");

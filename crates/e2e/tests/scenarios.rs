@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{RUN, WAIT, World};
+use common::{RUN, StandIn, WAIT, World};
 use peers_core::claude_settings;
+use peers_core::wire::SendResponse;
 use peers_testkit::claude::shown::{self, last_number_after, reply_hints};
 use peers_testkit::claude::{
     FakeApi, Gate, Headless, Interactive, Recorded, Reply, Step, report_latency, serial,
@@ -877,6 +878,51 @@ fn s8_without_allow_entries_a_woken_send_waits_on_a_dialog() {
     web.stop();
 }
 
+/// A scripted turn that replies to the mail it was shown through the tool its reply hint
+/// names (read from the hint, not hard-coded), noting that tool's name in `used_tool`.
+fn reply_with_the_hinted_tool(
+    used_tool: &Arc<std::sync::Mutex<Option<String>>>,
+    message: &'static str,
+) -> Step {
+    let used_tool = used_tool.clone();
+    Step::dynamic(move |ctx| {
+        let t = ctx.latest_text();
+        match reply_hints(&t).into_iter().next() {
+            Some(h) => {
+                let tool = h.tool.clone().unwrap_or_else(|| "no-tool-named".into());
+                *used_tool.lock().unwrap() = Some(tool.clone());
+                Reply::tool(
+                    tool,
+                    json!({"to": h.to, "reply_to": h.reply_to, "message": message}),
+                )
+            }
+            None => Reply::text("no reply instruction was shown"),
+        }
+    })
+}
+
+/// The hinted `tool` ran (its `result` is no error), the reply reached `sender` as a reply to
+/// `sent`, and no hook reported a problem.
+fn assert_the_hinted_tool_ran(
+    w: &World,
+    api: &FakeApi,
+    result: &str,
+    tool: &Option<String>,
+    sender: &StandIn,
+    sent: &SendResponse,
+) {
+    assert!(
+        !result.contains("No such tool") && !result.contains("(error)"),
+        "the tool the reply hint named ({tool:?}) did not run:\n{result}"
+    );
+    let got = w.take_mail(sender);
+    assert!(
+        got.iter().any(|m| m.reply_to == Some(sent.message_id)),
+        "the reply never reached the broker: {got:#?}"
+    );
+    w.assert_no_hook_errors(api);
+}
+
 /// 9. The plugin route (`claude --plugin-dir` with the repository's plugin files): the tools
 ///    are the plugin's (`mcp__plugin_<plugin>_<server>__…`). Mail arrives mid-turn; the
 ///    scripted model calls exactly the tool the reply hint names, and it runs.
@@ -895,24 +941,7 @@ fn s9_plugin_route_reply_hint_names_a_tool_that_exists() {
         "web",
         vec![
             Step::after(&mail_sent, WAIT, Reply::bash("echo web-working")),
-            {
-                let used_tool = used_tool.clone();
-                Step::dynamic(move |ctx| {
-                    let t = ctx.latest_text();
-                    match reply_hints(&t).into_iter().next() {
-                        Some(h) => {
-                            let tool = h.tool.clone().unwrap_or_else(|| "no-tool-named".into());
-                            *used_tool.lock().unwrap() = Some(tool.clone());
-                            Reply::tool(
-                                tool,
-                                json!({"to": h.to, "reply_to": h.reply_to,
-                                       "message": "s9-reply via the plugin"}),
-                            )
-                        }
-                        None => Reply::text("no reply instruction was shown"),
-                    }
-                })
-            },
+            reply_with_the_hinted_tool(&used_tool, "s9-reply via the plugin"),
             Step::text("web done"),
         ],
     );
@@ -946,17 +975,7 @@ fn s9_plugin_route_reply_hint_names_a_tool_that_exists() {
         .into_iter()
         .find(|r| r.seq > shown.seq && r.latest_text().contains("[tool_result"))
         .unwrap_or_else(|| panic!("no tool result after the reply:\n{}", api.transcript()));
-    let result = after.latest_text();
-    assert!(
-        !result.contains("No such tool") && !result.contains("(error)"),
-        "the tool the reply hint named ({tool:?}) did not run:\n{result}"
-    );
-    let got = w.take_mail(&sender);
-    assert!(
-        got.iter().any(|m| m.reply_to == Some(sent.message_id)),
-        "the reply never reached the broker: {got:#?}"
-    );
-    w.assert_no_hook_errors(&api);
+    assert_the_hinted_tool_ran(&w, &api, &after.latest_text(), &tool, &sender, &sent);
 }
 
 /// 9b. The plugin route in an interactive session under tmux: the plugin's SessionStart
@@ -973,24 +992,7 @@ fn s9b_plugin_route_in_an_interactive_session() {
         "web",
         vec![
             Step::text("nothing to do yet"),
-            {
-                let used_tool = used_tool.clone();
-                Step::dynamic(move |ctx| {
-                    let t = ctx.latest_text();
-                    match reply_hints(&t).into_iter().next() {
-                        Some(h) => {
-                            let tool = h.tool.clone().unwrap_or_else(|| "no-tool-named".into());
-                            *used_tool.lock().unwrap() = Some(tool.clone());
-                            Reply::tool(
-                                tool,
-                                json!({"to": h.to, "reply_to": h.reply_to,
-                                       "message": "s9b-reply via the plugin"}),
-                            )
-                        }
-                        None => Reply::text("no reply instruction was shown"),
-                    }
-                })
-            },
+            reply_with_the_hinted_tool(&used_tool, "s9b-reply via the plugin"),
             Step::text("web replied"),
         ],
     );
@@ -1018,17 +1020,7 @@ fn s9b_plugin_route_in_an_interactive_session() {
         Some("mcp__plugin_peers_peers__send_message"),
         "the hint names the plugin's tool"
     );
-    let result = after.latest_text();
-    assert!(
-        !result.contains("No such tool") && !result.contains("(error)"),
-        "the tool the reply hint named ({tool:?}) did not run:\n{result}"
-    );
-    let got = w.take_mail(&sender);
-    assert!(
-        got.iter().any(|m| m.reply_to == Some(sent.message_id)),
-        "the reply never reached the broker: {got:#?}"
-    );
-    w.assert_no_hook_errors(&api);
+    assert_the_hinted_tool_ran(&w, &api, &after.latest_text(), &tool, &sender, &sent);
 }
 
 /// 10. Mail that arrives as an interactive session ends its turn: the Stop hook continues the

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::util::{peers, project};
+use crate::util::{assert_contains, peers, project};
 use peers_core::BrokerClient;
 use peers_testkit::TestEnv;
 
@@ -28,11 +28,7 @@ async fn start_status_logs_stop() {
     assert!(st.stderr.contains("peers broker start"), "{}", st.stderr);
 
     let out = peers(&env, &cwd, &["broker", "start"]).ok();
-    assert!(
-        out.stdout.contains("started peers-broker"),
-        "{}",
-        out.stdout
-    );
+    assert_contains(&out.stdout, "started peers-broker");
     let h = BrokerClient::new(&env.url(), None)
         .health()
         .await
@@ -67,11 +63,7 @@ async fn start_status_logs_stop() {
     assert_eq!(st.code, 1);
     assert_eq!(st.json()["running"], false);
     let stop = peers(&env, &cwd, &["broker", "stop"]).ok();
-    assert!(
-        stop.stdout.contains("no peers broker is running"),
-        "{}",
-        stop.stdout
-    );
+    assert_contains(&stop.stdout, "no peers broker is running");
 }
 
 #[test]

@@ -6,9 +6,10 @@
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
-use crate::util::{peers, peers_cmd, project, wait_until};
+use crate::util::{assert_contains, peers, peers_cmd, project, wait_until};
 use peers_testkit::claude::{FakeApi, Gate, Reply, Step, claude_or_skip, serial};
 use peers_testkit::{BrokerProcess, TestEnv, bin};
 use serde_json::json;
@@ -59,6 +60,27 @@ fn seed_claude_json(env: &TestEnv, trusted: &[&Path]) {
             .unwrap(),
     )
     .unwrap();
+}
+
+/// What a headless-session test starts with: the client (`None`, after saying SKIPPED,
+/// without one), the serial lock, an environment with its broker, and a project `proj` the
+/// client trusts: `(claude, serial, env, proj, broker)`.
+fn trusted_project(
+    test: &str,
+) -> Option<(
+    PathBuf,
+    MutexGuard<'static, ()>,
+    TestEnv,
+    PathBuf,
+    BrokerProcess,
+)> {
+    let claude = claude_or_skip(test)?;
+    let serial = serial();
+    let env = TestEnv::new();
+    let proj = std::fs::canonicalize(project(&env, "proj")).unwrap();
+    let broker = start_broker(&env);
+    seed_claude_json(&env, &[&proj]);
+    Some((claude, serial, env, proj, broker))
 }
 
 fn start_broker(env: &TestEnv) -> BrokerProcess {
@@ -132,11 +154,7 @@ fn install_through_the_claude_cli_and_mcp_list_shows_peers_connected() {
         bin("peers-mcp").display().to_string()
     );
     let again = run(&["install"]).ok();
-    assert!(
-        again.stdout.contains("nothing to change"),
-        "{}",
-        again.stdout
-    );
+    assert_contains(&again.stdout, "nothing to change");
 
     let list = Command::new(&claude)
         .args(["mcp", "list"])
@@ -158,11 +176,7 @@ fn install_through_the_claude_cli_and_mcp_list_shows_peers_connected() {
     assert!(doc.stdout.contains("✓ claude mcp list"), "{}", doc.stdout);
 
     let un = run(&["uninstall"]).ok();
-    assert!(
-        un.stdout.contains("claude mcp remove --scope user peers"),
-        "{}",
-        un.stdout
-    );
+    assert_contains(&un.stdout, "claude mcp remove --scope user peers");
     let cj: serde_json::Value =
         serde_json::from_slice(&std::fs::read(env.home.join(".claude.json")).unwrap()).unwrap();
     assert!(cj["mcpServers"].get("peers").is_none(), "{cj}");
@@ -171,14 +185,11 @@ fn install_through_the_claude_cli_and_mcp_list_shows_peers_connected() {
 
 #[test]
 fn a_headless_session_after_install_runs_the_hooks() {
-    let Some(claude) = claude_or_skip("a_headless_session_after_install_runs_the_hooks") else {
+    let Some((claude, _serial, env, proj, _broker)) =
+        trusted_project("a_headless_session_after_install_runs_the_hooks")
+    else {
         return;
     };
-    let _serial = serial();
-    let env = TestEnv::new();
-    let proj = std::fs::canonicalize(project(&env, "proj")).unwrap();
-    let _broker = start_broker(&env);
-    seed_claude_json(&env, &[&proj]);
     // Installed the way a user without the claude CLI on PATH would: files written directly.
     let out = peers(&env, &proj, &["install"]).ok();
     assert!(out.stdout.contains(".claude.json"), "{}", out.stdout);
@@ -272,31 +283,15 @@ fn mail_reaches_a_headless_session(
 
 #[test]
 fn the_plugin_directory_loads_and_its_hooks_run() {
-    let Some(claude) = claude_or_skip("the_plugin_directory_loads_and_its_hooks_run") else {
+    let Some((claude, _serial, env, proj, _broker)) =
+        trusted_project("the_plugin_directory_loads_and_its_hooks_run")
+    else {
         return;
     };
-    let _serial = serial();
-    let env = TestEnv::new();
-    let proj = std::fs::canonicalize(project(&env, "proj")).unwrap();
-    let _broker = start_broker(&env);
-    seed_claude_json(&env, &[&proj]);
     // The repository's plugin files, with the binaries in the plugin's bin/ (not on PATH, and
     // nothing installed into HOME).
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let plugin = env.dir.path().join("plugin");
-    for rel in [
-        ".claude-plugin/plugin.json",
-        "hooks/hooks.json",
-        ".mcp.json",
-    ] {
-        let to = plugin.join(rel);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(root.join(rel), &to).unwrap();
-    }
-    std::fs::create_dir_all(plugin.join("bin")).unwrap();
-    for b in ["peers-mcp", "peers-deliver", "peers-broker"] {
-        std::os::unix::fs::symlink(bin(b), plugin.join("bin").join(b)).unwrap();
-    }
+    peers_testkit::plugin::lay_out(&plugin);
     let plugin_s = plugin.display().to_string();
     mail_reaches_a_headless_session(
         &claude,

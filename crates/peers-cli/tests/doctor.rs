@@ -1,8 +1,8 @@
 //! `peers doctor` names each fault of a broken set-up and passes on a good one.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::util::{peers, peers_cmd, plain_path, project};
+use crate::util::{assert_contains, peers, peers_cmd, plain_path, project};
 use peers_core::claude_settings::{self, PLUGIN_TOOL_PREFIX};
 use peers_testkit::{BrokerProcess, TestEnv, bin};
 use serde_json::json;
@@ -69,21 +69,24 @@ fn doctor_names_each_fault_of_a_broken_set_up() {
     let bare = TestEnv::new();
     let out = peers(&bare, &project(&bare, "p"), &["doctor"]);
     assert_eq!(out.code, 1);
-    assert!(
-        out.stdout.contains("✗ hooks: no peers hooks"),
-        "{}",
-        out.stdout
-    );
+    assert_contains(&out.stdout, "✗ hooks: no peers hooks");
     assert!(out.stdout.contains("✗ mcp server"), "{}", out.stdout);
     assert!(out.stdout.contains("run `peers install`"), "{}", out.stdout);
 }
 
-#[tokio::test]
-async fn doctor_passes_on_a_good_set_up() {
+/// `peers install` done in project `p` of a fresh environment, its broker running:
+/// `(env, cwd, broker)`.
+async fn installed_with_broker() -> (TestEnv, PathBuf, BrokerProcess) {
     let env = TestEnv::new();
     let cwd = project(&env, "p");
-    let _broker = BrokerProcess::start(&env).await;
+    let broker = BrokerProcess::start(&env).await;
     peers(&env, &cwd, &["install"]).ok();
+    (env, cwd, broker)
+}
+
+#[tokio::test]
+async fn doctor_passes_on_a_good_set_up() {
+    let (env, cwd, _broker) = installed_with_broker().await;
     let out = peers(&env, &cwd, &["doctor"]);
     assert_eq!(out.code, 0, "{}", out.stdout);
     for line in [
@@ -108,16 +111,8 @@ fn the_first_doctor_after_a_plain_install_has_no_failure() {
     let out = peers(&env, &cwd, &["doctor"]);
     assert_eq!(out.code, 0, "{}", out.stdout);
     assert!(!out.stdout.contains('✗'), "{}", out.stdout);
-    assert!(
-        out.stdout.contains("⚠ broker: not running"),
-        "{}",
-        out.stdout
-    );
-    assert!(
-        out.stdout.contains("⚠ secret: no secret file"),
-        "{}",
-        out.stdout
-    );
+    assert_contains(&out.stdout, "⚠ broker: not running");
+    assert_contains(&out.stdout, "⚠ secret: no secret file");
     assert!(out.stdout.contains("✓ permissions"), "{}", out.stdout);
 
     // --no-allow: a warning that says what it costs.
@@ -215,11 +210,7 @@ fn doctor_recognises_the_plugin_route() {
         &["doctor", "--plugin-dir", root.to_str().unwrap()],
     );
     assert_eq!(out.code, 0, "{}", out.stdout);
-    assert!(
-        out.stdout.contains("✓ plugin: peers plugin (--plugin-dir)"),
-        "{}",
-        out.stdout
-    );
+    assert_contains(&out.stdout, "✓ plugin: peers plugin (--plugin-dir)");
     let out = peers(
         &bare,
         &cwd,
@@ -252,21 +243,14 @@ echo "peers: $mcp  - ✓ Connected"
 
 #[tokio::test]
 async fn doctor_leaves_no_ended_session_behind() {
-    let env = TestEnv::new();
-    let cwd = project(&env, "p");
-    let _broker = BrokerProcess::start(&env).await;
-    peers(&env, &cwd, &["install"]).ok();
+    let (env, cwd, _broker) = installed_with_broker().await;
     let fake = fake_claude_cli(&env);
     let out: crate::util::Run = peers_cmd(&env, &cwd, &["doctor"])
         .env("PATH", format!("{}:{}", fake.display(), plain_path(&env)))
         .output()
         .unwrap()
         .into();
-    assert!(
-        out.stdout.contains("✓ claude mcp list: peers:"),
-        "{}",
-        out.stdout
-    );
+    assert_contains(&out.stdout, "✓ claude mcp list: peers:");
     let all = peers(&env, &cwd, &["peers", "--all", "--json"]).ok().json();
     assert_eq!(
         all["peers"],

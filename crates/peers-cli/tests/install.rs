@@ -1,9 +1,9 @@
 //! `peers install` / `peers uninstall` on the real binary with a throw-away HOME and no
 //! `claude` on PATH (so the MCP entry is written directly).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::util::{peers, project};
+use crate::util::{assert_contains, peers, project};
 use peers_core::claude_settings;
 use peers_testkit::{TestEnv, bin};
 use serde_json::{Value, json};
@@ -86,11 +86,18 @@ fn without_ours(mut v: Value) -> Value {
     v
 }
 
+/// A fresh environment, its project `name`, and the path of the user's Claude Code settings
+/// file (not created): `(env, cwd, settings)`.
+fn user_home(name: &str) -> (TestEnv, PathBuf, PathBuf) {
+    let env = TestEnv::new();
+    let cwd = project(&env, name);
+    let settings = env.home.join(".claude/settings.json");
+    (env, cwd, settings)
+}
+
 #[test]
 fn user_install_keeps_everything_else_is_idempotent_and_uninstall_restores() {
-    let env = TestEnv::new();
-    let cwd = project(&env, "somewhere");
-    let settings = env.home.join(".claude/settings.json");
+    let (env, cwd, settings) = user_home("somewhere");
     let mcp_file = env.home.join(".claude.json");
     std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
     let orig_settings = render(&user_settings());
@@ -101,11 +108,7 @@ fn user_install_keeps_everything_else_is_idempotent_and_uninstall_restores() {
     // --dry-run writes nothing, and says what it would do.
     let dry = peers(&env, &cwd, &["install", "--dry-run"]).ok();
     assert!(dry.stdout.contains("would"), "{}", dry.stdout);
-    assert!(
-        dry.stdout.contains("peers-deliver --wait"),
-        "{}",
-        dry.stdout
-    );
+    assert_contains(&dry.stdout, "peers-deliver --wait");
     assert_eq!(read(&settings), orig_settings);
     assert_eq!(read(&mcp_file), orig_claude);
     assert!(!backup(&settings).exists() && !backup(&mcp_file).exists());
@@ -173,11 +176,7 @@ fn user_install_keeps_everything_else_is_idempotent_and_uninstall_restores() {
     let s1 = read(&settings);
     let m1 = read(&mcp_file);
     let again = peers(&env, &cwd, &["install"]).ok();
-    assert!(
-        again.stdout.contains("nothing to change"),
-        "{}",
-        again.stdout
-    );
+    assert_contains(&again.stdout, "nothing to change");
     assert_eq!(read(&settings), s1);
     assert_eq!(read(&mcp_file), m1);
     assert_eq!(
@@ -200,19 +199,13 @@ fn user_install_keeps_everything_else_is_idempotent_and_uninstall_restores() {
 
     // And a second uninstall finds nothing to do.
     let un2 = peers(&env, &cwd, &["uninstall"]).ok();
-    assert!(
-        un2.stdout.contains("none of peers' hooks"),
-        "{}",
-        un2.stdout
-    );
+    assert_contains(&un2.stdout, "none of peers' hooks");
     assert_eq!(read(&settings), orig_settings);
 }
 
 #[test]
 fn uninstall_restores_odd_formatting_byte_for_byte() {
-    let env = TestEnv::new();
-    let cwd = project(&env, "p");
-    let settings = env.home.join(".claude/settings.json");
+    let (env, cwd, settings) = user_home("p");
     std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
     // Four-space indent, no trailing newline, an existing Stop hook of the user's.
     let odd = "{\n    \"model\": \"sonnet\",\n    \"hooks\": {\"Stop\": [{\"hooks\": [{\"type\": \"command\", \"command\": \"notify-send done\"}]}]}\n}";
@@ -228,9 +221,7 @@ fn uninstall_restores_odd_formatting_byte_for_byte() {
 
 #[test]
 fn a_fresh_home_gets_new_files_and_uninstall_leaves_none() {
-    let env = TestEnv::new();
-    let cwd = project(&env, "p");
-    let settings = env.home.join(".claude/settings.json");
+    let (env, cwd, settings) = user_home("p");
     let mcp_file = env.home.join(".claude.json");
     peers(&env, &cwd, &["install"]).ok();
     let mut want = claude_settings::settings(&bin("peers-deliver"));
@@ -251,9 +242,7 @@ fn a_fresh_home_gets_new_files_and_uninstall_leaves_none() {
 
 #[test]
 fn uninstall_keeps_changes_made_after_install() {
-    let env = TestEnv::new();
-    let cwd = project(&env, "p");
-    let settings = env.home.join(".claude/settings.json");
+    let (env, cwd, settings) = user_home("p");
     std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
     std::fs::write(&settings, render(&user_settings())).unwrap();
     peers(&env, &cwd, &["install"]).ok();
@@ -302,9 +291,7 @@ fn project_scope_writes_the_project_files_only() {
 
 #[test]
 fn broken_settings_json_is_refused_not_overwritten() {
-    let env = TestEnv::new();
-    let cwd = project(&env, "p");
-    let settings = env.home.join(".claude/settings.json");
+    let (env, cwd, settings) = user_home("p");
     std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
     std::fs::write(&settings, "{\"model\": ").unwrap();
     let out = peers(&env, &cwd, &["install"]);
@@ -315,9 +302,7 @@ fn broken_settings_json_is_refused_not_overwritten() {
 
 #[test]
 fn install_allows_the_peers_tools_no_allow_skips_and_uninstall_keeps_the_users_own() {
-    let env = TestEnv::new();
-    let cwd = project(&env, "p");
-    let settings = env.home.join(".claude/settings.json");
+    let (env, cwd, settings) = user_home("p");
     std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
     // The user already allowed one peers tool and something else.
     let orig = render(&json!({
@@ -347,11 +332,7 @@ fn install_allows_the_peers_tools_no_allow_skips_and_uninstall_keeps_the_users_o
     );
     assert_eq!(v["permissions"]["allow"], json!(want));
     let again = peers(&env, &cwd, &["install"]).ok();
-    assert!(
-        again.stdout.contains("already in permissions.allow"),
-        "{}",
-        again.stdout
-    );
+    assert_contains(&again.stdout, "already in permissions.allow");
     assert_eq!(parse(&settings), v, "idempotent");
 
     // A change after install: uninstall cannot restore the bytes, and still keeps the user's
@@ -390,11 +371,7 @@ fn uninstall_help_says_where_from() {
     let env = TestEnv::new();
     let cwd = project(&env, "p");
     let out = peers(&env, &cwd, &["uninstall", "--help"]).ok();
-    assert!(
-        out.stdout.contains("Where to uninstall from"),
-        "{}",
-        out.stdout
-    );
+    assert_contains(&out.stdout, "Where to uninstall from");
     let out = peers(&env, &cwd, &["install", "--help"]).ok();
     assert!(out.stdout.contains("--no-allow"), "{}", out.stdout);
 }

@@ -5,22 +5,17 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::util::{peer_client, peers, peers_cmd, project, register};
+use crate::util::{assert_contains, peers, peers_cmd, project, with_web};
 use peers_testkit::peer::deliver_all;
-use peers_testkit::{BrokerProcess, ChildGuard, TestEnv, fake_claude};
+use peers_testkit::{ChildGuard, TestEnv};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(20);
 
 #[tokio::test]
 async fn send_peers_status_inbox_log_show() {
-    let env = TestEnv::new();
-    let cwd = project(&env, "here");
-    let _broker = BrokerProcess::start(&env).await;
-    let claude = fake_claude();
-    let web = register(&env, &claude, &project(&env, "web")).await;
+    let (env, cwd, _broker, claude, web, web_client) = with_web().await;
     assert_eq!(web.name, "web");
-    let web_client = peer_client(&env, &web);
 
     let list = peers(&env, &cwd, &["peers", "--json"]).ok().json();
     let names: Vec<&str> = list["peers"]
@@ -142,11 +137,7 @@ async fn send_peers_status_inbox_log_show() {
     // Errors say what to do.
     let bad = peers(&env, &cwd, &["send", "wbe", "hi"]);
     assert_eq!(bad.code, 1);
-    assert!(
-        bad.stderr.contains("Did you mean web@testhost (running)?"),
-        "{}",
-        bad.stderr
-    );
+    assert_contains(&bad.stderr, "Did you mean web@testhost (running)?");
     let bad = peers(&env, &cwd, &["show", "999"]);
     assert!(bad.stderr.contains("no message #999"), "{}", bad.stderr);
     let bad = peers(&env, &cwd, &["log", "--since", "soon"]);
@@ -156,12 +147,7 @@ async fn send_peers_status_inbox_log_show() {
 
 #[tokio::test]
 async fn send_wait_follows_the_message_until_delivered() {
-    let env = TestEnv::new();
-    let cwd = project(&env, "here");
-    let _broker = BrokerProcess::start(&env).await;
-    let claude = fake_claude();
-    let web = register(&env, &claude, &project(&env, "web")).await;
-    let web_client = peer_client(&env, &web);
+    let (env, cwd, _broker, claude, _web, web_client) = with_web().await;
 
     let mut cmd = peers_cmd(&env, &cwd, &["send", "web", "ping", "--wait", "--json"]);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -204,12 +190,7 @@ async fn send_wait_follows_the_message_until_delivered() {
 
 #[tokio::test]
 async fn tail_prints_sends_and_deliveries_as_json_lines() {
-    let env = TestEnv::new();
-    let cwd = project(&env, "here");
-    let _broker = BrokerProcess::start(&env).await;
-    let claude = fake_claude();
-    let web = register(&env, &claude, &project(&env, "web")).await;
-    let web_client = peer_client(&env, &web);
+    let (env, cwd, _broker, claude, _web, web_client) = with_web().await;
 
     let mut cmd = peers_cmd(&env, &cwd, &["tail", "--json", "--since", "5m"]);
     cmd.stdout(Stdio::piped()).stderr(Stdio::null());
@@ -264,9 +245,5 @@ fn without_a_broker_every_command_says_how_to_start_it() {
     // `peers status` is not an error: it says so on stdout and exits 3.
     let out = peers(&env, &cwd, &["status"]);
     assert_eq!(out.code, 3);
-    assert!(
-        out.stdout.contains("start it with `peers broker start`"),
-        "{}",
-        out.stdout
-    );
+    assert_contains(&out.stdout, "start it with `peers broker start`");
 }

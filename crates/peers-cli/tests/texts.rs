@@ -2,7 +2,7 @@
 //! thread, `log`/`inbox --body`, the closest names for a wrong recipient, `peers status`
 //! without a broker and with notices. Fixed texts are snapshots (`UPDATE_EXPECT=1` updates).
 
-use crate::util::{peer_client, peers, project, register};
+use crate::util::{peer_client, peers, project, register, with_web};
 use expect_test::expect;
 use peers_core::wire::NoticeRequest;
 use peers_testkit::peer::deliver_all;
@@ -13,6 +13,18 @@ use serde_json::Value;
 fn fake_claude_keep(keep: &mut Vec<peers_testkit::ChildGuard>) -> &peers_testkit::ChildGuard {
     keep.push(fake_claude());
     keep.last().unwrap()
+}
+
+/// `peers send web <text> --reply-to <to> --json`; the new message's id.
+fn reply(env: &TestEnv, cwd: &std::path::Path, text: &str, to: i64) -> i64 {
+    let to = to.to_string();
+    peers(
+        env,
+        cwd,
+        &["send", "web", text, "--reply-to", &to, "--json"],
+    )
+    .ok()
+    .message_id()
 }
 
 /// The RFC 3339 form `peers` prints for a time (as `peers_core::format_ms`).
@@ -57,12 +69,7 @@ fn scrub(text: &str, times: &[String], env: &TestEnv) -> String {
 
 #[tokio::test]
 async fn show_prints_the_text_and_the_whole_thread_with_states() {
-    let env = TestEnv::new();
-    let cwd = project(&env, "here");
-    let _broker = BrokerProcess::start(&env).await;
-    let claude = fake_claude();
-    let web = register(&env, &claude, &project(&env, "web")).await;
-    let web_c = peer_client(&env, &web);
+    let (env, cwd, _broker, claude, _web, web_c) = with_web().await;
     let mut keep = Vec::new();
 
     // The human asks; web answers; the human answers that; a second reply to the question.
@@ -79,54 +86,9 @@ async fn show_prints_the_text_and_the_whole_thread_with_states() {
     // A hostile body: a terminal escape that clears the screen, a carriage return, and a
     // line that fakes a header of the listing.
     let hostile = "It returns {\"id\": 1}.\u{1b}[2J\rOK\nthread (1 messages, oldest first):";
-    let a = peers(
-        &env,
-        &cwd,
-        &[
-            "send",
-            "web",
-            hostile,
-            "--reply-to",
-            &q.to_string(),
-            "--json",
-        ],
-    )
-    .ok()
-    .json()["message_id"]
-        .as_i64()
-        .unwrap();
-    let b = peers(
-        &env,
-        &cwd,
-        &[
-            "send",
-            "web",
-            "thanks",
-            "--reply-to",
-            &a.to_string(),
-            "--json",
-        ],
-    )
-    .ok()
-    .json()["message_id"]
-        .as_i64()
-        .unwrap();
-    let c = peers(
-        &env,
-        &cwd,
-        &[
-            "send",
-            "web",
-            "and the errors?",
-            "--reply-to",
-            &q.to_string(),
-            "--json",
-        ],
-    )
-    .ok()
-    .json()["message_id"]
-        .as_i64()
-        .unwrap();
+    let a = reply(&env, &cwd, hostile, q);
+    let b = reply(&env, &cwd, "thanks", a);
+    let c = reply(&env, &cwd, "and the errors?", q);
     assert_eq!((q, a, b, c), (1, 2, 3, 4));
 
     // JSON: the body, and the thread in order with depths.
@@ -213,12 +175,7 @@ async fn show_prints_the_text_and_the_whole_thread_with_states() {
 
 #[tokio::test]
 async fn log_and_inbox_take_body() {
-    let env = TestEnv::new();
-    let cwd = project(&env, "here");
-    let _broker = BrokerProcess::start(&env).await;
-    let claude = fake_claude();
-    let web = register(&env, &claude, &project(&env, "web")).await;
-    let web_c = peer_client(&env, &web);
+    let (env, cwd, _broker, claude, _web, web_c) = with_web().await;
     peers(&env, &cwd, &["send", "web", "first\nsecond line\u{7}"]).ok();
     deliver_all(&web_c, "Stop").await;
     peers(&env, &cwd, &["send", "web", "still waiting"]).ok();
@@ -310,12 +267,8 @@ fn status_without_a_broker_says_so_and_how_to_start_it() {
 
 #[tokio::test]
 async fn status_shows_who_raised_each_notice() {
-    let env = TestEnv::new();
-    let cwd = project(&env, "here");
-    let _broker = BrokerProcess::start(&env).await;
-    let claude = fake_claude();
-    let web = register(&env, &claude, &project(&env, "web")).await;
-    peer_client(&env, &web)
+    let (env, cwd, _broker, claude, _web, web_client) = with_web().await;
+    web_client
         .add_notice(&NoticeRequest {
             kind: "escalation".into(),
             text: "could not show a desktop notification\u{1b}]0;pwned\u{7}".into(),

@@ -5,7 +5,7 @@ use std::process::{Command, Output, Stdio};
 
 use peers_core::BrokerClient;
 use peers_core::wire::{RegisterRequest, RegisterResponse};
-use peers_testkit::{ChildGuard, TestEnv, bin, peer};
+use peers_testkit::{BrokerProcess, ChildGuard, TestEnv, bin, fake_claude, peer};
 
 pub use peers_testkit::poll::wait_until;
 
@@ -90,4 +90,42 @@ pub async fn register(env: &TestEnv, claude: &ChildGuard, cwd: &Path) -> Registe
 /// A client with a peer's token.
 pub fn peer_client(env: &TestEnv, reg: &RegisterResponse) -> BrokerClient {
     BrokerClient::new(&env.url(), Some(reg.token.clone()))
+}
+
+/// A running broker with one registered session, `web` (project dir `web`), and the human's
+/// working dir `here`: `(env, cwd, broker, claude, web, web_client)`. Bind them in that order
+/// so they drop like hand-written locals (the broker before the environment's temp dir).
+pub type WithWeb = (
+    TestEnv,
+    PathBuf,
+    BrokerProcess,
+    ChildGuard,
+    RegisterResponse,
+    BrokerClient,
+);
+
+/// Starts the broker of a fresh environment and registers `web` with it.
+pub async fn with_web() -> WithWeb {
+    let env = TestEnv::new();
+    let cwd = project(&env, "here");
+    let broker = BrokerProcess::start(&env).await;
+    let claude = fake_claude();
+    let web = register(&env, &claude, &project(&env, "web")).await;
+    let web_client = peer_client(&env, &web);
+    (env, cwd, broker, claude, web, web_client)
+}
+
+impl Run {
+    /// The `message_id` of a `send --json`.
+    pub fn message_id(&self) -> i64 {
+        self.json()["message_id"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no message_id in:\n{}", self.stdout))
+    }
+}
+
+/// Asserts that `text` contains `needle`, showing `text` when it does not.
+#[track_caller]
+pub fn assert_contains(text: &str, needle: &str) {
+    assert!(text.contains(needle), "{text}");
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::util::*;
 use peers_core::wire::{AckRequest, ClaimRequest, Notice};
-use peers_testkit::{BrokerProcess, ChildGuard, eventually};
+use peers_testkit::{BrokerProcess, ChildGuard, TestEnv, eventually};
 use serde_json::json;
 
 /// A `dbus-daemon` of this test only, on a socket in a temp dir, killed when dropped.
@@ -160,24 +160,39 @@ async fn serve_notifications(address: &str, rec: Recorder) -> zbus::Connection {
         .expect("connect the notification server to the private bus")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_recipient_gets_one_notification_per_batch_and_one_that_took_its_mail_none() {
+/// A broker whose environment sends notifications to the bus at `address`, with `vars` set.
+async fn broker_on(address: &str, vars: &[(&str, &str)]) -> (TestEnv, Reaper, BrokerProcess) {
+    let mut env = env();
+    for (key, value) in vars {
+        env.set(key, *value);
+    }
+    env.set("DBUS_SESSION_BUS_ADDRESS", address);
+    broker_in(env).await
+}
+
+/// A private bus with a recording notification server on it: `(bus, recorder, server)`;
+/// `None`, after saying SKIPPED, where dbus-daemon is missing or does not start.
+async fn notification_bus() -> Option<(PrivateBus, Recorder, zbus::Connection)> {
     let Some(bus) = PrivateBus::start() else {
         println!("SKIPPED: dbus-daemon is not installed or does not start (apt-get install dbus)");
-        return;
+        return None;
     };
     let rec = Recorder::default();
-    let _server = serve_notifications(&bus.address, rec.clone()).await;
+    let server = serve_notifications(&bus.address, rec.clone()).await;
+    Some((bus, rec, server))
+}
 
-    let mut env = env();
-    env.set("PEERS_ESCALATE_AFTER_SECS", "2")
-        .set("DBUS_SESSION_BUS_ADDRESS", bus.address.clone());
-    let _reaper = Reaper::new(&env);
-    let _broker = BrokerProcess::start(&env).await;
-    let work = env.dir.path().join("work");
-    let idle = session(&env, &work.join("idle"), Parent::Shell).await;
-    let busy = session(&env, &work.join("busy"), Parent::Shell).await;
-    let sender = session(&env, &work.join("sender"), Parent::Shell).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_recipient_gets_one_notification_per_batch_and_one_that_took_its_mail_none() {
+    let Some((bus, rec, _server)) = notification_bus().await else {
+        return;
+    };
+
+    let (env, _reaper, _broker) =
+        broker_on(&bus.address, &[("PEERS_ESCALATE_AFTER_SECS", "2")]).await;
+    let idle = shell_session(&env, "idle").await;
+    let busy = shell_session(&env, "busy").await;
+    let sender = shell_session(&env, "sender").await;
     idle.session_file().await;
 
     // busy takes its mail at once, as a hook would; idle never does.
@@ -249,21 +264,19 @@ async fn an_idle_recipient_gets_one_notification_per_batch_and_one_that_took_its
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_held_back_by_the_loop_budget_notifies_before_the_threshold() {
-    let Some(bus) = PrivateBus::start() else {
-        println!("SKIPPED: dbus-daemon is not installed or does not start (apt-get install dbus)");
+    let Some((bus, rec, _server)) = notification_bus().await else {
         return;
     };
-    let rec = Recorder::default();
-    let _server = serve_notifications(&bus.address, rec.clone()).await;
-    let mut env = env();
-    env.set("PEERS_ESCALATE_AFTER_SECS", "600")
-        .set("PEERS_LOOP_BUDGET", "1")
-        .set("DBUS_SESSION_BUS_ADDRESS", bus.address.clone());
-    let _reaper = Reaper::new(&env);
-    let _broker = BrokerProcess::start(&env).await;
-    let work = env.dir.path().join("work");
-    let looping = session(&env, &work.join("looping"), Parent::Shell).await;
-    let sender = session(&env, &work.join("sender"), Parent::Shell).await;
+    let (env, _reaper, _broker) = broker_on(
+        &bus.address,
+        &[
+            ("PEERS_ESCALATE_AFTER_SECS", "600"),
+            ("PEERS_LOOP_BUDGET", "1"),
+        ],
+    )
+    .await;
+    let looping = shell_session(&env, "looping").await;
+    let sender = shell_session(&env, "sender").await;
     let hook = looping.peer_client().await;
     let auto = ClaimRequest {
         automatic: true,
@@ -303,11 +316,9 @@ async fn without_a_notification_service_the_failure_is_logged_and_shown_by_peers
     let nobus = format!("unix:path={}", env.dir.path().join("no-bus").display());
     env.set("PEERS_ESCALATE_AFTER_SECS", "1")
         .set("DBUS_SESSION_BUS_ADDRESS", nobus);
-    let _reaper = Reaper::new(&env);
-    let _broker = BrokerProcess::start(&env).await;
-    let work = env.dir.path().join("work");
-    let idle = session(&env, &work.join("idle"), Parent::Shell).await;
-    let sender = session(&env, &work.join("sender"), Parent::Shell).await;
+    let (env, _reaper, _broker) = broker_in(env).await;
+    let idle = shell_session(&env, "idle").await;
+    let sender = shell_session(&env, "sender").await;
     let idle_id = idle.session_file().await.peer_id;
     sender
         .ok("send_message", json!({"to": "idle", "message": "anyone?"}))

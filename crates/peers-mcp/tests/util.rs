@@ -6,7 +6,8 @@ use std::process::Command;
 
 use peers_core::BrokerClient;
 use peers_testkit::standin::{self, McpSession};
-use peers_testkit::{TestEnv, bin};
+use peers_testkit::{BrokerProcess, TestEnv, bin};
+use serde_json::json;
 
 pub use peers_testkit::standin::{WAIT, message_id};
 
@@ -34,6 +35,40 @@ pub enum Parent {
 /// Starts `peers-mcp` in `cwd` under a stand-in Claude Code process of kind `parent`.
 pub async fn session(env: &TestEnv, cwd: &Path, parent: Parent) -> McpSession {
     session_with_args(env, cwd, parent, &[]).await
+}
+
+/// A [`session`] started from a shell in `work/<dir>` of the environment.
+pub async fn shell_session(env: &TestEnv, dir: &str) -> McpSession {
+    session(env, &env.dir.path().join("work").join(dir), Parent::Shell).await
+}
+
+/// `message` sent by `from` to `to` with `send_message`; the id the tool answered.
+pub async fn sent(from: &McpSession, to: &str, message: &str) -> i64 {
+    let text = from
+        .ok("send_message", json!({"to": to, "message": message}))
+        .await;
+    standin::message_id(&text)
+}
+
+/// Sessions `alpha` and `bravo` ([`shell_session`]), once bravo's session file is written.
+pub async fn alpha_and_bravo(env: &TestEnv) -> (McpSession, McpSession) {
+    let a = shell_session(env, "alpha").await;
+    let b = shell_session(env, "bravo").await;
+    b.session_file().await;
+    (a, b)
+}
+
+/// A fresh [`env`], its [`Reaper`] and a broker running in it: `(env, reaper, broker)`; bind
+/// them in that order so the broker stops first and the environment goes last.
+pub async fn with_broker() -> (TestEnv, Reaper, BrokerProcess) {
+    broker_in(env()).await
+}
+
+/// Like [`with_broker`], in `env`.
+pub async fn broker_in(env: TestEnv) -> (TestEnv, Reaper, BrokerProcess) {
+    let reaper = Reaper::new(&env);
+    let broker = BrokerProcess::start(&env).await;
+    (env, reaper, broker)
 }
 
 /// Like [`session`], passing `args` to `peers-mcp` (with [`Parent::Shell`] only).

@@ -9,6 +9,7 @@
 pub mod claude;
 pub mod netns;
 pub mod peer;
+pub mod plugin;
 pub mod poll;
 #[cfg(feature = "mcp")]
 pub mod standin;

@@ -134,23 +134,9 @@ impl World {
         api: &FakeApi,
         allowed: &[&str],
     ) -> SessionSpec {
-        let root = peers_testkit::claude::driver::workspace_root();
         let plugin = self.env.dir.path().join("plugin");
         if !plugin.exists() {
-            for rel in [
-                ".claude-plugin/plugin.json",
-                "hooks/hooks.json",
-                ".mcp.json",
-            ] {
-                let to = plugin.join(rel);
-                std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-                std::fs::copy(root.join(rel), &to).unwrap();
-            }
-            std::fs::create_dir_all(plugin.join("bin")).unwrap();
-            for b in ["peers-mcp", "peers-deliver", "peers-broker"] {
-                std::os::unix::fs::symlink(peers_testkit::bin(b), plugin.join("bin").join(b))
-                    .unwrap();
-            }
+            peers_testkit::plugin::lay_out(&plugin);
         }
         let mut s = self.spec(label, project, api);
         s.settings = None;
