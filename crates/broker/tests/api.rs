@@ -7,25 +7,13 @@ use peers_core::BrokerClient;
 use peers_core::wire::*;
 use peers_testkit::{BrokerProcess, TestEnv, bin, eventually};
 
-use crate::util::{register, register_as, send_req};
-
-/// Acks a whole lease, returning how many messages it delivered.
-async fn ack_all(client: &BrokerClient, lease_id: String, via: &str) -> u64 {
-    client
-        .ack(&AckRequest {
-            lease_id,
-            via: via.into(),
-            message_ids: None,
-        })
-        .await
-        .unwrap()
-        .delivered
-}
+use crate::util::{
+    ack, ack_all, broker_with, ids_of, listed, register, register_as, send_req, until_listed,
+};
 
 #[tokio::test]
 async fn every_call_round_trips() {
-    let env = TestEnv::new();
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[]).await;
     let user = env.user_client();
 
     let h = user.health().await.unwrap();
@@ -68,14 +56,7 @@ async fn every_call_round_trips() {
         .await
         .unwrap();
     assert!(dir_scope.peers.is_empty(), "alpha is in another directory");
-    assert_eq!(
-        user.list_peers(&Default::default())
-            .await
-            .unwrap()
-            .peers
-            .len(),
-        2
-    );
+    assert_eq!(listed(&user).await.len(), 2);
 
     // Find by id, name and name@host, case-insensitively.
     for who in [a.reg.peer_id.as_str(), "ALPHA-repo", "Alpha-Repo@BOX"] {
@@ -108,7 +89,7 @@ async fn every_call_round_trips() {
     // Peek consumes nothing; claim leases in send order; ack delivers.
     assert_eq!(a.client.peek().await.unwrap().messages.len(), 3);
     let claim = a.client.claim(&ClaimRequest::default()).await.unwrap();
-    let got: Vec<i64> = claim.messages.iter().map(|m| m.message_id).collect();
+    let got = ids_of(&claim.messages);
     assert_eq!(got, ids);
     assert_eq!(claim.messages[0].from, "beta@box");
     assert_eq!(claim.messages[0].from_cwd.as_deref(), Some("/work/beta"));
@@ -118,15 +99,13 @@ async fn every_call_round_trips() {
         b.client.message_status(ids[0]).await.unwrap().status,
         MessageState::Queued
     );
-    let acked = a
-        .client
-        .ack(&AckRequest {
-            lease_id: claim.lease_id.clone().unwrap(),
-            via: "PostToolUse".into(),
-            message_ids: None,
-        })
-        .await
-        .unwrap();
+    let acked = ack(
+        &a.client,
+        claim.lease_id.clone().unwrap(),
+        "PostToolUse",
+        None,
+    )
+    .await;
     assert_eq!((acked.delivered, acked.released), (3, 0));
     let st = b.client.message_status(ids[0]).await.unwrap();
     assert_eq!(st.status, MessageState::Delivered);
@@ -191,14 +170,7 @@ async fn every_call_round_trips() {
     // Unregister: gone from the list, its waiting mail kept.
     let bye = b.client.unregister().await.unwrap();
     assert_eq!(bye.queued, 2, "the reply and the human's message wait");
-    let names: Vec<String> = user
-        .list_peers(&Default::default())
-        .await
-        .unwrap()
-        .peers
-        .into_iter()
-        .map(|p| p.name)
-        .collect();
+    let names: Vec<String> = listed(&user).await.into_iter().map(|p| p.name).collect();
     assert!(!names.contains(&"beta".to_string()), "{names:?}");
     assert!(user.notices().await.unwrap().notices.is_empty());
     drop((a.claude, b.claude, c.claude));
@@ -206,8 +178,7 @@ async fn every_call_round_trips() {
 
 #[tokio::test]
 async fn names_are_unique_among_live_peers() {
-    let env = TestEnv::new();
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[]).await;
     let one = register(&env, "/a/api").await;
     let two = register(&env, "/b/API").await;
     let three = register(&env, "/c/Api").await;
@@ -223,8 +194,7 @@ async fn names_are_unique_among_live_peers() {
 
 #[tokio::test]
 async fn concurrent_claimers_never_get_the_same_message() {
-    let env = TestEnv::new();
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[]).await;
     let a = register(&env, "/w/a").await;
     let sender = env.user_client();
     let mut seen: HashSet<i64> = HashSet::new();
@@ -255,14 +225,14 @@ async fn concurrent_claimers_never_get_the_same_message() {
         let mut got = vec![];
         for t in tasks {
             let claim = t.await.unwrap();
-            got.extend(claim.messages.iter().map(|m| m.message_id));
+            got.extend(ids_of(&claim.messages));
             if let Some(lease) = claim.lease_id {
                 ack_all(&a.client, lease, "test").await;
             }
         }
         // Whatever was left (4 claimers x 2 may cover only part), claim it now.
         let rest = a.client.claim(&ClaimRequest::default()).await.unwrap();
-        got.extend(rest.messages.iter().map(|m| m.message_id));
+        got.extend(ids_of(&rest.messages));
         if let Some(lease) = rest.lease_id {
             ack_all(&a.client, lease, "test").await;
         }
@@ -280,9 +250,7 @@ async fn concurrent_claimers_never_get_the_same_message() {
 
 #[tokio::test]
 async fn an_unacked_lease_comes_back_and_a_partial_ack_releases_the_rest() {
-    let mut env = TestEnv::new();
-    env.set("PEERS_SWEEP_MS", "100");
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[("PEERS_SWEEP_MS", "100")]).await;
     let a = register(&env, "/w/a").await;
     let user = env.user_client();
     let m1 = user.send(&send_req("a", "one")).await.unwrap().message_id;
@@ -318,34 +286,18 @@ async fn an_unacked_lease_comes_back_and_a_partial_ack_releases_the_rest() {
     assert_eq!(again.messages.len(), 2);
 
     // Only the first was shown: the second goes straight back to the queue.
-    let ack = a
-        .client
-        .ack(&AckRequest {
-            lease_id: again.lease_id.unwrap(),
-            via: "PostToolUse".into(),
-            message_ids: Some(vec![m1]),
-        })
-        .await
-        .unwrap();
-    assert_eq!((ack.delivered, ack.released), (1, 1));
+    let partial = ack(
+        &a.client,
+        again.lease_id.unwrap(),
+        "PostToolUse",
+        Some(vec![m1]),
+    )
+    .await;
+    assert_eq!((partial.delivered, partial.released), (1, 1));
     let left = a.client.claim(&ClaimRequest::default()).await.unwrap();
-    assert_eq!(
-        left.messages
-            .iter()
-            .map(|m| m.message_id)
-            .collect::<Vec<_>>(),
-        vec![m2]
-    );
+    assert_eq!(ids_of(&left.messages), vec![m2]);
     // The stale first lease acks nothing twice.
-    let stale = a
-        .client
-        .ack(&AckRequest {
-            lease_id: first.lease_id.unwrap(),
-            via: "late".into(),
-            message_ids: None,
-        })
-        .await
-        .unwrap();
+    let stale = ack(&a.client, first.lease_id.unwrap(), "late", None).await;
     assert_eq!(stale.delivered, 0);
     assert_eq!(
         user.message_status(m1)
@@ -359,8 +311,7 @@ async fn an_unacked_lease_comes_back_and_a_partial_ack_releases_the_rest() {
 
 #[tokio::test]
 async fn reregistering_keeps_the_name_and_the_mail() {
-    let env = TestEnv::new();
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[]).await;
     let a = register(&env, "/w/api").await;
     let _other = register(&env, "/w2/api").await; // holds api-2
     let user = env.user_client();
@@ -389,24 +340,11 @@ async fn reregistering_keeps_the_name_and_the_mail() {
 
 #[tokio::test]
 async fn an_ended_session_keeps_its_mail_for_the_next_one_in_that_directory() {
-    let mut env = TestEnv::new();
-    env.set("PEERS_SWEEP_MS", "100");
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[("PEERS_SWEEP_MS", "100")]).await;
     let mut a = register(&env, "/w/api").await;
     let user = env.user_client();
     a.claude.kill();
-    eventually(Duration::from_secs(5), "peer marked gone", || {
-        let u = user.clone();
-        async move {
-            u.list_peers(&Default::default())
-                .await
-                .unwrap()
-                .peers
-                .is_empty()
-                .then_some(())
-        }
-    })
-    .await;
+    until_listed(&user, "peer marked gone", |peers| peers.is_empty()).await;
     // Mail to the ended session is accepted and waits.
     let sent = user
         .send(&send_req("api", "for whoever works here next"))
@@ -432,10 +370,8 @@ async fn an_ended_session_keeps_its_mail_for_the_next_one_in_that_directory() {
 
 #[tokio::test]
 async fn mail_expires_after_the_ttl_and_the_sender_sees_it() {
-    let mut env = TestEnv::new();
-    env.set("PEERS_SWEEP_MS", "100")
-        .set("PEERS_MESSAGE_TTL_SECS", "1");
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) =
+        broker_with(&[("PEERS_SWEEP_MS", "100"), ("PEERS_MESSAGE_TTL_SECS", "1")]).await;
     let _a = register(&env, "/w/a").await;
     let b = register(&env, "/w/b").await;
     let id = b
@@ -457,8 +393,7 @@ async fn mail_expires_after_the_ttl_and_the_sender_sees_it() {
 
 #[tokio::test]
 async fn bad_credentials_change_nothing() {
-    let env = TestEnv::new();
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[]).await;
     let a = register(&env, "/w/a").await;
     let b = register(&env, "/w/b").await;
     let before = env
@@ -500,22 +435,13 @@ async fn bad_credentials_change_nothing() {
         .await
         .unwrap();
     assert_eq!(before, after);
-    assert_eq!(
-        env.user_client()
-            .list_peers(&Default::default())
-            .await
-            .unwrap()
-            .peers
-            .len(),
-        2
-    );
+    assert_eq!(listed(&env.user_client()).await.len(), 2);
     assert!(env.user_client().health().await.unwrap().ok);
 }
 
 #[tokio::test]
 async fn bad_bodies_get_clear_errors() {
-    let env = TestEnv::new();
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[]).await;
     let a = register(&env, "/w/a").await;
     let http = raw_http();
     let url = format!("{}/v1/messages", env.url());
@@ -623,31 +549,27 @@ async fn an_acknowledged_send_survives_kill_9() {
     broker.kill9();
     let _broker = BrokerProcess::start(&env).await;
     let claim = a.client.claim(&ClaimRequest::default()).await.unwrap();
-    assert_eq!(
-        claim
-            .messages
-            .iter()
-            .map(|m| m.message_id)
-            .collect::<Vec<_>>(),
-        ids
-    );
+    assert_eq!(ids_of(&claim.messages), ids);
 }
 
 #[tokio::test]
 async fn the_waiter_wakes_on_mail_and_is_superseded_by_a_newer_one() {
-    let env = TestEnv::new();
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[]).await;
     let a = register(&env, "/w/a").await;
     let user = env.user_client();
 
-    let c = a.client.clone();
-    let waiting = tokio::spawn(async move {
-        c.wait(&WaitQuery {
-            timeout_ms: Some(20_000),
+    // A waiter for `a`'s mail, answering after `timeout_ms` at the latest.
+    let wait = |timeout_ms: u64| {
+        let c = a.client.clone();
+        tokio::spawn(async move {
+            c.wait(&WaitQuery {
+                timeout_ms: Some(timeout_ms),
+            })
+            .await
+            .unwrap()
         })
-        .await
-        .unwrap()
-    });
+    };
+    let waiting = wait(20_000);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = std::time::Instant::now();
     user.send(&send_req("a", "wake up")).await.unwrap();
@@ -658,23 +580,9 @@ async fn the_waiter_wakes_on_mail_and_is_superseded_by_a_newer_one() {
     // Drain, then two waiters: the older is superseded.
     let claim = a.client.claim(&ClaimRequest::default()).await.unwrap();
     ack_all(&a.client, claim.lease_id.unwrap(), "test").await;
-    let c = a.client.clone();
-    let older = tokio::spawn(async move {
-        c.wait(&WaitQuery {
-            timeout_ms: Some(20_000),
-        })
-        .await
-        .unwrap()
-    });
+    let older = wait(20_000);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let c = a.client.clone();
-    let newer = tokio::spawn(async move {
-        c.wait(&WaitQuery {
-            timeout_ms: Some(1_000),
-        })
-        .await
-        .unwrap()
-    });
+    let newer = wait(1_000);
     let older = older.await.unwrap();
     assert!(older.superseded && !older.mail);
     let newer = newer.await.unwrap();
@@ -686,9 +594,7 @@ async fn the_waiter_wakes_on_mail_and_is_superseded_by_a_newer_one() {
 
 #[tokio::test]
 async fn automatic_claims_stop_at_the_loop_budget_and_tell_the_human() {
-    let mut env = TestEnv::new();
-    env.set("PEERS_LOOP_BUDGET", "3");
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[("PEERS_LOOP_BUDGET", "3")]).await;
     let a = register(&env, "/w/a").await;
     let user = env.user_client();
     let auto = ClaimRequest {
@@ -774,33 +680,12 @@ async fn shutdown_through_the_api() {
 
 #[tokio::test]
 async fn a_dead_session_is_swept_by_its_claude_pid() {
-    let mut env = TestEnv::new();
-    env.set("PEERS_SWEEP_MS", "100");
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[("PEERS_SWEEP_MS", "100")]).await;
     let mut a = register(&env, "/w/a").await;
     let b = register(&env, "/w/b").await;
-    assert_eq!(
-        b.client
-            .list_peers(&Default::default())
-            .await
-            .unwrap()
-            .peers
-            .len(),
-        1
-    );
+    assert_eq!(listed(&b.client).await.len(), 1);
     a.claude.kill();
-    eventually(Duration::from_secs(5), "a to disappear", || {
-        let c = b.client.clone();
-        async move {
-            c.list_peers(&Default::default())
-                .await
-                .unwrap()
-                .peers
-                .is_empty()
-                .then_some(())
-        }
-    })
-    .await;
+    until_listed(&b.client, "a to disappear", |peers| peers.is_empty()).await;
     // b's own process lives, so b stays.
     assert!(b.client.heartbeat().await.is_ok());
     assert_eq!(env.user_client().health().await.unwrap().peers_alive, 1);
@@ -808,9 +693,7 @@ async fn a_dead_session_is_swept_by_its_claude_pid() {
 
 #[tokio::test]
 async fn tokens_die_with_their_session_and_leases_belong_to_their_peer() {
-    let mut env = TestEnv::new();
-    env.set("PEERS_SWEEP_MS", "100");
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[("PEERS_SWEEP_MS", "100")]).await;
     let a = register(&env, "/w/a").await;
     let b = register(&env, "/w/b").await;
     let user = env.user_client();
@@ -819,15 +702,7 @@ async fn tokens_die_with_their_session_and_leases_belong_to_their_peer() {
     user.send(&send_req("a", "for a only")).await.unwrap();
     let claim = a.client.claim(&ClaimRequest::default()).await.unwrap();
     let lease = claim.lease_id.unwrap();
-    let stolen = b
-        .client
-        .ack(&AckRequest {
-            lease_id: lease.clone(),
-            via: "theft".into(),
-            message_ids: None,
-        })
-        .await
-        .unwrap();
+    let stolen = ack(&b.client, lease.clone(), "theft", None).await;
     assert_eq!(stolen.delivered, 0);
     let st = user
         .message_status(claim.messages[0].message_id)
@@ -851,23 +726,18 @@ async fn tokens_die_with_their_session_and_leases_belong_to_their_peer() {
     // heartbeat (the ghost case).
     let mut c = register(&env, "/w/c").await;
     c.claude.kill();
-    eventually(Duration::from_secs(5), "c marked gone", || {
-        let u = user.clone();
-        async move {
-            let peers = u.list_peers(&Default::default()).await.unwrap().peers;
-            (!peers.iter().any(|p| p.name == "c")).then_some(())
-        }
+    until_listed(&user, "c marked gone", |peers| {
+        !peers.iter().any(|p| p.name == "c")
     })
     .await;
     assert_eq!(c.client.heartbeat().await.unwrap_err().status(), Some(401));
-    let peers = user.list_peers(&Default::default()).await.unwrap().peers;
+    let peers = listed(&user).await;
     assert!(!peers.iter().any(|p| p.name == "c"), "{peers:?}");
 }
 
 #[tokio::test]
 async fn query_path_method_and_reply_errors_are_json() {
-    let env = TestEnv::new();
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[]).await;
     let a = register(&env, "/w/a").await;
     let http = raw_http();
     for (method, path, status) in [
@@ -908,8 +778,7 @@ async fn query_path_method_and_reply_errors_are_json() {
 
 #[tokio::test]
 async fn clients_record_notices_for_the_human() {
-    let env = TestEnv::new();
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[]).await;
     let a = register(&env, "/w/a").await;
     let user = env.user_client();
     let req = |kind: &str, text: &str| NoticeRequest {

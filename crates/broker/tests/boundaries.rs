@@ -37,6 +37,9 @@ async fn raw(env: &TestEnv, head: &[u8], body: &[u8]) -> (u16, String, String) {
     (status, headers.to_ascii_lowercase(), body.to_string())
 }
 
+/// A hand-made request for [`raw`]: its head and its body.
+type RawRequest = (String, Vec<u8>);
+
 fn error_code(body: &str) -> String {
     serde_json::from_str::<serde_json::Value>(body)
         .ok()
@@ -101,69 +104,44 @@ async fn what_the_http_framework_rejects_is_answered_as_json() {
     let a = register(&env, "/w/a").await;
     let host = format!("Host: 127.0.0.1:{}", env.port);
     let token = &a.reg.token;
-    let cases: Vec<(String, Vec<u8>, u16, &str)> = vec![
+    // One request line with the `Host` header and no body.
+    let bare = |line: &str| (format!("{line} HTTP/1.1\r\n{host}"), Vec::new());
+    // One request line with the `Host` header and the session's token.
+    let authed = |line: &str| format!("{line} HTTP/1.1\r\n{host}\r\nAuthorization: Bearer {token}");
+    // A message POST of `body` typed `content_type`.
+    let post = |content_type: &str, body: &[u8]| {
+        let head = authed("POST /v1/messages");
+        let len = body.len();
+        let head = format!("{head}\r\nContent-Type: {content_type}\r\nContent-Length: {len}");
+        (head, body.to_vec())
+    };
+    let cases: Vec<(RawRequest, u16, &str)> = vec![
         // HEAD is no method of this API.
-        (
-            format!("HEAD /v1/health HTTP/1.1\r\n{host}"),
-            vec![],
-            405,
-            "",
-        ),
-        (
-            format!("PUT /v1/health HTTP/1.1\r\n{host}"),
-            vec![],
-            405,
-            "method_not_allowed",
-        ),
-        (
-            format!("GET /v1/nope HTTP/1.1\r\n{host}"),
-            vec![],
-            404,
-            "not_found",
-        ),
+        (bare("HEAD /v1/health"), 405, ""),
+        (bare("PUT /v1/health"), 405, "method_not_allowed"),
+        (bare("GET /v1/nope"), 404, "not_found"),
         // Header bytes that are not text.
         (
-            format!("GET /v1/peers HTTP/1.1\r\n{host}\r\nAuthorization: Bearer \u{00ff}\u{00fe}"),
-            vec![],
+            (
+                format!(
+                    "GET /v1/peers HTTP/1.1\r\n{host}\r\nAuthorization: Bearer \u{00ff}\u{00fe}"
+                ),
+                Vec::new(),
+            ),
             401,
             "unauthorized",
         ),
         // Bodies axum refuses.
+        (post("text/plain", b"{}"), 415, "unsupported_media_type"),
+        (post("application/json", b"{\"to\": "), 400, "bad_request"),
+        (post("application/json", b"\xff\xfe{}"), 400, "bad_request"),
         (
-            format!(
-                "POST /v1/messages HTTP/1.1\r\n{host}\r\nAuthorization: Bearer {token}\r\n\
-                 Content-Type: text/plain\r\nContent-Length: 2"
-            ),
-            b"{}".to_vec(),
-            415,
-            "unsupported_media_type",
-        ),
-        (
-            format!(
-                "POST /v1/messages HTTP/1.1\r\n{host}\r\nAuthorization: Bearer {token}\r\n\
-                 Content-Type: application/json\r\nContent-Length: 7"
-            ),
-            b"{\"to\": ".to_vec(),
-            400,
-            "bad_request",
-        ),
-        (
-            format!(
-                "POST /v1/messages HTTP/1.1\r\n{host}\r\nAuthorization: Bearer {token}\r\n\
-                 Content-Type: application/json\r\nContent-Length: 4"
-            ),
-            b"\xff\xfe{}".to_vec(),
-            400,
-            "bad_request",
-        ),
-        (
-            format!("GET /v1/messages/%ff HTTP/1.1\r\n{host}\r\nAuthorization: Bearer {token}"),
-            vec![],
+            (authed("GET /v1/messages/%ff"), Vec::new()),
             400,
             "bad_request",
         ),
     ];
-    for (head, body, want, want_code) in cases {
+    for ((head, body), want, want_code) in cases {
         // Latin-1 in the test text stands for raw bytes.
         let head: Vec<u8> = head.chars().map(|c| c as u32 as u8).collect();
         let (status, headers, text) = raw(&env, &head, &body).await;
