@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use peers_core::BrokerClient;
 use peers_core::wire::*;
+use peers_testkit::requests::{ack_req, send_req};
 use peers_testkit::{BrokerProcess, TestEnv, peer};
 
 #[derive(clap::Subcommand)]
@@ -303,20 +304,11 @@ async fn broker(bin: &Path, seconds: u64, history: u64) -> Result<()> {
     let inbox = register(&user, 5000, "/bench/claimer").await?;
     let mut rtt = vec![];
     for i in 0..2000 {
-        user.send(&SendRequest {
-            to: "claimer".into(),
-            message: format!("m{i}"),
-            reply_to: None,
-        })
-        .await?;
+        user.send(&send_req("claimer", format!("m{i}"))).await?;
         let t = Instant::now();
         let c = inbox.claim(&ClaimRequest::default()).await?;
         inbox
-            .ack(&AckRequest {
-                lease_id: c.lease_id.context("nothing claimed")?,
-                via: "bench".into(),
-                message_ids: None,
-            })
+            .ack(&ack_req(c.lease_id.context("nothing claimed")?, "bench"))
             .await?;
         rtt.push(t.elapsed());
     }
@@ -365,21 +357,12 @@ async fn broker(bin: &Path, seconds: u64, history: u64) -> Result<()> {
     let name = claimer.heartbeat().await?.name;
     let mut lat = vec![];
     for i in 0..1000 {
-        user.send(&SendRequest {
-            to: name.clone(),
-            message: format!("m{i}"),
-            reply_to: None,
-        })
-        .await?;
+        user.send(&send_req(&name, format!("m{i}"))).await?;
         let t = Instant::now();
         let c = claimer.claim(&ClaimRequest::default()).await?;
         lat.push(t.elapsed());
         claimer
-            .ack(&AckRequest {
-                lease_id: c.lease_id.context("nothing claimed")?,
-                via: "bench".into(),
-                message_ids: None,
-            })
+            .ack(&ack_req(c.lease_id.context("nothing claimed")?, "bench"))
             .await?;
     }
     lat.sort();
@@ -421,11 +404,10 @@ async fn send_rate(senders: &[BrokerClient], dur: Duration) -> Result<(f64, u64)
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let to = format!("inbox{}", (i as u64 + n) % 16);
-                s.send(&SendRequest {
+                s.send(&send_req(
                     to,
-                    message: "benchmark message of a typical short length, about a line".into(),
-                    reply_to: None,
-                })
+                    "benchmark message of a typical short length, about a line",
+                ))
                 .await?;
                 n += 1;
                 count.fetch_add(1, Ordering::Relaxed);
@@ -486,6 +468,7 @@ mod hub {
     use peers_core::wire::*;
     use peers_testkit::netns::{HUB_ADDR, Net};
     use peers_testkit::peer;
+    use peers_testkit::requests::{ack_req, claim_req, send_req};
 
     use super::{cpu_time, machine, ms, percentile, rss_kib};
 
@@ -710,13 +693,7 @@ mod hub {
                             timeout_ms: Some(2_000),
                         })
                         .await;
-                    let claim = rc
-                        .claim(&ClaimRequest {
-                            max: Some(50),
-                            lease_ms: Some(30_000),
-                            automatic: false,
-                        })
-                        .await;
+                    let claim = rc.claim(&claim_req(50, 30_000)).await;
                     let now = peers_core::now_ms();
                     match claim {
                         Ok(cl) if !cl.messages.is_empty() => {
@@ -733,11 +710,7 @@ mod hub {
                                     t.got.push((msg.message_id, lat));
                                 }
                             }
-                            let ack = AckRequest {
-                                lease_id: cl.lease_id.unwrap_or_default(),
-                                via: "bench".into(),
-                                message_ids: None,
-                            };
+                            let ack = ack_req(cl.lease_id.unwrap_or_default(), "bench");
                             for _ in 0..50 {
                                 if rc.ack(&ack).await.is_ok() {
                                     break;
@@ -793,11 +766,10 @@ mod hub {
                     }
                     let start = peers_core::now_ms();
                     let r = sc
-                        .send(&SendRequest {
-                            to: peer_name(to),
-                            message: format!("from {} t={start}", peer_name(i)),
-                            reply_to: None,
-                        })
+                        .send(&send_req(
+                            peer_name(to),
+                            format!("from {} t={start}", peer_name(i)),
+                        ))
                         .await;
                     match r {
                         Ok(r) => {

@@ -72,7 +72,7 @@ async fn every_call_round_trips() {
     for who in [a.reg.peer_id.as_str(), "ALPHA-REPO", "alpha-repo@Box"] {
         let sent = b
             .client
-            .send(&send_req(who, &format!("hi via {who}")))
+            .send(&send_req(who, format!("hi via {who}")))
             .await
             .unwrap();
         assert_eq!(sent.to, "alpha-repo@box");
@@ -203,7 +203,7 @@ async fn concurrent_claimers_never_get_the_same_message() {
         let mut sent = HashSet::new();
         for i in 0..5 {
             let r = sender
-                .send(&send_req("a", &format!("r{round} m{i}")))
+                .send(&send_req("a", format!("r{round} m{i}")))
                 .await
                 .unwrap();
             sent.insert(r.message_id);
@@ -497,7 +497,7 @@ async fn bad_bodies_get_clear_errors() {
     for size in [DEFAULT_MAX_MESSAGE_BYTES + 1, DEFAULT_MAX_MESSAGE_BYTES * 4] {
         let e = a
             .client
-            .send(&send_req("a", &"x".repeat(size)))
+            .send(&send_req("a", "x".repeat(size)))
             .await
             .unwrap_err();
         assert_eq!(e.status(), Some(413), "size {size}");
@@ -505,7 +505,7 @@ async fn bad_bodies_get_clear_errors() {
     }
     // Exactly at the limit is fine.
     a.client
-        .send(&send_req("a", &"y".repeat(DEFAULT_MAX_MESSAGE_BYTES)))
+        .send(&send_req("a", "y".repeat(DEFAULT_MAX_MESSAGE_BYTES)))
         .await
         .unwrap();
 
@@ -540,7 +540,7 @@ async fn an_acknowledged_send_survives_kill_9() {
     let mut ids = vec![];
     for i in 0..20 {
         ids.push(
-            user.send(&send_req("a", &format!("durable {i}")))
+            user.send(&send_req("a", format!("durable {i}")))
                 .await
                 .unwrap()
                 .message_id,
@@ -606,7 +606,7 @@ async fn automatic_claims_stop_at_the_loop_budget_and_tell_the_human() {
         assert!(!a.client.claim(&auto).await.unwrap().budget_exhausted);
     }
     for i in 0..3 {
-        user.send(&send_req("a", &format!("ping {i}")))
+        user.send(&send_req("a", format!("ping {i}")))
             .await
             .unwrap();
         let c = a.client.claim(&auto).await.unwrap();

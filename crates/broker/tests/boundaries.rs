@@ -294,7 +294,7 @@ async fn broker_notice_kinds_are_the_brokers_and_every_notice_has_an_author() {
         ..Default::default()
     };
     for i in 0..2 {
-        user.send(&send_req("a", &format!("ping {i}")))
+        user.send(&send_req("a", format!("ping {i}")))
             .await
             .unwrap();
         if let Some(lease) = a.client.claim(&auto).await.unwrap().lease_id {

@@ -4,9 +4,7 @@
 use std::time::Duration;
 
 use peers_core::BrokerClient;
-use peers_core::wire::{
-    AckRequest, AckResponse, InboxMessage, PeerInfo, RegisterRequest, SendRequest,
-};
+use peers_core::wire::{AckRequest, AckResponse, InboxMessage, PeerInfo, RegisterRequest};
 use peers_testkit::peer::Peer;
 use peers_testkit::{BrokerProcess, ChildGuard, TestEnv, eventually, fake_claude};
 
@@ -36,13 +34,7 @@ pub async fn register_with(env: &TestEnv, req: RegisterRequest) -> Peer {
     Peer::register_with(env, fake_claude(), req).await
 }
 
-pub fn send_req(to: &str, message: &str) -> SendRequest {
-    SendRequest {
-        to: to.into(),
-        message: message.into(),
-        reply_to: None,
-    }
-}
+pub use peers_testkit::requests::send_req;
 
 /// Acks the lease `lease_id` as shown `via`: all of it (`message_ids` `None`) or only those.
 pub async fn ack(

@@ -10,6 +10,7 @@ pub mod claude;
 pub mod netns;
 pub mod peer;
 pub mod poll;
+pub mod requests;
 #[cfg(feature = "mcp")]
 pub mod standin;
 
