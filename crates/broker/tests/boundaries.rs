@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use peers_core::wire::*;
-use peers_testkit::{BrokerProcess, TestEnv, eventually};
+use peers_testkit::{TestEnv, eventually};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::util::{register, register_with, send_req};
+use crate::util::{broker_with, listed, register, register_with, send_req};
 
 /// One raw HTTP/1.1 exchange over TCP: `head` is everything before the blank line (request
 /// line and headers, `\r\n`-separated, no `Connection` header). Returns (status, headers,
@@ -49,9 +49,8 @@ fn error_code(body: &str) -> String {
 
 #[tokio::test]
 async fn a_host_header_that_is_not_this_broker_is_refused() {
-    let mut env = TestEnv::new();
-    env.set("PEERS_ALLOWED_HOSTS", "hub.tailnet.example, Other.Example");
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) =
+        broker_with(&[("PEERS_ALLOWED_HOSTS", "hub.tailnet.example, Other.Example")]).await;
     let port = env.port;
 
     for host in [
@@ -99,8 +98,7 @@ async fn a_host_header_that_is_not_this_broker_is_refused() {
 
 #[tokio::test]
 async fn what_the_http_framework_rejects_is_answered_as_json() {
-    let env = TestEnv::new();
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[]).await;
     let a = register(&env, "/w/a").await;
     let host = format!("Host: 127.0.0.1:{}", env.port);
     let token = &a.reg.token;
@@ -172,8 +170,7 @@ fn has_control(s: &str) -> bool {
 
 #[tokio::test]
 async fn one_line_fields_lose_control_characters_at_the_broker() {
-    let env = TestEnv::new();
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[]).await;
     let evil = "\u{1b}[31mred\u{1b}[0m\nfake line\r\t\u{7}\u{7f}\u{9b}2J\u{202e}desrever\u{2066}x";
     let a = register_with(
         &env,
@@ -189,8 +186,11 @@ async fn one_line_fields_lose_control_characters_at_the_broker() {
     .await;
     let b = register(&env, "/w/b").await;
     let user = env.user_client();
-    let listed = user.list_peers(&Default::default()).await.unwrap().peers;
-    let pa = listed.iter().find(|p| p.peer_id == a.reg.peer_id).unwrap();
+    let seen_by_user = listed(&user).await;
+    let pa = seen_by_user
+        .iter()
+        .find(|p| p.peer_id == a.reg.peer_id)
+        .unwrap();
     for field in [
         &pa.host,
         &pa.address,
@@ -213,13 +213,8 @@ async fn one_line_fields_lose_control_characters_at_the_broker() {
         })
         .await
         .unwrap();
-    let listed = b
-        .client
-        .list_peers(&Default::default())
-        .await
-        .unwrap()
-        .peers;
-    let summary = listed[0].summary.clone().unwrap();
+    let seen = listed(&b.client).await;
+    let summary = seen[0].summary.clone().unwrap();
     assert!(
         !has_control(&summary) && summary.starts_with("now"),
         "{summary:?}"
@@ -236,8 +231,7 @@ async fn one_line_fields_lose_control_characters_at_the_broker() {
 
 #[tokio::test]
 async fn reserved_names_are_never_a_session_name() {
-    let env = TestEnv::new();
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[]).await;
     let mut sessions = vec![];
     for dir in ["you", "Human", "user", "all", "peers"] {
         let s = register(&env, &format!("/w/{dir}")).await;
@@ -269,9 +263,7 @@ async fn reserved_names_are_never_a_session_name() {
 
 #[tokio::test]
 async fn broker_notice_kinds_are_the_brokers_and_every_notice_has_an_author() {
-    let mut env = TestEnv::new();
-    env.set("PEERS_LOOP_BUDGET", "1");
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[("PEERS_LOOP_BUDGET", "1")]).await;
     let a = register(&env, "/w/a").await;
     let user = env.user_client();
     let req = |kind: &str| NoticeRequest {
@@ -324,9 +316,7 @@ async fn broker_notice_kinds_are_the_brokers_and_every_notice_has_an_author() {
 
 #[tokio::test]
 async fn recipient_can_wake_says_whether_a_waiter_is_armed() {
-    let mut env = TestEnv::new();
-    env.set("PEERS_SWEEP_MS", "100");
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[("PEERS_SWEEP_MS", "100")]).await;
     let a = register(&env, "/w/a").await;
     let mut b = register(&env, "/w/b").await;
 

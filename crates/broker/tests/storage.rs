@@ -74,13 +74,7 @@ async fn a_database_deleted_under_the_broker_is_storage_lost_not_200() {
     // A restart starts with an empty database, and says so.
     assert!(broker.terminate(), "broker exits on SIGTERM");
     let _broker = BrokerProcess::start(&env).await;
-    let notices = env.user_client().notices().await.unwrap().notices;
-    assert!(
-        notices
-            .iter()
-            .any(|n| n.kind == "storage_new" && n.author == "broker"),
-        "{notices:?}"
-    );
+    assert_broker_noticed(&env, "storage_new").await;
 }
 
 #[tokio::test]
@@ -224,13 +218,7 @@ async fn a_full_disk_is_storage_full_and_the_broker_recovers_by_itself() {
     // It stays refused while the disk is full, and the human is told.
     let (status, reply) = raw_send(&env, "a", &"still full ".repeat(4000)).await;
     assert_eq!((status, code(&reply)), (507, "storage_full"), "{reply}");
-    let notices = env.user_client().notices().await.unwrap().notices;
-    assert!(
-        notices
-            .iter()
-            .any(|n| n.kind == "storage_full" && n.author == "broker"),
-        "{notices:?}"
-    );
+    assert_broker_noticed(&env, "storage_full").await;
 
     // Space comes back: sends succeed again, no restart.
     std::fs::remove_file(filler).unwrap();
@@ -273,4 +261,15 @@ async fn a_full_disk_is_storage_full_and_the_broker_recovers_by_itself() {
 
     broker.kill9();
     drop(disk);
+}
+
+/// Asserts that the broker has told the human a notice of `kind`.
+async fn assert_broker_noticed(env: &TestEnv, kind: &str) {
+    let notices = env.user_client().notices().await.unwrap().notices;
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.kind == kind && n.author == "broker"),
+        "{notices:?}"
+    );
 }
