@@ -278,9 +278,9 @@ mod tests {
         check(t.path()).unwrap()
     }
 
-    /// The one violation the check finds in the clean tree with `files` written over it.
-    fn only_violation(files: &[(&str, &str)]) -> Violation {
-        let mut v = violations(files);
+    /// The one violation the check finds in the clean tree with `rel` written over it.
+    fn only_violation(rel: &str, text: &str) -> Violation {
+        let mut v = violations(&[(rel, text)]);
         assert_eq!(v.len(), 1, "{v:?}");
         v.remove(0)
     }
@@ -306,17 +306,15 @@ mod tests {
 
     #[test]
     fn sql_outside_the_store_is_caught() {
-        let v = only_violation(&[(
-            "crates/broker/src/sweep.rs",
-            "fn f() { sqlx::query(\"DELETE FROM leases\"); }\n",
-        )]);
+        let sweep = "crates/broker/src/sweep.rs";
+        let v = only_violation(sweep, "fn f() { sqlx::query(\"DELETE FROM leases\"); }\n");
         assert_eq!(v.rule, "SQL lives only in the store");
-        assert_eq!(v.path, Path::new("crates/broker/src/sweep.rs"));
+        assert_eq!(v.path, Path::new(sweep));
     }
 
     #[test]
     fn a_product_crate_linking_a_test_harness_is_caught() {
-        let v = only_violation(&[
+        let v = violations(&[
             (
                 "crates/e2e/Cargo.toml",
                 "[package]\nname = \"peers-e2e\"\n[dependencies]\npeers-core.workspace = true\n",
@@ -326,24 +324,24 @@ mod tests {
                 "[package]\nname = \"peers-cli\"\n[dependencies]\npeers-core.workspace = true\n[dev-dependencies]\npeers-e2e = { path = \"../e2e\" }\n",
             ),
         ]);
+        assert_eq!(v.len(), 1, "{v:?}");
+        let v = &v[0];
         assert_eq!(v.rule, "crates depend only on peers-core and downward");
         assert!(v.what.contains("peers-e2e"), "{}", v.what);
     }
 
     #[test]
     fn core_depending_upward_is_caught() {
-        only_violation(&[(
+        only_violation(
             "crates/peers-core/Cargo.toml",
             "[package]\nname = \"peers-core\"\n[dev-dependencies]\npeers-testkit.workspace = true\n",
-        )]);
+        );
     }
 
     #[test]
     fn a_serde_type_in_the_broker_is_caught() {
-        let v = only_violation(&[(
-            "crates/broker/src/api.rs",
-            "#[derive(Debug, Serialize)]\nstruct Mine;\n",
-        )]);
+        let serde_type = "#[derive(Debug, Serialize)]\nstruct Mine;\n";
+        let v = only_violation("crates/broker/src/api.rs", serde_type);
         assert_eq!(v.rule, "wire types live only in peers-core");
     }
 

@@ -112,15 +112,8 @@ async fn every_call_round_trips() {
     assert_eq!(st.delivered_via.as_deref(), Some("PostToolUse"));
     assert!(st.delivered_at_ms.unwrap() >= st.sent_at_ms);
     assert!(a.client.peek().await.unwrap().messages.is_empty());
-    assert_eq!(
-        a.client
-            .history(&Default::default())
-            .await
-            .unwrap()
-            .messages
-            .len(),
-        3
-    );
+    let history = a.client.history(&Default::default()).await.unwrap();
+    assert_eq!(history.messages.len(), 3);
 
     // A reply links back.
     let reply = a
@@ -256,24 +249,15 @@ async fn an_unacked_lease_comes_back_and_a_partial_ack_releases_the_rest() {
     let m1 = user.send(&send_req("a", "one")).await.unwrap().message_id;
     let m2 = user.send(&send_req("a", "two")).await.unwrap().message_id;
 
-    let first = a
-        .client
-        .claim(&ClaimRequest {
-            lease_ms: Some(300),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let short_lease = ClaimRequest {
+        lease_ms: Some(300),
+        ..Default::default()
+    };
+    let first = a.client.claim(&short_lease).await.unwrap();
     assert_eq!(first.messages.len(), 2);
     // While leased, nobody else gets it.
-    assert!(
-        a.client
-            .claim(&ClaimRequest::default())
-            .await
-            .unwrap()
-            .messages
-            .is_empty()
-    );
+    let meanwhile = a.client.claim(&ClaimRequest::default()).await.unwrap();
+    assert!(meanwhile.messages.is_empty());
     // The claimer "died": after the lease lapses the mail is claimable again.
     let again = eventually(Duration::from_secs(5), "lease to lapse", || {
         let c = a.client.clone();
