@@ -8,7 +8,8 @@ use peers_core::wire::*;
 use peers_testkit::{BrokerProcess, TestEnv, bin, eventually};
 
 use crate::util::{
-    ack, ack_all, broker_with, ids_of, listed, register, register_as, send_req, until_listed,
+    ack, ack_all, broker_with, ids_of, listed, register, register_as, send_numbered, send_req,
+    until_listed,
 };
 
 #[tokio::test]
@@ -430,13 +431,17 @@ async fn bad_bodies_get_clear_errors() {
     let http = raw_http();
     let url = format!("{}/v1/messages", env.url());
 
+    // A POST of `body` typed `content_type`, with a's token.
+    let post = |content_type: &str, body: &'static str| {
+        http.post(&url)
+            .bearer_auth(&a.reg.token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+
     // A web page's simple POST (text/plain) is refused before anything is read.
-    let r = http
-        .post(&url)
-        .bearer_auth(&a.reg.token)
-        .header("content-type", "text/plain")
-        .body(r#"{"to":"a","message":"x"}"#)
-        .send()
+    let r = post("text/plain", r#"{"to":"a","message":"x"}"#)
         .await
         .unwrap();
     assert_eq!(r.status(), 415);
@@ -444,14 +449,7 @@ async fn bad_bodies_get_clear_errors() {
     assert_eq!(body.error.code, ErrorCode::UnsupportedMediaType);
 
     // Malformed JSON: 400 with a message.
-    let r = http
-        .post(&url)
-        .bearer_auth(&a.reg.token)
-        .header("content-type", "application/json")
-        .body("{\"to\": ")
-        .send()
-        .await
-        .unwrap();
+    let r = post("application/json", "{\"to\": ").await.unwrap();
     assert_eq!(r.status(), 400);
     let body: ErrorBody = r.json().await.unwrap();
     assert_eq!(body.error.code, ErrorCode::BadRequest);
@@ -517,19 +515,10 @@ async fn bad_bodies_get_clear_errors() {
 
 #[tokio::test]
 async fn an_acknowledged_send_survives_kill_9() {
-    let env = TestEnv::new();
-    let mut broker = BrokerProcess::start(&env).await;
+    let (env, mut broker) = broker_with(&[]).await;
     let a = register(&env, "/w/a").await;
     let user = env.user_client();
-    let mut ids = vec![];
-    for i in 0..20 {
-        ids.push(
-            user.send(&send_req("a", format!("durable {i}")))
-                .await
-                .unwrap()
-                .message_id,
-        );
-    }
+    let ids = send_numbered(&user, "a", "durable", 20).await;
     broker.kill9();
     let _broker = BrokerProcess::start(&env).await;
     let claim = a.client.claim(&ClaimRequest::default()).await.unwrap();
@@ -612,8 +601,7 @@ async fn automatic_claims_stop_at_the_loop_budget_and_tell_the_human() {
 
 #[tokio::test]
 async fn one_broker_per_state_dir_and_clear_start_errors() {
-    let env = TestEnv::new();
-    let mut broker = BrokerProcess::start(&env).await;
+    let (env, mut broker) = broker_with(&[]).await;
 
     // A second start on the same state dir says so and exits 0.
     let mut cmd = std::process::Command::new(bin("peers-broker"));
@@ -655,8 +643,7 @@ async fn one_broker_per_state_dir_and_clear_start_errors() {
 
 #[tokio::test]
 async fn shutdown_through_the_api() {
-    let env = TestEnv::new();
-    let mut broker = BrokerProcess::start(&env).await;
+    let (env, mut broker) = broker_with(&[]).await;
     assert!(env.user_client().shutdown().await.unwrap().shutting_down);
     let status = broker.child.wait_timeout(Duration::from_secs(10));
     assert!(status.is_some_and(|s| s.success()), "{status:?}");

@@ -9,7 +9,7 @@ use std::time::Duration;
 use peers_core::wire::*;
 use peers_testkit::{BrokerProcess, TestEnv, eventually};
 
-use crate::util::register;
+use crate::util::{broker_with, register, send_numbered};
 
 /// `POST /v1/messages` by hand: the status and the JSON body, whatever they are.
 async fn raw_send(env: &TestEnv, to: &str, message: &str) -> (u16, serde_json::Value) {
@@ -36,8 +36,7 @@ fn broker_log(env: &TestEnv) -> String {
 
 #[tokio::test]
 async fn a_database_deleted_under_the_broker_is_storage_lost_not_200() {
-    let env = TestEnv::new();
-    let mut broker = BrokerProcess::start(&env).await;
+    let (env, mut broker) = broker_with(&[]).await;
     let a = register(&env, "/w/a").await;
     let (status, _) = raw_send(&env, "a", "before").await;
     assert_eq!(status, 200);
@@ -79,22 +78,10 @@ async fn a_database_deleted_under_the_broker_is_storage_lost_not_200() {
 
 #[tokio::test]
 async fn a_clean_shutdown_leaves_a_complete_peers_db_without_its_wal() {
-    let env = TestEnv::new();
-    let mut broker = BrokerProcess::start(&env).await;
+    let (env, mut broker) = broker_with(&[]).await;
     let _a = register(&env, "/w/a").await;
     let user = env.user_client();
-    let mut ids = vec![];
-    for i in 0..30 {
-        let sent = user
-            .send(&SendRequest {
-                to: "a".into(),
-                message: format!("kept {i}"),
-                reply_to: None,
-            })
-            .await
-            .unwrap();
-        ids.push(sent.message_id);
-    }
+    let ids = send_numbered(&user, "a", "kept", 30).await;
     assert!(broker.terminate(), "broker exits on SIGTERM");
 
     // Only the main file is copied: no -wal, no -shm.

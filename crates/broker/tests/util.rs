@@ -36,6 +36,16 @@ pub async fn register_with(env: &TestEnv, req: RegisterRequest) -> Peer {
 
 pub use peers_testkit::requests::send_req;
 
+/// Sends `n` messages `"{label} 0"`, `"{label} 1"`, … from `client` to `to`; their ids in order.
+pub async fn send_numbered(client: &BrokerClient, to: &str, label: &str, n: usize) -> Vec<i64> {
+    let mut ids = vec![];
+    for i in 0..n {
+        let sent = client.send(&send_req(to, format!("{label} {i}"))).await;
+        ids.push(sent.unwrap().message_id);
+    }
+    ids
+}
+
 /// Acks the lease `lease_id` as shown `via`: all of it (`message_ids` `None`) or only those.
 pub async fn ack(
     client: &BrokerClient,
