@@ -186,6 +186,12 @@ async fn session(m: &Machine, dir: &str) -> McpSession {
     McpSession::start(cmd, &m.env.state_dir).await
 }
 
+/// Calls `tool` of `session` with `args` and asserts that its answer contains `want`.
+async fn says(session: &McpSession, tool: &'static str, args: serde_json::Value, want: &str) {
+    let answer = session.ok(tool, args).await;
+    assert!(answer.contains(want), "{tool}: {answer}");
+}
+
 /// Kills what a failing test left in its state dirs (peers-mcp servers, their shells).
 struct Reaper(Vec<String>);
 
@@ -238,12 +244,9 @@ async fn sessions_on_two_machines_list_and_mail_each_other() {
     let machine_b = peers_core::identity::machine_id(&beta.env.state_dir).unwrap();
     assert_ne!(machine_a, machine_b);
 
-    let seen_by_a = a.ok("list_peers", json!({})).await;
-    assert!(seen_by_a.contains("web@beta"), "{seen_by_a}");
-    let seen_by_b = b.ok("list_peers", json!({})).await;
-    assert!(seen_by_b.contains("api@alpha"), "{seen_by_b}");
-    let who = a.ok("whoami", json!({})).await;
-    assert!(who.contains("api@alpha"), "{who}");
+    says(&a, "list_peers", json!({}), "web@beta").await;
+    says(&b, "list_peers", json!({}), "api@alpha").await;
+    says(&a, "whoami", json!({}), "api@alpha").await;
 
     // alpha -> beta: queued until beta's hook shows it, then delivered (via PostToolUse).
     let sent = a
@@ -253,13 +256,11 @@ async fn sessions_on_two_machines_list_and_mail_each_other() {
         )
         .await;
     let id = message_id(&sent);
-    let st = a.ok("message_status", json!({"message_id": id})).await;
-    assert!(st.contains("queued"), "{st}");
+    says(&a, "message_status", json!({"message_id": id}), "queued").await;
     let (out, _) = beta.hook(b.claude_pid);
     assert!(out.contains("hello from alpha"), "{out}");
     assert!(out.contains("api@alpha"), "{out}");
-    let st = a.ok("message_status", json!({"message_id": id})).await;
-    assert!(st.contains("delivered"), "{st}");
+    says(&a, "message_status", json!({"message_id": id}), "delivered").await;
     assert!(beta.hook(b.claude_pid).0.is_empty(), "shown once only");
 
     // beta -> alpha, as a reply.
@@ -273,8 +274,13 @@ async fn sessions_on_two_machines_list_and_mail_each_other() {
     let (out, _) = alpha.hook(a.claude_pid);
     assert!(out.contains("hello back from beta"), "{out}");
     assert!(out.contains("web@beta"), "{out}");
-    let st = b.ok("message_status", json!({"message_id": reply})).await;
-    assert!(st.contains("delivered"), "{st}");
+    says(
+        &b,
+        "message_status",
+        json!({"message_id": reply}),
+        "delivered",
+    )
+    .await;
 
     // The human on alpha, with the hub token through the real CLI.
     let mut cmd = alpha.ns.command(bin("peers"));
@@ -554,8 +560,7 @@ async fn hub_killed_under_load_delivers_every_acknowledged_message_once() {
     assert!(dups.is_empty(), "duplicates: {dups:?}");
 
     // The real sessions carry on under the same names, and mail flows between them.
-    let who = sa.ok("whoami", json!({})).await;
-    assert!(who.contains(&format!("{}@alpha", names.0)), "{who}");
+    says(&sa, "whoami", json!({}), &format!("{}@alpha", names.0)).await;
     let sent = sa
         .ok(
             "send_message",
@@ -637,11 +642,9 @@ async fn a_cut_link_keeps_the_hook_fast_and_mail_flows_when_it_returns() {
         "hub-tests: mail delivered {:?} after the link returned",
         back_at.elapsed()
     ));
-    let st = b.ok("message_status", json!({"message_id": id})).await;
-    assert!(st.contains("delivered"), "{st}");
+    says(&b, "message_status", json!({"message_id": id}), "delivered").await;
     assert_eq!(a.name().await, name_a, "same name after the outage");
-    let who = a.ok("whoami", json!({})).await;
-    assert!(who.contains(&format!("{name_a}@alpha")), "{who}");
+    says(&a, "whoami", json!({}), &format!("{name_a}@alpha")).await;
     let sent = a
         .ok(
             "send_message",
