@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use peers_core::BrokerClient;
 use peers_core::wire::*;
+use peers_testkit::requests::{ack_req, send_req};
 use peers_testkit::{BrokerProcess, TestEnv, peer};
 
 #[derive(clap::Subcommand)]
@@ -217,6 +218,12 @@ pub fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// A row for the duration `d` whose target is under `limit_ms`.
+fn row_within(what: &str, d: Duration, limit_ms: u64) {
+    let limit = Duration::from_millis(limit_ms);
+    row(what, ms(d), &format!("< {limit_ms} ms"), d < limit);
+}
+
 fn row(what: &str, figure: String, target: &str, ok: bool) {
     println!(
         "| {what} | {figure} | {target} | {} |",
@@ -253,12 +260,7 @@ async fn broker(bin: &Path, seconds: u64, history: u64) -> Result<()> {
     }
     starts.sort();
     let start_p50 = percentile(&starts, 0.5);
-    row(
-        "start to first healthy response (p50 of 10)",
-        ms(start_p50),
-        "< 20 ms",
-        start_p50 < Duration::from_millis(20),
-    );
+    row_within("start to first healthy response (p50 of 10)", start_p50, 20);
 
     let b = Broker::spawn(bin);
     b.wait_healthy().await?;
@@ -303,20 +305,11 @@ async fn broker(bin: &Path, seconds: u64, history: u64) -> Result<()> {
     let inbox = register(&user, 5000, "/bench/claimer").await?;
     let mut rtt = vec![];
     for i in 0..2000 {
-        user.send(&SendRequest {
-            to: "claimer".into(),
-            message: format!("m{i}"),
-            reply_to: None,
-        })
-        .await?;
+        user.send(&send_req("claimer", format!("m{i}"))).await?;
         let t = Instant::now();
         let c = inbox.claim(&ClaimRequest::default()).await?;
         inbox
-            .ack(&AckRequest {
-                lease_id: c.lease_id.context("nothing claimed")?,
-                via: "bench".into(),
-                message_ids: None,
-            })
+            .ack(&ack_req(c.lease_id.context("nothing claimed")?, "bench"))
             .await?;
         rtt.push(t.elapsed());
     }
@@ -328,12 +321,7 @@ async fn broker(bin: &Path, seconds: u64, history: u64) -> Result<()> {
         true,
     );
     let p99 = percentile(&rtt, 0.99);
-    row(
-        "claim+ack round trip p99",
-        ms(p99),
-        "< 5 ms",
-        p99 < Duration::from_millis(5),
-    );
+    row_within("claim+ack round trip p99", p99, 5);
     let rss_loaded = b.rss_kib()?;
     row(
         "RSS after the runs above",
@@ -365,30 +353,20 @@ async fn broker(bin: &Path, seconds: u64, history: u64) -> Result<()> {
     let name = claimer.heartbeat().await?.name;
     let mut lat = vec![];
     for i in 0..1000 {
-        user.send(&SendRequest {
-            to: name.clone(),
-            message: format!("m{i}"),
-            reply_to: None,
-        })
-        .await?;
+        user.send(&send_req(&name, format!("m{i}"))).await?;
         let t = Instant::now();
         let c = claimer.claim(&ClaimRequest::default()).await?;
         lat.push(t.elapsed());
         claimer
-            .ack(&AckRequest {
-                lease_id: c.lease_id.context("nothing claimed")?,
-                via: "bench".into(),
-                message_ids: None,
-            })
+            .ack(&ack_req(c.lease_id.context("nothing claimed")?, "bench"))
             .await?;
     }
     lat.sort();
     let p50 = percentile(&lat, 0.5);
-    row(
+    row_within(
         &format!("claim p50, 1,000 peers, {history} delivered in history"),
-        ms(p50),
-        "< 1 ms",
-        p50 < Duration::from_millis(1),
+        p50,
+        1,
     );
     row(
         &format!("claim p99, 1,000 peers, {history} delivered in history"),
@@ -421,11 +399,10 @@ async fn send_rate(senders: &[BrokerClient], dur: Duration) -> Result<(f64, u64)
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let to = format!("inbox{}", (i as u64 + n) % 16);
-                s.send(&SendRequest {
+                s.send(&send_req(
                     to,
-                    message: "benchmark message of a typical short length, about a line".into(),
-                    reply_to: None,
-                })
+                    "benchmark message of a typical short length, about a line",
+                ))
                 .await?;
                 n += 1;
                 count.fetch_add(1, Ordering::Relaxed);
@@ -486,6 +463,7 @@ mod hub {
     use peers_core::wire::*;
     use peers_testkit::netns::{HUB_ADDR, Net};
     use peers_testkit::peer;
+    use peers_testkit::requests::{ack_req, claim_req, send_req};
 
     use super::{cpu_time, machine, ms, percentile, rss_kib};
 
@@ -710,13 +688,7 @@ mod hub {
                             timeout_ms: Some(2_000),
                         })
                         .await;
-                    let claim = rc
-                        .claim(&ClaimRequest {
-                            max: Some(50),
-                            lease_ms: Some(30_000),
-                            automatic: false,
-                        })
-                        .await;
+                    let claim = rc.claim(&claim_req(50, 30_000)).await;
                     let now = peers_core::now_ms();
                     match claim {
                         Ok(cl) if !cl.messages.is_empty() => {
@@ -733,11 +705,7 @@ mod hub {
                                     t.got.push((msg.message_id, lat));
                                 }
                             }
-                            let ack = AckRequest {
-                                lease_id: cl.lease_id.unwrap_or_default(),
-                                via: "bench".into(),
-                                message_ids: None,
-                            };
+                            let ack = ack_req(cl.lease_id.unwrap_or_default(), "bench");
                             for _ in 0..50 {
                                 if rc.ack(&ack).await.is_ok() {
                                     break;
@@ -793,11 +761,10 @@ mod hub {
                     }
                     let start = peers_core::now_ms();
                     let r = sc
-                        .send(&SendRequest {
-                            to: peer_name(to),
-                            message: format!("from {} t={start}", peer_name(i)),
-                            reply_to: None,
-                        })
+                        .send(&send_req(
+                            peer_name(to),
+                            format!("from {} t={start}", peer_name(i)),
+                        ))
                         .await;
                     match r {
                         Ok(r) => {

@@ -227,47 +227,62 @@ mod tests {
         std::fs::write(p, text).unwrap();
     }
 
+    /// The files of a tiny workspace that keeps every rule.
+    const CLEAN: &[(&str, &str)] = &[
+        (
+            "xtask/Cargo.toml",
+            "[package]\nname = \"xtask\"\n[dependencies]\npeers-core = { path = \"../crates/peers-core\" }\n",
+        ),
+        ("xtask/src/main.rs", "fn main() {}\n"),
+        (
+            "crates/peers-core/Cargo.toml",
+            "[package]\nname = \"peers-core\"\n",
+        ),
+        (
+            "crates/peers-core/src/wire.rs",
+            "#[derive(Serialize, Deserialize)]\npub struct Send;\n",
+        ),
+        (
+            "crates/testkit/Cargo.toml",
+            "[package]\nname = \"peers-testkit\"\n[dependencies]\npeers-core.workspace = true\n",
+        ),
+        (
+            "crates/broker/Cargo.toml",
+            "[package]\nname = \"peers-broker\"\n[dependencies]\npeers-core.workspace = true\n[dev-dependencies]\npeers-testkit.workspace = true\n",
+        ),
+        (
+            "crates/broker/src/store/peers.rs",
+            "sqlx::query(\"SELECT id FROM peers\");\n",
+        ),
+        (
+            "crates/broker/src/api.rs",
+            "// \"SELECT \" in a comment is fine\nfn send() {}\n",
+        ),
+    ];
+
     /// A tiny workspace that keeps every rule.
     fn clean_tree() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
-        let r = dir.path();
-        write(
-            r,
-            "xtask/Cargo.toml",
-            "[package]\nname = \"xtask\"\n[dependencies]\npeers-core = { path = \"../crates/peers-core\" }\n",
-        );
-        write(r, "xtask/src/main.rs", "fn main() {}\n");
-        write(
-            r,
-            "crates/peers-core/Cargo.toml",
-            "[package]\nname = \"peers-core\"\n",
-        );
-        write(
-            r,
-            "crates/peers-core/src/wire.rs",
-            "#[derive(Serialize, Deserialize)]\npub struct Send;\n",
-        );
-        write(
-            r,
-            "crates/testkit/Cargo.toml",
-            "[package]\nname = \"peers-testkit\"\n[dependencies]\npeers-core.workspace = true\n",
-        );
-        write(
-            r,
-            "crates/broker/Cargo.toml",
-            "[package]\nname = \"peers-broker\"\n[dependencies]\npeers-core.workspace = true\n[dev-dependencies]\npeers-testkit.workspace = true\n",
-        );
-        write(
-            r,
-            "crates/broker/src/store/peers.rs",
-            "sqlx::query(\"SELECT id FROM peers\");\n",
-        );
-        write(
-            r,
-            "crates/broker/src/api.rs",
-            "// \"SELECT \" in a comment is fine\nfn send() {}\n",
-        );
+        for (rel, text) in CLEAN {
+            write(dir.path(), rel, text);
+        }
         dir
+    }
+
+    /// What the check finds in the clean tree with `files` written over it.
+    fn violations(files: &[(&str, &str)]) -> Vec<Violation> {
+        let t = clean_tree();
+        for (rel, text) in files {
+            write(t.path(), rel, text);
+        }
+        check(t.path()).unwrap()
+    }
+
+    /// The one violation the check finds in the clean tree with `rel` written over it.
+    fn only_violation(rel: &str, text: &str) -> Violation {
+        let mut v = violations(&[(rel, text)]);
+        assert_eq!(v.len(), 1, "{v:?}");
+        v.remove(0)
     }
 
     #[test]
@@ -291,72 +306,51 @@ mod tests {
 
     #[test]
     fn sql_outside_the_store_is_caught() {
-        let t = clean_tree();
-        write(
-            t.path(),
-            "crates/broker/src/sweep.rs",
-            "fn f() { sqlx::query(\"DELETE FROM leases\"); }\n",
-        );
-        let v = check(t.path()).unwrap();
-        assert_eq!(v.len(), 1, "{v:?}");
-        assert_eq!(v[0].rule, "SQL lives only in the store");
-        assert_eq!(v[0].path, Path::new("crates/broker/src/sweep.rs"));
+        let sweep = "crates/broker/src/sweep.rs";
+        let v = only_violation(sweep, "fn f() { sqlx::query(\"DELETE FROM leases\"); }\n");
+        assert_eq!(v.rule, "SQL lives only in the store");
+        assert_eq!(v.path, Path::new(sweep));
     }
 
     #[test]
     fn a_product_crate_linking_a_test_harness_is_caught() {
-        let t = clean_tree();
-        write(
-            t.path(),
-            "crates/e2e/Cargo.toml",
-            "[package]\nname = \"peers-e2e\"\n[dependencies]\npeers-core.workspace = true\n",
-        );
-        write(
-            t.path(),
-            "crates/peers-cli/Cargo.toml",
-            "[package]\nname = \"peers-cli\"\n[dependencies]\npeers-core.workspace = true\n[dev-dependencies]\npeers-e2e = { path = \"../e2e\" }\n",
-        );
-        let v = check(t.path()).unwrap();
+        let v = violations(&[
+            (
+                "crates/e2e/Cargo.toml",
+                "[package]\nname = \"peers-e2e\"\n[dependencies]\npeers-core.workspace = true\n",
+            ),
+            (
+                "crates/peers-cli/Cargo.toml",
+                "[package]\nname = \"peers-cli\"\n[dependencies]\npeers-core.workspace = true\n[dev-dependencies]\npeers-e2e = { path = \"../e2e\" }\n",
+            ),
+        ]);
         assert_eq!(v.len(), 1, "{v:?}");
-        assert_eq!(v[0].rule, "crates depend only on peers-core and downward");
-        assert!(v[0].what.contains("peers-e2e"), "{}", v[0].what);
+        let v = &v[0];
+        assert_eq!(v.rule, "crates depend only on peers-core and downward");
+        assert!(v.what.contains("peers-e2e"), "{}", v.what);
     }
 
     #[test]
     fn core_depending_upward_is_caught() {
-        let t = clean_tree();
-        write(
-            t.path(),
+        only_violation(
             "crates/peers-core/Cargo.toml",
             "[package]\nname = \"peers-core\"\n[dev-dependencies]\npeers-testkit.workspace = true\n",
         );
-        let v = check(t.path()).unwrap();
-        assert_eq!(v.len(), 1, "{v:?}");
     }
 
     #[test]
     fn a_serde_type_in_the_broker_is_caught() {
-        let t = clean_tree();
-        write(
-            t.path(),
-            "crates/broker/src/api.rs",
-            "#[derive(Debug, Serialize)]\nstruct Mine;\n",
-        );
-        let v = check(t.path()).unwrap();
-        assert_eq!(v.len(), 1, "{v:?}");
-        assert_eq!(v[0].rule, "wire types live only in peers-core");
+        let serde_type = "#[derive(Debug, Serialize)]\nstruct Mine;\n";
+        let v = only_violation("crates/broker/src/api.rs", serde_type);
+        assert_eq!(v.rule, "wire types live only in peers-core");
     }
 
     #[test]
     fn a_utils_module_is_caught() {
-        let t = clean_tree();
-        write(t.path(), "crates/broker/src/utils.rs", "pub fn x() {}\n");
-        write(
-            t.path(),
-            "crates/broker/src/helpers/mod.rs",
-            "pub fn y() {}\n",
-        );
-        let v = check(t.path()).unwrap();
+        let v = violations(&[
+            ("crates/broker/src/utils.rs", "pub fn x() {}\n"),
+            ("crates/broker/src/helpers/mod.rs", "pub fn y() {}\n"),
+        ]);
         assert_eq!(v.len(), 2, "{v:?}");
         assert!(v.iter().all(|v| v.rule == "nothing is called utils"));
     }

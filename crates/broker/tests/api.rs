@@ -7,25 +7,14 @@ use peers_core::BrokerClient;
 use peers_core::wire::*;
 use peers_testkit::{BrokerProcess, TestEnv, bin, eventually};
 
-use crate::util::{register, register_as, send_req};
-
-/// Acks a whole lease, returning how many messages it delivered.
-async fn ack_all(client: &BrokerClient, lease_id: String, via: &str) -> u64 {
-    client
-        .ack(&AckRequest {
-            lease_id,
-            via: via.into(),
-            message_ids: None,
-        })
-        .await
-        .unwrap()
-        .delivered
-}
+use crate::util::{
+    ack, ack_all, broker_with, ids_of, listed, register, register_as, send_numbered, send_req,
+    until_listed,
+};
 
 #[tokio::test]
 async fn every_call_round_trips() {
-    let env = TestEnv::new();
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[]).await;
     let user = env.user_client();
 
     let h = user.health().await.unwrap();
@@ -68,14 +57,7 @@ async fn every_call_round_trips() {
         .await
         .unwrap();
     assert!(dir_scope.peers.is_empty(), "alpha is in another directory");
-    assert_eq!(
-        user.list_peers(&Default::default())
-            .await
-            .unwrap()
-            .peers
-            .len(),
-        2
-    );
+    assert_eq!(listed(&user).await.len(), 2);
 
     // Find by id, name and name@host, case-insensitively.
     for who in [a.reg.peer_id.as_str(), "ALPHA-repo", "Alpha-Repo@BOX"] {
@@ -91,7 +73,7 @@ async fn every_call_round_trips() {
     for who in [a.reg.peer_id.as_str(), "ALPHA-REPO", "alpha-repo@Box"] {
         let sent = b
             .client
-            .send(&send_req(who, &format!("hi via {who}")))
+            .send(&send_req(who, format!("hi via {who}")))
             .await
             .unwrap();
         assert_eq!(sent.to, "alpha-repo@box");
@@ -108,7 +90,7 @@ async fn every_call_round_trips() {
     // Peek consumes nothing; claim leases in send order; ack delivers.
     assert_eq!(a.client.peek().await.unwrap().messages.len(), 3);
     let claim = a.client.claim(&ClaimRequest::default()).await.unwrap();
-    let got: Vec<i64> = claim.messages.iter().map(|m| m.message_id).collect();
+    let got = ids_of(&claim.messages);
     assert_eq!(got, ids);
     assert_eq!(claim.messages[0].from, "beta@box");
     assert_eq!(claim.messages[0].from_cwd.as_deref(), Some("/work/beta"));
@@ -118,30 +100,21 @@ async fn every_call_round_trips() {
         b.client.message_status(ids[0]).await.unwrap().status,
         MessageState::Queued
     );
-    let acked = a
-        .client
-        .ack(&AckRequest {
-            lease_id: claim.lease_id.clone().unwrap(),
-            via: "PostToolUse".into(),
-            message_ids: None,
-        })
-        .await
-        .unwrap();
+    let acked = ack(
+        &a.client,
+        claim.lease_id.clone().unwrap(),
+        "PostToolUse",
+        None,
+    )
+    .await;
     assert_eq!((acked.delivered, acked.released), (3, 0));
     let st = b.client.message_status(ids[0]).await.unwrap();
     assert_eq!(st.status, MessageState::Delivered);
     assert_eq!(st.delivered_via.as_deref(), Some("PostToolUse"));
     assert!(st.delivered_at_ms.unwrap() >= st.sent_at_ms);
     assert!(a.client.peek().await.unwrap().messages.is_empty());
-    assert_eq!(
-        a.client
-            .history(&Default::default())
-            .await
-            .unwrap()
-            .messages
-            .len(),
-        3
-    );
+    let history = a.client.history(&Default::default()).await.unwrap();
+    assert_eq!(history.messages.len(), 3);
 
     // A reply links back.
     let reply = a
@@ -191,14 +164,7 @@ async fn every_call_round_trips() {
     // Unregister: gone from the list, its waiting mail kept.
     let bye = b.client.unregister().await.unwrap();
     assert_eq!(bye.queued, 2, "the reply and the human's message wait");
-    let names: Vec<String> = user
-        .list_peers(&Default::default())
-        .await
-        .unwrap()
-        .peers
-        .into_iter()
-        .map(|p| p.name)
-        .collect();
+    let names: Vec<String> = listed(&user).await.into_iter().map(|p| p.name).collect();
     assert!(!names.contains(&"beta".to_string()), "{names:?}");
     assert!(user.notices().await.unwrap().notices.is_empty());
     drop((a.claude, b.claude, c.claude));
@@ -206,8 +172,7 @@ async fn every_call_round_trips() {
 
 #[tokio::test]
 async fn names_are_unique_among_live_peers() {
-    let env = TestEnv::new();
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[]).await;
     let one = register(&env, "/a/api").await;
     let two = register(&env, "/b/API").await;
     let three = register(&env, "/c/Api").await;
@@ -223,8 +188,7 @@ async fn names_are_unique_among_live_peers() {
 
 #[tokio::test]
 async fn concurrent_claimers_never_get_the_same_message() {
-    let env = TestEnv::new();
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[]).await;
     let a = register(&env, "/w/a").await;
     let sender = env.user_client();
     let mut seen: HashSet<i64> = HashSet::new();
@@ -233,7 +197,7 @@ async fn concurrent_claimers_never_get_the_same_message() {
         let mut sent = HashSet::new();
         for i in 0..5 {
             let r = sender
-                .send(&send_req("a", &format!("r{round} m{i}")))
+                .send(&send_req("a", format!("r{round} m{i}")))
                 .await
                 .unwrap();
             sent.insert(r.message_id);
@@ -255,14 +219,14 @@ async fn concurrent_claimers_never_get_the_same_message() {
         let mut got = vec![];
         for t in tasks {
             let claim = t.await.unwrap();
-            got.extend(claim.messages.iter().map(|m| m.message_id));
+            got.extend(ids_of(&claim.messages));
             if let Some(lease) = claim.lease_id {
                 ack_all(&a.client, lease, "test").await;
             }
         }
         // Whatever was left (4 claimers x 2 may cover only part), claim it now.
         let rest = a.client.claim(&ClaimRequest::default()).await.unwrap();
-        got.extend(rest.messages.iter().map(|m| m.message_id));
+        got.extend(ids_of(&rest.messages));
         if let Some(lease) = rest.lease_id {
             ack_all(&a.client, lease, "test").await;
         }
@@ -280,32 +244,21 @@ async fn concurrent_claimers_never_get_the_same_message() {
 
 #[tokio::test]
 async fn an_unacked_lease_comes_back_and_a_partial_ack_releases_the_rest() {
-    let mut env = TestEnv::new();
-    env.set("PEERS_SWEEP_MS", "100");
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[("PEERS_SWEEP_MS", "100")]).await;
     let a = register(&env, "/w/a").await;
     let user = env.user_client();
     let m1 = user.send(&send_req("a", "one")).await.unwrap().message_id;
     let m2 = user.send(&send_req("a", "two")).await.unwrap().message_id;
 
-    let first = a
-        .client
-        .claim(&ClaimRequest {
-            lease_ms: Some(300),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let short_lease = ClaimRequest {
+        lease_ms: Some(300),
+        ..Default::default()
+    };
+    let first = a.client.claim(&short_lease).await.unwrap();
     assert_eq!(first.messages.len(), 2);
     // While leased, nobody else gets it.
-    assert!(
-        a.client
-            .claim(&ClaimRequest::default())
-            .await
-            .unwrap()
-            .messages
-            .is_empty()
-    );
+    let meanwhile = a.client.claim(&ClaimRequest::default()).await.unwrap();
+    assert!(meanwhile.messages.is_empty());
     // The claimer "died": after the lease lapses the mail is claimable again.
     let again = eventually(Duration::from_secs(5), "lease to lapse", || {
         let c = a.client.clone();
@@ -318,34 +271,18 @@ async fn an_unacked_lease_comes_back_and_a_partial_ack_releases_the_rest() {
     assert_eq!(again.messages.len(), 2);
 
     // Only the first was shown: the second goes straight back to the queue.
-    let ack = a
-        .client
-        .ack(&AckRequest {
-            lease_id: again.lease_id.unwrap(),
-            via: "PostToolUse".into(),
-            message_ids: Some(vec![m1]),
-        })
-        .await
-        .unwrap();
-    assert_eq!((ack.delivered, ack.released), (1, 1));
+    let partial = ack(
+        &a.client,
+        again.lease_id.unwrap(),
+        "PostToolUse",
+        Some(vec![m1]),
+    )
+    .await;
+    assert_eq!((partial.delivered, partial.released), (1, 1));
     let left = a.client.claim(&ClaimRequest::default()).await.unwrap();
-    assert_eq!(
-        left.messages
-            .iter()
-            .map(|m| m.message_id)
-            .collect::<Vec<_>>(),
-        vec![m2]
-    );
+    assert_eq!(ids_of(&left.messages), vec![m2]);
     // The stale first lease acks nothing twice.
-    let stale = a
-        .client
-        .ack(&AckRequest {
-            lease_id: first.lease_id.unwrap(),
-            via: "late".into(),
-            message_ids: None,
-        })
-        .await
-        .unwrap();
+    let stale = ack(&a.client, first.lease_id.unwrap(), "late", None).await;
     assert_eq!(stale.delivered, 0);
     assert_eq!(
         user.message_status(m1)
@@ -359,8 +296,7 @@ async fn an_unacked_lease_comes_back_and_a_partial_ack_releases_the_rest() {
 
 #[tokio::test]
 async fn reregistering_keeps_the_name_and_the_mail() {
-    let env = TestEnv::new();
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[]).await;
     let a = register(&env, "/w/api").await;
     let _other = register(&env, "/w2/api").await; // holds api-2
     let user = env.user_client();
@@ -389,24 +325,11 @@ async fn reregistering_keeps_the_name_and_the_mail() {
 
 #[tokio::test]
 async fn an_ended_session_keeps_its_mail_for_the_next_one_in_that_directory() {
-    let mut env = TestEnv::new();
-    env.set("PEERS_SWEEP_MS", "100");
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[("PEERS_SWEEP_MS", "100")]).await;
     let mut a = register(&env, "/w/api").await;
     let user = env.user_client();
     a.claude.kill();
-    eventually(Duration::from_secs(5), "peer marked gone", || {
-        let u = user.clone();
-        async move {
-            u.list_peers(&Default::default())
-                .await
-                .unwrap()
-                .peers
-                .is_empty()
-                .then_some(())
-        }
-    })
-    .await;
+    until_listed(&user, "peer marked gone", |peers| peers.is_empty()).await;
     // Mail to the ended session is accepted and waits.
     let sent = user
         .send(&send_req("api", "for whoever works here next"))
@@ -432,10 +355,8 @@ async fn an_ended_session_keeps_its_mail_for_the_next_one_in_that_directory() {
 
 #[tokio::test]
 async fn mail_expires_after_the_ttl_and_the_sender_sees_it() {
-    let mut env = TestEnv::new();
-    env.set("PEERS_SWEEP_MS", "100")
-        .set("PEERS_MESSAGE_TTL_SECS", "1");
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) =
+        broker_with(&[("PEERS_SWEEP_MS", "100"), ("PEERS_MESSAGE_TTL_SECS", "1")]).await;
     let _a = register(&env, "/w/a").await;
     let b = register(&env, "/w/b").await;
     let id = b
@@ -457,8 +378,7 @@ async fn mail_expires_after_the_ttl_and_the_sender_sees_it() {
 
 #[tokio::test]
 async fn bad_credentials_change_nothing() {
-    let env = TestEnv::new();
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[]).await;
     let a = register(&env, "/w/a").await;
     let b = register(&env, "/w/b").await;
     let before = env
@@ -500,33 +420,28 @@ async fn bad_credentials_change_nothing() {
         .await
         .unwrap();
     assert_eq!(before, after);
-    assert_eq!(
-        env.user_client()
-            .list_peers(&Default::default())
-            .await
-            .unwrap()
-            .peers
-            .len(),
-        2
-    );
+    assert_eq!(listed(&env.user_client()).await.len(), 2);
     assert!(env.user_client().health().await.unwrap().ok);
 }
 
 #[tokio::test]
 async fn bad_bodies_get_clear_errors() {
-    let env = TestEnv::new();
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[]).await;
     let a = register(&env, "/w/a").await;
     let http = raw_http();
     let url = format!("{}/v1/messages", env.url());
 
+    // A POST of `body` typed `content_type`, with a's token.
+    let post = |content_type: &str, body: &'static str| {
+        http.post(&url)
+            .bearer_auth(&a.reg.token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+
     // A web page's simple POST (text/plain) is refused before anything is read.
-    let r = http
-        .post(&url)
-        .bearer_auth(&a.reg.token)
-        .header("content-type", "text/plain")
-        .body(r#"{"to":"a","message":"x"}"#)
-        .send()
+    let r = post("text/plain", r#"{"to":"a","message":"x"}"#)
         .await
         .unwrap();
     assert_eq!(r.status(), 415);
@@ -534,14 +449,7 @@ async fn bad_bodies_get_clear_errors() {
     assert_eq!(body.error.code, ErrorCode::UnsupportedMediaType);
 
     // Malformed JSON: 400 with a message.
-    let r = http
-        .post(&url)
-        .bearer_auth(&a.reg.token)
-        .header("content-type", "application/json")
-        .body("{\"to\": ")
-        .send()
-        .await
-        .unwrap();
+    let r = post("application/json", "{\"to\": ").await.unwrap();
     assert_eq!(r.status(), 400);
     let body: ErrorBody = r.json().await.unwrap();
     assert_eq!(body.error.code, ErrorCode::BadRequest);
@@ -571,7 +479,7 @@ async fn bad_bodies_get_clear_errors() {
     for size in [DEFAULT_MAX_MESSAGE_BYTES + 1, DEFAULT_MAX_MESSAGE_BYTES * 4] {
         let e = a
             .client
-            .send(&send_req("a", &"x".repeat(size)))
+            .send(&send_req("a", "x".repeat(size)))
             .await
             .unwrap_err();
         assert_eq!(e.status(), Some(413), "size {size}");
@@ -579,7 +487,7 @@ async fn bad_bodies_get_clear_errors() {
     }
     // Exactly at the limit is fine.
     a.client
-        .send(&send_req("a", &"y".repeat(DEFAULT_MAX_MESSAGE_BYTES)))
+        .send(&send_req("a", "y".repeat(DEFAULT_MAX_MESSAGE_BYTES)))
         .await
         .unwrap();
 
@@ -607,47 +515,34 @@ async fn bad_bodies_get_clear_errors() {
 
 #[tokio::test]
 async fn an_acknowledged_send_survives_kill_9() {
-    let env = TestEnv::new();
-    let mut broker = BrokerProcess::start(&env).await;
+    let (env, mut broker) = broker_with(&[]).await;
     let a = register(&env, "/w/a").await;
     let user = env.user_client();
-    let mut ids = vec![];
-    for i in 0..20 {
-        ids.push(
-            user.send(&send_req("a", &format!("durable {i}")))
-                .await
-                .unwrap()
-                .message_id,
-        );
-    }
+    let ids = send_numbered(&user, "a", "durable", 20).await;
     broker.kill9();
     let _broker = BrokerProcess::start(&env).await;
     let claim = a.client.claim(&ClaimRequest::default()).await.unwrap();
-    assert_eq!(
-        claim
-            .messages
-            .iter()
-            .map(|m| m.message_id)
-            .collect::<Vec<_>>(),
-        ids
-    );
+    assert_eq!(ids_of(&claim.messages), ids);
 }
 
 #[tokio::test]
 async fn the_waiter_wakes_on_mail_and_is_superseded_by_a_newer_one() {
-    let env = TestEnv::new();
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[]).await;
     let a = register(&env, "/w/a").await;
     let user = env.user_client();
 
-    let c = a.client.clone();
-    let waiting = tokio::spawn(async move {
-        c.wait(&WaitQuery {
-            timeout_ms: Some(20_000),
+    // A waiter for `a`'s mail, answering after `timeout_ms` at the latest.
+    let wait = |timeout_ms: u64| {
+        let c = a.client.clone();
+        tokio::spawn(async move {
+            c.wait(&WaitQuery {
+                timeout_ms: Some(timeout_ms),
+            })
+            .await
+            .unwrap()
         })
-        .await
-        .unwrap()
-    });
+    };
+    let waiting = wait(20_000);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = std::time::Instant::now();
     user.send(&send_req("a", "wake up")).await.unwrap();
@@ -658,23 +553,9 @@ async fn the_waiter_wakes_on_mail_and_is_superseded_by_a_newer_one() {
     // Drain, then two waiters: the older is superseded.
     let claim = a.client.claim(&ClaimRequest::default()).await.unwrap();
     ack_all(&a.client, claim.lease_id.unwrap(), "test").await;
-    let c = a.client.clone();
-    let older = tokio::spawn(async move {
-        c.wait(&WaitQuery {
-            timeout_ms: Some(20_000),
-        })
-        .await
-        .unwrap()
-    });
+    let older = wait(20_000);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let c = a.client.clone();
-    let newer = tokio::spawn(async move {
-        c.wait(&WaitQuery {
-            timeout_ms: Some(1_000),
-        })
-        .await
-        .unwrap()
-    });
+    let newer = wait(1_000);
     let older = older.await.unwrap();
     assert!(older.superseded && !older.mail);
     let newer = newer.await.unwrap();
@@ -686,9 +567,7 @@ async fn the_waiter_wakes_on_mail_and_is_superseded_by_a_newer_one() {
 
 #[tokio::test]
 async fn automatic_claims_stop_at_the_loop_budget_and_tell_the_human() {
-    let mut env = TestEnv::new();
-    env.set("PEERS_LOOP_BUDGET", "3");
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[("PEERS_LOOP_BUDGET", "3")]).await;
     let a = register(&env, "/w/a").await;
     let user = env.user_client();
     let auto = ClaimRequest {
@@ -700,7 +579,7 @@ async fn automatic_claims_stop_at_the_loop_budget_and_tell_the_human() {
         assert!(!a.client.claim(&auto).await.unwrap().budget_exhausted);
     }
     for i in 0..3 {
-        user.send(&send_req("a", &format!("ping {i}")))
+        user.send(&send_req("a", format!("ping {i}")))
             .await
             .unwrap();
         let c = a.client.claim(&auto).await.unwrap();
@@ -722,8 +601,7 @@ async fn automatic_claims_stop_at_the_loop_budget_and_tell_the_human() {
 
 #[tokio::test]
 async fn one_broker_per_state_dir_and_clear_start_errors() {
-    let env = TestEnv::new();
-    let mut broker = BrokerProcess::start(&env).await;
+    let (env, mut broker) = broker_with(&[]).await;
 
     // A second start on the same state dir says so and exits 0.
     let mut cmd = std::process::Command::new(bin("peers-broker"));
@@ -765,8 +643,7 @@ async fn one_broker_per_state_dir_and_clear_start_errors() {
 
 #[tokio::test]
 async fn shutdown_through_the_api() {
-    let env = TestEnv::new();
-    let mut broker = BrokerProcess::start(&env).await;
+    let (env, mut broker) = broker_with(&[]).await;
     assert!(env.user_client().shutdown().await.unwrap().shutting_down);
     let status = broker.child.wait_timeout(Duration::from_secs(10));
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
@@ -774,33 +651,12 @@ async fn shutdown_through_the_api() {
 
 #[tokio::test]
 async fn a_dead_session_is_swept_by_its_claude_pid() {
-    let mut env = TestEnv::new();
-    env.set("PEERS_SWEEP_MS", "100");
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[("PEERS_SWEEP_MS", "100")]).await;
     let mut a = register(&env, "/w/a").await;
     let b = register(&env, "/w/b").await;
-    assert_eq!(
-        b.client
-            .list_peers(&Default::default())
-            .await
-            .unwrap()
-            .peers
-            .len(),
-        1
-    );
+    assert_eq!(listed(&b.client).await.len(), 1);
     a.claude.kill();
-    eventually(Duration::from_secs(5), "a to disappear", || {
-        let c = b.client.clone();
-        async move {
-            c.list_peers(&Default::default())
-                .await
-                .unwrap()
-                .peers
-                .is_empty()
-                .then_some(())
-        }
-    })
-    .await;
+    until_listed(&b.client, "a to disappear", |peers| peers.is_empty()).await;
     // b's own process lives, so b stays.
     assert!(b.client.heartbeat().await.is_ok());
     assert_eq!(env.user_client().health().await.unwrap().peers_alive, 1);
@@ -808,9 +664,7 @@ async fn a_dead_session_is_swept_by_its_claude_pid() {
 
 #[tokio::test]
 async fn tokens_die_with_their_session_and_leases_belong_to_their_peer() {
-    let mut env = TestEnv::new();
-    env.set("PEERS_SWEEP_MS", "100");
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[("PEERS_SWEEP_MS", "100")]).await;
     let a = register(&env, "/w/a").await;
     let b = register(&env, "/w/b").await;
     let user = env.user_client();
@@ -819,15 +673,7 @@ async fn tokens_die_with_their_session_and_leases_belong_to_their_peer() {
     user.send(&send_req("a", "for a only")).await.unwrap();
     let claim = a.client.claim(&ClaimRequest::default()).await.unwrap();
     let lease = claim.lease_id.unwrap();
-    let stolen = b
-        .client
-        .ack(&AckRequest {
-            lease_id: lease.clone(),
-            via: "theft".into(),
-            message_ids: None,
-        })
-        .await
-        .unwrap();
+    let stolen = ack(&b.client, lease.clone(), "theft", None).await;
     assert_eq!(stolen.delivered, 0);
     let st = user
         .message_status(claim.messages[0].message_id)
@@ -851,23 +697,18 @@ async fn tokens_die_with_their_session_and_leases_belong_to_their_peer() {
     // heartbeat (the ghost case).
     let mut c = register(&env, "/w/c").await;
     c.claude.kill();
-    eventually(Duration::from_secs(5), "c marked gone", || {
-        let u = user.clone();
-        async move {
-            let peers = u.list_peers(&Default::default()).await.unwrap().peers;
-            (!peers.iter().any(|p| p.name == "c")).then_some(())
-        }
+    until_listed(&user, "c marked gone", |peers| {
+        !peers.iter().any(|p| p.name == "c")
     })
     .await;
     assert_eq!(c.client.heartbeat().await.unwrap_err().status(), Some(401));
-    let peers = user.list_peers(&Default::default()).await.unwrap().peers;
+    let peers = listed(&user).await;
     assert!(!peers.iter().any(|p| p.name == "c"), "{peers:?}");
 }
 
 #[tokio::test]
 async fn query_path_method_and_reply_errors_are_json() {
-    let env = TestEnv::new();
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[]).await;
     let a = register(&env, "/w/a").await;
     let http = raw_http();
     for (method, path, status) in [
@@ -908,8 +749,7 @@ async fn query_path_method_and_reply_errors_are_json() {
 
 #[tokio::test]
 async fn clients_record_notices_for_the_human() {
-    let env = TestEnv::new();
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[]).await;
     let a = register(&env, "/w/a").await;
     let user = env.user_client();
     let req = |kind: &str, text: &str| NoticeRequest {

@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use peers_core::wire::*;
-use peers_testkit::{BrokerProcess, TestEnv, eventually};
+use peers_testkit::{TestEnv, eventually};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::util::{register, register_with, send_req};
+use crate::util::{broker_with, listed, register, register_with, send_req};
 
 /// One raw HTTP/1.1 exchange over TCP: `head` is everything before the blank line (request
 /// line and headers, `\r\n`-separated, no `Connection` header). Returns (status, headers,
@@ -37,6 +37,9 @@ async fn raw(env: &TestEnv, head: &[u8], body: &[u8]) -> (u16, String, String) {
     (status, headers.to_ascii_lowercase(), body.to_string())
 }
 
+/// A hand-made request for [`raw`]: its head and its body.
+type RawRequest = (String, Vec<u8>);
+
 fn error_code(body: &str) -> String {
     serde_json::from_str::<serde_json::Value>(body)
         .ok()
@@ -46,9 +49,8 @@ fn error_code(body: &str) -> String {
 
 #[tokio::test]
 async fn a_host_header_that_is_not_this_broker_is_refused() {
-    let mut env = TestEnv::new();
-    env.set("PEERS_ALLOWED_HOSTS", "hub.tailnet.example, Other.Example");
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) =
+        broker_with(&[("PEERS_ALLOWED_HOSTS", "hub.tailnet.example, Other.Example")]).await;
     let port = env.port;
 
     for host in [
@@ -96,74 +98,48 @@ async fn a_host_header_that_is_not_this_broker_is_refused() {
 
 #[tokio::test]
 async fn what_the_http_framework_rejects_is_answered_as_json() {
-    let env = TestEnv::new();
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[]).await;
     let a = register(&env, "/w/a").await;
     let host = format!("Host: 127.0.0.1:{}", env.port);
     let token = &a.reg.token;
-    let cases: Vec<(String, Vec<u8>, u16, &str)> = vec![
+    // One request line with the `Host` header and no body.
+    let bare = |line: &str| (format!("{line} HTTP/1.1\r\n{host}"), Vec::new());
+    // One request line with the `Host` header and the session's token.
+    let authed = |line: &str| format!("{line} HTTP/1.1\r\n{host}\r\nAuthorization: Bearer {token}");
+    // A message POST of `body` typed `content_type`.
+    let post = |content_type: &str, body: &[u8]| {
+        let head = authed("POST /v1/messages");
+        let len = body.len();
+        let head = format!("{head}\r\nContent-Type: {content_type}\r\nContent-Length: {len}");
+        (head, body.to_vec())
+    };
+    let cases: Vec<(RawRequest, u16, &str)> = vec![
         // HEAD is no method of this API.
-        (
-            format!("HEAD /v1/health HTTP/1.1\r\n{host}"),
-            vec![],
-            405,
-            "",
-        ),
-        (
-            format!("PUT /v1/health HTTP/1.1\r\n{host}"),
-            vec![],
-            405,
-            "method_not_allowed",
-        ),
-        (
-            format!("GET /v1/nope HTTP/1.1\r\n{host}"),
-            vec![],
-            404,
-            "not_found",
-        ),
+        (bare("HEAD /v1/health"), 405, ""),
+        (bare("PUT /v1/health"), 405, "method_not_allowed"),
+        (bare("GET /v1/nope"), 404, "not_found"),
         // Header bytes that are not text.
         (
-            format!("GET /v1/peers HTTP/1.1\r\n{host}\r\nAuthorization: Bearer \u{00ff}\u{00fe}"),
-            vec![],
+            (
+                format!(
+                    "GET /v1/peers HTTP/1.1\r\n{host}\r\nAuthorization: Bearer \u{00ff}\u{00fe}"
+                ),
+                Vec::new(),
+            ),
             401,
             "unauthorized",
         ),
         // Bodies axum refuses.
+        (post("text/plain", b"{}"), 415, "unsupported_media_type"),
+        (post("application/json", b"{\"to\": "), 400, "bad_request"),
+        (post("application/json", b"\xff\xfe{}"), 400, "bad_request"),
         (
-            format!(
-                "POST /v1/messages HTTP/1.1\r\n{host}\r\nAuthorization: Bearer {token}\r\n\
-                 Content-Type: text/plain\r\nContent-Length: 2"
-            ),
-            b"{}".to_vec(),
-            415,
-            "unsupported_media_type",
-        ),
-        (
-            format!(
-                "POST /v1/messages HTTP/1.1\r\n{host}\r\nAuthorization: Bearer {token}\r\n\
-                 Content-Type: application/json\r\nContent-Length: 7"
-            ),
-            b"{\"to\": ".to_vec(),
-            400,
-            "bad_request",
-        ),
-        (
-            format!(
-                "POST /v1/messages HTTP/1.1\r\n{host}\r\nAuthorization: Bearer {token}\r\n\
-                 Content-Type: application/json\r\nContent-Length: 4"
-            ),
-            b"\xff\xfe{}".to_vec(),
-            400,
-            "bad_request",
-        ),
-        (
-            format!("GET /v1/messages/%ff HTTP/1.1\r\n{host}\r\nAuthorization: Bearer {token}"),
-            vec![],
+            (authed("GET /v1/messages/%ff"), Vec::new()),
             400,
             "bad_request",
         ),
     ];
-    for (head, body, want, want_code) in cases {
+    for ((head, body), want, want_code) in cases {
         // Latin-1 in the test text stands for raw bytes.
         let head: Vec<u8> = head.chars().map(|c| c as u32 as u8).collect();
         let (status, headers, text) = raw(&env, &head, &body).await;
@@ -194,8 +170,7 @@ fn has_control(s: &str) -> bool {
 
 #[tokio::test]
 async fn one_line_fields_lose_control_characters_at_the_broker() {
-    let env = TestEnv::new();
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[]).await;
     let evil = "\u{1b}[31mred\u{1b}[0m\nfake line\r\t\u{7}\u{7f}\u{9b}2J\u{202e}desrever\u{2066}x";
     let a = register_with(
         &env,
@@ -211,8 +186,11 @@ async fn one_line_fields_lose_control_characters_at_the_broker() {
     .await;
     let b = register(&env, "/w/b").await;
     let user = env.user_client();
-    let listed = user.list_peers(&Default::default()).await.unwrap().peers;
-    let pa = listed.iter().find(|p| p.peer_id == a.reg.peer_id).unwrap();
+    let seen_by_user = listed(&user).await;
+    let pa = seen_by_user
+        .iter()
+        .find(|p| p.peer_id == a.reg.peer_id)
+        .unwrap();
     for field in [
         &pa.host,
         &pa.address,
@@ -235,13 +213,8 @@ async fn one_line_fields_lose_control_characters_at_the_broker() {
         })
         .await
         .unwrap();
-    let listed = b
-        .client
-        .list_peers(&Default::default())
-        .await
-        .unwrap()
-        .peers;
-    let summary = listed[0].summary.clone().unwrap();
+    let seen = listed(&b.client).await;
+    let summary = seen[0].summary.clone().unwrap();
     assert!(
         !has_control(&summary) && summary.starts_with("now"),
         "{summary:?}"
@@ -258,8 +231,7 @@ async fn one_line_fields_lose_control_characters_at_the_broker() {
 
 #[tokio::test]
 async fn reserved_names_are_never_a_session_name() {
-    let env = TestEnv::new();
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[]).await;
     let mut sessions = vec![];
     for dir in ["you", "Human", "user", "all", "peers"] {
         let s = register(&env, &format!("/w/{dir}")).await;
@@ -291,9 +263,7 @@ async fn reserved_names_are_never_a_session_name() {
 
 #[tokio::test]
 async fn broker_notice_kinds_are_the_brokers_and_every_notice_has_an_author() {
-    let mut env = TestEnv::new();
-    env.set("PEERS_LOOP_BUDGET", "1");
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[("PEERS_LOOP_BUDGET", "1")]).await;
     let a = register(&env, "/w/a").await;
     let user = env.user_client();
     let req = |kind: &str| NoticeRequest {
@@ -316,7 +286,7 @@ async fn broker_notice_kinds_are_the_brokers_and_every_notice_has_an_author() {
         ..Default::default()
     };
     for i in 0..2 {
-        user.send(&send_req("a", &format!("ping {i}")))
+        user.send(&send_req("a", format!("ping {i}")))
             .await
             .unwrap();
         if let Some(lease) = a.client.claim(&auto).await.unwrap().lease_id {
@@ -346,9 +316,7 @@ async fn broker_notice_kinds_are_the_brokers_and_every_notice_has_an_author() {
 
 #[tokio::test]
 async fn recipient_can_wake_says_whether_a_waiter_is_armed() {
-    let mut env = TestEnv::new();
-    env.set("PEERS_SWEEP_MS", "100");
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[("PEERS_SWEEP_MS", "100")]).await;
     let a = register(&env, "/w/a").await;
     let mut b = register(&env, "/w/b").await;
 

@@ -6,7 +6,9 @@ use std::time::Duration;
 use peers_core::BrokerClient;
 use peers_core::process;
 use peers_core::wire::*;
-use peers_testkit::{BrokerProcess, TestEnv, eventually, fake_claude, peer};
+use peers_testkit::{TestEnv, eventually, fake_claude, peer};
+
+use crate::util::broker_with;
 
 async fn register(
     env: &TestEnv,
@@ -51,10 +53,8 @@ async fn send(env: &TestEnv, to: &str, body: &str) -> i64 {
 
 #[tokio::test]
 async fn the_same_pid_with_another_start_time_is_a_new_session() {
-    let mut env = TestEnv::new();
     // No sweep during the test: the registrations below use made-up start times.
-    env.set("PEERS_SWEEP_MS", "3600000");
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[("PEERS_SWEEP_MS", "3600000")]).await;
     let claude = fake_claude();
     let pid = claude.pid();
 
@@ -102,9 +102,7 @@ async fn the_same_pid_with_another_start_time_is_a_new_session() {
 
 #[tokio::test]
 async fn a_local_peer_whose_pid_now_belongs_to_another_process_is_gone() {
-    let mut env = TestEnv::new();
-    env.set("PEERS_SWEEP_MS", "100");
-    let _broker = BrokerProcess::start(&env).await;
+    let (env, _broker) = broker_with(&[("PEERS_SWEEP_MS", "100")]).await;
 
     // A registration whose pid is alive, but not with the start time it recorded: the
     // process it names has ended and another one was given its pid.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use peers_core::wire::*;
 use peers_testkit::{BrokerProcess, TestEnv, eventually};
 
-use crate::util::register;
+use crate::util::{broker_with, register, send_numbered};
 
 /// `POST /v1/messages` by hand: the status and the JSON body, whatever they are.
 async fn raw_send(env: &TestEnv, to: &str, message: &str) -> (u16, serde_json::Value) {
@@ -36,8 +36,7 @@ fn broker_log(env: &TestEnv) -> String {
 
 #[tokio::test]
 async fn a_database_deleted_under_the_broker_is_storage_lost_not_200() {
-    let env = TestEnv::new();
-    let mut broker = BrokerProcess::start(&env).await;
+    let (env, mut broker) = broker_with(&[]).await;
     let a = register(&env, "/w/a").await;
     let (status, _) = raw_send(&env, "a", "before").await;
     assert_eq!(status, 200);
@@ -74,33 +73,15 @@ async fn a_database_deleted_under_the_broker_is_storage_lost_not_200() {
     // A restart starts with an empty database, and says so.
     assert!(broker.terminate(), "broker exits on SIGTERM");
     let _broker = BrokerProcess::start(&env).await;
-    let notices = env.user_client().notices().await.unwrap().notices;
-    assert!(
-        notices
-            .iter()
-            .any(|n| n.kind == "storage_new" && n.author == "broker"),
-        "{notices:?}"
-    );
+    assert_broker_noticed(&env, "storage_new").await;
 }
 
 #[tokio::test]
 async fn a_clean_shutdown_leaves_a_complete_peers_db_without_its_wal() {
-    let env = TestEnv::new();
-    let mut broker = BrokerProcess::start(&env).await;
+    let (env, mut broker) = broker_with(&[]).await;
     let _a = register(&env, "/w/a").await;
     let user = env.user_client();
-    let mut ids = vec![];
-    for i in 0..30 {
-        let sent = user
-            .send(&SendRequest {
-                to: "a".into(),
-                message: format!("kept {i}"),
-                reply_to: None,
-            })
-            .await
-            .unwrap();
-        ids.push(sent.message_id);
-    }
+    let ids = send_numbered(&user, "a", "kept", 30).await;
     assert!(broker.terminate(), "broker exits on SIGTERM");
 
     // Only the main file is copied: no -wal, no -shm.
@@ -224,13 +205,7 @@ async fn a_full_disk_is_storage_full_and_the_broker_recovers_by_itself() {
     // It stays refused while the disk is full, and the human is told.
     let (status, reply) = raw_send(&env, "a", &"still full ".repeat(4000)).await;
     assert_eq!((status, code(&reply)), (507, "storage_full"), "{reply}");
-    let notices = env.user_client().notices().await.unwrap().notices;
-    assert!(
-        notices
-            .iter()
-            .any(|n| n.kind == "storage_full" && n.author == "broker"),
-        "{notices:?}"
-    );
+    assert_broker_noticed(&env, "storage_full").await;
 
     // Space comes back: sends succeed again, no restart.
     std::fs::remove_file(filler).unwrap();
@@ -273,4 +248,15 @@ async fn a_full_disk_is_storage_full_and_the_broker_recovers_by_itself() {
 
     broker.kill9();
     drop(disk);
+}
+
+/// Asserts that the broker has told the human a notice of `kind`.
+async fn assert_broker_noticed(env: &TestEnv, kind: &str) {
+    let notices = env.user_client().notices().await.unwrap().notices;
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.kind == kind && n.author == "broker"),
+        "{notices:?}"
+    );
 }

@@ -8,16 +8,16 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use peers_core::BrokerClient;
 use peers_core::client::Timeouts;
 use peers_core::wire::*;
+use peers_core::{BrokerClient, ClientError};
 use peers_testkit::netns::{HUB_ADDR, Net, Ns};
+use peers_testkit::requests::{ack_req, claim_req, send_req};
 use peers_testkit::standin::{self, McpSession, message_id, text};
 use peers_testkit::{ChildGuard, TestEnv, bin, eventually, peer};
 use serde_json::json;
@@ -175,13 +175,21 @@ impl Machine {
     }
 }
 
-/// One real `peers-mcp` under a stand-in Claude Code process (`sh`), in a machine's namespace.
-async fn session(m: &Machine, cwd: &Path) -> McpSession {
+/// One real `peers-mcp` under a stand-in Claude Code process (`sh`), in a machine's namespace,
+/// working in `dir` below the machine's temp dir.
+async fn session(m: &Machine, dir: &str) -> McpSession {
+    let cwd = &m.env.dir.path().join(dir);
     std::fs::create_dir_all(cwd).unwrap();
     let mut cmd = standin::under_shell(m.ns.command("/bin/sh"), &bin("peers-mcp"), &[]);
     m.env.apply(&mut cmd);
     cmd.current_dir(cwd);
     McpSession::start(cmd, &m.env.state_dir).await
+}
+
+/// Calls `tool` of `session` with `args` and asserts that its answer contains `want`.
+async fn says(session: &McpSession, tool: &'static str, args: serde_json::Value, want: &str) {
+    let answer = session.ok(tool, args).await;
+    assert!(answer.contains(want), "{tool}: {answer}");
 }
 
 /// Kills what a failing test left in its state dirs (peers-mcp servers, their shells).
@@ -203,19 +211,31 @@ impl Drop for Reaper {
     }
 }
 
+/// The hub with `extra` settings and the client machines alpha and beta on it, with the
+/// reaper of all three; the hub is started. Bind the reaper: it cleans up at the test's end.
+async fn two_machines(net: &Net, extra: &[(&str, &str)]) -> (Hub, Machine, Machine, Reaper) {
+    let mut hub = Hub::new(net, extra);
+    let alpha = Machine::new(&net.clients[0], "alpha", &hub);
+    let beta = Machine::new(&net.clients[1], "beta", &hub);
+    let reaper = Reaper::new(&[&hub.env, &alpha.env, &beta.env]);
+    hub.start(&alpha.ns).await;
+    (hub, alpha, beta, reaper)
+}
+
+/// The HTTP status a refused call got (`None` if it was not refused).
+fn refusal<T>(r: Result<T, ClientError>) -> Option<u16> {
+    r.err().and_then(|e| e.status())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_on_two_machines_list_and_mail_each_other() {
     let Some(net) = net(2, "sessions_on_two_machines_list_and_mail_each_other") else {
         return;
     };
-    let mut hub = Hub::new(&net, &[]);
-    let alpha = Machine::new(&net.clients[0], "alpha", &hub);
-    let beta = Machine::new(&net.clients[1], "beta", &hub);
-    let _reaper = Reaper::new(&[&hub.env, &alpha.env, &beta.env]);
-    hub.start(&alpha.ns).await;
+    let (_hub, alpha, beta, _reaper) = two_machines(&net, &[]).await;
 
-    let a = session(&alpha, &alpha.env.dir.path().join("work/api")).await;
-    let b = session(&beta, &beta.env.dir.path().join("work/web")).await;
+    let a = session(&alpha, "work/api").await;
+    let b = session(&beta, "work/web").await;
     assert_eq!(
         (a.name().await, b.name().await),
         ("api".into(), "web".into())
@@ -224,12 +244,9 @@ async fn sessions_on_two_machines_list_and_mail_each_other() {
     let machine_b = peers_core::identity::machine_id(&beta.env.state_dir).unwrap();
     assert_ne!(machine_a, machine_b);
 
-    let seen_by_a = a.ok("list_peers", json!({})).await;
-    assert!(seen_by_a.contains("web@beta"), "{seen_by_a}");
-    let seen_by_b = b.ok("list_peers", json!({})).await;
-    assert!(seen_by_b.contains("api@alpha"), "{seen_by_b}");
-    let who = a.ok("whoami", json!({})).await;
-    assert!(who.contains("api@alpha"), "{who}");
+    says(&a, "list_peers", json!({}), "web@beta").await;
+    says(&b, "list_peers", json!({}), "api@alpha").await;
+    says(&a, "whoami", json!({}), "api@alpha").await;
 
     // alpha -> beta: queued until beta's hook shows it, then delivered (via PostToolUse).
     let sent = a
@@ -239,13 +256,11 @@ async fn sessions_on_two_machines_list_and_mail_each_other() {
         )
         .await;
     let id = message_id(&sent);
-    let st = a.ok("message_status", json!({"message_id": id})).await;
-    assert!(st.contains("queued"), "{st}");
+    says(&a, "message_status", json!({"message_id": id}), "queued").await;
     let (out, _) = beta.hook(b.claude_pid);
     assert!(out.contains("hello from alpha"), "{out}");
     assert!(out.contains("api@alpha"), "{out}");
-    let st = a.ok("message_status", json!({"message_id": id})).await;
-    assert!(st.contains("delivered"), "{st}");
+    says(&a, "message_status", json!({"message_id": id}), "delivered").await;
     assert!(beta.hook(b.claude_pid).0.is_empty(), "shown once only");
 
     // beta -> alpha, as a reply.
@@ -259,8 +274,13 @@ async fn sessions_on_two_machines_list_and_mail_each_other() {
     let (out, _) = alpha.hook(a.claude_pid);
     assert!(out.contains("hello back from beta"), "{out}");
     assert!(out.contains("web@beta"), "{out}");
-    let st = b.ok("message_status", json!({"message_id": reply})).await;
-    assert!(st.contains("delivered"), "{st}");
+    says(
+        &b,
+        "message_status",
+        json!({"message_id": reply}),
+        "delivered",
+    )
+    .await;
 
     // The human on alpha, with the hub token through the real CLI.
     let mut cmd = alpha.ns.command(bin("peers"));
@@ -310,19 +330,11 @@ async fn remote_requests_without_the_right_token_are_refused() {
             let hub_c = client(Some(&token));
             // Something for A to protect: a human message, claimed (leased) by A.
             hub_c
-                .send(&SendRequest {
-                    to: "api@alpha".into(),
-                    message: "for api only".into(),
-                    reply_to: None,
-                })
+                .send(&send_req("api@alpha", "for api only"))
                 .await
                 .unwrap();
             let lease = client(Some(&a.token))
-                .claim(&ClaimRequest {
-                    max: Some(10),
-                    lease_ms: Some(600_000),
-                    automatic: false,
-                })
+                .claim(&claim_req(10, 600_000))
                 .await
                 .unwrap();
             let lease_id = lease.lease_id.clone().unwrap();
@@ -350,11 +362,7 @@ async fn remote_requests_without_the_right_token_are_refused() {
                 cwd: "/w/evil".into(),
                 ..Default::default()
             };
-            let send = SendRequest {
-                to: "api@alpha".into(),
-                message: "injected".into(),
-                reply_to: None,
-            };
+            let send = send_req("api@alpha", "injected");
             let mut codes: BTreeMap<String, Option<u16>> = BTreeMap::new();
             let a_peer = a.peer_id.clone();
             let forged = format!("{a_peer}.{}", "0".repeat(48));
@@ -366,63 +374,32 @@ async fn remote_requests_without_the_right_token_are_refused() {
             ];
             for (label, cred) in bad {
                 let c = client(cred);
-                codes.insert(
-                    format!("{label}/register"),
-                    c.register(&reg).await.err().and_then(|e| e.status()),
-                );
-                codes.insert(
-                    format!("{label}/send"),
-                    c.send(&send).await.err().and_then(|e| e.status()),
-                );
+                codes.insert(format!("{label}/register"), refusal(c.register(&reg).await));
+                codes.insert(format!("{label}/send"), refusal(c.send(&send).await));
                 codes.insert(
                     format!("{label}/log"),
-                    c.messages(&HistoryQuery::default())
-                        .await
-                        .err()
-                        .and_then(|e| e.status()),
+                    refusal(c.messages(&HistoryQuery::default()).await),
                 );
                 codes.insert(
                     format!("{label}/peers"),
-                    c.list_peers(&ListPeersQuery::default())
-                        .await
-                        .err()
-                        .and_then(|e| e.status()),
+                    refusal(c.list_peers(&ListPeersQuery::default()).await),
                 );
-                codes.insert(
-                    format!("{label}/shutdown"),
-                    c.shutdown().await.err().and_then(|e| e.status()),
-                );
+                codes.insert(format!("{label}/shutdown"), refusal(c.shutdown().await));
             }
             // B's own token: no user calls, and nothing of A's.
             let bc = client(Some(&b.token));
-            codes.insert(
-                "peer_b/register".into(),
-                bc.register(&reg).await.err().and_then(|e| e.status()),
-            );
+            codes.insert("peer_b/register".into(), refusal(bc.register(&reg).await));
             codes.insert(
                 "peer_b/log".into(),
-                bc.messages(&HistoryQuery::default())
-                    .await
-                    .err()
-                    .and_then(|e| e.status()),
+                refusal(bc.messages(&HistoryQuery::default()).await),
             );
-            codes.insert(
-                "peer_b/shutdown".into(),
-                bc.shutdown().await.err().and_then(|e| e.status()),
-            );
+            codes.insert("peer_b/shutdown".into(), refusal(bc.shutdown().await));
             codes.insert(
                 "peer_b/status_of_a_mail".into(),
-                bc.message_status(msg_id)
-                    .await
-                    .err()
-                    .and_then(|e| e.status()),
+                refusal(bc.message_status(msg_id).await),
             );
             let acked = bc
-                .ack(&AckRequest {
-                    lease_id: lease_id.clone(),
-                    via: "PostToolUse".into(),
-                    message_ids: None,
-                })
+                .ack(&ack_req(lease_id.clone(), "PostToolUse"))
                 .await
                 .map(|r| r.delivered)
                 .unwrap_or(0);
@@ -468,15 +445,11 @@ async fn hub_killed_under_load_delivers_every_acknowledged_message_once() {
     ) else {
         return;
     };
-    let mut hub = Hub::new(&net, &[("PEERS_LEASE_MS", "1500")]);
-    let alpha = Machine::new(&net.clients[0], "alpha", &hub);
-    let beta = Machine::new(&net.clients[1], "beta", &hub);
-    let _reaper = Reaper::new(&[&hub.env, &alpha.env, &beta.env]);
-    hub.start(&alpha.ns).await;
+    let (mut hub, alpha, beta, _reaper) = two_machines(&net, &[("PEERS_LEASE_MS", "1500")]).await;
 
     // Real sessions on both machines: their names must survive the crash.
-    let sa = session(&alpha, &alpha.env.dir.path().join("work/api")).await;
-    let sb = session(&beta, &beta.env.dir.path().join("work/web")).await;
+    let sa = session(&alpha, "work/api").await;
+    let sb = session(&beta, "work/web").await;
     let names = (sa.name().await, sb.name().await);
 
     // Load: 4 senders on alpha, one receiver (claim → ack, as the hook) on beta.
@@ -500,11 +473,7 @@ async fn hub_killed_under_load_delivers_every_acknowledged_message_once() {
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
-                let req = SendRequest {
-                    to: "sink@beta".into(),
-                    message: format!("{} #{n}", s.name),
-                    reply_to: None,
-                };
+                let req = send_req("sink@beta", format!("{} #{n}", s.name));
                 match c.send(&req).await {
                     Ok(r) => acked.push(r.message_id),
                     Err(_) => {
@@ -522,13 +491,7 @@ async fn hub_killed_under_load_delivers_every_acknowledged_message_once() {
         let mut got: Vec<i64> = vec![];
         let mut idle_since: Option<Instant> = None;
         loop {
-            let claim = c
-                .claim(&ClaimRequest {
-                    max: Some(50),
-                    lease_ms: Some(1500),
-                    automatic: false,
-                })
-                .await;
+            let claim = c.claim(&claim_req(50, 1500)).await;
             let Ok(claim) = claim else {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
@@ -547,11 +510,7 @@ async fn hub_killed_under_load_delivers_every_acknowledged_message_once() {
             // "Shown": recorded. Then ack, retrying across the outage with the same lease (a
             // late ack of a lapsed lease still counts, so nothing is shown twice).
             got.extend(claim.messages.iter().map(|m| m.message_id));
-            let ack = AckRequest {
-                lease_id: claim.lease_id.unwrap(),
-                via: "PostToolUse".into(),
-                message_ids: None,
-            };
+            let ack = ack_req(claim.lease_id.unwrap(), "PostToolUse");
             while c.ack(&ack).await.is_err() {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -601,8 +560,7 @@ async fn hub_killed_under_load_delivers_every_acknowledged_message_once() {
     assert!(dups.is_empty(), "duplicates: {dups:?}");
 
     // The real sessions carry on under the same names, and mail flows between them.
-    let who = sa.ok("whoami", json!({})).await;
-    assert!(who.contains(&format!("{}@alpha", names.0)), "{who}");
+    says(&sa, "whoami", json!({}), &format!("{}@alpha", names.0)).await;
     let sent = sa
         .ok(
             "send_message",
@@ -625,13 +583,10 @@ async fn a_cut_link_keeps_the_hook_fast_and_mail_flows_when_it_returns() {
     };
     // remote_alive shorter than the cut: alpha's session is marked gone meanwhile and must
     // come back under its name with the mail that waited for it.
-    let mut hub = Hub::new(&net, &[("PEERS_REMOTE_ALIVE_SECS", "20")]);
-    let alpha = Machine::new(&net.clients[0], "alpha", &hub);
-    let beta = Machine::new(&net.clients[1], "beta", &hub);
-    let _reaper = Reaper::new(&[&hub.env, &alpha.env, &beta.env]);
-    hub.start(&alpha.ns).await;
-    let a = session(&alpha, &alpha.env.dir.path().join("work/api")).await;
-    let b = session(&beta, &beta.env.dir.path().join("work/web")).await;
+    let (hub, alpha, beta, _reaper) =
+        two_machines(&net, &[("PEERS_REMOTE_ALIVE_SECS", "20")]).await;
+    let a = session(&alpha, "work/api").await;
+    let b = session(&beta, "work/web").await;
     let name_a = a.name().await;
     assert!(alpha.hook(a.claude_pid).0.is_empty());
 
@@ -687,11 +642,9 @@ async fn a_cut_link_keeps_the_hook_fast_and_mail_flows_when_it_returns() {
         "hub-tests: mail delivered {:?} after the link returned",
         back_at.elapsed()
     ));
-    let st = b.ok("message_status", json!({"message_id": id})).await;
-    assert!(st.contains("delivered"), "{st}");
+    says(&b, "message_status", json!({"message_id": id}), "delivered").await;
     assert_eq!(a.name().await, name_a, "same name after the outage");
-    let who = a.ok("whoami", json!({})).await;
-    assert!(who.contains(&format!("{name_a}@alpha")), "{who}");
+    says(&a, "whoami", json!({}), &format!("{name_a}@alpha")).await;
     let sent = a
         .ok(
             "send_message",
