@@ -27,8 +27,12 @@ pub struct Config {
     pub bind: IpAddr,
     /// Port the broker listens on (`PEERS_PORT`).
     pub port: u16,
-    /// The SQLite database (`PEERS_DB`); default `<state_dir>/peers.db`.
+    /// The SQLite database (`PEERS_DB`); default `<state_dir>/peers.db`. Used when `db_url`
+    /// names no other database.
     pub db: PathBuf,
+    /// The broker's database (`PEERS_DB_URL`): `sqlite:///path/peers.db` (the default, from
+    /// `db`) or `postgres://user:password@host:port/dbname`.
+    pub db_url: DbUrl,
     /// The host label shown in `name@host` (`PEERS_HOST`); default the hostname.
     pub host: Option<String>,
     /// Largest message body in bytes.
@@ -77,6 +81,7 @@ struct FileConfig {
     bind: Option<IpAddr>,
     port: Option<u16>,
     db: Option<PathBuf>,
+    db_url: Option<String>,
     host: Option<String>,
     max_message_bytes: Option<usize>,
     message_ttl_secs: Option<u64>,
@@ -179,6 +184,20 @@ impl Config {
             .map(PathBuf::from)
             .or(file.db)
             .unwrap_or_else(|| paths::default_db_file(&state_dir));
+        let db_url = match parse("PEERS_DB_URL")? {
+            Some(v) => DbUrl::parse(&v).map_err(|message| ConfigError::Env {
+                var: "PEERS_DB_URL".into(),
+                value: DbUrl::redact(&v),
+                message,
+            })?,
+            None => match &file.db_url {
+                Some(v) => DbUrl::parse(v).map_err(|message| ConfigError::Parse {
+                    path: config_file.clone(),
+                    message: format!("db_url {:?}: {message}", DbUrl::redact(v)),
+                })?,
+                None => DbUrl::Sqlite(db.clone()),
+            },
+        };
         let wait_headless = match parse("PEERS_WAIT_HEADLESS")? {
             Some(v) => matches!(v.trim(), "1" | "true" | "yes" | "on"),
             None => file.wait_headless.unwrap_or(false),
@@ -209,6 +228,7 @@ impl Config {
             bind,
             port,
             db,
+            db_url,
             host: parse("PEERS_HOST")?.or(file.host),
             max_message_bytes: num(
                 "PEERS_MAX_MESSAGE_BYTES",
@@ -270,6 +290,73 @@ impl Config {
     }
 }
 
+/// Where the broker keeps its data.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DbUrl {
+    /// An SQLite file (`sqlite:///abs/path`, `sqlite://rel/path`, or `sqlite:path`).
+    Sqlite(PathBuf),
+    /// A PostgreSQL server, as a `postgres://` or `postgresql://` URL (passed to the driver
+    /// as it is; it may hold a password).
+    Postgres(String),
+}
+
+impl DbUrl {
+    /// Reads a `db_url` value; the error says what forms are accepted.
+    pub fn parse(s: &str) -> Result<DbUrl, String> {
+        let s = s.trim();
+        if let Some(rest) = s.strip_prefix("sqlite:") {
+            let path = rest.strip_prefix("//").unwrap_or(rest);
+            let path = path.split('?').next().unwrap_or_default();
+            if path.is_empty() {
+                return Err("an sqlite URL needs a path: sqlite:///path/to/peers.db".into());
+            }
+            return Ok(DbUrl::Sqlite(PathBuf::from(path)));
+        }
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            return Ok(DbUrl::Postgres(s.to_string()));
+        }
+        Err("expected sqlite:///path/to/peers.db or postgres://user:password@host:port/db".into())
+    }
+
+    /// The URL with any password replaced by `***`, for logs, errors and texts.
+    pub fn redact(url: &str) -> String {
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return url.to_string();
+        };
+        let (authority, tail) = match rest.find('/') {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        match authority.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split(':').next().unwrap_or_default();
+                let masked = if userinfo.contains(':') {
+                    format!("{user}:***")
+                } else {
+                    user.to_string()
+                };
+                format!("{scheme}://{masked}@{host}{tail}")
+            }
+            None => url.to_string(),
+        }
+    }
+
+    /// How it is shown: the SQLite path, or the PostgreSQL URL without its password.
+    pub fn display(&self) -> String {
+        match self {
+            DbUrl::Sqlite(p) => format!("sqlite://{}", p.display()),
+            DbUrl::Postgres(u) => DbUrl::redact(u),
+        }
+    }
+}
+
+/// Never prints a password.
+impl std::fmt::Debug for DbUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.display())
+    }
+}
+
 fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
     match std::fs::read_to_string(path) {
         Ok(text) => toml::from_str(&text).map_err(|e| ConfigError::Parse {
@@ -295,6 +382,37 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::load_from(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn db_url_defaults_to_the_sqlite_file_and_takes_postgres() {
+        let c = load(&[
+            ("PEERS_STATE_DIR", "/s"),
+            ("PEERS_CONFIG", "/nonexistent.toml"),
+        ])
+        .unwrap();
+        assert_eq!(c.db_url, DbUrl::Sqlite(PathBuf::from("/s/peers.db")));
+        let c = load(&[
+            ("PEERS_CONFIG", "/nonexistent.toml"),
+            ("PEERS_DB_URL", "sqlite:///tmp/x.db"),
+        ])
+        .unwrap();
+        assert_eq!(c.db_url, DbUrl::Sqlite(PathBuf::from("/tmp/x.db")));
+        let url = "postgres://peers:hunter2@127.0.0.1:5432/peers";
+        let c = load(&[("PEERS_CONFIG", "/nonexistent.toml"), ("PEERS_DB_URL", url)]).unwrap();
+        assert_eq!(c.db_url, DbUrl::Postgres(url.into()));
+        assert!(!format!("{:?}", c.db_url).contains("hunter2"));
+        assert_eq!(
+            c.db_url.display(),
+            "postgres://peers:***@127.0.0.1:5432/peers"
+        );
+        let e = load(&[
+            ("PEERS_CONFIG", "/nonexistent.toml"),
+            ("PEERS_DB_URL", "mysql://u:secret@h/db"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("postgres://") && !e.contains("secret"), "{e}");
     }
 
     #[test]

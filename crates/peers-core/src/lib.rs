@@ -25,7 +25,7 @@ pub mod session;
 pub mod wire;
 
 pub use client::{BrokerClient, ClientError};
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, DbUrl};
 
 /// The version every binary reports; the broker puts it in `/v1/health`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
