@@ -184,6 +184,10 @@ pub trait Store: Send + Sync + 'static {
     /// Puts back spells whose notice could not be written yet.
     fn put_back_recovered(&self, spells: Vec<(i64, i64)>);
 
+    /// Write transactions this handle has committed so far: lets tests show that concurrent
+    /// sends share commits instead of paying one each.
+    fn commits(&self) -> u64;
+
     /// Returns once every write submitted before is committed.
     async fn flush(&self) -> Result<()>;
 
