@@ -1,11 +1,15 @@
 //! `cargo xtask bench broker`: the broker's figures on this machine, each printed beside its
-//! target. The load generator runs on the same machine (and cores) as the broker, so the
-//! figures are a floor, not a ceiling. Record them in `docs/BENCHMARKS.md`.
+//! target. The load generator ([`load`]) runs on the same machine as the broker (on a core of
+//! its own when there are two or more), and each throughput figure is printed beside what the
+//! generator does against a trivial server in the same run, so a figure near that ceiling
+//! says "generator-bound". Record them in `docs/BENCHMARKS.md`.
 
+mod load;
+
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -24,6 +28,15 @@ pub enum Which {
         /// Delivered messages preloaded into history for the claim-latency run.
         #[arg(long, default_value_t = 1_000_000)]
         history: u64,
+        /// Load generator threads (each a current-thread runtime).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Do not pin the generator to the last core and the broker to the others.
+        #[arg(long)]
+        no_pin: bool,
+        /// Only the send-throughput runs (skip start-up, RSS and claim latency).
+        #[arg(long)]
+        sends_only: bool,
     },
     /// Hub mode: simulated peers in network namespaces heartbeating and mailing each other
     /// through one hub; lost, duplicates, delivery latency, hub CPU and RSS. Needs root.
@@ -62,13 +75,26 @@ pub fn run(which: Which) -> Result<()> {
         );
     }
     match which {
-        Which::Broker { seconds, history } => {
+        Which::Broker {
+            seconds,
+            history,
+            threads,
+            no_pin,
+            sends_only,
+        } => {
             crate::run_cmd(crate::cargo_cmd().args(["build", "--release", "-p", "peers-broker"]))?;
             let bin = crate::target_dir().join("release/peers-broker");
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(broker(&bin, seconds, history))
+            let plan = Plan {
+                seconds,
+                history,
+                threads,
+                cores: Cores::split(!no_pin),
+                sends_only,
+            };
+            rt.block_on(broker(&bin, &plan))
         }
         Which::Context => unreachable!("handled above"),
         Which::Hub {
@@ -231,10 +257,14 @@ fn row(what: &str, figure: String, target: &str, ok: bool) {
     );
 }
 
-async fn register(user: &BrokerClient, i: u32, cwd: &str) -> Result<BrokerClient> {
+/// Registers a simulated peer; returns its token.
+async fn register_token(user: &BrokerClient, i: u32, cwd: &str) -> Result<String> {
     // Peers from a "remote" machine id: alive by heartbeat, no process needed.
-    let reg = user.register(&bench_peer(100_000 + i, cwd)).await?;
-    Ok(user.with_auth(Some(reg.token)))
+    Ok(user.register(&bench_peer(100_000 + i, cwd)).await?.token)
+}
+
+async fn register(user: &BrokerClient, i: u32, cwd: &str) -> Result<BrokerClient> {
+    Ok(user.with_auth(Some(register_token(user, i, cwd).await?)))
 }
 
 /// A simulated peer of the bench's one "remote" machine.
@@ -245,60 +275,232 @@ fn bench_peer(claude_pid: u32, cwd: &str) -> RegisterRequest {
     }
 }
 
-async fn broker(bin: &Path, seconds: u64, history: u64) -> Result<()> {
+/// How the broker bench runs.
+struct Plan {
+    seconds: u64,
+    history: u64,
+    threads: usize,
+    cores: Cores,
+    sends_only: bool,
+}
+
+impl Plan {
+    /// Runs the load generator (off the async runtime) with one connection per request.
+    async fn generate(
+        &self,
+        addr: SocketAddr,
+        requests: Vec<Arc<[u8]>>,
+        expect: u16,
+    ) -> Result<load::Outcome> {
+        let (threads, cpus, dur) = (
+            self.threads,
+            self.cores.generator.clone(),
+            Duration::from_secs(self.seconds),
+        );
+        tokio::task::spawn_blocking(move || {
+            load::run(
+                addr,
+                &requests,
+                expect,
+                threads,
+                &cpus,
+                Duration::from_millis(300),
+                dur,
+            )
+        })
+        .await?
+    }
+}
+
+/// Which cores the broker and the load generator get; both empty: not pinned.
+struct Cores {
+    broker: Vec<usize>,
+    generator: Vec<usize>,
+}
+
+impl Cores {
+    /// With `pin` and two or more cores: the generator on the last, the broker on the rest.
+    fn split(pin: bool) -> Cores {
+        let cpus = load::allowed_cpus();
+        match cpus.split_last() {
+            Some((last, rest)) if pin && !rest.is_empty() => Cores {
+                broker: rest.to_vec(),
+                generator: vec![*last],
+            },
+            _ => Cores {
+                broker: vec![],
+                generator: vec![],
+            },
+        }
+    }
+
+    fn describe(&self) -> String {
+        if self.generator.is_empty() {
+            "not pinned (generator and broker share every core)".into()
+        } else {
+            format!(
+                "broker pinned to CPU {:?}, generator (and wrk) to CPU {:?}",
+                self.broker, self.generator
+            )
+        }
+    }
+}
+
+/// The body every simulated sender sends.
+const SEND_BODY: &str = "benchmark message of a typical short length, about a line";
+
+async fn broker(bin: &Path, plan: &Plan) -> Result<()> {
     println!("peers-broker {} on {}", peers_core::VERSION, machine());
+    println!("{}", plan.cores.describe());
+    println!(
+        "load generator: {} thread(s), one keep-alive connection per sender, requests \
+         serialised once; its ceiling is the same generator against a trivial HTTP server \
+         (fixed 200, own thread, on the broker's cores) in the same run",
+        plan.threads
+    );
     println!();
     println!("| measure | figure | target | |");
     println!("|---|---|---|---|");
 
-    // Start-up: spawn to first healthy answer, median of 10 cold starts on fresh state dirs.
-    let mut starts = vec![];
-    for _ in 0..10 {
-        let b = Broker::spawn(bin);
-        starts.push(b.wait_healthy().await?);
-        b.stop();
+    if !plan.sends_only {
+        // Start-up: spawn to first healthy answer, median of 10 cold starts on fresh state
+        // dirs.
+        let mut starts = vec![];
+        for _ in 0..10 {
+            let b = Broker::spawn(bin);
+            starts.push(b.wait_healthy().await?);
+            b.stop();
+        }
+        starts.sort();
+        let start_p50 = percentile(&starts, 0.5);
+        row_within("start to first healthy response (p50 of 10)", start_p50, 20);
     }
-    starts.sort();
-    let start_p50 = percentile(&starts, 0.5);
-    row_within("start to first healthy response (p50 of 10)", start_p50, 20);
 
     let b = Broker::spawn(bin);
     b.wait_healthy().await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let idle = b.rss_kib()?;
-    row(
-        "idle RSS",
-        format!("{:.1} MiB", idle as f64 / 1024.0),
-        "< 15 MiB",
-        idle < 15 * 1024,
-    );
+    if !plan.cores.broker.is_empty() {
+        load::pin_process(b.pid(), &plan.cores.broker)?;
+    }
+    if !plan.sends_only {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let idle = b.rss_kib()?;
+        row(
+            "idle RSS",
+            format!("{:.1} MiB", idle as f64 / 1024.0),
+            "< 15 MiB",
+            idle < 15 * 1024,
+        );
+    }
 
     // Sends/s: 64 senders, 16 recipients; each 200 is a committed (fsynced) message.
     let user = b.user()?;
-    let mut senders = vec![];
+    let mut tokens = vec![];
     for i in 0..64 {
-        senders.push(register(&user, i, &format!("/bench/sender{i}")).await?);
+        tokens.push(register_token(&user, i, &format!("/bench/sender{i}")).await?);
     }
     for i in 0..16 {
         register(&user, 1000 + i, &format!("/bench/inbox{i}")).await?;
     }
+    let addr: SocketAddr = b
+        .process
+        .url
+        .trim_start_matches("http://")
+        .parse()
+        .context("the broker's address")?;
+    let send_body = |i: usize| serde_json::to_vec(&send_req(format!("inbox{}", i % 16), SEND_BODY));
+    let mut sends: Vec<Arc<[u8]>> = vec![];
+    for (i, t) in tokens.iter().enumerate() {
+        sends.push(load::request("POST", "/v1/messages", Some(t), Some(&send_body(i)?)).into());
+    }
+    // The broker's HTTP floor: a 404 from the router's fallback (no auth, no database).
+    let floor_req: Arc<[u8]> = load::request("GET", "/v1/none", None, None).into();
+    let trivial = load::Trivial::start(&plan.cores.broker)?;
+    let wrk = Wrk::find(&plan.cores.generator);
+
+    let fsync = fsync_cost(b.state_dir())?;
+    let floor = 1.0 / fsync.as_secs_f64();
+    row(
+        "write + fdatasync of 8 bytes in the state dir (mean of 1 s)",
+        format!("{} → 1 / fsync = {floor:.0}/s", ms(fsync)),
+        "—",
+        true,
+    );
     for conc in [1usize, 8, 64] {
+        let ceiling = plan
+            .generate(trivial.addr, vec![floor_req.clone(); conc], 200)
+            .await?;
         let cpu_before = cpu_time(b.pid())?;
-        let (rate, sent) = send_rate(&senders[..conc], Duration::from_secs(seconds)).await?;
+        let sent = plan.generate(addr, sends[..conc].to_vec(), 200).await?;
         let cpu = cpu_time(b.pid())? - cpu_before;
+        let http = plan
+            .generate(addr, vec![floor_req.clone(); conc], 404)
+            .await?;
         let target = if conc == 64 { "10,000/s" } else { "—" };
         row(
             &format!("sends/s at concurrency {conc} (durable)"),
-            format!("{rate:.0}/s"),
+            format!(
+                "{:.0}/s (p50 {}, p99 {})",
+                sent.rate,
+                ms(sent.percentile(0.5)),
+                ms(sent.percentile(0.99))
+            ),
             target,
-            conc != 64 || rate >= 10_000.0,
+            conc != 64 || sent.rate >= 10_000.0,
         );
         row(
-            &format!("broker CPU per send at concurrency {conc}"),
-            format!("{:.0} µs", cpu.as_secs_f64() * 1e6 / sent as f64),
+            &format!("— generator ceiling at {conc} (trivial server)"),
+            format!(
+                "{:.0}/s (p50 {}); the sends are {:.0} % of it",
+                ceiling.rate,
+                ms(ceiling.percentile(0.5)),
+                sent.rate / ceiling.rate * 100.0
+            ),
             "—",
             true,
         );
+        row(
+            &format!("— broker's HTTP floor at {conc} (`GET /v1/none`: 404, no database)"),
+            format!("{:.0}/s (p50 {})", http.rate, ms(http.percentile(0.5))),
+            "—",
+            true,
+        );
+        if let Some(w) = &wrk {
+            let url = format!("http://{addr}/v1/messages");
+            match w.run(&url, &tokens[0], &send_body(0)?, conc, plan.seconds) {
+                Ok((rate, p99)) => row(
+                    &format!("— wrk, same sends at {conc}"),
+                    format!(
+                        "{rate:.0}/s (p99 {p99}); the generator did {:.2}× wrk",
+                        sent.rate / rate
+                    ),
+                    "—",
+                    true,
+                ),
+                Err(e) => println!("wrk at {conc} failed: {e:#}"),
+            }
+        }
+        if conc == 1 {
+            row(
+                "sends/s at concurrency 1 ÷ (1 / fsync)",
+                format!("{:.2}", sent.rate / floor),
+                "≥ 1",
+                sent.rate >= floor,
+            );
+        }
+        row(
+            &format!("broker CPU per send at concurrency {conc}"),
+            format!("{:.0} µs", cpu.as_secs_f64() * 1e6 / sent.total as f64),
+            "—",
+            true,
+        );
+    }
+    if wrk.is_none() {
+        println!("(wrk is not on PATH: no wrk figures)");
+    }
+    drop(trivial);
+    if plan.sends_only {
+        b.stop();
+        return Ok(());
     }
 
     // Claim+ack round trip on a peer with one waiting message.
@@ -344,9 +546,10 @@ async fn broker(bin: &Path, seconds: u64, history: u64) -> Result<()> {
     }
     let db = b.state_dir().join("peers.db");
     let t = Instant::now();
-    preload_history(bin, &db, &peer_ids, history).await?;
+    preload_history(bin, &db, &peer_ids, plan.history).await?;
     eprintln!(
-        "preloaded {history} delivered messages in {:?}",
+        "preloaded {} delivered messages in {:?}",
+        plan.history,
         t.elapsed()
     );
     let claimer = register(&user, 9999, "/bench/p0").await?; // a 1001st peer, p0's dir
@@ -364,12 +567,18 @@ async fn broker(bin: &Path, seconds: u64, history: u64) -> Result<()> {
     lat.sort();
     let p50 = percentile(&lat, 0.5);
     row_within(
-        &format!("claim p50, 1,000 peers, {history} delivered in history"),
+        &format!(
+            "claim p50, 1,000 peers, {} delivered in history",
+            plan.history
+        ),
         p50,
         1,
     );
     row(
-        &format!("claim p99, 1,000 peers, {history} delivered in history"),
+        &format!(
+            "claim p99, 1,000 peers, {} delivered in history",
+            plan.history
+        ),
         ms(percentile(&lat, 0.99)),
         "—",
         true,
@@ -387,43 +596,108 @@ pub fn cpu_time(pid: u32) -> Result<Duration> {
     ))
 }
 
-/// Runs `senders.len()` concurrent senders for `dur`; returns acknowledged sends per second
-/// and the number of sends in all (warm-up included, to match CPU time measured around it).
-async fn send_rate(senders: &[BrokerClient], dur: Duration) -> Result<(f64, u64)> {
-    let count = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = vec![];
-    for (i, s) in senders.iter().enumerate() {
-        let (s, count, stop) = (s.clone(), count.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let to = format!("inbox{}", (i as u64 + n) % 16);
-                s.send(&send_req(
-                    to,
-                    "benchmark message of a typical short length, about a line",
-                ))
-                .await?;
-                n += 1;
-                count.fetch_add(1, Ordering::Relaxed);
-            }
-            anyhow::Ok(())
-        }));
+/// The mean cost of one durable write on the state dir's filesystem: 8 bytes written and
+/// `fdatasync`ed (what SQLite's WAL commit with `synchronous=FULL` waits for), looped for 1 s.
+fn fsync_cost(dir: &Path) -> Result<Duration> {
+    use std::io::Write;
+    let path = dir.join("bench-fsync.probe");
+    let mut f = std::fs::File::create(&path)?;
+    let (t, mut n) = (Instant::now(), 0u32);
+    while t.elapsed() < Duration::from_secs(1) {
+        f.write_all(b"fsync!\n\0")?;
+        f.sync_data()?;
+        n += 1;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await; // warm-up
-    let before = count.load(Ordering::Relaxed);
-    let t = Instant::now();
-    tokio::time::sleep(dur).await;
-    let sent = count.load(Ordering::Relaxed) - before;
-    let elapsed = t.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        t.await??;
+    let mean = t.elapsed() / n;
+    drop(f);
+    std::fs::remove_file(&path)?;
+    Ok(mean)
+}
+
+/// `wrk` on PATH, for a second opinion on the send figures (run pinned to the generator's
+/// cores with `taskset` when both are there).
+struct Wrk {
+    cpus: Vec<usize>,
+}
+
+impl Wrk {
+    fn find(cpus: &[usize]) -> Option<Wrk> {
+        let on_path = |tool: &str| {
+            std::process::Command::new(tool)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok()
+        };
+        on_path("wrk").then(|| Wrk {
+            cpus: if on_path("taskset") {
+                cpus.to_vec()
+            } else {
+                vec![]
+            },
+        })
     }
-    Ok((
-        sent as f64 / elapsed.as_secs_f64(),
-        count.load(Ordering::Relaxed),
-    ))
+
+    /// POSTs `body` to `url` with `token` on `conc` connections for `seconds` (one wrk
+    /// thread); returns requests/s and wrk's p99 as it prints it.
+    fn run(
+        &self,
+        url: &str,
+        token: &str,
+        body: &[u8],
+        conc: usize,
+        seconds: u64,
+    ) -> Result<(f64, String)> {
+        let dir = tempfile::tempdir()?;
+        let script = dir.path().join("send.lua");
+        std::fs::write(
+            &script,
+            format!(
+                "wrk.method = \"POST\"\nwrk.body = [[{}]]\n\
+                 wrk.headers[\"Content-Type\"] = \"application/json\"\n\
+                 wrk.headers[\"Authorization\"] = \"Bearer {token}\"\n",
+                std::str::from_utf8(body)?
+            ),
+        )?;
+        let mut cmd = if self.cpus.is_empty() {
+            std::process::Command::new("wrk")
+        } else {
+            let list: Vec<String> = self.cpus.iter().map(|c| c.to_string()).collect();
+            let mut c = std::process::Command::new("taskset");
+            c.args(["-c", &list.join(","), "wrk"]);
+            c
+        };
+        let out = cmd
+            .args([
+                "-t1",
+                &format!("-c{conc}"),
+                &format!("-d{seconds}s"),
+                "--latency",
+                "-s",
+            ])
+            .arg(&script)
+            .arg(url)
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            bail!("wrk: {}{}", text, String::from_utf8_lossy(&out.stderr));
+        }
+        if let Some(l) = text.lines().find(|l| l.contains("Non-2xx")) {
+            bail!("wrk saw errors: {}", l.trim());
+        }
+        let rate = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+            .and_then(|v| v.trim().parse().ok())
+            .context("no Requests/sec in wrk's output")?;
+        let p99 = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("99%"))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default();
+        Ok((rate, p99))
+    }
 }
 
 /// Inserts `n` delivered messages spread over `peers` with the broker's hidden
