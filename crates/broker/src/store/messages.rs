@@ -123,7 +123,10 @@ pub async fn insert(
     Ok(out.remove(0))
 }
 
-/// Stores messages with one multi-row `INSERT` per 500 (runs in the writer): the group
+/// The most rows one `INSERT` of [`insert_many`] stores.
+pub const MAX_ROWS: usize = 500;
+
+/// Stores messages with one multi-row `INSERT` per [`MAX_ROWS`] (runs in the writer): the group
 /// commit's batch of sends costs one statement, not one per send. Returns, in input order,
 /// each message's id and the registration it was queued for.
 ///
@@ -136,7 +139,7 @@ pub async fn insert_many(
 ) -> Result<Vec<(i64, String)>, StoreError> {
     let targets = current_registrations(conn, msgs.iter().map(|m| m.to_peer.as_str())).await?;
     let mut out = Vec::with_capacity(msgs.len());
-    for chunk in msgs.chunks(500) {
+    for chunk in msgs.chunks(MAX_ROWS) {
         let mut q = sqlx::QueryBuilder::new(
             "INSERT INTO messages (from_peer, from_kind, from_address, from_cwd, to_peer, \
              to_address, body, reply_to, state, sent_ms, expires_ms) ",

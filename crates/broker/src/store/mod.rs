@@ -6,7 +6,9 @@
 //! transaction, commits once (one fsync with `synchronous=FULL`), and only then answers each
 //! caller. So a `200` for a send means the message is on disk, and 64 concurrent senders
 //! share one fsync instead of queueing for 64. Sends have a queue of their own: the writer
-//! stores all the sends of a group with one multi-row `INSERT`.
+//! stores all the sends of a group with one multi-row `INSERT`, and a group of sends alone runs
+//! that statement without a transaction around it (it commits by itself), so a lone send costs
+//! two statements, not six.
 //!
 //! Storage faults are answered, not hidden ([`StoreHealth`]): before and after each group the
 //! writer checks that the database path is still the file it opened (device and inode), and
@@ -533,12 +535,17 @@ async fn group_commit(
     // A group of only volatile jobs (leases) commits without fsync. SQLite takes the setting
     // only outside a transaction; the next durable commit's fsync covers these WAL frames too.
     let durable = !sends.is_empty() || jobs.iter().any(|j| j.durable);
+    // Sends alone that fit one statement need no transaction around them: the multi-row
+    // INSERT commits (and fsyncs) by itself, all or nothing, and as only this writer writes,
+    // no recipient changes between its lookup and the insert. A lone send so costs two
+    // statements (each a round trip to SQLite's thread) instead of six.
+    let alone = jobs.is_empty() && sends.len() <= messages::MAX_ROWS;
     let begin = if durable {
         "BEGIN IMMEDIATE"
     } else {
         "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE"
     };
-    if let Err(e) = sqlx::raw_sql(begin).execute(&mut *conn).await {
+    if !alone && let Err(e) = sqlx::raw_sql(begin).execute(&mut *conn).await {
         tracing::error!(error = %e, "cannot begin a write transaction");
         let failure = Failure::of(&e);
         if let Failure::Full(detail) = &failure {
@@ -554,12 +561,17 @@ async fn group_commit(
         Ok(vec![])
     } else {
         let msgs: Vec<NewMessage> = sends.iter().map(|s| s.msg.clone()).collect();
-        let _ = sqlx::raw_sql("SAVEPOINT sends").execute(&mut *conn).await;
-        let r = messages::insert_many(conn, &msgs).await;
-        if r.is_err() {
-            let _ = sqlx::raw_sql("ROLLBACK TO sends").execute(&mut *conn).await;
-        }
-        let _ = sqlx::raw_sql("RELEASE sends").execute(&mut *conn).await;
+        let r = if alone {
+            messages::insert_many(conn, &msgs).await
+        } else {
+            let _ = sqlx::raw_sql("SAVEPOINT sends").execute(&mut *conn).await;
+            let r = messages::insert_many(conn, &msgs).await;
+            if r.is_err() {
+                let _ = sqlx::raw_sql("ROLLBACK TO sends").execute(&mut *conn).await;
+            }
+            let _ = sqlx::raw_sql("RELEASE sends").execute(&mut *conn).await;
+            r
+        };
         r.map_err(|e| match e {
             StoreError::Db(e) => Failure::of(&e),
             e => Failure::Other(e.to_string()),
@@ -582,11 +594,15 @@ async fn group_commit(
         }
         replies.push(reply);
     }
-    let mut committed = sqlx::raw_sql("COMMIT")
-        .execute(&mut *conn)
-        .await
-        .map(|_| ())
-        .map_err(|e| Failure::of(&e));
+    let mut committed = if alone {
+        Ok(())
+    } else {
+        sqlx::raw_sql("COMMIT")
+            .execute(&mut *conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| Failure::of(&e))
+    };
     if let Err(f) = &committed {
         tracing::error!(error = ?f, "group commit failed");
         if let Failure::Full(detail) = f {
