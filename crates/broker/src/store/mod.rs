@@ -761,6 +761,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn sends_alone_commit_without_a_transaction_and_big_groups_keep_one() {
+        let (_d, s) = store().await;
+        let p = reg(&s, 10, "/x/a").await;
+        // A lone send (its own autocommit statement) is committed when it returns.
+        let (id, _) = s.insert_message(msg(&p, "alone")).await.unwrap();
+        assert_eq!(
+            messages::waiting(s.reader(), &p.id).await.unwrap()[0].message_id,
+            id
+        );
+        // More sends than one statement takes still all land, each with its own id.
+        let mut tasks = vec![];
+        for i in 0..(messages::MAX_ROWS * 2 + 10) {
+            let (s, m) = (s.clone(), msg(&p, &format!("m{i}")));
+            tasks.push(tokio::spawn(
+                async move { s.insert_message(m).await.unwrap().0 },
+            ));
+        }
+        let mut ids = vec![id];
+        for t in tasks {
+            ids.push(t.await.unwrap());
+        }
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), messages::MAX_ROWS * 2 + 11);
+        assert_eq!(
+            messages::waiting(s.reader(), &p.id).await.unwrap().len(),
+            ids.len()
+        );
+        // And the writer is still in autocommit: an ordinary job after them commits too.
+        let id = p.id.clone();
+        s.write(move |c| Box::pin(async move { peers::set_summary(c, &id, "busy").await }))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
     async fn volatile_groups_never_leave_sends_without_fsync() {
         let (_d, s) = store().await;
         let sync = |s: &Store| {
