@@ -312,9 +312,7 @@ fn note_brokers<T>(
             state::set_backoff(state_dir, u, now + backoff_ms as i64);
         }
     }
-    if let Some(a) = answered
-        && state::backoff_active(state_dir, a, now).is_some()
-    {
-        state::clear_backoff(state_dir, a);
+    if let Some(a) = answered {
+        state::clear_backoff(state_dir, a, now);
     }
 }

@@ -59,11 +59,12 @@ pub fn set_backoff(state_dir: &Path, url: &str, until_ms: i64) {
     write_marks(state_dir, &marks);
 }
 
-/// Removes the marker of `url`.
-pub fn clear_backoff(state_dir: &Path, url: &str) {
+/// Removes the marker of `url` (it answered) and every marker lapsed at `now_ms`; the file
+/// goes when none is left.
+pub fn clear_backoff(state_dir: &Path, url: &str, now_ms: i64) {
     let mut marks = backoff_marks(state_dir);
     let before = marks.len();
-    marks.retain(|(_, u)| u != url);
+    marks.retain(|(until, u)| u != url && now_ms < *until);
     if marks.len() != before {
         write_marks(state_dir, &marks);
     }
@@ -139,10 +140,15 @@ mod tests {
         assert_eq!(backoff_active(d.path(), "http://other", 1_999), Some(true));
         set_backoff(d.path(), u, 3_000);
         assert_eq!(backoff_active(d.path(), u, 2_999), Some(true));
-        clear_backoff(d.path(), u);
+        clear_backoff(d.path(), u, 10);
         assert_eq!(backoff_active(d.path(), u, 10), None);
         assert_eq!(backoff_active(d.path(), "http://other", 10), Some(true));
-        clear_backoff(d.path(), "http://other");
+        // Lapsed markers go with the next clear.
+        set_backoff(d.path(), u, 3_000);
+        clear_backoff(d.path(), "http://third", 2_500);
+        assert_eq!(backoff_active(d.path(), u, 2_500), Some(true));
+        assert_eq!(backoff_active(d.path(), "http://other", 2_500), None);
+        clear_backoff(d.path(), u, 2_500);
         assert!(!backoff_file(d.path()).exists());
         std::fs::write(backoff_file(d.path()), "junk").unwrap();
         assert_eq!(backoff_active(d.path(), u, 10), None);
