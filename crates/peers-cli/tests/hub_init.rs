@@ -6,28 +6,20 @@ use std::os::unix::fs::PermissionsExt;
 use expect_test::expect;
 use peers_testkit::TestEnv;
 
-use crate::util::{peers, project};
+use crate::util::{Run, peers, project};
+
+/// `peers hub init --bind 10.0.0.2 --postgres URL …` in `env`.
+fn hub_init_postgres(env: &TestEnv, url: &str, more: &[&str]) -> Run {
+    let mut args = vec!["hub", "init", "--bind", "10.0.0.2", "--postgres", url];
+    args.extend_from_slice(more);
+    peers(env, &project(env, "here"), &args)
+}
 
 #[test]
 fn hub_init_postgres_writes_the_config_and_a_template_and_hides_the_password() {
     let env = TestEnv::new();
-    let cwd = project(&env, "here");
     let url = "postgres://peers:hunter2@127.0.0.1:5432/peers?sslmode=require";
-    let r = peers(
-        &env,
-        &cwd,
-        &[
-            "hub",
-            "init",
-            "--bind",
-            "10.0.0.2",
-            "--postgres",
-            url,
-            "--brokers",
-            "2",
-        ],
-    )
-    .ok();
+    let r = hub_init_postgres(&env, url, &["--brokers", "2"]).ok();
     assert!(!r.stdout.contains("hunter2") && !r.stderr.contains("hunter2"));
 
     let text = std::fs::read_to_string(&env.config_file).unwrap();
@@ -93,19 +85,7 @@ fn hub_init_postgres_writes_the_config_and_a_template_and_hides_the_password() {
 #[test]
 fn hub_init_refuses_a_url_that_is_not_postgres_without_echoing_its_password() {
     let env = TestEnv::new();
-    let cwd = project(&env, "here");
-    let r = peers(
-        &env,
-        &cwd,
-        &[
-            "hub",
-            "init",
-            "--bind",
-            "10.0.0.2",
-            "--postgres",
-            "mysql://u:s3cret@h/db",
-        ],
-    );
+    let r = hub_init_postgres(&env, "mysql://u:s3cret@h/db", &[]);
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("postgres://"), "{}", r.stderr);
     assert!(!r.stderr.contains("s3cret") && !r.stdout.contains("s3cret"));
