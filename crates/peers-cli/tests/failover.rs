@@ -54,6 +54,12 @@ async fn send_and_peers_fail_over_from_a_dead_broker_to_a_live_one() {
     assert_contains(&status, &format!("{dead}  does not answer"));
     assert_contains(&status, &format!("{}  answers", a_env.url()));
     assert_contains(&status, &format!("{}  answers", b_env.url()));
+    // So does `peers doctor` (its other checks may fail here: nothing is installed).
+    let doctor = peers(&me, &cwd, &["doctor"]).stdout;
+    assert_contains(&doctor, &format!("{dead} does not answer"));
+    assert_contains(&doctor, &format!("answers at {}", a_env.url()));
+    assert_contains(&doctor, &format!("answers at {}", b_env.url()));
+    assert_contains(&doctor, "the hub accepts the token");
 
     // The first live broker goes away: the next one takes the mail.
     a.kill9();

@@ -169,7 +169,8 @@ fn tls_config(base: &str, ca: Option<&Path>) -> Result<Option<rustls::ClientConf
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
     pub connect: Duration,
-    /// Whole-request timeout, for calls that are not long polls.
+    /// Whole-call timeout, for calls that are not long polls: it bounds every attempt at
+    /// every broker URL together. `connect` bounds each connect on its own.
     pub request: Duration,
 }
 
