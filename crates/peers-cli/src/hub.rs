@@ -5,8 +5,8 @@
 //! With `--postgres URL`: several brokers on one PostgreSQL database. The config gets
 //! `db_url` (it may hold the database password: the file is 0600 and the password is never
 //! printed), the service is one instance per port (a systemd template `peers-broker@.service`,
-//! or one launchd agent per port), each with its own state dir, and the client snippet lists
-//! every broker in `broker_urls`.
+//! or one launchd agent per port), each with its own state dir, and the config and the client
+//! snippet list every broker in `broker_urls` (so sessions on this machine fail over too).
 //!
 //! The same files, with comments, are in `examples/`.
 
@@ -56,7 +56,7 @@ pub fn run(cmd: HubCommand) -> Result<()> {
     }
 }
 
-/// Top-level keys this command sets in `config.toml` (and `db_url` with `--postgres`).
+/// Top-level keys this command sets in `config.toml` (and [`Shared`]'s with `--postgres`).
 const KEYS: [&str; 3] = ["bind", "port", "token"];
 
 fn init(a: InitArgs) -> Result<()> {
@@ -105,7 +105,24 @@ fn init(a: InitArgs) -> Result<()> {
         Some(t) if !a.rotate_token => (t, false),
         _ => (peers_core::paths::random_hex(32), true),
     };
-    let text = config_text(&existing, a.bind, port, &token, db_url.as_deref());
+    let scheme = if cfg.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let host = match a.bind {
+        IpAddr::V6(v6) => format!("[{v6}]"),
+        v4 => v4.to_string(),
+    };
+    let urls: Vec<String> = ports
+        .iter()
+        .map(|p| format!("{scheme}://{host}:{p}"))
+        .collect();
+    let shared = db_url.as_deref().map(|db_url| Shared {
+        db_url,
+        broker_urls: &urls,
+    });
+    let text = config_text(&existing, a.bind, port, &token, shared);
     peers_core::paths::write_private_file(&path, text.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))?;
     println!(
@@ -160,27 +177,14 @@ fn init(a: InitArgs) -> Result<()> {
         );
     }
 
-    let scheme = if cfg.tls_cert.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    let host = match a.bind {
-        IpAddr::V6(v6) => format!("[{v6}]"),
-        v4 => v4.to_string(),
-    };
     println!();
     println!("On each client machine, put this in its peers config.toml");
     println!("(usually ~/.config/peers/config.toml; `peers doctor` names it):");
     println!();
-    let urls: Vec<String> = ports
-        .iter()
-        .map(|p| format!("\"{scheme}://{host}:{p}\""))
-        .collect();
     if db_url.is_some() {
-        println!("broker_urls = [{}]", urls.join(", "));
+        println!("{}", broker_urls_line(&urls));
     } else {
-        println!("broker_url = {}", urls[0]);
+        println!("broker_url = \"{}\"", urls[0]);
     }
     println!("token = \"{token}\"");
     if let Some(cert) = &cfg.tls_cert {
@@ -284,14 +288,31 @@ fn key_value<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     (k.trim() == key).then(|| v.split('#').next().unwrap_or("").trim())
 }
 
-/// The config with `bind`, `port`, `token` (and `db_url` when given) set; every other line
-/// kept as it was (the config has only top-level keys).
+/// What `--postgres` adds to the config: the database, and every broker of this machine as
+/// `broker_urls`, so sessions here fail over between them and never start a broker of their
+/// own.
+pub struct Shared<'a> {
+    pub db_url: &'a str,
+    pub broker_urls: &'a [String],
+}
+
+/// `broker_urls = ["…", …]` (each a JSON string, which is a valid TOML basic string).
+fn broker_urls_line(urls: &[String]) -> String {
+    let quoted: Vec<String> = urls
+        .iter()
+        .map(|u| serde_json::to_string(u).unwrap_or_default())
+        .collect();
+    format!("broker_urls = [{}]", quoted.join(", "))
+}
+
+/// The config with `bind`, `port`, `token` (and with `shared`, `db_url` and `broker_urls`)
+/// set; every other line kept as it was (the config has only top-level keys).
 pub fn config_text(
     existing: &str,
     bind: IpAddr,
     port: u16,
     token: &str,
-    db_url: Option<&str>,
+    shared: Option<Shared<'_>>,
 ) -> String {
     let mut out = String::new();
     if existing.trim().is_empty() {
@@ -300,9 +321,10 @@ pub fn config_text(
              # bind:port with the token below; keep this file private (mode 0600).\n",
         );
     }
+    let shared_keys = ["db_url", "broker_url", "broker_urls"];
     for line in existing.lines() {
         if KEYS.iter().any(|k| key_value(line, k).is_some())
-            || (db_url.is_some() && key_value(line, "db_url").is_some())
+            || (shared.is_some() && shared_keys.iter().any(|k| key_value(line, k).is_some()))
         {
             continue;
         }
@@ -312,10 +334,11 @@ pub fn config_text(
     out.push_str(&format!(
         "bind = \"{bind}\"\nport = {port}\ntoken = \"{token}\"\n"
     ));
-    if let Some(u) = db_url {
-        // A JSON string is a valid TOML basic string.
-        let quoted = serde_json::to_string(u).unwrap_or_default();
+    if let Some(sh) = shared {
+        let quoted = serde_json::to_string(sh.db_url).unwrap_or_default();
         out.push_str(&format!("db_url = {quoted}\n"));
+        out.push_str(&broker_urls_line(sh.broker_urls));
+        out.push('\n');
     }
     out
 }
@@ -479,14 +502,23 @@ mod tests {
     #[test]
     fn postgres_config_and_template() {
         let url = "postgres://peers:hunter2@db.internal:5432/peers?sslmode=verify-full";
-        let old = "db_url = \"sqlite:///old.db\"\nhost = \"hub\"\n";
-        let t = config_text(old, "10.0.0.2".parse().unwrap(), 7900, "abc", Some(url));
+        let old = "db_url = \"sqlite:///old.db\"\nhost = \"hub\"\nbroker_url = \"http://x:1\"\n";
+        let urls = [
+            "http://10.0.0.2:7900".to_string(),
+            "http://10.0.0.2:7901".to_string(),
+        ];
+        let shared = Shared {
+            db_url: url,
+            broker_urls: &urls,
+        };
+        let t = config_text(old, "10.0.0.2".parse().unwrap(), 7900, "abc", Some(shared));
         expect_test::expect![[r#"
             host = "hub"
             bind = "10.0.0.2"
             port = 7900
             token = "abc"
             db_url = "postgres://peers:hunter2@db.internal:5432/peers?sslmode=verify-full"
+            broker_urls = ["http://10.0.0.2:7900", "http://10.0.0.2:7901"]
         "#]]
         .assert_eq(&t);
         // Without --postgres an existing db_url stays.

@@ -43,6 +43,15 @@ fn hub_init_postgres_writes_the_config_and_a_template_and_hides_the_password() {
     })
     .unwrap();
     assert_eq!(cfg.db_url, peers_core::DbUrl::Postgres(url.into()));
+    // Sessions on this machine use every broker too (and never start one of their own).
+    let p = env.port;
+    assert_eq!(
+        cfg.broker_urls(),
+        [
+            format!("http://10.0.0.2:{p}"),
+            format!("http://10.0.0.2:{}", p + 1)
+        ]
+    );
 
     let unit = env.home.join(".config/systemd/user/peers-broker@.service");
     let unit_text = std::fs::read_to_string(&unit).unwrap();
