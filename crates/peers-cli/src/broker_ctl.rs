@@ -68,7 +68,7 @@ pub fn run(cmd: BrokerCommand) -> Result<()> {
 fn refuse_remote(cfg: &Config, what: &str) -> Result<()> {
     if cfg.is_remote() {
         bail!(
-            "the broker is a remote hub ({}, set as `broker_urls` in {} or PEERS_BROKER_URLS): \
+            "the broker is a remote hub ({}, set as `broker_url(s)` in {} or PEERS_BROKER_URL(S)): \
              `peers broker {what}` only manages a local broker; {what} the hub on its own machine",
             cfg.broker_urls().join(", "),
             cfg.config_file.display()

@@ -102,7 +102,7 @@ pub fn probe_brokers(cfg: &Config, rt: &tokio::runtime::Runtime) -> Vec<Probe> {
 pub fn how_to_start(cfg: &Config) -> String {
     if cfg.is_remote() {
         format!(
-            "check that the hub runs and that `broker_urls` in {} (or PEERS_BROKER_URLS) is \
+            "check that the hub runs and that `broker_url(s)` in {} (or PEERS_BROKER_URL(S)) is \
              right",
             cfg.config_file.display()
         )
@@ -117,8 +117,8 @@ pub fn how_to_start(cfg: &Config) -> String {
 pub fn not_running(cfg: &Config) -> anyhow::Error {
     if cfg.is_remote() {
         anyhow!(
-            "the peers hub at {} does not answer: check that it runs and that `broker_urls` in \
-             {} (or PEERS_BROKER_URLS) is right",
+            "the peers hub at {} does not answer: check that it runs and that `broker_url(s)` in \
+             {} (or PEERS_BROKER_URL(S)) is right",
             cfg.broker_urls().join(", "),
             cfg.config_file.display()
         )

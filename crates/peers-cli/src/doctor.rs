@@ -199,7 +199,7 @@ fn broker(r: &mut Report, cfg: &Config, rt: &tokio::runtime::Runtime) {
                 "broker",
                 format!("the hub at {url} does not answer"),
                 format!(
-                    "check that the hub runs and that `broker_urls` in {} is right",
+                    "check that the hub runs and that `broker_url(s)` in {} is right",
                     cfg.config_file.display()
                 ),
             ),
