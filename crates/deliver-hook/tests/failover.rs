@@ -19,7 +19,7 @@ fn dead_url() -> String {
 
 /// A listener that accepts connections and closes them at once, counting them: a broker that
 /// is there but breaks every request.
-fn dropper() -> (String, Arc<AtomicU32>) {
+pub fn dropper() -> (String, Arc<AtomicU32>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", l.local_addr().unwrap());
     let n = Arc::new(AtomicU32::new(0));
@@ -33,7 +33,7 @@ fn dropper() -> (String, Arc<AtomicU32>) {
     (url, n)
 }
 
-fn set_brokers(h: &Harness, urls: &[&str]) {
+pub fn set_brokers(h: &Harness, urls: &[&str]) {
     let mut s = SessionFile::read(&h.env.state_dir, h.me.claude_pid)
         .unwrap()
         .unwrap();
