@@ -11,7 +11,7 @@
 //! * [`auth`] — bearer tokens: the per-user secret, the hub token, per-peer tokens.
 //! * [`sweep`] — the periodic liveness / lease / expiry pass.
 //! * [`waiters`] — long-poll slots that wake idle sessions' hooks.
-//! * [`input`] — one-line field cleaning, reserved names, broker-only notice kinds.
+//! * [`input`] — one-line field cleaning, broker-only notice kinds.
 //!
 //! [`run`] ties them together for the binary; tests start the binary itself.
 
