@@ -36,15 +36,15 @@ impl SqliteStore {
     }
 }
 
-/// Reads fail with the driver's error; the seam wants the trait's.
-fn read<T>(r: std::result::Result<T, Error>) -> Result<T> {
+/// The crate's error as the trait's, for every call that crosses the seam.
+fn seam<T>(r: std::result::Result<T, Error>) -> Result<T> {
     r.map_err(Error::public)
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn register(&self, r: NewRegistration) -> Result<Registration> {
-        read(
+        seam(
             self.db
                 .write(move |c| {
                     Box::pin(peers::register(
@@ -66,7 +66,7 @@ impl Store for SqliteStore {
         may_revive: bool,
     ) -> Result<Option<PeerRecord>> {
         let id = peer_id.to_string();
-        read(
+        seam(
             self.db
                 .write(move |c| {
                     Box::pin(async move { peers::heartbeat(c, &id, now, may_revive).await })
@@ -77,7 +77,7 @@ impl Store for SqliteStore {
 
     async fn set_summary(&self, peer_id: &str, summary: &str) -> Result<()> {
         let (id, summary) = (peer_id.to_string(), summary.to_string());
-        read(
+        seam(
             self.db
                 .write_one(move |c| {
                     Box::pin(async move { peers::set_summary(c, &id, &summary).await })
@@ -88,7 +88,7 @@ impl Store for SqliteStore {
 
     async fn unregister(&self, peer_id: &str, now: i64) -> Result<()> {
         let id = peer_id.to_string();
-        read(
+        seam(
             self.db
                 .write_one(move |c| Box::pin(async move { peers::unregister(c, &id, now).await }))
                 .await,
@@ -96,46 +96,46 @@ impl Store for SqliteStore {
     }
 
     async fn peer(&self, peer_id: &str) -> Result<Option<PeerRecord>> {
-        read(peers::by_id(self.db.reader(), peer_id).await)
+        seam(peers::by_id(self.db.reader(), peer_id).await)
     }
 
     async fn resolve(&self, who: &str) -> Result<Option<PeerRecord>> {
-        read(peers::resolve(self.db.reader(), who).await)
+        seam(peers::resolve(self.db.reader(), who).await)
     }
 
     async fn live_peers(&self) -> Result<Vec<PeerRecord>> {
-        read(peers::live(self.db.reader()).await)
+        seam(peers::live(self.db.reader()).await)
     }
 
     async fn unreplaced_peers(&self) -> Result<Vec<PeerRecord>> {
-        read(peers::live_and_gone(self.db.reader()).await)
+        seam(peers::live_and_gone(self.db.reader()).await)
     }
 
     async fn lineage(&self, peer_id: &str) -> Result<Vec<String>> {
-        read(messages::lineage(self.db.reader(), peer_id).await)
+        seam(messages::lineage(self.db.reader(), peer_id).await)
     }
 
     async fn count_live(&self) -> Result<u64> {
-        read(peers::count_live(self.db.reader()).await)
+        seam(peers::count_live(self.db.reader()).await)
     }
 
     async fn send(&self, m: NewMessage) -> Result<Sent> {
-        let (id, to_peer) = read(self.db.insert_message(m).await)?;
+        let (id, to_peer) = seam(self.db.insert_message(m).await)?;
         Ok(Sent { id, to_peer })
     }
 
     async fn message_exists(&self, id: i64) -> Result<bool> {
-        read(messages::exists(self.db.reader(), id).await)
+        seam(messages::exists(self.db.reader(), id).await)
     }
 
     async fn claimable(&self, peer_id: &str, now: i64) -> Result<bool> {
-        read(messages::claimable(self.db.reader(), peer_id, now).await)
+        seam(messages::claimable(self.db.reader(), peer_id, now).await)
     }
 
     async fn claim(&self, c: Claim) -> Result<ClaimOutcome> {
         // A lease lost in a crash returns its mail to the queue: volatile. The budget's
         // spending and notice ride in the same job, so they commit with the lease.
-        read(
+        seam(
             self.db
                 .write_volatile(move |conn| {
                     Box::pin(async move {
@@ -156,7 +156,7 @@ impl Store for SqliteStore {
     }
 
     async fn ack(&self, a: Ack) -> Result<Acked> {
-        let (delivered, released) = read(
+        let (delivered, released) = seam(
             self.db
                 .write(move |c| {
                     Box::pin(async move {
@@ -173,23 +173,23 @@ impl Store for SqliteStore {
     }
 
     async fn waiting(&self, peer_id: &str) -> Result<Vec<InboxMessage>> {
-        read(messages::waiting(self.db.reader(), peer_id).await)
+        seam(messages::waiting(self.db.reader(), peer_id).await)
     }
 
     async fn queued_count(&self, peer_id: &str) -> Result<(u64, Option<i64>)> {
-        read(messages::waiting_count(self.db.reader(), peer_id).await)
+        seam(messages::waiting_count(self.db.reader(), peer_id).await)
     }
 
     async fn pending_count(&self, peer_id: &str) -> Result<u64> {
-        read(messages::pending_count(self.db.reader(), peer_id).await)
+        seam(messages::pending_count(self.db.reader(), peer_id).await)
     }
 
     async fn pending_counts(&self) -> Result<HashMap<String, u64>> {
-        read(peers::waiting_counts(self.db.reader()).await)
+        seam(peers::waiting_counts(self.db.reader()).await)
     }
 
     async fn count_pending(&self) -> Result<u64> {
-        read(messages::count_waiting(self.db.reader()).await)
+        seam(messages::count_waiting(self.db.reader()).await)
     }
 
     async fn status(
@@ -197,7 +197,7 @@ impl Store for SqliteStore {
         id: i64,
         with_body: bool,
     ) -> Result<Option<(MessageStatus, Option<String>)>> {
-        read(messages::status(self.db.reader(), id, with_body).await)
+        seam(messages::status(self.db.reader(), id, with_body).await)
     }
 
     async fn delivered_to(
@@ -206,7 +206,7 @@ impl Store for SqliteStore {
         since_ms: i64,
         limit: u32,
     ) -> Result<Vec<InboxMessage>> {
-        read(messages::delivered_to(self.db.reader(), peer_ids, since_ms, limit).await)
+        seam(messages::delivered_to(self.db.reader(), peer_ids, since_ms, limit).await)
     }
 
     async fn log(&self, f: LogFilter) -> Result<Vec<MessageStatus>> {
@@ -214,7 +214,7 @@ impl Store for SqliteStore {
             LogSender::Human => None,
             LogSender::Peers(ids) => Some(ids),
         });
-        read(
+        seam(
             messages::log(
                 self.db.reader(),
                 from,
@@ -228,7 +228,7 @@ impl Store for SqliteStore {
     }
 
     async fn add_notice(&self, n: NewNotice) -> Result<()> {
-        read(
+        seam(
             self.db
                 .write(move |c| {
                     Box::pin(async move {
@@ -248,11 +248,11 @@ impl Store for SqliteStore {
     }
 
     async fn notices(&self, limit: u32) -> Result<Vec<Notice>> {
-        read(messages::notices(self.db.reader(), limit).await)
+        seam(messages::notices(self.db.reader(), limit).await)
     }
 
     async fn sweep(&self, s: Sweep) -> Result<Swept> {
-        read(
+        seam(
             self.db
                 .write(move |c| {
                     Box::pin(async move {
@@ -308,7 +308,7 @@ impl Store for SqliteStore {
     }
 
     async fn flush(&self) -> Result<()> {
-        read(self.db.flush().await)
+        seam(self.db.flush().await)
     }
 
     async fn close(&self) {
