@@ -12,6 +12,7 @@ pub mod netns;
 pub mod peer;
 pub mod plugin;
 pub mod poll;
+pub mod postgres;
 pub mod requests;
 #[cfg(feature = "mcp")]
 pub mod standin;

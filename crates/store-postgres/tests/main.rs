@@ -1,0 +1,5 @@
+//! The PostgreSQL backend against a real server: a throw-away cluster per test (testkit's
+//! `PgCluster`), a fresh database in it, one or two `PgStore` handles on it standing for one
+//! or two brokers. Skipped loudly when PostgreSQL is not installed.
+
+mod pg;

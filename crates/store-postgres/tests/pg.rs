@@ -1,0 +1,262 @@
+//! What is PostgreSQL-specific: batched sends, claims and events across handles, the sweep
+//! turn, a server that goes away and comes back.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use peers_core::wire::{RegisterRequest, SenderKind};
+use peers_store::{
+    Claim, NewMessage, NewRegistration, PeerRecord, Sender, Store, StoreError, StoreEvent,
+};
+use peers_store_postgres::PgStore;
+use peers_testkit::eventually;
+use peers_testkit::postgres::PgCluster;
+
+/// A cluster and the URL of a fresh database in it; `None` when PostgreSQL is missing.
+fn cluster() -> Option<(PgCluster, String)> {
+    let c = PgCluster::start()?;
+    let url = c.create_database("peers_test");
+    Some((c, url))
+}
+
+async fn register(s: &dyn Store, pid: u32, cwd: &str) -> PeerRecord {
+    let request = RegisterRequest {
+        claude_pid: pid,
+        mcp_pid: 1,
+        machine_id: "m".into(),
+        host: "h".into(),
+        cwd: cwd.into(),
+        ..Default::default()
+    };
+    s.register(NewRegistration {
+        request,
+        peer_id: format!("p{pid}-{}", peers_core::paths::random_hex(4)),
+        token_hash: "hash".into(),
+        now: 1,
+    })
+    .await
+    .expect("register")
+    .peer
+}
+
+fn msg(to: &PeerRecord, body: &str) -> NewMessage {
+    NewMessage {
+        from: Sender {
+            kind: SenderKind::Human,
+            peer_id: None,
+            address: "you@h".into(),
+            cwd: None,
+        },
+        to_peer: to.id.clone(),
+        to_address: to.address(),
+        body: body.into(),
+        reply_to: None,
+        sent_ms: 1,
+        expires_ms: i64::MAX,
+    }
+}
+
+fn claim(peer: &PeerRecord, lease: &str, max: u32) -> Claim {
+    Claim {
+        peer_id: peer.id.clone(),
+        lease_id: lease.into(),
+        max,
+        now: 10,
+        lease_expires_ms: i64::MAX,
+        automatic: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_sends_share_commits_and_keep_their_own_ids() {
+    let Some((_pg, url)) = cluster() else { return };
+    let s = Arc::new(PgStore::open(&url).await.unwrap());
+    let a = register(&*s, 10, "/x/a").await;
+    let b = register(&*s, 11, "/x/b").await;
+    let before = s.commits();
+    let mut tasks = vec![];
+    for i in 0..300 {
+        let s = s.clone();
+        let to = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            let sent = s.send(msg(&to, &format!("message {i}"))).await.unwrap();
+            (i, to.id, sent)
+        }));
+    }
+    let mut sent = vec![];
+    for t in tasks {
+        sent.push(t.await.unwrap());
+    }
+    let commits = s.commits() - before;
+    assert!(
+        commits < 150,
+        "300 concurrent sends took {commits} commits: they were not batched"
+    );
+    for (i, to, sent) in sent {
+        assert_eq!(sent.to_peer, to);
+        let (status, _) = s.status(sent.id, true).await.unwrap().unwrap();
+        assert_eq!(
+            status.body.as_deref(),
+            Some(format!("message {i}").as_str()),
+            "id {} is message {i}",
+            sent.id
+        );
+        assert_eq!(status.to_peer_id, to);
+    }
+    // Each recipient's queue is in send order within a batch: ids rise with the sends.
+    assert_eq!(s.waiting(&a.id).await.unwrap().len(), 150);
+    assert_eq!(s.pending_count(&b.id).await.unwrap(), 150);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_handles_claiming_at_once_never_lease_one_message_twice() {
+    let Some((_pg, url)) = cluster() else { return };
+    let one = Arc::new(PgStore::open(&url).await.unwrap());
+    let two = Arc::new(PgStore::open(&url).await.unwrap());
+    let p = register(&*one, 10, "/x/a").await;
+    for i in 0..400 {
+        one.send(msg(&p, &format!("m{i}"))).await.unwrap();
+    }
+    let mut tasks = vec![];
+    for n in 0..8 {
+        let store = if n % 2 == 0 { one.clone() } else { two.clone() };
+        let p = p.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = vec![];
+            for round in 0.. {
+                let out = store
+                    .claim(claim(&p, &format!("lease-{n}-{round}"), 3))
+                    .await
+                    .unwrap();
+                if out.messages.is_empty() && !store.claimable(&p.id, 10).await.unwrap() {
+                    break;
+                }
+                got.extend(out.messages.into_iter().map(|m| m.message_id));
+            }
+            got
+        }));
+    }
+    let mut all = vec![];
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let distinct: HashSet<i64> = all.iter().copied().collect();
+    assert_eq!(distinct.len(), all.len(), "a message was leased twice");
+    assert_eq!(all.len(), 400, "every message was leased once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_through_one_handle_is_an_event_on_the_other() {
+    let Some((_pg, url)) = cluster() else { return };
+    let one = PgStore::open(&url).await.unwrap();
+    let two = PgStore::open(&url).await.unwrap();
+    let mut events = one.events().expect("postgres has events");
+    let p = register(&two, 10, "/x/a").await;
+    next_event(&mut events, |e| *e == StoreEvent::PeersChanged).await;
+    two.send(msg(&p, "hello")).await.unwrap();
+    let want = StoreEvent::Mail {
+        peer_id: p.id.clone(),
+    };
+    next_event(&mut events, |e| *e == want).await;
+}
+
+/// Waits (generously) for an event matching `want`, skipping others.
+async fn next_event(
+    rx: &mut tokio::sync::broadcast::Receiver<StoreEvent>,
+    want: impl Fn(&StoreEvent) -> bool,
+) -> StoreEvent {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match rx.recv().await {
+                Ok(e) if want(&e) => return e,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("event stream ended: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("the event arrived")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_handle_at_a_time_has_the_sweep_turn() {
+    let Some((_pg, url)) = cluster() else { return };
+    let one = PgStore::open(&url).await.unwrap();
+    let two = PgStore::open(&url).await.unwrap();
+    assert!(one.sweep_turn().await.unwrap());
+    assert!(!two.sweep_turn().await.unwrap());
+    assert!(one.sweep_turn().await.unwrap(), "the holder keeps its turn");
+    assert!(!two.sweep_turn().await.unwrap());
+    one.close().await;
+    drop(one);
+    eventually(
+        Duration::from_secs(20),
+        "the other handle takes the turn",
+        || {
+            let two = &two;
+            async move { two.sweep_turn().await.unwrap().then_some(()) }
+        },
+    )
+    .await;
+    // A dropped (not closed) holder gives the turn up too.
+    let three = PgStore::open(&url).await.unwrap();
+    assert!(!three.sweep_turn().await.unwrap());
+    drop(two);
+    eventually(
+        Duration::from_secs(20),
+        "the third handle takes the turn",
+        || {
+            let three = &three;
+            async move { three.sweep_turn().await.unwrap().then_some(()) }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_gone_is_unavailable_and_the_store_recovers_when_it_returns() {
+    let Some((mut pg, url)) = cluster() else {
+        return;
+    };
+    let s = PgStore::open(&url).await.unwrap();
+    let mut events = s.events().unwrap();
+    let p = register(&s, 10, "/x/a").await;
+    s.send(msg(&p, "before")).await.unwrap();
+    assert!(s.sweep_turn().await.unwrap());
+    pg.stop();
+
+    let err = s.send(msg(&p, "while down")).await.unwrap_err();
+    match &err {
+        StoreError::Unavailable { location, .. } => {
+            assert_eq!(location, &peers_core::config::DbUrl::redact(&url));
+        }
+        e => panic!("a stopped server should be Unavailable, got {e:?}"),
+    }
+    assert!(matches!(
+        s.peer(&p.id).await,
+        Err(StoreError::Unavailable { .. })
+    ));
+    assert!(s.health().unavailable_since.is_some());
+    assert!(s.sweep_turn().await.is_err(), "no turn without a server");
+
+    pg.start_again();
+    let back = eventually(Duration::from_secs(30), "the store works again", || {
+        let (s, p) = (&s, &p);
+        async move { s.send(msg(p, "after")).await.ok() }
+    })
+    .await;
+    assert_eq!(back.to_peer, p.id);
+    assert_eq!(s.health().unavailable_since, None);
+    let bodies: Vec<String> = s
+        .waiting(&p.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.body)
+        .collect();
+    assert_eq!(bodies, ["before", "after"], "nothing was stored while down");
+    assert!(s.sweep_turn().await.unwrap(), "the turn is taken again");
+    // The listener lost its connection: the broker hears that events were lost.
+    next_event(&mut events, |e| *e == StoreEvent::Lagged).await;
+}
