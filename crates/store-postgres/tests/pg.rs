@@ -260,3 +260,78 @@ async fn a_server_gone_is_unavailable_and_the_store_recovers_when_it_returns() {
     // The listener lost its connection: the broker hears that events were lost.
     next_event(&mut events, |e| *e == StoreEvent::Lagged).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn automatic_claims_through_two_handles_never_overspend_the_loop_budget() {
+    let Some((_pg, url)) = cluster() else { return };
+    let one = Arc::new(PgStore::open(&url).await.unwrap());
+    let two = Arc::new(PgStore::open(&url).await.unwrap());
+    let p = register(&*one, 10, "/x/a").await;
+    for i in 0..100 {
+        one.send(msg(&p, &format!("m{i}"))).await.unwrap();
+    }
+    let limit = 5;
+    let mut tasks = vec![];
+    for n in 0..16 {
+        let store = if n % 2 == 0 { one.clone() } else { two.clone() };
+        let p = p.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = claim(&p, &format!("auto-{n}"), 1);
+            c.automatic = Some(peers_store::LoopBudget {
+                machine_id: p.machine_id.clone(),
+                claude_pid: p.claude_pid,
+                limit,
+                window_ms: 1_000_000,
+                notice: "loop budget used up".into(),
+            });
+            store.claim(c).await.unwrap()
+        }));
+    }
+    let (mut leased, mut notices) = (0, 0);
+    for t in tasks {
+        let out = t.await.unwrap();
+        leased += out.messages.len();
+        notices += usize::from(out.budget_notice);
+    }
+    assert_eq!(
+        leased, limit as usize,
+        "the budget allows exactly {limit} turns"
+    );
+    assert_eq!(
+        notices, 1,
+        "one claim ran into the budget and recorded its notice"
+    );
+    let stored = one.notices(10).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].kind, "loop_budget");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn registrations_through_two_handles_at_once_get_distinct_names() {
+    let Some((_pg, url)) = cluster() else { return };
+    let one = Arc::new(PgStore::open(&url).await.unwrap());
+    let two = Arc::new(PgStore::open(&url).await.unwrap());
+    let mut tasks = vec![];
+    for pid in 100..120u32 {
+        let store = if pid % 2 == 0 {
+            one.clone()
+        } else {
+            two.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            register(&*store, pid, &format!("/dir{pid}/api")).await.name
+        }));
+    }
+    let mut names = vec![];
+    for t in tasks {
+        names.push(t.await.unwrap());
+    }
+    let distinct: HashSet<&String> = names.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        names.len(),
+        "a name was given twice: {names:?}"
+    );
+    assert!(names.iter().any(|n| n == "api"));
+    assert_eq!(one.count_live().await.unwrap(), 20);
+}
