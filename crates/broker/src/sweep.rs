@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use peers_core::now_ms;
 
+use peers_store::{NewNotice, StoreError, Sweep};
+
 use crate::AppState;
-use crate::store::{StoreError, messages, peers};
 
 pub async fn run(state: Arc<AppState>) {
     let mut stop = state.shutdown.subscribe();
@@ -24,16 +25,23 @@ pub async fn run(state: Arc<AppState>) {
         }
         match once(&state).await {
             // Logged once where they are found; the API answers them.
-            Ok(()) | Err(StoreError::Lost(_) | StoreError::Full { .. }) => {}
+            Ok(())
+            | Err(
+                StoreError::Lost { .. } | StoreError::Full { .. } | StoreError::Unavailable { .. },
+            ) => {}
             Err(e) => tracing::warn!(error = %e, "sweep failed"),
         }
     }
 }
 
-/// One sweep. Public so tests and the benchmark can drive it directly.
+/// One sweep, when this broker has the turn (brokers sharing a database take turns). Public
+/// so tests and the benchmark can drive it directly.
 pub async fn once(state: &AppState) -> Result<(), StoreError> {
+    if !state.store.sweep_turn().await? {
+        return Ok(());
+    }
     let now = now_ms();
-    let live = peers::live(state.store.reader()).await?;
+    let live = state.store.live_peers().await?;
     let gone: Vec<String> = live
         .iter()
         .filter(|p| {
@@ -45,19 +53,15 @@ pub async fn once(state: &AppState) -> Result<(), StoreError> {
         })
         .map(|p| p.id.clone())
         .collect();
-    let window = state.settings.loop_window_ms;
-    let ids = gone.clone();
-    let (marked, (requeued, expired)) = state
+    let swept = state
         .store
-        .write(move |c| {
-            Box::pin(async move {
-                let marked = peers::mark_gone(c, &ids, now).await?;
-                let swept = messages::sweep(c, now).await?;
-                messages::forget_budget_spend_before(c, now - window).await?;
-                Ok((marked, swept))
-            })
+        .sweep(Sweep {
+            gone: gone.clone(),
+            now,
+            budget_window_ms: state.settings.loop_window_ms,
         })
         .await?;
+    let (marked, requeued, expired) = (swept.marked_gone, swept.requeued, swept.expired);
     if marked > 0 {
         state.directory.changed();
         for id in &gone {
@@ -89,43 +93,33 @@ pub async fn once(state: &AppState) -> Result<(), StoreError> {
 /// A full disk is shown from memory while it lasts; once writes succeed again, the spell is
 /// recorded as a notice for the human (kept for later if even that cannot be written yet).
 async fn record_recovered_storage(state: &AppState) {
-    let spells = state.store.health().take_recovered();
+    let spells = state.store.take_recovered();
     if spells.is_empty() {
         return;
     }
-    let db = state.store.health().db().display().to_string();
-    let texts: Vec<String> = spells
-        .iter()
-        .map(|(from, to)| {
-            format!(
-                "The disk holding {db} was full or failing for {} s (from {}): writes in that \
-                 time were refused with 507 and stored nothing. Writes succeed again.",
-                (to - from).max(0) / 1000,
-                peers_core::format_ms(*from)
-            )
-        })
-        .collect();
+    let db = state.store.describe().location;
     let now = now_ms();
-    let written = state
-        .store
-        .write(move |c| {
-            Box::pin(async move {
-                for text in &texts {
-                    messages::add_notice(
-                        c,
-                        "storage_recovered",
-                        None,
-                        text,
-                        crate::input::BROKER_AUTHOR,
-                        now,
-                    )
-                    .await?;
-                }
-                Ok(())
+    for (n, (from, to)) in spells.iter().enumerate() {
+        let text = format!(
+            "The disk holding {db} was full or failing for {} s (from {}): writes in that \
+             time were refused with 507 and stored nothing. Writes succeed again.",
+            (to - from).max(0) / 1000,
+            peers_core::format_ms(*from)
+        );
+        let written = state
+            .store
+            .add_notice(NewNotice {
+                kind: "storage_recovered".into(),
+                peer_id: None,
+                text,
+                author: crate::input::BROKER_AUTHOR.into(),
+                now,
             })
-        })
-        .await;
-    if written.is_err() {
-        state.store.health().put_back_recovered(spells);
+            .await;
+        if written.is_err() {
+            // Kept for the next sweep: the spells not recorded yet.
+            state.store.put_back_recovered(spells[n..].to_vec());
+            return;
+        }
     }
 }

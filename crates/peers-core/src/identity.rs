@@ -179,4 +179,14 @@ mod tests {
         assert_eq!(a, machine_id(dir.path()).unwrap());
         assert!(uuid::Uuid::parse_str(&a).is_ok());
     }
+
+    #[test]
+    fn reserved_names() {
+        for n in ["you", "YOU", "human", "user", "all", "peers", "#ops", "*"] {
+            assert!(is_reserved_name(n), "{n}");
+        }
+        for n in ["you-2", "peers-2", "api", "yours"] {
+            assert!(!is_reserved_name(n), "{n}");
+        }
+    }
 }

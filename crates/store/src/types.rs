@@ -224,6 +224,9 @@ pub enum LogSender {
     Peers(Vec<String>),
 }
 
+/// The `author` of notices the broker raises itself (the loop budget's among them).
+pub const BROKER_AUTHOR: &str = "broker";
+
 /// A notice for the human.
 #[derive(Debug, Clone)]
 pub struct NewNotice {
