@@ -253,7 +253,7 @@ pub(crate) async fn claim(conn: &mut PgConnection, c: &Claim) -> Result<ClaimOut
                         kind: "loop_budget".into(),
                         peer_id: Some(c.peer_id.clone()),
                         text: budget.notice.clone(),
-                        author: "broker".into(),
+                        author: peers_store::BROKER_AUTHOR.into(),
                         now: c.now,
                     },
                 )
