@@ -188,4 +188,21 @@ mod tests {
         assert!(!api.message.contains("SQLITE"), "{}", api.message);
         assert!(!api.message.contains("secret"), "{}", api.message);
     }
+
+    #[test]
+    fn an_unreachable_database_is_503_storage_unavailable_naming_it_without_internals() {
+        let api = ApiError::from(StoreError::Unavailable {
+            location: "postgres://peers:***@db.example/peers".into(),
+            detail: "connection refused (os error 111)".into(),
+        });
+        assert_eq!(api.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(api.code, ErrorCode::StorageUnavailable);
+        assert!(
+            api.message
+                .contains("postgres://peers:***@db.example/peers"),
+            "{}",
+            api.message
+        );
+        assert!(!api.message.contains("os error"), "{}", api.message);
+    }
 }
