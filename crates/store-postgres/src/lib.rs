@@ -114,20 +114,24 @@ impl PgStore {
             })?
             .options([("synchronous_commit", "on")])
             .application_name("peers-broker");
-        let pool = PgPoolOptions::new()
-            .max_connections(POOL_SIZE)
-            .min_connections(0)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(opts.clone())
+        // One connection first: an unreachable server fails the open at once, with the
+        // driver's reason (a pool would retry until its timeout).
+        let mut conn = PgConnection::connect_with(&opts)
             .await
             .map_err(|e| health.classify(e))?;
         sqlx::migrate!("./migrations")
-            .run(&pool)
+            .run(&mut conn)
             .await
             .map_err(|e| match e {
                 sqlx::migrate::MigrateError::Execute(e) => health.classify(e),
                 e => StoreError::Schema(e.to_string()),
             })?;
+        let _ = conn.close().await;
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(opts.clone());
         let commits = Arc::new(AtomicU64::new(0));
         let (jobs, rx) = mpsc::channel(4 * MAX_BATCH);
         tokio::spawn(writer(pool.clone(), rx, health.clone(), commits.clone()));
