@@ -5,10 +5,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use peers_core::wire::{RegisterRequest, SenderKind};
-use peers_store::{
-    Claim, NewMessage, NewRegistration, PeerRecord, Sender, Store, StoreError, StoreEvent,
-};
+use peers_store::story::{self, register};
+use peers_store::{Claim, NewMessage, PeerRecord, Store, StoreError, StoreEvent};
 use peers_store_postgres::PgStore;
 use peers_testkit::eventually;
 use peers_testkit::postgres::PgCluster;
@@ -20,41 +18,14 @@ fn cluster() -> Option<(PgCluster, String)> {
     Some((c, url))
 }
 
-async fn register(s: &dyn Store, pid: u32, cwd: &str) -> PeerRecord {
-    let request = RegisterRequest {
-        claude_pid: pid,
-        mcp_pid: 1,
-        machine_id: "m".into(),
-        host: "h".into(),
-        cwd: cwd.into(),
-        ..Default::default()
-    };
-    s.register(NewRegistration {
-        request,
-        peer_id: format!("p{pid}-{}", peers_core::paths::random_hex(4)),
-        token_hash: "hash".into(),
-        now: 1,
-    })
-    .await
-    .expect("register")
-    .peer
+/// A store on `url`, as the broker holds it.
+async fn open(url: &str) -> Arc<dyn Store> {
+    Arc::new(PgStore::open(url).await.expect("open the database"))
 }
 
+/// A message from the human to `to`.
 fn msg(to: &PeerRecord, body: &str) -> NewMessage {
-    NewMessage {
-        from: Sender {
-            kind: SenderKind::Human,
-            peer_id: None,
-            address: "you@h".into(),
-            cwd: None,
-        },
-        to_peer: to.id.clone(),
-        to_address: to.address(),
-        body: body.into(),
-        reply_to: None,
-        sent_ms: 1,
-        expires_ms: i64::MAX,
-    }
+    story::from_human(to, body, 1)
 }
 
 fn claim(peer: &PeerRecord, lease: &str, max: u32) -> Claim {
@@ -71,9 +42,9 @@ fn claim(peer: &PeerRecord, lease: &str, max: u32) -> Claim {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_handles_claiming_at_once_never_lease_one_message_twice() {
     let Some((_pg, url)) = cluster() else { return };
-    let one = Arc::new(PgStore::open(&url).await.unwrap());
-    let two = Arc::new(PgStore::open(&url).await.unwrap());
-    let p = register(&*one, 10, "/x/a").await;
+    let one = open(&url).await;
+    let two = open(&url).await;
+    let p = register(&one, 10, "/x/a").await;
     for i in 0..400 {
         one.send(msg(&p, &format!("m{i}"))).await.unwrap();
     }
@@ -108,8 +79,8 @@ async fn two_handles_claiming_at_once_never_lease_one_message_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_through_one_handle_is_an_event_on_the_other() {
     let Some((_pg, url)) = cluster() else { return };
-    let one = PgStore::open(&url).await.unwrap();
-    let two = PgStore::open(&url).await.unwrap();
+    let one = open(&url).await;
+    let two = open(&url).await;
     let mut events = one.events().expect("postgres has events");
     let p = register(&two, 10, "/x/a").await;
     next_event(&mut events, |e| *e == StoreEvent::PeersChanged).await;
@@ -141,8 +112,8 @@ async fn next_event(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_handle_at_a_time_has_the_sweep_turn() {
     let Some((_pg, url)) = cluster() else { return };
-    let one = PgStore::open(&url).await.unwrap();
-    let two = PgStore::open(&url).await.unwrap();
+    let one = open(&url).await;
+    let two = open(&url).await;
     assert!(one.sweep_turn().await.unwrap());
     assert!(!two.sweep_turn().await.unwrap());
     assert!(one.sweep_turn().await.unwrap(), "the holder keeps its turn");
@@ -159,7 +130,7 @@ async fn one_handle_at_a_time_has_the_sweep_turn() {
     )
     .await;
     // A dropped (not closed) holder gives the turn up too.
-    let three = PgStore::open(&url).await.unwrap();
+    let three = open(&url).await;
     assert!(!three.sweep_turn().await.unwrap());
     drop(two);
     eventually(
@@ -178,7 +149,7 @@ async fn a_server_gone_is_unavailable_and_the_store_recovers_when_it_returns() {
     let Some((mut pg, url)) = cluster() else {
         return;
     };
-    let s = PgStore::open(&url).await.unwrap();
+    let s = open(&url).await;
     let mut events = s.events().unwrap();
     let p = register(&s, 10, "/x/a").await;
     s.send(msg(&p, "before")).await.unwrap();
@@ -223,9 +194,9 @@ async fn a_server_gone_is_unavailable_and_the_store_recovers_when_it_returns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn automatic_claims_through_two_handles_never_overspend_the_loop_budget() {
     let Some((_pg, url)) = cluster() else { return };
-    let one = Arc::new(PgStore::open(&url).await.unwrap());
-    let two = Arc::new(PgStore::open(&url).await.unwrap());
-    let p = register(&*one, 10, "/x/a").await;
+    let one = open(&url).await;
+    let two = open(&url).await;
+    let p = register(&one, 10, "/x/a").await;
     for i in 0..100 {
         one.send(msg(&p, &format!("m{i}"))).await.unwrap();
     }
@@ -268,8 +239,8 @@ async fn automatic_claims_through_two_handles_never_overspend_the_loop_budget() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn registrations_through_two_handles_at_once_get_distinct_names() {
     let Some((_pg, url)) = cluster() else { return };
-    let one = Arc::new(PgStore::open(&url).await.unwrap());
-    let two = Arc::new(PgStore::open(&url).await.unwrap());
+    let one = open(&url).await;
+    let two = open(&url).await;
     let mut tasks = vec![];
     for pid in 100..120u32 {
         let store = if pid % 2 == 0 {
@@ -278,7 +249,7 @@ async fn registrations_through_two_handles_at_once_get_distinct_names() {
             two.clone()
         };
         tasks.push(tokio::spawn(async move {
-            register(&*store, pid, &format!("/dir{pid}/api")).await.name
+            register(&store, pid, &format!("/dir{pid}/api")).await.name
         }));
     }
     let mut names = vec![];
