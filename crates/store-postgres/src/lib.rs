@@ -215,35 +215,62 @@ async fn writer(
             }
         }
         if !msgs.is_empty() {
-            let r: std::result::Result<Vec<Sent>, sqlx::Error> = async {
-                let mut tx = pool.begin().await?;
-                let sent = messages::insert_batch(&mut tx, &msgs).await?;
-                tx.commit().await?;
-                Ok(sent)
-            }
-            .await;
-            match r {
-                Ok(sent) => {
-                    commits.fetch_add(1, Ordering::SeqCst);
-                    health.written();
-                    for (reply, s) in replies.into_iter().zip(sent) {
-                        let _ = reply.send(Ok(s));
-                    }
-                }
-                Err(e) => {
-                    let e = health.classify(e);
-                    tracing::error!(error = %e, sends = msgs.len(), "a batch of sends failed");
-                    for reply in replies {
-                        let _ = reply.send(Err(e.clone()));
-                    }
-                }
-            }
+            store_batch(&pool, &health, &commits, &msgs, replies).await;
         }
         for done in after {
             let _ = done.send(());
         }
         if closing {
             break;
+        }
+    }
+}
+
+/// One transaction for a batch of sends, then the answers. A batch that fails for a reason
+/// of its own data (not the server: unreachable, full) is tried again one send at a time, so
+/// a message the server refuses fails alone instead of taking its batch with it.
+async fn store_batch(
+    pool: &PgPool,
+    health: &PgHealth,
+    commits: &AtomicU64,
+    msgs: &[NewMessage],
+    replies: Vec<oneshot::Sender<Result<Sent>>>,
+) {
+    let r: std::result::Result<Vec<Sent>, sqlx::Error> = async {
+        let mut tx = pool.begin().await?;
+        let sent = messages::insert_batch(&mut tx, msgs).await?;
+        tx.commit().await?;
+        Ok(sent)
+    }
+    .await;
+    match r {
+        Ok(sent) => {
+            commits.fetch_add(1, Ordering::SeqCst);
+            health.written();
+            for (reply, s) in replies.into_iter().zip(sent) {
+                let _ = reply.send(Ok(s));
+            }
+        }
+        Err(e) => {
+            let e = health.classify(e);
+            if msgs.len() > 1 && matches!(e, StoreError::Internal(_)) {
+                tracing::warn!(error = %e, sends = msgs.len(), "a batch of sends failed; storing them one by one");
+                for (m, reply) in msgs.iter().zip(replies) {
+                    Box::pin(store_batch(
+                        pool,
+                        health,
+                        commits,
+                        std::slice::from_ref(m),
+                        vec![reply],
+                    ))
+                    .await;
+                }
+                return;
+            }
+            tracing::error!(error = %e, sends = msgs.len(), "a batch of sends failed");
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
         }
     }
 }

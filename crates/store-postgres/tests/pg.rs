@@ -265,3 +265,32 @@ async fn registrations_through_two_handles_at_once_get_distinct_names() {
     assert!(names.iter().any(|n| n == "api"));
     assert_eq!(one.count_live().await.unwrap(), 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_message_the_server_refuses_fails_alone_not_with_its_batch() {
+    let Some((_pg, url)) = cluster() else { return };
+    let s = open(&url).await;
+    let p = register(&s, 10, "/x/a").await;
+    let mut tasks = vec![];
+    for i in 0..64 {
+        let (s, p) = (s.clone(), p.clone());
+        // PostgreSQL text cannot hold a NUL character: this one send is refused.
+        let body = if i == 32 {
+            "nul \0 inside".to_string()
+        } else {
+            format!("m{i}")
+        };
+        tasks.push(tokio::spawn(
+            async move { (i, s.send(msg(&p, &body)).await) },
+        ));
+    }
+    for t in tasks {
+        let (i, r) = t.await.unwrap();
+        if i == 32 {
+            assert!(matches!(r, Err(StoreError::Internal(_))), "{r:?}");
+        } else {
+            r.unwrap_or_else(|e| panic!("send {i} failed with the refused one: {e}"));
+        }
+    }
+    assert_eq!(s.pending_count(&p.id).await.unwrap(), 63);
+}
