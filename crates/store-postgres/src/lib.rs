@@ -495,3 +495,35 @@ impl Store for PgStore {
         self.wrote(messages::preload_delivered(&self.pool, peer_ids, n).await)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use peers_testkit::postgres::PgCluster;
+
+    async fn show_synchronous_commit(conn: &mut PgConnection) -> String {
+        sqlx::query_scalar("SHOW synchronous_commit")
+            .fetch_one(conn)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_connection_commits_synchronously_whatever_the_server_default() {
+        let Some(pg) = PgCluster::start() else { return };
+        let url = pg.create_database("sync");
+        let mut admin = PgConnection::connect(&url).await.unwrap();
+        sqlx::query("ALTER DATABASE sync SET synchronous_commit = off")
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let mut plain = PgConnection::connect(&url).await.unwrap();
+        assert_eq!(show_synchronous_commit(&mut plain).await, "off");
+
+        let store = PgStore::open(&url).await.unwrap();
+        let mut pooled = store.pool.acquire().await.unwrap();
+        assert_eq!(show_synchronous_commit(&mut pooled).await, "on");
+        let mut turn = PgConnection::connect_with(&store.opts).await.unwrap();
+        assert_eq!(show_synchronous_commit(&mut turn).await, "on");
+    }
+}
