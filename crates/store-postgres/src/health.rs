@@ -22,6 +22,8 @@ fn fault(e: &sqlx::Error) -> Fault {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => Fault::Unavailable,
         sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => Fault::Closed,
         sqlx::Error::Database(d) => match d.code().as_deref() {
+            // 53300 (too many connections) refuses a connection, not a write.
+            Some("53300") => Fault::Unavailable,
             Some(c) if c.starts_with("53") || c == "58030" => Fault::Full,
             // Class 08 (connection exception), 57P01-57P03 (admin/crash shutdown, cannot
             // connect now).

@@ -16,8 +16,9 @@
 //! * the sweep runs on one broker at a time: the one whose dedicated connection holds the
 //!   session advisory lock [`SWEEP_LOCK`] ([`Store::sweep_turn`]).
 //!
-//! Errors: an unreachable server is [`StoreError::Unavailable`], SQLSTATE class 53 and 58030
-//! [`StoreError::Full`]; both are tracked for [`Store::health`].
+//! Errors: an unreachable server (or one out of connections, 53300) is
+//! [`StoreError::Unavailable`], the rest of SQLSTATE class 53 and 58030 [`StoreError::Full`];
+//! both are tracked for [`Store::health`].
 
 mod events;
 mod health;
@@ -525,5 +526,41 @@ mod tests {
         assert_eq!(show_synchronous_commit(&mut pooled).await, "on");
         let mut turn = PgConnection::connect_with(&store.opts).await.unwrap();
         assert_eq!(show_synchronous_commit(&mut turn).await, "on");
+    }
+
+    /// The server's own errors, raised with their SQLSTATE, classified.
+    #[tokio::test]
+    async fn server_errors_become_full_unavailable_or_internal() {
+        let Some(pg) = PgCluster::start() else { return };
+        let url = pg.create_database("faults");
+        let mut conn = PgConnection::connect(&url).await.unwrap();
+        let health = PgHealth::new(DbUrl::redact(&url));
+        let mut raise = async |code: &str| {
+            let sql =
+                format!("DO $$ BEGIN RAISE EXCEPTION 'raised' USING ERRCODE = '{code}'; END $$");
+            let e = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .unwrap_err();
+            health.classify(e)
+        };
+        for code in ["53100", "53200", "58030"] {
+            assert!(
+                matches!(raise(code).await, StoreError::Full { .. }),
+                "{code}"
+            );
+        }
+        for code in ["53300", "57P01", "08006"] {
+            assert!(
+                matches!(raise(code).await, StoreError::Unavailable { .. }),
+                "{code}"
+            );
+        }
+        assert!(matches!(raise("23505").await, StoreError::Internal(_)));
+        let faults = health.now();
+        assert!(faults.full_since.is_some());
+        health.written();
+        assert_eq!(health.now(), Health::default());
+        assert_eq!(health.take_recovered().len(), 1, "the full spell ended");
     }
 }
