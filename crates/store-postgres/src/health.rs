@@ -8,10 +8,11 @@ use peers_store::{Health, StoreError};
 /// What kind of fault a driver error is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {
-    /// The server cannot be reached (refused, closed, shutting down, pool timeout).
+    /// The server cannot be reached (refused, closed, shutting down, out of connections,
+    /// pool timeout, bad credentials, no such database).
     Unavailable,
-    /// SQLSTATE class 53 (insufficient resources: disk full, out of memory, too many
-    /// connections) or 58030 (I/O error).
+    /// SQLSTATE class 53 (insufficient resources: disk full, out of memory, a configured
+    /// limit) or 58030 (I/O error).
     Full,
     Closed,
     Other,
