@@ -500,10 +500,10 @@ async fn writer_loop(
                 Err(_) => break,
             }
         }
-        if !jobs.is_empty() || !sends.is_empty() {
-            if group_commit(&mut conn, &mut jobs, &mut sends, &health).await {
-                commits.fetch_add(1, Ordering::SeqCst);
-            }
+        if (!jobs.is_empty() || !sends.is_empty())
+            && group_commit(&mut conn, &mut jobs, &mut sends, &health).await
+        {
+            commits.fetch_add(1, Ordering::SeqCst);
         }
         if closing.is_some() {
             break;

@@ -5,7 +5,7 @@
 //! so chapters can spawn concurrent callers) and panicking, with the guarantee it checks in
 //! the message, when the store breaks it. A backend's tests open a fresh store per chapter
 //! and call the chapters one by one (one test per chapter, so a failure names it; see
-//! [`CHAPTERS`]) or all of them with [`run_all`]. Times are made up (epoch ms from
+//! [`story_chapters!`](crate::story_chapters)) or all of them with [`run_all`]. Times are made up (epoch ms from
 //! [`T0`]); no chapter waits on the clock.
 
 use std::collections::{BTreeSet, HashMap};
@@ -31,6 +31,43 @@ pub const HOST: &str = "host-a";
 /// A chapter: runs on a fresh, empty store.
 pub type Chapter = for<'a> fn(&'a Arc<dyn Store>) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
+/// Calls the macro `$callback` with the name of every chapter, in story order:
+/// `peers_store::story_chapters!(my_tests)` lets a backend's test file make one test per
+/// chapter without listing them again (see `crates/store-sqlite/tests/story.rs`).
+#[macro_export]
+macro_rules! story_chapters {
+    ($callback:ident) => {
+        $callback![
+            names_come_from_the_directory_and_stay_with_the_process,
+            previous_name_is_kept_when_free,
+            reserved_names_are_never_given,
+            a_reused_pid_ends_the_old_session,
+            an_ended_sessions_name_and_mail_go_to_the_next_session_in_its_directory,
+            heartbeat_revives_only_when_allowed,
+            unregister_makes_the_token_invalid_and_keeps_the_mail,
+            resolve_by_name_host_and_id,
+            lineage_follows_replacements,
+            peer_lists_and_counts,
+            sequential_sends_get_increasing_ids,
+            concurrent_sends_keep_their_own_ids_and_share_commits,
+            a_send_racing_a_reregistration_follows_the_replacement,
+            claim_leases_in_send_order_up_to_max,
+            concurrent_claimers_never_get_one_message_twice,
+            a_lapsed_lease_is_claimable_again,
+            ack_full_and_partial,
+            a_late_ack_of_a_lapsed_lease_still_counts,
+            loop_budget_limits_automatic_claims,
+            loop_budget_is_shared_by_the_registrations_of_one_process,
+            sweep_marks_gone_requeues_expires_and_forgets_budget,
+            status_and_replies,
+            log_filters,
+            delivered_to_lists_delivered_mail_newest_first,
+            queued_and_pending_counts,
+            notices_newest_first,
+        ];
+    };
+}
+
 macro_rules! chapters {
     ($($name:ident),* $(,)?) => {
         /// Every chapter by name, in story order.
@@ -40,34 +77,7 @@ macro_rules! chapters {
     };
 }
 
-chapters![
-    names_come_from_the_directory_and_stay_with_the_process,
-    previous_name_is_kept_when_free,
-    reserved_names_are_never_given,
-    a_reused_pid_ends_the_old_session,
-    an_ended_sessions_name_and_mail_go_to_the_next_session_in_its_directory,
-    heartbeat_revives_only_when_allowed,
-    unregister_makes_the_token_invalid_and_keeps_the_mail,
-    resolve_by_name_host_and_id,
-    lineage_follows_replacements,
-    peer_lists_and_counts,
-    sequential_sends_get_increasing_ids,
-    concurrent_sends_keep_their_own_ids_and_share_commits,
-    a_send_racing_a_reregistration_follows_the_replacement,
-    claim_leases_in_send_order_up_to_max,
-    concurrent_claimers_never_get_one_message_twice,
-    a_lapsed_lease_is_claimable_again,
-    ack_full_and_partial,
-    a_late_ack_of_a_lapsed_lease_still_counts,
-    loop_budget_limits_automatic_claims,
-    loop_budget_is_shared_by_the_registrations_of_one_process,
-    sweep_marks_gone_requeues_expires_and_forgets_budget,
-    status_and_replies,
-    log_filters,
-    delivered_to_lists_delivered_mail_newest_first,
-    queued_and_pending_counts,
-    notices_newest_first,
-];
+story_chapters!(chapters);
 
 /// Runs every chapter, each on a store from `open` (which must be fresh and empty), and
 /// closes it after.
