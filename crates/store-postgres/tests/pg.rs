@@ -11,10 +11,11 @@ use peers_store_postgres::PgStore;
 use peers_testkit::eventually;
 use peers_testkit::postgres::PgCluster;
 
-/// A cluster and the URL of a fresh database in it; `None` when PostgreSQL is missing.
-fn cluster() -> Option<(PgCluster, String)> {
-    let c = PgCluster::start()?;
-    let url = c.create_database("peers_test");
+/// A cluster and the URL of a fresh database in it; `None` when PostgreSQL is missing. The
+/// cluster is shared with the tests running at the same time, except for one that stops it.
+fn cluster() -> Option<(Arc<PgCluster>, String)> {
+    let c = PgCluster::shared()?;
+    let url = c.fresh_database();
     Some((c, url))
 }
 
@@ -146,9 +147,11 @@ async fn one_handle_at_a_time_has_the_sweep_turn() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_gone_is_unavailable_and_the_store_recovers_when_it_returns() {
-    let Some((mut pg, url)) = cluster() else {
+    // It stops the server: a cluster of its own.
+    let Some(mut pg) = PgCluster::start() else {
         return;
     };
+    let url = pg.fresh_database();
     let s = open(&url).await;
     let mut events = s.events().unwrap();
     let p = register(&s, 10, "/x/a").await;

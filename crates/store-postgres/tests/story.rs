@@ -1,24 +1,26 @@
-//! The shared story (`peers_store::story`) against PostgreSQL: every chapter, each on a fresh
-//! database of one throw-away cluster.
+//! The shared story (`peers_store::story`) against PostgreSQL: one test per chapter, each on
+//! a fresh database of the throw-away cluster the tests running share.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use peers_store::{Store, story};
 use peers_store_postgres::PgStore;
 use peers_testkit::postgres::PgCluster;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_chapter_of_the_story_holds_on_postgres() {
-    let Some(pg) = PgCluster::start() else { return };
-    let n = AtomicU32::new(0);
-    story::run_all(|| {
-        let url = pg.create_database(&format!("story_{}", n.fetch_add(1, Ordering::SeqCst)));
-        async move {
-            let store: Arc<dyn Store> =
-                Arc::new(PgStore::open(&url).await.expect("open a fresh database"));
-            store
-        }
-    })
-    .await;
+macro_rules! chapter_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let Some(pg) = PgCluster::shared() else { return };
+                let url = pg.fresh_database();
+                let store: Arc<dyn Store> =
+                    Arc::new(PgStore::open(&url).await.expect("open a fresh database"));
+                story::$name(&store).await;
+                store.close().await;
+            }
+        )*
+    };
 }
+
+peers_store::story_chapters!(chapter_tests);

@@ -1,6 +1,7 @@
 //! A throw-away PostgreSQL cluster for tests: `initdb` into a temp dir, a postmaster on a free
 //! loopback port (TCP on `127.0.0.1` only, its socket in the temp dir), one fresh database per
-//! test ([`PgCluster::create_database`]), stopped by pid and removed when dropped.
+//! test ([`PgCluster::fresh_database`]), stopped by pid and removed when dropped; tests that
+//! need no cluster of their own share one ([`PgCluster::shared`]).
 //!
 //! The binaries come from `PATH`, else the newest `/usr/lib/postgresql/<version>/bin`. As
 //! root (PostgreSQL refuses to run as root) the cluster runs as the system user `peers-pg`,
@@ -10,6 +11,8 @@
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use crate::ChildGuard;
@@ -78,6 +81,27 @@ impl PgCluster {
         );
         cluster.start_again();
         Some(cluster)
+    }
+
+    /// A cluster shared by the tests of this process that run at the same time: started by
+    /// the first, stopped when the last one running lets go of it (a later test starts a new
+    /// one). Give each test its own database ([`PgCluster::fresh_database`]). `None` as for
+    /// [`PgCluster::start`].
+    pub fn shared() -> Option<Arc<PgCluster>> {
+        static SHARED: Mutex<Weak<PgCluster>> = Mutex::new(Weak::new());
+        let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = shared.upgrade() {
+            return Some(c);
+        }
+        let c = Arc::new(PgCluster::start()?);
+        *shared = Arc::downgrade(&c);
+        Some(c)
+    }
+
+    /// Creates an empty database with a name not used before in this process; its URL.
+    pub fn fresh_database(&self) -> String {
+        static NEXT: AtomicU32 = AtomicU32::new(1);
+        self.create_database(&format!("test_{}", NEXT.fetch_add(1, Ordering::SeqCst)))
     }
 
     /// A URL of database `db` on this cluster (user `postgres`, no password).
