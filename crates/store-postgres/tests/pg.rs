@@ -297,3 +297,23 @@ async fn a_message_the_server_refuses_fails_alone_not_with_its_batch() {
     }
     assert_eq!(s.pending_count(&p.id).await.unwrap(), 63);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preloaded_history_is_delivered_mail_round_robin_and_claims_nothing() {
+    let Some((_pg, url)) = cluster() else { return };
+    let s = open(&url).await;
+    let a = register(&s, 10, "/x/a").await;
+    let b = register(&s, 11, "/x/b").await;
+    s.preload_delivered(&[a.id.clone(), b.id.clone()], 1001)
+        .await
+        .unwrap();
+    let to_a = s.delivered_to(&[a.id.clone()], 0, 10_000).await.unwrap();
+    let to_b = s.delivered_to(&[b.id.clone()], 0, 10_000).await.unwrap();
+    assert_eq!(to_a.len() + to_b.len(), 1001);
+    assert!(to_a.len().abs_diff(to_b.len()) <= 1, "round-robin");
+    assert_eq!(s.count_pending().await.unwrap(), 0);
+    assert!(!s.claimable(&a.id, 10).await.unwrap());
+    // Preloaded ids come from the same sequence: a send after them still gets a fresh id.
+    let sent = s.send(msg(&a, "new")).await.unwrap();
+    assert!(to_a.iter().chain(&to_b).all(|m| m.message_id < sent.id));
+}
