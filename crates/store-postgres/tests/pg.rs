@@ -307,8 +307,14 @@ async fn preloaded_history_is_delivered_mail_round_robin_and_claims_nothing() {
     s.preload_delivered(&[a.id.clone(), b.id.clone()], 1001)
         .await
         .unwrap();
-    let to_a = s.delivered_to(&[a.id.clone()], 0, 10_000).await.unwrap();
-    let to_b = s.delivered_to(&[b.id.clone()], 0, 10_000).await.unwrap();
+    let to_a = s
+        .delivered_to(std::slice::from_ref(&a.id), 0, 10_000)
+        .await
+        .unwrap();
+    let to_b = s
+        .delivered_to(std::slice::from_ref(&b.id), 0, 10_000)
+        .await
+        .unwrap();
     assert_eq!(to_a.len() + to_b.len(), 1001);
     assert!(to_a.len().abs_diff(to_b.len()) <= 1, "round-robin");
     assert_eq!(s.count_pending().await.unwrap(), 0);
