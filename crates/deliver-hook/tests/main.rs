@@ -6,6 +6,7 @@
 mod bench;
 mod delivery;
 mod events;
+mod failover;
 mod input_bounds;
 mod util;
 mod wait;

@@ -136,6 +136,7 @@ impl TestEnv {
     pub fn apply<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
         for k in [
             "PEERS_BROKER_URL",
+            "PEERS_BROKER_URLS",
             "PEERS_TOKEN",
             "PEERS_DB",
             "PEERS_HOST",
