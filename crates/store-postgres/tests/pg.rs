@@ -323,3 +323,35 @@ async fn preloaded_history_is_delivered_mail_round_robin_and_claims_nothing() {
     let sent = s.send(msg(&a, "new")).await.unwrap();
     assert!(to_a.iter().chain(&to_b).all(|m| m.message_id < sent.id));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslmode_verify_full_connects_over_tls_to_a_server_with_a_trusted_certificate() {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("a certificate");
+    let Some(pg) = PgCluster::start_tls(&ck.cert.pem(), &ck.signing_key.serialize_pem()) else {
+        return;
+    };
+    let plain = pg.fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root.pem");
+    std::fs::write(&root, ck.cert.pem()).unwrap();
+    let tls = |mode: &str| {
+        format!(
+            "{}?sslmode={mode}&sslrootcert={}",
+            plain.replace("127.0.0.1", "localhost"),
+            root.display()
+        )
+    };
+    let s = open(&tls("verify-full")).await;
+    let p = register(&s, 10, "/x/a").await;
+    s.send(msg(&p, "over TLS")).await.unwrap();
+    assert_eq!(s.pending_count(&p.id).await.unwrap(), 1);
+
+    // A certificate the client does not trust is refused, not used.
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(&root, other.cert.pem()).unwrap();
+    let refused = PgStore::open(&tls("verify-full")).await;
+    assert!(
+        refused.is_err(),
+        "an untrusted server certificate was accepted"
+    );
+}

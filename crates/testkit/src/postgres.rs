@@ -28,12 +28,24 @@ pub struct PgCluster {
     /// `(uid, gid)` to run the server as, when the tests run as root.
     owner: Option<(u32, u32)>,
     postmaster: Option<ChildGuard>,
+    /// Extra `-c name=value` settings of the server.
+    settings: Vec<String>,
 }
 
 impl PgCluster {
     /// Starts a cluster, or `None` (after an eprintln `SKIPPED: …`) when PostgreSQL is not
     /// installed. Panics when it is installed but will not start: that is a failure, not a skip.
     pub fn start() -> Option<PgCluster> {
+        Self::start_with(None)
+    }
+
+    /// Like [`PgCluster::start`], serving TLS (as well as plain connections) with the PEM
+    /// certificate chain and key given.
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Option<PgCluster> {
+        Self::start_with(Some((cert_pem, key_pem)))
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> Option<PgCluster> {
         let Some(bin) = find_bin_dir() else {
             eprintln!(
                 "SKIPPED: no PostgreSQL server binaries (initdb, postgres) on PATH or in \
@@ -56,6 +68,7 @@ impl PgCluster {
             dir,
             owner,
             postmaster: None,
+            settings: Vec::new(),
         };
         let out = cluster
             .command("initdb")
@@ -79,6 +92,28 @@ impl PgCluster {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        if let Some((cert, key)) = tls {
+            // The server reads them as its own user, the key private to it.
+            for (name, pem) in [("server.crt", cert), ("server.key", key)] {
+                let path = cluster.dir.path().join(name);
+                std::fs::write(&path, pem).expect("write the server's TLS files");
+                std::fs::set_permissions(
+                    &path,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o600),
+                )
+                .expect("chmod the server's TLS files");
+                if let Some((uid, gid)) = owner {
+                    std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+                        .expect("chown the server's TLS files");
+                }
+            }
+            let dir = cluster.dir.path().display().to_string();
+            cluster.settings = vec![
+                "ssl=on".into(),
+                format!("ssl_cert_file={dir}/server.crt"),
+                format!("ssl_key_file={dir}/server.key"),
+            ];
+        }
         cluster.start_again();
         Some(cluster)
     }
@@ -167,6 +202,7 @@ impl PgCluster {
             // Throw-away data: no fsync (commits still wait for their WAL write, and
             // `synchronous_commit` behaves as configured).
             .args(["-c", "fsync=off", "-c", "max_connections=200"])
+            .args(self.settings.iter().flat_map(|s| ["-c", s.as_str()]))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(
