@@ -23,6 +23,10 @@ pub async fn claim(
     // Most claims (one per tool call) find nothing: answer those from the read pool. Mail
     // committed after this check is simply claimed at the next event.
     if !messages::claimable(state.store.reader(), &me.id, now).await? {
+        state
+            .mailmarks
+            .claimed_nothing(&state.store, &me.id, &me.machine_id)
+            .await;
         return Ok(Json(ClaimResponse {
             lease_id: None,
             lease_expires_ms: 0,
@@ -76,6 +80,12 @@ pub async fn claim(
         tracing::warn!(peer = %me.id, name = %me.name, "loop budget exhausted");
     }
     let has = !out.messages.is_empty();
+    if !has {
+        state
+            .mailmarks
+            .claimed_nothing(&state.store, &me.id, &me.machine_id)
+            .await;
+    }
     Ok(Json(ClaimResponse {
         lease_id: has.then_some(lease_id),
         lease_expires_ms: if has { lease_expires } else { 0 },
@@ -114,6 +124,7 @@ pub async fn ack(
         })
         .await?;
     if released > 0 {
+        state.mailmarks.mail_committed(&me.id, &me.machine_id);
         state.waiters.wake(&me.id);
     }
     Ok(Json(AckResponse {
