@@ -36,6 +36,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use peers_core::mailmark::{self, BrokerMark};
 
@@ -48,7 +49,13 @@ pub struct MailMarks {
     machine_id: String,
     /// False when markers are not kept (never started, shared store, or a write failed).
     on: AtomicBool,
+    /// Test-only ([`PAUSE_ENV`]): a pause between an empty claim's delete and its check,
+    /// widening the window a wrong order would lose mail in.
+    pause: Option<Duration>,
 }
+
+/// Test-only: milliseconds to pause between an empty claim's marker delete and its check.
+pub const PAUSE_ENV: &str = "PEERS_BROKER_TEST_MARK_PAUSE_MS";
 
 impl MailMarks {
     /// Markers not kept: no files are touched, and hooks always ask the broker.
@@ -57,6 +64,10 @@ impl MailMarks {
             state_dir: state_dir.to_path_buf(),
             machine_id: machine_id.to_string(),
             on: AtomicBool::new(false),
+            pause: std::env::var(PAUSE_ENV)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_millis),
         }
     }
 
@@ -152,6 +163,9 @@ impl MailMarks {
                 tracing::debug!(error = %e, peer = peer_id, "mail marker not removed");
                 return;
             }
+        }
+        if let Some(pause) = self.pause {
+            tokio::time::sleep(pause).await;
         }
         match pending(store, peer_id).await {
             Ok(0) => {}

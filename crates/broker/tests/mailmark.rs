@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use peers_broker::mailmark::PAUSE_ENV;
 use peers_core::mailmark::{self, BrokerMark};
 use peers_core::wire::ClaimRequest;
 use peers_testkit::{BrokerProcess, TestEnv, eventually, peer};
@@ -195,7 +196,9 @@ async fn concurrent_sends_and_claims_never_hide_mail() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(150);
-    let (env, _broker) = broker_with(&[]).await;
+    // Each empty claim pauses between its two steps: in the wrong order (check, then delete)
+    // sends would land in that pause and lose their markers.
+    let (env, _broker) = broker_with(&[(PAUSE_ENV, "3")]).await;
     let me = register(&env, "/w/api").await;
     let m = marker(&env, &me.reg.peer_id);
     let returned: Arc<Mutex<HashSet<i64>>> = Arc::default();
@@ -212,6 +215,11 @@ async fn concurrent_sends_and_claims_never_hide_mail() {
                     .await
                     .unwrap();
                 returned.lock().unwrap().insert(sent.message_id);
+                // Now and then a pause, so the claimer catches up and empties the queue.
+                if n % 10 == 9 {
+                    let ms = 10 + 7 * i as u64;
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                }
             }
         }));
     }
@@ -231,7 +239,7 @@ async fn concurrent_sends_and_claims_never_hide_mail() {
                 "marker absent while sent mail was undelivered: {hidden:?}"
             );
         }
-        let got = me.client.claim(&claim(7)).await.unwrap();
+        let got = me.client.claim(&claim(50)).await.unwrap();
         if let Some(lease) = got.lease_id {
             ack_all(&me.client, lease, "PostToolUse").await;
             for msg in &got.messages {
