@@ -7,5 +7,6 @@ mod bench;
 mod delivery;
 mod events;
 mod input_bounds;
+mod mailmark;
 mod util;
 mod wait;
