@@ -11,6 +11,7 @@
 //! * [`auth`] — bearer tokens: the per-user secret, the hub token, per-peer tokens.
 //! * [`sweep`] — the periodic liveness / lease / expiry pass.
 //! * [`waiters`] — long-poll slots that wake idle sessions' hooks.
+//! * [`mailmark`] — the mail markers that let a local hook skip the network when no mail waits.
 //! * [`input`] — one-line field cleaning, broker-only notice kinds.
 //!
 //! [`run`] ties them together for the binary; tests start the binary itself.
@@ -20,6 +21,7 @@ pub mod auth;
 pub mod directory;
 pub mod error;
 pub mod input;
+pub mod mailmark;
 pub mod store;
 pub mod sweep;
 pub mod waiters;
@@ -51,6 +53,8 @@ pub struct AppState {
     pub directory: directory::Directory,
     /// Flips to true when the broker should shut down.
     pub shutdown: watch::Sender<bool>,
+    /// The local sessions' mail markers (set after commit, cleared by delete-then-check).
+    pub mailmarks: mailmark::MailMarks,
 }
 
 /// The state as handlers and layers take it (`State<SharedState>`).
@@ -229,6 +233,7 @@ pub async fn run(config: Config) -> Result<Started, BrokerError> {
             })
             .await?;
     }
+    let mailmarks = mailmark::MailMarks::for_config(&config, &machine_id, &store).await;
     let (shutdown, _) = watch::channel(false);
     let state = Arc::new(AppState {
         store,
@@ -240,6 +245,7 @@ pub async fn run(config: Config) -> Result<Started, BrokerError> {
         waiters: waiters::Waiters::default(),
         directory: directory::Directory::default(),
         shutdown,
+        mailmarks,
     });
 
     tokio::spawn(sweep::run(state.clone()));
@@ -293,6 +299,7 @@ pub async fn run(config: Config) -> Result<Started, BrokerError> {
     }
 
     let _ = state.shutdown.send(true);
+    state.mailmarks.stop();
     state.store.flush().await.ok();
     // Commits what is queued and checkpoints the WAL: a copy of peers.db alone is complete.
     state.store.close().await;

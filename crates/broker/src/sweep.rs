@@ -80,6 +80,7 @@ pub async fn once(state: &AppState) -> Result<(), StoreError> {
         tracing::info!(count = marked, peers = ?gone, "sessions ended");
     }
     if requeued > 0 {
+        state.mailmarks.mail_requeued(&state.store).await;
         state.waiters.wake_all();
         tracing::info!(count = requeued, "lapsed leases returned to the queue");
     }

@@ -170,6 +170,11 @@ fn claim_and_print(
         }
     }
 
+    if skip_network(cfg, session, event) {
+        debug(|| "no mail marker and the local broker is up: nothing to claim".into());
+        return false;
+    }
+
     let Some(rt) = crate::runtime() else {
         return false;
     };
@@ -223,6 +228,20 @@ fn claim_and_print(
         );
     }
     true
+}
+
+/// Whether this event can do without a claim: a session on the local broker (not a hub
+/// client) whose broker keeps mail markers and has none for it
+/// ([`peers_core::mailmark::nothing_waiting`]). SessionStart always asks: it prints the
+/// introduction even without mail.
+pub fn skip_network(cfg: &Config, session: &SessionFile, event: Event) -> bool {
+    event != Event::SessionStart
+        && !cfg.is_remote()
+        && peers_core::mailmark::nothing_waiting(
+            &cfg.state_dir,
+            &session.peer_id,
+            &session.broker_url,
+        )
 }
 
 /// The output for `event` given a claim, or `None` when there is nothing to print.

@@ -8,5 +8,6 @@ mod delivery;
 mod events;
 mod failover;
 mod input_bounds;
+mod mailmark;
 mod util;
 mod wait;

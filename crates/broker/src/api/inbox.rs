@@ -23,6 +23,10 @@ pub async fn claim(
     // Most claims (one per tool call) find nothing: answer those from the read pool. Mail
     // committed after this check is simply claimed at the next event.
     if !state.store.claimable(&me.id, now).await? {
+        state
+            .mailmarks
+            .claimed_nothing(&state.store, &me.id, &me.machine_id)
+            .await;
         return Ok(Json(ClaimResponse {
             lease_id: None,
             lease_expires_ms: 0,
@@ -65,6 +69,12 @@ pub async fn claim(
         tracing::warn!(peer = %me.id, name = %me.name, "loop budget exhausted");
     }
     let has = !out.messages.is_empty();
+    if !has {
+        state
+            .mailmarks
+            .claimed_nothing(&state.store, &me.id, &me.machine_id)
+            .await;
+    }
     Ok(Json(ClaimResponse {
         lease_id: has.then_some(lease_id),
         lease_expires_ms: if has { lease_expires } else { 0 },
@@ -98,6 +108,7 @@ pub async fn ack(
         })
         .await?;
     if released > 0 {
+        state.mailmarks.mail_committed(&me.id, &me.machine_id);
         state.waiters.wake(&me.id);
     }
     Ok(Json(AckResponse {

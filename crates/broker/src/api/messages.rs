@@ -67,6 +67,8 @@ pub async fn send(
         expires_ms: now.saturating_add(state.settings.message_ttl_ms),
     };
     let Sent { id, to_peer } = state.store.send(msg).await?;
+    // Committed; before the 200: a sender's 200 implies the recipient's marker exists.
+    state.mailmarks.mail_committed(&to_peer, &to.machine_id);
     // Asked before the wake: the waiter that this send ends is the one that counts.
     let can_wake = to.alive() && state.waiters.can_wake(&to_peer);
     state.waiters.wake(&to_peer);

@@ -45,6 +45,7 @@ pub async fn register(
     let peer = reg.peer.clone();
     state.cache_peer(peer.clone());
     if reg.inherited_messages > 0 {
+        state.mailmarks.mail_committed(&peer.id, &peer.machine_id);
         state.waiters.wake(&peer.id);
     }
     tracing::info!(peer = %peer.id, name = %peer.name, replaced = ?reg.replaced, "registered");
