@@ -233,7 +233,7 @@ pub async fn run(config: Config) -> Result<Started, BrokerError> {
             })
             .await?;
     }
-    let mailmarks = mailmark::MailMarks::for_config(&config, &machine_id, &store).await;
+    let mailmarks = mailmark::MailMarks::for_config(&config, &machine_id, store.as_ref()).await;
     let (shutdown, _) = watch::channel(false);
     let state = Arc::new(AppState {
         store,

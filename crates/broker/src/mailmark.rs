@@ -90,7 +90,12 @@ impl MailMarks {
     /// Starts keeping markers: takes down a former run's `.broker`, clears its markers, sets
     /// one for every peer with mail pending, then writes `.broker` naming this process at
     /// `url`. Any failure leaves markers off (logged).
-    pub async fn start(state_dir: &Path, machine_id: &str, url: &str, store: &dyn Store) -> MailMarks {
+    pub async fn start(
+        state_dir: &Path,
+        machine_id: &str,
+        url: &str,
+        store: &dyn Store,
+    ) -> MailMarks {
         let marks = MailMarks::off(state_dir, machine_id);
         match marks.begin(url, store).await {
             Ok(()) => marks.on.store(true, Ordering::SeqCst),

@@ -34,12 +34,12 @@ pub async fn run(state: Arc<AppState>) {
     }
 }
 
-/// One sweep, when this broker has the turn (brokers sharing a database take turns). Public
-/// so tests and the benchmark can drive it directly.
+/// One sweep. Brokers sharing a database take turns: the one with the turn does the whole
+/// pass; every other one still marks the ended sessions of its own machine gone, since only a
+/// broker on that machine sees their processes (a session's MCP server can outlive it and go
+/// on heartbeating). Public so tests and the benchmark can drive it directly.
 pub async fn once(state: &AppState) -> Result<(), StoreError> {
-    if !state.store.sweep_turn().await? {
-        return Ok(());
-    }
+    let whole = state.store.sweep_turn().await?;
     let now = now_ms();
     let live = state.store.live_peers().await?;
     let gone: Vec<String> = live
@@ -48,17 +48,21 @@ pub async fn once(state: &AppState) -> Result<(), StoreError> {
             if p.machine_id == state.settings.machine_id {
                 !p.process_alive()
             } else {
-                p.last_seen_ms < now - state.settings.remote_alive_ms
+                whole && p.last_seen_ms < now - state.settings.remote_alive_ms
             }
         })
         .map(|p| p.id.clone())
         .collect();
+    if !whole && gone.is_empty() {
+        return Ok(());
+    }
     let swept = state
         .store
         .sweep(Sweep {
             gone: gone.clone(),
             now,
             budget_window_ms: state.settings.loop_window_ms,
+            whole,
         })
         .await?;
     let (marked, requeued, expired) = (swept.marked_gone, swept.requeued, swept.expired);
@@ -80,14 +84,16 @@ pub async fn once(state: &AppState) -> Result<(), StoreError> {
         tracing::info!(count = marked, peers = ?gone, "sessions ended");
     }
     if requeued > 0 {
-        state.mailmarks.mail_requeued(&state.store).await;
+        state.mailmarks.mail_requeued(state.store.as_ref()).await;
         state.waiters.wake_all();
         tracing::info!(count = requeued, "lapsed leases returned to the queue");
     }
     if expired > 0 {
         tracing::info!(count = expired, "messages expired");
     }
-    record_recovered_storage(state).await;
+    if whole {
+        record_recovered_storage(state).await;
+    }
     Ok(())
 }
 

@@ -334,6 +334,15 @@ pub(crate) async fn ack(conn: &mut PgConnection, a: &Ack) -> Result<Acked, sqlx:
 /// One sweep's writes, inside the caller's transaction.
 pub(crate) async fn sweep(conn: &mut PgConnection, s: &Sweep) -> Result<Swept, sqlx::Error> {
     let marked_gone = peers::mark_gone(conn, &s.gone, s.now).await?;
+    if !s.whole {
+        if marked_gone > 0 {
+            notify_peers(conn).await?;
+        }
+        return Ok(Swept {
+            marked_gone,
+            ..Swept::default()
+        });
+    }
     // A lapsed lease keeps its id, so a late ack of mail that was in fact shown still counts.
     let requeued: Vec<String> = sqlx::query_scalar(
         "UPDATE messages SET state = 'queued' WHERE state = 'leased' AND lease_expires_ms < $1 \

@@ -257,6 +257,12 @@ impl Store for SqliteStore {
                 .write(move |c| {
                     Box::pin(async move {
                         let marked_gone = peers::mark_gone(c, &s.gone, s.now).await?;
+                        if !s.whole {
+                            return Ok(Swept {
+                                marked_gone,
+                                ..Swept::default()
+                            });
+                        }
                         let (requeued, expired) = messages::sweep(c, s.now).await?;
                         messages::forget_budget_spend_before(c, s.now - s.budget_window_ms).await?;
                         Ok(Swept {

@@ -59,6 +59,7 @@ macro_rules! story_chapters {
             loop_budget_limits_automatic_claims,
             loop_budget_is_shared_by_the_registrations_of_one_process,
             sweep_marks_gone_requeues_expires_and_forgets_budget,
+            a_sweep_without_the_turn_only_marks_gone,
             status_and_replies,
             log_filters,
             delivered_to_lists_delivered_mail_newest_first,
@@ -222,6 +223,7 @@ async fn sweep(
         gone: gone.iter().map(|p| p.id.clone()).collect(),
         now,
         budget_window_ms,
+        whole: true,
     })
     .await
     .expect("sweep")
@@ -916,6 +918,40 @@ pub async fn loop_budget_is_shared_by_the_registrations_of_one_process(s: &Arc<d
 
 /// One sweep marks the given peers gone (once), returns lapsed leases, expires mail past
 /// its TTL (the sender sees `expired`), and forgets budget spending older than its window.
+/// A broker without the sweep turn marks its own machine's ended sessions gone, and does
+/// nothing else: lapsed leases and expired mail stay for the turn holder.
+pub async fn a_sweep_without_the_turn_only_marks_gone(s: &Arc<dyn Store>) {
+    let a = register(s, 10, "/x/api").await;
+    let b = register(s, 11, "/x/web").await;
+    let mut short = from_human(&a, "short-lived", T0);
+    short.expires_ms = T0 + 50;
+    send(s, short).await;
+    let mut c = claim_of(&a, "L1", 10, T0 + 1);
+    c.lease_expires_ms = T0 + 10;
+    assert_eq!(claim(s, c).await.messages.len(), 1);
+    let swept = s
+        .sweep(Sweep {
+            gone: vec![b.id.clone()],
+            now: T0 + 100,
+            budget_window_ms: 60_000,
+            whole: false,
+        })
+        .await
+        .expect("sweep");
+    assert_eq!(
+        (swept.marked_gone, swept.requeued, swept.expired),
+        (1, 0, 0)
+    );
+    assert_eq!(peer(s, &b.id).await.gone_ms, Some(T0 + 100));
+    // The lapsed lease was not touched: its mail is still leased, not expired.
+    let waiting = s.waiting(&a.id).await.expect("waiting");
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0].status, MessageState::Leased);
+    // The whole pass then does the rest.
+    let swept = sweep(s, &[], T0 + 100, 60_000).await;
+    assert_eq!((swept.requeued, swept.expired), (1, 1));
+}
+
 pub async fn sweep_marks_gone_requeues_expires_and_forgets_budget(s: &Arc<dyn Store>) {
     let a = register(s, 10, "/x/api").await;
     let b = register(s, 11, "/x/web").await;

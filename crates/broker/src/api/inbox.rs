@@ -25,7 +25,7 @@ pub async fn claim(
     if !state.store.claimable(&me.id, now).await? {
         state
             .mailmarks
-            .claimed_nothing(&state.store, &me.id, &me.machine_id)
+            .claimed_nothing(state.store.as_ref(), &me.id, &me.machine_id)
             .await;
         return Ok(Json(ClaimResponse {
             lease_id: None,
@@ -72,7 +72,7 @@ pub async fn claim(
     if !has {
         state
             .mailmarks
-            .claimed_nothing(&state.store, &me.id, &me.machine_id)
+            .claimed_nothing(state.store.as_ref(), &me.id, &me.machine_id)
             .await;
     }
     Ok(Json(ClaimResponse {
