@@ -54,6 +54,13 @@ pub enum Which {
         #[arg(long, default_value_t = 2.0)]
         send_every: f64,
     },
+    /// Store backends side by side: SQLite, PostgreSQL behind one broker, PostgreSQL behind
+    /// two; sends/s at concurrency 1/8/64 and claim latency. Starts its own PostgreSQL.
+    Stores {
+        /// Seconds per send-throughput run.
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+    },
     /// Context per message: the characters of wrapping the renderer adds around peer mail
     /// (batches of 1 and 5, per further message), the SessionStart intro.
     Context,
@@ -95,6 +102,14 @@ pub fn run(which: Which) -> Result<()> {
                 sends_only,
             };
             rt.block_on(broker(&bin, &plan))
+        }
+        Which::Stores { seconds } => {
+            crate::run_cmd(crate::cargo_cmd().args(["build", "--release", "-p", "peers-broker"]))?;
+            let bin = crate::target_dir().join("release/peers-broker");
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(stores::run(&bin, seconds))
         }
         Which::Context => unreachable!("handled above"),
         Which::Hub {
@@ -148,6 +163,8 @@ fn context() {
     });
     println!("\nSessionStart intro: {} characters", render::width(&intro));
 }
+
+mod stores;
 
 /// A broker (the build `bin`) in a throw-away test environment, killed on drop.
 struct Broker {

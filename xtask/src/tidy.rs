@@ -82,15 +82,17 @@ fn rust_files(root: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Which layer a workspace crate sits in. A crate may depend (normally or for tests) only
-/// on crates of lower layers: `peers-core` at the bottom; the store crates and the test kit
-/// on it; everything else (the binaries, the test harness crates, xtask) at the top, so no
-/// product crate ever links a test harness and no top crate another top crate.
+/// on crates of lower layers: `peers-core` at the bottom; the store trait (`peers-store`)
+/// and the test kit on it; the store backends (`peers-store-sqlite`, `peers-store-postgres`)
+/// on those (a backend's tests may use the test kit); everything else (the binaries, the
+/// test harness crates, xtask) at the top, so no product crate ever links a test harness,
+/// no backend another backend or the broker, and no top crate another top crate.
 fn layer(name: &str) -> u8 {
     match name {
         "peers-core" => 0,
-        "peers-testkit" => 1,
-        n if n.starts_with("peers-store") => 1,
-        _ => 2,
+        "peers-testkit" | "peers-store" => 1,
+        n if n.starts_with("peers-store-") => 2,
+        _ => 3,
     }
 }
 
@@ -139,10 +141,11 @@ fn crate_layers(root: &Path) -> Result<Vec<Violation>> {
     Ok(out)
 }
 
-/// Whether `rel` is store code, the one place SQL may be written.
+/// Whether `rel` is store code (the store crates, `crates/store*/`), the one place SQL may
+/// be written.
 fn is_store_code(rel: &Path) -> bool {
     let s = rel.to_string_lossy().replace('\\', "/");
-    s.starts_with("crates/broker/src/store/") || s.starts_with("crates/store")
+    s.starts_with("crates/store")
 }
 
 /// What gives SQL away in Rust source: sqlx's query functions and statements in strings.
@@ -251,7 +254,15 @@ mod tests {
             "[package]\nname = \"peers-broker\"\n[dependencies]\npeers-core.workspace = true\n[dev-dependencies]\npeers-testkit.workspace = true\n",
         ),
         (
-            "crates/broker/src/store/peers.rs",
+            "crates/store/Cargo.toml",
+            "[package]\nname = \"peers-store\"\n[dependencies]\npeers-core.workspace = true\n",
+        ),
+        (
+            "crates/store-sqlite/Cargo.toml",
+            "[package]\nname = \"peers-store-sqlite\"\n[dependencies]\npeers-store.workspace = true\n[dev-dependencies]\npeers-testkit.workspace = true\n",
+        ),
+        (
+            "crates/store-sqlite/src/peers.rs",
             "sqlx::query(\"SELECT id FROM peers\");\n",
         ),
         (
@@ -310,6 +321,33 @@ mod tests {
         let v = only_violation(sweep, "fn f() { sqlx::query(\"DELETE FROM leases\"); }\n");
         assert_eq!(v.rule, "SQL lives only in the store");
         assert_eq!(v.path, Path::new(sweep));
+    }
+
+    #[test]
+    fn sql_in_the_broker_is_caught_even_in_a_module_called_store() {
+        let v = only_violation(
+            "crates/broker/src/store/peers.rs",
+            "fn f() { sqlx::query(\"SELECT id FROM peers\"); }\n",
+        );
+        assert_eq!(v.rule, "SQL lives only in the store");
+    }
+
+    #[test]
+    fn the_store_trait_depending_on_a_backend_is_caught() {
+        let v = only_violation(
+            "crates/store/Cargo.toml",
+            "[package]\nname = \"peers-store\"\n[dev-dependencies]\npeers-store-sqlite.workspace = true\n",
+        );
+        assert!(v.what.contains("peers-store-sqlite"), "{}", v.what);
+    }
+
+    #[test]
+    fn a_backend_depending_on_another_backend_is_caught() {
+        let v = only_violation(
+            "crates/store-sqlite/Cargo.toml",
+            "[package]\nname = \"peers-store-sqlite\"\n[dependencies]\npeers-store-postgres.workspace = true\n",
+        );
+        assert!(v.what.contains("peers-store-postgres"), "{}", v.what);
     }
 
     #[test]

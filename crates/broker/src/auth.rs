@@ -12,12 +12,12 @@ use subtle::ConstantTimeEq;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::store::PeerRow;
+use peers_store::PeerRecord;
 
 /// The authenticated caller of a request.
 #[derive(Clone)]
 pub enum Caller {
-    Peer(Arc<PeerRow>),
+    Peer(Arc<PeerRecord>),
     User,
 }
 
@@ -35,7 +35,7 @@ pub fn ct_eq(a: &str, b: &str) -> bool {
 }
 
 impl Caller {
-    pub fn peer(&self) -> Option<&Arc<PeerRow>> {
+    pub fn peer(&self) -> Option<&Arc<PeerRecord>> {
         match self {
             Caller::Peer(p) => Some(p),
             Caller::User => None,
@@ -43,7 +43,7 @@ impl Caller {
     }
 
     /// Requires a peer token.
-    pub fn require_peer(&self) -> Result<&Arc<PeerRow>, ApiError> {
+    pub fn require_peer(&self) -> Result<&Arc<PeerRecord>, ApiError> {
         self.peer().ok_or_else(|| {
             ApiError::forbidden("this call needs a peer token (the one registration returned)")
         })
@@ -120,7 +120,7 @@ impl AppState {
             let row = match cached {
                 Some(row) => Some(row),
                 None => {
-                    let row = crate::store::peers::by_id(self.store.reader(), peer_id).await?;
+                    let row = self.store.peer(peer_id).await?;
                     row.filter(|r| r.replaced_by.is_none()).map(|r| {
                         let r = Arc::new(r);
                         self.peer_cache
@@ -155,7 +155,7 @@ impl AppState {
     }
 
     /// Puts a fresh row in the auth cache (after it was committed).
-    pub fn cache_peer(&self, row: PeerRow) {
+    pub fn cache_peer(&self, row: PeerRecord) {
         self.peer_cache
             .write()
             .expect("cache lock")
@@ -164,5 +164,12 @@ impl AppState {
 
     pub fn uncache_peer(&self, peer_id: &str) {
         self.peer_cache.write().expect("cache lock").remove(peer_id);
+    }
+
+    /// Peer rows changed where this broker did not see it (another broker on the database):
+    /// no cached row or lookup may be used again.
+    pub fn peers_changed(&self) {
+        self.directory.changed();
+        self.peer_cache.write().expect("cache lock").clear();
     }
 }

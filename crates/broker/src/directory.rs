@@ -1,4 +1,4 @@
-//! A cache of recipient lookups (`to` → peer row), so a send does not read SQLite twice to
+//! A cache of recipient lookups (`to` → peer row), so a send does not read the store twice to
 //! find its recipient. Every change to any peer row (register, heartbeat, unregister, the
 //! sweep) bumps a generation number; an entry from an older generation is never used. A
 //! lookup that raced a change is stored under the generation read *before* the lookup, so it
@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::store::PeerRow;
+use peers_store::PeerRecord;
 
 /// Entries kept at most; past it the cache starts over.
 const MAX_ENTRIES: usize = 10_000;
@@ -16,7 +16,7 @@ const MAX_ENTRIES: usize = 10_000;
 #[derive(Default)]
 pub struct Directory {
     generation: AtomicU64,
-    entries: RwLock<HashMap<String, (u64, PeerRow)>>,
+    entries: RwLock<HashMap<String, (u64, PeerRecord)>>,
 }
 
 impl Directory {
@@ -29,7 +29,7 @@ impl Directory {
         self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
-    pub fn get(&self, who: &str) -> Option<PeerRow> {
+    pub fn get(&self, who: &str) -> Option<PeerRecord> {
         let now = self.generation();
         let entries = self.entries.read().expect("directory lock");
         entries
@@ -39,7 +39,7 @@ impl Directory {
     }
 
     /// Stores a lookup made while the generation was `generation`.
-    pub fn put(&self, who: &str, generation: u64, row: PeerRow) {
+    pub fn put(&self, who: &str, generation: u64, row: PeerRecord) {
         let mut entries = self.entries.write().expect("directory lock");
         if entries.len() >= MAX_ENTRIES {
             entries.clear();

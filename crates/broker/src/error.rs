@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use peers_core::wire::{ErrorBody, ErrorCode, ErrorDetail};
 
-use crate::store::StoreError;
+use peers_store::StoreError;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -87,21 +87,21 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {
-            StoreError::Lost(db) => ApiError::new(
+            StoreError::Lost { location } => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::StorageLost,
                 format!(
-                    "the broker's database file {} was deleted or replaced while the broker \
+                    "the broker's database file {location} was deleted or replaced while the broker \
                      ran, so nothing can be stored safely and nothing was stored for this \
                      request. Restart the broker (`peers broker stop`; clients start it again): \
                      it starts with an empty database unless you put a copy of peers.db back \
                      first",
-                    db.display()
                 ),
             ),
-            StoreError::Full { db, detail } => {
-                tracing::warn!(db = %db.display(), detail, "refused: storage full");
-                let dir = db.parent().unwrap_or(&db);
+            StoreError::Full { location, detail } => {
+                tracing::warn!(db = %location, detail, "refused: storage full");
+                let db = std::path::Path::new(&location);
+                let dir = db.parent().unwrap_or(db);
                 ApiError::new(
                     StatusCode::INSUFFICIENT_STORAGE,
                     ErrorCode::StorageFull,
@@ -111,6 +111,19 @@ impl From<StoreError> for ApiError {
                          there: the broker takes writes again by itself, no restart needed",
                         dir.display(),
                         db.display()
+                    ),
+                )
+            }
+            StoreError::Unavailable { location, detail } => {
+                tracing::warn!(db = %location, detail, "refused: database unreachable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::StorageUnavailable,
+                    format!(
+                        "the broker cannot reach its database {location}, so nothing of this \
+                         request was stored. Retry in a moment; if it lasts, check that the \
+                         database server runs and accepts connections (or use another broker \
+                         of the hub)"
                     ),
                 )
             }
@@ -167,14 +180,29 @@ mod tests {
 
     #[test]
     fn internal_errors_name_an_id_never_the_database_text() {
-        let e = StoreError::Db(sqlx::Error::Protocol(
-            "SQLITE_CORRUPT: secret table layout".into(),
-        ));
+        let e = StoreError::Internal("SQLITE_CORRUPT: secret table layout".into());
         let api = ApiError::from(e);
         assert_eq!(api.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(api.code, ErrorCode::Internal);
         assert!(api.message.contains("error id"), "{}", api.message);
         assert!(!api.message.contains("SQLITE"), "{}", api.message);
         assert!(!api.message.contains("secret"), "{}", api.message);
+    }
+
+    #[test]
+    fn an_unreachable_database_is_503_storage_unavailable_naming_it_without_internals() {
+        let api = ApiError::from(StoreError::Unavailable {
+            location: "postgres://peers:***@db.example/peers".into(),
+            detail: "connection refused (os error 111)".into(),
+        });
+        assert_eq!(api.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(api.code, ErrorCode::StorageUnavailable);
+        assert!(
+            api.message
+                .contains("postgres://peers:***@db.example/peers"),
+            "{}",
+            api.message
+        );
+        assert!(!api.message.contains("os error"), "{}", api.message);
     }
 }

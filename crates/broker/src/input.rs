@@ -1,5 +1,6 @@
 //! What the broker accepts from callers, beyond the JSON shape: one-line fields without
-//! control characters, names no session may take, notice kinds only the broker raises.
+//! control characters, notice kinds only the broker raises. (The names no session may take
+//! are `peers_core::identity::is_reserved_name`'s.)
 
 use peers_core::wire::RegisterRequest;
 
@@ -47,31 +48,17 @@ pub fn registration(req: RegisterRequest) -> RegisterRequest {
     }
 }
 
-/// Names that mean someone other than a session: `you` (the human, as messages show it),
-/// `human`, `user`, `all`, `peers`. A session whose directory has one of these names is
-/// numbered as if the name were taken (`you-2`, `peers-2`, …).
-pub const RESERVED_NAMES: [&str; 5] = ["you", "human", "user", "all", "peers"];
-
-/// Whether no session may be called `name`: a reserved name, or one starting with `#` (a
-/// topic) or `*` (a broadcast).
-pub fn is_reserved_name(name: &str) -> bool {
-    let name = name.trim();
-    name.starts_with('#')
-        || name.starts_with('*')
-        || RESERVED_NAMES.iter().any(|r| r.eq_ignore_ascii_case(name))
-}
-
 /// Notice kinds the broker raises itself; nobody may post them.
-pub const BROKER_NOTICE_KINDS: [&str; 5] = [
+pub const BROKER_NOTICE_KINDS: [&str; 6] = [
     "loop_budget",
     "storage_lost",
     "storage_full",
+    "storage_unavailable",
     "storage_recovered",
     "storage_new",
 ];
 
-/// The `author` of notices the broker raises.
-pub const BROKER_AUTHOR: &str = "broker";
+pub use peers_store::BROKER_AUTHOR;
 
 #[cfg(test)]
 mod tests {
@@ -89,15 +76,5 @@ mod tests {
             "plain text, ünïcode ✓"
         );
         assert_eq!(one_line_opt(Some("\u{1b}\n".into())), None);
-    }
-
-    #[test]
-    fn reserved_names() {
-        for n in ["you", "YOU", "human", "user", "all", "peers", "#ops", "*"] {
-            assert!(is_reserved_name(n), "{n}");
-        }
-        for n in ["you-2", "peers-2", "api", "yours"] {
-            assert!(!is_reserved_name(n), "{n}");
-        }
     }
 }

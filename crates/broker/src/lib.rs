@@ -1,11 +1,18 @@
-//! The peers broker: a SQLite mail queue behind an authenticated HTTP API.
+//! The peers broker: the mail queue of Claude Code sessions behind an authenticated HTTP API.
 //!
-//! * [`store`] — every SQL statement; one writer task with group commit, a read pool.
+//! The broker is written against the [`peers_store::Store`] trait and holds no SQL: the
+//! backends (`peers-store-sqlite`, the embedded default; `peers-store-postgres`, several
+//! brokers on one database) keep every statement. What is the broker's own stays here: the
+//! caches of authenticated peers and recipient lookups, the long-poll waiters, and which
+//! peers have ended.
+//!
+//! * [`store`] — opens the backend the config's `db_url` names.
 //! * [`api`] — the axum router and handlers for `/v1/…` (see `docs/PROTOCOL.md`).
 //! * [`auth`] — bearer tokens: the per-user secret, the hub token, per-peer tokens.
 //! * [`sweep`] — the periodic liveness / lease / expiry pass.
 //! * [`waiters`] — long-poll slots that wake idle sessions' hooks.
-//! * [`input`] — one-line field cleaning, reserved names, broker-only notice kinds.
+//! * [`mailmark`] — the mail markers that let a local hook skip the network when no mail waits.
+//! * [`input`] — one-line field cleaning, broker-only notice kinds.
 //!
 //! [`run`] ties them together for the binary; tests start the binary itself.
 
@@ -14,6 +21,7 @@ pub mod auth;
 pub mod directory;
 pub mod error;
 pub mod input;
+pub mod mailmark;
 pub mod store;
 pub mod sweep;
 pub mod waiters;
@@ -24,14 +32,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use peers_core::config::DbUrl;
 use peers_core::{Config, identity, paths};
-use tokio::sync::watch;
-
-use crate::store::{PeerRow, Store};
+use peers_store::{NewNotice, PeerRecord, Store, StoreEvent};
+use tokio::sync::{broadcast, watch};
 
 /// The broker's shared state, one per process, handed to every handler.
 pub struct AppState {
-    pub store: Store,
+    pub store: Arc<dyn Store>,
     pub settings: Settings,
     /// The per-user secret (registration and human calls on this machine).
     pub secret: String,
@@ -39,12 +47,14 @@ pub struct AppState {
     pub hub_token: Option<String>,
     pub started: Instant,
     /// Authenticated peers by id (rows whose token is still valid).
-    pub peer_cache: RwLock<HashMap<String, Arc<PeerRow>>>,
+    pub peer_cache: RwLock<HashMap<String, Arc<PeerRecord>>>,
     pub waiters: waiters::Waiters,
     /// Recipient lookups, valid until any peer row changes.
     pub directory: directory::Directory,
     /// Flips to true when the broker should shut down.
     pub shutdown: watch::Sender<bool>,
+    /// The local sessions' mail markers (set after commit, cleared by delete-then-check).
+    pub mailmarks: mailmark::MailMarks,
 }
 
 /// The state as handlers and layers take it (`State<SharedState>`).
@@ -121,7 +131,7 @@ pub enum BrokerError {
     #[error("cannot use the TLS certificate or key: {0}")]
     Tls(String),
     #[error(transparent)]
-    Store(#[from] store::StoreError),
+    Store(#[from] peers_store::StoreError),
     #[error("server error: {0}")]
     Serve(std::io::Error),
 }
@@ -194,38 +204,36 @@ pub async fn run(config: Config) -> Result<Started, BrokerError> {
         Err(source) => return Err(BrokerError::Bind { addr, source }),
     };
 
-    // A state dir that has a secret had a broker before; a database missing then is one that
-    // was deleted or moved, and starting empty must not go unnoticed.
+    // A state dir that has a secret had a broker before; an SQLite file missing then is one
+    // that was deleted or moved, and starting empty must not go unnoticed. (A database server
+    // is not the state dir's: nothing to tell from it.)
     let had_broker = paths::secret_file(&state_dir).exists();
-    let new_db = !config.db.exists();
+    let new_file = match &config.db_url {
+        DbUrl::Sqlite(path) => (!path.exists()).then(|| path.clone()),
+        DbUrl::Postgres(_) => None,
+    };
     let secret = paths::ensure_secret(&state_dir).map_err(state_err)?;
     let machine_id = identity::machine_id(&state_dir).map_err(state_err)?;
-    let store = Store::open(&config.db).await?;
-    if had_broker && new_db {
+    let store = store::open(&config.db_url).await?;
+    if had_broker && let Some(path) = new_file {
         let text = format!(
             "The broker started with a new, empty database at {}: the one used before is gone \
              (deleted or moved), and any mail in it is not here. If you have a copy of \
              peers.db, stop the broker (`peers broker stop`) and put it back.",
-            config.db.display()
+            path.display()
         );
-        tracing::warn!(db = %config.db.display(), "storage_new: started with an empty database");
-        let now = peers_core::now_ms();
+        tracing::warn!(db = %path.display(), "storage_new: started with an empty database");
         store
-            .write(move |c| {
-                Box::pin(async move {
-                    store::messages::add_notice(
-                        c,
-                        "storage_new",
-                        None,
-                        &text,
-                        input::BROKER_AUTHOR,
-                        now,
-                    )
-                    .await
-                })
+            .add_notice(NewNotice {
+                kind: "storage_new".into(),
+                peer_id: None,
+                text,
+                author: input::BROKER_AUTHOR.into(),
+                now: peers_core::now_ms(),
             })
             .await?;
     }
+    let mailmarks = mailmark::MailMarks::for_config(&config, &machine_id, store.as_ref()).await;
     let (shutdown, _) = watch::channel(false);
     let state = Arc::new(AppState {
         store,
@@ -237,12 +245,17 @@ pub async fn run(config: Config) -> Result<Started, BrokerError> {
         waiters: waiters::Waiters::default(),
         directory: directory::Directory::default(),
         shutdown,
+        mailmarks,
     });
 
     tokio::spawn(sweep::run(state.clone()));
+    if let Some(events) = state.store.events() {
+        tokio::spawn(apply_events(state.clone(), events));
+    }
     let app = api::router(state.clone());
     let scheme = if tls.is_some() { "https" } else { "http" };
-    tracing::info!(%addr, db = %config.db.display(), scheme, "peers-broker listening");
+    let db = state.store.describe();
+    tracing::info!(%addr, backend = db.backend, db = %db.location, scheme, "peers-broker listening");
     eprintln!(
         "peers-broker {} listening on {scheme}://{addr} (state dir {})",
         peers_core::VERSION,
@@ -286,11 +299,33 @@ pub async fn run(config: Config) -> Result<Started, BrokerError> {
     }
 
     let _ = state.shutdown.send(true);
+    state.mailmarks.stop();
     state.store.flush().await.ok();
     // Commits what is queued and checkpoints the WAL: a copy of peers.db alone is complete.
     state.store.close().await;
     tracing::info!("stopped");
     Ok(Started::Served)
+}
+
+/// Applies what other brokers on the same database committed: mail wakes its peer's long
+/// poll; changed peer rows make the caches stale. Ends with the broker or the stream.
+async fn apply_events(state: SharedState, mut events: broadcast::Receiver<StoreEvent>) {
+    let mut stop = state.shutdown.subscribe();
+    loop {
+        let event = tokio::select! {
+            e = events.recv() => e,
+            _ = stop.wait_for(|v| *v) => return,
+        };
+        match event {
+            Ok(StoreEvent::Mail { peer_id }) => state.waiters.wake(&peer_id),
+            Ok(StoreEvent::PeersChanged) => state.peers_changed(),
+            Ok(StoreEvent::Lagged) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                state.peers_changed();
+                state.waiters.wake_all();
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
 }
 
 /// The server side of the optional TLS.

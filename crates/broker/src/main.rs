@@ -7,9 +7,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use peers_broker::Started;
+use peers_core::config::DbUrl;
+use peers_store::Store;
 
-/// The peers broker: keeps the mail queue of Claude Code sessions in SQLite and serves the
-/// /v1 HTTP API. Clients start it on demand; you rarely run it by hand.
+/// The peers broker: keeps the mail queue of Claude Code sessions in its database (an SQLite
+/// file by default, or PostgreSQL) and serves the /v1 HTTP API. Clients start it on demand;
+/// you rarely run it by hand.
 ///
 /// Settings come from config.toml (PEERS_CONFIG) and PEERS_* variables; flags override both.
 /// Logs go to <state_dir>/logs/broker.log.
@@ -23,8 +26,12 @@ struct Args {
     #[arg(long)]
     port: Option<u16>,
     /// SQLite database file (default <state_dir>/peers.db).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "db_url")]
     db: Option<PathBuf>,
+    /// The database as a URL: sqlite:///path/peers.db or postgres://user:password@host/db
+    /// (default: db_url in config.toml, PEERS_DB_URL, else the SQLite file).
+    #[arg(long, value_parser = DbUrl::parse)]
+    db_url: Option<DbUrl>,
     #[command(subcommand)]
     tool: Option<Tool>,
 }
@@ -55,9 +62,13 @@ fn main() -> ExitCode {
             .enable_all()
             .build()
             .expect("start the tokio runtime");
-        return match rt.block_on(peers_broker::store::preload::delivered_history(
-            &db, &peer_ids, count,
-        )) {
+        let preload = async {
+            let store = peers_store_sqlite::SqliteStore::open(&db).await?;
+            let done = store.preload_delivered(&peer_ids, count).await;
+            store.close().await;
+            done
+        };
+        return match rt.block_on(preload) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("peers-broker: preload-history: {e}");
@@ -79,7 +90,14 @@ fn main() -> ExitCode {
         config.port = p;
     }
     if let Some(d) = args.db {
+        config.db_url = DbUrl::Sqlite(d.clone());
         config.db = d;
+    }
+    if let Some(u) = args.db_url {
+        if let DbUrl::Sqlite(d) = &u {
+            config.db = d.clone();
+        }
+        config.db_url = u;
     }
     let _log_guard = init_logging(&config);
     let rt = tokio::runtime::Builder::new_multi_thread()

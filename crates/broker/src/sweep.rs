@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use peers_core::now_ms;
 
+use peers_store::{NewNotice, StoreError, Sweep};
+
 use crate::AppState;
-use crate::store::{StoreError, messages, peers};
 
 pub async fn run(state: Arc<AppState>) {
     let mut stop = state.shutdown.subscribe();
@@ -24,40 +25,47 @@ pub async fn run(state: Arc<AppState>) {
         }
         match once(&state).await {
             // Logged once where they are found; the API answers them.
-            Ok(()) | Err(StoreError::Lost(_) | StoreError::Full { .. }) => {}
+            Ok(())
+            | Err(
+                StoreError::Lost { .. } | StoreError::Full { .. } | StoreError::Unavailable { .. },
+            ) => {}
             Err(e) => tracing::warn!(error = %e, "sweep failed"),
         }
     }
 }
 
-/// One sweep. Public so tests and the benchmark can drive it directly.
+/// One sweep. Brokers sharing a database take turns: the one with the turn does the whole
+/// pass; every other one still marks the ended sessions of its own machine gone, since only a
+/// broker on that machine sees their processes (a session's MCP server can outlive it and go
+/// on heartbeating). Public so tests and the benchmark can drive it directly.
 pub async fn once(state: &AppState) -> Result<(), StoreError> {
+    let whole = state.store.sweep_turn().await?;
     let now = now_ms();
-    let live = peers::live(state.store.reader()).await?;
+    let live = state.store.live_peers().await?;
     let gone: Vec<String> = live
         .iter()
         .filter(|p| {
             if p.machine_id == state.settings.machine_id {
                 !p.process_alive()
             } else {
-                p.last_seen_ms < now - state.settings.remote_alive_ms
+                whole && p.last_seen_ms < now - state.settings.remote_alive_ms
             }
         })
         .map(|p| p.id.clone())
         .collect();
-    let window = state.settings.loop_window_ms;
-    let ids = gone.clone();
-    let (marked, (requeued, expired)) = state
+    if !whole && gone.is_empty() {
+        return Ok(());
+    }
+    let swept = state
         .store
-        .write(move |c| {
-            Box::pin(async move {
-                let marked = peers::mark_gone(c, &ids, now).await?;
-                let swept = messages::sweep(c, now).await?;
-                messages::forget_budget_spend_before(c, now - window).await?;
-                Ok((marked, swept))
-            })
+        .sweep(Sweep {
+            gone: gone.clone(),
+            now,
+            budget_window_ms: state.settings.loop_window_ms,
+            whole,
         })
         .await?;
+    let (marked, requeued, expired) = (swept.marked_gone, swept.requeued, swept.expired);
     if marked > 0 {
         state.directory.changed();
         for id in &gone {
@@ -76,56 +84,49 @@ pub async fn once(state: &AppState) -> Result<(), StoreError> {
         tracing::info!(count = marked, peers = ?gone, "sessions ended");
     }
     if requeued > 0 {
+        state.mailmarks.mail_requeued(state.store.as_ref()).await;
         state.waiters.wake_all();
         tracing::info!(count = requeued, "lapsed leases returned to the queue");
     }
     if expired > 0 {
         tracing::info!(count = expired, "messages expired");
     }
-    record_recovered_storage(state).await;
+    if whole {
+        record_recovered_storage(state).await;
+    }
     Ok(())
 }
 
 /// A full disk is shown from memory while it lasts; once writes succeed again, the spell is
 /// recorded as a notice for the human (kept for later if even that cannot be written yet).
 async fn record_recovered_storage(state: &AppState) {
-    let spells = state.store.health().take_recovered();
+    let spells = state.store.take_recovered();
     if spells.is_empty() {
         return;
     }
-    let db = state.store.health().db().display().to_string();
-    let texts: Vec<String> = spells
-        .iter()
-        .map(|(from, to)| {
-            format!(
-                "The disk holding {db} was full or failing for {} s (from {}): writes in that \
-                 time were refused with 507 and stored nothing. Writes succeed again.",
-                (to - from).max(0) / 1000,
-                peers_core::format_ms(*from)
-            )
-        })
-        .collect();
+    let db = state.store.describe().location;
     let now = now_ms();
-    let written = state
-        .store
-        .write(move |c| {
-            Box::pin(async move {
-                for text in &texts {
-                    messages::add_notice(
-                        c,
-                        "storage_recovered",
-                        None,
-                        text,
-                        crate::input::BROKER_AUTHOR,
-                        now,
-                    )
-                    .await?;
-                }
-                Ok(())
+    for (n, (from, to)) in spells.iter().enumerate() {
+        let text = format!(
+            "The disk holding {db} was full or failing for {} s (from {}): writes in that \
+             time were refused with 507 and stored nothing. Writes succeed again.",
+            (to - from).max(0) / 1000,
+            peers_core::format_ms(*from)
+        );
+        let written = state
+            .store
+            .add_notice(NewNotice {
+                kind: "storage_recovered".into(),
+                peer_id: None,
+                text,
+                author: crate::input::BROKER_AUTHOR.into(),
+                now,
             })
-        })
-        .await;
-    if written.is_err() {
-        state.store.health().put_back_recovered(spells);
+            .await;
+        if written.is_err() {
+            // Kept for the next sweep: the spells not recorded yet.
+            state.store.put_back_recovered(spells[n..].to_vec());
+            return;
+        }
     }
 }

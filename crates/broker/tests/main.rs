@@ -1,10 +1,13 @@
 //! The broker's integration tests, one binary: the broker as a process over real HTTP and a
-//! real SQLite file (`api`), what it lets in (`boundaries`), session identity (`identity`), storage faults (`storage`) and
-//! the optional TLS (`tls`).
+//! real SQLite file (`api`), what it lets in (`boundaries`), session identity (`identity`), mail markers (`mailmark`),
+//! storage faults (`storage`),
+//! two brokers on one PostgreSQL database (`postgres`) and the optional TLS (`tls`).
 
 mod api;
 mod boundaries;
 mod identity;
+mod mailmark;
+mod postgres;
 mod storage;
 mod tls;
 mod util;

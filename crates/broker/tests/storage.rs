@@ -260,3 +260,39 @@ async fn assert_broker_noticed(env: &TestEnv, kind: &str) {
         "{notices:?}"
     );
 }
+
+#[tokio::test]
+async fn the_database_comes_from_db_url_and_an_unreachable_postgres_url_is_refused_without_its_password()
+ {
+    // --db-url sqlite://… puts the database there, not in the state dir.
+    let env = TestEnv::new();
+    let elsewhere = env.dir.path().join("elsewhere/mail.db");
+    let url = format!("sqlite://{}", elsewhere.display());
+    let broker = BrokerProcess::start_with(&env, &["--db-url", &url]).await;
+    let a = register(&env, "/w/a").await;
+    let (status, _) = raw_send(&env, &a.reg.name, "kept in mail.db").await;
+    assert_eq!(status, 200);
+    assert!(elsewhere.exists(), "the database is where db_url says");
+    assert!(
+        !env.state_dir.join("peers.db").exists(),
+        "not in the state dir"
+    );
+    drop(broker);
+
+    // A PostgreSQL server that cannot be reached: the start fails saying so, password hidden.
+    let env = TestEnv::new();
+    let mut cmd = Command::new(peers_testkit::bin("peers-broker"));
+    let out = env
+        .apply(&mut cmd)
+        .args(["--db-url", "postgres://peers:hunter2@127.0.0.1:1/peers"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot reach the database"), "{err}");
+    assert!(
+        err.contains("postgres://peers:***@127.0.0.1:1/peers"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+}

@@ -52,10 +52,16 @@ pub fn occasion(event: Event) -> Occasion {
     }
 }
 
-/// A client with the hook's tight timeouts.
+/// A client for every broker of the session, with the hook's tight timeouts.
 pub fn client(cfg: &Config, session: &SessionFile) -> BrokerClient {
-    BrokerClient::with_timeouts(
-        &session.broker_url,
+    client_for(cfg, session, &session.broker_urls())
+}
+
+/// A client for `urls` with the session's token and the hook's tight timeouts: a connect
+/// timeout per broker, and [`REQUEST_TIMEOUT`] for a whole call across all of them.
+pub fn client_for(cfg: &Config, session: &SessionFile, urls: &[String]) -> BrokerClient {
+    BrokerClient::with_failover(
+        urls,
         Some(session.token.clone()),
         Timeouts {
             connect: Duration::from_millis(cfg.hook_connect_timeout_ms.max(1)),
@@ -134,9 +140,18 @@ fn claim_and_print(
 ) -> bool {
     let state_dir = cfg.state_dir.as_path();
     let now = peers_core::now_ms();
-    let marker = state::backoff_active(state_dir, &session.broker_url, now);
-    if marker == Some(true) {
-        debug(|| format!("broker {} marked unreachable; skipping", session.broker_url));
+    // Brokers that failed a moment ago are skipped; with none left, so is the network.
+    let (urls, skipped): (Vec<String>, Vec<String>) = session
+        .broker_urls()
+        .into_iter()
+        .partition(|u| state::backoff_active(state_dir, u, now) != Some(true));
+    if urls.is_empty() {
+        debug(|| {
+            format!(
+                "brokers {} marked unreachable; skipping",
+                skipped.join(", ")
+            )
+        });
         return false;
     }
 
@@ -155,25 +170,29 @@ fn claim_and_print(
         }
     }
 
+    if skip_network(cfg, session, event) {
+        debug(|| "no mail marker and the local broker is up: nothing to claim".into());
+        return false;
+    }
+
     let Some(rt) = crate::runtime() else {
         return false;
     };
-    let client = client(cfg, session);
+    let client = client_for(cfg, session, &urls);
     let claim = ClaimRequest {
         max: Some(CLAIM_MAX),
         lease_ms: Some(cfg.lease_ms),
         automatic: event == Event::Stop,
     };
-    let resp = match rt.block_on(client.claim(&claim)) {
+    let result = rt.block_on(client.claim(&claim));
+    note_brokers(state_dir, &urls, &client, &result, cfg.hook_backoff_ms, now);
+    let resp = match result {
         Ok(r) => r,
         Err(e) => {
-            note_failure(state_dir, &session.broker_url, cfg.hook_backoff_ms, &e);
+            debug(|| format!("claim failed: {e}"));
             return false;
         }
     };
-    if marker.is_some() {
-        state::clear_backoff(state_dir);
-    }
     if resp.budget_exhausted {
         debug(|| "loop budget exhausted: the mail waits".into());
         return false;
@@ -209,6 +228,20 @@ fn claim_and_print(
         );
     }
     true
+}
+
+/// Whether this event can do without a claim: a session on the local broker (not a hub
+/// client) whose broker keeps mail markers and has none for it
+/// ([`peers_core::mailmark::nothing_waiting`]). SessionStart always asks: it prints the
+/// introduction even without mail.
+pub fn skip_network(cfg: &Config, session: &SessionFile, event: Event) -> bool {
+    event != Event::SessionStart
+        && !cfg.is_remote()
+        && peers_core::mailmark::nothing_waiting(
+            &cfg.state_dir,
+            &session.peer_id,
+            &session.broker_url,
+        )
 }
 
 /// The output for `event` given a claim, or `None` when there is nothing to print.
@@ -266,9 +299,39 @@ pub fn ack(
     }
 }
 
-fn note_failure(state_dir: &Path, url: &str, backoff_ms: u64, e: &ClientError) {
-    debug(|| format!("claim failed: {e}"));
-    if e.is_unreachable() && backoff_ms > 0 {
-        state::set_backoff(state_dir, url, peers_core::now_ms() + backoff_ms as i64);
+/// Updates the backoff markers after a call to `urls` (tried in order by `client`): the
+/// brokers that could not be reached are skipped for `backoff_ms`; the one that answered is
+/// tried again at once.
+fn note_brokers<T>(
+    state_dir: &Path,
+    urls: &[String],
+    client: &BrokerClient,
+    result: &Result<T, ClientError>,
+    backoff_ms: u64,
+    now: i64,
+) {
+    let answered = match result {
+        Err(e) if e.is_unreachable() => None,
+        _ => Some(client.base_url()),
+    };
+    let failed: Vec<&str> = match (answered, result) {
+        // The client tries in order from the first URL; those before the one that answered
+        // failed.
+        (Some(a), _) => urls
+            .iter()
+            .map(String::as_str)
+            .take_while(|u| *u != a)
+            .collect(),
+        (None, Err(e)) => e.unreachable_urls(),
+        (None, Ok(_)) => Vec::new(),
+    };
+    if backoff_ms > 0 {
+        for u in &failed {
+            debug(|| format!("broker {u} unreachable: skipped for {backoff_ms} ms"));
+            state::set_backoff(state_dir, u, now + backoff_ms as i64);
+        }
+    }
+    if let Some(a) = answered {
+        state::clear_backoff(state_dir, a, now);
     }
 }

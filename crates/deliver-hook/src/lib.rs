@@ -67,20 +67,54 @@ pub fn read_input() -> Option<input::HookInput> {
     if std::io::stdin().is_terminal() {
         return None;
     }
-    // The read blocks in the kernel, so it runs on its own thread; when the deadline passes
-    // that thread is left behind, blocked, and ends with the process.
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    std::thread::Builder::new()
-        .name("stdin".into())
-        .spawn(move || {
-            let _ = tx.send(parse_input(std::io::stdin().lock().take(MAX_STDIN)));
-        })
-        .ok()?;
-    match rx.recv_timeout(STDIN_DEADLINE) {
-        Ok(input) => input,
-        Err(_) => {
-            debug(|| format!("no complete hook JSON on stdin within {STDIN_DEADLINE:?}"));
-            None
+    // On this thread (a thread of its own would cost more than the rest of a no-mail run):
+    // every read first waits for input with poll(2), at most until the deadline.
+    let stdin = UntilDeadline {
+        deadline: std::time::Instant::now() + STDIN_DEADLINE,
+    };
+    parse_input(std::io::BufReader::with_capacity(
+        64 << 10,
+        stdin.take(MAX_STDIN),
+    ))
+}
+
+/// Stdin (fd 0, unbuffered) whose reads fail with `TimedOut` once `deadline` passes without
+/// input.
+struct UntilDeadline {
+    deadline: std::time::Instant,
+}
+
+impl Read for UntilDeadline {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let left = self
+                .deadline
+                .saturating_duration_since(std::time::Instant::now());
+            // Rounded up: a wait of 0 ms before the deadline would spin.
+            let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+            let mut fd = libc::pollfd {
+                fd: 0,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd for the duration of the call.
+            match unsafe { libc::poll(&mut fd, 1, ms) } {
+                0 => return Err(std::io::ErrorKind::TimedOut.into()),
+                n if n > 0 => break,
+                _ => {
+                    let e = std::io::Error::last_os_error();
+                    if e.kind() != std::io::ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        // SAFETY: a read into `buf`, which is valid for `buf.len()` bytes.
+        let n = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
         }
     }
 }
@@ -92,6 +126,10 @@ fn parse_input(reader: impl Read) -> Option<input::HookInput> {
         .next()
     {
         Some(Ok(i)) => Some(i),
+        Some(Err(e)) if e.io_error_kind() == Some(std::io::ErrorKind::TimedOut) => {
+            debug(|| format!("no complete hook JSON on stdin within {STDIN_DEADLINE:?}"));
+            None
+        }
         Some(Err(e)) => {
             debug(|| format!("stdin is not hook JSON: {e}"));
             None

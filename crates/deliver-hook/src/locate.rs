@@ -45,6 +45,7 @@ mod tests {
             address: "api@box".into(),
             token: "t".into(),
             broker_url: "http://127.0.0.1:1".into(),
+            broker_urls: Vec::new(),
             claude_pid: pid,
             claude_start_time: process::start_time(pid),
             mcp_pid: 1,

@@ -1,8 +1,9 @@
 //! Small files the hook keeps in the state dir between runs.
 //!
-//! * `hook-backoff`: after a failure to reach the broker, `<until_ms> <broker_url>`; until
-//!   then, hooks for that broker skip the network entirely (an unreachable broker costs one
-//!   file read per tool call, not a connect timeout).
+//! * `hook-backoff`: after a failure to reach a broker, a line `<until_ms> <broker_url>`; until
+//!   then, hooks skip that broker (an unreachable broker costs one file read per tool call,
+//!   not a connect timeout), and skip the network entirely when every broker of the session
+//!   is marked.
 //! * `hook-stop-<claude_pid>`: how many Stop blocks in a row this hook has made for a session,
 //!   so it stays under Claude Code's cap on consecutive Stop blocks (a block past the cap is
 //!   ignored, and mail acked for it would never be seen).
@@ -16,25 +17,57 @@ pub fn backoff_file(state_dir: &Path) -> PathBuf {
     state_dir.join("hook-backoff")
 }
 
+/// The markers of the backoff file: `(until_ms, url)`, one a line.
+fn backoff_marks(state_dir: &Path) -> Vec<(i64, String)> {
+    let Ok(text) = std::fs::read_to_string(backoff_file(state_dir)) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| {
+            let (until, url) = l.trim().split_once(' ')?;
+            Some((until.parse().ok()?, url.to_string()))
+        })
+        .collect()
+}
+
+fn write_marks(state_dir: &Path, marks: &[(i64, String)]) {
+    if marks.is_empty() {
+        let _ = std::fs::remove_file(backoff_file(state_dir));
+        return;
+    }
+    let text: String = marks
+        .iter()
+        .map(|(u, url)| format!("{u} {url}\n"))
+        .collect();
+    let _ = peers_core::paths::write_private_file(&backoff_file(state_dir), text.as_bytes());
+}
+
 /// Whether calls to `url` are being skipped at `now_ms`. `Some(true)`: skip; `Some(false)`:
-/// a marker exists but is stale or for another broker; `None`: no marker.
+/// `url` has a marker but it is stale; `None`: no marker for `url`.
 pub fn backoff_active(state_dir: &Path, url: &str, now_ms: i64) -> Option<bool> {
-    let text = std::fs::read_to_string(backoff_file(state_dir)).ok()?;
-    let (until, marked) = text.trim().split_once(' ')?;
-    let until: i64 = until.parse().ok()?;
-    Some(marked == url && now_ms < until)
+    backoff_marks(state_dir)
+        .into_iter()
+        .find(|(_, u)| u == url)
+        .map(|(until, _)| now_ms < until)
 }
 
-/// Marks `url` unreachable until `until_ms` (best effort).
+/// Marks `url` unreachable until `until_ms` (best effort); other brokers' markers stay.
 pub fn set_backoff(state_dir: &Path, url: &str, until_ms: i64) {
-    let _ = peers_core::paths::write_private_file(
-        &backoff_file(state_dir),
-        format!("{until_ms} {url}\n").as_bytes(),
-    );
+    let mut marks = backoff_marks(state_dir);
+    marks.retain(|(_, u)| u != url);
+    marks.push((until_ms, url.to_string()));
+    write_marks(state_dir, &marks);
 }
 
-pub fn clear_backoff(state_dir: &Path) {
-    let _ = std::fs::remove_file(backoff_file(state_dir));
+/// Removes the marker of `url` (it answered) and every marker lapsed at `now_ms`; the file
+/// goes when none is left.
+pub fn clear_backoff(state_dir: &Path, url: &str, now_ms: i64) {
+    let mut marks = backoff_marks(state_dir);
+    let before = marks.len();
+    marks.retain(|(until, u)| u != url && now_ms < *until);
+    if marks.len() != before {
+        write_marks(state_dir, &marks);
+    }
 }
 
 fn streak_file(state_dir: &Path, claude_pid: u32) -> PathBuf {
@@ -100,9 +133,23 @@ mod tests {
         set_backoff(d.path(), u, 1_000);
         assert_eq!(backoff_active(d.path(), u, 999), Some(true));
         assert_eq!(backoff_active(d.path(), u, 1_000), Some(false));
-        assert_eq!(backoff_active(d.path(), "http://other", 10), Some(false));
-        clear_backoff(d.path());
+        assert_eq!(backoff_active(d.path(), "http://other", 10), None);
+        // One marker per broker: marking a second keeps the first.
+        set_backoff(d.path(), "http://other", 2_000);
+        assert_eq!(backoff_active(d.path(), u, 999), Some(true));
+        assert_eq!(backoff_active(d.path(), "http://other", 1_999), Some(true));
+        set_backoff(d.path(), u, 3_000);
+        assert_eq!(backoff_active(d.path(), u, 2_999), Some(true));
+        clear_backoff(d.path(), u, 10);
         assert_eq!(backoff_active(d.path(), u, 10), None);
+        assert_eq!(backoff_active(d.path(), "http://other", 10), Some(true));
+        // Lapsed markers go with the next clear.
+        set_backoff(d.path(), u, 3_000);
+        clear_backoff(d.path(), "http://third", 2_500);
+        assert_eq!(backoff_active(d.path(), u, 2_500), Some(true));
+        assert_eq!(backoff_active(d.path(), "http://other", 2_500), None);
+        clear_backoff(d.path(), u, 2_500);
+        assert!(!backoff_file(d.path()).exists());
         std::fs::write(backoff_file(d.path()), "junk").unwrap();
         assert_eq!(backoff_active(d.path(), u, 10), None);
     }

@@ -150,7 +150,7 @@ async fn wait_loop(cfg: &Config, mut session: SessionFile) -> i32 {
             // Only this Claude Code process's file: another process given its pid is another
             // session.
             Ok(Some(s)) if s.claude_pid == pid && s.claude_start_time == start => {
-                if s.token != session.token || s.broker_url != session.broker_url {
+                if s.token != session.token || s.broker_urls() != session.broker_urls() {
                     debug(|| "session file changed: new credentials".into());
                     client = deliver::client(cfg, &s);
                     session = s;
@@ -206,7 +206,8 @@ async fn wait_loop(cfg: &Config, mut session: SessionFile) -> i32 {
             }
             Err(e) => {
                 debug(|| format!("wait failed: {e}"));
-                if !e.is_unreachable() {
+                // Unreachable, or the database behind every broker down (503): wait on.
+                if !e.is_unreachable() && e.status() != Some(503) {
                     let auth = matches!(e.status(), Some(401 | 403))
                         || e.code() == Some(peers_core::wire::ErrorCode::UnknownPeer);
                     auth_failures += 1;

@@ -6,6 +6,8 @@
 mod bench;
 mod delivery;
 mod events;
+mod failover;
 mod input_bounds;
+mod mailmark;
 mod util;
 mod wait;

@@ -207,6 +207,7 @@ pub fn write_session_with_prefix(
         address: peer.address.clone(),
         token: peer.token.clone(),
         broker_url: env.url(),
+        broker_urls: Vec::new(),
         claude_pid: key_pid,
         claude_start_time: peers_core::process::start_time(key_pid),
         mcp_pid: std::process::id(),

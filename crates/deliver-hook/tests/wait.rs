@@ -102,6 +102,18 @@ async fn the_waiter_wakes_the_session_with_the_mail_on_stderr() {
 }
 
 #[tokio::test]
+async fn the_long_poll_fails_over_past_a_broken_broker() {
+    // A broker that takes the connection and breaks it in front of the live one: the long
+    // poll (a read, safe to repeat) goes on to the live one, which then wakes the session.
+    let h = Harness::start(&[]).await;
+    let (broken, attempts) = crate::failover::dropper();
+    crate::failover::set_brokers(&h, &[&broken, &h.env.url()]);
+    mail_wakes(&h, start_waiter(&h, &[]), "through the second broker").await;
+    // Once: the claim and the ack went straight to the broker that answered.
+    assert_eq!(attempts.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
 async fn a_newer_waiter_supersedes_the_older_and_a_gone_session_ends_it() {
     let mut h = Harness::start(&[]).await;
     let mut old = start_waiter(&h, &[]);

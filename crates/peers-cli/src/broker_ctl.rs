@@ -68,9 +68,9 @@ pub fn run(cmd: BrokerCommand) -> Result<()> {
 fn refuse_remote(cfg: &Config, what: &str) -> Result<()> {
     if cfg.is_remote() {
         bail!(
-            "the broker is a remote hub ({}, set as `broker_url` in {} or PEERS_BROKER_URL): \
+            "the broker is a remote hub ({}, set as `broker_url(s)` in {} or PEERS_BROKER_URL(S)): \
              `peers broker {what}` only manages a local broker; {what} the hub on its own machine",
-            cfg.broker_url(),
+            cfg.broker_urls().join(", "),
             cfg.config_file.display()
         );
     }
@@ -171,7 +171,7 @@ fn logs(ctx: &Ctx, follow: bool, lines: Option<usize>) -> Result<()> {
     if ctx.cfg.is_remote() {
         bail!(
             "the broker is a remote hub ({}): its log is on the hub machine",
-            ctx.cfg.broker_url()
+            ctx.cfg.broker_urls().join(", ")
         );
     }
     let path = log_file(&ctx.cfg);

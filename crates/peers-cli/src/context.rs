@@ -23,6 +23,8 @@ impl std::error::Error for Exit {}
 pub struct Ctx {
     pub cfg: Config,
     pub rt: tokio::runtime::Runtime,
+    /// Every broker client of the command shares this one's pool and failover state.
+    client: BrokerClient,
 }
 
 impl Ctx {
@@ -31,16 +33,19 @@ impl Ctx {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        Ok(Ctx { cfg, rt })
+        let client = cfg.client(None);
+        Ok(Ctx { cfg, rt, client })
     }
 
+    /// The broker URL the next call goes to: the first configured one, or the one that
+    /// answered last.
     pub fn url(&self) -> String {
-        self.cfg.broker_url()
+        self.client.base_url().to_string()
     }
 
     /// A client without credentials (health only).
     pub fn anon(&self) -> BrokerClient {
-        BrokerClient::new(&self.url(), None)
+        self.client.clone()
     }
 
     /// A client carrying the human's credential: the hub token, else the local secret.
@@ -52,7 +57,7 @@ impl Ctx {
             )
         })?;
         match cred {
-            Some(c) => Ok(BrokerClient::new(&self.url(), Some(c))),
+            Some(c) => Ok(self.client.with_auth(Some(c))),
             None => {
                 let running = self.rt.block_on(self.anon().health()).is_ok();
                 if running {
@@ -76,11 +81,29 @@ impl Ctx {
     }
 }
 
+/// One configured broker and what its `GET /v1/health` said, asked on its own (no failover).
+pub struct Probe {
+    pub url: String,
+    pub health: Result<peers_core::wire::Health, ClientError>,
+}
+
+/// Asks every configured broker, in order, whether it answers.
+pub fn probe_brokers(cfg: &Config, rt: &tokio::runtime::Runtime) -> Vec<Probe> {
+    cfg.broker_urls()
+        .into_iter()
+        .map(|url| {
+            let health = rt.block_on(BrokerClient::new(&url, None).health());
+            Probe { url, health }
+        })
+        .collect()
+}
+
 /// What to do when no broker answers: start it, or check the hub.
 pub fn how_to_start(cfg: &Config) -> String {
     if cfg.is_remote() {
         format!(
-            "check that the hub runs and that `broker_url` in {} (or PEERS_BROKER_URL) is right",
+            "check that the hub runs and that `broker_url(s)` in {} (or PEERS_BROKER_URL(S)) is \
+             right",
             cfg.config_file.display()
         )
     } else {
@@ -94,9 +117,9 @@ pub fn how_to_start(cfg: &Config) -> String {
 pub fn not_running(cfg: &Config) -> anyhow::Error {
     if cfg.is_remote() {
         anyhow!(
-            "the peers hub at {} does not answer: check that it runs and that `broker_url` in {} \
-             (or PEERS_BROKER_URL) is right",
-            cfg.broker_url(),
+            "the peers hub at {} does not answer: check that it runs and that `broker_url(s)` in \
+             {} (or PEERS_BROKER_URL(S)) is right",
+            cfg.broker_urls().join(", "),
             cfg.config_file.display()
         )
     } else {

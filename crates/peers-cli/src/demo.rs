@@ -67,6 +67,7 @@ impl DemoEnv {
         let mut c = Command::new(bin);
         for k in [
             "PEERS_BROKER_URL",
+            "PEERS_BROKER_URLS",
             "PEERS_TOKEN",
             "PEERS_DB",
             "PEERS_BIND",

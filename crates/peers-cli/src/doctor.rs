@@ -159,50 +159,72 @@ fn binaries(r: &mut Report) {
 }
 
 fn broker(r: &mut Report, cfg: &Config, rt: &tokio::runtime::Runtime) {
-    let url = cfg.broker_url();
-    let anon = BrokerClient::new(&url, None);
-    let health = rt.block_on(anon.health());
-    match &health {
-        Ok(h) if h.version != peers_core::VERSION => r.warn(
-            "broker",
-            format!(
-                "peers-broker {} answers at {url} (pid {}), but this peers is {}",
-                h.version,
-                h.pid,
-                peers_core::VERSION
+    // Each configured broker on its own, so a dead one behind a live one still shows.
+    let probes = context::probe_brokers(cfg, rt);
+    let several = probes.len() > 1;
+    let any_answers = probes.iter().any(|p| p.health.is_ok());
+    for p in &probes {
+        let url = &p.url;
+        match &p.health {
+            Ok(h) if h.version != peers_core::VERSION => r.warn(
+                "broker",
+                format!(
+                    "peers-broker {} answers at {url} (pid {}), but this peers is {}",
+                    h.version,
+                    h.pid,
+                    peers_core::VERSION
+                ),
+                if cfg.is_remote() {
+                    "upgrade the hub to the same version".to_string()
+                } else {
+                    "restart it: `peers broker stop && peers broker start`".to_string()
+                },
             ),
-            if cfg.is_remote() {
-                "upgrade the hub to the same version".to_string()
-            } else {
-                "restart it: `peers broker stop && peers broker start`".to_string()
-            },
-        ),
-        Ok(h) => r.ok(
-            "broker",
-            format!(
-                "peers-broker {} answers at {url} (pid {}, up {})",
-                h.version,
-                h.pid,
-                context::duration(h.uptime_ms as i64)
+            Ok(h) => r.ok(
+                "broker",
+                format!(
+                    "peers-broker {} answers at {url} (pid {}, up {})",
+                    h.version,
+                    h.pid,
+                    context::duration(h.uptime_ms as i64)
+                ),
             ),
-        ),
-        Err(_) if cfg.is_remote() => r.fail(
-            "broker",
-            format!("the hub at {url} does not answer"),
-            format!(
-                "check that the hub runs and that `broker_url` in {} is right",
-                cfg.config_file.display()
+            // Clients fail over to the brokers that answer.
+            Err(e) if several && any_answers => r.warn(
+                "broker",
+                format!("{url} does not answer ({e}); clients use the others"),
+                "start that broker again, or drop it from `broker_urls`",
             ),
-        ),
-        // Not broken: the first Claude Code session with peers starts it.
-        Err(_) => r.warn(
-            "broker",
-            format!(
-                "not running at {url} (a Claude Code session with peers starts it when it opens)"
+            Err(_) if cfg.is_remote() => r.fail(
+                "broker",
+                format!("the hub at {url} does not answer"),
+                format!(
+                    "check that the hub runs and that `broker_url(s)` in {} is right",
+                    cfg.config_file.display()
+                ),
             ),
-            "nothing to do; or start it now with `peers broker start`",
-        ),
+            // Not broken: the first Claude Code session with peers starts it.
+            Err(_) => r.warn(
+                "broker",
+                format!(
+                    "not running at {url} (a Claude Code session with peers starts it when it \
+                     opens)"
+                ),
+                "nothing to do; or start it now with `peers broker start`",
+            ),
+        }
     }
+    let health = probes
+        .iter()
+        .find(|p| p.health.is_ok())
+        .map(|p| &p.health)
+        .unwrap_or(&probes[0].health);
+    let url = probes
+        .iter()
+        .find(|p| p.health.is_ok())
+        .unwrap_or(&probes[0])
+        .url
+        .clone();
 
     if cfg.is_remote() {
         match &cfg.token {

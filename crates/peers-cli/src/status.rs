@@ -20,6 +20,36 @@ pub const STATUS_NOT_RUNNING: u8 = 3;
 
 pub fn run(a: StatusArgs) -> Result<()> {
     let ctx = Ctx::load()?;
+    // With several brokers, each one is asked on its own and listed.
+    let probes = if ctx.cfg.broker_urls().len() > 1 {
+        context::probe_brokers(&ctx.cfg, &ctx.rt)
+    } else {
+        Vec::new()
+    };
+    let brokers_json: Vec<serde_json::Value> = probes
+        .iter()
+        .map(|p| match &p.health {
+            Ok(h) => json!({"url": p.url, "answers": true, "pid": h.pid, "version": h.version}),
+            Err(e) => json!({"url": p.url, "answers": false, "error": e.to_string()}),
+        })
+        .collect();
+    let print_brokers = || {
+        if probes.is_empty() {
+            return;
+        }
+        println!("brokers (tried in this order, failing over):");
+        for p in &probes {
+            match &p.health {
+                Ok(h) => println!(
+                    "  {}  answers (pid {}, up {})",
+                    p.url,
+                    h.pid,
+                    duration(h.uptime_ms as i64)
+                ),
+                Err(e) => println!("  {}  does not answer: {e}", p.url),
+            }
+        }
+    };
     let health = match ctx.rt.block_on(ctx.anon().health()) {
         Ok(h) => h,
         Err(_) => {
@@ -30,12 +60,13 @@ pub fn run(a: StatusArgs) -> Result<()> {
                 context::print_json(&json!({
                     "running": false,
                     "url": ctx.url(),
+                    "brokers": brokers_json,
                     "how_to_start": how,
                 }))?;
             } else {
                 println!(
                     "broker: not running at {}{}",
-                    ctx.url(),
+                    ctx.cfg.broker_urls().join(", "),
                     if ctx.cfg.is_remote() {
                         " (the hub does not answer)"
                     } else {
@@ -43,6 +74,7 @@ pub fn run(a: StatusArgs) -> Result<()> {
                     }
                 );
                 println!("  {how}");
+                print_brokers();
             }
             return Err(Exit(STATUS_NOT_RUNNING).into());
         }
@@ -65,6 +97,7 @@ pub fn run(a: StatusArgs) -> Result<()> {
             "running": true,
             "url": ctx.url(),
             "broker": health,
+            "brokers": brokers_json,
             "peers_alive": live,
             "waiting": waiting,
             "notices": notices,
@@ -77,6 +110,7 @@ pub fn run(a: StatusArgs) -> Result<()> {
         health.pid,
         duration(health.uptime_ms as i64)
     );
+    print_brokers();
     println!(
         "sessions: {live} live{}",
         if live == 0 {

@@ -5,6 +5,8 @@ mod broker;
 mod claude_code;
 mod demo;
 mod doctor;
+mod failover;
+mod hub_init;
 mod install;
 mod mail;
 mod texts;

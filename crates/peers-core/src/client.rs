@@ -3,14 +3,26 @@
 //! One method per call in `docs/PROTOCOL.md`. The client carries one bearer credential: a
 //! peer token (a session's own calls) or the user secret / hub token (registration, the human).
 //!
+//! Failover: a client may hold several broker URLs (`broker_urls`: brokers on one shared
+//! database). A call goes to the URL that answered last (sticky, shared by clones), and moves
+//! on to the next URL when that one cannot be reached, so a dead broker costs one failed
+//! connect, not one per call. What counts as "cannot be reached": no connection (refused,
+//! connect timeout), or a 503 answer (the broker's database is down or lost: nothing was
+//! stored). A request that may have reached a broker (the connection broke or timed out after
+//! it was sent) is tried again elsewhere only when replaying it is harmless (reads, heartbeats,
+//! long polls); a send, claim, ack or registration is not, so it fails instead of risking a
+//! duplicate. Any other HTTP answer (4xx, 500) is the answer: no failover. The request timeout
+//! bounds the whole call across all URLs.
+//!
 //! TLS: an `https` broker URL is verified against `tls_ca` (a CA or the hub's self-signed
 //! certificate, PEM) when one is configured, else against the system's roots; rustls with the
 //! ring provider. A plain `http` URL never loads a certificate, so the hook pays nothing for
 //! TLS it does not use.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -20,7 +32,9 @@ use crate::wire::*;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The broker could not be reached at all (refused, timed out, reset).
+    /// The broker could not be reached at all (refused, timed out, reset). With several
+    /// URLs, `url` lists those tried (", "-separated; [`ClientError::unreachable_urls`]) and
+    /// `reason` says what happened at each.
     #[error("cannot reach the peers broker at {url}: {reason}")]
     Unreachable { url: String, reason: String },
     /// The broker answered with an error body.
@@ -58,11 +72,28 @@ impl ClientError {
     pub fn is_unreachable(&self) -> bool {
         matches!(self, ClientError::Unreachable { .. })
     }
+
+    /// The broker URLs an [`ClientError::Unreachable`] call tried; empty for other errors.
+    pub fn unreachable_urls(&self) -> Vec<&str> {
+        match self {
+            ClientError::Unreachable { url, .. } => url.split(URL_SEPARATOR).collect(),
+            _ => Vec::new(),
+        }
+    }
 }
+
+/// Joins the URLs of an [`ClientError::Unreachable`].
+const URL_SEPARATOR: &str = ", ";
 
 #[derive(Debug, Clone)]
 pub struct BrokerClient {
-    base: String,
+    /// The broker URLs, in configured order; never empty.
+    bases: Arc<[String]>,
+    /// Index into `bases` of the URL tried first: the one that answered last. Shared by clones
+    /// (and [`BrokerClient::with_auth`]), so one process learns once which broker is alive.
+    first: Arc<AtomicUsize>,
+    /// The bound of a whole call (all attempts), unless the call sets its own.
+    request_timeout: Duration,
     auth: Option<String>,
     http: reqwest::Client,
     /// Why TLS could not be set up; every call fails with it.
@@ -138,7 +169,8 @@ fn tls_config(base: &str, ca: Option<&Path>) -> Result<Option<rustls::ClientConf
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
     pub connect: Duration,
-    /// Whole-request timeout, for calls that are not long polls.
+    /// Whole-call timeout, for calls that are not long polls: it bounds every attempt at
+    /// every broker URL together. `connect` bounds each connect on its own.
     pub request: Duration,
 }
 
@@ -170,13 +202,40 @@ impl BrokerClient {
         t: Timeouts,
         tls_ca: Option<&Path>,
     ) -> BrokerClient {
-        let base = base_url.trim_end_matches('/').to_string();
+        Self::build(&[base_url.to_string()], auth, t, tls_ca)
+    }
+
+    /// A client that fails over between `urls` (see the module doc), with the process's default
+    /// `tls_ca`. An empty list is the local default broker.
+    pub fn with_failover(urls: &[String], auth: Option<String>, t: Timeouts) -> BrokerClient {
+        Self::build(urls, auth, t, default_tls_ca().as_deref())
+    }
+
+    fn build(
+        urls: &[String],
+        auth: Option<String>,
+        t: Timeouts,
+        tls_ca: Option<&Path>,
+    ) -> BrokerClient {
+        let mut bases: Vec<String> = urls
+            .iter()
+            .map(|u| u.trim_end_matches('/').to_string())
+            .collect();
+        if bases.is_empty() {
+            bases.push("http://127.0.0.1:7900".to_string());
+        }
+        // One TLS setup serves every URL; it matters only when one of them is https.
+        let tls_base = bases
+            .iter()
+            .find(|b| b.starts_with("https://"))
+            .unwrap_or(&bases[0])
+            .clone();
         let builder = reqwest::Client::builder()
             .connect_timeout(t.connect)
             .timeout(t.request)
             .pool_idle_timeout(Duration::from_secs(30))
             .no_proxy();
-        let (builder, tls_error) = match tls_config(&base, tls_ca) {
+        let (builder, tls_error) = match tls_config(&tls_base, tls_ca) {
             Ok(Some(cfg)) => (builder.tls_backend_preconfigured(cfg), None),
             Ok(None) => (builder, None),
             Err(e) => (builder, Some(Arc::<str>::from(e))),
@@ -198,27 +257,37 @@ impl BrokerClient {
             ),
         };
         BrokerClient {
-            base,
+            bases: bases.into(),
+            first: Arc::new(AtomicUsize::new(0)),
+            request_timeout: t.request,
             auth,
             http,
             tls_error,
         }
     }
 
-    /// The same client with another credential (shares the connection pool).
+    /// The same client with another credential (shares the connection pool and what it
+    /// learnt about which broker answers).
     pub fn with_auth(&self, auth: Option<String>) -> BrokerClient {
         BrokerClient {
-            base: self.base.clone(),
             auth,
-            http: self.http.clone(),
-            tls_error: self.tls_error.clone(),
+            ..self.clone()
         }
     }
 
+    /// The broker URL the next call goes to first: the one that answered last.
     pub fn base_url(&self) -> &str {
-        &self.base
+        &self.bases[self.first.load(Ordering::Relaxed) % self.bases.len()]
     }
 
+    /// Every broker URL of this client, in configured order.
+    pub fn base_urls(&self) -> &[String] {
+        &self.bases
+    }
+
+    /// One API call, failing over between the URLs (see the module doc). `replayable`: the
+    /// call may be sent again to another broker after it may have reached one.
+    #[allow(clippy::too_many_arguments)]
     async fn call<B: Serialize, Q: Serialize, R: DeserializeOwned>(
         &self,
         method: Method,
@@ -226,47 +295,98 @@ impl BrokerClient {
         query: Option<&Q>,
         body: Option<&B>,
         timeout: Option<Duration>,
+        replayable: bool,
     ) -> Result<R, ClientError> {
         if let Some(e) = &self.tls_error {
             return Err(ClientError::Tls {
-                url: self.base.clone(),
+                url: self.base_url().to_string(),
                 reason: e.to_string(),
             });
         }
-        let url = format!("{}{}", self.base, path);
-        let mut req = self.http.request(method, &url);
-        if let Some(a) = &self.auth {
-            req = req.bearer_auth(a);
+        let deadline = Instant::now() + timeout.unwrap_or(self.request_timeout);
+        let n = self.bases.len();
+        let start = self.first.load(Ordering::Relaxed) % n;
+        let mut unreachable: Vec<(&str, String)> = Vec::new();
+        let mut refused: Option<ClientError> = None;
+        for i in 0..n {
+            let idx = (start + i) % n;
+            let base = self.bases[idx].as_str();
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let url = format!("{base}{path}");
+            let mut req = self.http.request(method.clone(), &url).timeout(left);
+            if let Some(a) = &self.auth {
+                req = req.bearer_auth(a);
+            }
+            if let Some(q) = query {
+                req = req.query(q);
+            }
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let answer = match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    resp.bytes().await.map(|b| (status, b))
+                }
+                Err(e) => Err(e),
+            };
+            let (status, bytes) = match answer {
+                Ok(a) => a,
+                Err(e) => {
+                    // Only a failed connect proves the request never reached this broker.
+                    let go_on = e.is_connect() || replayable;
+                    unreachable.push((base, error_chain(&e)));
+                    if go_on {
+                        continue;
+                    }
+                    break;
+                }
+            };
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                // The broker is up but its database is not: nothing was stored; try the next.
+                refused = Some(api_error(status, &bytes, base));
+                continue;
+            }
+            self.first.store(idx, Ordering::Relaxed);
+            if status.is_success() {
+                return serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol {
+                    url: base.to_string(),
+                    detail: format!("{e} in {}", String::from_utf8_lossy(&bytes)),
+                });
+            }
+            return Err(api_error(status, &bytes, base));
         }
-        if let Some(q) = query {
-            req = req.query(q);
+        if let Some(e) = refused {
+            return Err(e);
         }
-        if let Some(b) = body {
-            req = req.json(b);
+        if unreachable.is_empty() {
+            // The deadline passed before any attempt (a zero timeout).
+            unreachable.push((self.base_url(), "no time left to try".into()));
         }
-        if let Some(t) = timeout {
-            req = req.timeout(t);
-        }
-        let resp = req.send().await.map_err(|e| ClientError::Unreachable {
-            url: self.base.clone(),
-            reason: error_chain(&e),
-        })?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| ClientError::Unreachable {
-            url: self.base.clone(),
-            reason: error_chain(&e),
-        })?;
-        if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol {
-                url: self.base.clone(),
-                detail: format!("{e} in {}", String::from_utf8_lossy(&bytes)),
-            });
-        }
-        Err(api_error(status, &bytes, &self.base))
+        let reason = if unreachable.len() == 1 {
+            unreachable[0].1.clone()
+        } else {
+            unreachable
+                .iter()
+                .map(|(u, r)| format!("{u}: {r}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        Err(ClientError::Unreachable {
+            url: unreachable
+                .iter()
+                .map(|(u, _)| *u)
+                .collect::<Vec<_>>()
+                .join(URL_SEPARATOR),
+            reason,
+        })
     }
 
     async fn get<R: DeserializeOwned>(&self, path: &str) -> Result<R, ClientError> {
-        self.call::<(), (), R>(Method::GET, path, None, None, None)
+        self.call::<(), (), R>(Method::GET, path, None, None, None, true)
             .await
     }
 
@@ -275,16 +395,28 @@ impl BrokerClient {
         path: &str,
         q: &Q,
     ) -> Result<R, ClientError> {
-        self.call::<(), Q, R>(Method::GET, path, Some(q), None, None)
+        self.call::<(), Q, R>(Method::GET, path, Some(q), None, None, true)
             .await
     }
 
+    /// A POST that may change state: sent to a second broker only when it surely never
+    /// reached the first.
     async fn post<B: Serialize, R: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
     ) -> Result<R, ClientError> {
-        self.call::<B, (), R>(Method::POST, path, None, Some(body), None)
+        self.call::<B, (), R>(Method::POST, path, None, Some(body), None, false)
+            .await
+    }
+
+    /// A POST whose repetition changes nothing more (a heartbeat, a summary).
+    async fn post_idempotent<B: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<R, ClientError> {
+        self.call::<B, (), R>(Method::POST, path, None, Some(body), None, true)
             .await
     }
 
@@ -300,13 +432,13 @@ impl BrokerClient {
 
     /// `POST /v1/peers/heartbeat` (peer token).
     pub async fn heartbeat(&self) -> Result<HeartbeatResponse, ClientError> {
-        self.post("/v1/peers/heartbeat", &serde_json::json!({}))
+        self.post_idempotent("/v1/peers/heartbeat", &serde_json::json!({}))
             .await
     }
 
     /// `POST /v1/peers/summary` (peer token).
     pub async fn set_summary(&self, summary: &str) -> Result<Done, ClientError> {
-        self.post(
+        self.post_idempotent(
             "/v1/peers/summary",
             &SummaryRequest {
                 summary: summary.to_string(),
@@ -386,6 +518,7 @@ impl BrokerClient {
             Some(q),
             None,
             Some(hold),
+            true,
         )
         .await
     }
@@ -459,6 +592,154 @@ mod tests {
     fn path_segments_are_escaped() {
         assert_eq!(path_segment("api@box"), "api@box");
         assert_eq!(path_segment("a b/c"), "a%20b%2Fc");
+    }
+
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::sync::atomic::AtomicU32;
+
+    /// A loopback server counting the connections it accepts; each is answered by `reply`
+    /// (`None`: closed at once, before any response).
+    struct Fake {
+        url: String,
+        accepted: Arc<AtomicU32>,
+    }
+
+    fn fake(reply: Option<(u16, &'static str)>) -> Fake {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let accepted = Arc::new(AtomicU32::new(0));
+        let count = accepted.clone();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(mut conn) = conn else { return };
+                count.fetch_add(1, Ordering::SeqCst);
+                let Some((status, body)) = reply else {
+                    drop(conn);
+                    continue;
+                };
+                // Read the head (and a small body); then answer and close.
+                let mut buf = [0u8; 8192];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: \
+                     {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        Fake { url, accepted }
+    }
+
+    const HEALTH: &str = r#"{"ok":true,"version":"t","uptime_ms":1,"pid":1,"machine_id":"m","host":"h","peers_alive":0,"queued":0}"#;
+
+    fn dead_url() -> String {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        format!("http://127.0.0.1:{port}")
+    }
+
+    fn client(urls: &[&str]) -> BrokerClient {
+        let urls: Vec<String> = urls.iter().map(|u| u.to_string()).collect();
+        BrokerClient::with_failover(&urls, None, Timeouts::default())
+    }
+
+    #[tokio::test]
+    async fn the_broker_that_answered_is_tried_first_next_time() {
+        let dropper = fake(None);
+        let live = fake(Some((200, HEALTH)));
+        let c = client(&[&dropper.url, &live.url]);
+        for _ in 0..3 {
+            c.health().await.unwrap();
+        }
+        assert_eq!(c.base_url(), live.url);
+        // One failed attempt at the broken broker, not one per call; clones share it.
+        assert_eq!(dropper.accepted.load(Ordering::SeqCst), 1);
+        c.with_auth(Some("t".into())).health().await.unwrap();
+        assert_eq!(dropper.accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(live.accepted.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn a_refused_connect_fails_over_even_for_a_send() {
+        let live = fake(Some((
+            400,
+            r#"{"error":{"code":"unknown_peer","message":"no"}}"#,
+        )));
+        let dead = dead_url();
+        let c = client(&[&dead, &live.url]);
+        let req = SendRequest {
+            to: "x".into(),
+            message: "m".into(),
+            reply_to: None,
+        };
+        let e = c.send(&req).await.unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::UnknownPeer), "{e:?}");
+        assert_eq!(live.accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_send_that_may_have_arrived_is_not_sent_again() {
+        let dropper = fake(None);
+        let live = fake(Some((200, HEALTH)));
+        let c = client(&[&dropper.url, &live.url]);
+        let req = SendRequest {
+            to: "x".into(),
+            message: "m".into(),
+            reply_to: None,
+        };
+        let e = c.send(&req).await.unwrap_err();
+        assert!(e.is_unreachable(), "{e:?}");
+        assert_eq!(e.unreachable_urls(), [dropper.url.as_str()]);
+        assert_eq!(live.accepted.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn an_http_error_is_the_answer_but_503_fails_over() {
+        let refusing = fake(Some((
+            401,
+            r#"{"error":{"code":"unauthorized","message":"no"}}"#,
+        )));
+        let live = fake(Some((200, HEALTH)));
+        let c = client(&[&refusing.url, &live.url]);
+        let e = c.health().await.unwrap_err();
+        assert_eq!(e.status(), Some(401), "{e:?}");
+        assert_eq!(live.accepted.load(Ordering::SeqCst), 0);
+
+        let no_db = fake(Some((
+            503,
+            r#"{"error":{"code":"storage_unavailable","message":"db down"}}"#,
+        )));
+        let c = client(&[&no_db.url, &live.url]);
+        c.health().await.unwrap();
+        assert_eq!(c.base_url(), live.url);
+        // Every broker's database down: the 503 is the answer.
+        let c = client(&[&no_db.url, &dead_url()]);
+        let e = c.health().await.unwrap_err();
+        assert_eq!(e.status(), Some(503), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn every_broker_dead_names_each() {
+        let (a, b) = (dead_url(), dead_url());
+        let e = client(&[&a, &b]).health().await.unwrap_err();
+        assert!(e.is_unreachable(), "{e:?}");
+        assert_eq!(e.unreachable_urls(), [a.as_str(), b.as_str()]);
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("{a}: ")) && text.contains(&format!("{b}: ")),
+            "{text}"
+        );
     }
 
     #[tokio::test]

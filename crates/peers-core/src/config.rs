@@ -18,9 +18,12 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// The config file this was loaded from (`PEERS_CONFIG`), whether or not it exists.
     pub config_file: PathBuf,
-    /// The broker to talk to. `None` means the local broker at `bind:port`, which clients may
-    /// start themselves. A set URL is a hub: clients never start or stop it.
-    pub broker_url: Option<String>,
+    /// The brokers to talk to (`broker_urls`, or `broker_url` as a list of one;
+    /// `PEERS_BROKER_URLS` comma-separated, or `PEERS_BROKER_URL`). Empty means the local
+    /// broker at `bind:port`, which clients may start themselves. Set URLs are a hub (several:
+    /// brokers on one shared database, tried in order with failover): clients never start or
+    /// stop them.
+    pub broker_urls: Vec<String>,
     /// The hub token, for registration and human calls on a hub (`PEERS_TOKEN`).
     pub token: Option<String>,
     /// Address the broker listens on (`PEERS_BIND`).
@@ -77,6 +80,7 @@ pub struct Config {
 struct FileConfig {
     state_dir: Option<PathBuf>,
     broker_url: Option<String>,
+    broker_urls: Option<Vec<String>>,
     token: Option<String>,
     bind: Option<IpAddr>,
     port: Option<u16>,
@@ -221,9 +225,13 @@ impl Config {
             tls_cert: path("PEERS_TLS_CERT", file.tls_cert)?,
             tls_key: path("PEERS_TLS_KEY", file.tls_key)?,
             tls_ca: path("PEERS_TLS_CA", file.tls_ca)?,
-            broker_url: parse("PEERS_BROKER_URL")?
-                .or(file.broker_url)
-                .map(|u| u.trim_end_matches('/').to_string()),
+            broker_urls: broker_urls(
+                parse("PEERS_BROKER_URL")?,
+                parse("PEERS_BROKER_URLS")?,
+                file.broker_url,
+                file.broker_urls,
+                &config_file,
+            )?,
             token: parse("PEERS_TOKEN")?.or(file.token),
             bind,
             port,
@@ -258,18 +266,39 @@ impl Config {
         })
     }
 
-    /// The broker URL clients use: the configured hub, or the local broker.
+    /// The first broker URL clients use: the configured hub's (the first of `broker_urls`),
+    /// or the local broker's.
     pub fn broker_url(&self) -> String {
-        match &self.broker_url {
+        match self.broker_urls.first() {
             Some(u) => u.clone(),
             None => format!("http://{}", std::net::SocketAddr::new(self.bind, self.port))
                 .replace("0.0.0.0", "127.0.0.1"),
         }
     }
 
+    /// Every broker URL clients use, in order: the configured ones, or the local broker's.
+    /// Give these to [`crate::BrokerClient::with_failover`].
+    pub fn broker_urls(&self) -> Vec<String> {
+        if self.broker_urls.is_empty() {
+            vec![self.broker_url()]
+        } else {
+            self.broker_urls.clone()
+        }
+    }
+
+    /// A client for the configured brokers (failing over between them) with the default
+    /// timeouts.
+    pub fn client(&self, auth: Option<String>) -> crate::BrokerClient {
+        crate::BrokerClient::with_failover(
+            &self.broker_urls(),
+            auth,
+            crate::client::Timeouts::default(),
+        )
+    }
+
     /// True when clients talk to a broker they must not start or stop themselves.
     pub fn is_remote(&self) -> bool {
-        self.broker_url.is_some()
+        !self.broker_urls.is_empty()
     }
 
     /// The credential for registration and human calls: the hub token when configured, else
@@ -355,6 +384,51 @@ impl std::fmt::Debug for DbUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.display())
     }
+}
+
+/// The configured broker URLs. The environment beats the file; within one of them, naming
+/// both `broker_url` and `broker_urls` is an error (which one was meant is a guess).
+fn broker_urls(
+    env_one: Option<String>,
+    env_list: Option<String>,
+    file_one: Option<String>,
+    file_list: Option<Vec<String>>,
+    config_file: &Path,
+) -> Result<Vec<String>, ConfigError> {
+    let urls: Vec<String> = match (env_one, env_list) {
+        (Some(one), Some(_)) => {
+            return Err(ConfigError::Env {
+                var: "PEERS_BROKER_URL".into(),
+                value: one,
+                message: "PEERS_BROKER_URLS is set too: set only one of them (a list of one \
+                          URL is fine)"
+                    .into(),
+            });
+        }
+        (Some(one), None) => vec![one],
+        (None, Some(list)) => list.split(',').map(str::to_string).collect(),
+        (None, None) => match (file_one, file_list) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Parse {
+                    path: config_file.to_path_buf(),
+                    message: "both broker_url and broker_urls are set: keep only broker_urls \
+                              (broker_url = \"…\" is the same as broker_urls = [\"…\"])"
+                        .into(),
+                });
+            }
+            (Some(one), None) => vec![one],
+            (None, Some(list)) => list,
+            (None, None) => Vec::new(),
+        },
+    };
+    let mut out: Vec<String> = Vec::new();
+    for u in urls {
+        let u = u.trim().trim_end_matches('/').to_string();
+        if !u.is_empty() && !out.contains(&u) {
+            out.push(u);
+        }
+    }
+    Ok(out)
 }
 
 fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -447,6 +521,62 @@ mod tests {
         assert_eq!(c.loop_budget, 3);
         assert_eq!(c.broker_url(), "http://10.0.0.1:7900");
         assert!(c.is_remote());
+    }
+
+    #[test]
+    fn broker_urls_from_file_then_env_and_never_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg_path = dir.path().join("config.toml");
+        let cfg = cfg_path.to_str().unwrap();
+        std::fs::write(
+            &cfg_path,
+            "broker_urls = [\"http://a:7900/\", \" \", \"http://b:7900\", \"http://a:7900\"]\n",
+        )
+        .unwrap();
+        let c = load(&[("PEERS_CONFIG", cfg)]).unwrap();
+        assert_eq!(c.broker_urls(), ["http://a:7900", "http://b:7900"]);
+        assert_eq!(c.broker_url(), "http://a:7900");
+        assert!(c.is_remote());
+        // The environment beats the file, as a list or as one URL.
+        let c = load(&[
+            ("PEERS_CONFIG", cfg),
+            ("PEERS_BROKER_URLS", "http://c:1, http://d:2"),
+        ])
+        .unwrap();
+        assert_eq!(c.broker_urls(), ["http://c:1", "http://d:2"]);
+        let c = load(&[("PEERS_CONFIG", cfg), ("PEERS_BROKER_URL", "http://e:3")]).unwrap();
+        assert_eq!(c.broker_urls(), ["http://e:3"]);
+        // Both in one layer: a clear error naming both keys.
+        let e = load(&[
+            ("PEERS_CONFIG", cfg),
+            ("PEERS_BROKER_URL", "http://e:3"),
+            ("PEERS_BROKER_URLS", "http://c:1"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("PEERS_BROKER_URL") && e.contains("PEERS_BROKER_URLS"),
+            "{e}"
+        );
+        std::fs::write(
+            &cfg_path,
+            "broker_url = \"http://a:7900\"\nbroker_urls = [\"http://b:7900\"]\n",
+        )
+        .unwrap();
+        let e = load(&[("PEERS_CONFIG", cfg)]).unwrap_err().to_string();
+        assert!(
+            e.contains("broker_url and broker_urls") && e.contains(cfg),
+            "{e}"
+        );
+        // One URL is a list of one.
+        std::fs::write(&cfg_path, "broker_url = \"http://a:7900\"\n").unwrap();
+        let c = load(&[("PEERS_CONFIG", cfg)]).unwrap();
+        assert_eq!(c.broker_urls(), ["http://a:7900"]);
+        // None: the local broker, not remote.
+        std::fs::write(&cfg_path, "port = 8101\n").unwrap();
+        let c = load(&[("PEERS_CONFIG", cfg)]).unwrap();
+        assert_eq!(c.broker_urls(), ["http://127.0.0.1:8101"]);
+        assert!(!c.is_remote());
     }
 
     #[test]

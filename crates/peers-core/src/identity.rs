@@ -126,6 +126,20 @@ pub fn git_branch(root: &Path) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Names that mean someone other than a session: `you` (the human, as messages show it),
+/// `human`, `user`, `all`, `peers`. A session whose directory has one of these names is
+/// numbered as if the name were taken (`you-2`, `peers-2`, …).
+pub const RESERVED_NAMES: [&str; 5] = ["you", "human", "user", "all", "peers"];
+
+/// Whether no session may be called `name`: a reserved name, or one starting with `#` (a
+/// topic) or `*` (a broadcast).
+pub fn is_reserved_name(name: &str) -> bool {
+    let name = name.trim();
+    name.starts_with('#')
+        || name.starts_with('*')
+        || RESERVED_NAMES.iter().any(|r| r.eq_ignore_ascii_case(name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +178,15 @@ mod tests {
         let a = machine_id(dir.path()).unwrap();
         assert_eq!(a, machine_id(dir.path()).unwrap());
         assert!(uuid::Uuid::parse_str(&a).is_ok());
+    }
+
+    #[test]
+    fn reserved_names() {
+        for n in ["you", "YOU", "human", "user", "all", "peers", "#ops", "*"] {
+            assert!(is_reserved_name(n), "{n}");
+        }
+        for n in ["you-2", "peers-2", "api", "yours"] {
+            assert!(!is_reserved_name(n), "{n}");
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! * [`paths`] — where state, config and the per-user secret live.
 //! * [`identity`] — machine id, host label, friendly names, git facts about a directory.
 //! * [`process`] — pids, parents, process start times (`/proc` on Linux, sysinfo elsewhere).
+//! * [`mailmark`] — the files by which a local broker tells the hook whether mail may wait.
 //! * [`local_broker`] — finding `peers-broker`, starting it detached, waiting until it answers.
 //! * [`render`] — the one renderer of model-facing mail (hook, wake, `check_messages`), the
 //!   SessionStart introduction and `list_peers` entries, with this client's tool names.
@@ -18,6 +19,7 @@ pub mod client;
 pub mod config;
 pub mod identity;
 pub mod local_broker;
+pub mod mailmark;
 pub mod paths;
 pub mod process;
 pub mod render;

@@ -26,7 +26,13 @@ pub struct SessionFile {
     /// `name@host`.
     pub address: String,
     pub token: String,
+    /// The broker this session registered with.
     pub broker_url: String,
+    /// Every broker the session may use, `broker_url` first (brokers on one shared database,
+    /// for failover). Empty in files written by older versions or for a single broker: then
+    /// `broker_url` alone ([`SessionFile::broker_urls`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub broker_urls: Vec<String>,
     pub claude_pid: u32,
     /// The start time of the Claude Code process ([`process::start_time`]); `None` in files
     /// written by older versions.
@@ -46,11 +52,30 @@ pub struct SessionFile {
     pub tool_prefix: String,
 }
 
+/// The `broker_urls` of a session file: all of `all`, rotated so that `first` (the broker that
+/// answered the registration) comes first; empty for a single broker.
+pub fn broker_list(all: &[String], first: &str) -> Vec<String> {
+    if all.len() < 2 {
+        return Vec::new();
+    }
+    let at = all.iter().position(|u| u == first).unwrap_or(0);
+    all[at..].iter().chain(&all[..at]).cloned().collect()
+}
+
 fn default_tool_prefix() -> String {
     crate::render::DEFAULT_TOOL_PREFIX.to_string()
 }
 
 impl SessionFile {
+    /// The brokers to try, in order: `broker_urls`, or `broker_url` alone.
+    pub fn broker_urls(&self) -> Vec<String> {
+        if self.broker_urls.is_empty() {
+            vec![self.broker_url.clone()]
+        } else {
+            self.broker_urls.clone()
+        }
+    }
+
     pub fn path(state_dir: &Path, claude_pid: u32) -> PathBuf {
         paths::sessions_dir(state_dir).join(format!("{claude_pid}.json"))
     }
@@ -141,6 +166,7 @@ mod tests {
             address: "api@box".into(),
             token: "t".into(),
             broker_url: "http://127.0.0.1:7900".into(),
+            broker_urls: Vec::new(),
             claude_pid,
             claude_start_time: None,
             mcp_pid: 4243,

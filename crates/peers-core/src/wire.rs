@@ -43,12 +43,14 @@ pub enum ErrorCode {
     StorageLost,
     /// 507: the disk holding the database is full or failing; nothing was stored.
     StorageFull,
+    /// 503: the database server cannot be reached (PostgreSQL down or refusing connections).
+    StorageUnavailable,
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -61,6 +63,7 @@ impl ErrorCode {
         ErrorCode::BadHost,
         ErrorCode::StorageLost,
         ErrorCode::StorageFull,
+        ErrorCode::StorageUnavailable,
         ErrorCode::Internal,
     ];
 
@@ -78,6 +81,7 @@ impl ErrorCode {
             ErrorCode::BadHost => "bad_host",
             ErrorCode::StorageLost => "storage_lost",
             ErrorCode::StorageFull => "storage_full",
+            ErrorCode::StorageUnavailable => "storage_unavailable",
             ErrorCode::Internal => "internal",
         }
     }

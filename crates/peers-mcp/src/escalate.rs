@@ -117,7 +117,7 @@ async fn held_by_budget(peer: &Peer, peer_id: &str, oldest: i64) -> bool {
     let Ok(Some(cred)) = peer.config.user_credential() else {
         return false;
     };
-    let user = BrokerClient::new(&peer.config.broker_url(), Some(cred));
+    let user = peer.config.client(Some(cred));
     match user.notices().await {
         Ok(list) => list.notices.iter().any(|n| {
             n.kind == "loop_budget" && n.peer_id.as_deref() == Some(peer_id) && n.at_ms >= oldest

@@ -94,7 +94,7 @@ async fn run(config: Config, tools: render::ToolNames) -> Result<(), String> {
     facts.tools = tools;
     tracing::info!(
         claude_pid = facts.claude_pid, parent = facts.direct_parent, cwd = %facts.cwd.display(),
-        broker = %config.broker_url(), "peers-mcp {} starting (pid {})", peers_core::VERSION,
+        broker = %config.broker_urls().join(", "), "peers-mcp {} starting (pid {})", peers_core::VERSION,
         std::process::id()
     );
     remove_stale_session_files(&config);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use peers_core::client::Timeouts;
 use peers_core::local_broker::{self, StartError, Up};
-use peers_core::session::SessionFile;
+use peers_core::session::{self, SessionFile};
 use peers_core::wire::{HeartbeatResponse, RegisterRequest, RegisterResponse};
 use peers_core::{BrokerClient, ClientError, Config, identity, process};
 
@@ -119,8 +119,8 @@ pub struct Peer {
 
 impl Peer {
     pub fn new(config: Config, facts: Facts) -> Peer {
-        let anon = BrokerClient::with_timeouts(
-            &config.broker_url(),
+        let anon = BrokerClient::with_failover(
+            &config.broker_urls(),
             None,
             Timeouts {
                 connect: Duration::from_secs(2),
@@ -213,7 +213,8 @@ impl Peer {
             name: resp.name.clone(),
             address: resp.address,
             token: resp.token,
-            broker_url: self.config.broker_url(),
+            broker_url: self.anon.base_url().to_string(),
+            broker_urls: session::broker_list(self.anon.base_urls(), self.anon.base_url()),
             claude_pid: f.claude_pid,
             claude_start_time: f.claude_start_time,
             mcp_pid: f.mcp_pid,

@@ -280,6 +280,22 @@ async fn an_unreachable_hub_is_a_tool_error_not_a_crash() {
 }
 
 #[tokio::test]
+async fn a_dead_broker_in_front_of_the_list_is_passed_over() {
+    let (mut env, _reaper, _broker) = with_broker().await;
+    let live = env.url();
+    let dead = format!("http://127.0.0.1:{}", peers_testkit::free_port());
+    env.set("PEERS_BROKER_URLS", format!("{dead},{live}"));
+    let s = shell_session(&env, "alpha").await;
+    let t = s.ok("whoami", json!({})).await;
+    assert!(t.contains(&format!("Broker: {live}")), "{t}");
+    // The session file names the broker that answered first, so the hook tries it first.
+    let f = s.session_file().await;
+    assert_eq!(f.broker_url, live);
+    assert_eq!(f.broker_urls, [live.clone(), dead.clone()]);
+    s.ok("list_peers", json!({})).await;
+}
+
+#[tokio::test]
 async fn when_claude_dies_the_server_exits_and_its_mail_waits() {
     let (env, _reaper, _broker) = with_broker().await;
     let a = shell_session(&env, "alpha").await;

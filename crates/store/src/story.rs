@@ -1,3 +1,1217 @@
 //! The one test story every backend runs (feature `story`): each store operation and each
-//! guarantee of [`crate::Store`], written once against the trait. A backend's tests open a
-//! fresh, empty store per chapter and call [`run_all`] or the chapters one by one.
+//! guarantee of [`crate::Store`], written once against the trait.
+//!
+//! Every chapter is a public async function taking a fresh, empty store (`&Arc<dyn Store>`,
+//! so chapters can spawn concurrent callers) and panicking, with the guarantee it checks in
+//! the message, when the store breaks it. A backend's tests open a fresh store per chapter
+//! and call the chapters one by one (one test per chapter, so a failure names it; see
+//! [`story_chapters!`](crate::story_chapters)) or all of them with [`run_all`]. Times are made up (epoch ms from
+//! [`T0`]); no chapter waits on the clock.
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use peers_core::wire::{MessageState, RegisterRequest, SenderKind};
+
+use crate::{
+    Ack, Claim, ClaimOutcome, LogFilter, LogSender, LoopBudget, NewMessage, NewNotice,
+    NewRegistration, PeerRecord, Registration, Sender, Store, Sweep,
+};
+
+/// The story's "now": every time in it is `T0` plus a few milliseconds.
+pub const T0: i64 = 1_700_000_000_000;
+
+/// The machine every chapter's sessions run on, and its host label.
+pub const MACHINE: &str = "machine-a";
+pub const HOST: &str = "host-a";
+
+/// A chapter: runs on a fresh, empty store.
+pub type Chapter = for<'a> fn(&'a Arc<dyn Store>) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// Calls the macro `$callback` with the name of every chapter, in story order:
+/// `peers_store::story_chapters!(my_tests)` lets a backend's test file make one test per
+/// chapter without listing them again (see `crates/store-sqlite/tests/story.rs`).
+#[macro_export]
+macro_rules! story_chapters {
+    ($callback:ident) => {
+        $callback![
+            names_come_from_the_directory_and_stay_with_the_process,
+            previous_name_is_kept_when_free,
+            reserved_names_are_never_given,
+            a_reused_pid_ends_the_old_session,
+            an_ended_sessions_name_and_mail_go_to_the_next_session_in_its_directory,
+            heartbeat_revives_only_when_allowed,
+            unregister_makes_the_token_invalid_and_keeps_the_mail,
+            resolve_by_name_host_and_id,
+            lineage_follows_replacements,
+            peer_lists_and_counts,
+            sequential_sends_get_increasing_ids,
+            concurrent_sends_keep_their_own_ids_and_share_commits,
+            a_send_racing_a_reregistration_follows_the_replacement,
+            claim_leases_in_send_order_up_to_max,
+            concurrent_claimers_never_get_one_message_twice,
+            a_lapsed_lease_is_claimable_again,
+            ack_full_and_partial,
+            a_late_ack_of_a_lapsed_lease_still_counts,
+            loop_budget_limits_automatic_claims,
+            loop_budget_is_shared_by_the_registrations_of_one_process,
+            sweep_marks_gone_requeues_expires_and_forgets_budget,
+            a_sweep_without_the_turn_only_marks_gone,
+            status_and_replies,
+            log_filters,
+            delivered_to_lists_delivered_mail_newest_first,
+            queued_and_pending_counts,
+            notices_newest_first,
+        ];
+    };
+}
+
+macro_rules! chapters {
+    ($($name:ident),* $(,)?) => {
+        /// Every chapter by name, in story order.
+        pub const CHAPTERS: &[(&str, Chapter)] = &[
+            $((stringify!($name), |s| Box::pin($name(s)))),*
+        ];
+    };
+}
+
+story_chapters!(chapters);
+
+/// Runs every chapter, each on a store from `open` (which must be fresh and empty), and
+/// closes it after.
+pub async fn run_all<F, Fut>(open: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn Store>>,
+{
+    for (name, chapter) in CHAPTERS {
+        let store = open().await;
+        eprintln!("story: {name}");
+        chapter(&store).await;
+        store.close().await;
+    }
+}
+
+// ---- the cast ------------------------------------------------------------------------------
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn fresh_id() -> String {
+    format!("story-{}", NEXT_ID.fetch_add(1, Ordering::SeqCst))
+}
+
+/// A registration request of Claude Code process `pid` (start time `pid * 10`) in `cwd`.
+pub fn request(pid: u32, cwd: &str) -> RegisterRequest {
+    RegisterRequest {
+        claude_pid: pid,
+        claude_start_time: Some(pid as u64 * 10),
+        mcp_pid: pid + 1,
+        machine_id: MACHINE.into(),
+        host: HOST.into(),
+        cwd: cwd.into(),
+        ..Default::default()
+    }
+}
+
+/// Registers `request` under a fresh id.
+pub async fn register_as(s: &Arc<dyn Store>, request: RegisterRequest, now: i64) -> Registration {
+    let peer_id = fresh_id();
+    s.register(NewRegistration {
+        request,
+        token_hash: format!("hash-of-{peer_id}"),
+        peer_id,
+        now,
+    })
+    .await
+    .expect("register")
+}
+
+/// Registers process `pid` in `cwd` at `T0`.
+pub async fn register(s: &Arc<dyn Store>, pid: u32, cwd: &str) -> PeerRecord {
+    register_as(s, request(pid, cwd), T0).await.peer
+}
+
+/// A message from the human to `to`.
+pub fn from_human(to: &PeerRecord, body: &str, sent_ms: i64) -> NewMessage {
+    NewMessage {
+        from: Sender {
+            kind: SenderKind::Human,
+            peer_id: None,
+            address: format!("you@{HOST}"),
+            cwd: None,
+        },
+        to_peer: to.id.clone(),
+        to_address: to.address(),
+        body: body.into(),
+        reply_to: None,
+        sent_ms,
+        expires_ms: sent_ms + 86_400_000,
+    }
+}
+
+/// A message from peer `from` to `to`.
+pub fn from_peer(from: &PeerRecord, to: &PeerRecord, body: &str, sent_ms: i64) -> NewMessage {
+    NewMessage {
+        from: Sender {
+            kind: SenderKind::Peer,
+            peer_id: Some(from.id.clone()),
+            address: from.address(),
+            cwd: Some(from.cwd.clone()),
+        },
+        ..from_human(to, body, sent_ms)
+    }
+}
+
+async fn send(s: &Arc<dyn Store>, m: NewMessage) -> i64 {
+    s.send(m).await.expect("send").id
+}
+
+fn claim_of(peer: &PeerRecord, lease: &str, max: u32, now: i64) -> Claim {
+    Claim {
+        peer_id: peer.id.clone(),
+        lease_id: lease.into(),
+        max,
+        now,
+        lease_expires_ms: now + 1_000,
+        automatic: None,
+    }
+}
+
+async fn claim(s: &Arc<dyn Store>, c: Claim) -> ClaimOutcome {
+    s.claim(c).await.expect("claim")
+}
+
+fn bodies(out: &ClaimOutcome) -> Vec<&str> {
+    out.messages.iter().map(|m| m.body.as_str()).collect()
+}
+
+async fn waiting_bodies(s: &Arc<dyn Store>, peer: &PeerRecord) -> Vec<String> {
+    let w = s.waiting(&peer.id).await.expect("waiting");
+    w.into_iter().map(|m| m.body).collect()
+}
+
+async fn ack(
+    s: &Arc<dyn Store>,
+    peer: &PeerRecord,
+    lease: &str,
+    ids: Option<Vec<i64>>,
+    now: i64,
+) -> (u64, u64) {
+    let a = s
+        .ack(Ack {
+            peer_id: peer.id.clone(),
+            lease_id: lease.into(),
+            via: "Stop".into(),
+            ids,
+            now,
+        })
+        .await
+        .expect("ack");
+    (a.delivered, a.released)
+}
+
+async fn sweep(
+    s: &Arc<dyn Store>,
+    gone: &[&PeerRecord],
+    now: i64,
+    budget_window_ms: i64,
+) -> crate::Swept {
+    s.sweep(Sweep {
+        gone: gone.iter().map(|p| p.id.clone()).collect(),
+        now,
+        budget_window_ms,
+        whole: true,
+    })
+    .await
+    .expect("sweep")
+}
+
+async fn peer(s: &Arc<dyn Store>, id: &str) -> PeerRecord {
+    s.peer(id)
+        .await
+        .expect("peer")
+        .expect("the registration exists")
+}
+
+fn budget(p: &PeerRecord, limit: u32, window_ms: i64) -> LoopBudget {
+    LoopBudget {
+        machine_id: p.machine_id.clone(),
+        claude_pid: p.claude_pid,
+        limit,
+        window_ms,
+        notice: format!("{} used its loop budget", p.address()),
+    }
+}
+
+fn automatic(p: &PeerRecord, lease: &str, now: i64, b: &LoopBudget) -> Claim {
+    Claim {
+        automatic: Some(b.clone()),
+        ..claim_of(p, lease, 50, now)
+    }
+}
+
+// ---- peers ---------------------------------------------------------------------------------
+
+/// Names: the directory's base name, then `base-2`, `base-3`; the same process registering
+/// again keeps its name, replaces its old registration (whose token dies) and takes its mail.
+pub async fn names_come_from_the_directory_and_stay_with_the_process(s: &Arc<dyn Store>) {
+    let a = register(s, 10, "/x/api").await;
+    let b = register(s, 11, "/y/api").await;
+    let c = register(s, 12, "/z/API").await;
+    assert_eq!(
+        (a.name.as_str(), b.name.as_str(), c.name.as_str()),
+        ("api", "api-2", "api-3"),
+        "base name, then numbered"
+    );
+    assert!(a.alive() && a.token_valid(), "a new registration is live");
+    assert_eq!(a.address(), format!("api@{HOST}"));
+    send(s, from_human(&a, "before the re-registration", T0 + 1)).await;
+    let again = register_as(s, request(10, "/x/api"), T0 + 2).await;
+    assert_eq!(again.peer.name, "api", "the same process keeps its name");
+    assert_ne!(again.peer.id, a.id, "under a new registration");
+    assert_eq!(
+        again.replaced,
+        vec![a.id.clone()],
+        "which replaced the old one"
+    );
+    assert!(again.ended.is_empty(), "the same process ended nothing");
+    assert_eq!(again.inherited_messages, 1, "and took its waiting mail");
+    assert_eq!(
+        waiting_bodies(s, &again.peer).await,
+        ["before the re-registration"]
+    );
+    let old = peer(s, &a.id).await;
+    assert_eq!(old.replaced_by.as_deref(), Some(again.peer.id.as_str()));
+    assert!(
+        !old.token_valid(),
+        "a replaced registration's token is dead"
+    );
+    assert!(!old.alive(), "a replaced registration is not live");
+    assert!(waiting_bodies(s, &old).await.is_empty(), "its mail moved");
+}
+
+/// `previous_name` is given when no live peer holds it, and not when one does.
+pub async fn previous_name_is_kept_when_free(s: &Arc<dyn Store>) {
+    let holder = register(s, 10, "/x/web").await;
+    assert_eq!(holder.name, "web");
+    let mut r = request(11, "/y/other");
+    r.previous_name = Some("Web".into());
+    let taken = register_as(s, r, T0).await.peer;
+    assert_eq!(
+        taken.name, "other",
+        "a live peer holds `web`: not given again"
+    );
+    let mut r = request(12, "/y/other");
+    r.previous_name = Some("frontend".into());
+    let free = register_as(s, r, T0).await.peer;
+    assert_eq!(free.name, "frontend", "a free previous name is kept");
+}
+
+/// Reserved names (`you`, `human`, `user`, `all`, `peers`) are numbered as if taken, and
+/// never given as a previous name.
+pub async fn reserved_names_are_never_given(s: &Arc<dyn Store>) {
+    for (pid, reserved) in [
+        (10, "you"),
+        (11, "human"),
+        (12, "user"),
+        (13, "all"),
+        (14, "peers"),
+    ] {
+        let p = register(s, pid, &format!("/x/{reserved}")).await;
+        assert_eq!(p.name, format!("{reserved}-2"), "{reserved} is reserved");
+    }
+    let mut r = request(20, "/x/plain");
+    r.previous_name = Some("you".into());
+    let p = register_as(s, r, T0).await.peer;
+    assert_eq!(p.name, "plain", "a reserved previous name is not given");
+    for p in s.live_peers().await.unwrap() {
+        let reserved = ["you", "human", "user", "all", "peers"];
+        assert!(!reserved.contains(&p.name.as_str()), "{}", p.name);
+    }
+}
+
+/// A registration with a known pid but another start time comes from a new process: the old
+/// registration is ended (listed in `ended`), not replaced by the same-process rule.
+pub async fn a_reused_pid_ends_the_old_session(s: &Arc<dyn Store>) {
+    let old = register(s, 10, "/x/api").await;
+    let mut r = request(10, "/x/api");
+    r.claude_start_time = Some(999_999);
+    let new = register_as(s, r, T0 + 5).await;
+    assert_eq!(new.ended, vec![old.id.clone()], "the old process is over");
+    let old_now = peer(s, &old.id).await;
+    assert!(!old_now.alive(), "the old registration is gone");
+    assert_ne!(new.peer.id, old.id);
+    assert!(new.peer.alive());
+    assert_eq!(
+        new.peer.name, "api",
+        "the ended session's name is free again"
+    );
+    // The same pid with the same (new) start time is that new process again.
+    let mut r = request(10, "/x/api");
+    r.claude_start_time = Some(999_999);
+    let again = register_as(s, r, T0 + 6).await;
+    assert!(again.ended.is_empty(), "same process: nothing ended");
+    assert!(
+        again.replaced.contains(&new.peer.id),
+        "same process: replaced"
+    );
+}
+
+/// A session that ended with mail waiting hands its name and its mail to the next session
+/// registering in its directory; a session elsewhere does not get them.
+pub async fn an_ended_sessions_name_and_mail_go_to_the_next_session_in_its_directory(
+    s: &Arc<dyn Store>,
+) {
+    let a = register(s, 10, "/x/api").await;
+    let b = register(s, 11, "/y/api").await;
+    assert_eq!(b.name, "api-2");
+    send(s, from_human(&b, "for api-2", T0 + 1)).await;
+    let swept = sweep(s, &[&b], T0 + 2, 60_000).await;
+    assert_eq!(swept.marked_gone, 1);
+    let next = register_as(s, request(13, "/y/api"), T0 + 3).await;
+    assert_eq!(
+        next.peer.name, "api-2",
+        "the name goes to the next session there"
+    );
+    assert_eq!(next.replaced, vec![b.id.clone()]);
+    assert_eq!(next.inherited_messages, 1, "and its mail");
+    assert_eq!(waiting_bodies(s, &next.peer).await, ["for api-2"]);
+    let elsewhere = register_as(s, request(12, "/z/api"), T0 + 4).await;
+    assert_eq!(elsewhere.peer.name, "api-3");
+    assert_eq!(
+        elsewhere.inherited_messages, 0,
+        "another directory inherits nothing"
+    );
+    assert!(a.alive());
+}
+
+/// A heartbeat keeps a peer live; a peer marked gone comes back only when `may_revive`
+/// (under a fresh name if its own was taken meanwhile); a replaced or unregistered
+/// registration gets `None`.
+pub async fn heartbeat_revives_only_when_allowed(s: &Arc<dyn Store>) {
+    let a = register(s, 10, "/x/api").await;
+    let beat = s.heartbeat(&a.id, T0 + 10, false).await.unwrap().unwrap();
+    assert_eq!(beat.last_seen_ms, T0 + 10, "a heartbeat records when");
+    assert_eq!(peer(s, &a.id).await.last_seen_ms, T0 + 10, "durably");
+    sweep(s, &[&a], T0 + 20, 60_000).await;
+    assert!(!peer(s, &a.id).await.alive());
+    assert!(
+        s.heartbeat(&a.id, T0 + 30, false).await.unwrap().is_none(),
+        "gone and may not revive"
+    );
+    assert!(!peer(s, &a.id).await.alive(), "still gone");
+    let back = s.heartbeat(&a.id, T0 + 40, true).await.unwrap().unwrap();
+    assert!(back.alive() && back.name == "api", "revived under its name");
+    assert!(peer(s, &a.id).await.alive());
+    // Gone again, and someone else takes the name meanwhile.
+    sweep(s, &[&a], T0 + 50, 60_000).await;
+    let other = register(s, 11, "/y/api").await;
+    assert_eq!(other.name, "api");
+    let back = s.heartbeat(&a.id, T0 + 60, true).await.unwrap().unwrap();
+    assert_eq!(back.name, "api-2", "its name was taken: a fresh one");
+    assert_eq!(peer(s, &a.id).await.name, "api-2");
+    // Replaced: no heartbeat.
+    let again = register(s, 11, "/y/api").await;
+    assert!(
+        s.heartbeat(&other.id, T0 + 70, true)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Unregistered: no heartbeat.
+    s.unregister(&again.id, T0 + 80).await.unwrap();
+    assert!(
+        s.heartbeat(&again.id, T0 + 90, true)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.heartbeat("no-such-peer", T0, true)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// Unregistering ends the registration and kills its token; its mail stays queued and
+/// goes to the next session with its name in its directory. A summary sticks.
+pub async fn unregister_makes_the_token_invalid_and_keeps_the_mail(s: &Arc<dyn Store>) {
+    let a = register(s, 10, "/x/api").await;
+    s.set_summary(&a.id, "refactoring the parser")
+        .await
+        .unwrap();
+    assert_eq!(
+        peer(s, &a.id).await.summary.as_deref(),
+        Some("refactoring the parser")
+    );
+    send(s, from_human(&a, "left behind", T0 + 1)).await;
+    s.unregister(&a.id, T0 + 2).await.unwrap();
+    let gone = peer(s, &a.id).await;
+    assert!(!gone.token_valid(), "an unregistered token is dead");
+    assert!(!gone.alive());
+    assert_eq!(gone.gone_ms, Some(T0 + 2));
+    assert_eq!(
+        waiting_bodies(s, &gone).await,
+        ["left behind"],
+        "mail stays"
+    );
+    let next = register_as(s, request(11, "/x/api"), T0 + 3).await;
+    assert_eq!(next.peer.name, "api");
+    assert_eq!(next.inherited_messages, 1);
+    assert!(next.peer.token_valid());
+}
+
+/// Resolve: by id, name and `name@host`, case-insensitively; a replaced id follows to its
+/// replacement; an ended session not yet replaced still resolves; unknown names do not.
+pub async fn resolve_by_name_host_and_id(s: &Arc<dyn Store>) {
+    let a = register(s, 10, "/x/api").await;
+    let b = register(s, 11, "/y/web").await;
+    let a2 = register(s, 10, "/x/api").await;
+    for who in [
+        "api",
+        "API",
+        "api@host-a",
+        "Api@HOST-A",
+        " api ",
+        a.id.as_str(),
+        a2.id.as_str(),
+    ] {
+        let r = s
+            .resolve(who)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{who:?} resolves"));
+        assert_eq!(r.id, a2.id, "{who:?}");
+    }
+    assert!(
+        s.resolve("api@other-host").await.unwrap().is_none(),
+        "wrong host"
+    );
+    assert!(s.resolve("nobody").await.unwrap().is_none());
+    sweep(s, &[&b], T0 + 1, 60_000).await;
+    let ended = s
+        .resolve("web")
+        .await
+        .unwrap()
+        .expect("an ended session resolves");
+    assert_eq!(ended.id, b.id);
+    assert!(!ended.alive());
+    // A live peer of a name wins over an ended one.
+    let c = register(s, 12, "/z/web").await;
+    assert_eq!(c.name, "web");
+    assert_eq!(s.resolve("web").await.unwrap().unwrap().id, c.id);
+}
+
+/// `lineage` lists a registration and every one it replaced, transitively.
+pub async fn lineage_follows_replacements(s: &Arc<dyn Store>) {
+    let a1 = register(s, 10, "/x/api").await;
+    let a2 = register(s, 10, "/x/api").await;
+    let a3 = register(s, 10, "/x/api").await;
+    let other = register(s, 11, "/y/web").await;
+    let got: BTreeSet<String> = s.lineage(&a3.id).await.unwrap().into_iter().collect();
+    let want: BTreeSet<String> = [&a1.id, &a2.id, &a3.id].into_iter().cloned().collect();
+    assert_eq!(got, want);
+    assert_eq!(s.lineage(&other.id).await.unwrap(), vec![other.id.clone()]);
+}
+
+/// Live peers by name; unreplaced peers add ended sessions not yet replaced; counts.
+pub async fn peer_lists_and_counts(s: &Arc<dyn Store>) {
+    let web = register(s, 10, "/x/web").await;
+    let api = register(s, 11, "/x/api").await;
+    let db = register(s, 12, "/x/db").await;
+    register(s, 11, "/x/api").await; // replaces `api`
+    sweep(s, &[&db], T0 + 1, 60_000).await;
+    let live: Vec<String> = s
+        .live_peers()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(live, ["api", "web"], "live, by name");
+    let all = s.unreplaced_peers().await.unwrap();
+    let names: Vec<&str> = all.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["api", "db", "web"], "plus ended, unreplaced");
+    assert!(
+        !all.iter().any(|p| p.id == api.id),
+        "a replaced one is not listed"
+    );
+    assert_eq!(s.count_live().await.unwrap(), 2);
+    assert!(web.alive());
+}
+
+// ---- sends -----------------------------------------------------------------------------
+
+/// Sends one after another get increasing ids, and the mail waits in send order.
+pub async fn sequential_sends_get_increasing_ids(s: &Arc<dyn Store>) {
+    let a = register(s, 10, "/x/api").await;
+    let mut ids = vec![];
+    for i in 0..5 {
+        let sent = s
+            .send(from_human(&a, &format!("m{i}"), T0 + i))
+            .await
+            .unwrap();
+        assert_eq!(sent.to_peer, a.id);
+        assert!(s.message_exists(sent.id).await.unwrap());
+        ids.push(sent.id);
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    assert_eq!(waiting_bodies(s, &a).await, ["m0", "m1", "m2", "m3", "m4"]);
+    assert!(!s.message_exists(ids[4] + 1000).await.unwrap());
+}
+
+/// 300 concurrent sends: each returns once stored, under its own id with its own body and
+/// recipient; together they take fewer commits than sends (they are batched).
+pub async fn concurrent_sends_keep_their_own_ids_and_share_commits(s: &Arc<dyn Store>) {
+    let a = register(s, 10, "/x/a").await;
+    let b = register(s, 11, "/x/b").await;
+    let before = s.commits();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..300u32 {
+        let s = s.clone();
+        let to = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.spawn(async move {
+            let sent = s
+                .send(from_human(&to, &format!("message number {i}"), T0 + 1))
+                .await
+                .expect("send");
+            (i, to.id, sent)
+        });
+    }
+    let mut ids = BTreeSet::new();
+    while let Some(done) = tasks.join_next().await {
+        let (i, to, sent) = done.expect("task");
+        assert_eq!(sent.to_peer, to, "message {i} queued for its recipient");
+        assert!(ids.insert(sent.id), "id {} given twice", sent.id);
+        let (status, _) = s.status(sent.id, true).await.unwrap().expect("stored");
+        assert_eq!(
+            status.body.as_deref(),
+            Some(format!("message number {i}").as_str()),
+            "id {} holds message {i}",
+            sent.id
+        );
+        assert_eq!(status.to_peer_id, to);
+    }
+    assert_eq!(ids.len(), 300);
+    assert_eq!(s.waiting(&a.id).await.unwrap().len(), 150);
+    assert_eq!(s.waiting(&b.id).await.unwrap().len(), 150);
+    let commits = s.commits() - before;
+    assert!(commits >= 1, "the sends were committed");
+    assert!(commits < 300, "300 concurrent sends took {commits} commits");
+}
+
+/// A send resolved its recipient before that session registered again: the mail follows to
+/// the replacement instead of stranding on the dead id.
+pub async fn a_send_racing_a_reregistration_follows_the_replacement(s: &Arc<dyn Store>) {
+    let old = register(s, 10, "/x/api").await;
+    let new = register(s, 10, "/x/api").await;
+    let newer = register(s, 10, "/x/api").await;
+    let sent = s
+        .send(from_human(
+            &old,
+            "resolved before the re-registration",
+            T0 + 1,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(sent.to_peer, newer.id, "followed the whole chain");
+    assert_eq!(waiting_bodies(s, &newer).await.len(), 1);
+    assert!(waiting_bodies(s, &old).await.is_empty());
+    assert!(waiting_bodies(s, &new).await.is_empty());
+}
+
+// ---- claims and acks -------------------------------------------------------------------
+
+/// A claim leases up to `max` in send order; what it leased is not claimable again, the rest
+/// is; an empty claim leases nothing.
+pub async fn claim_leases_in_send_order_up_to_max(s: &Arc<dyn Store>) {
+    let a = register(s, 10, "/x/api").await;
+    let b = register(s, 11, "/x/web").await;
+    assert!(!s.claimable(&a.id, T0).await.unwrap(), "nothing waits yet");
+    assert!(
+        claim(s, claim_of(&a, "L0", 10, T0))
+            .await
+            .messages
+            .is_empty()
+    );
+    for body in ["one", "two", "three"] {
+        send(s, from_peer(&b, &a, body, T0)).await;
+    }
+    assert!(s.claimable(&a.id, T0 + 1).await.unwrap());
+    let first = claim(s, claim_of(&a, "L1", 2, T0 + 1)).await;
+    assert_eq!(bodies(&first), ["one", "two"], "send order, at most max");
+    assert!(!first.budget_exhausted && !first.budget_notice);
+    let m = &first.messages[0];
+    assert_eq!(m.from, b.address());
+    assert_eq!(m.from_peer_id.as_deref(), Some(b.id.as_str()));
+    assert_eq!(m.from_kind, SenderKind::Peer);
+    assert_eq!(m.status, MessageState::Leased);
+    let second = claim(s, claim_of(&a, "L2", 10, T0 + 2)).await;
+    assert_eq!(
+        bodies(&second),
+        ["three"],
+        "leased mail is not claimed again"
+    );
+    assert!(!s.claimable(&a.id, T0 + 3).await.unwrap(), "all leased");
+    assert!(
+        claim(s, claim_of(&a, "L3", 10, T0 + 3))
+            .await
+            .messages
+            .is_empty()
+    );
+    assert!(
+        claim(s, claim_of(&b, "L4", 10, T0 + 3))
+            .await
+            .messages
+            .is_empty(),
+        "b's own inbox is empty"
+    );
+    assert_eq!(
+        waiting_bodies(s, &a).await.len(),
+        3,
+        "leased mail still waits"
+    );
+}
+
+/// Eight claimers racing over one peer's 200 messages never get one message twice, and
+/// together get all of them.
+pub async fn concurrent_claimers_never_get_one_message_twice(s: &Arc<dyn Store>) {
+    let a = register(s, 10, "/x/api").await;
+    let mut sent = BTreeSet::new();
+    for i in 0..200 {
+        sent.insert(send(s, from_human(&a, &format!("m{i}"), T0)).await);
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..8 {
+        let (s, a) = (s.clone(), a.clone());
+        tasks.spawn(async move {
+            let mut got = vec![];
+            for round in 0..100 {
+                let out = s
+                    .claim(claim_of(&a, &format!("L{t}-{round}"), 7, T0 + 1))
+                    .await
+                    .expect("claim");
+                if out.messages.is_empty() {
+                    break;
+                }
+                got.extend(out.messages.into_iter().map(|m| m.message_id));
+                tokio::task::yield_now().await;
+            }
+            got
+        });
+    }
+    let mut seen: HashMap<i64, u32> = HashMap::new();
+    while let Some(got) = tasks.join_next().await {
+        for id in got.expect("task") {
+            *seen.entry(id).or_default() += 1;
+        }
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "claimed twice: {twice:?}");
+    let got: BTreeSet<i64> = seen.into_keys().collect();
+    assert_eq!(got, sent, "together the claimers got every message");
+}
+
+/// A lease not acked by its expiry makes its mail claimable again (before any sweep).
+pub async fn a_lapsed_lease_is_claimable_again(s: &Arc<dyn Store>) {
+    let a = register(s, 10, "/x/api").await;
+    send(s, from_human(&a, "shown once, maybe", T0)).await;
+    let mut c = claim_of(&a, "L1", 10, T0 + 1);
+    c.lease_expires_ms = T0 + 100;
+    assert_eq!(claim(s, c).await.messages.len(), 1);
+    assert!(
+        !s.claimable(&a.id, T0 + 50).await.unwrap(),
+        "leased until T0+100"
+    );
+    assert!(
+        claim(s, claim_of(&a, "L2", 10, T0 + 50))
+            .await
+            .messages
+            .is_empty()
+    );
+    assert!(s.claimable(&a.id, T0 + 101).await.unwrap(), "lapsed");
+    let again = claim(s, claim_of(&a, "L3", 10, T0 + 101)).await;
+    assert_eq!(bodies(&again), ["shown once, maybe"]);
+}
+
+/// Acks: the whole lease, only some ids (the rest goes back to the queue), an empty list
+/// (releases all); another peer's ack of the lease does nothing.
+pub async fn ack_full_and_partial(s: &Arc<dyn Store>) {
+    let a = register(s, 10, "/x/api").await;
+    let b = register(s, 11, "/x/web").await;
+    for body in ["one", "two", "three"] {
+        send(s, from_human(&a, body, T0)).await;
+    }
+    let out = claim(s, claim_of(&a, "L1", 2, T0 + 1)).await;
+    let first = out.messages[0].message_id;
+    assert_eq!(
+        ack(s, &b, "L1", None, T0 + 2).await,
+        (0, 0),
+        "not b's lease"
+    );
+    assert_eq!(
+        ack(s, &a, "L1", Some(vec![first]), T0 + 2).await,
+        (1, 1),
+        "partial"
+    );
+    assert_eq!(
+        waiting_bodies(s, &a).await,
+        ["two", "three"],
+        "the rest is back"
+    );
+    let (st, _) = s.status(first, false).await.unwrap().unwrap();
+    assert_eq!(st.status, MessageState::Delivered);
+    assert_eq!(st.delivered_at_ms, Some(T0 + 2));
+    assert_eq!(st.delivered_via.as_deref(), Some("Stop"));
+    let out = claim(s, claim_of(&a, "L2", 10, T0 + 3)).await;
+    assert_eq!(bodies(&out), ["two", "three"]);
+    assert_eq!(
+        ack(s, &a, "L2", Some(vec![]), T0 + 4).await,
+        (0, 2),
+        "empty list releases all"
+    );
+    let out = claim(s, claim_of(&a, "L3", 10, T0 + 5)).await;
+    assert_eq!(out.messages.len(), 2);
+    assert_eq!(
+        ack(s, &a, "L3", None, T0 + 6).await,
+        (2, 0),
+        "the whole lease"
+    );
+    assert!(waiting_bodies(s, &a).await.is_empty());
+    assert_eq!(
+        ack(s, &a, "L3", None, T0 + 7).await,
+        (0, 0),
+        "acking twice is harmless"
+    );
+}
+
+/// Mail whose lease lapsed but that was not claimed again is still delivered by the late ack
+/// (it was shown); once claimed under a new lease, the old lease's ack no longer counts.
+pub async fn a_late_ack_of_a_lapsed_lease_still_counts(s: &Arc<dyn Store>) {
+    let a = register(s, 10, "/x/api").await;
+    send(s, from_human(&a, "late", T0)).await;
+    send(s, from_human(&a, "reclaimed", T0)).await;
+    let mut c = claim_of(&a, "L1", 1, T0);
+    c.lease_expires_ms = T0 + 10;
+    assert_eq!(bodies(&claim(s, c).await), ["late"]);
+    let swept = sweep(s, &[], T0 + 20, 60_000).await;
+    assert_eq!(swept.requeued, 1, "the sweep returned the lapsed lease");
+    assert_eq!(
+        ack(s, &a, "L1", None, T0 + 30).await.0,
+        1,
+        "the late ack counts"
+    );
+    assert!(waiting_bodies(s, &a).await == ["reclaimed"]);
+    let mut c = claim_of(&a, "L2", 1, T0 + 40);
+    c.lease_expires_ms = T0 + 50;
+    claim(s, c).await;
+    let again = claim(s, claim_of(&a, "L3", 1, T0 + 60)).await;
+    assert_eq!(bodies(&again), ["reclaimed"], "lapsed, claimed under L3");
+    assert_eq!(
+        ack(s, &a, "L2", None, T0 + 70).await.0,
+        0,
+        "L2 no longer holds it"
+    );
+    assert_eq!(ack(s, &a, "L3", None, T0 + 70).await.0, 1);
+}
+
+// ---- the loop budget -------------------------------------------------------------------
+
+/// `limit` automatic claims that find mail per window; past it nothing is leased and the
+/// first such claim records the notice (once per window); a claim that finds nothing
+/// spends nothing; a claim by hand is never limited; a new window starts afresh.
+pub async fn loop_budget_limits_automatic_claims(s: &Arc<dyn Store>) {
+    let a = register(s, 10, "/x/api").await;
+    let b = budget(&a, 2, 1_000);
+    for round in 0..3 {
+        let out = claim(s, automatic(&a, &format!("E{round}"), T0 + round, &b)).await;
+        assert!(
+            out.messages.is_empty() && !out.budget_exhausted,
+            "empty claims spend nothing"
+        );
+    }
+    for (i, now) in [(0, T0 + 10), (1, T0 + 20)] {
+        send(s, from_human(&a, &format!("m{i}"), now)).await;
+        let out = claim(s, automatic(&a, &format!("A{i}"), now + 1, &b)).await;
+        assert_eq!(out.messages.len(), 1, "within the budget");
+        assert!(!out.budget_exhausted);
+        ack(s, &a, &format!("A{i}"), None, now + 2).await;
+    }
+    send(s, from_human(&a, "over budget", T0 + 30)).await;
+    let out = claim(s, automatic(&a, "A2", T0 + 31, &b)).await;
+    assert!(out.messages.is_empty(), "past the budget nothing is leased");
+    assert!(
+        out.budget_exhausted && out.budget_notice,
+        "the first one records the notice"
+    );
+    let notices = s.notices(10).await.unwrap();
+    let budget_notices: Vec<_> = notices.iter().filter(|n| n.kind == "loop_budget").collect();
+    assert_eq!(budget_notices.len(), 1);
+    assert_eq!(budget_notices[0].text, b.notice);
+    assert_eq!(budget_notices[0].peer_id.as_deref(), Some(a.id.as_str()));
+    assert_eq!(budget_notices[0].author, "broker", "raised by the broker");
+    let out = claim(s, automatic(&a, "A3", T0 + 32, &b)).await;
+    assert!(
+        out.budget_exhausted && !out.budget_notice,
+        "one notice per window"
+    );
+    assert_eq!(
+        s.notices(10)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|n| n.kind == "loop_budget")
+            .count(),
+        1
+    );
+    assert_eq!(
+        waiting_bodies(s, &a).await,
+        ["over budget"],
+        "the mail waits"
+    );
+    let by_hand = claim(s, claim_of(&a, "H", 10, T0 + 33)).await;
+    assert_eq!(
+        bodies(&by_hand),
+        ["over budget"],
+        "a claim by hand is not limited"
+    );
+    ack(s, &a, "H", Some(vec![]), T0 + 34).await;
+    let next_window = claim(s, automatic(&a, "A4", T0 + 1_100, &b)).await;
+    assert_eq!(
+        bodies(&next_window),
+        ["over budget"],
+        "a new window starts afresh"
+    );
+}
+
+/// The budget belongs to the Claude Code process (machine, pid), whichever registration it
+/// has now; another process has its own.
+pub async fn loop_budget_is_shared_by_the_registrations_of_one_process(s: &Arc<dyn Store>) {
+    let a = register(s, 10, "/x/api").await;
+    let b = budget(&a, 1, 1_000);
+    send(s, from_human(&a, "m1", T0)).await;
+    let out = claim(s, automatic(&a, "A1", T0 + 1, &b)).await;
+    assert_eq!(out.messages.len(), 1);
+    ack(s, &a, "A1", None, T0 + 2).await;
+    let a2 = register(s, 10, "/x/api").await;
+    send(s, from_human(&a2, "m2", T0 + 3)).await;
+    let out = claim(s, automatic(&a2, "A2", T0 + 4, &budget(&a2, 1, 1_000))).await;
+    assert!(
+        out.budget_exhausted,
+        "the re-registered process spent its budget already"
+    );
+    let other = register(s, 11, "/x/web").await;
+    send(s, from_human(&other, "m3", T0 + 5)).await;
+    let out = claim(
+        s,
+        automatic(&other, "B1", T0 + 6, &budget(&other, 1, 1_000)),
+    )
+    .await;
+    assert_eq!(out.messages.len(), 1, "another process has its own budget");
+}
+
+// ---- the sweep -------------------------------------------------------------------------
+
+/// One sweep marks the given peers gone (once), returns lapsed leases, expires mail past
+/// its TTL (the sender sees `expired`), and forgets budget spending older than its window.
+/// A broker without the sweep turn marks its own machine's ended sessions gone, and does
+/// nothing else: lapsed leases and expired mail stay for the turn holder.
+pub async fn a_sweep_without_the_turn_only_marks_gone(s: &Arc<dyn Store>) {
+    let a = register(s, 10, "/x/api").await;
+    let b = register(s, 11, "/x/web").await;
+    let mut short = from_human(&a, "short-lived", T0);
+    short.expires_ms = T0 + 50;
+    send(s, short).await;
+    let mut c = claim_of(&a, "L1", 10, T0 + 1);
+    c.lease_expires_ms = T0 + 10;
+    assert_eq!(claim(s, c).await.messages.len(), 1);
+    let swept = s
+        .sweep(Sweep {
+            gone: vec![b.id.clone()],
+            now: T0 + 100,
+            budget_window_ms: 60_000,
+            whole: false,
+        })
+        .await
+        .expect("sweep");
+    assert_eq!(
+        (swept.marked_gone, swept.requeued, swept.expired),
+        (1, 0, 0)
+    );
+    assert_eq!(peer(s, &b.id).await.gone_ms, Some(T0 + 100));
+    // The lapsed lease was not touched: its mail is still leased, not expired.
+    let waiting = s.waiting(&a.id).await.expect("waiting");
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0].status, MessageState::Leased);
+    // The whole pass then does the rest.
+    let swept = sweep(s, &[], T0 + 100, 60_000).await;
+    assert_eq!((swept.requeued, swept.expired), (1, 1));
+}
+
+pub async fn sweep_marks_gone_requeues_expires_and_forgets_budget(s: &Arc<dyn Store>) {
+    let a = register(s, 10, "/x/api").await;
+    let b = register(s, 11, "/x/web").await;
+    let mut short = from_human(&a, "short-lived", T0);
+    short.expires_ms = T0 + 50;
+    let short = send(s, short).await;
+    send(s, from_human(&a, "leased", T0)).await;
+    let mut c = claim_of(&a, "L1", 10, T0 + 1);
+    c.lease_expires_ms = T0 + 10;
+    assert_eq!(claim(s, c).await.messages.len(), 2);
+    let swept = sweep(s, &[&b], T0 + 20, 60_000).await;
+    assert_eq!(
+        (swept.marked_gone, swept.requeued, swept.expired),
+        (1, 2, 0)
+    );
+    let b_now = peer(s, &b.id).await;
+    assert_eq!(b_now.gone_ms, Some(T0 + 20));
+    let again = sweep(s, &[&b], T0 + 30, 60_000).await;
+    assert_eq!((again.marked_gone, again.requeued), (0, 0), "gone once");
+    assert_eq!(
+        peer(s, &b.id).await.gone_ms,
+        Some(T0 + 20),
+        "and keeps its time"
+    );
+    let swept = sweep(s, &[], T0 + 100, 60_000).await;
+    assert_eq!(swept.expired, 1);
+    let (st, _) = s.status(short, false).await.unwrap().unwrap();
+    assert_eq!(st.status, MessageState::Expired);
+    assert_eq!(
+        waiting_bodies(s, &a).await,
+        ["leased"],
+        "expired mail no longer waits"
+    );
+    // Budget: spent at T0+200 within a 10 s window, then a sweep with a 50 ms window
+    // forgets it, so the next automatic claim is allowed again.
+    let bud = budget(&a, 1, 10_000);
+    let out = claim(s, automatic(&a, "A1", T0 + 200, &bud)).await;
+    assert_eq!(out.messages.len(), 1);
+    ack(s, &a, "A1", None, T0 + 201).await;
+    send(s, from_human(&a, "after", T0 + 202)).await;
+    assert!(
+        claim(s, automatic(&a, "A2", T0 + 203, &bud))
+            .await
+            .budget_exhausted
+    );
+    sweep(s, &[], T0 + 300, 50).await;
+    let out = claim(s, automatic(&a, "A3", T0 + 301, &bud)).await;
+    assert_eq!(bodies(&out), ["after"], "the sweep forgot the old spending");
+}
+
+// ---- reading history -------------------------------------------------------------------
+
+/// A message's status for its sender: queued (also while leased), then delivered; its
+/// replies; whether the recipient is alive; its body only when asked; its sender's id.
+pub async fn status_and_replies(s: &Arc<dyn Store>) {
+    let a = register(s, 10, "/x/api").await;
+    let b = register(s, 11, "/x/web").await;
+    let q = send(s, from_peer(&a, &b, "question", T0)).await;
+    let (st, from) = s.status(q, false).await.unwrap().unwrap();
+    assert_eq!(from.as_deref(), Some(a.id.as_str()));
+    assert_eq!(st.status, MessageState::Queued);
+    assert_eq!(
+        (st.from.as_str(), st.to.as_str()),
+        (a.address().as_str(), b.address().as_str())
+    );
+    assert_eq!(st.from_kind, SenderKind::Peer);
+    assert_eq!(st.bytes, "question".len() as u64);
+    assert!(st.body.is_none(), "no body unless asked");
+    assert!(st.recipient_alive);
+    assert_eq!(st.sent_at_ms, T0);
+    claim(s, claim_of(&b, "L", 10, T0 + 1)).await;
+    let (st, _) = s.status(q, true).await.unwrap().unwrap();
+    assert_eq!(
+        st.status,
+        MessageState::Queued,
+        "a lease is internal: still queued"
+    );
+    assert_eq!(st.body.as_deref(), Some("question"));
+    ack(s, &b, "L", None, T0 + 2).await;
+    let mut reply = from_peer(&b, &a, "answer", T0 + 3);
+    reply.reply_to = Some(q);
+    let r = send(s, reply).await;
+    let (st, _) = s.status(q, false).await.unwrap().unwrap();
+    assert_eq!(st.status, MessageState::Delivered);
+    assert_eq!(st.replies, vec![r]);
+    let (rs, _) = s.status(r, false).await.unwrap().unwrap();
+    assert_eq!(rs.reply_to, Some(q));
+    sweep(s, &[&b], T0 + 4, 60_000).await;
+    assert!(!s.status(q, false).await.unwrap().unwrap().0.recipient_alive);
+    let h = send(s, from_human(&a, "from you", T0 + 5)).await;
+    let (hs, from) = s.status(h, false).await.unwrap().unwrap();
+    assert!(from.is_none() && hs.from_kind == SenderKind::Human);
+    assert!(s.status(h + 1000, false).await.unwrap().is_none());
+}
+
+/// The human's log: newest first, by sender (the human or a peer's registrations), by
+/// recipient, since a time, limited, bodies only when asked.
+pub async fn log_filters(s: &Arc<dyn Store>) {
+    let a = register(s, 10, "/x/api").await;
+    let b = register(s, 11, "/x/web").await;
+    let m1 = send(s, from_human(&a, "h->a", T0 + 1)).await;
+    let m2 = send(s, from_peer(&a, &b, "a->b", T0 + 2)).await;
+    let m3 = send(s, from_peer(&b, &a, "b->a", T0 + 3)).await;
+    let m4 = send(s, from_human(&b, "h->b", T0 + 4)).await;
+    let log = |f: LogFilter| {
+        let s = s.clone();
+        async move {
+            let out = s.log(f).await.expect("log");
+            out.into_iter().map(|m| m.message_id).collect::<Vec<_>>()
+        }
+    };
+    let all = LogFilter {
+        limit: 100,
+        ..Default::default()
+    };
+    assert_eq!(log(all.clone()).await, [m4, m3, m2, m1], "newest first");
+    assert_eq!(
+        log(LogFilter {
+            from: Some(LogSender::Human),
+            ..all.clone()
+        })
+        .await,
+        [m4, m1]
+    );
+    assert_eq!(
+        log(LogFilter {
+            from: Some(LogSender::Peers(vec![a.id.clone()])),
+            ..all.clone()
+        })
+        .await,
+        [m2]
+    );
+    assert_eq!(
+        log(LogFilter {
+            to: Some(vec![a.id.clone()]),
+            ..all.clone()
+        })
+        .await,
+        [m3, m1]
+    );
+    assert_eq!(
+        log(LogFilter {
+            to: Some(vec![]),
+            ..all.clone()
+        })
+        .await,
+        Vec::<i64>::new()
+    );
+    assert_eq!(
+        log(LogFilter {
+            since_ms: T0 + 3,
+            ..all.clone()
+        })
+        .await,
+        [m4, m3]
+    );
+    assert_eq!(
+        log(LogFilter {
+            limit: 2,
+            ..all.clone()
+        })
+        .await,
+        [m4, m3]
+    );
+    let with = s
+        .log(LogFilter {
+            with_body: true,
+            limit: 1,
+            ..all.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(with[0].body.as_deref(), Some("h->b"));
+    let without = s.log(LogFilter { limit: 1, ..all }).await.unwrap();
+    assert!(without[0].body.is_none());
+}
+
+/// Mail delivered to any of some registrations, newest first, since a time, limited;
+/// mail still waiting is not listed.
+pub async fn delivered_to_lists_delivered_mail_newest_first(s: &Arc<dyn Store>) {
+    let a1 = register(s, 10, "/x/api").await;
+    send(s, from_human(&a1, "old session", T0 + 1)).await;
+    claim(s, claim_of(&a1, "L1", 10, T0 + 2)).await;
+    ack(s, &a1, "L1", None, T0 + 3).await;
+    let a2 = register(s, 10, "/x/api").await;
+    for (i, t) in [(1, 4), (2, 5)] {
+        send(s, from_human(&a2, &format!("new {i}"), T0 + t)).await;
+    }
+    claim(s, claim_of(&a2, "L2", 10, T0 + 6)).await;
+    ack(s, &a2, "L2", None, T0 + 7).await;
+    send(s, from_human(&a2, "still waiting", T0 + 8)).await;
+    let ids = s.lineage(&a2.id).await.unwrap();
+    let got = s.delivered_to(&ids, 0, 50).await.unwrap();
+    let got: Vec<&str> = got.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(got, ["new 2", "new 1", "old session"]);
+    let only_new = s
+        .delivered_to(std::slice::from_ref(&a2.id), 0, 50)
+        .await
+        .unwrap();
+    assert_eq!(only_new.len(), 2);
+    assert!(only_new.iter().all(|m| m.status == MessageState::Delivered));
+    assert_eq!(
+        s.delivered_to(&ids, T0 + 5, 50).await.unwrap().len(),
+        1,
+        "since"
+    );
+    assert_eq!(
+        s.delivered_to(&ids, 0, 1).await.unwrap()[0].body,
+        "new 2",
+        "limit"
+    );
+}
+
+/// Queued counts leave leased mail out and give the oldest send time; pending counts
+/// include leased mail, per peer and overall.
+pub async fn queued_and_pending_counts(s: &Arc<dyn Store>) {
+    let a = register(s, 10, "/x/api").await;
+    let b = register(s, 11, "/x/web").await;
+    assert_eq!(s.queued_count(&a.id).await.unwrap(), (0, None));
+    for t in [5, 6, 7] {
+        send(s, from_human(&a, "x", T0 + t)).await;
+    }
+    send(s, from_human(&b, "y", T0 + 8)).await;
+    claim(s, claim_of(&a, "L", 1, T0 + 9)).await;
+    assert_eq!(
+        s.queued_count(&a.id).await.unwrap(),
+        (2, Some(T0 + 6)),
+        "leased left out"
+    );
+    assert_eq!(s.pending_count(&a.id).await.unwrap(), 3, "leased included");
+    let counts = s.pending_counts().await.unwrap();
+    assert_eq!(counts.get(&a.id), Some(&3));
+    assert_eq!(counts.get(&b.id), Some(&1));
+    assert_eq!(s.count_pending().await.unwrap(), 4);
+    ack(s, &a, "L", None, T0 + 10).await;
+    assert_eq!(s.pending_count(&a.id).await.unwrap(), 2);
+    assert_eq!(s.count_pending().await.unwrap(), 3);
+}
+
+/// Notices come back newest first, with their kind, peer, text and author, up to `limit`.
+pub async fn notices_newest_first(s: &Arc<dyn Store>) {
+    let a = register(s, 10, "/x/api").await;
+    assert!(s.notices(10).await.unwrap().is_empty());
+    for (i, peer_id) in [(1, None), (2, Some(a.id.clone())), (3, None)] {
+        s.add_notice(NewNotice {
+            kind: "escalation".into(),
+            peer_id,
+            text: format!("notice {i}"),
+            author: if i == 2 { a.address() } else { "you".into() },
+            now: T0 + i,
+        })
+        .await
+        .unwrap();
+    }
+    let got = s.notices(2).await.unwrap();
+    let texts: Vec<&str> = got.iter().map(|n| n.text.as_str()).collect();
+    assert_eq!(texts, ["notice 3", "notice 2"]);
+    assert_eq!(got[1].peer_id.as_deref(), Some(a.id.as_str()));
+    assert_eq!(got[1].author, a.address());
+    assert_eq!(got[1].at_ms, T0 + 2);
+    assert_eq!(got[0].kind, "escalation");
+    assert!(got[0].id > got[1].id);
+}

@@ -224,6 +224,9 @@ pub enum LogSender {
     Peers(Vec<String>),
 }
 
+/// The `author` of notices the broker raises itself (the loop budget's among them).
+pub const BROKER_AUTHOR: &str = "broker";
+
 /// A notice for the human.
 #[derive(Debug, Clone)]
 pub struct NewNotice {
@@ -243,6 +246,10 @@ pub struct Sweep {
     pub now: i64,
     /// Loop-budget spending older than `now - budget_window_ms` no longer counts.
     pub budget_window_ms: i64,
+    /// The whole pass. `false`: only mark `gone` — what a broker without the sweep turn
+    /// does for the sessions of its own machine, whose processes only it can see; lapsed
+    /// leases, expiry and the budget ledger are the turn holder's.
+    pub whole: bool,
 }
 
 /// What a sweep did.

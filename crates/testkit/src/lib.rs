@@ -1,8 +1,9 @@
 //! Shared support for the integration tests of every crate: a throw-away environment (state
 //! dir, config file, HOME, free port), the real `peers-broker` as a child process, and the
 //! paths of the workspace's built binaries; registered sessions ([`peer`]), polling ([`poll`]),
-//! the common request bodies ([`requests`]) and, with feature `mcp`, a stand-in Claude Code
-//! session running the real `peers-mcp` ([`standin`]).
+//! the common request bodies ([`requests`]), a throw-away PostgreSQL cluster ([`postgres`])
+//! and, with feature `mcp`, a stand-in Claude Code session running the real `peers-mcp`
+//! ([`standin`]).
 //!
 //! Binaries of other packages are not built by `cargo test -p X`; `cargo xtask test` builds
 //! them first (`cargo build --workspace --bins`). [`bin`] says so when one is missing.
@@ -12,6 +13,7 @@ pub mod netns;
 pub mod peer;
 pub mod plugin;
 pub mod poll;
+pub mod postgres;
 pub mod requests;
 #[cfg(feature = "mcp")]
 pub mod standin;
@@ -134,6 +136,7 @@ impl TestEnv {
     pub fn apply<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
         for k in [
             "PEERS_BROKER_URL",
+            "PEERS_BROKER_URLS",
             "PEERS_TOKEN",
             "PEERS_DB",
             "PEERS_HOST",

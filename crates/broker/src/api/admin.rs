@@ -8,12 +8,12 @@ use super::extract::ApiJson;
 use crate::SharedState;
 use crate::auth::Caller;
 use crate::error::ApiResult;
-use crate::store::{StoreError, messages, peers};
+use peers_store::StoreError;
 
 pub async fn health(State(state): State<SharedState>) -> ApiResult<Health> {
     // With the database file gone the broker still answers (so no client starts a second
     // one), but not `ok`, and counts only if the old file can still be read.
-    let lost = state.store.health().is_lost();
+    let lost = state.store.health().lost_since.is_some();
     let count = |r: Result<u64, StoreError>| match r {
         Err(_) if lost => Ok(0),
         r => r,
@@ -25,8 +25,8 @@ pub async fn health(State(state): State<SharedState>) -> ApiResult<Health> {
         pid: std::process::id(),
         machine_id: state.settings.machine_id.clone(),
         host: state.settings.host.clone(),
-        peers_alive: count(peers::count_live(state.store.reader()).await)?,
-        queued: count(messages::count_waiting(state.store.reader()).await)?,
+        peers_alive: count(state.store.count_live().await)?,
+        queued: count(state.store.count_pending().await)?,
     }))
 }
 

@@ -9,7 +9,7 @@ use peers_core::wire::ErrorCode;
 
 use crate::SharedState;
 use crate::error::ApiError;
-use crate::store::StoreError;
+use peers_store::StoreError;
 
 /// Refuses a `Host` header that names neither loopback, the bind address nor a configured
 /// `allowed_hosts` name: a page whose DNS name was rebound to 127.0.0.1 sends its own name.
@@ -88,9 +88,9 @@ pub async fn refuse_while_storage_lost(
         "/v1/notices" => req.method() == Method::GET,
         _ => false,
     };
-    if !exempt && state.store.health().is_lost() {
-        let db = state.store.health().db().to_path_buf();
-        return ApiError::from(StoreError::Lost(db)).into_response();
+    if !exempt && state.store.health().lost_since.is_some() {
+        let location = state.store.describe().location;
+        return ApiError::from(StoreError::Lost { location }).into_response();
     }
     next.run(req).await
 }

@@ -8,10 +8,10 @@ use peers_core::now_ms;
 use peers_core::wire::*;
 
 use super::extract::{ApiJson, ApiQuery};
+use crate::SharedState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::store::{LoopBudget, messages};
-use crate::{SharedState, input};
+use peers_store::{Ack, Acked, Claim, LoopBudget};
 
 pub async fn claim(
     State(state): State<SharedState>,
@@ -22,7 +22,11 @@ pub async fn claim(
     let now = now_ms();
     // Most claims (one per tool call) find nothing: answer those from the read pool. Mail
     // committed after this check is simply claimed at the next event.
-    if !messages::claimable(state.store.reader(), &me.id, now).await? {
+    if !state.store.claimable(&me.id, now).await? {
+        state
+            .mailmarks
+            .claimed_nothing(state.store.as_ref(), &me.id, &me.machine_id)
+            .await;
         return Ok(Json(ClaimResponse {
             lease_id: None,
             lease_expires_ms: 0,
@@ -37,45 +41,40 @@ pub async fn claim(
     let lease_expires = now + lease_ms as i64;
     let lease_id = peers_core::paths::random_hex(16);
     let max = req.max.unwrap_or(50).clamp(1, 1000);
+    let (limit, window_ms) = (state.settings.loop_budget, state.settings.loop_window_ms);
     let budget = req.automatic.then(|| LoopBudget {
         machine_id: me.machine_id.clone(),
         claude_pid: me.claude_pid,
-        limit: state.settings.loop_budget,
-        window_ms: state.settings.loop_window_ms,
+        limit,
+        window_ms,
+        notice: format!(
+            "{} used its loop budget ({limit} automatic turns in {} min); its mail waits for \
+             the next prompt. Look with `peers inbox`.",
+            me.address(),
+            window_ms / 60_000
+        ),
     });
-    let (id, lid, name) = (me.id.clone(), lease_id.clone(), me.address());
     let out = state
         .store
-        .write_volatile(move |c| {
-            Box::pin(async move {
-                let budget = budget.as_ref();
-                let out = messages::claim(c, &id, &lid, max, now, lease_expires, budget).await?;
-                if out.budget_notice {
-                    let b = budget.expect("notice only for automatic claims");
-                    let text = format!(
-                        "{name} used its loop budget ({} automatic turns in {} min); its mail \
-                         waits for the next prompt. Look with `peers inbox`.",
-                        b.limit,
-                        b.window_ms / 60_000
-                    );
-                    messages::add_notice(
-                        c,
-                        "loop_budget",
-                        Some(&id),
-                        &text,
-                        input::BROKER_AUTHOR,
-                        now,
-                    )
-                    .await?;
-                }
-                Ok(out)
-            })
+        .claim(Claim {
+            peer_id: me.id.clone(),
+            lease_id: lease_id.clone(),
+            max,
+            now,
+            lease_expires_ms: lease_expires,
+            automatic: budget,
         })
         .await?;
     if out.budget_notice {
         tracing::warn!(peer = %me.id, name = %me.name, "loop budget exhausted");
     }
     let has = !out.messages.is_empty();
+    if !has {
+        state
+            .mailmarks
+            .claimed_nothing(state.store.as_ref(), &me.id, &me.machine_id)
+            .await;
+    }
     Ok(Json(ClaimResponse {
         lease_id: has.then_some(lease_id),
         lease_expires_ms: if has { lease_expires } else { 0 },
@@ -95,25 +94,21 @@ pub async fn ack(
             "`via` names the hook event or tool that showed the mail (1-64 characters)",
         ));
     }
-    let now = now_ms();
-    let id = me.id.clone();
-    let (delivered, released) = state
+    let Acked {
+        delivered,
+        released,
+    } = state
         .store
-        .write(move |c| {
-            Box::pin(async move {
-                messages::ack(
-                    c,
-                    &id,
-                    &req.lease_id,
-                    &req.via,
-                    req.message_ids.as_deref(),
-                    now,
-                )
-                .await
-            })
+        .ack(Ack {
+            peer_id: me.id.clone(),
+            lease_id: req.lease_id,
+            via: req.via,
+            ids: req.message_ids,
+            now: now_ms(),
         })
         .await?;
     if released > 0 {
+        state.mailmarks.mail_committed(&me.id, &me.machine_id);
         state.waiters.wake(&me.id);
     }
     Ok(Json(AckResponse {
@@ -125,7 +120,7 @@ pub async fn ack(
 pub async fn peek(State(state): State<SharedState>, caller: Caller) -> ApiResult<InboxList> {
     let me = caller.require_peer()?;
     Ok(Json(InboxList {
-        messages: messages::waiting(state.store.reader(), &me.id).await?,
+        messages: state.store.waiting(&me.id).await?,
     }))
 }
 
@@ -135,14 +130,15 @@ pub async fn history(
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> ApiResult<InboxList> {
     let me = caller.require_peer()?;
-    let ids = messages::lineage(state.store.reader(), &me.id).await?;
-    let messages = messages::delivered_to(
-        state.store.reader(),
-        &ids,
-        q.since_ms.unwrap_or(0),
-        q.limit.unwrap_or(50).min(1000),
-    )
-    .await?;
+    let ids = state.store.lineage(&me.id).await?;
+    let messages = state
+        .store
+        .delivered_to(
+            &ids,
+            q.since_ms.unwrap_or(0),
+            q.limit.unwrap_or(50).min(1000),
+        )
+        .await?;
     Ok(Json(InboxList { messages }))
 }
 
@@ -169,7 +165,7 @@ pub async fn wait(
                 queued: 0,
             };
         }
-        let (queued, _) = messages::waiting_count(state.store.reader(), &me.id).await?;
+        let (queued, _) = state.store.queued_count(&me.id).await?;
         if queued > 0 {
             break WaitResponse {
                 mail: true,

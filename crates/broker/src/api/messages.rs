@@ -9,7 +9,8 @@ use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::peers::resolve_or_404;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::store::{NewMessage, Sender, messages};
+use peers_store::{LogFilter, LogSender, NewMessage, Sender, Sent};
+
 use crate::{AppState, SharedState};
 
 pub async fn send(
@@ -34,7 +35,7 @@ pub async fn send(
         ));
     }
     if let Some(r) = req.reply_to
-        && !messages::exists(state.store.reader(), r).await?
+        && !state.store.message_exists(r).await?
     {
         return Err(ApiError::bad_request(format!(
             "reply_to names message {r}, which does not exist; use the message id you were shown"
@@ -65,7 +66,9 @@ pub async fn send(
         sent_ms: now,
         expires_ms: now.saturating_add(state.settings.message_ttl_ms),
     };
-    let (id, to_peer) = state.store.insert_message(msg).await?;
+    let Sent { id, to_peer } = state.store.send(msg).await?;
+    // Committed; before the 200: a sender's 200 implies the recipient's marker exists.
+    state.mailmarks.mail_committed(&to_peer, &to.machine_id);
     // Asked before the wake: the waiter that this send ends is the one that counts.
     let can_wake = to.alive() && state.waiters.can_wake(&to_peer);
     state.waiters.wake(&to_peer);
@@ -88,13 +91,15 @@ pub async fn status(
 ) -> ApiResult<MessageStatus> {
     let not_found = || ApiError::not_found(format!("no message {id}"));
     // Whoever may see the status may read the body: the human, the sender, the recipient.
-    let (mut status, from_peer) = messages::status(state.store.reader(), id, q.body)
+    let (mut status, from_peer) = state
+        .store
+        .status(id, q.body)
         .await?
         .ok_or_else(not_found)?;
     status.recipient_can_wake =
         status.recipient_alive && state.waiters.can_wake(&status.to_peer_id);
     if let Caller::Peer(me) = &caller {
-        let mine = messages::lineage(state.store.reader(), &me.id).await?;
+        let mine = state.store.lineage(&me.id).await?;
         let involved = from_peer.as_ref().is_some_and(|f| mine.contains(f))
             || mine.contains(&status.to_peer_id);
         if !involved {
@@ -113,23 +118,24 @@ pub async fn log(
     caller.require_user()?;
     let from = match q.from.as_deref() {
         None => None,
-        Some("you") | Some("human") => Some(None),
-        Some(who) => Some(Some(ids_named(&state, who).await?)),
+        Some("you") | Some("human") => Some(LogSender::Human),
+        Some(who) => Some(LogSender::Peers(ids_named(&state, who).await?)),
     };
     let to = match q.to.as_deref() {
         None => None,
         Some(who) => Some(ids_named(&state, who).await?),
     };
     let limit = q.limit.unwrap_or(100).min(10_000);
-    let mut messages = messages::log(
-        state.store.reader(),
-        from,
-        to,
-        q.since_ms.unwrap_or(0),
-        limit,
-        q.body,
-    )
-    .await?;
+    let mut messages = state
+        .store
+        .log(LogFilter {
+            from,
+            to,
+            since_ms: q.since_ms.unwrap_or(0),
+            limit,
+            with_body: q.body,
+        })
+        .await?;
     for m in &mut messages {
         m.recipient_can_wake = m.recipient_alive && state.waiters.can_wake(&m.to_peer_id);
     }
@@ -139,5 +145,5 @@ pub async fn log(
 /// Every registration of the peer `who` names (it and those it replaced).
 async fn ids_named(state: &AppState, who: &str) -> Result<Vec<String>, ApiError> {
     let row = resolve_or_404(state, who).await?;
-    Ok(messages::lineage(state.store.reader(), &row.id).await?)
+    Ok(state.store.lineage(&row.id).await?)
 }

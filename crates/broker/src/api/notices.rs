@@ -9,40 +9,50 @@ use peers_core::wire::*;
 use super::extract::ApiJson;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::store::messages;
 use crate::{SharedState, input};
+use peers_store::NewNotice;
 
 pub async fn list(State(state): State<SharedState>, caller: Caller) -> ApiResult<NoticeList> {
     caller.require_user()?;
     // A storage fault cannot be written to the database it is about: it is shown from
     // memory, first, for as long as it lasts.
     let health = state.store.health();
+    let db = state.store.describe().location;
     let mut notices = vec![];
-    if let Some(at_ms) = health.lost_since() {
+    if let Some(at_ms) = health.lost_since {
         notices.push(broker_notice(
             at_ms,
             "storage_lost",
             format!(
-                "The database file {} was deleted or replaced while the broker ran; every \
+                "The database file {db} was deleted or replaced while the broker ran; every \
                  write is refused (503) and nothing new is stored. Restart the broker \
-                 (`peers broker stop`); put a copy of peers.db back first if you have one.",
-                health.db().display()
+                 (`peers broker stop`); put a copy of peers.db back first if you have one."
             ),
         ));
     }
-    if let Some(at_ms) = health.full_since() {
+    if let Some(at_ms) = health.full_since {
         notices.push(broker_notice(
             at_ms,
             "storage_full",
             format!(
-                "The disk holding {} is full or failing: sends and other writes are refused \
+                "The disk holding {db} is full or failing: sends and other writes are refused \
                  (507) and nothing of them is stored. Free space there; the broker recovers by \
-                 itself.",
-                health.db().display()
+                 itself."
             ),
         ));
     }
-    match messages::notices(state.store.reader(), 100).await {
+    if let Some(at_ms) = health.unavailable_since {
+        notices.push(broker_notice(
+            at_ms,
+            "storage_unavailable",
+            format!(
+                "The database {db} cannot be reached: writes and reads are refused (503) and \
+                 nothing new is stored. Check that the database server runs and accepts \
+                 connections; the broker reconnects by itself."
+            ),
+        ));
+    }
+    match state.store.notices(100).await {
         Ok(stored) => notices.extend(stored),
         Err(_) if !notices.is_empty() => {}
         Err(e) => return Err(e.into()),
@@ -97,10 +107,12 @@ pub async fn add(
     let now = now_ms();
     state
         .store
-        .write(move |c| {
-            Box::pin(async move {
-                messages::add_notice(c, &kind, peer_id.as_deref(), &text, &author, now).await
-            })
+        .add_notice(NewNotice {
+            kind,
+            peer_id,
+            text,
+            author,
+            now,
         })
         .await?;
     Ok(Json(Done { ok: true }))

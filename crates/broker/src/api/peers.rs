@@ -9,7 +9,8 @@ use peers_core::wire::*;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::auth::{self, Caller};
 use crate::error::{ApiError, ApiResult};
-use crate::store::{PeerRow, messages, peers};
+use peers_store::{NewRegistration, PeerRecord};
+
 use crate::{AppState, SharedState, input};
 
 pub async fn register(
@@ -30,7 +31,12 @@ pub async fn register(
     let now = now_ms();
     let reg = state
         .store
-        .write(move |c| Box::pin(peers::register(c, req, peer_id, hash, now)))
+        .register(NewRegistration {
+            request: req,
+            peer_id,
+            token_hash: hash,
+            now,
+        })
         .await?;
     state.directory.changed();
     for old in reg.replaced.iter().chain(&reg.ended) {
@@ -39,6 +45,7 @@ pub async fn register(
     let peer = reg.peer.clone();
     state.cache_peer(peer.clone());
     if reg.inherited_messages > 0 {
+        state.mailmarks.mail_committed(&peer.id, &peer.machine_id);
         state.waiters.wake(&peer.id);
     }
     tracing::info!(peer = %peer.id, name = %peer.name, replaced = ?reg.replaced, "registered");
@@ -58,12 +65,11 @@ pub async fn heartbeat(
 ) -> ApiResult<HeartbeatResponse> {
     let me = caller.require_peer()?.clone();
     let now = now_ms();
-    let id = me.id.clone();
     // A local peer whose Claude Code process ended stays gone, whatever its MCP server says.
     let may_revive = me.machine_id != state.settings.machine_id || me.process_alive();
     let row = state
         .store
-        .write(move |c| Box::pin(async move { peers::heartbeat(c, &id, now, may_revive).await }))
+        .heartbeat(&me.id, now, may_revive)
         .await?
         .ok_or_else(|| {
             ApiError::unauthorized(
@@ -74,7 +80,7 @@ pub async fn heartbeat(
     if row.name != me.name || me.gone_ms.is_some() {
         state.cache_peer(row.clone());
     }
-    let (queued, oldest) = messages::waiting_count(state.store.reader(), &row.id).await?;
+    let (queued, oldest) = state.store.queued_count(&row.id).await?;
     Ok(Json(HeartbeatResponse {
         peer_id: row.id,
         name: row.name,
@@ -90,11 +96,7 @@ pub async fn set_summary(
 ) -> ApiResult<Done> {
     let me = caller.require_peer()?.clone();
     let summary: String = input::one_line(&req.summary).chars().take(500).collect();
-    let id = me.id.clone();
-    state
-        .store
-        .write(move |c| Box::pin(async move { peers::set_summary(c, &id, &summary).await }))
-        .await?;
+    state.store.set_summary(&me.id, &summary).await?;
     Ok(Json(Done { ok: true }))
 }
 
@@ -104,16 +106,11 @@ pub async fn unregister(
     ApiJson(_): ApiJson<serde_json::Value>,
 ) -> ApiResult<UnregisterResponse> {
     let me = caller.require_peer()?.clone();
-    let id = me.id.clone();
-    let now = now_ms();
-    state
-        .store
-        .write(move |c| Box::pin(async move { peers::unregister(c, &id, now).await }))
-        .await?;
+    state.store.unregister(&me.id, now_ms()).await?;
     state.directory.changed();
     state.uncache_peer(&me.id);
     state.waiters.wake(&me.id);
-    let (queued, _) = messages::waiting_count(state.store.reader(), &me.id).await?;
+    let (queued, _) = state.store.queued_count(&me.id).await?;
     tracing::info!(peer = %me.id, name = %me.name, queued, "unregistered");
     Ok(Json(UnregisterResponse {
         peer_id: me.id.clone(),
@@ -127,11 +124,11 @@ pub async fn list(
     ApiQuery(q): ApiQuery<ListPeersQuery>,
 ) -> ApiResult<PeerList> {
     let rows = if q.include_gone {
-        peers::live_and_gone(state.store.reader()).await?
+        state.store.unreplaced_peers().await?
     } else {
-        peers::live(state.store.reader()).await?
+        state.store.live_peers().await?
     };
-    let counts = peers::waiting_counts(state.store.reader()).await?;
+    let counts = state.store.pending_counts().await?;
     let me = caller.peer().cloned();
     let machine = me.as_ref().map(|p| p.machine_id.clone()).or(q.machine_id);
     let cwd = me.as_ref().map(|p| p.cwd.clone()).or(q.cwd);
@@ -162,14 +159,14 @@ pub async fn find(
     ApiPath(who): ApiPath<String>,
 ) -> ApiResult<PeerInfo> {
     let row = resolve_or_404(&state, &who).await?;
-    let n = messages::pending_count(state.store.reader(), &row.id).await?;
+    let n = state.store.pending_count(&row.id).await?;
     Ok(Json(row.info(n)))
 }
 
 /// Finds a recipient or answers 404 naming the peers that do exist.
-pub async fn resolve_or_404(state: &AppState, who: &str) -> Result<PeerRow, ApiError> {
+pub async fn resolve_or_404(state: &AppState, who: &str) -> Result<PeerRecord, ApiError> {
     let name = who.trim().rsplit_once('@').map_or(who.trim(), |(n, _)| n);
-    if input::is_reserved_name(name) {
+    if peers_core::identity::is_reserved_name(name) {
         return Err(ApiError::unknown_peer(format!(
             "{who:?} is a reserved name, not a session (`you` is the human, who reads mail \
              with `peers log`); name a peer, name@host or id"
@@ -179,12 +176,12 @@ pub async fn resolve_or_404(state: &AppState, who: &str) -> Result<PeerRow, ApiE
         return Ok(row);
     }
     let generation = state.directory.generation();
-    if let Some(row) = peers::resolve(state.store.reader(), who).await? {
+    if let Some(row) = state.store.resolve(who).await? {
         state.directory.put(who, generation, row.clone());
         return Ok(row);
     }
-    let live = peers::live(state.store.reader()).await?;
-    let names: Vec<String> = live.iter().map(PeerRow::address).collect();
+    let live = state.store.live_peers().await?;
+    let names: Vec<String> = live.iter().map(PeerRecord::address).collect();
     let hint = if names.is_empty() {
         "no peers are registered right now".to_string()
     } else {

@@ -1,30 +1,10 @@
 //! Message rows: send, claim (lease), ack, status, inbox, history, expiry, the loop budget.
 
 use peers_core::wire::{InboxMessage, MessageState, MessageStatus, SenderKind};
+use peers_store::{ClaimOutcome, LoopBudget, NewMessage};
 use sqlx::{FromRow, SqliteConnection, SqlitePool};
 
-use super::StoreError;
-
-/// Who is sending.
-#[derive(Debug, Clone)]
-pub struct Sender {
-    pub kind: SenderKind,
-    pub peer_id: Option<String>,
-    pub address: String,
-    pub cwd: Option<String>,
-}
-
-/// A message about to be stored.
-#[derive(Debug, Clone)]
-pub struct NewMessage {
-    pub from: Sender,
-    pub to_peer: String,
-    pub to_address: String,
-    pub body: String,
-    pub reply_to: Option<i64>,
-    pub sent_ms: i64,
-    pub expires_ms: i64,
-}
+use super::Error;
 
 #[derive(Debug, Clone, FromRow)]
 struct MessageRow {
@@ -115,10 +95,8 @@ impl MessageRow {
 
 /// Stores one message (runs in the writer). Returns its id and the registration it was
 /// queued for. See [`insert_many`].
-pub async fn insert(
-    conn: &mut SqliteConnection,
-    m: NewMessage,
-) -> Result<(i64, String), StoreError> {
+#[cfg(test)]
+pub async fn insert(conn: &mut SqliteConnection, m: NewMessage) -> Result<(i64, String), Error> {
     let mut out = insert_many(conn, std::slice::from_ref(&m)).await?;
     Ok(out.remove(0))
 }
@@ -136,7 +114,7 @@ pub const MAX_ROWS: usize = 500;
 pub async fn insert_many(
     conn: &mut SqliteConnection,
     msgs: &[NewMessage],
-) -> Result<Vec<(i64, String)>, StoreError> {
+) -> Result<Vec<(i64, String)>, Error> {
     let targets = current_registrations(conn, msgs.iter().map(|m| m.to_peer.as_str())).await?;
     let mut out = Vec::with_capacity(msgs.len());
     for chunk in msgs.chunks(MAX_ROWS) {
@@ -177,7 +155,7 @@ pub async fn insert_many(
 async fn current_registrations<'a>(
     conn: &mut SqliteConnection,
     ids: impl Iterator<Item = &'a str>,
-) -> Result<std::collections::HashMap<String, String>, StoreError> {
+) -> Result<std::collections::HashMap<String, String>, Error> {
     let distinct: std::collections::BTreeSet<&str> = ids.collect();
     let mut q = sqlx::QueryBuilder::new(
         "SELECT id, replaced_by FROM peers WHERE replaced_by IS NOT NULL AND id IN (",
@@ -206,30 +184,12 @@ async fn current_registrations<'a>(
     Ok(out)
 }
 
-/// The result of a claim.
-#[derive(Debug, Clone)]
-pub struct ClaimOutcome {
-    pub messages: Vec<InboxMessage>,
-    pub budget_exhausted: bool,
-    /// Set when this claim was the one that ran into the budget (a notice was recorded).
-    pub budget_notice: bool,
-}
-
-/// What an automatic claim spends from: `limit` automatic turns per `window_ms` for one
-/// Claude Code process (`machine_id`, `claude_pid`), whichever registration it has now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoopBudget {
-    pub machine_id: String,
-    pub claude_pid: i64,
-    pub limit: u32,
-    pub window_ms: i64,
-}
-
 /// Leases up to `max` of a peer's waiting mail in send order (runs in the writer, so two
 /// claims never overlap). Mail whose lease lapsed counts as waiting again.
 ///
 /// An `automatic` claim (one that would extend or start a turn by itself) first spends from
-/// the loop budget of the peer's Claude Code process. Past it, nothing is leased.
+/// the loop budget of the peer's Claude Code process. Past it, nothing is leased, and the
+/// first such claim in a window records the budget's notice.
 pub async fn claim(
     conn: &mut SqliteConnection,
     peer_id: &str,
@@ -238,7 +198,7 @@ pub async fn claim(
     now: i64,
     lease_expires: i64,
     automatic: Option<&LoopBudget>,
-) -> Result<ClaimOutcome, StoreError> {
+) -> Result<ClaimOutcome, Error> {
     if let Some(budget) = automatic {
         let waiting: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM messages WHERE to_peer = ? AND (state = 'queued' \
@@ -272,6 +232,17 @@ pub async fn claim(
             .bind(now - budget.window_ms)
             .fetch_one(&mut *conn)
             .await?;
+            if noticed == 0 {
+                add_notice(
+                    conn,
+                    "loop_budget",
+                    Some(peer_id),
+                    &budget.notice,
+                    peers_store::BROKER_AUTHOR,
+                    now,
+                )
+                .await?;
+            }
             return Ok(ClaimOutcome {
                 messages: vec![],
                 budget_exhausted: true,
@@ -318,7 +289,7 @@ pub async fn ack(
     via: &str,
     ids: Option<&[i64]>,
     now: i64,
-) -> Result<(u64, u64), StoreError> {
+) -> Result<(u64, u64), Error> {
     let mut q = sqlx::QueryBuilder::new(
         "UPDATE messages SET state = 'delivered', lease_id = NULL, lease_expires_ms = NULL, \
          delivered_ms = ",
@@ -356,7 +327,7 @@ pub async fn ack(
 pub async fn forget_budget_spend_before(
     conn: &mut SqliteConnection,
     before: i64,
-) -> Result<(), StoreError> {
+) -> Result<(), Error> {
     sqlx::query("DELETE FROM budget_spend WHERE at_ms < ?")
         .bind(before)
         .execute(&mut *conn)
@@ -366,7 +337,7 @@ pub async fn forget_budget_spend_before(
 
 /// Returns lapsed leases to the queue and expires mail past its TTL (runs in the writer).
 /// A lapsed lease keeps its id, so a late ack of mail that was in fact shown still counts.
-pub async fn sweep(conn: &mut SqliteConnection, now: i64) -> Result<(u64, u64), StoreError> {
+pub async fn sweep(conn: &mut SqliteConnection, now: i64) -> Result<(u64, u64), Error> {
     let requeued = sqlx::query(
         "UPDATE messages SET state = 'queued' WHERE state = 'leased' AND lease_expires_ms < ?",
     )
@@ -390,7 +361,7 @@ pub async fn status(
     pool: &SqlitePool,
     id: i64,
     with_body: bool,
-) -> Result<Option<(MessageStatus, Option<String>)>, StoreError> {
+) -> Result<Option<(MessageStatus, Option<String>)>, Error> {
     let row: Option<MessageRow> = sqlx::query_as(concat!(
         "SELECT ",
         message_columns!(),
@@ -408,7 +379,7 @@ pub async fn status(
 }
 
 /// A row's sender-side status: its replies and whether its recipient is alive (reads).
-async fn with_replies(pool: &SqlitePool, row: MessageRow) -> Result<MessageStatus, StoreError> {
+async fn with_replies(pool: &SqlitePool, row: MessageRow) -> Result<MessageStatus, Error> {
     let replies: Vec<i64> =
         sqlx::query_scalar("SELECT id FROM messages WHERE reply_to = ? ORDER BY id")
             .bind(row.id)
@@ -422,7 +393,7 @@ async fn with_replies(pool: &SqlitePool, row: MessageRow) -> Result<MessageStatu
 }
 
 /// A peer's waiting mail, nothing consumed (reads).
-pub async fn waiting(pool: &SqlitePool, peer_id: &str) -> Result<Vec<InboxMessage>, StoreError> {
+pub async fn waiting(pool: &SqlitePool, peer_id: &str) -> Result<Vec<InboxMessage>, Error> {
     let rows: Vec<MessageRow> = sqlx::query_as(concat!(
         "SELECT ",
         message_columns!(),
@@ -435,10 +406,7 @@ pub async fn waiting(pool: &SqlitePool, peer_id: &str) -> Result<Vec<InboxMessag
 }
 
 /// How many messages wait for a peer, and since when (reads).
-pub async fn waiting_count(
-    pool: &SqlitePool,
-    peer_id: &str,
-) -> Result<(u64, Option<i64>), StoreError> {
+pub async fn waiting_count(pool: &SqlitePool, peer_id: &str) -> Result<(u64, Option<i64>), Error> {
     let (n, oldest): (i64, Option<i64>) = sqlx::query_as(
         "SELECT COUNT(*), MIN(sent_ms) FROM messages WHERE to_peer = ? AND state = 'queued'",
     )
@@ -450,7 +418,7 @@ pub async fn waiting_count(
 
 /// Whether a claim could lease anything now: queued mail, or leased mail whose lease lapsed
 /// (reads). Lets the common no-mail claim — one per tool call — skip the writer queue.
-pub async fn claimable(pool: &SqlitePool, peer_id: &str, now: i64) -> Result<bool, StoreError> {
+pub async fn claimable(pool: &SqlitePool, peer_id: &str, now: i64) -> Result<bool, Error> {
     let n: i64 = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM messages WHERE to_peer = ? AND (state = 'queued' \
          OR (state = 'leased' AND lease_expires_ms < ?)))",
@@ -463,7 +431,7 @@ pub async fn claimable(pool: &SqlitePool, peer_id: &str, now: i64) -> Result<boo
 }
 
 /// How many messages wait for a peer, leased ones included (reads).
-pub async fn pending_count(pool: &SqlitePool, peer_id: &str) -> Result<u64, StoreError> {
+pub async fn pending_count(pool: &SqlitePool, peer_id: &str) -> Result<u64, Error> {
     let n: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM messages WHERE to_peer = ? AND state IN ('queued','leased')",
     )
@@ -474,7 +442,7 @@ pub async fn pending_count(pool: &SqlitePool, peer_id: &str) -> Result<u64, Stor
 }
 
 /// Whether a message exists (reads).
-pub async fn exists(pool: &SqlitePool, id: i64) -> Result<bool, StoreError> {
+pub async fn exists(pool: &SqlitePool, id: i64) -> Result<bool, Error> {
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE id = ?")
         .bind(id)
         .fetch_one(pool)
@@ -489,7 +457,7 @@ pub async fn delivered_to(
     peer_ids: &[String],
     since_ms: i64,
     limit: u32,
-) -> Result<Vec<InboxMessage>, StoreError> {
+) -> Result<Vec<InboxMessage>, Error> {
     let mut out = Vec::new();
     for id in peer_ids {
         let rows: Vec<MessageRow> = sqlx::query_as(concat!(
@@ -519,7 +487,7 @@ pub async fn log(
     since_ms: i64,
     limit: u32,
     with_body: bool,
-) -> Result<Vec<MessageStatus>, StoreError> {
+) -> Result<Vec<MessageStatus>, Error> {
     let mut sql = concat!(
         "SELECT ",
         message_columns!(),
@@ -563,7 +531,7 @@ fn placeholders(n: usize) -> String {
 }
 
 /// Count of waiting mail over all peers (reads).
-pub async fn count_waiting(pool: &SqlitePool) -> Result<u64, StoreError> {
+pub async fn count_waiting(pool: &SqlitePool) -> Result<u64, Error> {
     let n: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE state IN ('queued','leased')")
             .fetch_one(pool)
@@ -572,7 +540,7 @@ pub async fn count_waiting(pool: &SqlitePool) -> Result<u64, StoreError> {
 }
 
 /// Peer ids that the registration `peer_id` replaced, transitively (reads).
-pub async fn lineage(pool: &SqlitePool, peer_id: &str) -> Result<Vec<String>, StoreError> {
+pub async fn lineage(pool: &SqlitePool, peer_id: &str) -> Result<Vec<String>, Error> {
     let mut ids = vec![peer_id.to_string()];
     let mut frontier = vec![peer_id.to_string()];
     while let Some(id) = frontier.pop() {
@@ -599,7 +567,7 @@ pub async fn add_notice(
     text: &str,
     author: &str,
     now: i64,
-) -> Result<(), StoreError> {
+) -> Result<(), Error> {
     sqlx::query("INSERT INTO notices (at_ms, kind, peer_id, text, author) VALUES (?,?,?,?,?)")
         .bind(now)
         .bind(kind)
@@ -614,7 +582,7 @@ pub async fn add_notice(
 pub async fn notices(
     pool: &SqlitePool,
     limit: u32,
-) -> Result<Vec<peers_core::wire::Notice>, StoreError> {
+) -> Result<Vec<peers_core::wire::Notice>, Error> {
     let rows: Vec<(i64, i64, String, Option<String>, String, String)> = sqlx::query_as(
         "SELECT id, at_ms, kind, peer_id, text, author FROM notices ORDER BY id DESC LIMIT ?",
     )

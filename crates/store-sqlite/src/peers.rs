@@ -1,97 +1,13 @@
 //! Peer rows: registration (with name allocation and mail hand-over), heartbeats, summaries,
 //! liveness, listing and lookup.
 
-use peers_core::wire::{PeerInfo, RegisterRequest};
-use peers_core::{identity, process};
-use sqlx::{FromRow, SqliteConnection, SqlitePool};
+use peers_core::identity;
+use peers_core::wire::RegisterRequest;
+use peers_store::{PeerRecord, REVOKED, Registration};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection, SqlitePool};
 
-use super::StoreError;
-
-/// A row of `peers`.
-#[derive(Debug, Clone, FromRow)]
-pub struct PeerRow {
-    pub id: String,
-    pub name: String,
-    pub host: String,
-    pub machine_id: String,
-    pub claude_pid: i64,
-    /// With `claude_pid`, the identity of the Claude Code process (see
-    /// `peers_core::process::start_time`); `None` when the client did not send it.
-    pub claude_start_time: Option<i64>,
-    pub mcp_pid: i64,
-    pub session_id: Option<String>,
-    pub cwd: String,
-    pub git_root: Option<String>,
-    pub git_branch: Option<String>,
-    pub tty: Option<String>,
-    pub summary: Option<String>,
-    pub token_hash: String,
-    pub registered_ms: i64,
-    pub last_seen_ms: i64,
-    pub gone_ms: Option<i64>,
-    pub replaced_by: Option<String>,
-}
-
-impl PeerRow {
-    pub fn address(&self) -> String {
-        format!("{}@{}", self.name, self.host)
-    }
-
-    pub fn alive(&self) -> bool {
-        self.gone_ms.is_none()
-    }
-
-    /// For a peer on this machine: whether its Claude Code process still runs — a process
-    /// with its pid exists and (when recorded) has its start time, so a reused pid is not it.
-    pub fn process_alive(&self) -> bool {
-        process::is_same(
-            self.claude_pid as u32,
-            self.claude_start_time.map(|t| t as u64),
-        )
-    }
-
-    /// Whether this registration was made by the same Claude Code process as one with start
-    /// time `start` (the pid being the same). An unknown start time on either side (an older
-    /// client) cannot tell processes apart and counts as the same.
-    fn same_process_as(&self, start: Option<u64>) -> bool {
-        match (self.claude_start_time, start) {
-            (Some(a), Some(b)) => a == b as i64,
-            _ => true,
-        }
-    }
-
-    pub fn info(&self, queued: u64) -> PeerInfo {
-        PeerInfo {
-            peer_id: self.id.clone(),
-            name: self.name.clone(),
-            host: self.host.clone(),
-            address: self.address(),
-            machine_id: self.machine_id.clone(),
-            claude_pid: self.claude_pid as u32,
-            cwd: self.cwd.clone(),
-            git_root: self.git_root.clone(),
-            git_branch: self.git_branch.clone(),
-            tty: self.tty.clone(),
-            summary: self.summary.clone(),
-            registered_ms: self.registered_ms,
-            last_seen_ms: self.last_seen_ms,
-            alive: self.alive(),
-            queued,
-        }
-    }
-}
-
-/// What a registration produced.
-#[derive(Debug, Clone)]
-pub struct Registration {
-    pub peer: PeerRow,
-    /// Ids of earlier registrations this one replaced (their tokens are now invalid).
-    pub replaced: Vec<String>,
-    /// Ids of live registrations this one showed to have ended: an earlier process with the
-    /// same pid but another start time.
-    pub ended: Vec<String>,
-    pub inherited_messages: u64,
-}
+use super::Error;
 
 /// The column list, as a macro so queries stay literal strings.
 macro_rules! peer_columns {
@@ -100,6 +16,30 @@ macro_rules! peer_columns {
      git_branch, tty, summary, token_hash, registered_ms, last_seen_ms, gone_ms, replaced_by, \
      claude_start_time"
     };
+}
+
+/// A `peers` row read with [`peer_columns!`] as a [`PeerRecord`].
+fn peer_record(r: SqliteRow) -> Result<PeerRecord, sqlx::Error> {
+    Ok(PeerRecord {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        host: r.try_get("host")?,
+        machine_id: r.try_get("machine_id")?,
+        claude_pid: r.try_get("claude_pid")?,
+        claude_start_time: r.try_get("claude_start_time")?,
+        mcp_pid: r.try_get("mcp_pid")?,
+        session_id: r.try_get("session_id")?,
+        cwd: r.try_get("cwd")?,
+        git_root: r.try_get("git_root")?,
+        git_branch: r.try_get("git_branch")?,
+        tty: r.try_get("tty")?,
+        summary: r.try_get("summary")?,
+        token_hash: r.try_get("token_hash")?,
+        registered_ms: r.try_get("registered_ms")?,
+        last_seen_ms: r.try_get("last_seen_ms")?,
+        gone_ms: r.try_get("gone_ms")?,
+        replaced_by: r.try_get("replaced_by")?,
+    })
 }
 
 /// Registers a session (runs in the writer).
@@ -119,13 +59,13 @@ pub async fn register(
     peer_id: String,
     token_hash: String,
     now: i64,
-) -> Result<Registration, StoreError> {
+) -> Result<Registration, Error> {
     let base = identity::base_name(
         std::path::Path::new(&req.cwd),
         req.git_root.as_deref().map(std::path::Path::new),
     );
 
-    let same_pid: Option<PeerRow> = sqlx::query_as(concat!(
+    let same_pid: Option<PeerRecord> = sqlx::query(concat!(
         "SELECT ",
         peer_columns!(),
         " FROM peers WHERE machine_id = ? AND claude_pid = ? \
@@ -133,6 +73,7 @@ pub async fn register(
     ))
     .bind(&req.machine_id)
     .bind(req.claude_pid as i64)
+    .try_map(peer_record)
     .fetch_optional(&mut *conn)
     .await?;
     let mut pid_reused = Vec::new();
@@ -209,7 +150,7 @@ pub async fn register(
         }
     }
 
-    let row = PeerRow {
+    let row = PeerRecord {
         id: peer_id,
         name,
         host: req.host,
@@ -283,13 +224,13 @@ pub async fn register(
 }
 
 /// Whether a live peer other than `except` holds `name`, or it is reserved
-/// ([`crate::input::is_reserved_name`]).
+/// ([`identity::is_reserved_name`]).
 async fn name_taken(
     conn: &mut SqliteConnection,
     name: &str,
     except: Option<&str>,
-) -> Result<bool, StoreError> {
-    if crate::input::is_reserved_name(name) {
+) -> Result<bool, Error> {
+    if identity::is_reserved_name(name) {
         return Ok(true);
     }
     let n: i64 = sqlx::query_scalar(
@@ -304,7 +245,7 @@ async fn name_taken(
 
 /// `base` if no live peer holds it and it is not reserved, else the first free `base-N`
 /// (N ≥ 2).
-async fn fresh_name(conn: &mut SqliteConnection, base: &str) -> Result<String, StoreError> {
+async fn fresh_name(conn: &mut SqliteConnection, base: &str) -> Result<String, Error> {
     let taken: Vec<(String,)> = sqlx::query_as(
         "SELECT name FROM peers WHERE gone_ms IS NULL AND (name = ? OR name LIKE ? || '-%')",
     )
@@ -313,7 +254,7 @@ async fn fresh_name(conn: &mut SqliteConnection, base: &str) -> Result<String, S
     .fetch_all(&mut *conn)
     .await?;
     let taken: std::collections::HashSet<String> = taken.into_iter().map(|(n,)| n).collect();
-    if !taken.contains(base) && !crate::input::is_reserved_name(base) {
+    if !taken.contains(base) && !identity::is_reserved_name(base) {
         return Ok(base.to_string());
     }
     let mut n = 2u64;
@@ -335,7 +276,7 @@ pub async fn heartbeat(
     peer_id: &str,
     now: i64,
     may_revive: bool,
-) -> Result<Option<PeerRow>, StoreError> {
+) -> Result<Option<PeerRecord>, Error> {
     let Some(row) = by_id(&mut *conn, peer_id).await? else {
         return Ok(None);
     };
@@ -360,7 +301,7 @@ pub async fn heartbeat(
         .bind(peer_id)
         .execute(&mut *conn)
         .await?;
-    Ok(Some(PeerRow {
+    Ok(Some(PeerRecord {
         last_seen_ms: now,
         gone_ms: None,
         name,
@@ -372,7 +313,7 @@ pub async fn set_summary(
     conn: &mut SqliteConnection,
     peer_id: &str,
     summary: &str,
-) -> Result<(), StoreError> {
+) -> Result<(), Error> {
     sqlx::query("UPDATE peers SET summary = ? WHERE id = ?")
         .bind(summary)
         .bind(peer_id)
@@ -381,16 +322,9 @@ pub async fn set_summary(
     Ok(())
 }
 
-/// The token hash of an unregistered peer: no token hashes to it.
-pub const REVOKED: &str = "revoked";
-
 /// Unregisters a peer: gone, and its token no longer valid. Its mail stays queued for the
 /// next session with its name.
-pub async fn unregister(
-    conn: &mut SqliteConnection,
-    peer_id: &str,
-    now: i64,
-) -> Result<(), StoreError> {
+pub async fn unregister(conn: &mut SqliteConnection, peer_id: &str, now: i64) -> Result<(), Error> {
     sqlx::query("UPDATE peers SET gone_ms = COALESCE(gone_ms, ?), token_hash = ? WHERE id = ?")
         .bind(now)
         .bind(REVOKED)
@@ -405,7 +339,7 @@ pub async fn mark_gone(
     conn: &mut SqliteConnection,
     ids: &[String],
     now: i64,
-) -> Result<u64, StoreError> {
+) -> Result<u64, Error> {
     let mut n = 0;
     for id in ids {
         n += sqlx::query("UPDATE peers SET gone_ms = ? WHERE id = ? AND gone_ms IS NULL")
@@ -418,38 +352,41 @@ pub async fn mark_gone(
     Ok(n)
 }
 
-pub async fn by_id<'e, E>(exec: E, id: &str) -> Result<Option<PeerRow>, StoreError>
+pub async fn by_id<'e, E>(exec: E, id: &str) -> Result<Option<PeerRecord>, Error>
 where
     E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
 {
-    Ok(sqlx::query_as(concat!(
+    Ok(sqlx::query(concat!(
         "SELECT ",
         peer_columns!(),
         " FROM peers WHERE id = ?"
     ))
     .bind(id)
+    .try_map(peer_record)
     .fetch_optional(exec)
     .await?)
 }
 
 /// Live peers (all of them; the caller filters by scope).
-pub async fn live(pool: &SqlitePool) -> Result<Vec<PeerRow>, StoreError> {
-    Ok(sqlx::query_as(concat!(
+pub async fn live(pool: &SqlitePool) -> Result<Vec<PeerRecord>, Error> {
+    Ok(sqlx::query(concat!(
         "SELECT ",
         peer_columns!(),
         " FROM peers WHERE gone_ms IS NULL ORDER BY name"
     ))
+    .try_map(peer_record)
     .fetch_all(pool)
     .await?)
 }
 
 /// Live peers plus ended sessions not yet replaced (which may still have mail waiting).
-pub async fn live_and_gone(pool: &SqlitePool) -> Result<Vec<PeerRow>, StoreError> {
-    Ok(sqlx::query_as(concat!(
+pub async fn live_and_gone(pool: &SqlitePool) -> Result<Vec<PeerRecord>, Error> {
+    Ok(sqlx::query(concat!(
         "SELECT ",
         peer_columns!(),
         " FROM peers WHERE replaced_by IS NULL ORDER BY name, registered_ms DESC"
     ))
+    .try_map(peer_record)
     .fetch_all(pool)
     .await?)
 }
@@ -457,7 +394,7 @@ pub async fn live_and_gone(pool: &SqlitePool) -> Result<Vec<PeerRow>, StoreError
 /// Finds the peer a name, `name@host` or id refers to: a live peer if one matches, else the
 /// newest ended session of that name not yet replaced (mail to it waits for the next session).
 /// An id of a replaced registration resolves to the registration that replaced it.
-pub async fn resolve(pool: &SqlitePool, to: &str) -> Result<Option<PeerRow>, StoreError> {
+pub async fn resolve(pool: &SqlitePool, to: &str) -> Result<Option<PeerRecord>, Error> {
     let to = to.trim();
     if let Some(mut row) = by_id(pool, to).await? {
         for _ in 0..16 {
@@ -476,7 +413,7 @@ pub async fn resolve(pool: &SqlitePool, to: &str) -> Result<Option<PeerRow>, Sto
         Some((n, h)) => (n.to_string(), Some(h.to_string())),
         None => (lower, None),
     };
-    let row: Option<PeerRow> = sqlx::query_as(concat!(
+    let row: Option<PeerRecord> = sqlx::query(concat!(
         "SELECT ",
         peer_columns!(),
         " FROM peers WHERE name = ? AND (? IS NULL OR lower(host) = ?) \
@@ -485,6 +422,7 @@ pub async fn resolve(pool: &SqlitePool, to: &str) -> Result<Option<PeerRow>, Sto
     .bind(&name)
     .bind(&host)
     .bind(&host)
+    .try_map(peer_record)
     .fetch_optional(pool)
     .await?;
     Ok(row)
@@ -493,7 +431,7 @@ pub async fn resolve(pool: &SqlitePool, to: &str) -> Result<Option<PeerRow>, Sto
 /// Per-peer count of waiting (queued or leased) mail, for the given peers.
 pub async fn waiting_counts(
     pool: &SqlitePool,
-) -> Result<std::collections::HashMap<String, u64>, StoreError> {
+) -> Result<std::collections::HashMap<String, u64>, Error> {
     let rows: Vec<(String, i64)> = sqlx::query_as(
         "SELECT to_peer, COUNT(*) FROM messages WHERE state IN ('queued','leased') GROUP BY to_peer",
     )
@@ -502,7 +440,7 @@ pub async fn waiting_counts(
     Ok(rows.into_iter().map(|(p, n)| (p, n as u64)).collect())
 }
 
-pub async fn count_live(pool: &SqlitePool) -> Result<u64, StoreError> {
+pub async fn count_live(pool: &SqlitePool) -> Result<u64, Error> {
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM peers WHERE gone_ms IS NULL")
         .fetch_one(pool)
         .await?;

@@ -1,4 +1,5 @@
-//! The SQLite store: every SQL statement of the broker lives under this module.
+//! The SQLite backend of the peers store ([`SqliteStore`]): every SQL statement it runs lives
+//! in this crate.
 //!
 //! Reads go through a small pool of read-only connections (WAL lets them run beside the
 //! writer). Every write goes through one writer task that owns the only write connection and
@@ -8,16 +9,21 @@
 //! share one fsync instead of queueing for 64. Sends have a queue of their own: the writer
 //! stores all the sends of a group with one multi-row `INSERT`, and a group of sends alone runs
 //! that statement without a transaction around it (it commits by itself), so a lone send costs
-//! two statements, not six.
+//! two statements, not six. The trait's operations are jobs composed of the statements in
+//! [`peers`] and [`messages`] (a claim and its loop-budget notice in one job, the sweep's three
+//! statements in one job, …).
 //!
 //! Storage faults are answered, not hidden ([`StoreHealth`]): before and after each group the
 //! writer checks that the database path is still the file it opened (device and inode), and
 //! a disk-full or I/O error fails the group's callers with [`StoreError::Full`] until a later
 //! group writes again.
 
-pub mod messages;
-pub mod peers;
-pub mod preload;
+mod backend;
+mod messages;
+mod peers;
+mod preload;
+
+pub use backend::SqliteStore;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -31,11 +37,12 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Connection, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
-pub use messages::{ClaimOutcome, LoopBudget, NewMessage, Sender};
-pub use peers::{PeerRow, Registration};
+use peers_store::{NewMessage, StoreError};
 
+/// What the statements of this crate fail with; [`Error::public`] turns it into the trait's
+/// [`StoreError`] at the seam.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+enum Error {
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
@@ -52,6 +59,26 @@ pub enum StoreError {
     /// A group's commit failed for another reason.
     #[error("the write failed: {0}")]
     Write(String),
+}
+
+impl Error {
+    /// The trait's error: disk faults, a lost file and a stopped writer keep their meaning;
+    /// the driver's other errors become [`Error::Internal`] (text for the log).
+    fn public(self) -> StoreError {
+        match self {
+            Error::Lost(db) => StoreError::Lost {
+                location: db.display().to_string(),
+            },
+            Error::Full { db, detail } => StoreError::Full {
+                location: db.display().to_string(),
+                detail,
+            },
+            Error::WriterGone => StoreError::Closed,
+            Error::Migrate(e) => StoreError::Schema(e.to_string()),
+            Error::Db(e) => StoreError::Internal(e.to_string()),
+            Error::Write(e) => StoreError::Internal(e),
+        }
+    }
 }
 
 /// Why a group (or one job of it) failed; cheap to hand to every caller of the group.
@@ -71,14 +98,14 @@ impl Failure {
         }
     }
 
-    fn error(&self, db: &Path) -> StoreError {
+    fn error(&self, db: &Path) -> Error {
         match self {
-            Failure::Lost => StoreError::Lost(db.to_path_buf()),
-            Failure::Full(detail) => StoreError::Full {
+            Failure::Lost => Error::Lost(db.to_path_buf()),
+            Failure::Full(detail) => Error::Full {
                 db: db.to_path_buf(),
                 detail: detail.clone(),
             },
-            Failure::Other(e) => StoreError::Write(e.clone()),
+            Failure::Other(e) => Error::Write(e.clone()),
         }
     }
 }
@@ -97,7 +124,7 @@ fn is_disk_fault(e: &sqlx::Error) -> bool {
 
 /// What the broker knows about its database file: shared by the writer (which keeps it
 /// current), the sweep and the API (which answer from it).
-pub struct StoreHealth {
+struct StoreHealth {
     db: PathBuf,
     /// Device and inode of the file opened.
     file: Option<(u64, u64)>,
@@ -218,14 +245,14 @@ impl StoreHealth {
         self.recovered.lock().expect("health lock").extend(spells);
     }
 
-    /// The error for a failed statement: disk faults become [`StoreError::Full`] (and are
+    /// The error for a failed statement: disk faults become [`Error::Full`] (and are
     /// remembered), others stay as they are.
-    fn classify(&self, e: StoreError) -> StoreError {
+    fn classify(&self, e: Error) -> Error {
         match e {
-            StoreError::Db(e) if is_disk_fault(&e) => {
+            Error::Db(e) if is_disk_fault(&e) => {
                 let detail = e.to_string();
                 self.mark_full(&detail);
-                StoreError::Full {
+                Error::Full {
                     db: self.db.clone(),
                     detail,
                 }
@@ -238,16 +265,14 @@ impl StoreHealth {
 /// The largest number of jobs committed together.
 const MAX_GROUP: usize = 1024;
 
-/// What [`Store::write`] and its kin take: a job run on the write connection.
-pub trait WriteJob<T>:
-    for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static
+/// What [`Db::write`] and its kin take: a job run on the write connection.
+trait WriteJob<T>:
+    for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, Error>> + Send + 'static
 {
 }
 
 impl<T, F> WriteJob<T> for F where
-    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
-        + Send
-        + 'static
+    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, Error>> + Send + 'static
 {
 }
 
@@ -261,7 +286,7 @@ type JobFn =
 struct Job {
     run: JobFn,
     /// Answers the caller without running the job (the group could not start).
-    abort: Box<dyn FnOnce(StoreError) + Send>,
+    abort: Box<dyn FnOnce(Error) + Send>,
     /// Must be on disk before its caller hears back. Leases are not: a lease lost in a crash
     /// returns its mail to the queue (shown again at worst, never lost), so a group holding
     /// only leases commits without waiting for fsync.
@@ -275,23 +300,25 @@ struct Job {
 /// A send waiting for the next group commit.
 struct SendJob {
     msg: NewMessage,
-    reply: oneshot::Sender<Result<(i64, String), StoreError>>,
+    reply: oneshot::Sender<Result<(i64, String), Error>>,
 }
 
-/// Handle to the store; cheap to clone.
+/// Handle to the database: the read pool and the writer's queues; cheap to clone.
 #[derive(Clone)]
-pub struct Store {
+struct Db {
     read: SqlitePool,
     writer: mpsc::Sender<Job>,
     sends: mpsc::Sender<SendJob>,
     /// Asks the writer to finish, checkpoint the WAL and close.
     closing: mpsc::Sender<oneshot::Sender<()>>,
     health: Arc<StoreHealth>,
+    /// Groups committed so far.
+    commits: Arc<AtomicU64>,
 }
 
-impl Store {
+impl Db {
     /// Opens (creating if needed) the database at `path`, runs migrations, starts the writer.
-    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+    pub async fn open(path: &Path) -> Result<Db, Error> {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
@@ -312,6 +339,7 @@ impl Store {
         let (tx, rx) = mpsc::channel::<Job>(4096);
         let (sends_tx, sends_rx) = mpsc::channel::<SendJob>(4096);
         let (closing, closing_rx) = mpsc::channel(1);
+        let commits = Arc::new(AtomicU64::new(0));
         tokio::spawn(writer_loop(
             write_conn,
             Queues {
@@ -320,24 +348,21 @@ impl Store {
                 closing: closing_rx,
             },
             health.clone(),
+            commits.clone(),
         ));
-        Ok(Store {
+        Ok(Db {
             read,
             writer: tx,
             sends: sends_tx,
             closing,
             health,
+            commits,
         })
-    }
-
-    /// The state of the database file (lost, full).
-    pub fn health(&self) -> &StoreHealth {
-        &self.health
     }
 
     /// Runs `f` on the write connection inside the next group commit and returns its result
     /// once the group is durable. If the job fails, only its own changes are rolled back.
-    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub async fn write<T, F>(&self, f: F) -> Result<T, Error>
     where
         T: Send + 'static,
         F: WriteJob<T>,
@@ -345,10 +370,10 @@ impl Store {
         self.submit(f, true, true).await
     }
 
-    /// [`Store::write`] for a job whose loss in a crash is harmless (a claim's lease): it
+    /// [`Db::write`] for a job whose loss in a crash is harmless (a claim's lease): it
     /// still commits in order with everything else, but a group of only such jobs does not
     /// wait for fsync.
-    pub async fn write_volatile<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub async fn write_volatile<T, F>(&self, f: F) -> Result<T, Error>
     where
         T: Send + 'static,
         F: WriteJob<T>,
@@ -356,9 +381,9 @@ impl Store {
         self.submit(f, true, false).await
     }
 
-    /// [`Store::write`] for a job that runs exactly one writing statement (which SQLite undoes
+    /// [`Db::write`] for a job that runs exactly one writing statement (which SQLite undoes
     /// by itself if it fails), saving the savepoint around it.
-    pub async fn write_one<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub async fn write_one<T, F>(&self, f: F) -> Result<T, Error>
     where
         T: Send + 'static,
         F: WriteJob<T>,
@@ -366,16 +391,16 @@ impl Store {
         self.submit(f, false, true).await
     }
 
-    async fn submit<T, F>(&self, f: F, savepoint: bool, durable: bool) -> Result<T, StoreError>
+    async fn submit<T, F>(&self, f: F, savepoint: bool, durable: bool) -> Result<T, Error>
     where
         T: Send + 'static,
         F: WriteJob<T>,
     {
-        let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
+        let (tx, rx) = oneshot::channel::<Result<T, Error>>();
         // Either the job runs and answers after the commit, or it is aborted unrun.
         let tx = Arc::new(Mutex::new(Some(tx)));
         let abort_tx = tx.clone();
-        let abort = Box::new(move |e: StoreError| {
+        let abort = Box::new(move |e: Error| {
             if let Some(tx) = abort_tx.lock().expect("reply lock").take() {
                 let _ = tx.send(Err(e));
             }
@@ -404,19 +429,19 @@ impl Store {
                 durable,
             })
             .await
-            .map_err(|_| StoreError::WriterGone)?;
-        rx.await.map_err(|_| StoreError::WriterGone)?
+            .map_err(|_| Error::WriterGone)?;
+        rx.await.map_err(|_| Error::WriterGone)?
     }
 
     /// Stores a message in the next group commit (batched with the other sends waiting) and
     /// returns its id and the registration it was queued for, once durable.
-    pub async fn insert_message(&self, msg: NewMessage) -> Result<(i64, String), StoreError> {
+    pub async fn insert_message(&self, msg: NewMessage) -> Result<(i64, String), Error> {
         let (reply, rx) = oneshot::channel();
         self.sends
             .send(SendJob { msg, reply })
             .await
-            .map_err(|_| StoreError::WriterGone)?;
-        rx.await.map_err(|_| StoreError::WriterGone)?
+            .map_err(|_| Error::WriterGone)?;
+        rx.await.map_err(|_| Error::WriterGone)?
     }
 
     /// The read-only pool.
@@ -425,7 +450,7 @@ impl Store {
     }
 
     /// Waits until every write sent so far is committed (used at shutdown).
-    pub async fn flush(&self) -> Result<(), StoreError> {
+    pub async fn flush(&self) -> Result<(), Error> {
         self.write(|_| Box::pin(async { Ok(()) })).await
     }
 
@@ -448,7 +473,12 @@ struct Queues {
     closing: mpsc::Receiver<oneshot::Sender<()>>,
 }
 
-async fn writer_loop(mut conn: SqliteConnection, mut q: Queues, health: Arc<StoreHealth>) {
+async fn writer_loop(
+    mut conn: SqliteConnection,
+    mut q: Queues,
+    health: Arc<StoreHealth>,
+    commits: Arc<AtomicU64>,
+) {
     let mut jobs: Vec<Job> = Vec::with_capacity(MAX_GROUP);
     let mut sends: Vec<SendJob> = Vec::with_capacity(MAX_GROUP);
     let (mut jobs_open, mut sends_open) = (true, true);
@@ -472,8 +502,10 @@ async fn writer_loop(mut conn: SqliteConnection, mut q: Queues, health: Arc<Stor
                 Err(_) => break,
             }
         }
-        if !jobs.is_empty() || !sends.is_empty() {
-            group_commit(&mut conn, &mut jobs, &mut sends, &health).await;
+        if (!jobs.is_empty() || !sends.is_empty())
+            && group_commit(&mut conn, &mut jobs, &mut sends, &health).await
+        {
+            commits.fetch_add(1, Ordering::SeqCst);
         }
         if closing.is_some() {
             break;
@@ -514,17 +546,18 @@ fn abort_group(jobs: &mut Vec<Job>, sends: &mut Vec<SendJob>, failure: &Failure,
 
 /// Runs one group: the sends (one statement), then each job in its savepoint, one commit,
 /// then the answers. Before it starts and after it commits, the database path must still be
-/// the file opened; otherwise every caller hears [`StoreError::Lost`].
+/// the file opened; otherwise every caller hears [`Error::Lost`]. Returns whether the group
+/// committed.
 async fn group_commit(
     conn: &mut SqliteConnection,
     jobs: &mut Vec<Job>,
     sends: &mut Vec<SendJob>,
     health: &StoreHealth,
-) {
+) -> bool {
     let db = health.db().to_path_buf();
     if health.check_file() {
         abort_group(jobs, sends, &Failure::Lost, &db);
-        return;
+        return false;
     }
     let faults_before = health.faults.load(Ordering::SeqCst);
     // While the disk is full, only a group that really wrote shows that it is over.
@@ -555,7 +588,7 @@ async fn group_commit(
             .execute(&mut *conn)
             .await;
         abort_group(jobs, sends, &failure, &db);
-        return;
+        return false;
     }
     let inserted = if sends.is_empty() {
         Ok(vec![])
@@ -573,7 +606,7 @@ async fn group_commit(
             r
         };
         r.map_err(|e| match e {
-            StoreError::Db(e) => Failure::of(&e),
+            Error::Db(e) => Failure::of(&e),
             e => Failure::Other(e.to_string()),
         })
     };
@@ -640,23 +673,29 @@ async fn group_commit(
             }
         }
     }
+    let ok = committed.is_ok();
     for reply in replies {
         reply(committed.clone());
     }
+    ok
 }
 
 #[cfg(test)]
 mod tests {
+    //! What only this backend has: the writer's groups, savepoints and volatile commits. The
+    //! guarantees of every backend are `peers_store::story`'s (tests/story.rs).
+
     use super::*;
     use peers_core::wire::{RegisterRequest, SenderKind};
+    use peers_store::{PeerRecord, Sender};
 
-    async fn store() -> (tempfile::TempDir, Store) {
+    async fn store() -> (tempfile::TempDir, Db) {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("t.db")).await.unwrap();
+        let s = Db::open(&dir.path().join("t.db")).await.unwrap();
         (dir, s)
     }
 
-    async fn reg(s: &Store, pid: u32, cwd: &str) -> PeerRow {
+    async fn reg(s: &Db, pid: u32, cwd: &str) -> PeerRecord {
         let req = RegisterRequest {
             claude_pid: pid,
             mcp_pid: 1,
@@ -672,7 +711,7 @@ mod tests {
             .peer
     }
 
-    fn msg(to: &PeerRow, body: &str) -> NewMessage {
+    fn msg(to: &PeerRecord, body: &str) -> NewMessage {
         NewMessage {
             from: Sender {
                 kind: SenderKind::Human,
@@ -690,9 +729,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn concurrent_writes_all_commit_in_groups() {
+    async fn concurrent_jobs_all_commit_in_groups() {
         let (_d, s) = store().await;
         let p = reg(&s, 10, "/x/a").await;
+        let before = s.commits.load(Ordering::SeqCst);
         let mut tasks = vec![];
         for i in 0..200 {
             let (s, m) = (s.clone(), msg(&p, &format!("m{i}")));
@@ -714,50 +754,8 @@ mod tests {
             messages::waiting(s.reader(), &p.id).await.unwrap().len(),
             200
         );
-    }
-
-    #[tokio::test]
-    async fn batched_sends_keep_their_order_and_their_own_ids() {
-        let (_d, s) = store().await;
-        let a = reg(&s, 10, "/x/a").await;
-        let b = reg(&s, 11, "/x/b").await;
-        let mut tasks = vec![];
-        for i in 0..300 {
-            let s = s.clone();
-            let to = if i % 2 == 0 { a.clone() } else { b.clone() };
-            let m = msg(&to, &format!("m{i}"));
-            tasks.push(tokio::spawn(async move {
-                (i, to.id, s.insert_message(m).await.unwrap())
-            }));
-        }
-        // Ordinary jobs share the same groups.
-        let id = a.id.clone();
-        s.write(move |c| Box::pin(async move { peers::set_summary(c, &id, "busy").await }))
-            .await
-            .unwrap();
-        for t in tasks {
-            let (i, to, (msg_id, queued_for)) = t.await.unwrap();
-            assert_eq!(queued_for, to);
-            let st = messages::status(s.reader(), msg_id, false)
-                .await
-                .unwrap()
-                .unwrap()
-                .0;
-            assert_eq!(
-                st.bytes as usize,
-                format!("m{i}").len(),
-                "id {msg_id} is message {i}"
-            );
-            assert_eq!(st.to_peer_id, to);
-        }
-        assert_eq!(
-            messages::waiting(s.reader(), &a.id).await.unwrap().len(),
-            150
-        );
-        assert_eq!(
-            messages::waiting(s.reader(), &b.id).await.unwrap().len(),
-            150
-        );
+        let groups = s.commits.load(Ordering::SeqCst) - before;
+        assert!(groups < 200, "200 concurrent jobs took {groups} commits");
     }
 
     #[tokio::test]
@@ -799,7 +797,7 @@ mod tests {
     #[tokio::test]
     async fn volatile_groups_never_leave_sends_without_fsync() {
         let (_d, s) = store().await;
-        let sync = |s: &Store| {
+        let sync = |s: &Db| {
             let s = s.clone();
             async move {
                 s.write(|c| {
@@ -853,98 +851,21 @@ mod tests {
         assert_eq!(left[0].body, "kept");
     }
 
-    #[tokio::test]
-    async fn claim_leases_in_order_and_partial_ack_releases_the_rest() {
-        let (_d, s) = store().await;
-        let p = reg(&s, 10, "/x/a").await;
-        for b in ["one", "two", "three"] {
-            let m = msg(&p, b);
-            s.write(move |c| Box::pin(messages::insert(c, m)))
-                .await
-                .unwrap();
-        }
-        let id = p.id.clone();
-        let out = s
-            .write(move |c| {
-                Box::pin(async move { messages::claim(c, &id, "L", 2, 10, 1000, None).await })
-            })
-            .await
-            .unwrap();
-        let bodies: Vec<&str> = out.messages.iter().map(|m| m.body.as_str()).collect();
-        assert_eq!(bodies, ["one", "two"]);
-        let first = out.messages[0].message_id;
-        let id = p.id.clone();
-        let (delivered, released) = s
-            .write(move |c| {
-                Box::pin(
-                    async move { messages::ack(c, &id, "L", "Stop", Some(&[first]), 20).await },
-                )
-            })
-            .await
-            .unwrap();
-        assert_eq!((delivered, released), (1, 1));
-        let waiting = messages::waiting(s.reader(), &p.id).await.unwrap();
-        let bodies: Vec<&str> = waiting.iter().map(|m| m.body.as_str()).collect();
-        assert_eq!(bodies, ["two", "three"]);
-    }
-
-    #[tokio::test]
-    async fn a_send_racing_a_reregistration_follows_the_replacement() {
-        let (_d, s) = store().await;
-        let old = reg(&s, 10, "/x/api").await;
-        // The send resolved `old`; before its insert runs, the session registers again.
-        let new = reg(&s, 10, "/x/api").await;
-        let m = msg(&old, "resolved before the re-registration");
-        let (_, to) = s
-            .write_one(move |c| Box::pin(messages::insert(c, m)))
-            .await
-            .unwrap();
-        assert_eq!(to, new.id);
-        assert_eq!(
-            messages::waiting(s.reader(), &new.id).await.unwrap().len(),
-            1
-        );
-        assert!(
-            messages::waiting(s.reader(), &old.id)
-                .await
-                .unwrap()
-                .is_empty()
-        );
-    }
-
-    #[tokio::test]
-    async fn names_follow_the_process_and_the_directory() {
-        let (_d, s) = store().await;
-        let a = reg(&s, 10, "/x/api").await;
-        let b = reg(&s, 11, "/y/api").await;
-        assert_eq!((a.name.as_str(), b.name.as_str()), ("api", "api-2"));
-        // Same process again: same name, the old row is replaced.
-        let a2 = reg(&s, 10, "/x/api").await;
-        assert_eq!(a2.name, "api");
-        let old = peers::by_id(s.reader(), &a.id).await.unwrap().unwrap();
-        assert_eq!(old.replaced_by.as_deref(), Some(a2.id.as_str()));
-        // b ends with mail waiting; the next session in b's directory takes b's name and mail.
-        let m = msg(&b, "for api-2");
-        s.write(move |c| Box::pin(messages::insert(c, m)))
-            .await
-            .unwrap();
-        let bid = b.id.clone();
-        s.write(move |c| Box::pin(async move { peers::mark_gone(c, &[bid], 5).await }))
-            .await
-            .unwrap();
-        let c = reg(&s, 12, "/y/api").await;
-        assert_eq!(c.name, "api-2");
-        assert_eq!(messages::waiting(s.reader(), &c.id).await.unwrap().len(), 1);
-        // resolve: by name, name@host, case-insensitively, and a replaced id follows along.
-        for who in ["API-2", "api-2@H", b.id.as_str()] {
-            let r = peers::resolve(s.reader(), who).await.unwrap().unwrap();
-            assert_eq!(r.id, c.id, "{who}");
-        }
-        assert!(
-            peers::resolve(s.reader(), "nobody")
-                .await
-                .unwrap()
-                .is_none()
-        );
+    #[test]
+    fn driver_errors_map_onto_the_seam_without_losing_their_kind() {
+        let db = PathBuf::from("/s/peers.db");
+        assert!(matches!(
+            Error::Lost(db.clone()).public(),
+            StoreError::Lost { location } if location == "/s/peers.db"
+        ));
+        assert!(matches!(
+            Error::Full { db, detail: "disk I/O error".into() }.public(),
+            StoreError::Full { location, .. } if location == "/s/peers.db"
+        ));
+        assert!(matches!(Error::WriterGone.public(), StoreError::Closed));
+        assert!(matches!(
+            Error::Db(sqlx::Error::Protocol("x".into())).public(),
+            StoreError::Internal(_)
+        ));
     }
 }

@@ -1,0 +1,329 @@
+//! [`SqliteStore`]: the [`Store`] trait over the writer and the read pool. Each write
+//! operation is one job of the group commit, composed of the statements in
+//! [`crate::peers`] and [`crate::messages`].
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use async_trait::async_trait;
+use peers_core::wire::{InboxMessage, MessageStatus, Notice};
+use peers_store::{
+    Ack, Acked, Claim, ClaimOutcome, Health, LogFilter, LogSender, NewMessage, NewNotice,
+    NewRegistration, PeerRecord, Registration, Result, Sent, Store, StoreError, StoreEvent,
+    StoreInfo, Sweep, Swept,
+};
+use tokio::sync::broadcast;
+
+use crate::{Db, Error, messages, peers, preload};
+
+/// The SQLite store: one database file, opened by one broker.
+pub struct SqliteStore {
+    db: Db,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, runs the migrations and starts the
+    /// writer.
+    pub async fn open(path: &Path) -> Result<SqliteStore> {
+        Ok(SqliteStore {
+            db: Db::open(path).await.map_err(Error::public)?,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        self.db.health.db()
+    }
+}
+
+/// The crate's error as the trait's, for every call that crosses the seam.
+fn seam<T>(r: std::result::Result<T, Error>) -> Result<T> {
+    r.map_err(Error::public)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn register(&self, r: NewRegistration) -> Result<Registration> {
+        seam(
+            self.db
+                .write(move |c| {
+                    Box::pin(peers::register(
+                        c,
+                        r.request,
+                        r.peer_id,
+                        r.token_hash,
+                        r.now,
+                    ))
+                })
+                .await,
+        )
+    }
+
+    async fn heartbeat(
+        &self,
+        peer_id: &str,
+        now: i64,
+        may_revive: bool,
+    ) -> Result<Option<PeerRecord>> {
+        let id = peer_id.to_string();
+        seam(
+            self.db
+                .write(move |c| {
+                    Box::pin(async move { peers::heartbeat(c, &id, now, may_revive).await })
+                })
+                .await,
+        )
+    }
+
+    async fn set_summary(&self, peer_id: &str, summary: &str) -> Result<()> {
+        let (id, summary) = (peer_id.to_string(), summary.to_string());
+        seam(
+            self.db
+                .write_one(move |c| {
+                    Box::pin(async move { peers::set_summary(c, &id, &summary).await })
+                })
+                .await,
+        )
+    }
+
+    async fn unregister(&self, peer_id: &str, now: i64) -> Result<()> {
+        let id = peer_id.to_string();
+        seam(
+            self.db
+                .write_one(move |c| Box::pin(async move { peers::unregister(c, &id, now).await }))
+                .await,
+        )
+    }
+
+    async fn peer(&self, peer_id: &str) -> Result<Option<PeerRecord>> {
+        seam(peers::by_id(self.db.reader(), peer_id).await)
+    }
+
+    async fn resolve(&self, who: &str) -> Result<Option<PeerRecord>> {
+        seam(peers::resolve(self.db.reader(), who).await)
+    }
+
+    async fn live_peers(&self) -> Result<Vec<PeerRecord>> {
+        seam(peers::live(self.db.reader()).await)
+    }
+
+    async fn unreplaced_peers(&self) -> Result<Vec<PeerRecord>> {
+        seam(peers::live_and_gone(self.db.reader()).await)
+    }
+
+    async fn lineage(&self, peer_id: &str) -> Result<Vec<String>> {
+        seam(messages::lineage(self.db.reader(), peer_id).await)
+    }
+
+    async fn count_live(&self) -> Result<u64> {
+        seam(peers::count_live(self.db.reader()).await)
+    }
+
+    async fn send(&self, m: NewMessage) -> Result<Sent> {
+        let (id, to_peer) = seam(self.db.insert_message(m).await)?;
+        Ok(Sent { id, to_peer })
+    }
+
+    async fn message_exists(&self, id: i64) -> Result<bool> {
+        seam(messages::exists(self.db.reader(), id).await)
+    }
+
+    async fn claimable(&self, peer_id: &str, now: i64) -> Result<bool> {
+        seam(messages::claimable(self.db.reader(), peer_id, now).await)
+    }
+
+    async fn claim(&self, c: Claim) -> Result<ClaimOutcome> {
+        // A lease lost in a crash returns its mail to the queue: volatile. The budget's
+        // spending and notice ride in the same job, so they commit with the lease.
+        seam(
+            self.db
+                .write_volatile(move |conn| {
+                    Box::pin(async move {
+                        messages::claim(
+                            conn,
+                            &c.peer_id,
+                            &c.lease_id,
+                            c.max,
+                            c.now,
+                            c.lease_expires_ms,
+                            c.automatic.as_ref(),
+                        )
+                        .await
+                    })
+                })
+                .await,
+        )
+    }
+
+    async fn ack(&self, a: Ack) -> Result<Acked> {
+        let (delivered, released) = seam(
+            self.db
+                .write(move |c| {
+                    Box::pin(async move {
+                        messages::ack(c, &a.peer_id, &a.lease_id, &a.via, a.ids.as_deref(), a.now)
+                            .await
+                    })
+                })
+                .await,
+        )?;
+        Ok(Acked {
+            delivered,
+            released,
+        })
+    }
+
+    async fn waiting(&self, peer_id: &str) -> Result<Vec<InboxMessage>> {
+        seam(messages::waiting(self.db.reader(), peer_id).await)
+    }
+
+    async fn queued_count(&self, peer_id: &str) -> Result<(u64, Option<i64>)> {
+        seam(messages::waiting_count(self.db.reader(), peer_id).await)
+    }
+
+    async fn pending_count(&self, peer_id: &str) -> Result<u64> {
+        seam(messages::pending_count(self.db.reader(), peer_id).await)
+    }
+
+    async fn pending_counts(&self) -> Result<HashMap<String, u64>> {
+        seam(peers::waiting_counts(self.db.reader()).await)
+    }
+
+    async fn count_pending(&self) -> Result<u64> {
+        seam(messages::count_waiting(self.db.reader()).await)
+    }
+
+    async fn status(
+        &self,
+        id: i64,
+        with_body: bool,
+    ) -> Result<Option<(MessageStatus, Option<String>)>> {
+        seam(messages::status(self.db.reader(), id, with_body).await)
+    }
+
+    async fn delivered_to(
+        &self,
+        peer_ids: &[String],
+        since_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<InboxMessage>> {
+        seam(messages::delivered_to(self.db.reader(), peer_ids, since_ms, limit).await)
+    }
+
+    async fn log(&self, f: LogFilter) -> Result<Vec<MessageStatus>> {
+        let from = f.from.map(|s| match s {
+            LogSender::Human => None,
+            LogSender::Peers(ids) => Some(ids),
+        });
+        seam(
+            messages::log(
+                self.db.reader(),
+                from,
+                f.to,
+                f.since_ms,
+                f.limit,
+                f.with_body,
+            )
+            .await,
+        )
+    }
+
+    async fn add_notice(&self, n: NewNotice) -> Result<()> {
+        seam(
+            self.db
+                .write(move |c| {
+                    Box::pin(async move {
+                        messages::add_notice(
+                            c,
+                            &n.kind,
+                            n.peer_id.as_deref(),
+                            &n.text,
+                            &n.author,
+                            n.now,
+                        )
+                        .await
+                    })
+                })
+                .await,
+        )
+    }
+
+    async fn notices(&self, limit: u32) -> Result<Vec<Notice>> {
+        seam(messages::notices(self.db.reader(), limit).await)
+    }
+
+    async fn sweep(&self, s: Sweep) -> Result<Swept> {
+        seam(
+            self.db
+                .write(move |c| {
+                    Box::pin(async move {
+                        let marked_gone = peers::mark_gone(c, &s.gone, s.now).await?;
+                        if !s.whole {
+                            return Ok(Swept {
+                                marked_gone,
+                                ..Swept::default()
+                            });
+                        }
+                        let (requeued, expired) = messages::sweep(c, s.now).await?;
+                        messages::forget_budget_spend_before(c, s.now - s.budget_window_ms).await?;
+                        Ok(Swept {
+                            marked_gone,
+                            requeued,
+                            expired,
+                        })
+                    })
+                })
+                .await,
+        )
+    }
+
+    async fn sweep_turn(&self) -> Result<bool> {
+        // One broker per file: its sweep always runs.
+        Ok(true)
+    }
+
+    fn events(&self) -> Option<broadcast::Receiver<StoreEvent>> {
+        None
+    }
+
+    fn describe(&self) -> StoreInfo {
+        StoreInfo {
+            backend: "sqlite",
+            location: self.path().display().to_string(),
+        }
+    }
+
+    fn health(&self) -> Health {
+        let h = &self.db.health;
+        Health {
+            lost_since: h.lost_since(),
+            full_since: h.full_since(),
+            unavailable_since: None,
+        }
+    }
+
+    fn take_recovered(&self) -> Vec<(i64, i64)> {
+        self.db.health.take_recovered()
+    }
+
+    fn put_back_recovered(&self, spells: Vec<(i64, i64)>) {
+        self.db.health.put_back_recovered(spells)
+    }
+
+    fn commits(&self) -> u64 {
+        self.db.commits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    async fn flush(&self) -> Result<()> {
+        seam(self.db.flush().await)
+    }
+
+    async fn close(&self) {
+        self.db.close().await
+    }
+
+    async fn preload_delivered(&self, peer_ids: &[String], n: u64) -> Result<()> {
+        preload::delivered_history(self.path(), peer_ids, n)
+            .await
+            .map_err(|e| StoreError::Internal(e.to_string()))
+    }
+}
