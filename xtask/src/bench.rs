@@ -571,17 +571,7 @@ async fn broker(bin: &Path, plan: &Plan) -> Result<()> {
     );
     let claimer = register(&user, 9999, "/bench/p0").await?; // a 1001st peer, p0's dir
     let name = claimer.heartbeat().await?.name;
-    let mut lat = vec![];
-    for i in 0..1000 {
-        user.send(&send_req(&name, format!("m{i}"))).await?;
-        let t = Instant::now();
-        let c = claimer.claim(&ClaimRequest::default()).await?;
-        lat.push(t.elapsed());
-        claimer
-            .ack(&ack_req(c.lease_id.context("nothing claimed")?, "bench"))
-            .await?;
-    }
-    lat.sort();
+    let lat = claim_latencies(&user, &claimer, &name, 1000).await?;
     let p50 = percentile(&lat, 0.5);
     row_within(
         &format!(
@@ -602,6 +592,28 @@ async fn broker(bin: &Path, plan: &Plan) -> Result<()> {
     );
     b.stop();
     Ok(())
+}
+
+/// `n` times: `sender` sends one message to `to`, then `claimer` claims it (timed) and acks
+/// it. The claims' durations, sorted.
+async fn claim_latencies(
+    sender: &BrokerClient,
+    claimer: &BrokerClient,
+    to: &str,
+    n: usize,
+) -> Result<Vec<Duration>> {
+    let mut lat = Vec::with_capacity(n);
+    for i in 0..n {
+        sender.send(&send_req(to, format!("m{i}"))).await?;
+        let t = Instant::now();
+        let c = claimer.claim(&ClaimRequest::default()).await?;
+        lat.push(t.elapsed());
+        claimer
+            .ack(&ack_req(c.lease_id.context("nothing claimed")?, "bench"))
+            .await?;
+    }
+    lat.sort();
+    Ok(lat)
 }
 
 /// CPU time (user + system) a process has used, from `/proc/<pid>/stat`.

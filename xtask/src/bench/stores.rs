@@ -7,18 +7,19 @@
 //! its defaults (`synchronous_commit = on`, `fsync = on`): the brokers pay a real fsync per
 //! commit as SQLite does with `synchronous=FULL`.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use peers_core::BrokerClient;
-use peers_core::wire::ClaimRequest;
 use peers_testkit::postgres::PgCluster;
-use peers_testkit::requests::{ack_req, send_req};
+use peers_testkit::requests::send_req;
 use peers_testkit::{BrokerProcess, TestEnv};
 
-use super::{bench_peer, machine, ms, percentile, register, send_rate};
+use super::{SEND_BODY, claim_latencies, load, machine, ms, percentile, register, register_token};
 
 /// One backend under test: its brokers (one or two) on one database.
 struct Setup {
@@ -48,12 +49,14 @@ impl Setup {
         Ok(BrokerClient::new(&process.url, Some(secret)))
     }
 
-    /// Registers a simulated peer (through broker 0) and returns its client of broker `i`:
-    /// peer tokens are valid on every broker of one database.
-    async fn peer_on(&self, i: usize, claude_pid: u32, cwd: &str) -> Result<BrokerClient> {
-        let reg = self.user(0)?.register(&bench_peer(claude_pid, cwd)).await?;
+    /// The address of broker `i`.
+    fn addr(&self, i: usize) -> Result<SocketAddr> {
         let (_, process) = &self.brokers[i % self.brokers.len()];
-        Ok(BrokerClient::new(&process.url, Some(reg.token)))
+        process
+            .url
+            .trim_start_matches("http://")
+            .parse()
+            .context("the broker's address")
     }
 
     fn stop(mut self) {
@@ -140,36 +143,52 @@ pub async fn run(bin: &Path, seconds: u64) -> Result<()> {
 
 async fn measure(setup: &Setup, seconds: u64) -> Result<Figures> {
     let user = setup.user(0)?;
-    let mut senders = vec![];
-    for i in 0..64u32 {
-        senders.push(
-            setup
-                .peer_on(i as usize, 100_000 + i, &format!("/bench/sender{i}"))
-                .await?,
-        );
+    // 64 senders (registered through broker 0; a peer's token is valid on every broker of one
+    // database), sender i sending through broker i mod n, to 16 recipients.
+    let n = setup.brokers.len();
+    let mut sends: Vec<Vec<Arc<[u8]>>> = vec![vec![]; n];
+    for i in 0..64usize {
+        let token = register_token(&user, i as u32, &format!("/bench/sender{i}")).await?;
+        let body = serde_json::to_vec(&send_req(format!("inbox{}", i % 16), SEND_BODY))?;
+        sends[i % n].push(load::request("POST", "/v1/messages", Some(&token), Some(&body)).into());
     }
     for i in 0..16 {
         register(&user, 1000 + i, &format!("/bench/inbox{i}")).await?;
     }
     let mut figures = Figures::default();
     for conc in CONCURRENCY {
-        let (rate, _) = send_rate(&senders[..conc], Duration::from_secs(seconds)).await?;
+        // The lean generator, one thread per broker, each with its share of the senders.
+        let mut runs = vec![];
+        for (b, requests) in sends.iter().enumerate() {
+            // Senders 0..conc, sender i on broker i mod n.
+            let share = (conc + n - 1 - b) / n;
+            if share == 0 {
+                continue;
+            }
+            let mine: Vec<Arc<[u8]>> = requests.iter().take(share).cloned().collect();
+            let addr = setup.addr(b)?;
+            runs.push(tokio::task::spawn_blocking(move || {
+                load::run(
+                    addr,
+                    &mine,
+                    200,
+                    1,
+                    &[],
+                    Duration::from_millis(300),
+                    Duration::from_secs(seconds),
+                )
+            }));
+        }
+        let mut rate = 0.0;
+        for r in runs {
+            rate += r.await??.rate;
+        }
         figures.sends.push(rate);
     }
     // Claims: the message is sent through the last broker, claimed through the first.
     let claimer = register(&user, 5000, "/bench/claimer").await?;
-    let sender = setup.user(setup.brokers.len() - 1)?;
-    let mut lat = vec![];
-    for i in 0..1000 {
-        sender.send(&send_req("claimer", format!("m{i}"))).await?;
-        let t = Instant::now();
-        let c = claimer.claim(&ClaimRequest::default()).await?;
-        lat.push(t.elapsed());
-        claimer
-            .ack(&ack_req(c.lease_id.context("nothing claimed")?, "bench"))
-            .await?;
-    }
-    lat.sort();
+    let sender = setup.user(n - 1)?;
+    let lat = claim_latencies(&sender, &claimer, "claimer", 1000).await?;
     figures.claim_p50 = percentile(&lat, 0.5);
     figures.claim_p99 = percentile(&lat, 0.99);
     Ok(figures)
