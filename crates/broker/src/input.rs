@@ -27,6 +27,18 @@ pub fn one_line(s: &str) -> String {
     out.trim().to_string()
 }
 
+/// Refuses a field holding NUL (U+0000). Bodies and names are stored as they are (not
+/// cleaned like one-line fields), and no backend stores NUL the same way: PostgreSQL's text
+/// cannot hold it at all. A clear 400 naming the field beats a changed body or a 500.
+pub fn no_nul(field: &str, value: &str) -> Result<(), crate::error::ApiError> {
+    match value.find('\0') {
+        None => Ok(()),
+        Some(at) => Err(crate::error::ApiError::bad_request(format!(
+            "`{field}` holds a NUL character (U+0000) at byte {at}; remove it and send again"
+        ))),
+    }
+}
+
 /// [`one_line`] over an optional field; an empty result is no value.
 pub fn one_line_opt(s: Option<String>) -> Option<String> {
     s.map(|s| one_line(&s)).filter(|s| !s.is_empty())

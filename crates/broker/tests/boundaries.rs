@@ -370,3 +370,9 @@ async fn recipient_can_wake_says_whether_a_waiter_is_armed() {
         "{sent:?}"
     );
 }
+
+#[tokio::test]
+async fn nul_characters_are_refused_naming_the_field() {
+    let (env, _broker) = broker_with(&[]).await;
+    crate::util::nul_is_refused_and_nothing_stored(&env).await;
+}

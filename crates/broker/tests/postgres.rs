@@ -286,3 +286,13 @@ async fn a_broker_killed_under_load_loses_and_repeats_nothing() {
     let twice: Vec<(&String, &u32)> = shown.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "delivered more than once: {twice:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nul_characters_are_refused_naming_the_field_on_postgres_too() {
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
+    let env = env_on(&pg.fresh_database(), None);
+    let _broker = BrokerProcess::start(&env).await;
+    crate::util::nul_is_refused_and_nothing_stored(&env).await;
+}

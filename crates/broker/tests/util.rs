@@ -86,3 +86,45 @@ pub async fn until_listed(client: &BrokerClient, what: &str, done: impl Fn(&[Pee
     })
     .await
 }
+
+/// NUL (U+0000) in a body, a recipient or an ack is a 400 naming the field, and nothing is
+/// stored — on every backend (PostgreSQL text cannot hold NUL at all).
+pub async fn nul_is_refused_and_nothing_stored(env: &TestEnv) {
+    let a = register(env, "/w/nul").await;
+    let user = env.user_client();
+    let refused = |e: peers_core::client::ClientError, field: &str| {
+        assert_eq!(e.status(), Some(400), "{e}");
+        let text = e.to_string();
+        assert!(text.contains("NUL") && text.contains(field), "{text}");
+    };
+    refused(
+        user.send(&send_req("nul", "before\0after"))
+            .await
+            .unwrap_err(),
+        "message",
+    );
+    refused(
+        user.send(&send_req("nul\0", "hi")).await.unwrap_err(),
+        "peer",
+    );
+    assert!(a.client.peek().await.unwrap().messages.is_empty());
+    user.send(&send_req("nul", "fine")).await.unwrap();
+    let c = a
+        .client
+        .claim(&peers_core::wire::ClaimRequest::default())
+        .await
+        .unwrap();
+    let lease = c.lease_id.unwrap();
+    refused(
+        a.client
+            .ack(&AckRequest {
+                lease_id: lease.clone(),
+                via: "Stop\0".into(),
+                message_ids: None,
+            })
+            .await
+            .unwrap_err(),
+        "via",
+    );
+    assert_eq!(ack_all(&a.client, lease, "Stop").await, 1);
+}

@@ -8,9 +8,9 @@ use peers_core::now_ms;
 use peers_core::wire::*;
 
 use super::extract::{ApiJson, ApiQuery};
-use crate::SharedState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
+use crate::{SharedState, input};
 use peers_store::{Ack, Acked, Claim, LoopBudget};
 
 pub async fn claim(
@@ -94,6 +94,8 @@ pub async fn ack(
             "`via` names the hook event or tool that showed the mail (1-64 characters)",
         ));
     }
+    input::no_nul("via", &req.via)?;
+    input::no_nul("lease_id", &req.lease_id)?;
     let Acked {
         delivered,
         released,

@@ -11,7 +11,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use peers_store::{LogFilter, LogSender, NewMessage, Sender, Sent};
 
-use crate::{AppState, SharedState};
+use crate::{AppState, SharedState, input};
 
 pub async fn send(
     State(state): State<SharedState>,
@@ -29,6 +29,7 @@ pub async fn send(
     if req.message.trim().is_empty() {
         return Err(ApiError::bad_request("message is empty"));
     }
+    input::no_nul("message", &req.message)?;
     if req.to.trim().is_empty() {
         return Err(ApiError::bad_request(
             "`to` is empty: name a peer, name@host or id",

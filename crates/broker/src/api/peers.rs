@@ -165,6 +165,7 @@ pub async fn find(
 
 /// Finds a recipient or answers 404 naming the peers that do exist.
 pub async fn resolve_or_404(state: &AppState, who: &str) -> Result<PeerRecord, ApiError> {
+    input::no_nul("peer", who)?;
     let name = who.trim().rsplit_once('@').map_or(who.trim(), |(n, _)| n);
     if peers_core::identity::is_reserved_name(name) {
         return Err(ApiError::unknown_peer(format!(
