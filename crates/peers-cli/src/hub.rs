@@ -233,6 +233,7 @@ fn write_instances(
     cfg: &Config,
     ports: &[u16],
 ) -> Result<()> {
+    share_machine_id(cfg, ports)?;
     if cfg!(target_os = "macos") {
         let agents = peers_core::paths::home()?.join("Library/LaunchAgents");
         for p in ports {
@@ -267,6 +268,31 @@ fn write_instances(
     Ok(())
 }
 
+/// Gives each instance's state dir this machine's id: the brokers and the sessions of one
+/// machine must agree on it, or no broker would judge this machine's sessions by their
+/// processes (only by heartbeats). An instance dir that already has an id keeps it.
+fn share_machine_id(cfg: &Config, ports: &[u16]) -> Result<()> {
+    use peers_core::paths;
+    let id = peers_core::identity::machine_id(&cfg.state_dir)
+        .with_context(|| format!("the machine id in {}", cfg.state_dir.display()))?;
+    for p in ports {
+        let dir = instance_state_dir(cfg, &p.to_string());
+        let file = paths::machine_id_file(&dir);
+        if file.exists() {
+            continue;
+        }
+        paths::ensure_private_dir(&dir)
+            .and_then(|()| paths::write_private_file(&file, id.as_bytes()))
+            .with_context(|| format!("cannot write {}", file.display()))?;
+    }
+    Ok(())
+}
+
+/// The state dir of the broker instance `instance` (a port, or `%i` in a systemd template).
+fn instance_state_dir(cfg: &Config, instance: &str) -> PathBuf {
+    cfg.state_dir.join(format!("broker-{instance}"))
+}
+
 /// What sets one broker instance apart: its port and its own state dir (`instance` is the
 /// port, or `%i` in a systemd template).
 fn instance_env(cfg: &Config, instance: &str) -> Vec<(String, String)> {
@@ -274,10 +300,7 @@ fn instance_env(cfg: &Config, instance: &str) -> Vec<(String, String)> {
         ("PEERS_PORT".to_string(), instance.to_string()),
         (
             "PEERS_STATE_DIR".to_string(),
-            cfg.state_dir
-                .join(format!("broker-{instance}"))
-                .display()
-                .to_string(),
+            instance_state_dir(cfg, instance).display().to_string(),
         ),
     ]
 }

@@ -53,6 +53,15 @@ fn hub_init_postgres_writes_the_config_and_a_template_and_hides_the_password() {
         ]
     );
 
+    // Every instance has this machine's id, so the brokers judge this machine's sessions
+    // by their processes.
+    let id = std::fs::read_to_string(peers_core::paths::machine_id_file(&env.state_dir)).unwrap();
+    for port in [p, p + 1] {
+        let dir = env.state_dir.join(format!("broker-{port}"));
+        let theirs = std::fs::read_to_string(peers_core::paths::machine_id_file(&dir)).unwrap();
+        assert_eq!(theirs, id, "broker-{port}");
+    }
+
     let unit = env.home.join(".config/systemd/user/peers-broker@.service");
     let unit_text = std::fs::read_to_string(&unit).unwrap();
     assert!(
