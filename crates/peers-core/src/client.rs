@@ -682,6 +682,7 @@ mod tests {
             to: "x".into(),
             message: "m".into(),
             reply_to: None,
+            scope: None,
         };
         let e = c.send(&req).await.unwrap_err();
         assert_eq!(e.code(), Some(ErrorCode::UnknownPeer), "{e:?}");
@@ -697,6 +698,7 @@ mod tests {
             to: "x".into(),
             message: "m".into(),
             reply_to: None,
+            scope: None,
         };
         let e = c.send(&req).await.unwrap_err();
         assert!(e.is_unreachable(), "{e:?}");

@@ -14,6 +14,7 @@
 //! * [`claude_settings`] — the hook set and MCP entry that plug peers into Claude Code.
 //! * [`client`] — the async HTTP client for the broker API.
 
+pub mod address;
 pub mod claude_settings;
 pub mod client;
 pub mod config;

@@ -647,6 +647,7 @@ pub fn wrapping(occasion: Occasion, n: usize, body_len: usize, replying: bool) -
             status: crate::wire::MessageState::Leased,
             delivered_at_ms: None,
             delivered_via: None,
+            channel: None,
         })
         .collect();
     frame(me, occasion, &msgs, false, UNLIMITED).map_or(0, |f| width(&f.text)) - n * width(&body)
@@ -712,6 +713,7 @@ mod tests {
             status: MessageState::Leased,
             delivered_at_ms: None,
             delivered_via: None,
+            channel: None,
         }
     }
 

@@ -275,11 +275,16 @@ pub struct PeerInfo {
 /// the sender is the human).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SendRequest {
-    /// A peer id, a name, or `name@host`; case-insensitive.
+    /// A peer id, a name, or `name@host` (case-insensitive); a `#topic`; or `*`, a broadcast
+    /// to every live peer in `scope` (see `peers_core::address::Recipient`).
     pub to: String,
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<i64>,
+    /// Who a broadcast (`to: "*"`) reaches, relative to the sender. Default: `repo` for a
+    /// peer (its directory when it is not in a git repository), `all` for the human.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -297,6 +302,36 @@ pub struct SendResponse {
     /// next hook event (a headless run, another agent without a wake path, or no session).
     #[serde(default)]
     pub recipient_can_wake: bool,
+    /// For a topic post or a broadcast: `#topic` or `*` (then `to` is the same and
+    /// `to_peer_id` is empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// For a topic post or a broadcast: each reader that got a copy (the sender never does;
+    /// muted subscribers and ended sessions do not).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub readers: Vec<ReaderStatus>,
+}
+
+/// One reader's copy of a message: its own state, lease and delivery.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReaderStatus {
+    pub peer_id: String,
+    /// The reader as `name@host`.
+    pub to: String,
+    /// `queued`, `leased`, `delivered` or `expired` (a reader's lease is shown, unlike the
+    /// top-level status of direct mail).
+    pub status: MessageState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at_ms: Option<i64>,
+    /// The hook event or tool that carried it into this reader's context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_via: Option<String>,
+    pub alive: bool,
+    /// Whether this copy may wake the reader when idle (topic subscriptions choose).
+    pub wake: bool,
+    /// Filled by the broker: an idle-session waiter is armed for this reader now.
+    #[serde(default)]
+    pub can_wake: bool,
 }
 
 /// Where a message is in its life. Senders see `queued` for leased mail: a lease is an
@@ -362,6 +397,26 @@ pub struct MessageStatus {
     /// asked for with `?body=true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// For a topic post or a broadcast: `#topic` or `*`; then `to` is the same, `to_peer_id`
+    /// is empty, `status` is `delivered` once every reader has it (`expired` once none can
+    /// get it any more), and `readers` says who has what.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// Every reader's copy (one for direct mail, one per recipient for a post).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub readers: Vec<ReaderStatus>,
+}
+
+impl MessageStatus {
+    /// How many readers have it in their context, of how many got a copy.
+    pub fn delivered_of(&self) -> (usize, usize) {
+        let done = self
+            .readers
+            .iter()
+            .filter(|r| r.status == MessageState::Delivered)
+            .count();
+        (done, self.readers.len())
+    }
 }
 
 /// `POST /v1/inbox/claim` (auth: peer token).
@@ -413,6 +468,9 @@ pub struct InboxMessage {
     pub delivered_at_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivered_via: Option<String>,
+    /// `#topic` for a topic post, `*` for a broadcast; absent for direct mail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
 }
 
 /// `POST /v1/inbox/ack` (auth: peer token).
@@ -456,6 +514,9 @@ pub struct HistoryQuery {
     /// `GET /v1/messages` only: fill each message's `body` (for `peers log --body`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub body: bool,
+    /// `GET /v1/messages` only: only posts to this topic (`name` or `#name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
 }
 
 /// Query of `GET /v1/messages/{id}`.
@@ -489,6 +550,89 @@ pub struct WaitResponse {
     /// A newer waiter for the same peer took over; this one should exit.
     pub superseded: bool,
     pub queued: u64,
+}
+
+/// `POST /v1/topics/subscribe` (auth: peer token). Subscribing again changes `wake` and
+/// `mute`; the topic is created if new.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SubscribeRequest {
+    /// `name` or `#name`.
+    pub topic: String,
+    /// Whether a post may wake this session when idle (default false: it waits for the next
+    /// hook event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake: Option<bool>,
+    /// Still subscribed, but nothing is pushed (read the topic with `read_topic`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mute: Option<bool>,
+}
+
+/// `POST /v1/topics/unsubscribe` (auth: peer token).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UnsubscribeRequest {
+    pub topic: String,
+}
+
+/// A session's subscription. It belongs to the session's name in its directory on its
+/// machine, so the next session with that name keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Subscription {
+    /// The topic, without `#`.
+    pub topic: String,
+    pub wake: bool,
+    pub mute: bool,
+    pub since_ms: i64,
+}
+
+/// `POST /v1/topics/unsubscribe`'s answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Unsubscribed {
+    pub topic: String,
+    /// Whether there was a subscription to end.
+    pub was_subscribed: bool,
+}
+
+/// One topic as listed (`GET /v1/topics`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TopicInfo {
+    /// Without `#`.
+    pub topic: String,
+    pub created_ms: i64,
+    pub subscribers: u64,
+    pub posts: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_post_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_post_id: Option<i64>,
+    /// The caller's subscription (always `None` for the human).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription: Option<Subscription>,
+}
+
+/// `GET /v1/topics` (auth: peer token or user secret).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TopicList {
+    pub topics: Vec<TopicInfo>,
+}
+
+/// Query of `GET /v1/topics/{name}/messages`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct TopicPostsQuery {
+    /// Only posts with a greater id (to page forward, like a `since_id` cursor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_id: Option<i64>,
+    /// At most this many (default 50, at most 500): the newest ones, oldest first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// `GET /v1/topics/{name}/messages` (auth: peer token or user secret): a topic's posts,
+/// bodies included, with each reader's state. Reading does not deliver: a reader's copy is
+/// still pushed by its hooks.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TopicPosts {
+    pub topic: String,
+    pub posts: Vec<MessageStatus>,
 }
 
 /// `POST /v1/shutdown` (auth: user secret).
@@ -557,6 +701,7 @@ mod tests {
             to: "api".into(),
             message: "hi".into(),
             reply_to: None,
+            scope: None,
         };
         assert_eq!(
             serde_json::to_string(&send).unwrap(),

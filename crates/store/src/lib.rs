@@ -28,7 +28,7 @@ pub mod story;
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use peers_core::wire::{InboxMessage, MessageStatus, Notice};
+use peers_core::wire::{InboxMessage, MessageStatus, Notice, Subscription, TopicInfo};
 use tokio::sync::broadcast;
 
 pub use error::StoreError;
@@ -89,8 +89,10 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- messages ----------------------------------------------------------------------
 
-    /// Stores a message (batched with concurrent sends into one commit). The recipient was
-    /// resolved before; if it has been replaced since, the mail follows to the replacement.
+    /// Stores a message and one delivery row per reader (batched with concurrent sends into
+    /// one commit: a fan-out to 500 readers costs one fsync). Readers were resolved before;
+    /// one that has been replaced since is followed to its replacement. Every per-reader
+    /// operation below (claim, lease, ack, expiry, counts) works on a reader's own copy.
     async fn send(&self, m: NewMessage) -> Result<Sent>;
 
     async fn message_exists(&self, id: i64) -> Result<bool>;
@@ -115,6 +117,11 @@ pub trait Store: Send + Sync + 'static {
     /// How many messages are queued (not leased) for a peer, and the oldest one's send time.
     async fn queued_count(&self, peer_id: &str) -> Result<(u64, Option<i64>)>;
 
+    /// How many of a peer's queued copies may wake it when idle ([`Reader::wake`]): what an
+    /// idle session's long poll waits for. Copies that may not wake wait for its next hook
+    /// event, when a claim takes them with the rest.
+    async fn queued_to_wake(&self, peer_id: &str) -> Result<u64>;
+
     /// How many messages wait for a peer, leased ones included.
     async fn pending_count(&self, peer_id: &str) -> Result<u64>;
 
@@ -124,8 +131,8 @@ pub trait Store: Send + Sync + 'static {
     /// How many messages wait over all peers.
     async fn count_pending(&self) -> Result<u64>;
 
-    /// One message's sender-side status (with its replies; its body when `with_body`) and its
-    /// sender's peer id.
+    /// One message's sender-side status (with its replies, every reader's copy in
+    /// [`MessageStatus::readers`], its body when `with_body`) and its sender's peer id.
     async fn status(
         &self,
         id: i64,
@@ -142,6 +149,32 @@ pub trait Store: Send + Sync + 'static {
 
     /// The human's message log, newest first.
     async fn log(&self, filter: LogFilter) -> Result<Vec<MessageStatus>>;
+
+    // ---- topics ------------------------------------------------------------------------
+
+    /// Subscribes the session's name in its directory to a topic (creating the topic), or
+    /// changes `wake`/`mute` of its subscription. `None` when `peer_id` is unknown.
+    async fn subscribe(&self, s: Subscribe) -> Result<Option<Subscription>>;
+
+    /// Ends the subscription of the session's name in its directory; whether there was one.
+    async fn unsubscribe(&self, peer_id: &str, topic: &str) -> Result<bool>;
+
+    /// The subscriptions of the session's name in its directory, by topic.
+    async fn subscriptions(&self, peer_id: &str) -> Result<Vec<Subscription>>;
+
+    /// Who a post to `topic` reaches now: the live sessions whose name and directory are
+    /// subscribed and not muted, by name. Empty for an unknown topic.
+    async fn topic_readers(&self, topic: &str) -> Result<Vec<TopicReader>>;
+
+    /// Every topic, by name, with counts; `subscription` filled for `viewer`'s name and
+    /// directory when given.
+    async fn topics(&self, viewer: Option<&str>) -> Result<Vec<TopicInfo>>;
+
+    /// Whether a topic exists (created by a post or a subscription).
+    async fn topic_exists(&self, topic: &str) -> Result<bool>;
+
+    /// A topic's posts with bodies and readers (see [`TopicPostsFilter`]), oldest first.
+    async fn topic_posts(&self, f: TopicPostsFilter) -> Result<Vec<MessageStatus>>;
 
     // ---- notices -----------------------------------------------------------------------
 

@@ -143,8 +143,13 @@ pub fn from_human(to: &PeerRecord, body: &str, sent_ms: i64) -> NewMessage {
             address: format!("you@{HOST}"),
             cwd: None,
         },
-        to_peer: to.id.clone(),
         to_address: to.address(),
+        channel: None,
+        readers: vec![crate::Reader {
+            peer_id: to.id.clone(),
+            address: to.address(),
+            wake: true,
+        }],
         body: body.into(),
         reply_to: None,
         sent_ms,
@@ -555,7 +560,7 @@ pub async fn sequential_sends_get_increasing_ids(s: &Arc<dyn Store>) {
             .send(from_human(&a, &format!("m{i}"), T0 + i))
             .await
             .unwrap();
-        assert_eq!(sent.to_peer, a.id);
+        assert_eq!(sent.readers, [a.id.clone()]);
         assert!(s.message_exists(sent.id).await.unwrap());
         ids.push(sent.id);
     }
@@ -585,7 +590,7 @@ pub async fn concurrent_sends_keep_their_own_ids_and_share_commits(s: &Arc<dyn S
     let mut ids = BTreeSet::new();
     while let Some(done) = tasks.join_next().await {
         let (i, to, sent) = done.expect("task");
-        assert_eq!(sent.to_peer, to, "message {i} queued for its recipient");
+        assert_eq!(sent.readers, [to.clone()], "message {i} queued for its recipient");
         assert!(ids.insert(sent.id), "id {} given twice", sent.id);
         let (status, _) = s.status(sent.id, true).await.unwrap().expect("stored");
         assert_eq!(
@@ -618,7 +623,7 @@ pub async fn a_send_racing_a_reregistration_follows_the_replacement(s: &Arc<dyn 
         ))
         .await
         .unwrap();
-    assert_eq!(sent.to_peer, newer.id, "followed the whole chain");
+    assert_eq!(sent.readers, [newer.id.clone()], "followed the whole chain");
     assert_eq!(waiting_bodies(s, &newer).await.len(), 1);
     assert!(waiting_bodies(s, &old).await.is_empty());
     assert!(waiting_bodies(s, &new).await.is_empty());

@@ -129,23 +129,85 @@ pub struct Sender {
     pub cwd: Option<String>,
 }
 
-/// A message about to be stored.
+/// A message about to be stored: one `messages` row, and one delivery row per reader.
+///
+/// Direct mail has one reader (`channel` `None`, `to_address` its `name@host`). A topic
+/// post (`channel` `#name`) or a broadcast (`*`) has one per recipient the broker chose at
+/// send time; all of them commit together with the message (in the same group commit as
+/// concurrent sends), so a 200 means every reader's copy is durable.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
     pub from: Sender,
-    pub to_peer: String,
+    /// How the sender addressed it: the one recipient's `name@host`, `#topic`, or `*`.
     pub to_address: String,
+    /// `#topic` or `*` for a post; `None` for direct mail. A topic named here that does not
+    /// exist yet is created.
+    pub channel: Option<String>,
+    /// Who gets a copy, in the order to store them. Never empty.
+    pub readers: Vec<Reader>,
     pub body: String,
     pub reply_to: Option<i64>,
     pub sent_ms: i64,
     pub expires_ms: i64,
 }
 
-/// A stored message: its id and the registration it was queued for.
+impl NewMessage {
+    /// The topic a post goes to (its `channel` without `#`).
+    pub fn topic(&self) -> Option<&str> {
+        self.channel.as_deref().and_then(|c| c.strip_prefix('#'))
+    }
+}
+
+/// One reader's copy to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reader {
+    /// The registration it was resolved to; if that has been replaced since, the copy
+    /// follows to the replacement (see [`crate::Store::send`]).
+    pub peer_id: String,
+    /// The reader as `name@host`, kept as sent so history reads well.
+    pub address: String,
+    /// Whether this copy may wake the reader when idle: direct mail and broadcasts always;
+    /// a topic post when the subscription says so.
+    pub wake: bool,
+}
+
+/// A stored message: its id and, in [`NewMessage::readers`] order, the registration each
+/// copy was queued for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sent {
     pub id: i64,
-    pub to_peer: String,
+    pub readers: Vec<String>,
+}
+
+/// A subscription to make or change. It is keyed by the subscribing session's machine,
+/// directory and name, so a later session with that name in that directory has it too.
+#[derive(Debug, Clone)]
+pub struct Subscribe {
+    pub peer_id: String,
+    /// Normalised, without `#` (`peers_core::address::topic_name`).
+    pub topic: String,
+    /// `None` keeps the current value (false for a new subscription).
+    pub wake: Option<bool>,
+    /// `None` keeps the current value (false for a new subscription).
+    pub mute: Option<bool>,
+    pub now: i64,
+}
+
+/// A live session subscribed to a topic and not muted: who a post to it reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicReader {
+    pub peer: PeerRecord,
+    pub wake: bool,
+}
+
+/// Which posts [`crate::Store::topic_posts`] returns.
+#[derive(Debug, Clone)]
+pub struct TopicPostsFilter {
+    pub topic: String,
+    /// Only posts with a greater id.
+    pub since_id: Option<i64>,
+    /// The newest `limit` matching posts, returned oldest first.
+    pub limit: u32,
 }
 
 /// A claim to make.
@@ -212,6 +274,8 @@ pub struct LogFilter {
     pub from: Option<LogSender>,
     /// The recipient's registrations.
     pub to: Option<Vec<String>>,
+    /// Only posts to this topic (normalised, without `#`).
+    pub topic: Option<String>,
     pub since_ms: i64,
     pub limit: u32,
     pub with_body: bool,
@@ -264,7 +328,8 @@ pub struct Swept {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreEvent {
     /// Mail became claimable for this peer (a send, a released or lapsed lease, a
-    /// registration that inherited mail).
+    /// registration that inherited mail). Whether any of it may wake the peer when idle is
+    /// [`crate::Store::queued_to_wake`]'s to say.
     Mail { peer_id: String },
     /// Peer rows changed (registered, replaced, unregistered, gone, revived): lookups and
     /// authenticated rows cached from before are stale.
