@@ -70,7 +70,7 @@ pub struct PgStore {
 
 /// What the writer task takes.
 enum Job {
-    Send(NewMessage, oneshot::Sender<Result<Sent>>),
+    Send(Box<NewMessage>, oneshot::Sender<Result<Sent>>),
     /// Answered once every job before it is done.
     Flush(oneshot::Sender<()>),
     /// Like `Flush`, then the writer stops.
@@ -207,7 +207,7 @@ async fn writer(
         for job in batch.drain(..) {
             match job {
                 Job::Send(m, reply) => {
-                    msgs.push(m);
+                    msgs.push(*m);
                     replies.push(reply);
                 }
                 Job::Flush(done) => after.push(done),
@@ -335,7 +335,7 @@ impl Store for PgStore {
 
     async fn send(&self, m: NewMessage) -> Result<Sent> {
         let (tx, rx) = oneshot::channel();
-        self.job(Job::Send(m, tx)).await?;
+        self.job(Job::Send(Box::new(m), tx)).await?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
