@@ -858,6 +858,30 @@ mod tests {
         assert_eq!(left[0].body, "kept");
     }
 
+    /// The claim's lease statement finds a reader's waiting copies through the partial index
+    /// of waiting copies, already in send order: no scan of delivered history, no sort.
+    #[tokio::test]
+    async fn the_claim_reads_the_partial_index_of_waiting_copies() {
+        let (_d, s) = store().await;
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(concat!(
+            "EXPLAIN QUERY PLAN ",
+            messages::claimable_copies!()
+        ))
+        .bind("p")
+        .bind(0)
+        .bind(50)
+        .fetch_all(s.reader())
+        .await
+        .unwrap();
+        let plan: Vec<&str> = plan.iter().map(|(_, _, _, d)| d.as_str()).collect();
+        assert!(
+            plan.iter()
+                .any(|d| d.contains("USING INDEX deliveries_waiting")),
+            "{plan:?}"
+        );
+        assert!(!plan.iter().any(|d| d.contains("TEMP B-TREE")), "{plan:?}");
+    }
+
     #[test]
     fn driver_errors_map_onto_the_seam_without_losing_their_kind() {
         let db = PathBuf::from("/s/peers.db");
