@@ -576,7 +576,11 @@ async fn group_commit(
     } else {
         "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE"
     };
-    if let Err(e) = sqlx::raw_sql(begin).execute(&mut *conn).await {
+    // Sends alone carry their own `BEGIN IMMEDIATE` … `COMMIT` in their one round trip to
+    // SQLite's thread; with other jobs they run in a savepoint of the group's transaction, so
+    // their failure undoes only them.
+    let alone = jobs.is_empty() && !sends.is_empty();
+    if !alone && let Err(e) = sqlx::raw_sql(begin).execute(&mut *conn).await {
         tracing::error!(error = %e, "cannot begin a write transaction");
         let failure = Failure::of(&e);
         if let Failure::Full(detail) = &failure {
@@ -588,29 +592,21 @@ async fn group_commit(
         abort_group(jobs, sends, &failure, &db);
         return;
     }
-    // The sends first: their messages and every reader's copy, a few multi-row INSERTs. With
-    // other jobs in the group they run in a savepoint, so their failure undoes only them; a
-    // group of sends alone is rolled back whole instead (one statement fewer each way).
-    let with_jobs = !jobs.is_empty();
     let inserted = if sends.is_empty() {
         Ok(vec![])
     } else {
         let msgs: Vec<NewMessage> = sends.iter().map(|s| s.msg.clone()).collect();
-        let r = if with_jobs {
-            let _ = sqlx::raw_sql("SAVEPOINT sends").execute(&mut *conn).await;
-            let r = messages::insert_many(conn, &msgs).await;
-            if r.is_err() {
-                let _ = sqlx::raw_sql("ROLLBACK TO sends").execute(&mut *conn).await;
-            }
-            let _ = sqlx::raw_sql("RELEASE sends").execute(&mut *conn).await;
-            r
+        let wrap = if alone {
+            messages::Wrap::Transaction
         } else {
-            messages::insert_many(conn, &msgs).await
+            messages::Wrap::Savepoint
         };
-        r.map_err(|e| match e {
-            Error::Db(e) => Failure::of(&e),
-            e => Failure::Other(e.to_string()),
-        })
+        messages::insert_many(conn, &msgs, wrap)
+            .await
+            .map_err(|e| match e {
+                Error::Db(e) => Failure::of(&e),
+                e => Failure::Other(e.to_string()),
+            })
     };
     if let Err(Failure::Full(detail)) = &inserted {
         health.mark_full(detail);
@@ -630,8 +626,9 @@ async fn group_commit(
         replies.push(reply);
     }
     let mut committed = match &inserted {
-        // Sends alone, failed: nothing of theirs may be committed half.
-        Err(f) if !with_jobs => Err(f.clone()),
+        // Sends alone committed (or rolled back) with their statements.
+        Ok(_) if alone => Ok(()),
+        Err(f) if alone => Err(f.clone()),
         _ => sqlx::raw_sql("COMMIT")
             .execute(&mut *conn)
             .await
