@@ -324,7 +324,7 @@ async fn insert_statements(
         Wrap::Transaction => "COMMIT",
         Wrap::Savepoint => "RELEASE sends",
     });
-    let rows = q.build().persistent(false).fetch_all(&mut *conn).await?;
+    let rows = q.build().fetch_all(&mut *conn).await?;
     let mut ids: Vec<i64> = Vec::with_capacity(msgs.len());
     let mut copies: Vec<(i64, i64, String)> = Vec::new();
     for row in rows {
