@@ -8,8 +8,9 @@
 //! caller. So a `200` for a send means the message is on disk, and 64 concurrent senders
 //! share one fsync instead of queueing for 64. Sends have a queue of their own: the writer
 //! stores all the sends of a group — their messages, then every reader's copy (`deliveries`)
-//! — with a few multi-row `INSERT`s, so a post to 500 readers is one transaction and one
-//! fsync like any send, and a group of sends alone needs no savepoint around them. The
+//! — with a few multi-row `INSERT`s sent as one query, so a post to 500 readers is one
+//! transaction and one fsync like any send, and a group of sends alone (its `BEGIN` and
+//! `COMMIT` in that query) is one round trip to SQLite's thread. The
 //! trait's operations are jobs composed of the statements in [`peers`], [`messages`] and
 //! [`topics`] (a claim and its loop-budget notice in one job, the sweep's three statements in
 //! one job, …).
