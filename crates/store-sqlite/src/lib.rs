@@ -857,6 +857,53 @@ mod tests {
         assert_eq!(left[0].body, "kept");
     }
 
+    /// A send whose copies cannot be stored leaves no message behind — alone (its own
+    /// transaction) or beside another job (its savepoint) — and the writer goes on.
+    #[tokio::test]
+    async fn a_send_that_fails_midway_stores_nothing_of_itself() {
+        let (_d, s) = store().await;
+        let p = reg(&s, 10, "/x/a").await;
+        s.write(|c| {
+            Box::pin(async move {
+                sqlx::raw_sql(
+                    "CREATE TEMP TRIGGER refuse_copies BEFORE INSERT ON deliveries \
+                     WHEN NEW.to_address = 'refused' BEGIN SELECT RAISE(ABORT, 'refused'); END",
+                )
+                .execute(c)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+        .unwrap();
+        let mut refused = msg(&p, "never half-stored");
+        refused.readers[0].address = "refused".into();
+        let messages = |s: &Db| {
+            let s = s.clone();
+            async move {
+                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
+                    .fetch_one(s.reader())
+                    .await
+                    .unwrap();
+                n
+            }
+        };
+        assert!(s.insert_message(refused.clone()).await.is_err(), "alone");
+        assert_eq!(messages(&s).await, 0, "its message was rolled back with it");
+        let id = p.id.clone();
+        let job = s
+            .write(move |c| Box::pin(async move { peers::set_summary(c, &id, "beside it").await }));
+        let (failed, job) = tokio::join!(s.insert_message(refused), job);
+        assert!(failed.is_err() && job.is_ok(), "beside a job");
+        assert_eq!(messages(&s).await, 0, "only the send was undone");
+        let (id, readers) = s.insert_message(msg(&p, "fine")).await.unwrap();
+        assert_eq!(readers, [p.id.clone()], "the writer goes on");
+        assert_eq!(
+            messages::waiting(s.reader(), &p.id).await.unwrap()[0].message_id,
+            id
+        );
+    }
+
     /// The claim's lease statement finds a reader's waiting copies through the partial index
     /// of waiting copies, already in send order: no scan of delivered history, no sort.
     #[tokio::test]
