@@ -897,7 +897,7 @@ mod tests {
         assert!(failed.is_err() && job.is_ok(), "beside a job");
         assert_eq!(messages(&s).await, 0, "only the send was undone");
         let (id, readers) = s.insert_message(msg(&p, "fine")).await.unwrap();
-        assert_eq!(readers, [p.id.clone()], "the writer goes on");
+        assert_eq!(readers, std::slice::from_ref(&p.id), "the writer goes on");
         assert_eq!(
             messages::waiting(s.reader(), &p.id).await.unwrap()[0].message_id,
             id
