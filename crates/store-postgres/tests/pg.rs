@@ -427,3 +427,113 @@ async fn a_500_reader_post_is_one_server_transaction_and_mail_for_every_reader_e
     .await
     .unwrap_or_else(|_| panic!("no Mail event for {} readers", unheard.len()));
 }
+
+/// Brokers race to create topics: first posts and first subscriptions to the same new topics
+/// through two handles at once all succeed, and each topic exists once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn first_posts_and_subscriptions_through_two_handles_create_each_topic_once() {
+    let Some((_pg, url)) = cluster() else { return };
+    let one = open(&url).await;
+    let two = open(&url).await;
+    let from = register(&one, 10, "/x/lead").await;
+    let reader = register(&one, 12, "/x/worker").await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..32u32 {
+        let store = if n % 2 == 0 { one.clone() } else { two.clone() };
+        let (from, reader) = (from.clone(), reader.clone());
+        let topic = format!("t{}", n % 4);
+        tasks.spawn(async move {
+            if n % 3 == 0 {
+                store
+                    .subscribe(peers_store::Subscribe {
+                        peer_id: reader.id.clone(),
+                        topic,
+                        wake: Some(n % 2 == 0),
+                        mute: None,
+                        now: story::T0 + n as i64,
+                    })
+                    .await
+                    .map(|_| ())
+            } else {
+                let post = story::post(&from, &topic, &[(&reader, true)], "x", story::T0);
+                store.send(post).await.map(|_| ())
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap().expect("a racing first post or subscription");
+    }
+    let topics: Vec<String> = one
+        .topics(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.topic)
+        .collect();
+    assert_eq!(topics, ["t0", "t1", "t2", "t3"]);
+    let subs = two.subscriptions(&reader.id).await.unwrap();
+    assert!(!subs.is_empty() && subs.len() <= 4, "{subs:?}");
+}
+
+/// A post's readers claim through two handles at once, several claimers each: every reader
+/// gets its own copy exactly once, and only its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readers_claiming_a_post_through_two_handles_get_their_copy_once() {
+    let Some((_pg, url)) = cluster() else { return };
+    let one = open(&url).await;
+    let two = open(&url).await;
+    let from = register(&one, 10, "/x/lead").await;
+    let mut readers = vec![];
+    for i in 0..20u32 {
+        readers.push(register(&one, 100 + 2 * i, &format!("/r/w{i}")).await);
+    }
+    let wake: Vec<(&PeerRecord, bool)> = readers.iter().map(|p| (p, false)).collect();
+    let mut posts = vec![];
+    for i in 0..5 {
+        let sent = one
+            .send(story::post(&from, "t", &wake, &format!("p{i}"), story::T0))
+            .await
+            .unwrap();
+        posts.push(sent.id);
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (r, reader) in readers.iter().enumerate() {
+        for n in 0..4 {
+            let store = if n % 2 == 0 { one.clone() } else { two.clone() };
+            let reader = reader.clone();
+            tasks.spawn(async move {
+                let mut got = vec![];
+                for round in 0.. {
+                    let out = store
+                        .claim(claim(&reader, &format!("l-{r}-{n}-{round}"), 2))
+                        .await
+                        .unwrap();
+                    if out.messages.is_empty() && !store.claimable(&reader.id, 10).await.unwrap() {
+                        break;
+                    }
+                    got.extend(out.messages.into_iter().map(|m| m.message_id));
+                }
+                (r, got)
+            });
+        }
+    }
+    let mut per_reader = vec![vec![]; readers.len()];
+    while let Some(done) = tasks.join_next().await {
+        let (r, got) = done.unwrap();
+        per_reader[r].extend(got);
+    }
+    for (r, mut got) in per_reader.into_iter().enumerate() {
+        got.sort_unstable();
+        assert_eq!(got, posts, "reader {r} got each post's copy exactly once");
+    }
+    for id in posts {
+        let (st, _) = one.status(id, false).await.unwrap().unwrap();
+        assert!(
+            st.readers
+                .iter()
+                .all(|r| r.status == peers_core::wire::MessageState::Leased),
+            "every copy leased by its own reader: {:?}",
+            st.readers
+        );
+    }
+}
