@@ -537,3 +537,29 @@ async fn readers_claiming_a_post_through_two_handles_get_their_copy_once() {
         );
     }
 }
+
+/// Two readers of one post that turn out to be one registration (the first was replaced by
+/// the second after the broker chose them) share one copy: the reader gets the post once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_readers_that_are_one_registration_get_one_copy() {
+    let Some((_pg, url)) = cluster() else { return };
+    let s = open(&url).await;
+    let from = register(&s, 10, "/x/lead").await;
+    let old = register(&s, 12, "/x/worker").await;
+    let new = register(&s, 12, "/x/worker").await;
+    assert_ne!(old.id, new.id, "the same process registered again");
+    let sent = s
+        .send(story::post(
+            &from,
+            "t",
+            &[(&old, true), (&new, true)],
+            "once",
+            story::T0,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(sent.readers, [new.id.clone(), new.id.clone()]);
+    assert_eq!(s.pending_count(&new.id).await.unwrap(), 1, "one copy");
+    let (st, _) = s.status(sent.id, false).await.unwrap().unwrap();
+    assert_eq!(st.delivered_of(), (0, 1));
+}
