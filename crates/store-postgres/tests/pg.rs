@@ -366,25 +366,19 @@ async fn a_500_reader_post_is_one_server_transaction_and_mail_for_every_reader_e
     let one = open(&url).await;
     let two = open(&url).await;
     let from = register(&one, 10, "/x/lead").await;
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut readers = vec![];
     for i in 0..500u32 {
-        let s = one.clone();
-        tasks.spawn(async move {
-            let peer_id = format!("{i:0>40}");
-            s.register(NewRegistration {
+        let peer_id = format!("{i:0>40}");
+        let reg = one
+            .register(NewRegistration {
                 request: story::request(1_000 + 2 * i, &format!("/r/w{i}")),
                 token_hash: format!("hash-{peer_id}"),
                 peer_id,
                 now: story::T0,
             })
             .await
-            .expect("register")
-            .peer
-        });
-    }
-    let mut readers = vec![];
-    while let Some(p) = tasks.join_next().await {
-        readers.push(p.unwrap());
+            .expect("register");
+        readers.push(reg.peer);
     }
     let mut events = two.events().expect("postgres has events");
     let wake: Vec<(&PeerRecord, bool)> = readers.iter().map(|p| (p, true)).collect();
