@@ -180,7 +180,7 @@ async fn a_server_gone_is_unavailable_and_the_store_recovers_when_it_returns() {
         async move { s.send(msg(p, "after")).await.ok() }
     })
     .await;
-    assert_eq!(back.readers, [p.id.clone()]);
+    assert_eq!(back.readers, std::slice::from_ref(&p.id));
     assert_eq!(s.health().unavailable_since, None);
     let bodies: Vec<String> = s
         .waiting(&p.id)
