@@ -505,10 +505,8 @@ async fn writer_loop(
                 Err(_) => break,
             }
         }
-        if (!jobs.is_empty() || !sends.is_empty())
-            && group_commit(&mut conn, &mut jobs, &mut sends, &health).await
-        {
-            commits.fetch_add(1, Ordering::SeqCst);
+        if !jobs.is_empty() || !sends.is_empty() {
+            group_commit(&mut conn, &mut jobs, &mut sends, &health, &commits).await;
         }
         if closing.is_some() {
             break;
@@ -547,20 +545,22 @@ fn abort_group(jobs: &mut Vec<Job>, sends: &mut Vec<SendJob>, failure: &Failure,
     }
 }
 
-/// Runs one group: the sends (one statement), then each job in its savepoint, one commit,
-/// then the answers. Before it starts and after it commits, the database path must still be
-/// the file opened; otherwise every caller hears [`Error::Lost`]. Returns whether the group
-/// committed.
+/// Runs one group: the sends (messages and copies), then each job in its savepoint, one
+/// commit, then the answers. Before it starts and after it commits, the database path must
+/// still be the file opened; otherwise every caller hears [`Error::Lost`]. A group that
+/// committed counts in `commits` before any caller hears back, so a caller that reads the
+/// count after its answer sees its own commit.
 async fn group_commit(
     conn: &mut SqliteConnection,
     jobs: &mut Vec<Job>,
     sends: &mut Vec<SendJob>,
     health: &StoreHealth,
-) -> bool {
+    commits: &AtomicU64,
+) {
     let db = health.db().to_path_buf();
     if health.check_file() {
         abort_group(jobs, sends, &Failure::Lost, &db);
-        return false;
+        return;
     }
     let faults_before = health.faults.load(Ordering::SeqCst);
     // While the disk is full, only a group that really wrote shows that it is over.
@@ -586,7 +586,7 @@ async fn group_commit(
             .execute(&mut *conn)
             .await;
         abort_group(jobs, sends, &failure, &db);
-        return false;
+        return;
     }
     // The sends first: their messages and every reader's copy, a few multi-row INSERTs. With
     // other jobs in the group they run in a savepoint, so their failure undoes only them; a
@@ -663,6 +663,9 @@ async fn group_commit(
             health.mark_written();
         }
     }
+    if committed.is_ok() {
+        commits.fetch_add(1, Ordering::SeqCst);
+    }
     match (&committed, &inserted) {
         (Ok(()), Ok(ids)) => {
             for (send, id) in sends.drain(..).zip(ids.iter().cloned()) {
@@ -675,11 +678,9 @@ async fn group_commit(
             }
         }
     }
-    let ok = committed.is_ok();
     for reply in replies {
         reply(committed.clone());
     }
-    ok
 }
 
 #[cfg(test)]
