@@ -41,6 +41,28 @@ fn claim(peer: &PeerRecord, lease: &str, max: u32) -> Claim {
     }
 }
 
+/// Claims `peer`'s mail `max` at a time (leases `{lease}-0`, `{lease}-1`, …) until nothing is
+/// claimable; the ids leased.
+async fn claim_until_empty(
+    s: &Arc<dyn Store>,
+    peer: &PeerRecord,
+    lease: &str,
+    max: u32,
+) -> Vec<i64> {
+    let mut got = vec![];
+    for round in 0.. {
+        let out = s
+            .claim(claim(peer, &format!("{lease}-{round}"), max))
+            .await
+            .unwrap();
+        if out.messages.is_empty() && !s.claimable(&peer.id, 10).await.unwrap() {
+            break;
+        }
+        got.extend(out.messages.into_iter().map(|m| m.message_id));
+    }
+    got
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_handles_claiming_at_once_never_lease_one_message_twice() {
     let Some((_pg, url)) = cluster() else { return };
@@ -55,18 +77,7 @@ async fn two_handles_claiming_at_once_never_lease_one_message_twice() {
         let store = if n % 2 == 0 { one.clone() } else { two.clone() };
         let p = p.clone();
         tasks.push(tokio::spawn(async move {
-            let mut got = vec![];
-            for round in 0.. {
-                let out = store
-                    .claim(claim(&p, &format!("lease-{n}-{round}"), 3))
-                    .await
-                    .unwrap();
-                if out.messages.is_empty() && !store.claimable(&p.id, 10).await.unwrap() {
-                    break;
-                }
-                got.extend(out.messages.into_iter().map(|m| m.message_id));
-            }
-            got
+            claim_until_empty(&store, &p, &format!("lease-{n}"), 3).await
         }));
     }
     let mut all = vec![];
@@ -496,18 +507,10 @@ async fn readers_claiming_a_post_through_two_handles_get_their_copy_once() {
             let store = if n % 2 == 0 { one.clone() } else { two.clone() };
             let reader = reader.clone();
             tasks.spawn(async move {
-                let mut got = vec![];
-                for round in 0.. {
-                    let out = store
-                        .claim(claim(&reader, &format!("l-{r}-{n}-{round}"), 2))
-                        .await
-                        .unwrap();
-                    if out.messages.is_empty() && !store.claimable(&reader.id, 10).await.unwrap() {
-                        break;
-                    }
-                    got.extend(out.messages.into_iter().map(|m| m.message_id));
-                }
-                (r, got)
+                (
+                    r,
+                    claim_until_empty(&store, &reader, &format!("l-{r}-{n}"), 2).await,
+                )
             });
         }
     }
