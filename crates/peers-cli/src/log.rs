@@ -42,6 +42,7 @@ pub fn run(a: LogArgs, inbox: bool) -> Result<()> {
         from: a.from.clone(),
         to: a.to.clone(),
         body: a.body,
+        topic: None,
     };
     let mut log = ctx
         .rt

@@ -55,6 +55,7 @@ pub fn run(a: SendArgs) -> Result<()> {
         to: a.to.trim().to_string(),
         message,
         reply_to: a.reply_to,
+        scope: None,
     };
     let sent = ctx
         .rt
