@@ -11,6 +11,7 @@
 //! * [`auth`] — bearer tokens: the per-user secret, the hub token, per-peer tokens.
 //! * [`sweep`] — the periodic liveness / lease / expiry pass.
 //! * [`waiters`] — long-poll slots that wake idle sessions' hooks.
+//! * [`events`] — the live feed behind `GET /v1/events`.
 //! * [`mailmark`] — the mail markers that let a local hook skip the network when no mail waits.
 //! * [`input`] — one-line field cleaning, broker-only notice kinds.
 //!
@@ -20,6 +21,7 @@ pub mod api;
 pub mod auth;
 pub mod directory;
 pub mod error;
+pub mod events;
 pub mod input;
 pub mod mailmark;
 pub mod store;
@@ -55,6 +57,8 @@ pub struct AppState {
     pub shutdown: watch::Sender<bool>,
     /// The local sessions' mail markers (set after commit, cleared by delete-then-check).
     pub mailmarks: mailmark::MailMarks,
+    /// The live feed of `GET /v1/events` (handlers publish after their commit).
+    pub feed: events::Feed,
 }
 
 /// The state as handlers and layers take it (`State<SharedState>`).
@@ -246,6 +250,7 @@ pub async fn run(config: Config) -> Result<Started, BrokerError> {
         directory: directory::Directory::default(),
         shutdown,
         mailmarks,
+        feed: events::Feed::default(),
     });
 
     tokio::spawn(sweep::run(state.clone()));
@@ -316,10 +321,14 @@ async fn apply_events(state: SharedState, mut events: broadcast::Receiver<StoreE
             e = events.recv() => e,
             _ = stop.wait_for(|v| *v) => return,
         };
+        if let Ok(e) = &event {
+            state.publish_store_event(e);
+        }
         match event {
             Ok(StoreEvent::Mail { peer_id }) => state.waiters.wake(&peer_id),
             Ok(StoreEvent::PeersChanged) => state.peers_changed(),
             Ok(StoreEvent::Lagged) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                state.publish_store_event(&StoreEvent::Lagged);
                 state.peers_changed();
                 state.waiters.wake_all();
             }

@@ -73,6 +73,7 @@ pub async fn send(
     // Asked before the wake: the waiter that this send ends is the one that counts.
     let can_wake = to.alive() && state.waiters.can_wake(&to_peer);
     state.waiters.wake(&to_peer);
+    state.publish_message(id).await;
     Ok(Json(SendResponse {
         message_id: id,
         to: to.address(),

@@ -1,10 +1,11 @@
 //! The HTTP API under `/v1`: [`router`] maps each call to its handler, one module per
-//! resource (`peers`, `messages`, `inbox`, `notices`, `admin`); `guards` are the layers every
+//! resource (`peers`, `messages`, `inbox`, `notices`, `events`, `admin`); `guards` are the layers every
 //! request passes first, `extract` the extractors that answer bad input with the API's JSON
 //! error. Each handler reads like the call it serves; `docs/PROTOCOL.md` has an example of
 //! each.
 
 mod admin;
+mod events;
 mod extract;
 mod guards;
 mod inbox;
@@ -42,6 +43,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/inbox/history", get(inbox::history))
         .route("/v1/inbox/wait", get(inbox::wait))
         .route("/v1/notices", get(notices::list).post(notices::add))
+        .route("/v1/events", get(events::stream))
         .route("/v1/shutdown", post(admin::shutdown))
         .fallback(|| async {
             ApiError::not_found("no such API call; see docs/PROTOCOL.md for the /v1 calls")
