@@ -4,6 +4,7 @@
 
 // The subcommands, each with its clap arguments and its `run`.
 mod broker_ctl;
+mod dashboard;
 mod demo;
 mod doctor;
 mod hub;
@@ -58,6 +59,8 @@ enum Command {
     /// One message: who, to whom, its status, when and how it was delivered, its text, and
     /// the thread it belongs to (the messages it answers and every reply, with their states).
     Show(show::ShowArgs),
+    /// Log in to the web dashboard: prints (and on a desktop opens) a one-time login link.
+    Dashboard(dashboard::DashboardArgs),
     /// Start, stop and look at the local broker.
     #[command(subcommand)]
     Broker(broker_ctl::BrokerCommand),
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
         Command::Log(a) => log::run(a, false),
         Command::Tail(a) => tail::run(a),
         Command::Show(a) => show::run(a),
+        Command::Dashboard(a) => dashboard::run(a),
         Command::Broker(b) => broker_ctl::run(b),
         Command::Hub(h) => hub::run(h),
         Command::Install(a) => install::install(a),

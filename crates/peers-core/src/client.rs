@@ -533,6 +533,18 @@ impl BrokerClient {
         self.post("/v1/notices", req).await
     }
 
+    /// `POST /v1/dashboard/code` (user secret or hub token): a one-time dashboard login code.
+    pub async fn dashboard_code(&self, remote: bool) -> Result<DashboardCode, ClientError> {
+        self.post("/v1/dashboard/code", &DashboardCodeRequest { remote })
+            .await
+    }
+
+    /// `POST /v1/dashboard/logout-all` (user secret or hub token): ends every dashboard login.
+    pub async fn dashboard_logout_all(&self) -> Result<LoggedOut, ClientError> {
+        self.post_idempotent("/v1/dashboard/logout-all", &serde_json::json!({}))
+            .await
+    }
+
     /// `POST /v1/shutdown` (user secret).
     pub async fn shutdown(&self) -> Result<ShutdownResponse, ClientError> {
         self.post("/v1/shutdown", &serde_json::json!({})).await

@@ -688,6 +688,44 @@ pub struct NoticeList {
     pub notices: Vec<Notice>,
 }
 
+/// `POST /v1/dashboard/code` (auth: user secret or hub token): a one-time login code.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct DashboardCodeRequest {
+    /// Whether the code may be used from another machine than the broker's (needs the hub
+    /// token; `peers dashboard --hub`). Otherwise only a browser on loopback can use it.
+    #[serde(default)]
+    pub remote: bool,
+}
+
+/// A one-time login code: open `path` (`/login#code=…`) on the broker within `expires_ms`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DashboardCode {
+    pub code: String,
+    pub path: String,
+    pub expires_ms: i64,
+}
+
+/// `POST /v1/dashboard/login` (no auth: the code is the credential, used once).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DashboardLogin {
+    pub code: String,
+}
+
+/// A dashboard session (its cookie is set `HttpOnly`): the CSRF token every state-changing
+/// call made with the cookie sends as `X-Peers-CSRF`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DashboardSession {
+    pub csrf: String,
+    pub expires_ms: i64,
+}
+
+/// `POST /v1/dashboard/logout-all` (auth: user secret or hub token).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LoggedOut {
+    /// Sessions ended (and unused codes voided).
+    pub sessions: u64,
+}
+
 /// One item of `GET /v1/events`, the live feed (Server-Sent Events; auth: the user secret,
 /// the hub token or a dashboard session). Each is sent as `id: <boot>-<seq>` and
 /// `data: <this, as JSON>`; a client that reconnects with `Last-Event-ID` gets what it missed

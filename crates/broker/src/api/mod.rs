@@ -5,6 +5,7 @@
 //! each.
 
 mod admin;
+mod dashboard;
 mod events;
 mod extract;
 mod guards;
@@ -44,6 +45,13 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/inbox/wait", get(inbox::wait))
         .route("/v1/notices", get(notices::list).post(notices::add))
         .route("/v1/events", get(events::stream))
+        .route("/v1/dashboard/code", post(dashboard::code))
+        .route("/v1/dashboard/login", post(dashboard::login))
+        .route("/v1/dashboard/session", get(dashboard::session))
+        .route("/v1/dashboard/logout-all", post(dashboard::logout_all))
+        .route("/", get(dashboard::index))
+        .route("/login", get(dashboard::login_page))
+        .route("/assets/{name}", get(dashboard::asset))
         .route("/v1/shutdown", post(admin::shutdown))
         .fallback(|| async {
             ApiError::not_found("no such API call; see docs/PROTOCOL.md for the /v1 calls")
