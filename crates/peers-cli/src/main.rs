@@ -15,6 +15,7 @@ mod send;
 mod show;
 mod status;
 mod tail;
+mod topics;
 
 // What the subcommands share.
 mod context;
@@ -41,7 +42,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Send a message to a session, as you (shown to the model as `you@host`, a human).
+    /// Send a message to a session, a `#topic` or everyone (`*`), as you (shown to the model
+    /// as `you@host`, a human).
     Send(send::SendArgs),
     /// List the sessions (peers) the broker knows.
     Peers(peers::PeersArgs),
@@ -61,6 +63,10 @@ enum Command {
     Show(show::ShowArgs),
     /// Log in to the web dashboard: prints (and on a desktop opens) a one-time login link.
     Dashboard(dashboard::DashboardArgs),
+    /// The topics, with subscriber and post counts and the last post.
+    Topics(topics::TopicsArgs),
+    /// One topic's recent posts, with their text and each reader's delivery state.
+    Topic(topics::TopicArgs),
     /// Start, stop and look at the local broker.
     #[command(subcommand)]
     Broker(broker_ctl::BrokerCommand),
@@ -94,6 +100,8 @@ fn main() -> ExitCode {
         Command::Tail(a) => tail::run(a),
         Command::Show(a) => show::run(a),
         Command::Dashboard(a) => dashboard::run(a),
+        Command::Topics(a) => topics::list(a),
+        Command::Topic(a) => topics::show(a),
         Command::Broker(b) => broker_ctl::run(b),
         Command::Hub(h) => hub::run(h),
         Command::Install(a) => install::install(a),

@@ -590,7 +590,11 @@ pub async fn concurrent_sends_keep_their_own_ids_and_share_commits(s: &Arc<dyn S
     let mut ids = BTreeSet::new();
     while let Some(done) = tasks.join_next().await {
         let (i, to, sent) = done.expect("task");
-        assert_eq!(sent.readers, [to.clone()], "message {i} queued for its recipient");
+        assert_eq!(
+            sent.readers,
+            [to.clone()],
+            "message {i} queued for its recipient"
+        );
         assert!(ids.insert(sent.id), "id {} given twice", sent.id);
         let (status, _) = s.status(sent.id, true).await.unwrap().expect("stored");
         assert_eq!(
