@@ -209,6 +209,15 @@ impl AppState {
         });
     }
 
+    /// Publishes a subscription change.
+    pub fn publish_topic(&self, topic: &str, peer_id: &str, subscribed: bool) {
+        self.publish(Event::Topic {
+            topic: topic.to_string(),
+            peer_id: peer_id.to_string(),
+            subscribed,
+        });
+    }
+
     /// What a sweep changed.
     pub fn publish_swept(&self, gone: Vec<String>, swept: peers_store::Swept) {
         let at_ms = peers_core::now_ms();

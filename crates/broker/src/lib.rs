@@ -13,6 +13,7 @@
 //! * [`waiters`] — long-poll slots that wake idle sessions' hooks.
 //! * [`events`] — the live feed behind `GET /v1/events`.
 //! * [`mailmark`] — the mail markers that let a local hook skip the network when no mail waits.
+//! * [`logins`] — dashboard login codes and sessions (memory only).
 //! * [`input`] — one-line field cleaning, broker-only notice kinds.
 //!
 //! [`run`] ties them together for the binary; tests start the binary itself.
@@ -23,6 +24,7 @@ pub mod directory;
 pub mod error;
 pub mod events;
 pub mod input;
+pub mod logins;
 pub mod mailmark;
 pub mod store;
 pub mod sweep;
@@ -59,6 +61,8 @@ pub struct AppState {
     pub mailmarks: mailmark::MailMarks,
     /// The live feed of `GET /v1/events` (handlers publish after their commit).
     pub feed: events::Feed,
+    /// Dashboard login codes and sessions (memory only: a restart logs browsers out).
+    pub logins: logins::Logins,
 }
 
 /// The state as handlers and layers take it (`State<SharedState>`).
@@ -80,6 +84,11 @@ pub struct Settings {
     pub bind: IpAddr,
     /// Further host names a `Host` header may give (lowercase).
     pub allowed_hosts: Vec<String>,
+    /// Whether `/` serves the dashboard (and a session cookie counts as the human).
+    pub dashboard: bool,
+    pub dashboard_session_hours: u64,
+    /// Whether the broker serves HTTPS (the session cookie is then `Secure`).
+    pub tls: bool,
 }
 
 impl Settings {
@@ -96,6 +105,9 @@ impl Settings {
             loop_window_ms: (c.loop_window_secs as i64).saturating_mul(1000),
             bind: c.bind,
             allowed_hosts: c.allowed_hosts.clone(),
+            dashboard: c.dashboard,
+            dashboard_session_hours: c.dashboard_session_hours,
+            tls: c.tls_cert.is_some() && c.tls_key.is_some(),
         }
     }
 }
@@ -251,6 +263,7 @@ pub async fn run(config: Config) -> Result<Started, BrokerError> {
         shutdown,
         mailmarks,
         feed: events::Feed::default(),
+        logins: logins::Logins::default(),
     });
 
     tokio::spawn(sweep::run(state.clone()));

@@ -4,6 +4,7 @@
 
 // The subcommands, each with its clap arguments and its `run`.
 mod broker_ctl;
+mod dashboard;
 mod demo;
 mod doctor;
 mod hub;
@@ -14,6 +15,7 @@ mod send;
 mod show;
 mod status;
 mod tail;
+mod topics;
 mod tui;
 
 // What the subcommands share.
@@ -41,7 +43,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Send a message to a session, as you (shown to the model as `you@host`, a human).
+    /// Send a message to a session, a `#topic` or everyone (`*`), as you (shown to the model
+    /// as `you@host`, a human).
     Send(send::SendArgs),
     /// List the sessions (peers) the broker knows.
     Peers(peers::PeersArgs),
@@ -62,6 +65,12 @@ enum Command {
     /// One message: who, to whom, its status, when and how it was delivered, its text, and
     /// the thread it belongs to (the messages it answers and every reply, with their states).
     Show(show::ShowArgs),
+    /// Log in to the web dashboard: prints (and on a desktop opens) a one-time login link.
+    Dashboard(dashboard::DashboardArgs),
+    /// The topics, with subscriber and post counts and the last post.
+    Topics(topics::TopicsArgs),
+    /// One topic's recent posts, with their text and each reader's delivery state.
+    Topic(topics::TopicArgs),
     /// Start, stop and look at the local broker.
     #[command(subcommand)]
     Broker(broker_ctl::BrokerCommand),
@@ -95,6 +104,9 @@ fn main() -> ExitCode {
         Command::Tail(a) => tail::run(a),
         Command::Tui(a) => tui::run(a),
         Command::Show(a) => show::run(a),
+        Command::Dashboard(a) => dashboard::run(a),
+        Command::Topics(a) => topics::list(a),
+        Command::Topic(a) => topics::show(a),
         Command::Broker(b) => broker_ctl::run(b),
         Command::Hub(h) => hub::run(h),
         Command::Install(a) => install::install(a),

@@ -534,8 +534,9 @@ pub struct MessageLog {
     pub messages: Vec<MessageStatus>,
 }
 
-/// Query of `GET /v1/inbox/wait` (auth: peer token): hold the request until mail is queued
-/// for the caller, the timeout passes, or a newer waiter of the same peer supersedes this one.
+/// Query of `GET /v1/inbox/wait` (auth: peer token): hold the request until mail that may wake
+/// the caller is queued (direct mail, broadcasts, posts to topics it subscribed to with
+/// `wake`), the timeout passes, or a newer waiter of the same peer supersedes this one.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct WaitQuery {
     /// Default 25 s, at most 10 minutes.
@@ -686,6 +687,44 @@ pub struct NoticeRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct NoticeList {
     pub notices: Vec<Notice>,
+}
+
+/// `POST /v1/dashboard/code` (auth: user secret or hub token): a one-time login code.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct DashboardCodeRequest {
+    /// Whether the code may be used from another machine than the broker's (needs the hub
+    /// token; `peers dashboard --hub`). Otherwise only a browser on loopback can use it.
+    #[serde(default)]
+    pub remote: bool,
+}
+
+/// A one-time login code: open `path` (`/login#code=…`) on the broker within `expires_ms`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DashboardCode {
+    pub code: String,
+    pub path: String,
+    pub expires_ms: i64,
+}
+
+/// `POST /v1/dashboard/login` (no auth: the code is the credential, used once).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DashboardLogin {
+    pub code: String,
+}
+
+/// A dashboard session (its cookie is set `HttpOnly`): the CSRF token every state-changing
+/// call made with the cookie sends as `X-Peers-CSRF`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DashboardSession {
+    pub csrf: String,
+    pub expires_ms: i64,
+}
+
+/// `POST /v1/dashboard/logout-all` (auth: user secret or hub token).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LoggedOut {
+    /// Sessions ended (and unused codes voided).
+    pub sessions: u64,
 }
 
 /// One item of `GET /v1/events`, the live feed (Server-Sent Events; auth: the user secret,

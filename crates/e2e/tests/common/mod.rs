@@ -205,6 +205,7 @@ impl World {
                 to: to.into(),
                 message: message.into(),
                 reply_to: None,
+                scope: None,
             }))
             .unwrap_or_else(|e| panic!("[{}] send {} -> {to}: {e}", self.name, who.name));
         (r, t0)
@@ -239,6 +240,7 @@ impl World {
                 to: to.into(),
                 message: message.into(),
                 reply_to: None,
+                scope: None,
             }))
             .unwrap_or_else(|e| panic!("[{}] send to {to} failed: {e}", self.name));
         (r, t0)
