@@ -49,9 +49,6 @@ pub fn run(a: TailArgs) -> Result<()> {
         learned: false,
         live_at: start,
     };
-    if !a.output.json {
-        eprintln!("following {} (Ctrl-C stops)…", ctx.url());
-    }
     let url = ctx.url();
     ctx.rt.block_on(async {
         tokio::select! {
@@ -68,15 +65,21 @@ async fn follow(
 ) -> Result<(), peers_core::ClientError> {
     let mut feed = EventFollower::new(client.clone());
     let mut down = false;
+    let mut opened = false;
     loop {
         match feed.next().await {
             Followed::Connected => {
-                if down && !t.json {
-                    eprintln!("(reconnected to {url})");
-                }
-                down = false;
                 // Whatever happened while no stream was open: the log says.
                 t.catch_up(client).await?;
+                if !t.json {
+                    if !opened {
+                        eprintln!("following {url} (Ctrl-C stops)…");
+                    } else if down {
+                        eprintln!("(reconnected to {url})");
+                    }
+                }
+                opened = true;
+                down = false;
             }
             Followed::Down { reason, .. } => {
                 if !down && !t.json {
