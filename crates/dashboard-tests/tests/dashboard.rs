@@ -254,7 +254,9 @@ async fn live_feed_message_view_and_composer() {
         .wait_text(&item, &["api@box", "web@box"], Duration::from_secs(1))
         .await;
     let took = started.elapsed();
-    say(&format!("dashboard: a sent message showed in the feed after {took:?}"));
+    say(&format!(
+        "dashboard: a sent message showed in the feed after {took:?}"
+    ));
     assert!(took <= Duration::from_secs(1), "{took:?}: {shown}");
     assert_eq!(b.js("return window.__same_page").await, "yes", "no reload");
 
@@ -273,8 +275,12 @@ async fn live_feed_message_view_and_composer() {
     b.click(&item).await;
     b.wait_text("#message-body", &["hello from api"], PATIENCE)
         .await;
-    b.wait_text("#message-readers", &["web@box", "delivered", "PostToolUse"], PATIENCE)
-        .await;
+    b.wait_text(
+        "#message-readers",
+        &["web@box", "delivered", "PostToolUse"],
+        PATIENCE,
+    )
+    .await;
     b.wait_text(
         "#message-thread",
         &[&format!("reply #{}", reply.message_id), "got it, thanks"],
@@ -318,7 +324,8 @@ async fn live_feed_message_view_and_composer() {
     cmd.current_dir(&cwd);
     let session = McpSession::start(cmd, &env.state_dir).await;
     let name = session.name().await;
-    b.wait_text("#peers", &[&format!("{name}@")], PATIENCE).await;
+    b.wait_text("#peers", &[&format!("{name}@")], PATIENCE)
+        .await;
     b.type_into("#compose-to", &name).await;
     b.type_into("#compose-body", "from the dashboard, by hand")
         .await;
@@ -349,7 +356,9 @@ async fn a_login_link_works_once_and_logout_all_ends_sessions() {
     assert_eq!(b.path().await, "/login", "the code left the address bar");
     b.goto(&env.url()).await;
     assert_eq!(b.path().await, "/login", "no session, no dashboard");
-    let got = reqwest::get(format!("{}/v1/peers", env.url())).await.unwrap();
+    let got = reqwest::get(format!("{}/v1/peers", env.url()))
+        .await
+        .unwrap();
     assert_eq!(got.status(), 401);
 
     // A fresh link works; `peers dashboard --logout-all` ends that session.
@@ -430,7 +439,10 @@ async fn another_origin_can_neither_read_nor_change_anything() {
         if !s.contains("pending") {
             break s;
         }
-        assert!(Instant::now() < deadline, "the other origin's fetches hang: {s}");
+        assert!(
+            Instant::now() < deadline,
+            "the other origin's fetches hang: {s}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(outcome, "blocked | blocked | blocked", "{outcome}");
@@ -473,7 +485,11 @@ async fn another_origin_can_neither_read_nor_change_anything() {
         .messages(&Default::default())
         .await
         .unwrap();
-    assert!(log.messages.is_empty(), "nothing was sent: {:?}", log.messages);
+    assert!(
+        log.messages.is_empty(),
+        "nothing was sent: {:?}",
+        log.messages
+    );
     let session: Value = http
         .get(format!("{}/v1/dashboard/session", env.url()))
         .header("Cookie", &jar)

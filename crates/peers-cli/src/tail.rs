@@ -87,14 +87,14 @@ async fn follow(
                 }
                 down = true;
             }
-            Followed::Event(Event::Message { message }) => t.observe(message),
+            Followed::Event(Event::Message { message }) => print(t.observe(message)),
             Followed::Event(Event::Delivered {
                 message_ids: Some(ids),
                 ..
             }) => {
                 for id in ids {
                     if let Ok(m) = client.message_status(id).await {
-                        t.observe(m);
+                        print(t.observe(m));
                     }
                 }
             }
@@ -175,7 +175,7 @@ impl Tracker {
             if quiet {
                 self.seen.insert(m.message_id, m);
             } else {
-                self.observe(m);
+                print(self.observe(m));
             }
         }
         self.learned = true;
@@ -183,18 +183,19 @@ impl Tracker {
         Ok(())
     }
 
-    /// Prints the steps `m` took since it was last seen: `sent`, then `delivered` or
+    /// The lines for the steps `m` took since it was last seen: `sent`, then `delivered` or
     /// `expired` for each reader's copy.
-    fn observe(&mut self, m: MessageStatus) {
+    fn observe(&mut self, m: MessageStatus) -> Vec<String> {
+        let mut lines = Vec::new();
         self.live_at = now_ms();
         if let Some(t) = &self.topic
             && m.channel.as_deref() != Some(t.as_str())
         {
-            return;
+            return lines;
         }
         let before = self.seen.get(&m.message_id).map(copies);
         if before.is_none() {
-            print_event("sent", &m, None, self.json);
+            lines.push(event_line("sent", &m, None, self.json));
         }
         for (reader, now) in copies(&m) {
             let was = before
@@ -209,15 +210,25 @@ impl Tracker {
                 MessageState::Expired => "expired",
                 _ => continue,
             };
-            print_event(ev, &m, Some(&reader), self.json);
+            lines.push(event_line(ev, &m, Some(&reader), self.json));
         }
         self.seen.insert(m.message_id, m);
+        lines
     }
 }
 
-fn print_event(ev: &str, m: &MessageStatus, reader: Option<&str>, as_json: bool) {
+fn print(lines: Vec<String>) {
     use std::io::Write;
-    let line = if as_json {
+    let mut out = std::io::stdout().lock();
+    for l in lines {
+        let _ = writeln!(out, "{l}");
+    }
+    let _ = out.flush();
+}
+
+/// One line of `tail`: `ev` (`sent`, `delivered`, `expired`) of `m`, for `reader`'s copy.
+fn event_line(ev: &str, m: &MessageStatus, reader: Option<&str>, as_json: bool) -> String {
+    if as_json {
         let mut v = json!({"event": ev, "message": m});
         if let Some(r) = reader.filter(|_| m.channel.is_some()) {
             v["reader"] = json!(r);
@@ -258,8 +269,123 @@ fn print_event(ev: &str, m: &MessageStatus, reader: Option<&str>, as_json: bool)
             ),
             _ => format!("{time}  expired    #{} to {to} undelivered", m.message_id),
         }
-    };
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use expect_test::expect;
+    use peers_core::wire::{ReaderStatus, SenderKind};
+
+    const T0: i64 = 1_795_268_100_000;
+
+    fn tracker(topic: Option<&str>) -> Tracker {
+        Tracker {
+            seen: HashMap::new(),
+            topic: topic.map(str::to_string),
+            json: false,
+            replay_from: None,
+            started: T0,
+            learned: true,
+            live_at: T0,
+        }
+    }
+
+    fn reader(to: &str, status: MessageState) -> ReaderStatus {
+        let done = status == MessageState::Delivered;
+        ReaderStatus {
+            peer_id: format!("id-{to}"),
+            to: to.into(),
+            status,
+            delivered_at_ms: done.then_some(T0 + 1500),
+            delivered_via: done.then(|| "PostToolUse".into()),
+            alive: true,
+            wake: false,
+            can_wake: false,
+        }
+    }
+
+    fn post(channel: &str, readers: Vec<ReaderStatus>) -> MessageStatus {
+        MessageStatus {
+            message_id: 7,
+            from: "api@box".into(),
+            from_kind: SenderKind::Peer,
+            to: channel.into(),
+            to_peer_id: String::new(),
+            status: MessageState::Queued,
+            sent_at_ms: T0,
+            delivered_at_ms: None,
+            delivered_via: None,
+            expires_at_ms: T0 + 86_400_000,
+            reply_to: None,
+            replies: vec![],
+            recipient_alive: true,
+            recipient_can_wake: false,
+            bytes: 11,
+            body: None,
+            channel: Some(channel.into()),
+            readers,
+        }
+    }
+
+    #[test]
+    fn each_readers_copy_of_a_post_is_told_once_and_leases_are_not() {
+        let mut t = tracker(None);
+        let q = |r| reader(r, MessageState::Queued);
+        let mut lines = t.observe(post("#deploys", vec![q("web@box"), q("db@box")]));
+        lines.extend(t.observe(post(
+            "#deploys",
+            vec![reader("web@box", MessageState::Leased), q("db@box")],
+        )));
+        lines.extend(t.observe(post(
+            "#deploys",
+            vec![reader("web@box", MessageState::Delivered), q("db@box")],
+        )));
+        // Told again (a resync): nothing new.
+        lines.extend(t.observe(post(
+            "#deploys",
+            vec![reader("web@box", MessageState::Delivered), q("db@box")],
+        )));
+        lines.extend(t.observe(post(
+            "#deploys",
+            vec![
+                reader("web@box", MessageState::Delivered),
+                reader("db@box", MessageState::Expired),
+            ],
+        )));
+        expect![[r#"
+            2026-11-21T13:35:00Z  sent       #7 api@box -> #deploys (11 B)
+            2026-11-21T13:35:01Z  delivered  #7 to web@box via PostToolUse after 1.5 s
+            2026-11-21T13:35:00Z  expired    #7 to db@box undelivered"#]]
+        .assert_eq(&lines.join("\n"));
+    }
+
+    #[test]
+    fn topic_keeps_only_that_topics_posts() {
+        let mut t = tracker(Some("#deploys"));
+        assert!(t.observe(post("#alerts", vec![])).is_empty());
+        let mut direct = post("web@box", vec![]);
+        direct.channel = None;
+        assert!(t.observe(direct).is_empty());
+        assert_eq!(t.observe(post("#deploys", vec![])).len(), 1);
+    }
+
+    #[test]
+    fn json_lines_name_the_event_and_the_reader() {
+        let mut t = tracker(None);
+        t.json = true;
+        t.observe(post(
+            "#deploys",
+            vec![reader("web@box", MessageState::Queued)],
+        ));
+        let lines = t.observe(post(
+            "#deploys",
+            vec![reader("web@box", MessageState::Delivered)],
+        ));
+        let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(v["event"], "delivered");
+        assert_eq!(v["reader"], "web@box");
+        assert_eq!(v["message"]["message_id"], 7);
+    }
 }

@@ -66,7 +66,8 @@ async fn the_tui_shows_peers_and_live_mail_sends_and_rides_out_a_broker_restart(
 
     // The composer sends one that the stand-in's claim receives.
     tui.keys(&["c"]).unwrap();
-    tui.wait_screen(WAIT, |s| s.contains("new message")).unwrap();
+    tui.wait_screen(WAIT, |s| s.contains("new message"))
+        .unwrap();
     tui.type_text("web").unwrap();
     tui.keys(&["Enter"]).unwrap();
     tui.type_text("from the tui").unwrap();
@@ -91,13 +92,17 @@ async fn the_tui_shows_peers_and_live_mail_sends_and_rides_out_a_broker_restart(
 
     // The broker dies: a banner says so, and the TUI keeps running.
     broker.kill9();
-    tui.wait_screen(WAIT, |s| s.contains("does not answer") && s.contains("broker down"))
-        .unwrap();
+    tui.wait_screen(WAIT, |s| {
+        s.contains("does not answer") && s.contains("broker down")
+    })
+    .unwrap();
 
     // It comes back: the TUI reconnects by itself and shows new mail.
     let _broker = BrokerProcess::start(&env).await;
-    tui.wait_screen(WAIT, |s| !s.contains("does not answer") && s.contains(" live"))
-        .unwrap();
+    tui.wait_screen(WAIT, |s| {
+        !s.contains("does not answer") && s.contains(" live")
+    })
+    .unwrap();
     api_client
         .send(&send_req("web", "after the restart"))
         .await
@@ -181,5 +186,42 @@ async fn tail_follows_the_event_stream_through_a_broker_restart() {
     tail.signal(libc::SIGINT);
     let status = tail.wait_timeout(WAIT).expect("tail exits on Ctrl-C");
     assert!(status.success(), "{status:?}");
+    drop(claude);
+}
+
+#[tokio::test]
+async fn tail_topic_shows_only_that_topics_posts_and_each_readers_delivery() {
+    let (env, cwd, _broker, claude, _web, web_client) = with_web().await;
+    web_client
+        .subscribe(&peers_core::wire::SubscribeRequest {
+            topic: "deploys".into(),
+            wake: None,
+            mute: None,
+        })
+        .await
+        .unwrap();
+    let mut cmd = peers_cmd(&env, &cwd, &["tail", "--topic", "#deploys"]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut tail = ChildGuard::new(cmd.spawn().unwrap());
+    let (out, err) = lines_of(&mut tail);
+    until(&err, "following");
+
+    crate::util::peers(&env, &cwd, &["send", "web", "direct, not shown"]).ok();
+    let post = crate::util::peers(&env, &cwd, &["send", "#deploys", "v2 is out", "--json"])
+        .ok()
+        .message_id();
+    let line = until(&out, "sent ");
+    assert!(
+        line.contains(&format!("#{post} you@")) && line.contains("-> #deploys"),
+        "{line}"
+    );
+    peers_testkit::peer::deliver_all(&web_client, "Stop").await;
+    let line = until(&out, "delivered");
+    assert!(
+        line.contains(&format!("#{post} to web@testhost via Stop")),
+        "{line}"
+    );
+    tail.signal(libc::SIGINT);
+    tail.wait_timeout(WAIT).expect("tail exits on Ctrl-C");
     drop(claude);
 }
