@@ -762,6 +762,8 @@ impl BrokerClient {
 }
 
 /// What an [`EventFollower`] saw.
+// One value per event, moved once: boxing the event would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Followed {
     /// The stream is open (again): what was shown before may be stale, fetch it. Events

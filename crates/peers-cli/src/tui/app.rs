@@ -187,10 +187,10 @@ impl App {
                     if slot.body.is_none() {
                         slot.body = known_body;
                     }
-                    if let Some(o) = self.opened.as_mut() {
-                        if refresh_opened(o, slot) {
-                            effects.push(Effect::Open(o.message.message_id));
-                        }
+                    if let Some(o) = self.opened.as_mut()
+                        && refresh_opened(o, slot)
+                    {
+                        effects.push(Effect::Open(o.message.message_id));
                     }
                 }
                 while self.feed.len() > FEED_MAX {
@@ -332,11 +332,7 @@ impl App {
     /// pane has the focus, else with the recipient typed in.
     fn open_composer(&mut self, reply_to: Option<i64>) {
         let to = match reply_to {
-            Some(id) => self
-                .feed
-                .get(&id)
-                .map(|m| reply_address(m))
-                .unwrap_or_default(),
+            Some(id) => self.feed.get(&id).map(reply_address).unwrap_or_default(),
             None if self.focus == Pane::Peers && self.view == View::Main => self
                 .selected_peer()
                 .map(|p| p.address.clone())

@@ -53,7 +53,7 @@ fn row(m: &MessageStatus, width: usize) -> Line<'static> {
     let text = m
         .body
         .as_deref()
-        .map(|b| terminal::safe_line(b))
+        .map(terminal::safe_line)
         .unwrap_or_default();
     let room = width.saturating_sub(used);
     let text: String = if text.chars().count() > room {

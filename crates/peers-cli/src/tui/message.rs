@@ -104,7 +104,7 @@ fn thread_line(depth: usize, t: &MessageStatus, this: bool) -> Line<'static> {
     let text = t
         .body
         .as_deref()
-        .map(|b| terminal::safe_line(b))
+        .map(terminal::safe_line)
         .unwrap_or_default();
     let line = format!(
         "{} {}#{} {} {} → {}  {}  {}",
