@@ -917,6 +917,19 @@ mod tests {
     use std::net::TcpListener;
     use std::sync::atomic::AtomicU32;
 
+    /// Reads a request up to the end of its head (and what came with it).
+    fn read_head(conn: &mut std::net::TcpStream) -> Vec<u8> {
+        let mut buf = [0u8; 8192];
+        let mut head = Vec::new();
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        head
+    }
+
     /// A loopback server counting the connections it accepts; each is answered by `reply`
     /// (`None`: closed at once, before any response).
     struct Fake {
@@ -938,14 +951,7 @@ mod tests {
                     continue;
                 };
                 // Read the head (and a small body); then answer and close.
-                let mut buf = [0u8; 8192];
-                let mut seen = Vec::new();
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
-                }
+                read_head(&mut conn);
                 let _ = write!(
                     conn,
                     "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: \
@@ -1075,14 +1081,7 @@ mod tests {
                 let Ok((mut conn, _)) = l.accept() else {
                     return;
                 };
-                let mut buf = [0u8; 8192];
-                let mut head = Vec::new();
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
+                let head = read_head(&mut conn);
                 seen.lock()
                     .unwrap()
                     .push(String::from_utf8_lossy(&head).to_lowercase());
