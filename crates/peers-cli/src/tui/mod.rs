@@ -41,8 +41,12 @@ pub struct TuiArgs {
     pub backlog: u32,
 }
 
-/// How often the peers are listed again even without an event (their ages move on).
-const PEERS_EVERY: Duration = Duration::from_secs(10);
+/// How often the peers are listed again even without an event (their ages and waiting mail
+/// move on).
+const PEERS_EVERY: Duration = Duration::from_secs(5);
+
+/// Mail events list the peers again (their waiting mail changed), at most this often.
+const PEERS_AFTER_MAIL: Duration = Duration::from_secs(1);
 
 pub fn run(a: TuiArgs) -> Result<()> {
     let ctx = Ctx::load()?;
@@ -119,8 +123,18 @@ async fn perform(client: BrokerClient, e: Effect, tx: mpsc::UnboundedSender<Upda
 /// Follows the event stream for good, turning what it says into updates.
 async fn follow(client: BrokerClient, tx: mpsc::UnboundedSender<Update>, backlog: u32) {
     let mut feed = EventFollower::new(client.clone());
+    let mut peers_at = tokio::time::Instant::now();
     loop {
-        let sent = match feed.next().await {
+        let next = feed.next().await;
+        if matches!(
+            next,
+            Followed::Event(Event::Message { .. } | Event::Delivered { .. })
+        ) && peers_at.elapsed() >= PEERS_AFTER_MAIL
+        {
+            peers_at = tokio::time::Instant::now();
+            load_peers(&client, &tx).await;
+        }
+        let sent = match next {
             Followed::Connected => {
                 let _ = tx.send(Update::Link(Link::Live));
                 load_peers(&client, &tx).await;
