@@ -297,12 +297,7 @@ impl BrokerClient {
         timeout: Option<Duration>,
         replayable: bool,
     ) -> Result<R, ClientError> {
-        if let Some(e) = &self.tls_error {
-            return Err(ClientError::Tls {
-                url: self.base_url().to_string(),
-                reason: e.to_string(),
-            });
-        }
+        self.tls_ready()?;
         let deadline = Instant::now() + timeout.unwrap_or(self.request_timeout);
         let n = self.bases.len();
         let start = self.first.load(Ordering::Relaxed) % n;
@@ -359,8 +354,29 @@ impl BrokerClient {
             }
             return Err(api_error(status, &bytes, base));
         }
+        Err(self.no_answer(refused, unreachable))
+    }
+
+    /// Fails every call with the TLS setup's error, when there is one.
+    fn tls_ready(&self) -> Result<(), ClientError> {
+        match &self.tls_error {
+            Some(e) => Err(ClientError::Tls {
+                url: self.base_url().to_string(),
+                reason: e.to_string(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The error once every URL was tried: a 503 when one answered so, else what happened
+    /// at each URL.
+    fn no_answer<'a>(
+        &'a self,
+        refused: Option<ClientError>,
+        mut unreachable: Vec<(&'a str, String)>,
+    ) -> ClientError {
         if let Some(e) = refused {
-            return Err(e);
+            return e;
         }
         if unreachable.is_empty() {
             // The deadline passed before any attempt (a zero timeout).
@@ -375,14 +391,14 @@ impl BrokerClient {
                 .collect::<Vec<_>>()
                 .join("; ")
         };
-        Err(ClientError::Unreachable {
+        ClientError::Unreachable {
             url: unreachable
                 .iter()
                 .map(|(u, _)| *u)
                 .collect::<Vec<_>>()
                 .join(URL_SEPARATOR),
             reason,
-        })
+        }
     }
 
     async fn get<R: DeserializeOwned>(&self, path: &str) -> Result<R, ClientError> {
@@ -678,12 +694,7 @@ impl BrokerClient {
     /// stream itself has no overall timeout, only [`EVENTS_IDLE`].
     pub async fn events(&self, last_event_id: Option<&str>) -> Result<EventStream, ClientError> {
         use eventsource_stream::Eventsource;
-        if let Some(e) = &self.tls_error {
-            return Err(ClientError::Tls {
-                url: self.base_url().to_string(),
-                reason: e.to_string(),
-            });
-        }
+        self.tls_ready()?;
         let n = self.bases.len();
         let start = self.first.load(Ordering::Relaxed) % n;
         let mut unreachable: Vec<(&str, String)> = Vec::new();
@@ -736,28 +747,7 @@ impl BrokerClient {
                 url: base.to_string(),
             });
         }
-        if let Some(e) = refused {
-            return Err(e);
-        }
-        let reason = unreachable
-            .iter()
-            .map(|(u, r)| {
-                if n == 1 {
-                    r.clone()
-                } else {
-                    format!("{u}: {r}")
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
-        Err(ClientError::Unreachable {
-            url: unreachable
-                .iter()
-                .map(|(u, _)| *u)
-                .collect::<Vec<_>>()
-                .join(URL_SEPARATOR),
-            reason,
-        })
+        Err(self.no_answer(refused, unreachable))
     }
 }
 
