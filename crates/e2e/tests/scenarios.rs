@@ -807,7 +807,7 @@ fn woken_session_replies(
 }
 
 /// 8. A woken, unattended session's `send_message` runs with no permission prompt: the
-///    session settings allow the six peers tools (as `peers install` writes them), and the
+///    session settings allow the peers tools (as `peers install` writes them), and the
 ///    reply reaches the broker.
 #[test]
 fn s8_a_woken_session_sends_without_a_prompt() {
