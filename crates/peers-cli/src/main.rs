@@ -4,6 +4,7 @@
 
 // The subcommands, each with its clap arguments and its `run`.
 mod broker_ctl;
+mod dashboard;
 mod demo;
 mod doctor;
 mod hub;
@@ -15,6 +16,7 @@ mod show;
 mod status;
 mod tail;
 mod topics;
+mod tui;
 
 // What the subcommands share.
 mod context;
@@ -57,9 +59,14 @@ enum Command {
     Log(log::LogArgs),
     /// Follow sends and deliveries as they happen, until Ctrl-C.
     Tail(tail::TailArgs),
+    /// A live terminal view: the peers, the feed of mail and topic posts as it moves, a message
+    /// with its thread and delivery states, and a composer (`?` lists the keys).
+    Tui(tui::TuiArgs),
     /// One message: who, to whom, its status, when and how it was delivered, its text, and
     /// the thread it belongs to (the messages it answers and every reply, with their states).
     Show(show::ShowArgs),
+    /// Log in to the web dashboard: prints (and on a desktop opens) a one-time login link.
+    Dashboard(dashboard::DashboardArgs),
     /// The topics, with subscriber and post counts and the last post.
     Topics(topics::TopicsArgs),
     /// One topic's recent posts, with their text and each reader's delivery state.
@@ -95,7 +102,9 @@ fn main() -> ExitCode {
         Command::Inbox(a) => log::run(a, true),
         Command::Log(a) => log::run(a, false),
         Command::Tail(a) => tail::run(a),
+        Command::Tui(a) => tui::run(a),
         Command::Show(a) => show::run(a),
+        Command::Dashboard(a) => dashboard::run(a),
         Command::Topics(a) => topics::list(a),
         Command::Topic(a) => topics::show(a),
         Command::Broker(b) => broker_ctl::run(b),

@@ -133,6 +133,7 @@ pub async fn send(
             readers: out,
         },
     };
+    state.publish_message(id).await;
     Ok(Json(response))
 }
 
