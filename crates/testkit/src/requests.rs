@@ -9,6 +9,7 @@ pub fn send_req(to: impl Into<String>, message: impl Into<String>) -> SendReques
         to: to.into(),
         message: message.into(),
         reply_to: None,
+        scope: None,
     }
 }
 

@@ -106,6 +106,7 @@ impl PeersServer {
             to: to.clone(),
             message: args.message,
             reply_to,
+            scope: None,
         };
         let sent = self.peer.call(|c| async move { c.send(req).await }).await;
         match sent {

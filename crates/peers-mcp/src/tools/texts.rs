@@ -320,6 +320,8 @@ mod tests {
             recipient_can_wake: can_wake,
             bytes: 2,
             body: None,
+            channel: None,
+            readers: vec![],
         }
     }
 
@@ -362,6 +364,8 @@ mod tests {
                 recipient_alive: alive,
                 recipient_last_seen_ms: 0,
                 recipient_can_wake: can_wake,
+                channel: None,
+                readers: vec![],
             };
             texts.push(format_sent(&r, 120_000, &plugin));
         }
