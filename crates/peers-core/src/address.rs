@@ -23,7 +23,9 @@ impl Recipient {
     pub fn parse(to: &str) -> Result<Recipient, String> {
         let to = to.trim();
         if to.is_empty() {
-            return Err("`to` is empty: name a peer, name@host or id, a #topic, or * for everyone".into());
+            return Err(
+                "`to` is empty: name a peer, name@host or id, a #topic, or * for everyone".into(),
+            );
         }
         if to == "*" {
             return Ok(Recipient::Broadcast);
@@ -62,8 +64,7 @@ pub fn topic_name(name: &str) -> Result<String, String> {
     if name == "*" || raw == "*" {
         return Err("`*` is the broadcast, not a topic: subscribe to a #topic by name".into());
     }
-    if name.is_empty() || name.len() > MAX_TOPIC_LEN || !starts_well || !name.chars().all(allowed)
-    {
+    if name.is_empty() || name.len() > MAX_TOPIC_LEN || !starts_well || !name.chars().all(allowed) {
         return Err(format!(
             "{raw:?} is not a topic name: use 1-{MAX_TOPIC_LEN} of a-z, 0-9, '-', '_', ':', '.', \
              starting with a letter or digit, e.g. #myproj:events"
@@ -78,7 +79,10 @@ mod tests {
 
     #[test]
     fn recipients_parse() {
-        assert_eq!(Recipient::parse("api").unwrap(), Recipient::Peer("api".into()));
+        assert_eq!(
+            Recipient::parse("api").unwrap(),
+            Recipient::Peer("api".into())
+        );
         assert_eq!(
             Recipient::parse(" #MyProj:events ").unwrap(),
             Recipient::Topic("myproj:events".into())

@@ -1101,9 +1101,15 @@ mod tests {
                 address: "api@laptop",
                 tools: &tools,
             };
-            frame(m, Occasion::MidTurn, &[msg(1, "ping")], false, DEFAULT_BUDGET)
-                .unwrap()
-                .text
+            frame(
+                m,
+                Occasion::MidTurn,
+                &[msg(1, "ping")],
+                false,
+                DEFAULT_BUDGET,
+            )
+            .unwrap()
+            .text
         };
         assert_eq!(ToolNames::for_agent(Agent::Claude), ToolNames::default());
         expect![[r#"
