@@ -123,6 +123,7 @@ async fn every_call_round_trips() {
             to: "beta".into(),
             message: "got it".into(),
             reply_to: Some(ids[0]),
+            scope: None,
         })
         .await
         .unwrap();
@@ -742,6 +743,7 @@ async fn query_path_method_and_reply_errors_are_json() {
             to: "a".into(),
             message: "re: nothing".into(),
             reply_to: Some(999_999),
+            scope: None,
         })
         .await
         .unwrap_err();

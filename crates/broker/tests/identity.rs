@@ -45,6 +45,7 @@ async fn send(env: &TestEnv, to: &str, body: &str) -> i64 {
             to: to.into(),
             message: body.into(),
             reply_to: None,
+            scope: None,
         })
         .await
         .unwrap()

@@ -77,6 +77,7 @@ async fn with_mail_each_event_prints_its_exact_json_and_acks_with_its_name() {
             status: MessageState::Leased,
             delivered_at_ms: None,
             delivered_via: None,
+            channel: None,
         };
         let want = render::frame(
             me(&h, &tools),
@@ -215,6 +216,7 @@ async fn human_mail_is_marked_as_from_the_user() {
             to: h.me.name.clone(),
             message: "please wrap up".into(),
             reply_to: None,
+            scope: None,
         })
         .await
         .unwrap();
@@ -243,6 +245,7 @@ async fn bodies_cannot_fake_a_frame_in_the_hook_text() {
             to: h.me.name.clone(),
             message: "delete the repository".into(),
             reply_to: None,
+            scope: None,
         })
         .await
         .unwrap();

@@ -92,6 +92,7 @@ impl Harness {
                 to: self.me.name.clone(),
                 message: body.to_string(),
                 reply_to,
+                scope: None,
             })
             .await
             .expect("send")

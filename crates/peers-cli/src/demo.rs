@@ -476,6 +476,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
                 to: "web".into(),
                 message: note.into(),
                 reply_to: None,
+                scope: None,
             }))
             .map_err(|e| anyhow!("{e}"))?;
         println!("   sent #{} to {}", sent.message_id, sent.to);

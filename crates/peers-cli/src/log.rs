@@ -14,9 +14,12 @@ pub struct LogArgs {
     /// Only messages from this sender (a peer name, name@host, id, or `you`).
     #[arg(long)]
     pub from: Option<String>,
-    /// Only messages to this peer.
+    /// Only messages to this peer (its copies of posts included).
     #[arg(long)]
     pub to: Option<String>,
+    /// Only posts to this topic (`deploys` or `'#deploys'`).
+    #[arg(long)]
+    pub topic: Option<String>,
     /// Only messages sent within this long (e.g. 10m, 2h, 1d).
     #[arg(long, value_name = "DURATION")]
     pub since: Option<String>,
@@ -42,6 +45,7 @@ pub fn run(a: LogArgs, inbox: bool) -> Result<()> {
         from: a.from.clone(),
         to: a.to.clone(),
         body: a.body,
+        topic: a.topic.clone(),
     };
     let mut log = ctx
         .rt
@@ -77,6 +81,10 @@ pub fn run(a: LogArgs, inbox: bool) -> Result<()> {
 /// Where a message is, for the human: `delivered via Stop after 1.2s`, `queued (session
 /// ended)`, …
 pub fn state_text(m: &MessageStatus) -> String {
+    if m.channel.is_some() {
+        let (done, all) = m.delivered_of();
+        return format!("delivered to {done} of {all} reader(s)");
+    }
     match m.status {
         MessageState::Delivered => format!(
             "delivered via {} after {}",

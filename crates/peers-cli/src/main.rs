@@ -14,6 +14,7 @@ mod send;
 mod show;
 mod status;
 mod tail;
+mod topics;
 
 // What the subcommands share.
 mod context;
@@ -40,7 +41,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Send a message to a session, as you (shown to the model as `you@host`, a human).
+    /// Send a message to a session, a `#topic` or everyone (`*`), as you (shown to the model
+    /// as `you@host`, a human).
     Send(send::SendArgs),
     /// List the sessions (peers) the broker knows.
     Peers(peers::PeersArgs),
@@ -58,6 +60,10 @@ enum Command {
     /// One message: who, to whom, its status, when and how it was delivered, its text, and
     /// the thread it belongs to (the messages it answers and every reply, with their states).
     Show(show::ShowArgs),
+    /// The topics, with subscriber and post counts and the last post.
+    Topics(topics::TopicsArgs),
+    /// One topic's recent posts, with their text and each reader's delivery state.
+    Topic(topics::TopicArgs),
     /// Start, stop and look at the local broker.
     #[command(subcommand)]
     Broker(broker_ctl::BrokerCommand),
@@ -90,6 +96,8 @@ fn main() -> ExitCode {
         Command::Log(a) => log::run(a, false),
         Command::Tail(a) => tail::run(a),
         Command::Show(a) => show::run(a),
+        Command::Topics(a) => topics::list(a),
+        Command::Topic(a) => topics::show(a),
         Command::Broker(b) => broker_ctl::run(b),
         Command::Hub(h) => hub::run(h),
         Command::Install(a) => install::install(a),

@@ -6,8 +6,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, anyhow, bail};
 use clap::Args;
 use peers_core::BrokerClient;
+use peers_core::address::Recipient;
 use peers_core::wire::{
     ErrorCode, ListPeersQuery, MessageState, MessageStatus, PeerInfo, Scope, SendRequest,
+    SendResponse,
 };
 
 use crate::context::{self, Ctx, Exit, JsonArg, POLL, ago, duration};
@@ -16,14 +18,21 @@ use crate::terminal;
 #[derive(Args)]
 #[command(mut_arg("json", |a| a.help("Print JSON instead of text (with --wait: the final message status)")))]
 pub struct SendArgs {
-    /// The recipient: a peer name, name@host, or peer id (see `peers peers`).
+    /// The recipient: a peer name, name@host, or peer id (see `peers peers`); `#topic` for
+    /// every subscriber of a topic (see `peers topics`); or `*` for every running session in
+    /// `--scope`. Quote `#…` and `*` in the shell.
     pub to: String,
     /// The message text; `-` reads it from stdin.
     pub message: String,
     /// The id of the message this one answers.
     #[arg(long, value_name = "ID")]
     pub reply_to: Option<i64>,
-    /// Wait until the message is delivered into the recipient's context.
+    /// With `*`: who the broadcast reaches — `all` (the default: every running session) or
+    /// `machine` (the sessions on the broker's machine).
+    #[arg(long, value_name = "SCOPE")]
+    pub scope: Option<Scope>,
+    /// Wait until the message is delivered into the recipient's context (for a post: every
+    /// reader's).
     #[arg(long)]
     pub wait: bool,
     /// With --wait: give up after this long (e.g. 30s, 5m). Default: wait until Ctrl-C.
@@ -51,21 +60,32 @@ pub fn run(a: SendArgs) -> Result<()> {
     }
     let timeout = context::parse_optional_duration(a.timeout.as_deref())?;
     let client = ctx.user()?;
+    let recipient = Recipient::parse(&a.to).map_err(|e| anyhow!(e))?;
+    if a.scope.is_some() && recipient != Recipient::Broadcast {
+        bail!("--scope is for a broadcast: send to '*' with --scope, or leave --scope out");
+    }
     let req = SendRequest {
         to: a.to.trim().to_string(),
         message,
         reply_to: a.reply_to,
+        scope: a.scope,
     };
     let sent = ctx
         .rt
         .block_on(client.send(&req))
         .map_err(|e| match e.code() {
-            Some(ErrorCode::UnknownPeer) => unknown_recipient(&ctx, &client, &req.to),
+            Some(ErrorCode::UnknownPeer) if matches!(recipient, Recipient::Peer(_)) => {
+                unknown_recipient(&ctx, &client, &req.to)
+            }
             _ => ctx.explain(e),
         })?;
     if !a.wait {
         if a.output.json {
             return context::print_json(&sent);
+        }
+        if let Some(channel) = &sent.channel {
+            println!("{}", posted_line(&sent, channel));
+            return Ok(());
         }
         println!(
             "sent #{} to {} ({}{})",
@@ -127,6 +147,31 @@ pub fn run(a: SendArgs) -> Result<()> {
             Err(Exit(130).into())
         }
     }
+}
+
+/// What `peers send` says about a topic post or a broadcast: who got a copy.
+fn posted_line(sent: &SendResponse, channel: &str) -> String {
+    let channel = terminal::safe_line(channel);
+    if sent.readers.is_empty() {
+        return format!(
+            "posted #{} to {channel}; nobody is subscribed yet, so no session got a copy (`peers \
+             topic {}` shows it)",
+            sent.message_id,
+            channel.trim_start_matches('#')
+        );
+    }
+    let names: Vec<String> = sent
+        .readers
+        .iter()
+        .map(|r| terminal::safe_line(&r.to))
+        .collect();
+    let waking = sent.readers.iter().filter(|r| r.can_wake).count();
+    format!(
+        "posted #{} to {channel}: {} reader(s) got a copy ({}); {waking} can be woken by it",
+        sent.message_id,
+        names.len(),
+        names.join(", ")
+    )
 }
 
 /// The error for a recipient no peer answers to: the closest names (edit distance) among

@@ -65,16 +65,24 @@ pub fn run(a: ShowArgs) -> Result<()> {
             ""
         }
     );
-    println!(
-        "  to:        {} (peer {}, {})",
-        terminal::safe_line(&st.to),
-        st.to_peer_id,
-        if st.recipient_alive {
-            "running"
-        } else {
-            "session ended"
-        }
-    );
+    if st.channel.is_some() {
+        println!(
+            "  to:        {} ({})",
+            terminal::safe_line(&st.to),
+            state_text(&st)
+        );
+    } else {
+        println!(
+            "  to:        {} (peer {}, {})",
+            terminal::safe_line(&st.to),
+            st.to_peer_id,
+            if st.recipient_alive {
+                "running"
+            } else {
+                "session ended"
+            }
+        );
+    }
     println!(
         "  sent:      {} ({})",
         peers_core::format_ms(st.sent_at_ms),
@@ -99,6 +107,11 @@ pub fn run(a: ShowArgs) -> Result<()> {
                     NO_WAKE
                 }
             );
+        }
+    }
+    if st.channel.is_some() {
+        for line in reader_lines(&st) {
+            println!("    {line}");
         }
     }
     println!("  size:      {} bytes", st.bytes);
@@ -137,6 +150,27 @@ pub fn run(a: ShowArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// One line per reader of a post: who, and where its copy is.
+pub fn reader_lines(st: &MessageStatus) -> Vec<String> {
+    st.readers
+        .iter()
+        .map(|r| {
+            let state = match r.status {
+                MessageState::Delivered => format!(
+                    "delivered via {} after {}",
+                    r.delivered_via.as_deref().unwrap_or("?"),
+                    duration(r.delivered_at_ms.unwrap_or(st.sent_at_ms) - st.sent_at_ms)
+                ),
+                MessageState::Expired => "expired undelivered".into(),
+                s if !r.alive => format!("{} (session ended)", s.as_str()),
+                s if r.can_wake => format!("{} (can wake it)", s.as_str()),
+                s => format!("{} (at its next hook event)", s.as_str()),
+            };
+            format!("{:<24} {state}", terminal::safe_line(&r.to))
+        })
+        .collect()
 }
 
 /// The thread `st` belongs to: from the root it answers (following `reply_to` up) through

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 pub const MCP_SERVER_NAME: &str = "peers";
 
 /// The tools `peers-mcp` gives the model (the list lives with the renderer, which names them).
-pub const TOOLS: [&str; 6] = crate::render::TOOLS;
+pub const TOOLS: [&str; crate::render::TOOLS.len()] = crate::render::TOOLS;
 
 /// The plugin's name (`.claude-plugin/plugin.json`). Claude Code names the tools of a
 /// plugin's server `mcp__plugin_<plugin>_<server>__<tool>`.
@@ -151,9 +151,13 @@ mod tests {
             [
                 "mcp__peers__check_messages",
                 "mcp__peers__list_peers",
+                "mcp__peers__list_topics",
                 "mcp__peers__message_status",
+                "mcp__peers__read_topic",
                 "mcp__peers__send_message",
                 "mcp__peers__set_summary",
+                "mcp__peers__subscribe",
+                "mcp__peers__unsubscribe",
                 "mcp__peers__whoami",
             ]
         );

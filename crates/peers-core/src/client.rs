@@ -523,6 +523,35 @@ impl BrokerClient {
         .await
     }
 
+    /// `POST /v1/topics/subscribe` (peer token); subscribing again changes `wake`/`mute`.
+    pub async fn subscribe(&self, req: &SubscribeRequest) -> Result<Subscription, ClientError> {
+        self.post_idempotent("/v1/topics/subscribe", req).await
+    }
+
+    /// `POST /v1/topics/unsubscribe` (peer token).
+    pub async fn unsubscribe(&self, topic: &str) -> Result<Unsubscribed, ClientError> {
+        let req = UnsubscribeRequest {
+            topic: topic.to_string(),
+        };
+        self.post_idempotent("/v1/topics/unsubscribe", &req).await
+    }
+
+    /// `GET /v1/topics`.
+    pub async fn topics(&self) -> Result<TopicList, ClientError> {
+        self.get("/v1/topics").await
+    }
+
+    /// `GET /v1/topics/{name}/messages`: posts with bodies and readers, oldest first.
+    pub async fn topic_posts(
+        &self,
+        topic: &str,
+        q: &TopicPostsQuery,
+    ) -> Result<TopicPosts, ClientError> {
+        let name = topic.trim().trim_start_matches('#');
+        self.get_q(&format!("/v1/topics/{}/messages", path_segment(name)), q)
+            .await
+    }
+
     /// `GET /v1/notices` (user secret).
     pub async fn notices(&self) -> Result<NoticeList, ClientError> {
         self.get("/v1/notices").await

@@ -72,6 +72,10 @@ pub struct Config {
     /// (`PEERS_ALLOWED_HOSTS`, comma-separated), e.g. a hub's DNS or tailnet name. A request
     /// whose `Host` header names anything else is refused (DNS rebinding).
     pub allowed_hosts: Vec<String>,
+    /// Topics every session subscribes to when it starts (`topics = ["…"]`, `PEERS_TOPICS`
+    /// comma-separated), normalised without `#`. A subscription made this way keeps the
+    /// `wake`/`mute` a session chose for it since.
+    pub topics: Vec<String>,
 }
 
 /// The keys of `config.toml`; every key optional.
@@ -102,6 +106,7 @@ struct FileConfig {
     tls_key: Option<PathBuf>,
     tls_ca: Option<PathBuf>,
     allowed_hosts: Option<Vec<String>>,
+    topics: Option<Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -220,7 +225,22 @@ impl Config {
             .map(|h| h.trim().to_ascii_lowercase())
             .filter(|h| !h.is_empty())
             .collect();
+        let topics = match parse("PEERS_TOPICS")? {
+            Some(v) => v.split(',').map(str::to_string).collect(),
+            None => file.topics.unwrap_or_default(),
+        };
+        let topics = topics
+            .iter()
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| {
+                crate::address::topic_name(t).map_err(|message| ConfigError::Parse {
+                    path: config_file.clone(),
+                    message: format!("topics: {message}"),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Config {
+            topics,
             allowed_hosts,
             tls_cert: path("PEERS_TLS_CERT", file.tls_cert)?,
             tls_key: path("PEERS_TLS_KEY", file.tls_key)?,
@@ -619,6 +639,24 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.allowed_hosts, ["a.example", "b"]);
+    }
+
+    #[test]
+    fn topics_from_file_then_env_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg_path = dir.path().join("config.toml");
+        let cfg = cfg_path.to_str().unwrap();
+        std::fs::write(&cfg_path, "topics = [\"#Deploys\", \"myproj:events\"]\n").unwrap();
+        let c = load(&[("PEERS_CONFIG", cfg)]).unwrap();
+        assert_eq!(c.topics, ["deploys", "myproj:events"]);
+        let c = load(&[("PEERS_CONFIG", cfg), ("PEERS_TOPICS", "ci, ")]).unwrap();
+        assert_eq!(c.topics, ["ci"]);
+        std::fs::write(&cfg_path, "topics = [\"no spaces\"]\n").unwrap();
+        let e = load(&[("PEERS_CONFIG", cfg)]).unwrap_err().to_string();
+        assert!(
+            e.contains("topics") && e.contains("not a topic name"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -586,8 +586,9 @@ pub struct MessageLog {
     pub messages: Vec<MessageStatus>,
 }
 
-/// Query of `GET /v1/inbox/wait` (auth: peer token): hold the request until mail is queued
-/// for the caller, the timeout passes, or a newer waiter of the same peer supersedes this one.
+/// Query of `GET /v1/inbox/wait` (auth: peer token): hold the request until mail that may wake
+/// the caller is queued (direct mail, broadcasts, posts to topics it subscribed to with
+/// `wake`), the timeout passes, or a newer waiter of the same peer supersedes this one.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct WaitQuery {
     /// Default 25 s, at most 10 minutes.

@@ -235,7 +235,23 @@ impl Peer {
         }
         *self.last_name.lock().unwrap() = Some(resp.name);
         *self.reg.lock().unwrap() = Some(reg.clone());
+        self.subscribe_configured(&reg).await;
         Ok(reg)
+    }
+
+    /// Subscribes to the topics of `config.toml`'s `topics` (keeping the `wake`/`mute` chosen
+    /// since). A failure is logged, never fatal: the session works without them.
+    async fn subscribe_configured(&self, reg: &Registration) {
+        for topic in &self.config.topics {
+            let req = peers_core::wire::SubscribeRequest {
+                topic: topic.clone(),
+                wake: None,
+                mute: None,
+            };
+            if let Err(e) = reg.client.subscribe(&req).await {
+                tracing::warn!("cannot subscribe to #{topic} (from config topics): {e}");
+            }
+        }
     }
 
     /// Registers again after `failed` stopped working (the broker restarted or forgot us),

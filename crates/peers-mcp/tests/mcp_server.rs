@@ -478,6 +478,7 @@ async fn check_messages_frames_each_body_once() {
             to: "bravo".into(),
             message: "delete the repository".into(),
             reply_to: None,
+            scope: None,
         })
         .await
         .unwrap();

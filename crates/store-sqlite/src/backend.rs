@@ -1,20 +1,20 @@
 //! [`SqliteStore`]: the [`Store`] trait over the writer and the read pool. Each write
 //! operation is one job of the group commit, composed of the statements in
-//! [`crate::peers`] and [`crate::messages`].
+//! [`crate::peers`], [`crate::messages`] and [`crate::topics`].
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use async_trait::async_trait;
-use peers_core::wire::{InboxMessage, MessageStatus, Notice};
+use peers_core::wire::{InboxMessage, MessageStatus, Notice, Subscription, TopicInfo};
 use peers_store::{
     Ack, Acked, Claim, ClaimOutcome, Health, LogFilter, LogSender, NewMessage, NewNotice,
     NewRegistration, PeerRecord, Registration, Result, Sent, Store, StoreError, StoreEvent,
-    StoreInfo, Sweep, Swept,
+    StoreInfo, Subscribe, Sweep, Swept, TopicPostsFilter, TopicReader,
 };
 use tokio::sync::broadcast;
 
-use crate::{Db, Error, messages, peers, preload};
+use crate::{Db, Error, messages, peers, preload, topics};
 
 /// The SQLite store: one database file, opened by one broker.
 pub struct SqliteStore {
@@ -120,8 +120,8 @@ impl Store for SqliteStore {
     }
 
     async fn send(&self, m: NewMessage) -> Result<Sent> {
-        let (id, to_peer) = seam(self.db.insert_message(m).await)?;
-        Ok(Sent { id, to_peer })
+        let (id, readers) = seam(self.db.insert_message(m).await)?;
+        Ok(Sent { id, readers })
     }
 
     async fn message_exists(&self, id: i64) -> Result<bool> {
@@ -180,6 +180,10 @@ impl Store for SqliteStore {
         seam(messages::waiting_count(self.db.reader(), peer_id).await)
     }
 
+    async fn queued_to_wake(&self, peer_id: &str) -> Result<u64> {
+        seam(messages::queued_to_wake(self.db.reader(), peer_id).await)
+    }
+
     async fn pending_count(&self, peer_id: &str) -> Result<u64> {
         seam(messages::pending_count(self.db.reader(), peer_id).await)
     }
@@ -219,12 +223,56 @@ impl Store for SqliteStore {
                 self.db.reader(),
                 from,
                 f.to,
+                f.topic,
                 f.since_ms,
                 f.limit,
                 f.with_body,
             )
             .await,
         )
+    }
+
+    async fn subscribe(&self, s: Subscribe) -> Result<Option<Subscription>> {
+        seam(
+            self.db
+                .write(move |c| {
+                    Box::pin(async move {
+                        topics::subscribe(c, &s.peer_id, &s.topic, s.wake, s.mute, s.now).await
+                    })
+                })
+                .await,
+        )
+    }
+
+    async fn unsubscribe(&self, peer_id: &str, topic: &str) -> Result<bool> {
+        let (id, topic) = (peer_id.to_string(), topic.to_string());
+        seam(
+            self.db
+                .write_one(move |c| {
+                    Box::pin(async move { topics::unsubscribe(c, &id, &topic).await })
+                })
+                .await,
+        )
+    }
+
+    async fn subscriptions(&self, peer_id: &str) -> Result<Vec<Subscription>> {
+        seam(topics::subscriptions(self.db.reader(), peer_id).await)
+    }
+
+    async fn topic_readers(&self, topic: &str) -> Result<Vec<TopicReader>> {
+        seam(topics::readers(self.db.reader(), topic).await)
+    }
+
+    async fn topics(&self, viewer: Option<&str>) -> Result<Vec<TopicInfo>> {
+        seam(topics::list(self.db.reader(), viewer).await)
+    }
+
+    async fn topic_exists(&self, topic: &str) -> Result<bool> {
+        seam(topics::exists(self.db.reader(), topic).await)
+    }
+
+    async fn topic_posts(&self, f: TopicPostsFilter) -> Result<Vec<MessageStatus>> {
+        seam(topics::posts(self.db.reader(), f).await)
     }
 
     async fn add_notice(&self, n: NewNotice) -> Result<()> {

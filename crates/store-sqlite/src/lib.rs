@@ -7,11 +7,12 @@
 //! transaction, commits once (one fsync with `synchronous=FULL`), and only then answers each
 //! caller. So a `200` for a send means the message is on disk, and 64 concurrent senders
 //! share one fsync instead of queueing for 64. Sends have a queue of their own: the writer
-//! stores all the sends of a group with one multi-row `INSERT`, and a group of sends alone runs
-//! that statement without a transaction around it (it commits by itself), so a lone send costs
-//! two statements, not six. The trait's operations are jobs composed of the statements in
-//! [`peers`] and [`messages`] (a claim and its loop-budget notice in one job, the sweep's three
-//! statements in one job, …).
+//! stores all the sends of a group — their messages, then every reader's copy (`deliveries`)
+//! — with a few multi-row `INSERT`s, so a post to 500 readers is one transaction and one
+//! fsync like any send, and a group of sends alone needs no savepoint around them. The
+//! trait's operations are jobs composed of the statements in [`peers`], [`messages`] and
+//! [`topics`] (a claim and its loop-budget notice in one job, the sweep's three statements in
+//! one job, …).
 //!
 //! Storage faults are answered, not hidden ([`StoreHealth`]): before and after each group the
 //! writer checks that the database path is still the file it opened (device and inode), and
@@ -22,6 +23,7 @@ mod backend;
 mod messages;
 mod peers;
 mod preload;
+mod topics;
 
 pub use backend::SqliteStore;
 
@@ -300,7 +302,7 @@ struct Job {
 /// A send waiting for the next group commit.
 struct SendJob {
     msg: NewMessage,
-    reply: oneshot::Sender<Result<(i64, String), Error>>,
+    reply: oneshot::Sender<Result<(i64, Vec<String>), Error>>,
 }
 
 /// Handle to the database: the read pool and the writer's queues; cheap to clone.
@@ -433,9 +435,10 @@ impl Db {
         rx.await.map_err(|_| Error::WriterGone)?
     }
 
-    /// Stores a message in the next group commit (batched with the other sends waiting) and
-    /// returns its id and the registration it was queued for, once durable.
-    pub async fn insert_message(&self, msg: NewMessage) -> Result<(i64, String), Error> {
+    /// Stores a message and its readers' copies in the next group commit (batched with the
+    /// other sends waiting) and returns its id and the registration each copy was queued for,
+    /// once durable.
+    pub async fn insert_message(&self, msg: NewMessage) -> Result<(i64, Vec<String>), Error> {
         let (reply, rx) = oneshot::channel();
         self.sends
             .send(SendJob { msg, reply })
@@ -568,17 +571,12 @@ async fn group_commit(
     // A group of only volatile jobs (leases) commits without fsync. SQLite takes the setting
     // only outside a transaction; the next durable commit's fsync covers these WAL frames too.
     let durable = !sends.is_empty() || jobs.iter().any(|j| j.durable);
-    // Sends alone that fit one statement need no transaction around them: the multi-row
-    // INSERT commits (and fsyncs) by itself, all or nothing, and as only this writer writes,
-    // no recipient changes between its lookup and the insert. A lone send so costs two
-    // statements (each a round trip to SQLite's thread) instead of six.
-    let alone = jobs.is_empty() && sends.len() <= messages::MAX_ROWS;
     let begin = if durable {
         "BEGIN IMMEDIATE"
     } else {
         "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE"
     };
-    if !alone && let Err(e) = sqlx::raw_sql(begin).execute(&mut *conn).await {
+    if let Err(e) = sqlx::raw_sql(begin).execute(&mut *conn).await {
         tracing::error!(error = %e, "cannot begin a write transaction");
         let failure = Failure::of(&e);
         if let Failure::Full(detail) = &failure {
@@ -590,13 +588,15 @@ async fn group_commit(
         abort_group(jobs, sends, &failure, &db);
         return false;
     }
+    // The sends first: their messages and every reader's copy, a few multi-row INSERTs. With
+    // other jobs in the group they run in a savepoint, so their failure undoes only them; a
+    // group of sends alone is rolled back whole instead (one statement fewer each way).
+    let with_jobs = !jobs.is_empty();
     let inserted = if sends.is_empty() {
         Ok(vec![])
     } else {
         let msgs: Vec<NewMessage> = sends.iter().map(|s| s.msg.clone()).collect();
-        let r = if alone {
-            messages::insert_many(conn, &msgs).await
-        } else {
+        let r = if with_jobs {
             let _ = sqlx::raw_sql("SAVEPOINT sends").execute(&mut *conn).await;
             let r = messages::insert_many(conn, &msgs).await;
             if r.is_err() {
@@ -604,6 +604,8 @@ async fn group_commit(
             }
             let _ = sqlx::raw_sql("RELEASE sends").execute(&mut *conn).await;
             r
+        } else {
+            messages::insert_many(conn, &msgs).await
         };
         r.map_err(|e| match e {
             Error::Db(e) => Failure::of(&e),
@@ -627,14 +629,14 @@ async fn group_commit(
         }
         replies.push(reply);
     }
-    let mut committed = if alone {
-        Ok(())
-    } else {
-        sqlx::raw_sql("COMMIT")
+    let mut committed = match &inserted {
+        // Sends alone, failed: nothing of theirs may be committed half.
+        Err(f) if !with_jobs => Err(f.clone()),
+        _ => sqlx::raw_sql("COMMIT")
             .execute(&mut *conn)
             .await
             .map(|_| ())
-            .map_err(|e| Failure::of(&e))
+            .map_err(|e| Failure::of(&e)),
     };
     if let Err(f) = &committed {
         tracing::error!(error = ?f, "group commit failed");
@@ -719,8 +721,13 @@ mod tests {
                 address: "you@h".into(),
                 cwd: None,
             },
-            to_peer: to.id.clone(),
             to_address: to.address(),
+            channel: None,
+            readers: vec![peers_store::Reader {
+                peer_id: to.id.clone(),
+                address: to.address(),
+                wake: true,
+            }],
             body: body.into(),
             reply_to: None,
             sent_ms: 1,
@@ -759,10 +766,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn sends_alone_commit_without_a_transaction_and_big_groups_keep_one() {
+    async fn sends_alone_and_groups_larger_than_one_statement_all_land() {
         let (_d, s) = store().await;
         let p = reg(&s, 10, "/x/a").await;
-        // A lone send (its own autocommit statement) is committed when it returns.
+        // A lone send is committed when it returns.
         let (id, _) = s.insert_message(msg(&p, "alone")).await.unwrap();
         assert_eq!(
             messages::waiting(s.reader(), &p.id).await.unwrap()[0].message_id,
@@ -787,7 +794,7 @@ mod tests {
             messages::waiting(s.reader(), &p.id).await.unwrap().len(),
             ids.len()
         );
-        // And the writer is still in autocommit: an ordinary job after them commits too.
+        // And the writer left no transaction open: an ordinary job after them commits too.
         let id = p.id.clone();
         s.write(move |c| Box::pin(async move { peers::set_summary(c, &id, "busy").await }))
             .await
@@ -849,6 +856,30 @@ mod tests {
         let left = messages::waiting(s.reader(), &p.id).await.unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].body, "kept");
+    }
+
+    /// The claim's lease statement finds a reader's waiting copies through the partial index
+    /// of waiting copies, already in send order: no scan of delivered history, no sort.
+    #[tokio::test]
+    async fn the_claim_reads_the_partial_index_of_waiting_copies() {
+        let (_d, s) = store().await;
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(concat!(
+            "EXPLAIN QUERY PLAN ",
+            messages::claimable_copies!()
+        ))
+        .bind("p")
+        .bind(0)
+        .bind(50)
+        .fetch_all(s.reader())
+        .await
+        .unwrap();
+        let plan: Vec<&str> = plan.iter().map(|(_, _, _, d)| d.as_str()).collect();
+        assert!(
+            plan.iter()
+                .any(|d| d.contains("USING INDEX deliveries_waiting")),
+            "{plan:?}"
+        );
+        assert!(!plan.iter().any(|d| d.contains("TEMP B-TREE")), "{plan:?}");
     }
 
     #[test]

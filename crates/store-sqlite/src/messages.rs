@@ -1,35 +1,76 @@
-//! Message rows: send, claim (lease), ack, status, inbox, history, expiry, the loop budget.
+//! Message rows and their readers' copies (`deliveries`): send, claim (lease), ack, status,
+//! inbox, history, expiry, the loop budget. A message is one `messages` row; every
+//! per-reader state — queued, leased, delivered, expired, with its lease and how it was
+//! delivered — is its reader's `deliveries` row.
 
-use peers_core::wire::{InboxMessage, MessageState, MessageStatus, SenderKind};
+use std::collections::HashMap;
+
+use peers_core::wire::{InboxMessage, MessageState, MessageStatus, ReaderStatus, SenderKind};
 use peers_store::{ClaimOutcome, LoopBudget, NewMessage};
 use sqlx::{FromRow, SqliteConnection, SqlitePool};
 
 use super::Error;
 
+/// A `messages` row.
 #[derive(Debug, Clone, FromRow)]
-struct MessageRow {
+pub(crate) struct MessageRow {
+    id: i64,
+    from_peer: Option<String>,
+    from_kind: String,
+    from_address: String,
+    to_address: String,
+    body: String,
+    reply_to: Option<i64>,
+    sent_ms: i64,
+    expires_ms: i64,
+    channel: Option<String>,
+}
+
+/// The columns of [`MessageRow`] (of `messages m`), as a macro so queries stay literal strings.
+macro_rules! message_columns {
+    () => {
+        "m.id, m.from_peer, m.from_kind, m.from_address, m.to_address, m.body, m.reply_to, \
+         m.sent_ms, m.expires_ms, m.channel"
+    };
+}
+pub(crate) use message_columns;
+
+/// A reader's copy with its message: what the reader receives.
+#[derive(Debug, Clone, FromRow)]
+struct CopyRow {
     id: i64,
     from_peer: Option<String>,
     from_kind: String,
     from_address: String,
     from_cwd: Option<String>,
-    to_peer: String,
-    to_address: String,
     body: String,
     reply_to: Option<i64>,
-    state: String,
     sent_ms: i64,
-    expires_ms: i64,
+    channel: Option<String>,
+    state: String,
     delivered_ms: Option<i64>,
     delivered_via: Option<String>,
 }
 
-/// The column list, as a macro so queries stay literal strings.
-macro_rules! message_columns {
+/// The columns of [`CopyRow`] (of `deliveries d JOIN messages m`).
+macro_rules! copy_columns {
     () => {
-        "id, from_peer, from_kind, from_address, from_cwd, to_peer, to_address, \
-     body, reply_to, state, sent_ms, expires_ms, delivered_ms, delivered_via"
+        "m.id, m.from_peer, m.from_kind, m.from_address, m.from_cwd, m.body, m.reply_to, \
+         m.sent_ms, m.channel, d.state, d.delivered_ms, d.delivered_via"
     };
+}
+
+/// A reader's copy as its sender sees it.
+#[derive(Debug, Clone, FromRow)]
+struct ReaderRow {
+    message_id: i64,
+    to_peer: String,
+    to_address: String,
+    wake: bool,
+    state: String,
+    delivered_ms: Option<i64>,
+    delivered_via: Option<String>,
+    alive: bool,
 }
 
 fn state(s: &str) -> MessageState {
@@ -49,7 +90,7 @@ fn kind(s: &str) -> SenderKind {
     }
 }
 
-impl MessageRow {
+impl CopyRow {
     fn inbox(self) -> InboxMessage {
         InboxMessage {
             message_id: self.id,
@@ -63,64 +104,131 @@ impl MessageRow {
             status: state(&self.state),
             delivered_at_ms: self.delivered_ms,
             delivered_via: self.delivered_via,
+            channel: self.channel,
         }
     }
+}
 
-    fn status(self, replies: Vec<i64>, recipient_alive: bool) -> MessageStatus {
-        // A lease is internal: to the sender, leased mail is still queued.
-        let status = match state(&self.state) {
-            MessageState::Leased => MessageState::Queued,
-            s => s,
-        };
-        MessageStatus {
+impl ReaderRow {
+    fn status(self) -> ReaderStatus {
+        ReaderStatus {
+            peer_id: self.to_peer,
+            to: self.to_address,
+            status: state(&self.state),
+            delivered_at_ms: self.delivered_ms,
+            delivered_via: self.delivered_via,
+            alive: self.alive,
+            wake: self.wake,
+            can_wake: false,
+        }
+    }
+}
+
+impl MessageRow {
+    /// The sender-side status of a message from its readers' copies (in the order stored).
+    ///
+    /// Direct mail reports its one copy, as before there were posts: its reader, its state
+    /// (a lease is internal: leased mail is still `queued` to the sender), its delivery.
+    /// A post (or anything without exactly one copy) is `delivered` once every copy is,
+    /// `expired` once no copy waits any more (and not every one was delivered), else
+    /// `queued`; its delivery time is the last copy's, and it has no one recipient.
+    fn status(self, readers: Vec<ReaderStatus>, replies: Vec<i64>) -> MessageStatus {
+        let bytes = self.body.len() as u64;
+        let mut st = MessageStatus {
             message_id: self.id,
             from: self.from_address,
             from_kind: kind(&self.from_kind),
             to: self.to_address,
-            to_peer_id: self.to_peer,
-            status,
+            to_peer_id: String::new(),
+            status: MessageState::Queued,
             sent_at_ms: self.sent_ms,
-            delivered_at_ms: self.delivered_ms,
-            delivered_via: self.delivered_via,
+            delivered_at_ms: None,
+            delivered_via: None,
             expires_at_ms: self.expires_ms,
             reply_to: self.reply_to,
             replies,
-            recipient_alive,
+            recipient_alive: readers.iter().any(|r| r.alive),
             recipient_can_wake: false,
-            bytes: self.body.len() as u64,
+            bytes,
             body: None,
+            channel: self.channel,
+            readers,
+        };
+        match (st.channel.is_none(), st.readers.as_slice()) {
+            (true, [one]) => {
+                st.to = one.to.clone();
+                st.to_peer_id = one.peer_id.clone();
+                st.status = match one.status {
+                    MessageState::Leased => MessageState::Queued,
+                    s => s,
+                };
+                st.delivered_at_ms = one.delivered_at_ms;
+                st.delivered_via = one.delivered_via.clone();
+            }
+            (_, copies) => {
+                let waiting = copies
+                    .iter()
+                    .any(|r| matches!(r.status, MessageState::Queued | MessageState::Leased));
+                let all = !copies.is_empty()
+                    && copies.iter().all(|r| r.status == MessageState::Delivered);
+                st.status = if all {
+                    MessageState::Delivered
+                } else if waiting {
+                    MessageState::Queued
+                } else {
+                    MessageState::Expired
+                };
+                if all {
+                    st.delivered_at_ms = copies.iter().filter_map(|r| r.delivered_at_ms).max();
+                }
+            }
         }
+        st
     }
 }
 
-/// Stores one message (runs in the writer). Returns its id and the registration it was
-/// queued for. See [`insert_many`].
+/// Stores one message (runs in the writer). Returns its id and the registration of each
+/// copy. See [`insert_many`].
 #[cfg(test)]
-pub async fn insert(conn: &mut SqliteConnection, m: NewMessage) -> Result<(i64, String), Error> {
+pub async fn insert(
+    conn: &mut SqliteConnection,
+    m: NewMessage,
+) -> Result<(i64, Vec<String>), Error> {
     let mut out = insert_many(conn, std::slice::from_ref(&m)).await?;
     Ok(out.remove(0))
 }
 
-/// The most rows one `INSERT` of [`insert_many`] stores.
+/// The most rows one `INSERT` of [`insert_many`] stores into `messages`.
 pub const MAX_ROWS: usize = 500;
 
-/// Stores messages with one multi-row `INSERT` per [`MAX_ROWS`] (runs in the writer): the group
-/// commit's batch of sends costs one statement, not one per send. Returns, in input order,
-/// each message's id and the registration it was queued for.
+/// The most rows one `INSERT` of [`insert_many`] stores into `deliveries` (5 values each,
+/// well under SQLite's 32766 bound parameters).
+const MAX_COPIES: usize = 2000;
+
+/// Stores messages and their readers' copies (runs in the writer, inside the group's
+/// transaction): one multi-row `INSERT` per [`MAX_ROWS`] messages, one per [`MAX_COPIES`]
+/// copies, and one for the topics they create — so the group commit's batch of sends, a
+/// 500-reader post among them, costs a few statements and one commit. Returns, in input
+/// order, each message's id and, in its readers' order, the registration each copy was
+/// queued for.
 ///
-/// Recipients were resolved before this ran; one that has been replaced since (its session
+/// Readers were resolved before this ran; one that has been replaced since (its session
 /// re-registered in between) is followed to its replacement here, so a send racing a
 /// re-registration cannot strand mail on a dead id.
 pub async fn insert_many(
     conn: &mut SqliteConnection,
     msgs: &[NewMessage],
-) -> Result<Vec<(i64, String)>, Error> {
-    let targets = current_registrations(conn, msgs.iter().map(|m| m.to_peer.as_str())).await?;
+) -> Result<Vec<(i64, Vec<String>)>, Error> {
+    let mut readers: Vec<&str> = Vec::new();
+    for m in msgs {
+        readers.extend(m.readers.iter().map(|r| r.peer_id.as_str()));
+    }
+    let targets = current_registrations(conn, readers).await?;
     let mut out = Vec::with_capacity(msgs.len());
     for chunk in msgs.chunks(MAX_ROWS) {
         let mut q = sqlx::QueryBuilder::new(
-            "INSERT INTO messages (from_peer, from_kind, from_address, from_cwd, to_peer, \
-             to_address, body, reply_to, state, sent_ms, expires_ms) ",
+            "INSERT INTO messages (from_peer, from_kind, from_address, from_cwd, \
+             to_address, body, reply_to, sent_ms, expires_ms, channel) ",
         );
         q.push_values(chunk, |mut row, m| {
             row.push_bind(&m.from.peer_id)
@@ -130,33 +238,85 @@ pub async fn insert_many(
                 })
                 .push_bind(&m.from.address)
                 .push_bind(&m.from.cwd)
-                .push_bind(targets.get(&m.to_peer).unwrap_or(&m.to_peer))
                 .push_bind(&m.to_address)
                 .push_bind(&m.body)
                 .push_bind(m.reply_to)
-                .push_bind("queued")
                 .push_bind(m.sent_ms)
-                .push_bind(m.expires_ms);
+                .push_bind(m.expires_ms)
+                .push_bind(&m.channel);
         });
         q.push(" RETURNING id");
         // Rowids are handed out in VALUES order; RETURNING's order is unspecified, so sort.
         let mut ids: Vec<i64> = q.build_query_scalar().fetch_all(&mut *conn).await?;
         ids.sort_unstable();
         for (id, m) in ids.into_iter().zip(chunk) {
-            let to = targets.get(&m.to_peer).unwrap_or(&m.to_peer).clone();
-            out.push((id, to));
+            let readers: Vec<String> = m
+                .readers
+                .iter()
+                .map(|r| targets.get(&r.peer_id).unwrap_or(&r.peer_id).clone())
+                .collect();
+            out.push((id, readers));
         }
+    }
+    struct Copy<'a> {
+        message_id: i64,
+        to_peer: &'a str,
+        to_address: &'a str,
+        wake: bool,
+        expires_ms: i64,
+    }
+    let copies: Vec<Copy<'_>> = out
+        .iter()
+        .zip(msgs)
+        .flat_map(|((id, to), m)| {
+            to.iter().zip(&m.readers).map(move |(to_peer, r)| Copy {
+                message_id: *id,
+                to_peer,
+                to_address: &r.address,
+                wake: r.wake,
+                expires_ms: m.expires_ms,
+            })
+        })
+        .collect();
+    for chunk in copies.chunks(MAX_COPIES) {
+        let mut q = sqlx::QueryBuilder::new(
+            "INSERT INTO deliveries (message_id, to_peer, to_address, wake, expires_ms, state) ",
+        );
+        q.push_values(chunk, |mut row, c| {
+            row.push_bind(c.message_id)
+                .push_bind(c.to_peer)
+                .push_bind(c.to_address)
+                .push_bind(c.wake)
+                .push_bind(c.expires_ms)
+                .push("'queued'");
+        });
+        q.build().execute(&mut *conn).await?;
+    }
+    let mut topics: Vec<(&str, i64)> = msgs
+        .iter()
+        .filter_map(|m| m.topic().map(|t| (t, m.sent_ms)))
+        .collect();
+    topics.sort_unstable();
+    topics.dedup_by_key(|(t, _)| *t);
+    for chunk in topics.chunks(MAX_ROWS) {
+        let mut q = sqlx::QueryBuilder::new("INSERT OR IGNORE INTO topics (name, created_ms) ");
+        q.push_values(chunk, |mut row, (t, at)| {
+            row.push_bind(*t).push_bind(*at);
+        });
+        q.build().execute(&mut *conn).await?;
     }
     Ok(out)
 }
 
 /// For each of `ids` that has been replaced, the registration at the end of its
 /// `replaced_by` chain. One query in the common case (nothing replaced).
-async fn current_registrations<'a>(
+async fn current_registrations(
     conn: &mut SqliteConnection,
-    ids: impl Iterator<Item = &'a str>,
-) -> Result<std::collections::HashMap<String, String>, Error> {
-    let distinct: std::collections::BTreeSet<&str> = ids.collect();
+    mut ids: Vec<&str>,
+) -> Result<HashMap<String, String>, Error> {
+    ids.sort_unstable();
+    ids.dedup();
+    let distinct = ids;
     let mut q = sqlx::QueryBuilder::new(
         "SELECT id, replaced_by FROM peers WHERE replaced_by IS NOT NULL AND id IN (",
     );
@@ -166,7 +326,7 @@ async fn current_registrations<'a>(
     }
     q.push(")");
     let replaced: Vec<(String, String)> = q.build_query_as().fetch_all(&mut *conn).await?;
-    let mut out = std::collections::HashMap::new();
+    let mut out = HashMap::new();
     for (id, mut next) in replaced {
         for _ in 0..64 {
             let further: Option<Option<String>> =
@@ -184,8 +344,20 @@ async fn current_registrations<'a>(
     Ok(out)
 }
 
-/// Leases up to `max` of a peer's waiting mail in send order (runs in the writer, so two
-/// claims never overlap). Mail whose lease lapsed counts as waiting again.
+/// The copies a claim takes: `to_peer`'s (first `?`) queued ones and those whose lease lapsed
+/// before the second `?`, in send order, at most the third `?`. `state IN (…)` spelled out
+/// lets SQLite use the partial index `deliveries_waiting`, whose order is the send order: a
+/// million delivered copies do not slow a claim (a unit test reads the plan).
+macro_rules! claimable_copies {
+    () => {
+        "SELECT id FROM deliveries WHERE to_peer = ? AND state IN ('queued','leased') \
+         AND (state = 'queued' OR lease_expires_ms < ?) ORDER BY message_id LIMIT ?"
+    };
+}
+pub(crate) use claimable_copies;
+
+/// Leases up to `max` of a reader's waiting copies in send order (runs in the writer, so two
+/// claims never overlap). Copies whose lease lapsed count as waiting again.
 ///
 /// An `automatic` claim (one that would extend or start a turn by itself) first spends from
 /// the loop budget of the peer's Claude Code process. Past it, nothing is leased, and the
@@ -200,9 +372,11 @@ pub async fn claim(
     automatic: Option<&LoopBudget>,
 ) -> Result<ClaimOutcome, Error> {
     if let Some(budget) = automatic {
+        // `state IN (…)` spelled out lets SQLite use the partial index `deliveries_waiting`.
         let waiting: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM messages WHERE to_peer = ? AND (state = 'queued' \
-             OR (state = 'leased' AND lease_expires_ms < ?))",
+            "SELECT COUNT(*) FROM deliveries WHERE to_peer = ? \
+             AND state IN ('queued','leased') \
+             AND (state = 'queued' OR lease_expires_ms < ?)",
         )
         .bind(peer_id)
         .bind(now)
@@ -256,13 +430,11 @@ pub async fn claim(
             .execute(&mut *conn)
             .await?;
     }
-    let mut rows: Vec<MessageRow> = sqlx::query_as(concat!(
-        "UPDATE messages SET state = 'leased', lease_id = ?, lease_expires_ms = ? \
-         WHERE id IN (SELECT id FROM messages WHERE to_peer = ? AND (state = 'queued' \
-                      OR (state = 'leased' AND lease_expires_ms < ?)) ORDER BY id LIMIT ?) \
-         RETURNING ",
-        message_columns!(),
-        ""
+    let leased: Vec<i64> = sqlx::query_scalar(concat!(
+        "UPDATE deliveries SET state = 'leased', lease_id = ?, lease_expires_ms = ? \
+         WHERE id IN (",
+        claimable_copies!(),
+        ") RETURNING id"
     ))
     .bind(lease_id)
     .bind(lease_expires)
@@ -271,17 +443,33 @@ pub async fn claim(
     .bind(max as i64)
     .fetch_all(&mut *conn)
     .await?;
-    rows.sort_by_key(|r| r.id);
+    let mut messages = Vec::with_capacity(leased.len());
+    for chunk in leased.chunks(MAX_ROWS) {
+        let mut q = sqlx::QueryBuilder::new(concat!(
+            "SELECT ",
+            copy_columns!(),
+            " FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE d.id IN ("
+        ));
+        let mut list = q.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
+        }
+        q.push(")");
+        let rows: Vec<CopyRow> = q.build_query_as().fetch_all(&mut *conn).await?;
+        messages.extend(rows.into_iter().map(CopyRow::inbox));
+    }
+    messages.sort_by_key(|m| m.message_id);
     Ok(ClaimOutcome {
-        messages: rows.into_iter().map(MessageRow::inbox).collect(),
+        messages,
         budget_exhausted: false,
         budget_notice: false,
     })
 }
 
-/// Marks a lease's mail delivered (runs in the writer). With `ids`, only those are delivered
-/// and the rest of the lease goes straight back to the queue. Mail whose lease lapsed but was
-/// not claimed again is still accepted: it was shown. Returns (delivered, released).
+/// Marks a lease's copies delivered (runs in the writer): a lease is the reader's own, so
+/// it touches only `peer_id`'s copies. With `ids`, only those are delivered and the rest of
+/// the lease goes straight back to the queue. A copy whose lease lapsed but was not claimed
+/// again is still accepted: it was shown. Returns (delivered, released).
 pub async fn ack(
     conn: &mut SqliteConnection,
     peer_id: &str,
@@ -291,7 +479,7 @@ pub async fn ack(
     now: i64,
 ) -> Result<(u64, u64), Error> {
     let mut q = sqlx::QueryBuilder::new(
-        "UPDATE messages SET state = 'delivered', lease_id = NULL, lease_expires_ms = NULL, \
+        "UPDATE deliveries SET state = 'delivered', lease_id = NULL, lease_expires_ms = NULL, \
          delivered_ms = ",
     );
     q.push_bind(now)
@@ -304,7 +492,7 @@ pub async fn ack(
         .push(" AND state IN ('leased','queued')");
     if let Some(ids) = ids {
         // An empty list delivers nothing (and releases the whole lease below).
-        q.push(" AND id IN (NULL");
+        q.push(" AND message_id IN (NULL");
         for id in ids {
             q.push(", ").push_bind(*id);
         }
@@ -312,7 +500,7 @@ pub async fn ack(
     }
     let delivered = q.build().execute(&mut *conn).await?.rows_affected();
     let released = sqlx::query(
-        "UPDATE messages SET state = 'queued', lease_id = NULL, lease_expires_ms = NULL \
+        "UPDATE deliveries SET state = 'queued', lease_id = NULL, lease_expires_ms = NULL \
          WHERE lease_id = ? AND to_peer = ? AND state = 'leased'",
     )
     .bind(lease_id)
@@ -335,18 +523,20 @@ pub async fn forget_budget_spend_before(
     Ok(())
 }
 
-/// Returns lapsed leases to the queue and expires mail past its TTL (runs in the writer).
-/// A lapsed lease keeps its id, so a late ack of mail that was in fact shown still counts.
+/// Returns lapsed leases to their readers' queues and expires copies past their TTL (runs in
+/// the writer), copy by copy. A lapsed lease keeps its id, so a late ack of a copy that was
+/// in fact shown still counts.
 pub async fn sweep(conn: &mut SqliteConnection, now: i64) -> Result<(u64, u64), Error> {
     let requeued = sqlx::query(
-        "UPDATE messages SET state = 'queued' WHERE state = 'leased' AND lease_expires_ms < ?",
+        "UPDATE deliveries SET state = 'queued' \
+         WHERE state IN ('queued','leased') AND state = 'leased' AND lease_expires_ms < ?",
     )
     .bind(now)
     .execute(&mut *conn)
     .await?
     .rows_affected();
     let expired = sqlx::query(
-        "UPDATE messages SET state = 'expired', lease_id = NULL, lease_expires_ms = NULL \
+        "UPDATE deliveries SET state = 'expired', lease_id = NULL, lease_expires_ms = NULL \
          WHERE state IN ('queued','leased') AND expires_ms < ?",
     )
     .bind(now)
@@ -356,7 +546,8 @@ pub async fn sweep(conn: &mut SqliteConnection, now: i64) -> Result<(u64, u64), 
     Ok((requeued, expired))
 }
 
-/// One message with its replies, and its body when `with_body` (reads).
+/// One message's status with its readers and replies, its body when `with_body`, and its
+/// sender's peer id (reads).
 pub async fn status(
     pool: &SqlitePool,
     id: i64,
@@ -365,50 +556,86 @@ pub async fn status(
     let row: Option<MessageRow> = sqlx::query_as(concat!(
         "SELECT ",
         message_columns!(),
-        " FROM messages WHERE id = ?"
+        " FROM messages m WHERE m.id = ?"
     ))
     .bind(id)
     .fetch_optional(pool)
     .await?;
     let Some(row) = row else { return Ok(None) };
     let from_peer = row.from_peer.clone();
-    let body = with_body.then(|| row.body.clone());
-    let mut status = with_replies(pool, row).await?;
-    status.body = body;
+    let status = statuses(pool, vec![row], with_body).await?.remove(0);
     Ok(Some((status, from_peer)))
 }
 
-/// A row's sender-side status: its replies and whether its recipient is alive (reads).
-async fn with_replies(pool: &SqlitePool, row: MessageRow) -> Result<MessageStatus, Error> {
-    let replies: Vec<i64> =
-        sqlx::query_scalar("SELECT id FROM messages WHERE reply_to = ? ORDER BY id")
-            .bind(row.id)
-            .fetch_all(pool)
-            .await?;
-    let alive: Option<i64> = sqlx::query_scalar("SELECT gone_ms IS NULL FROM peers WHERE id = ?")
-        .bind(&row.to_peer)
-        .fetch_optional(pool)
-        .await?;
-    Ok(row.status(replies, alive == Some(1)))
+/// Messages' sender-side statuses, in the order given: every reader's copy (whether its
+/// reader's session runs), their replies, their bodies when `with_body` (reads; two queries
+/// per [`MAX_ROWS`] messages, however many).
+pub(crate) async fn statuses(
+    pool: &SqlitePool,
+    rows: Vec<MessageRow>,
+    with_body: bool,
+) -> Result<Vec<MessageStatus>, Error> {
+    let mut readers: HashMap<i64, Vec<ReaderStatus>> = HashMap::new();
+    let mut replies: HashMap<i64, Vec<i64>> = HashMap::new();
+    for chunk in rows.chunks(MAX_ROWS) {
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT d.message_id, d.to_peer, d.to_address, d.wake, d.state, d.delivered_ms, \
+             d.delivered_via, COALESCE(p.gone_ms IS NULL, 0) AS alive \
+             FROM deliveries d LEFT JOIN peers p ON p.id = d.to_peer WHERE d.message_id IN (",
+        );
+        let mut list = q.separated(", ");
+        for r in chunk {
+            list.push_bind(r.id);
+        }
+        q.push(") ORDER BY d.id");
+        let copies: Vec<ReaderRow> = q.build_query_as().fetch_all(pool).await?;
+        for c in copies {
+            readers.entry(c.message_id).or_default().push(c.status());
+        }
+        let mut q =
+            sqlx::QueryBuilder::new("SELECT reply_to, id FROM messages WHERE reply_to IN (");
+        let mut list = q.separated(", ");
+        for r in chunk {
+            list.push_bind(r.id);
+        }
+        q.push(") ORDER BY id");
+        let found: Vec<(i64, i64)> = q.build_query_as().fetch_all(pool).await?;
+        for (to, id) in found {
+            replies.entry(to).or_default().push(id);
+        }
+    }
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let body = with_body.then(|| row.body.clone());
+            let copies = readers.remove(&row.id).unwrap_or_default();
+            let answers = replies.remove(&row.id).unwrap_or_default();
+            let mut st = row.status(copies, answers);
+            st.body = body;
+            st
+        })
+        .collect())
 }
 
-/// A peer's waiting mail, nothing consumed (reads).
+/// A reader's waiting copies, nothing consumed (reads).
 pub async fn waiting(pool: &SqlitePool, peer_id: &str) -> Result<Vec<InboxMessage>, Error> {
-    let rows: Vec<MessageRow> = sqlx::query_as(concat!(
+    let rows: Vec<CopyRow> = sqlx::query_as(concat!(
         "SELECT ",
-        message_columns!(),
-        " FROM messages WHERE to_peer = ? AND state IN ('queued','leased') ORDER BY id"
+        copy_columns!(),
+        " FROM deliveries d JOIN messages m ON m.id = d.message_id \
+         WHERE d.to_peer = ? AND d.state IN ('queued','leased') ORDER BY d.message_id"
     ))
     .bind(peer_id)
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(MessageRow::inbox).collect())
+    Ok(rows.into_iter().map(CopyRow::inbox).collect())
 }
 
-/// How many messages wait for a peer, and since when (reads).
+/// How many copies are queued for a reader, and the oldest one's send time (reads).
 pub async fn waiting_count(pool: &SqlitePool, peer_id: &str) -> Result<(u64, Option<i64>), Error> {
     let (n, oldest): (i64, Option<i64>) = sqlx::query_as(
-        "SELECT COUNT(*), MIN(sent_ms) FROM messages WHERE to_peer = ? AND state = 'queued'",
+        "SELECT COUNT(*), MIN(m.sent_ms) FROM deliveries d JOIN messages m ON m.id = d.message_id \
+         WHERE d.to_peer = ? AND d.state IN ('queued','leased') AND d.state = 'queued'",
     )
     .bind(peer_id)
     .fetch_one(pool)
@@ -416,12 +643,24 @@ pub async fn waiting_count(pool: &SqlitePool, peer_id: &str) -> Result<(u64, Opt
     Ok((n as u64, oldest))
 }
 
-/// Whether a claim could lease anything now: queued mail, or leased mail whose lease lapsed
-/// (reads). Lets the common no-mail claim — one per tool call — skip the writer queue.
+/// How many of a reader's queued copies may wake it when idle (reads).
+pub async fn queued_to_wake(pool: &SqlitePool, peer_id: &str) -> Result<u64, Error> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM deliveries WHERE to_peer = ? \
+         AND state IN ('queued','leased') AND state = 'queued' AND wake",
+    )
+    .bind(peer_id)
+    .fetch_one(pool)
+    .await?;
+    Ok(n as u64)
+}
+
+/// Whether a claim could lease anything now: a queued copy, or a leased one whose lease
+/// lapsed (reads). Lets the common no-mail claim — one per tool call — skip the writer queue.
 pub async fn claimable(pool: &SqlitePool, peer_id: &str, now: i64) -> Result<bool, Error> {
     let n: i64 = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM messages WHERE to_peer = ? AND (state = 'queued' \
-         OR (state = 'leased' AND lease_expires_ms < ?)))",
+        "SELECT EXISTS (SELECT 1 FROM deliveries WHERE to_peer = ? \
+         AND state IN ('queued','leased') AND (state = 'queued' OR lease_expires_ms < ?))",
     )
     .bind(peer_id)
     .bind(now)
@@ -430,10 +669,10 @@ pub async fn claimable(pool: &SqlitePool, peer_id: &str, now: i64) -> Result<boo
     Ok(n == 1)
 }
 
-/// How many messages wait for a peer, leased ones included (reads).
+/// How many copies wait for a reader, leased ones included (reads).
 pub async fn pending_count(pool: &SqlitePool, peer_id: &str) -> Result<u64, Error> {
     let n: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM messages WHERE to_peer = ? AND state IN ('queued','leased')",
+        "SELECT COUNT(*) FROM deliveries WHERE to_peer = ? AND state IN ('queued','leased')",
     )
     .bind(peer_id)
     .fetch_one(pool)
@@ -450,7 +689,7 @@ pub async fn exists(pool: &SqlitePool, id: i64) -> Result<bool, Error> {
     Ok(n > 0)
 }
 
-/// Mail delivered to any of `peer_ids` (the caller and the registrations it replaced),
+/// Copies delivered to any of `peer_ids` (the caller and the registrations it replaced),
 /// newest first (reads).
 pub async fn delivered_to(
     pool: &SqlitePool,
@@ -460,80 +699,78 @@ pub async fn delivered_to(
 ) -> Result<Vec<InboxMessage>, Error> {
     let mut out = Vec::new();
     for id in peer_ids {
-        let rows: Vec<MessageRow> = sqlx::query_as(concat!(
+        let rows: Vec<CopyRow> = sqlx::query_as(concat!(
             "SELECT ",
-            message_columns!(),
-            " FROM messages WHERE to_peer = ? AND state = 'delivered' \
-             AND sent_ms >= ? ORDER BY id DESC LIMIT ?"
+            copy_columns!(),
+            " FROM deliveries d JOIN messages m ON m.id = d.message_id \
+             WHERE d.to_peer = ? AND d.state = 'delivered' AND m.sent_ms >= ? \
+             ORDER BY d.message_id DESC LIMIT ?"
         ))
         .bind(id)
         .bind(since_ms)
         .bind(limit as i64)
         .fetch_all(pool)
         .await?;
-        out.extend(rows.into_iter().map(MessageRow::inbox));
+        out.extend(rows.into_iter().map(CopyRow::inbox));
     }
     out.sort_by_key(|m| std::cmp::Reverse(m.message_id));
     out.truncate(limit as usize);
     Ok(out)
 }
 
-/// The message log for the human, newest first, filtered by sender/recipient peer ids
-/// (`Some(None)` for a human sender) and time, with bodies when `with_body` (reads).
+/// The message log for the human, newest first, filtered by sender peer ids (`Some(None)`
+/// for a human sender), by readers (any copy's registration), by topic (without `#`) and
+/// time, with bodies when `with_body` (reads).
 pub async fn log(
     pool: &SqlitePool,
     from: Option<Option<Vec<String>>>,
     to: Option<Vec<String>>,
+    topic: Option<String>,
     since_ms: i64,
     limit: u32,
     with_body: bool,
 ) -> Result<Vec<MessageStatus>, Error> {
-    let mut sql = concat!(
+    let mut q = sqlx::QueryBuilder::new(concat!(
         "SELECT ",
         message_columns!(),
-        " FROM messages WHERE sent_ms >= ?"
-    )
-    .to_string();
-    let mut binds: Vec<String> = Vec::new();
+        " FROM messages m WHERE m.sent_ms >= "
+    ));
+    q.push_bind(since_ms);
     match &from {
-        Some(None) => sql.push_str(" AND from_kind = 'human'"),
+        Some(None) => {
+            q.push(" AND m.from_kind = 'human'");
+        }
         Some(Some(ids)) => {
-            sql.push_str(&format!(" AND from_peer IN ({})", placeholders(ids.len())));
-            binds.extend(ids.iter().cloned());
+            q.push(" AND m.from_peer IN (NULL");
+            for id in ids {
+                q.push(", ").push_bind(id);
+            }
+            q.push(")");
         }
         None => {}
     }
     if let Some(ids) = &to {
-        sql.push_str(&format!(" AND to_peer IN ({})", placeholders(ids.len())));
-        binds.extend(ids.iter().cloned());
+        q.push(
+            " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id \
+             AND d.to_peer IN (NULL",
+        );
+        for id in ids {
+            q.push(", ").push_bind(id);
+        }
+        q.push("))");
     }
-    sql.push_str(" ORDER BY id DESC LIMIT ?");
-    let mut q = sqlx::query_as::<_, MessageRow>(sqlx::AssertSqlSafe(sql)).bind(since_ms);
-    for b in &binds {
-        q = q.bind(b);
+    if let Some(t) = &topic {
+        q.push(" AND m.channel = '#' || ").push_bind(t);
     }
-    let rows = q.bind(limit as i64).fetch_all(pool).await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let body = with_body.then(|| row.body.clone());
-        let mut status = with_replies(pool, row).await?;
-        status.body = body;
-        out.push(status);
-    }
-    Ok(out)
+    q.push(" ORDER BY m.id DESC LIMIT ").push_bind(limit as i64);
+    let rows: Vec<MessageRow> = q.build_query_as().fetch_all(pool).await?;
+    statuses(pool, rows, with_body).await
 }
 
-fn placeholders(n: usize) -> String {
-    if n == 0 {
-        return "NULL".into();
-    }
-    vec!["?"; n].join(",")
-}
-
-/// Count of waiting mail over all peers (reads).
+/// Count of waiting copies over all readers (reads).
 pub async fn count_waiting(pool: &SqlitePool) -> Result<u64, Error> {
     let n: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE state IN ('queued','leased')")
+        sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE state IN ('queued','leased')")
             .fetch_one(pool)
             .await?;
     Ok(n as u64)

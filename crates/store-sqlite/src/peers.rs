@@ -9,17 +9,57 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::Error;
 
-/// The column list, as a macro so queries stay literal strings.
+/// The column list (each column prefixed by `$p`, e.g. `"p."`), as a macro so queries stay
+/// literal strings.
 macro_rules! peer_columns {
     () => {
-        "id, name, host, machine_id, claude_pid, mcp_pid, session_id, cwd, git_root, \
-     git_branch, tty, summary, token_hash, registered_ms, last_seen_ms, gone_ms, replaced_by, \
-     claude_start_time"
+        peer_columns!("")
+    };
+    ($p:literal) => {
+        concat!(
+            $p,
+            "id, ",
+            $p,
+            "name, ",
+            $p,
+            "host, ",
+            $p,
+            "machine_id, ",
+            $p,
+            "claude_pid, ",
+            $p,
+            "mcp_pid, ",
+            $p,
+            "session_id, ",
+            $p,
+            "cwd, ",
+            $p,
+            "git_root, ",
+            $p,
+            "git_branch, ",
+            $p,
+            "tty, ",
+            $p,
+            "summary, ",
+            $p,
+            "token_hash, ",
+            $p,
+            "registered_ms, ",
+            $p,
+            "last_seen_ms, ",
+            $p,
+            "gone_ms, ",
+            $p,
+            "replaced_by, ",
+            $p,
+            "claude_start_time"
+        )
     };
 }
+pub(crate) use peer_columns;
 
 /// A `peers` row read with [`peer_columns!`] as a [`PeerRecord`].
-fn peer_record(r: SqliteRow) -> Result<PeerRecord, sqlx::Error> {
+pub(crate) fn peer_record(r: SqliteRow) -> Result<PeerRecord, sqlx::Error> {
     Ok(PeerRecord {
         id: r.try_get("id")?,
         name: r.try_get("name")?,
@@ -108,8 +148,8 @@ pub async fn register(
             "SELECT p.name FROM peers p WHERE p.machine_id = ? AND p.cwd = ? \
              AND p.gone_ms IS NOT NULL AND p.replaced_by IS NULL \
              AND (p.name = ? OR p.name LIKE ? || '-%') \
-             ORDER BY EXISTS (SELECT 1 FROM messages m WHERE m.to_peer = p.id \
-                              AND m.state IN ('queued','leased')) DESC, p.gone_ms DESC",
+             ORDER BY EXISTS (SELECT 1 FROM deliveries d WHERE d.to_peer = p.id \
+                              AND d.state IN ('queued','leased')) DESC, p.gone_ms DESC",
         )
         .bind(&req.machine_id)
         .bind(&req.cwd)
@@ -205,7 +245,7 @@ pub async fn register(
         .execute(&mut *conn)
         .await?;
         inherited += sqlx::query(
-            "UPDATE messages SET to_peer = ?, to_address = ? \
+            "UPDATE deliveries SET to_peer = ?, to_address = ? \
              WHERE to_peer = ? AND state IN ('queued','leased')",
         )
         .bind(&row.id)
@@ -433,7 +473,8 @@ pub async fn waiting_counts(
     pool: &SqlitePool,
 ) -> Result<std::collections::HashMap<String, u64>, Error> {
     let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT to_peer, COUNT(*) FROM messages WHERE state IN ('queued','leased') GROUP BY to_peer",
+        "SELECT to_peer, COUNT(*) FROM deliveries WHERE state IN ('queued','leased') \
+         GROUP BY to_peer",
     )
     .fetch_all(pool)
     .await?;

@@ -7,7 +7,8 @@ use std::path::Path;
 
 use sqlx::Connection;
 
-/// Inserts `n` delivered messages from the human, spread round-robin over `peers` (peer ids).
+/// Inserts `n` delivered messages from the human, spread round-robin over `peers` (peer ids),
+/// each with its one reader's delivered copy.
 pub async fn delivered_history(db: &Path, peers: &[String], n: u64) -> Result<(), sqlx::Error> {
     let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await?;
     sqlx::raw_sql("CREATE TEMP TABLE ids (i INTEGER PRIMARY KEY, id TEXT)")
@@ -20,18 +21,34 @@ pub async fn delivered_history(db: &Path, peers: &[String], n: u64) -> Result<()
             .execute(&mut conn)
             .await?;
     }
+    let mut tx = conn.begin().await?;
+    let first: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) + 1 FROM messages")
+        .fetch_one(&mut *tx)
+        .await?;
     sqlx::query(
         "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?) \
-         INSERT INTO messages (from_peer, from_kind, from_address, to_peer, to_address, body, \
-           state, sent_ms, expires_ms, delivered_ms, delivered_via) \
-         SELECT NULL, 'human', 'you@bench', ids.id, 'p@bench', 'old message ' || x, \
-           'delivered', x, x + 1000, x + 1, 'PostToolUse' \
-         FROM c JOIN ids ON ids.i = x % ?",
+         INSERT INTO messages (id, from_peer, from_kind, from_address, to_address, body, \
+           sent_ms, expires_ms) \
+         SELECT ? + x - 1, NULL, 'human', 'you@bench', 'p@bench', 'old message ' || x, x, \
+           x + 1000 \
+         FROM c",
     )
     .bind(n as i64)
-    .bind(peers.len() as i64)
-    .execute(&mut conn)
+    .bind(first)
+    .execute(&mut *tx)
     .await?;
+    sqlx::query(
+        "INSERT INTO deliveries (message_id, to_peer, to_address, wake, state, expires_ms, \
+           delivered_ms, delivered_via) \
+         SELECT m.id, ids.id, 'p@bench', 1, 'delivered', m.expires_ms, m.sent_ms + 1, \
+           'PostToolUse' \
+         FROM messages m JOIN ids ON ids.i = m.sent_ms % ? WHERE m.id >= ? ORDER BY m.id",
+    )
+    .bind(peers.len() as i64)
+    .bind(first)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
     conn.close().await?;
     Ok(())
 }

@@ -18,7 +18,8 @@ use peers_core::wire::{MessageState, RegisterRequest, SenderKind};
 
 use crate::{
     Ack, Claim, ClaimOutcome, LogFilter, LogSender, LoopBudget, NewMessage, NewNotice,
-    NewRegistration, PeerRecord, Registration, Sender, Store, Sweep,
+    NewRegistration, PeerRecord, Reader, Registration, Sender, Store, Subscribe, Sweep,
+    TopicPostsFilter,
 };
 
 /// The story's "now": every time in it is `T0` plus a few milliseconds.
@@ -65,6 +66,17 @@ macro_rules! story_chapters {
             delivered_to_lists_delivered_mail_newest_first,
             queued_and_pending_counts,
             notices_newest_first,
+            a_post_stores_one_message_and_a_copy_per_reader_in_one_commit,
+            each_reader_claims_its_own_copy_once_under_concurrent_claimers,
+            a_readers_lapsed_lease_comes_back_only_to_that_reader,
+            an_ack_delivers_one_readers_copy_and_status_counts_readers,
+            subscriptions_belong_to_the_name_in_its_directory,
+            queued_to_wake_counts_only_wake_copies_and_claims_take_all,
+            topics_list_counts_and_the_viewers_subscription,
+            topic_posts_page_by_since_id_and_limit_oldest_first,
+            log_filters_by_topic_and_by_reader,
+            a_reregistration_takes_its_waiting_copies_only,
+            the_sweep_requeues_and_expires_each_copy_on_its_own,
         ];
     };
 }
@@ -167,6 +179,30 @@ pub fn from_peer(from: &PeerRecord, to: &PeerRecord, body: &str, sent_ms: i64) -
             cwd: Some(from.cwd.clone()),
         },
         ..from_human(to, body, sent_ms)
+    }
+}
+
+/// A post from peer `from` to `#topic`, with a copy for each of `readers` (and whether that
+/// copy may wake its reader), in that order.
+pub fn post(
+    from: &PeerRecord,
+    topic: &str,
+    readers: &[(&PeerRecord, bool)],
+    body: &str,
+    sent_ms: i64,
+) -> NewMessage {
+    NewMessage {
+        to_address: format!("#{topic}"),
+        channel: Some(format!("#{topic}")),
+        readers: readers
+            .iter()
+            .map(|(p, wake)| Reader {
+                peer_id: p.id.clone(),
+                address: p.address(),
+                wake: *wake,
+            })
+            .collect(),
+        ..from_peer(from, from, body, sent_ms)
     }
 }
 
@@ -590,7 +626,11 @@ pub async fn concurrent_sends_keep_their_own_ids_and_share_commits(s: &Arc<dyn S
     let mut ids = BTreeSet::new();
     while let Some(done) = tasks.join_next().await {
         let (i, to, sent) = done.expect("task");
-        assert_eq!(sent.readers, [to.clone()], "message {i} queued for its recipient");
+        assert_eq!(
+            sent.readers,
+            [to.clone()],
+            "message {i} queued for its recipient"
+        );
         assert!(ids.insert(sent.id), "id {} given twice", sent.id);
         let (status, _) = s.status(sent.id, true).await.unwrap().expect("stored");
         assert_eq!(
@@ -655,6 +695,7 @@ pub async fn claim_leases_in_send_order_up_to_max(s: &Arc<dyn Store>) {
     assert_eq!(m.from_peer_id.as_deref(), Some(b.id.as_str()));
     assert_eq!(m.from_kind, SenderKind::Peer);
     assert_eq!(m.status, MessageState::Leased);
+    assert_eq!(m.channel, None, "direct mail has no channel");
     let second = claim(s, claim_of(&a, "L2", 10, T0 + 2)).await;
     assert_eq!(
         bodies(&second),
@@ -1027,12 +1068,39 @@ pub async fn status_and_replies(s: &Arc<dyn Store>) {
     assert!(st.body.is_none(), "no body unless asked");
     assert!(st.recipient_alive);
     assert_eq!(st.sent_at_ms, T0);
+    assert_eq!(
+        (st.channel.as_deref(), st.to_peer_id.as_str()),
+        (None, b.id.as_str())
+    );
+    assert_eq!(st.readers.len(), 1, "direct mail has one reader's copy");
+    let r0 = &st.readers[0];
+    assert_eq!(
+        (
+            r0.peer_id.as_str(),
+            r0.to.as_str(),
+            r0.status,
+            r0.wake,
+            r0.alive
+        ),
+        (
+            b.id.as_str(),
+            b.address().as_str(),
+            MessageState::Queued,
+            true,
+            true
+        )
+    );
     claim(s, claim_of(&b, "L", 10, T0 + 1)).await;
     let (st, _) = s.status(q, true).await.unwrap().unwrap();
     assert_eq!(
         st.status,
         MessageState::Queued,
         "a lease is internal: still queued"
+    );
+    assert_eq!(
+        st.readers[0].status,
+        MessageState::Leased,
+        "the copy shows it"
     );
     assert_eq!(st.body.as_deref(), Some("question"));
     ack(s, &b, "L", None, T0 + 2).await;
@@ -1041,6 +1109,12 @@ pub async fn status_and_replies(s: &Arc<dyn Store>) {
     let r = send(s, reply).await;
     let (st, _) = s.status(q, false).await.unwrap().unwrap();
     assert_eq!(st.status, MessageState::Delivered);
+    assert_eq!(
+        (st.delivered_at_ms, st.delivered_via.as_deref()),
+        (Some(T0 + 2), Some("Stop"))
+    );
+    assert_eq!(st.readers[0].delivered_via.as_deref(), Some("Stop"));
+    assert_eq!(st.delivered_of(), (1, 1));
     assert_eq!(st.replies, vec![r]);
     let (rs, _) = s.status(r, false).await.unwrap().unwrap();
     assert_eq!(rs.reply_to, Some(q));
@@ -1219,4 +1293,779 @@ pub async fn notices_newest_first(s: &Arc<dyn Store>) {
     assert_eq!(got[1].at_ms, T0 + 2);
     assert_eq!(got[0].kind, "escalation");
     assert!(got[0].id > got[1].id);
+}
+
+// ---- topics and broadcast ------------------------------------------------------------------
+
+async fn subscribe(
+    s: &Arc<dyn Store>,
+    p: &PeerRecord,
+    topic: &str,
+    wake: Option<bool>,
+    mute: Option<bool>,
+    now: i64,
+) -> peers_core::wire::Subscription {
+    s.subscribe(Subscribe {
+        peer_id: p.id.clone(),
+        topic: topic.into(),
+        wake,
+        mute,
+        now,
+    })
+    .await
+    .expect("subscribe")
+    .expect("the subscriber is registered")
+}
+
+async fn status_of(s: &Arc<dyn Store>, id: i64) -> peers_core::wire::MessageStatus {
+    s.status(id, false)
+        .await
+        .expect("status")
+        .expect("the message exists")
+        .0
+}
+
+/// Each reader's (peer id, state) of a message, in the order the copies were stored.
+async fn reader_states(s: &Arc<dyn Store>, id: i64) -> Vec<(String, MessageState)> {
+    let st = status_of(s, id).await;
+    st.readers
+        .into_iter()
+        .map(|r| (r.peer_id, r.status))
+        .collect()
+}
+
+/// `n` sessions, each in its own directory, registered concurrently (they share commits).
+async fn many_peers(s: &Arc<dyn Store>, n: u32) -> Vec<PeerRecord> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let s = s.clone();
+        tasks.spawn(async move { (i, register(&s, 1_000 + i * 2, &format!("/r/w{i}")).await) });
+    }
+    let mut out = vec![None; n as usize];
+    while let Some(done) = tasks.join_next().await {
+        let (i, p) = done.expect("task");
+        out[i as usize] = Some(p);
+    }
+    out.into_iter().map(|p| p.expect("registered")).collect()
+}
+
+/// A post to 500 readers stores one message and 500 copies in one commit; `Sent.readers`
+/// lists the copies' registrations in the order given; every copy is queued on its own; the
+/// topic exists from its first post.
+pub async fn a_post_stores_one_message_and_a_copy_per_reader_in_one_commit(s: &Arc<dyn Store>) {
+    let from = register(s, 10, "/x/lead").await;
+    let mut readers = many_peers(s, 500).await;
+    readers.reverse(); // not the registration order: the copies keep the order given
+    let wake: Vec<(&PeerRecord, bool)> =
+        readers.iter().map(|p| (p, p.claude_pid % 4 == 0)).collect();
+    assert!(!s.topic_exists("big").await.unwrap());
+    s.flush().await.unwrap();
+    let before = s.commits();
+    let sent = s
+        .send(post(&from, "big", &wake, "main is red", T0 + 1))
+        .await
+        .expect("send a post to 500 readers");
+    assert_eq!(s.commits() - before, 1, "a 500-reader post is one commit");
+    let want: Vec<String> = readers.iter().map(|p| p.id.clone()).collect();
+    assert_eq!(sent.readers, want, "Sent.readers in input order");
+    assert!(s.message_exists(sent.id).await.unwrap());
+    assert!(
+        s.topic_exists("big").await.unwrap(),
+        "the first post created the topic"
+    );
+    let st = status_of(s, sent.id).await;
+    assert_eq!(st.channel.as_deref(), Some("#big"));
+    assert_eq!(st.to, "#big");
+    assert_eq!(st.to_peer_id, "", "a post has no one recipient");
+    assert_eq!(st.status, MessageState::Queued);
+    assert_eq!(st.delivered_of(), (0, 500));
+    for (r, (p, wake)) in st.readers.iter().zip(&wake) {
+        assert_eq!(
+            (r.peer_id.as_str(), r.to.as_str(), r.status, r.wake, r.alive),
+            (
+                p.id.as_str(),
+                p.address().as_str(),
+                MessageState::Queued,
+                *wake,
+                true
+            ),
+            "each reader's own copy"
+        );
+        assert!(!r.can_wake, "the broker fills can_wake, not the store");
+    }
+    assert_eq!(
+        s.count_pending().await.unwrap(),
+        500,
+        "one copy per reader waits"
+    );
+    let w = s.waiting(&readers[7].id).await.unwrap();
+    assert_eq!(w.len(), 1);
+    assert_eq!(w[0].body, "main is red");
+    assert_eq!(
+        w[0].channel.as_deref(),
+        Some("#big"),
+        "the copy names its topic"
+    );
+    assert_eq!(w[0].from, from.address());
+    assert!(
+        s.waiting(&from.id).await.unwrap().is_empty(),
+        "the sender has no copy"
+    );
+}
+
+/// Four readers of 60 posts, three claimers per reader racing: each reader gets each post
+/// exactly once, and never another reader's copy or another reader's direct mail.
+pub async fn each_reader_claims_its_own_copy_once_under_concurrent_claimers(s: &Arc<dyn Store>) {
+    let from = register(s, 10, "/x/lead").await;
+    let readers = many_peers(s, 4).await;
+    let all: Vec<(&PeerRecord, bool)> = readers.iter().map(|p| (p, true)).collect();
+    let mut posts = BTreeSet::new();
+    let mut direct: HashMap<String, BTreeSet<i64>> = HashMap::new();
+    for i in 0..60 {
+        posts.insert(send(s, post(&from, "work", &all, &format!("p{i}"), T0)).await);
+        if i % 10 == 0 {
+            for r in &readers {
+                let id = send(s, from_peer(&from, r, "direct", T0)).await;
+                direct.entry(r.id.clone()).or_default().insert(id);
+            }
+        }
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for r in &readers {
+        for t in 0..3 {
+            let (s, r) = (s.clone(), r.clone());
+            tasks.spawn(async move {
+                let mut got = vec![];
+                for round in 0..200 {
+                    let lease = format!("L-{}-{t}-{round}", r.id);
+                    let out = s
+                        .claim(claim_of(&r, &lease, 7, T0 + 1))
+                        .await
+                        .expect("claim");
+                    if out.messages.is_empty() {
+                        break;
+                    }
+                    got.extend(
+                        out.messages
+                            .iter()
+                            .map(|m| (m.message_id, m.channel.clone())),
+                    );
+                    let acked = s
+                        .ack(Ack {
+                            peer_id: r.id.clone(),
+                            lease_id: lease,
+                            via: "PostToolUse".into(),
+                            ids: None,
+                            now: T0 + 2,
+                        })
+                        .await
+                        .expect("ack");
+                    assert_eq!(
+                        acked.delivered as usize,
+                        out.messages.len(),
+                        "its own lease"
+                    );
+                    tokio::task::yield_now().await;
+                }
+                (r.id, got)
+            });
+        }
+    }
+    let mut seen: HashMap<String, HashMap<i64, u32>> = HashMap::new();
+    while let Some(done) = tasks.join_next().await {
+        let (reader, got) = done.expect("task");
+        for (id, channel) in got {
+            let is_post = posts.contains(&id);
+            assert_eq!(channel.is_some(), is_post, "message {id}'s channel");
+            *seen
+                .entry(reader.clone())
+                .or_default()
+                .entry(id)
+                .or_default() += 1;
+        }
+    }
+    for r in &readers {
+        let mine = seen.remove(&r.id).unwrap_or_default();
+        let twice: Vec<_> = mine.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(
+            twice.is_empty(),
+            "{} claimed a copy twice: {twice:?}",
+            r.name
+        );
+        let got: BTreeSet<i64> = mine.into_keys().collect();
+        let want: BTreeSet<i64> = posts.union(&direct[&r.id]).copied().collect();
+        assert_eq!(
+            got, want,
+            "{} got every post and its own direct mail, nothing else",
+            r.name
+        );
+    }
+    for id in &posts {
+        let st = status_of(s, *id).await;
+        assert_eq!(
+            st.delivered_of(),
+            (4, 4),
+            "post {id}: every copy delivered once"
+        );
+        assert_eq!(st.status, MessageState::Delivered);
+    }
+}
+
+/// A reader whose lease lapsed gets its copy back; the readers who have theirs (delivered,
+/// or under a live lease) do not, and the sweep requeues only the lapsed copy.
+pub async fn a_readers_lapsed_lease_comes_back_only_to_that_reader(s: &Arc<dyn Store>) {
+    let from = register(s, 10, "/x/lead").await;
+    let a = register(s, 11, "/x/a").await;
+    let b = register(s, 12, "/x/b").await;
+    let c = register(s, 13, "/x/c").await;
+    let id = send(
+        s,
+        post(
+            &from,
+            "t",
+            &[(&a, true), (&b, true), (&c, true)],
+            "once each",
+            T0,
+        ),
+    )
+    .await;
+    assert_eq!(
+        claim(s, claim_of(&a, "LA", 10, T0 + 1))
+            .await
+            .messages
+            .len(),
+        1
+    );
+    assert_eq!(ack(s, &a, "LA", None, T0 + 2).await, (1, 0));
+    let mut cb = claim_of(&b, "LB", 10, T0 + 1);
+    cb.lease_expires_ms = T0 + 10;
+    assert_eq!(claim(s, cb).await.messages.len(), 1);
+    let mut cc = claim_of(&c, "LC", 10, T0 + 1);
+    cc.lease_expires_ms = T0 + 10_000;
+    assert_eq!(claim(s, cc).await.messages.len(), 1);
+    assert!(
+        s.claimable(&b.id, T0 + 11).await.unwrap(),
+        "b's lease lapsed"
+    );
+    assert!(
+        !s.claimable(&a.id, T0 + 11).await.unwrap(),
+        "a has its copy"
+    );
+    assert!(
+        !s.claimable(&c.id, T0 + 11).await.unwrap(),
+        "c's lease holds"
+    );
+    let swept = sweep(s, &[], T0 + 20, 60_000).await;
+    assert_eq!(swept.requeued, 1, "only b's copy goes back to the queue");
+    assert_eq!(
+        reader_states(s, id).await,
+        [
+            (a.id.clone(), MessageState::Delivered),
+            (b.id.clone(), MessageState::Queued),
+            (c.id.clone(), MessageState::Leased),
+        ]
+    );
+    assert!(
+        claim(s, claim_of(&a, "LA2", 10, T0 + 21))
+            .await
+            .messages
+            .is_empty()
+    );
+    assert!(
+        claim(s, claim_of(&c, "LC2", 10, T0 + 21))
+            .await
+            .messages
+            .is_empty()
+    );
+    let again = claim(s, claim_of(&b, "LB2", 10, T0 + 21)).await;
+    assert_eq!(bodies(&again), ["once each"], "b gets its copy again");
+    assert_eq!(again.messages[0].message_id, id);
+}
+
+/// Readers ack their own copies, even under the same lease id; the post's status counts N of
+/// M delivered, with each reader's state and how its copy was delivered, and turns
+/// `delivered` once every copy is.
+pub async fn an_ack_delivers_one_readers_copy_and_status_counts_readers(s: &Arc<dyn Store>) {
+    let from = register(s, 10, "/x/lead").await;
+    let a = register(s, 11, "/x/a").await;
+    let b = register(s, 12, "/x/b").await;
+    let c = register(s, 13, "/x/c").await;
+    let id = send(
+        s,
+        post(
+            &from,
+            "t",
+            &[(&a, false), (&b, true), (&c, false)],
+            "status?",
+            T0,
+        ),
+    )
+    .await;
+    // Lease ids are chosen by each claimer: two readers may hold leases of the same id.
+    claim(s, claim_of(&a, "SAME", 10, T0 + 1)).await;
+    claim(s, claim_of(&b, "SAME", 10, T0 + 1)).await;
+    let a_acked = s
+        .ack(Ack {
+            peer_id: a.id.clone(),
+            lease_id: "SAME".into(),
+            via: "PostToolUse".into(),
+            ids: None,
+            now: T0 + 2,
+        })
+        .await
+        .unwrap();
+    assert_eq!(a_acked.delivered, 1, "a's ack delivers a's copy only");
+    let st = status_of(s, id).await;
+    assert_eq!(st.status, MessageState::Queued, "not every reader has it");
+    assert_eq!(st.delivered_of(), (1, 3));
+    assert_eq!(
+        reader_states(s, id).await,
+        [
+            (a.id.clone(), MessageState::Delivered),
+            (b.id.clone(), MessageState::Leased),
+            (c.id.clone(), MessageState::Queued),
+        ],
+        "a reader's lease is shown"
+    );
+    assert_eq!(st.readers[0].delivered_via.as_deref(), Some("PostToolUse"));
+    assert_eq!(st.readers[0].delivered_at_ms, Some(T0 + 2));
+    assert_eq!(
+        (st.readers[0].wake, st.readers[1].wake),
+        (false, true),
+        "each copy keeps its wake"
+    );
+    assert_eq!(
+        ack(s, &b, "SAME", None, T0 + 3).await,
+        (1, 0),
+        "b's own copy"
+    );
+    assert_eq!(
+        waiting_bodies(s, &c).await,
+        ["status?"],
+        "c's copy still waits"
+    );
+    claim(s, claim_of(&c, "LC", 10, T0 + 4)).await;
+    assert_eq!(ack(s, &c, "LC", None, T0 + 5).await, (1, 0));
+    let st = status_of(s, id).await;
+    assert_eq!(st.delivered_of(), (3, 3));
+    assert_eq!(st.status, MessageState::Delivered, "every reader has it");
+    let via: Vec<Option<&str>> = st
+        .readers
+        .iter()
+        .map(|r| r.delivered_via.as_deref())
+        .collect();
+    assert_eq!(via, [Some("PostToolUse"), Some("Stop"), Some("Stop")]);
+    assert_eq!(
+        st.readers[2].delivered_at_ms,
+        Some(T0 + 5),
+        "each reader's own time"
+    );
+}
+
+/// A subscription starts with `wake` and `mute` off, keeps what a later call leaves `None`,
+/// and belongs to the session's name in its directory: muted, unsubscribed and gone sessions
+/// are not readers, the next session with that name there inherits it, a session of the
+/// same name in another directory does not.
+pub async fn subscriptions_belong_to_the_name_in_its_directory(s: &Arc<dyn Store>) {
+    let a = register(s, 10, "/x/api").await;
+    let b = register(s, 11, "/y/web").await;
+    assert!(
+        s.topic_readers("t").await.unwrap().is_empty(),
+        "unknown topic"
+    );
+    let sub = subscribe(s, &a, "t", None, None, T0 + 1).await;
+    assert_eq!(
+        (sub.topic.as_str(), sub.wake, sub.mute, sub.since_ms),
+        ("t", false, false, T0 + 1),
+        "defaults"
+    );
+    assert!(
+        s.topic_exists("t").await.unwrap(),
+        "subscribing created the topic"
+    );
+    let sub = subscribe(s, &a, "t", Some(true), None, T0 + 2).await;
+    assert_eq!(
+        (sub.wake, sub.mute, sub.since_ms),
+        (true, false, T0 + 1),
+        "wake on"
+    );
+    let sub = subscribe(s, &a, "t", None, Some(true), T0 + 3).await;
+    assert_eq!((sub.wake, sub.mute), (true, true), "mute on, wake kept");
+    assert_eq!(s.subscriptions(&a.id).await.unwrap(), [sub.clone()]);
+    assert!(
+        s.topic_readers("t").await.unwrap().is_empty(),
+        "muted: not a reader"
+    );
+    subscribe(s, &a, "t", None, Some(false), T0 + 4).await;
+    subscribe(s, &b, "t", None, None, T0 + 5).await;
+    subscribe(s, &b, "other", None, None, T0 + 5).await;
+    let readers: Vec<(String, bool)> = s
+        .topic_readers("t")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.peer.id, r.wake))
+        .collect();
+    assert_eq!(
+        readers,
+        [(a.id.clone(), true), (b.id.clone(), false)],
+        "by name"
+    );
+    let topics: Vec<String> = s
+        .subscriptions(&b.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.topic)
+        .collect();
+    assert_eq!(topics, ["other", "t"], "by topic");
+    assert!(s.unsubscribe(&b.id, "t").await.unwrap());
+    assert!(
+        !s.unsubscribe(&b.id, "t").await.unwrap(),
+        "nothing left to end"
+    );
+    assert!(!s.unsubscribe("no-such-peer", "t").await.unwrap());
+    let no_one = s
+        .subscribe(Subscribe {
+            peer_id: "no-such-peer".into(),
+            topic: "t".into(),
+            wake: None,
+            mute: None,
+            now: T0,
+        })
+        .await
+        .unwrap();
+    assert!(no_one.is_none(), "an unknown peer subscribes nothing");
+    let ids = |r: Vec<crate::TopicReader>| r.into_iter().map(|r| r.peer.id).collect::<Vec<_>>();
+    assert_eq!(ids(s.topic_readers("t").await.unwrap()), [a.id.clone()]);
+    sweep(s, &[&a], T0 + 6, 60_000).await;
+    assert!(
+        s.topic_readers("t").await.unwrap().is_empty(),
+        "gone: not a reader"
+    );
+    // The same name in another directory is another subscriber.
+    let elsewhere = register(s, 12, "/z/api").await;
+    assert_eq!(elsewhere.name, "api");
+    assert!(s.subscriptions(&elsewhere.id).await.unwrap().is_empty());
+    assert!(s.topic_readers("t").await.unwrap().is_empty());
+    s.unregister(&elsewhere.id, T0 + 7).await.unwrap();
+    // The next session with the name in its directory has the subscription.
+    let next = register(s, 13, "/x/api").await;
+    assert_eq!(next.name, "api");
+    let subs = s.subscriptions(&next.id).await.unwrap();
+    assert_eq!(subs.len(), 1);
+    assert_eq!(
+        (subs[0].topic.as_str(), subs[0].wake, subs[0].mute),
+        ("t", true, false)
+    );
+    assert_eq!(ids(s.topic_readers("t").await.unwrap()), [next.id.clone()]);
+}
+
+/// `queued_to_wake` counts the queued copies that may wake their reader; a claim takes every
+/// copy, wake or not, in send order.
+pub async fn queued_to_wake_counts_only_wake_copies_and_claims_take_all(s: &Arc<dyn Store>) {
+    let from = register(s, 10, "/x/lead").await;
+    let a = register(s, 11, "/x/a").await;
+    let quiet = send(s, post(&from, "t", &[(&a, false)], "no wake", T0)).await;
+    assert_eq!(s.queued_to_wake(&a.id).await.unwrap(), 0);
+    assert!(s.claimable(&a.id, T0 + 1).await.unwrap(), "still claimable");
+    assert_eq!(s.queued_count(&a.id).await.unwrap(), (1, Some(T0)));
+    let direct = send(s, from_peer(&from, &a, "direct", T0 + 1)).await;
+    let loud = send(s, post(&from, "u", &[(&a, true)], "wake", T0 + 2)).await;
+    assert_eq!(
+        s.queued_to_wake(&a.id).await.unwrap(),
+        2,
+        "direct mail and a wake post"
+    );
+    let out = claim(s, claim_of(&a, "L", 50, T0 + 3)).await;
+    let got: Vec<i64> = out.messages.iter().map(|m| m.message_id).collect();
+    assert_eq!(got, [quiet, direct, loud], "all of them, in send order");
+    assert_eq!(
+        s.queued_to_wake(&a.id).await.unwrap(),
+        0,
+        "leased: not queued"
+    );
+    ack(s, &a, "L", Some(vec![]), T0 + 4).await;
+    assert_eq!(
+        s.queued_to_wake(&a.id).await.unwrap(),
+        2,
+        "released: queued again"
+    );
+}
+
+/// `topics` lists every topic by name with its subscriber and post counts and its last post;
+/// the viewer's own subscription (by its name and directory) is filled in.
+pub async fn topics_list_counts_and_the_viewers_subscription(s: &Arc<dyn Store>) {
+    let a = register(s, 10, "/x/a").await;
+    let b = register(s, 11, "/x/b").await;
+    let c = register(s, 12, "/x/c").await;
+    subscribe(s, &a, "t1", Some(true), None, T0 + 1).await;
+    subscribe(s, &b, "t1", None, None, T0 + 2).await;
+    subscribe(s, &b, "t2", None, Some(true), T0 + 3).await;
+    send(
+        s,
+        post(&c, "t1", &[(&a, true), (&b, false)], "first", T0 + 4),
+    )
+    .await;
+    let last = send(
+        s,
+        post(&c, "t1", &[(&a, true), (&b, false)], "second", T0 + 5),
+    )
+    .await;
+    send(s, from_peer(&c, &a, "direct mail is no post", T0 + 6)).await;
+    let all = s.topics(None).await.unwrap();
+    let names: Vec<&str> = all.iter().map(|t| t.topic.as_str()).collect();
+    assert_eq!(names, ["t1", "t2"]);
+    let (t1, t2) = (&all[0], &all[1]);
+    assert_eq!((t1.created_ms, t1.subscribers, t1.posts), (T0 + 1, 2, 2));
+    assert_eq!(
+        (t1.last_post_id, t1.last_post_ms),
+        (Some(last), Some(T0 + 5))
+    );
+    assert_eq!((t2.created_ms, t2.subscribers, t2.posts), (T0 + 3, 1, 0));
+    assert_eq!((t2.last_post_id, t2.last_post_ms), (None, None));
+    assert!(all.iter().all(|t| t.subscription.is_none()), "no viewer");
+    let for_a = s.topics(Some(&a.id)).await.unwrap();
+    let sub = for_a[0].subscription.as_ref().expect("a is in t1");
+    assert_eq!(
+        (sub.topic.as_str(), sub.wake, sub.mute),
+        ("t1", true, false)
+    );
+    assert!(for_a[1].subscription.is_none(), "a is not in t2");
+    let for_b = s.topics(Some(&b.id)).await.unwrap();
+    assert!(
+        for_b[1].subscription.as_ref().is_some_and(|s| s.mute),
+        "b muted t2"
+    );
+    let for_c = s.topics(Some(&c.id)).await.unwrap();
+    assert!(
+        for_c.iter().all(|t| t.subscription.is_none()),
+        "c posts, not subscribed"
+    );
+    // A later session with a's name in a's directory sees a's subscription as its own.
+    let a2 = register(s, 10, "/x/a").await;
+    let for_a2 = s.topics(Some(&a2.id)).await.unwrap();
+    assert!(for_a2[0].subscription.is_some());
+}
+
+/// `topic_posts`: the newest `limit` posts after `since_id`, oldest first, with bodies and
+/// every reader's copy — posts from before a session subscribed included; other topics and
+/// direct mail not.
+pub async fn topic_posts_page_by_since_id_and_limit_oldest_first(s: &Arc<dyn Store>) {
+    let from = register(s, 10, "/x/lead").await;
+    let a = register(s, 11, "/x/a").await;
+    let late = register(s, 12, "/x/late").await;
+    let mut ids = vec![];
+    for i in 0..5 {
+        ids.push(
+            send(
+                s,
+                post(&from, "t", &[(&a, false)], &format!("p{i}"), T0 + i),
+            )
+            .await,
+        );
+        send(s, post(&from, "other", &[(&a, false)], "elsewhere", T0 + i)).await;
+        send(s, from_peer(&from, &a, "direct", T0 + i)).await;
+    }
+    subscribe(s, &late, "t", None, None, T0 + 10).await;
+    let page = |since_id: Option<i64>, limit: u32| {
+        let s = s.clone();
+        async move {
+            s.topic_posts(TopicPostsFilter {
+                topic: "t".into(),
+                since_id,
+                limit,
+            })
+            .await
+            .expect("topic posts")
+        }
+    };
+    let newest = page(None, 3).await;
+    let got: Vec<i64> = newest.iter().map(|m| m.message_id).collect();
+    assert_eq!(got, ids[2..], "the newest three, oldest first");
+    let bodies: Vec<Option<&str>> = newest.iter().map(|m| m.body.as_deref()).collect();
+    assert_eq!(bodies, [Some("p2"), Some("p3"), Some("p4")], "with bodies");
+    assert!(newest.iter().all(|m| m.channel.as_deref() == Some("#t")));
+    assert_eq!(newest[0].readers.len(), 1, "and readers");
+    assert_eq!(newest[0].readers[0].peer_id, a.id);
+    let after: Vec<i64> = page(Some(ids[1]), 10)
+        .await
+        .iter()
+        .map(|m| m.message_id)
+        .collect();
+    assert_eq!(after, ids[2..], "only after since_id");
+    let all: Vec<i64> = page(None, 50).await.iter().map(|m| m.message_id).collect();
+    assert_eq!(all, ids, "from before the late subscription too");
+    assert!(page(Some(ids[4]), 10).await.is_empty());
+    let unknown = s
+        .topic_posts(TopicPostsFilter {
+            topic: "nope".into(),
+            since_id: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert!(unknown.is_empty());
+}
+
+/// The log's `topic` filter lists posts to that topic; its `to` filter matches any reader's
+/// copy; each entry carries its readers.
+pub async fn log_filters_by_topic_and_by_reader(s: &Arc<dyn Store>) {
+    let from = register(s, 10, "/x/lead").await;
+    let a = register(s, 11, "/x/a").await;
+    let b = register(s, 12, "/x/b").await;
+    let p1 = send(
+        s,
+        post(&from, "t", &[(&a, false), (&b, true)], "to both", T0 + 1),
+    )
+    .await;
+    let d = send(s, from_peer(&from, &a, "direct", T0 + 2)).await;
+    let p2 = send(s, post(&from, "u", &[(&b, true)], "to b", T0 + 3)).await;
+    let log = |f: LogFilter| {
+        let s = s.clone();
+        async move { s.log(f).await.expect("log") }
+    };
+    let all = LogFilter {
+        limit: 100,
+        ..Default::default()
+    };
+    let ids = |v: Vec<peers_core::wire::MessageStatus>| {
+        v.into_iter().map(|m| m.message_id).collect::<Vec<_>>()
+    };
+    let topic_t = log(LogFilter {
+        topic: Some("t".into()),
+        ..all.clone()
+    })
+    .await;
+    assert_eq!(topic_t.len(), 1);
+    assert_eq!(topic_t[0].message_id, p1);
+    assert_eq!(topic_t[0].readers.len(), 2, "with its readers");
+    assert_eq!(
+        ids(log(LogFilter {
+            topic: Some("nope".into()),
+            ..all.clone()
+        })
+        .await),
+        Vec::<i64>::new()
+    );
+    assert_eq!(
+        ids(log(LogFilter {
+            to: Some(vec![b.id.clone()]),
+            ..all.clone()
+        })
+        .await),
+        [p2, p1],
+        "b's copies"
+    );
+    assert_eq!(
+        ids(log(LogFilter {
+            to: Some(vec![a.id.clone()]),
+            ..all.clone()
+        })
+        .await),
+        [d, p1],
+        "a's copy and a's direct mail"
+    );
+    assert_eq!(
+        ids(log(LogFilter {
+            to: Some(vec![a.id.clone()]),
+            topic: Some("t".into()),
+            ..all.clone()
+        })
+        .await),
+        [p1]
+    );
+    let everything = log(all).await;
+    assert_eq!(ids(everything.clone()), [p2, d, p1]);
+    assert_eq!(everything[1].readers.len(), 1, "direct mail has one reader");
+    assert_eq!(everything[1].channel, None);
+}
+
+/// A re-registration takes the waiting copies of the registration it replaces (its posts
+/// with the rest), not its delivered ones, and leaves other readers' copies alone.
+pub async fn a_reregistration_takes_its_waiting_copies_only(s: &Arc<dyn Store>) {
+    let from = register(s, 10, "/x/lead").await;
+    let a = register(s, 11, "/x/a").await;
+    let b = register(s, 12, "/x/b").await;
+    let seen = send(s, post(&from, "t", &[(&a, true), (&b, true)], "seen", T0)).await;
+    claim(s, claim_of(&a, "LA", 10, T0 + 1)).await;
+    ack(s, &a, "LA", None, T0 + 2).await;
+    let unseen = send(
+        s,
+        post(&from, "t", &[(&a, false), (&b, true)], "unseen", T0 + 3),
+    )
+    .await;
+    let again = register_as(s, request(11, "/x/a"), T0 + 4).await;
+    assert_eq!(again.replaced, [a.id.clone()]);
+    assert_eq!(again.inherited_messages, 1, "the waiting copy only");
+    let w = s.waiting(&again.peer.id).await.unwrap();
+    assert_eq!(w.len(), 1);
+    assert_eq!(
+        (w[0].message_id, w[0].channel.as_deref()),
+        (unseen, Some("#t"))
+    );
+    let st = status_of(s, unseen).await;
+    assert_eq!(
+        (st.readers[0].peer_id.as_str(), st.readers[0].to.as_str()),
+        (again.peer.id.as_str(), again.peer.address().as_str()),
+        "the copy moved to the new registration"
+    );
+    assert!(!st.readers[0].wake, "and keeps its wake");
+    assert_eq!(st.readers[1].peer_id, b.id, "b's copy stays b's");
+    assert_eq!(
+        reader_states(s, seen).await,
+        [
+            (a.id.clone(), MessageState::Delivered),
+            (b.id.clone(), MessageState::Queued)
+        ],
+        "a delivered copy stays with the registration that read it"
+    );
+    assert_eq!(waiting_bodies(s, &b).await, ["seen", "unseen"]);
+}
+
+/// The sweep works per copy: a lapsed lease goes back to its reader's queue; past the TTL
+/// the waiting copies expire and the delivered ones stay delivered; a post none of whose
+/// copies can still be delivered is `expired`.
+pub async fn the_sweep_requeues_and_expires_each_copy_on_its_own(s: &Arc<dyn Store>) {
+    let from = register(s, 10, "/x/lead").await;
+    let a = register(s, 11, "/x/a").await;
+    let b = register(s, 12, "/x/b").await;
+    let c = register(s, 13, "/x/c").await;
+    let mut m = post(
+        &from,
+        "t",
+        &[(&a, true), (&b, true), (&c, false)],
+        "brief",
+        T0,
+    );
+    m.expires_ms = T0 + 50;
+    let id = send(s, m).await;
+    claim(s, claim_of(&a, "LA", 10, T0 + 1)).await;
+    ack(s, &a, "LA", None, T0 + 2).await;
+    let mut cb = claim_of(&b, "LB", 10, T0 + 1);
+    cb.lease_expires_ms = T0 + 10;
+    claim(s, cb).await;
+    let swept = sweep(s, &[], T0 + 20, 60_000).await;
+    assert_eq!((swept.requeued, swept.expired), (1, 0), "b's lapsed lease");
+    assert_eq!(s.queued_count(&b.id).await.unwrap().0, 1);
+    assert_eq!(status_of(s, id).await.status, MessageState::Queued);
+    let swept = sweep(s, &[], T0 + 100, 60_000).await;
+    assert_eq!(swept.expired, 2, "b's and c's copies expire");
+    assert_eq!(
+        reader_states(s, id).await,
+        [
+            (a.id.clone(), MessageState::Delivered),
+            (b.id.clone(), MessageState::Expired),
+            (c.id.clone(), MessageState::Expired),
+        ]
+    );
+    let st = status_of(s, id).await;
+    assert_eq!(
+        st.status,
+        MessageState::Expired,
+        "no copy can be delivered any more"
+    );
+    assert_eq!(st.delivered_of(), (1, 3));
+    assert!(waiting_bodies(s, &b).await.is_empty());
+    assert_eq!(s.count_pending().await.unwrap(), 0);
 }

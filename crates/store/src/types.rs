@@ -143,7 +143,8 @@ pub struct NewMessage {
     /// `#topic` or `*` for a post; `None` for direct mail. A topic named here that does not
     /// exist yet is created.
     pub channel: Option<String>,
-    /// Who gets a copy, in the order to store them. Never empty.
+    /// Who gets a copy, in the order to store them. Empty only for a topic post that no
+    /// one is subscribed to (it is stored all the same, for `topic_posts`).
     pub readers: Vec<Reader>,
     pub body: String,
     pub reply_to: Option<i64>,

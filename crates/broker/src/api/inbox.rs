@@ -167,7 +167,9 @@ pub async fn wait(
                 queued: 0,
             };
         }
-        let (queued, _) = state.store.queued_count(&me.id).await?;
+        // Only mail that may wake an idle session ends the wait (a topic post without
+        // `wake` waits for the next hook event, whose claim takes it with the rest).
+        let queued = state.store.queued_to_wake(&me.id).await?;
         if queued > 0 {
             break WaitResponse {
                 mail: true,

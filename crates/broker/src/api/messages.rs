@@ -6,10 +6,11 @@ use peers_core::now_ms;
 use peers_core::wire::*;
 
 use super::extract::{ApiJson, ApiPath, ApiQuery};
-use super::peers::resolve_or_404;
+use super::peers::{Place, resolve_or_404};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use peers_store::{LogFilter, LogSender, NewMessage, Sender, Sent};
+use peers_core::address::Recipient;
+use peers_store::{LogFilter, LogSender, NewMessage, PeerRecord, Reader, Sender, Sent};
 
 use crate::{AppState, SharedState, input};
 
@@ -30,9 +31,11 @@ pub async fn send(
         return Err(ApiError::bad_request("message is empty"));
     }
     input::no_nul("message", &req.message)?;
-    if req.to.trim().is_empty() {
+    input::no_nul("to", &req.to)?;
+    let recipient = Recipient::parse(&req.to).map_err(ApiError::bad_request)?;
+    if req.scope.is_some() && recipient != Recipient::Broadcast {
         return Err(ApiError::bad_request(
-            "`to` is empty: name a peer, name@host or id",
+            "`scope` is for a broadcast: send to \"*\" with a scope, or leave scope out",
         ));
     }
     if let Some(r) = req.reply_to
@@ -42,8 +45,100 @@ pub async fn send(
             "reply_to names message {r}, which does not exist; use the message id you were shown"
         )));
     }
-    let to = resolve_or_404(&state, &req.to).await?;
-    let from = match &caller {
+    let from = sender(&state, &caller);
+    let (to_address, channel, readers) = match &recipient {
+        Recipient::Peer(who) => {
+            let to = resolve_or_404(&state, who).await?;
+            (to.address(), None, vec![(to, true)])
+        }
+        Recipient::Topic(topic) => {
+            let readers = state.store.topic_readers(topic).await?;
+            let readers = readers
+                .into_iter()
+                .filter(|r| from.peer_id.as_deref() != Some(r.peer.id.as_str()))
+                .map(|r| (r.peer, r.wake))
+                .collect();
+            (recipient.label(), Some(recipient.label()), readers)
+        }
+        Recipient::Broadcast => {
+            let readers = broadcast_readers(&state, &caller, req.scope).await?;
+            ("*".to_string(), Some("*".to_string()), readers)
+        }
+    };
+    let now = now_ms();
+    let msg = NewMessage {
+        from,
+        to_address: to_address.clone(),
+        channel: channel.clone(),
+        readers: readers
+            .iter()
+            .map(|(p, wake)| Reader {
+                peer_id: p.id.clone(),
+                address: p.address(),
+                wake: *wake,
+            })
+            .collect(),
+        body: req.message,
+        reply_to: req.reply_to,
+        sent_ms: now,
+        expires_ms: now.saturating_add(state.settings.message_ttl_ms),
+    };
+    let Sent { id, readers: ids } = state.store.send(msg).await?;
+    let mut out = Vec::with_capacity(ids.len());
+    for ((to, wake), peer_id) in readers.iter().zip(ids) {
+        // Committed; before the 200: a sender's 200 implies the reader's marker exists.
+        state.mailmarks.mail_committed(&peer_id, &to.machine_id);
+        // Asked before the wake: the waiter that this send ends is the one that counts.
+        let can_wake = *wake && to.alive() && state.waiters.can_wake(&peer_id);
+        state.waiters.wake(&peer_id);
+        out.push(ReaderStatus {
+            peer_id,
+            to: to.address(),
+            status: MessageState::Queued,
+            delivered_at_ms: None,
+            delivered_via: None,
+            alive: to.alive(),
+            wake: *wake,
+            can_wake,
+        });
+    }
+    let response = match channel {
+        None => {
+            let (to, r) = (&readers[0].0, out.remove(0));
+            SendResponse {
+                message_id: id,
+                to: to.address(),
+                to_peer_id: r.peer_id,
+                status: MessageState::Queued,
+                recipient_alive: r.alive,
+                recipient_last_seen_ms: to.last_seen_ms,
+                recipient_can_wake: r.can_wake,
+                channel: None,
+                readers: vec![],
+            }
+        }
+        Some(channel) => SendResponse {
+            message_id: id,
+            to: to_address,
+            to_peer_id: String::new(),
+            status: MessageState::Queued,
+            recipient_alive: out.iter().any(|r| r.alive),
+            recipient_last_seen_ms: readers
+                .iter()
+                .map(|(p, _)| p.last_seen_ms)
+                .max()
+                .unwrap_or(0),
+            recipient_can_wake: out.iter().any(|r| r.can_wake),
+            channel: Some(channel),
+            readers: out,
+        },
+    };
+    Ok(Json(response))
+}
+
+/// Who sent it: the calling peer, or the human.
+fn sender(state: &AppState, caller: &Caller) -> Sender {
+    match caller {
         Caller::Peer(p) => Sender {
             kind: SenderKind::Peer,
             peer_id: Some(p.id.clone()),
@@ -56,32 +151,55 @@ pub async fn send(
             address: format!("you@{}", state.settings.host),
             cwd: None,
         },
+    }
+}
+
+/// The live peers a broadcast in `scope` reaches (default: the sender's repository, or
+/// everyone for the human), never the sender. None in scope is a 400: nothing is stored.
+async fn broadcast_readers(
+    state: &AppState,
+    caller: &Caller,
+    scope: Option<Scope>,
+) -> Result<Vec<(PeerRecord, bool)>, ApiError> {
+    let me = caller.peer();
+    let scope = scope.unwrap_or(if me.is_some() {
+        Scope::Repo
+    } else {
+        Scope::All
+    });
+    let place = match me {
+        Some(p) => Place::of(p),
+        // The human is on the broker's machine and in no directory.
+        None if matches!(scope, Scope::Directory | Scope::Repo) => {
+            return Err(ApiError::bad_request(
+                "the human has no directory or repository to broadcast to: use scope \
+                 machine or all",
+            ));
+        }
+        None => Place {
+            machine_id: Some(state.settings.machine_id.clone()),
+            ..Place::default()
+        },
     };
-    let now = now_ms();
-    let msg = NewMessage {
-        from,
-        to_peer: to.id.clone(),
-        to_address: to.address(),
-        body: req.message,
-        reply_to: req.reply_to,
-        sent_ms: now,
-        expires_ms: now.saturating_add(state.settings.message_ttl_ms),
-    };
-    let Sent { id, to_peer } = state.store.send(msg).await?;
-    // Committed; before the 200: a sender's 200 implies the recipient's marker exists.
-    state.mailmarks.mail_committed(&to_peer, &to.machine_id);
-    // Asked before the wake: the waiter that this send ends is the one that counts.
-    let can_wake = to.alive() && state.waiters.can_wake(&to_peer);
-    state.waiters.wake(&to_peer);
-    Ok(Json(SendResponse {
-        message_id: id,
-        to: to.address(),
-        to_peer_id: to_peer,
-        status: MessageState::Queued,
-        recipient_alive: to.alive(),
-        recipient_last_seen_ms: to.last_seen_ms,
-        recipient_can_wake: can_wake,
-    }))
+    let readers: Vec<(PeerRecord, bool)> = state
+        .store
+        .live_peers()
+        .await?
+        .into_iter()
+        .filter(|r| me.is_none_or(|m| m.id != r.id) && place.holds(scope, r))
+        .map(|r| (r, true))
+        .collect();
+    if readers.is_empty() {
+        let wider = match scope {
+            Scope::All => "nobody else is registered right now; nothing was sent",
+            _ => "nothing was sent; widen it with scope machine, repo or all",
+        };
+        return Err(ApiError::unknown_peer(format!(
+            "no live peer is in scope {:?} of the broadcast: {wider}",
+            format!("{scope:?}").to_lowercase()
+        )));
+    }
+    Ok(readers)
 }
 
 pub async fn status(
@@ -91,24 +209,42 @@ pub async fn status(
     ApiQuery(q): ApiQuery<MessageStatusQuery>,
 ) -> ApiResult<MessageStatus> {
     let not_found = || ApiError::not_found(format!("no message {id}"));
-    // Whoever may see the status may read the body: the human, the sender, the recipient.
+    // Whoever may see the status may read the body: the human, the sender, a reader, and
+    // for a topic post anyone (topics are readable with read_topic anyway).
     let (mut status, from_peer) = state
         .store
         .status(id, q.body)
         .await?
         .ok_or_else(not_found)?;
-    status.recipient_can_wake =
-        status.recipient_alive && state.waiters.can_wake(&status.to_peer_id);
     if let Caller::Peer(me) = &caller {
         let mine = state.store.lineage(&me.id).await?;
+        let public = status
+            .channel
+            .as_deref()
+            .is_some_and(|c| c.starts_with('#'));
         let involved = from_peer.as_ref().is_some_and(|f| mine.contains(f))
-            || mine.contains(&status.to_peer_id);
-        if !involved {
+            || mine.contains(&status.to_peer_id)
+            || status.readers.iter().any(|r| mine.contains(&r.peer_id));
+        if !involved && !public {
             // Do not reveal whether other peers' messages exist.
             return Err(not_found());
         }
     }
+    fill_can_wake(&state, &mut status);
     Ok(Json(status))
+}
+
+/// Fills what only this broker knows: whether an idle-session waiter is armed for each
+/// reader now.
+pub fn fill_can_wake(state: &AppState, status: &mut MessageStatus) {
+    for r in &mut status.readers {
+        r.can_wake = r.wake && r.alive && state.waiters.can_wake(&r.peer_id);
+    }
+    status.recipient_can_wake = if status.channel.is_some() {
+        status.readers.iter().any(|r| r.can_wake)
+    } else {
+        status.recipient_alive && state.waiters.can_wake(&status.to_peer_id)
+    };
 }
 
 pub async fn log(
@@ -126,19 +262,24 @@ pub async fn log(
         None => None,
         Some(who) => Some(ids_named(&state, who).await?),
     };
+    let topic = match q.topic.as_deref() {
+        None => None,
+        Some(t) => Some(peers_core::address::topic_name(t).map_err(ApiError::bad_request)?),
+    };
     let limit = q.limit.unwrap_or(100).min(10_000);
     let mut messages = state
         .store
         .log(LogFilter {
             from,
             to,
+            topic,
             since_ms: q.since_ms.unwrap_or(0),
             limit,
             with_body: q.body,
         })
         .await?;
     for m in &mut messages {
-        m.recipient_can_wake = m.recipient_alive && state.waiters.can_wake(&m.to_peer_id);
+        fill_can_wake(&state, m);
     }
     Ok(Json(MessageLog { messages }))
 }

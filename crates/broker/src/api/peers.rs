@@ -130,27 +130,55 @@ pub async fn list(
     };
     let counts = state.store.pending_counts().await?;
     let me = caller.peer().cloned();
-    let machine = me.as_ref().map(|p| p.machine_id.clone()).or(q.machine_id);
-    let cwd = me.as_ref().map(|p| p.cwd.clone()).or(q.cwd);
-    let repo = me.as_ref().and_then(|p| p.git_root.clone()).or(q.git_root);
+    let place = Place {
+        machine_id: me.as_ref().map(|p| p.machine_id.clone()).or(q.machine_id),
+        cwd: me.as_ref().map(|p| p.cwd.clone()).or(q.cwd),
+        git_root: me.as_ref().and_then(|p| p.git_root.clone()).or(q.git_root),
+    };
     let peers = rows
         .into_iter()
         .filter(|r| me.as_ref().is_none_or(|m| m.id != r.id))
-        .filter(|r| match q.scope {
-            Scope::All => true,
-            Scope::Machine => machine.as_deref().is_none_or(|m| r.machine_id == m),
-            Scope::Directory => cwd.as_deref().is_none_or(|d| r.cwd == d),
-            Scope::Repo => match repo.as_deref() {
-                Some(g) => r.git_root.as_deref() == Some(g),
-                None => cwd.as_deref().is_none_or(|d| r.cwd == d),
-            },
-        })
+        .filter(|r| place.holds(q.scope, r))
         .map(|r| {
             let n = counts.get(&r.id).copied().unwrap_or(0);
             r.info(n)
         })
         .collect();
     Ok(Json(PeerList { peers }))
+}
+
+/// Where a scope is measured from: a peer's machine, directory and repository, or those the
+/// human named. An unknown part does not narrow the scope.
+#[derive(Debug, Clone, Default)]
+pub struct Place {
+    pub machine_id: Option<String>,
+    pub cwd: Option<String>,
+    pub git_root: Option<String>,
+}
+
+impl Place {
+    pub fn of(p: &PeerRecord) -> Place {
+        Place {
+            machine_id: Some(p.machine_id.clone()),
+            cwd: Some(p.cwd.clone()),
+            git_root: p.git_root.clone(),
+        }
+    }
+
+    /// Whether `r` is within `scope` of this place (`repo` without a repository is the
+    /// directory).
+    pub fn holds(&self, scope: Scope, r: &PeerRecord) -> bool {
+        let dir = || self.cwd.as_deref().is_none_or(|d| r.cwd == d);
+        match scope {
+            Scope::All => true,
+            Scope::Machine => self.machine_id.as_deref().is_none_or(|m| r.machine_id == m),
+            Scope::Directory => dir(),
+            Scope::Repo => match self.git_root.as_deref() {
+                Some(g) => r.git_root.as_deref() == Some(g),
+                None => dir(),
+            },
+        }
+    }
 }
 
 pub async fn find(

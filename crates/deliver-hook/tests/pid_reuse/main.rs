@@ -151,6 +151,7 @@ async fn a_process_given_the_pid_of_a_crashed_session_is_a_new_session() {
             to: "old".into(),
             message: "for the old session only".into(),
             reply_to: None,
+            scope: None,
         })
         .await
         .unwrap()

@@ -61,14 +61,50 @@ pub struct ListPeersArgs {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct SendArgs {
-    /// The recipient peer: its name (e.g. "api"), "name@host" for a session on another
-    /// machine, or its peer id. Case-insensitive. See {list_peers} for the names.
+    /// The recipient: a peer's name (e.g. "api"), "name@host" for a session on another
+    /// machine, or its peer id (see {list_peers}); "#topic" for every subscriber of a topic
+    /// (see {list_topics}); or "*" for every running session in `scope`.
     pub to: String,
     /// The message text; it is shown to the other session's model as it is.
     pub message: String,
     /// The id of the message this one answers, if it is a reply.
     #[serde(default)]
     pub reply_to: Option<IdArg>,
+    /// Only with to "*": "repo" (default: sessions in your git repository), "directory",
+    /// "machine" or "all".
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct SubscribeArgs {
+    /// The topic, e.g. "myproj:events" or "#deploys" (a-z, 0-9, - _ : .).
+    pub topic: String,
+    /// Whether a post may wake this session when idle (default false: posts arrive at your
+    /// next tool call, prompt or turn end).
+    #[serde(default)]
+    pub wake: Option<bool>,
+    /// Stay subscribed but have nothing pushed (read it with {read_topic}).
+    #[serde(default)]
+    pub mute: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct TopicArgs {
+    /// The topic, e.g. "deploys" or "#deploys".
+    pub topic: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ReadTopicArgs {
+    /// The topic, e.g. "deploys" or "#deploys".
+    pub topic: String,
+    /// Only posts after this message id (the cursor the last read gave).
+    #[serde(default)]
+    pub since_id: Option<IdArg>,
+    /// At most this many posts, the newest ones (default 20, at most 200).
+    #[serde(default)]
+    pub limit: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -4,13 +4,17 @@ use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
 use rmcp::{tool, tool_router};
 
+use peers_core::address::topic_name;
 use peers_core::render::{self, Me, Occasion};
 use peers_core::wire::{
     AckRequest, ClaimRequest, ErrorCode, ListPeersQuery, PeerInfo, Scope, SendRequest,
+    SubscribeRequest, TopicPostsQuery,
 };
 use peers_core::{ClientError, now_ms};
 
-use super::args::{ListPeersArgs, SendArgs, StatusArgs, SummaryArgs};
+use super::args::{
+    ListPeersArgs, ReadTopicArgs, SendArgs, StatusArgs, SubscribeArgs, SummaryArgs, TopicArgs,
+};
 use super::{PeersServer, fail, ok, texts};
 use crate::peer::PeerError;
 
@@ -102,16 +106,28 @@ impl PeersServer {
         if args.message.trim().is_empty() {
             return fail(texts::EMPTY_MESSAGE);
         }
+        let scope = match args
+            .scope
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            None => None,
+            Some(s) => match s.parse::<Scope>() {
+                Ok(sc) => Some(sc),
+                Err(e) => return fail(texts::failed("send_message", e)),
+            },
+        };
         let req = &SendRequest {
             to: to.clone(),
             message: args.message,
             reply_to,
-            scope: None,
+            scope,
         };
         let sent = self.peer.call(|c| async move { c.send(req).await }).await;
         match sent {
             Ok(r) => ok(texts::format_sent(&r, now_ms(), &self.tools)),
-            Err(PeerError::Client(e)) if is_unknown_peer(&e) => {
+            Err(PeerError::Client(e)) if is_unknown_peer(&e) && !to.starts_with(['#', '*']) => {
                 tracing::info!("send to unknown peer {to:?}: {e}");
                 let names = self.peer_addresses().await;
                 fail(texts::unknown_peer(&to, &names, &self.tools))
@@ -163,6 +179,97 @@ impl PeersServer {
                 ok(texts::summary_set(summary))
             }
             Err(e) => self.peer_error("set_summary", e),
+        }
+    }
+
+    #[tool(
+        description = texts::SUBSCRIBE,
+        annotations(title = "peers: subscribe to a topic")
+    )]
+    async fn subscribe(&self, Parameters(args): Parameters<SubscribeArgs>) -> CallToolResult {
+        let topic = match topic_name(&args.topic) {
+            Ok(t) => t,
+            Err(e) => return fail(texts::failed("subscribe", e)),
+        };
+        let req = &SubscribeRequest {
+            topic,
+            wake: args.wake,
+            mute: args.mute,
+        };
+        match self
+            .peer
+            .call(|c| async move { c.subscribe(req).await })
+            .await
+        {
+            Ok(sub) => ok(texts::subscribed(&sub, &self.tools)),
+            Err(e) => self.peer_error("subscribe", e),
+        }
+    }
+
+    #[tool(
+        description = texts::UNSUBSCRIBE,
+        annotations(title = "peers: leave a topic")
+    )]
+    async fn unsubscribe(&self, Parameters(args): Parameters<TopicArgs>) -> CallToolResult {
+        let topic = match topic_name(&args.topic) {
+            Ok(t) => t,
+            Err(e) => return fail(texts::failed("unsubscribe", e)),
+        };
+        let t = &topic;
+        match self
+            .peer
+            .call(|c| async move { c.unsubscribe(t).await })
+            .await
+        {
+            Ok(u) if u.was_subscribed => {
+                ok(format!("Left #{topic}: its posts no longer reach you."))
+            }
+            Ok(_) => ok(format!(
+                "You were not subscribed to #{topic}; nothing changed."
+            )),
+            Err(e) => self.peer_error("unsubscribe", e),
+        }
+    }
+
+    #[tool(
+        description = texts::LIST_TOPICS,
+        annotations(title = "peers: list topics", read_only_hint = true)
+    )]
+    async fn list_topics(&self) -> CallToolResult {
+        match self.peer.call(|c| async move { c.topics().await }).await {
+            Ok(l) => ok(render::topic_list(&self.tools, &l.topics, now_ms())),
+            Err(e) => self.peer_error("list_topics", e),
+        }
+    }
+
+    #[tool(
+        description = texts::READ_TOPIC,
+        annotations(title = "peers: read a topic's posts", read_only_hint = true)
+    )]
+    async fn read_topic(&self, Parameters(args): Parameters<ReadTopicArgs>) -> CallToolResult {
+        let topic = match topic_name(&args.topic) {
+            Ok(t) => t,
+            Err(e) => return fail(texts::failed("read_topic", e)),
+        };
+        let since_id = match args.since_id.as_ref().filter(|r| !r.0.is_null()) {
+            None => None,
+            Some(r) => match r.parse() {
+                Ok(id) => Some(id),
+                Err(e) => return fail(texts::failed("read_topic", format!("since_id: {e}"))),
+            },
+        };
+        let q = &TopicPostsQuery {
+            since_id,
+            limit: Some(args.limit.unwrap_or(20).clamp(1, 200)),
+        };
+        let t = &topic;
+        match self
+            .peer
+            .call(|c| async move { c.topic_posts(t, q).await })
+            .await
+        {
+            Ok(p) => ok(render::topic_history(&self.tools, &p.topic, &p.posts)),
+            Err(e) => self.peer_error("read_topic", e),
         }
     }
 

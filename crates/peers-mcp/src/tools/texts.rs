@@ -22,10 +22,26 @@ pub const LIST_PEERS: &str = "peers: list the other running Claude Code sessions
         {send_message}. Not the built-in ListAgents (that lists subagents/teammates).";
 
 pub const SEND_MESSAGE: &str = "peers: send a message to another Claude Code session (a peer) on this \
-        machine or on your other machines, by its name, name@host or peer id. The text is \
-        injected into that session's context at its next hook event (tool call, prompt, turn \
+        machine or on your other machines, by its name, name@host or peer id; to every \
+        subscriber of a \"#topic\"; or to \"*\", every running session in a scope. The text is \
+        injected into each recipient's context at its next hook event (tool call, prompt, turn \
         end) or wakes it when idle, if it can be woken (the result says). Returns the message \
         id for {message_status}. Not the built-in SendMessage (that is for subagents/teammates).";
+
+pub const SUBSCRIBE: &str = "peers: subscribe this session to a topic (e.g. \"myproj:events\"), \
+        created if new: posts to it then reach your context like direct mail. wake: true lets a \
+        post wake you when idle; mute: true keeps the subscription but pushes nothing. The next \
+        session with your name in this directory keeps it.";
+
+pub const UNSUBSCRIBE: &str = "peers: leave a topic; its posts stop reaching you ({read_topic} \
+        still reads them).";
+
+pub const LIST_TOPICS: &str = "peers: list topics with subscriber and post counts, the last post, \
+        and whether this session is subscribed.";
+
+pub const READ_TOPIC: &str = "peers: read a topic's posts, including those from before you \
+        subscribed, oldest first; since_id pages forward. Reading does not change what is \
+        pushed to you.";
 
 pub const MESSAGE_STATUS: &str = "peers: delivery status of a message you sent to another Claude Code \
         session: queued (waiting; is the recipient running?), delivered (when, by which hook \
@@ -69,9 +85,10 @@ pub fn instructions_text(who: &str, tools: &ToolNames) -> String {
     let rest = tools.fill(
         "Peer mail reaches your context by itself (after a tool call, at turn end, or by waking \
          you) as data from other agents: don't poll. {list_peers}: find sessions. \
-         {send_message}: write to one (reply_to answers). {message_status}: delivered? \
-         {set_summary}: what you work on. {whoami}: your address. {check_messages}: manual \
-         fallback. Not the built-in SendMessage/ListAgents (subagents, teammates).",
+         {send_message}: write to one, a #topic or * (reply_to answers). {message_status}: \
+         delivered? {subscribe}/{list_topics}/{read_topic}: topics. {set_summary}: what you work \
+         on. {whoami}: your address. {check_messages}: manual fallback. Not the built-in \
+         SendMessage/ListAgents (subagents, teammates).",
     );
     format!(
         "peers: mail between this Claude Code session and the user's other sessions (peers), on \
@@ -192,11 +209,32 @@ pub fn no_such_message(id: i64, e: &ClientError, tools: &ToolNames) -> String {
     )
 }
 
+/// `subscribe`'s answer.
+pub fn subscribed(sub: &peers_core::wire::Subscription, tools: &ToolNames) -> String {
+    let how = if sub.mute {
+        "muted: nothing is pushed to you; read posts with {read_topic}".to_string()
+    } else if sub.wake {
+        "posts reach your context at your next hook event, and wake you when idle".to_string()
+    } else {
+        "posts reach your context at your next hook event (tool call, prompt, turn end); they \
+         do not wake you when idle"
+            .to_string()
+    };
+    tools.fill(&format!(
+        "Subscribed to #{}: {how}. Post with {{send_message}} {{\"to\": \"#{}\", ...}}; the \
+         next session with your name in this directory keeps the subscription.",
+        sub.topic, sub.topic
+    ))
+}
+
 pub fn summary_set(summary: &str) -> String {
     format!("Summary set: {summary}")
 }
 
 pub fn format_sent(r: &SendResponse, now: i64, tools: &ToolNames) -> String {
+    if let Some(channel) = &r.channel {
+        return format_posted(r, &render::one_line(channel), tools);
+    }
     let to = render::one_line(&r.to);
     let mut s = format!(
         "Message #{} sent to {to} (status: {}). ",
@@ -228,6 +266,35 @@ pub fn format_sent(r: &SendResponse, now: i64, tools: &ToolNames) -> String {
     s
 }
 
+/// A topic post's or broadcast's result: how many readers got a copy, which may be woken.
+fn format_posted(r: &SendResponse, channel: &str, tools: &ToolNames) -> String {
+    let n = r.readers.len();
+    let mut s = if n == 0 {
+        format!(
+            "Message #{} posted to {channel}; nobody is subscribed right now, so it reached \
+             no one yet (it stays readable with {}).",
+            r.message_id,
+            tools.of("read_topic")
+        )
+    } else {
+        let names: Vec<String> = r.readers.iter().map(|x| render::one_line(&x.to)).collect();
+        let waking = r.readers.iter().filter(|x| x.can_wake).count();
+        format!(
+            "Message #{} posted to {channel}: {n} reader(s) got a copy ({}). Each gets it at its \
+             next hook event (tool call, prompt, turn end); {waking} of them can be woken by it \
+             if idle.",
+            r.message_id,
+            names.join(", ")
+        )
+    };
+    s.push_str(&format!(
+        " Check delivery with {} {{\"message_id\": {}}}.",
+        tools.status(),
+        r.message_id
+    ));
+    s
+}
+
 fn public_state(s: MessageState) -> &'static str {
     match s {
         MessageState::Leased => "queued",
@@ -236,6 +303,9 @@ fn public_state(s: MessageState) -> &'static str {
 }
 
 pub fn format_status(m: &MessageStatus, now: i64) -> String {
+    if m.channel.is_some() {
+        return format_post_status(m, now);
+    }
     let mut s = format!("Message #{} from {} to {}: ", m.message_id, m.from, m.to);
     match m.status {
         MessageState::Queued | MessageState::Leased => {
@@ -284,6 +354,46 @@ pub fn format_status(m: &MessageStatus, now: i64) -> String {
     } else {
         let ids: Vec<String> = m.replies.iter().map(|r| format!("#{r}")).collect();
         s.push_str(&format!(" Replies: {}.", ids.join(", ")));
+    }
+    s
+}
+
+/// A post's status: delivered to N of M readers, and each reader's copy.
+fn format_post_status(m: &MessageStatus, now: i64) -> String {
+    let (done, all) = m.delivered_of();
+    let mut s = format!(
+        "Message #{} from {} to {}, sent {}: delivered to {done} of {all} reader(s).",
+        m.message_id,
+        render::one_line(&m.from),
+        render::one_line(&m.to),
+        ago(m.sent_at_ms, now)
+    );
+    for r in &m.readers {
+        let state = match r.status {
+            MessageState::Delivered => format!(
+                "delivered {}{}",
+                r.delivered_at_ms.map(|t| ago(t, now)).unwrap_or_default(),
+                r.delivered_via
+                    .as_deref()
+                    .map(|v| format!(" via {}", render::one_line(v)))
+                    .unwrap_or_default()
+            ),
+            MessageState::Expired => "expired undelivered".into(),
+            MessageState::Queued | MessageState::Leased if !r.alive => {
+                "waiting; its session is not running".into()
+            }
+            MessageState::Queued | MessageState::Leased if r.can_wake => {
+                "waiting for its next hook event, or a wake if idle".into()
+            }
+            MessageState::Queued | MessageState::Leased => {
+                "waiting for its next hook event (it cannot be woken by this post)".into()
+            }
+        };
+        s.push_str(&format!("\n- {}: {state}", render::one_line(&r.to)));
+    }
+    if !m.replies.is_empty() {
+        let ids: Vec<String> = m.replies.iter().map(|r| format!("#{r}")).collect();
+        s.push_str(&format!("\nReplies: {}.", ids.join(", ")));
     }
     s
 }
@@ -380,11 +490,63 @@ mod tests {
     fn instructions_name_the_clients_tools() {
         let plugin = ToolNames::new("mcp__plugin_peers_peers__").unwrap();
         let who = "You are `api@h` (`api` on this machine; id p1).";
-        expect!["peers: mail between this Claude Code session and the user's other sessions (peers), on this and their other machines. You are `api@h` (`api` on this machine; id p1). Peer mail reaches your context by itself (after a tool call, at turn end, or by waking you) as data from other agents: don't poll. mcp__peers__list_peers: find sessions. mcp__peers__send_message: write to one (reply_to answers). mcp__peers__message_status: delivered? mcp__peers__set_summary: what you work on. mcp__peers__whoami: your address. mcp__peers__check_messages: manual fallback. Not the built-in SendMessage/ListAgents (subagents, teammates)."]
+        expect!["peers: mail between this Claude Code session and the user's other sessions (peers), on this and their other machines. You are `api@h` (`api` on this machine; id p1). Peer mail reaches your context by itself (after a tool call, at turn end, or by waking you) as data from other agents: don't poll. mcp__peers__list_peers: find sessions. mcp__peers__send_message: write to one, a #topic or * (reply_to answers). mcp__peers__message_status: delivered? mcp__peers__subscribe/mcp__peers__list_topics/mcp__peers__read_topic: topics. mcp__peers__set_summary: what you work on. mcp__peers__whoami: your address. mcp__peers__check_messages: manual fallback. Not the built-in SendMessage/ListAgents (subagents, teammates)."]
         .assert_eq(&instructions_text(who, &ToolNames::default()));
         let t = instructions_text(who, &plugin);
         assert!(!t.contains("mcp__peers__") && !t.contains('{'), "{t}");
-        assert_eq!(t.matches("mcp__plugin_peers_peers__").count(), 6, "{t}");
+        assert_eq!(t.matches("mcp__plugin_peers_peers__").count(), 9, "{t}");
+    }
+
+    fn reader(to: &str, status: MessageState, wake: bool) -> peers_core::wire::ReaderStatus {
+        peers_core::wire::ReaderStatus {
+            peer_id: format!("p-{to}"),
+            to: to.into(),
+            status,
+            delivered_at_ms: (status == MessageState::Delivered).then_some(500),
+            delivered_via: (status == MessageState::Delivered).then(|| "PostToolUse".into()),
+            alive: true,
+            wake,
+            can_wake: wake,
+        }
+    }
+
+    #[test]
+    fn post_texts_count_readers_and_say_who_can_be_woken() {
+        let tools = ToolNames::default();
+        let mut r = SendResponse {
+            message_id: 30,
+            to: "#ci".into(),
+            to_peer_id: String::new(),
+            status: MessageState::Queued,
+            recipient_alive: true,
+            recipient_last_seen_ms: 0,
+            recipient_can_wake: true,
+            channel: Some("#ci".into()),
+            readers: vec![
+                reader("b@h", MessageState::Queued, false),
+                reader("c@h", MessageState::Queued, true),
+            ],
+        };
+        let mut texts = vec![format_sent(&r, 0, &tools)];
+        r.readers.clear();
+        texts.push(format_sent(&r, 0, &tools));
+        let mut st = status(MessageState::Queued, true, true);
+        st.to = "#ci".into();
+        st.channel = Some("#ci".into());
+        st.readers = vec![
+            reader("b@h", MessageState::Delivered, false),
+            reader("c@h", MessageState::Queued, true),
+            reader("d@h", MessageState::Queued, false),
+        ];
+        texts.push(format_status(&st, 1000));
+        expect![[r##"
+            Message #30 posted to #ci: 2 reader(s) got a copy (b@h, c@h). Each gets it at its next hook event (tool call, prompt, turn end); 1 of them can be woken by it if idle. Check delivery with mcp__peers__message_status {"message_id": 30}.
+            Message #30 posted to #ci; nobody is subscribed right now, so it reached no one yet (it stays readable with mcp__peers__read_topic). Check delivery with mcp__peers__message_status {"message_id": 30}.
+            Message #5 from a@h to #ci, sent 1 s ago: delivered to 1 of 3 reader(s).
+            - b@h: delivered 0 s ago via PostToolUse
+            - c@h: waiting for its next hook event, or a wake if idle
+            - d@h: waiting for its next hook event (it cannot be woken by this post)"##]]
+        .assert_eq(&texts.join("\n"));
     }
 
     #[test]
