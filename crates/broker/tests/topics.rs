@@ -65,7 +65,11 @@ async fn a_post_reaches_each_subscriber_exactly_once_under_concurrent_claimers()
     assert_eq!(sent.to, "#t");
     assert_eq!(names(&sent.readers), ["beta@box", "gamma@box"]);
     let wake: Vec<bool> = sent.readers.iter().map(|r| r.wake).collect();
-    assert_eq!(wake.iter().filter(|w| **w).count(), 1, "only gamma asked to be woken");
+    assert_eq!(
+        wake.iter().filter(|w| **w).count(),
+        1,
+        "only gamma asked to be woken"
+    );
 
     // Four claimers per reader at once: each reader's copy is handed out once.
     let mut tasks = vec![];
@@ -86,10 +90,26 @@ async fn a_post_reaches_each_subscriber_exactly_once_under_concurrent_claimers()
     for t in tasks {
         got.push(t.await.unwrap());
     }
-    assert_eq!(got[..4].iter().sum::<usize>(), 1, "beta got its copy once: {got:?}");
-    assert_eq!(got[4..].iter().sum::<usize>(), 1, "gamma got its copy once: {got:?}");
-    assert_eq!(deliver_all(&d.client, "PostToolUse").await, 0, "delta is not subscribed");
-    assert_eq!(deliver_all(&a.client, "PostToolUse").await, 0, "the sender never gets its post");
+    assert_eq!(
+        got[..4].iter().sum::<usize>(),
+        1,
+        "beta got its copy once: {got:?}"
+    );
+    assert_eq!(
+        got[4..].iter().sum::<usize>(),
+        1,
+        "gamma got its copy once: {got:?}"
+    );
+    assert_eq!(
+        deliver_all(&d.client, "PostToolUse").await,
+        0,
+        "delta is not subscribed"
+    );
+    assert_eq!(
+        deliver_all(&a.client, "PostToolUse").await,
+        0,
+        "the sender never gets its post"
+    );
 
     let st = a.client.message_status(sent.message_id).await.unwrap();
     assert_eq!(st.delivered_of(), (2, 2), "{st:?}");
@@ -125,8 +145,16 @@ async fn a_lapsed_lease_comes_back_only_to_its_reader() {
     tokio::time::sleep(Duration::from_millis(400)).await;
 
     let again = b.client.claim(&ClaimRequest::default()).await.unwrap();
-    assert_eq!(ids(&again.messages), [sent.message_id], "beta's lapsed copy is beta's again");
-    assert_eq!(deliver_all(&c.client, "Stop").await, 0, "gamma's delivered copy stays delivered");
+    assert_eq!(
+        ids(&again.messages),
+        [sent.message_id],
+        "beta's lapsed copy is beta's again"
+    );
+    assert_eq!(
+        deliver_all(&c.client, "Stop").await,
+        0,
+        "gamma's delivered copy stays delivered"
+    );
     let st = a.client.message_status(sent.message_id).await.unwrap();
     assert_eq!(st.delivered_of(), (1, 2), "{st:?}");
     let beta = st.readers.iter().find(|r| r.to == "beta@box").unwrap();
@@ -145,7 +173,11 @@ async fn after_kill_9_following_a_broadcasts_200_every_reader_still_gets_it() {
     for _ in 0..5 {
         readers.push(register(&env, "/w/team").await);
     }
-    let sent = sender.client.send(&post("*", "stop pushing")).await.unwrap();
+    let sent = sender
+        .client
+        .send(&post("*", "stop pushing"))
+        .await
+        .unwrap();
     assert_eq!(sent.readers.len(), 5, "{sent:?}");
     broker.kill9();
     let _broker = BrokerProcess::start(&env).await;
@@ -209,18 +241,33 @@ async fn broadcast_scopes_and_the_human() {
     let reached = |r: &SendResponse| names(&r.readers);
 
     let repo = a.client.send(&to_all(None)).await.unwrap();
-    assert_eq!(reached(&repo), [b.reg.address.clone(), c.reg.address.clone()]);
-    let dir = a.client.send(&to_all(Some(Scope::Directory))).await.unwrap();
+    assert_eq!(
+        reached(&repo),
+        [b.reg.address.clone(), c.reg.address.clone()]
+    );
+    let dir = a
+        .client
+        .send(&to_all(Some(Scope::Directory)))
+        .await
+        .unwrap();
     assert_eq!(reached(&dir), [b.reg.address.clone()]);
     let machine = a.client.send(&to_all(Some(Scope::Machine))).await.unwrap();
-    assert_eq!(machine.readers.len(), 3, "b, c and d, not the remote e: {machine:?}");
+    assert_eq!(
+        machine.readers.len(),
+        3,
+        "b, c and d, not the remote e: {machine:?}"
+    );
     let all = a.client.send(&to_all(Some(Scope::All))).await.unwrap();
     assert_eq!(all.readers.len(), 4, "{all:?}");
     assert!(reached(&all).contains(&e.reg.address));
 
     let human = env.user_client();
     let everyone = human.send(&to_all(None)).await.unwrap();
-    assert_eq!(everyone.readers.len(), 5, "the human reaches every live peer by default");
+    assert_eq!(
+        everyone.readers.len(),
+        5,
+        "the human reaches every live peer by default"
+    );
     let (status, _, text) = refused(human.send(&to_all(Some(Scope::Repo))).await.unwrap_err());
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("machine or all"), "{text}");
@@ -236,7 +283,10 @@ async fn broadcast_scopes_and_the_human() {
             .unwrap_err(),
     );
     assert_eq!((status, code), (404, ErrorCode::UnknownPeer), "{text}");
-    assert!(text.contains("widen") && text.contains("nothing was sent"), "{text}");
+    assert!(
+        text.contains("widen") && text.contains("nothing was sent"),
+        "{text}"
+    );
     assert_eq!(message_count(&env).await, before, "no message stored");
     drop(d);
 }
@@ -272,14 +322,17 @@ async fn bad_topic_input_gets_clear_errors_and_stores_nothing() {
     assert!(text.contains("broadcast"), "{text}");
     // The human cannot subscribe: subscriptions belong to sessions.
     let (status, _, _) = refused(env.user_client().subscribe(&sub("t")).await.unwrap_err());
-    assert_eq!(status, 401);
+    assert_eq!(status, 403);
     assert_eq!(message_count(&env).await, 0);
 
     subscribe(&b, "known", None, None).await;
     let q = TopicPostsQuery::default();
     let (status, code, text) = refused(a.client.topic_posts("nope", &q).await.unwrap_err());
     assert_eq!((status, code), (404, ErrorCode::NotFound), "{text}");
-    assert!(text.contains("#known"), "names the topics there are: {text}");
+    assert!(
+        text.contains("#known"),
+        "names the topics there are: {text}"
+    );
 }
 
 #[tokio::test]
@@ -308,7 +361,10 @@ async fn only_wake_copies_end_an_idle_sessions_long_poll() {
     let woke = eager_wait.await.unwrap();
     assert!(woke.mail, "{woke:?}");
     let slept = quiet_wait.await.unwrap();
-    assert!(!slept.mail && !slept.superseded, "a post without wake must not wake: {slept:?}");
+    assert!(
+        !slept.mail && !slept.superseded,
+        "a post without wake must not wake: {slept:?}"
+    );
     // It is still delivered at the next hook event.
     let got = quiet.client.claim(&ClaimRequest::default()).await.unwrap();
     assert_eq!(ids(&got.messages), [sent.message_id]);
@@ -346,7 +402,11 @@ async fn subscriptions_follow_the_name_in_its_directory_and_replies_go_to_the_se
     };
     b2.client.send(&reply).await.unwrap();
     assert_eq!(deliver_all(&a.client, "PostToolUse").await, 1);
-    assert_eq!(deliver_all(&c.client, "PostToolUse").await, 1, "only the post itself");
+    assert_eq!(
+        deliver_all(&c.client, "PostToolUse").await,
+        1,
+        "only the post itself"
+    );
     let st = a.client.message_status(sent.message_id).await.unwrap();
     assert_eq!(st.replies.len(), 1);
 }
@@ -358,16 +418,30 @@ async fn topics_list_and_read_with_a_cursor_including_posts_from_before_subscrib
     let late = register(&env, "/w/late").await;
     let mut ids = vec![];
     for i in 0..5 {
-        ids.push(a.client.send(&post("#log", &format!("entry {i}"))).await.unwrap().message_id);
+        ids.push(
+            a.client
+                .send(&post("#log", &format!("entry {i}")))
+                .await
+                .unwrap()
+                .message_id,
+        );
     }
     let sent = a.client.send(&post("#log", "entry 5")).await.unwrap();
     assert!(sent.readers.is_empty(), "nobody subscribed yet");
     ids.push(sent.message_id);
     subscribe(&late, "log", None, None).await;
-    assert_eq!(deliver_all(&late.client, "PostToolUse").await, 0, "old posts are not pushed");
+    assert_eq!(
+        deliver_all(&late.client, "PostToolUse").await,
+        0,
+        "old posts are not pushed"
+    );
 
     let page = |since_id, limit| TopicPostsQuery { since_id, limit };
-    let first = late.client.topic_posts("log", &page(None, Some(2))).await.unwrap();
+    let first = late
+        .client
+        .topic_posts("log", &page(None, Some(2)))
+        .await
+        .unwrap();
     let got: Vec<i64> = first.posts.iter().map(|p| p.message_id).collect();
     assert_eq!(got, ids[4..], "the newest two, oldest first");
     let after = late

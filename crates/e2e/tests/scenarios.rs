@@ -1237,7 +1237,10 @@ fn s11_a_topic_post_reaches_each_subscriber_once() {
             r.reply == Some(Reply::text("gamma subscribed, idle now"))
         })
         .unwrap_or_else(|| panic!("gamma's first turn never ran:\n{}", c.screen()));
-    assert!(c_api.wait_quiet(Duration::from_secs(3), WAIT), "gamma never went idle");
+    assert!(
+        c_api.wait_quiet(Duration::from_secs(3), WAIT),
+        "gamma never went idle"
+    );
     c_subscribed.open();
     let mut d = Headless::start(&w.spec("delta", "delta", &d_api), "work alone").unwrap();
     w.wait_peer("delta", true, WAIT);
@@ -1259,13 +1262,24 @@ fn s11_a_topic_post_reaches_each_subscriber_once() {
     let got = first_with(&b_api, body)
         .unwrap_or_else(|| panic!("beta never saw the post\n{}", b_api.transcript()));
     let t = got.latest_text();
-    assert!(t.contains("beta-working") && t.contains("PostToolUse"), "{t}");
+    assert!(
+        t.contains("beta-working") && t.contains("PostToolUse"),
+        "{t}"
+    );
     assert!(t.contains("to=\"#t\"") && t.contains("alpha@"), "{t}");
     // Gamma: woken while idle.
-    let woke = c_api
-        .wait_for_text(WAIT, body)
-        .unwrap_or_else(|| panic!("gamma was never woken\n{}\n{}", c_api.transcript(), c.screen()));
-    assert!(woke.latest_text().contains(WAKE_WRAPPER), "{}", woke.latest_text());
+    let woke = c_api.wait_for_text(WAIT, body).unwrap_or_else(|| {
+        panic!(
+            "gamma was never woken\n{}\n{}",
+            c_api.transcript(),
+            c.screen()
+        )
+    });
+    assert!(
+        woke.latest_text().contains(WAKE_WRAPPER),
+        "{}",
+        woke.latest_text()
+    );
     // Delta never sees it.
     assert!(
         !d_api.transcript().contains(body),
@@ -1275,7 +1289,10 @@ fn s11_a_topic_post_reaches_each_subscriber_once() {
     // Alpha's status: 2 of 2, with how.
     let status = a_api.main_requests().last().cloned().unwrap().latest_text();
     assert!(status.contains("delivered to 2 of 2"), "{status}");
-    assert!(status.contains("PostToolUse") && status.contains("wake"), "{status}");
+    assert!(
+        status.contains("PostToolUse") && status.contains("wake"),
+        "{status}"
+    );
     let st = w.status(id);
     assert_eq!(st.delivered_of(), (2, 2), "{st:?}");
     let mut via: Vec<String> = st

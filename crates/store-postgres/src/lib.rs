@@ -5,9 +5,10 @@
 //!
 //! * a send returns once committed with `synchronous_commit = on` (set on every connection,
 //!   whatever the server's default); concurrent sends through one handle share a transaction:
-//!   a writer task takes every send waiting, stores them with one `INSERT`, commits once, then
-//!   answers each;
-//! * a claim leases with `FOR UPDATE SKIP LOCKED`, so two claimers never lease one message;
+//!   a writer task takes every send waiting, stores them with one `INSERT` of the messages and
+//!   one of every reader's copy (`deliveries`), commits once, then answers each;
+//! * a claim leases a reader's copies with `FOR UPDATE SKIP LOCKED`, so two claimers never
+//!   lease one copy;
 //!   the loop budget's count-then-spend holds an advisory lock of the Claude Code process;
 //!   name allocation holds an advisory lock of its own;
 //! * writes that make mail claimable `NOTIFY peers_mail`, writes to peer rows `NOTIFY
@@ -24,6 +25,7 @@ mod events;
 mod health;
 mod messages;
 mod peers;
+mod topics;
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -33,10 +35,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use peers_core::config::DbUrl;
-use peers_core::wire::{InboxMessage, MessageStatus, Notice};
+use peers_core::wire::{InboxMessage, MessageStatus, Notice, Subscription, TopicInfo};
 use peers_store::{
     Ack, Acked, Claim, ClaimOutcome, Health, LogFilter, NewMessage, NewNotice, NewRegistration,
-    PeerRecord, Registration, Result, Sent, Store, StoreError, StoreEvent, StoreInfo, Sweep, Swept,
+    PeerRecord, Registration, Result, Sent, Store, StoreError, StoreEvent, StoreInfo, Subscribe,
+    Sweep, Swept, TopicPostsFilter, TopicReader,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -68,7 +71,7 @@ pub struct PgStore {
 
 /// What the writer task takes.
 enum Job {
-    Send(NewMessage, oneshot::Sender<Result<Sent>>),
+    Send(Box<NewMessage>, oneshot::Sender<Result<Sent>>),
     /// Answered once every job before it is done.
     Flush(oneshot::Sender<()>),
     /// Like `Flush`, then the writer stops.
@@ -205,7 +208,7 @@ async fn writer(
         for job in batch.drain(..) {
             match job {
                 Job::Send(m, reply) => {
-                    msgs.push(m);
+                    msgs.push(*m);
                     replies.push(reply);
                 }
                 Job::Flush(done) => after.push(done),
@@ -333,7 +336,7 @@ impl Store for PgStore {
 
     async fn send(&self, m: NewMessage) -> Result<Sent> {
         let (tx, rx) = oneshot::channel();
-        self.job(Job::Send(m, tx)).await?;
+        self.job(Job::Send(Box::new(m), tx)).await?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -359,6 +362,10 @@ impl Store for PgStore {
 
     async fn queued_count(&self, peer_id: &str) -> Result<(u64, Option<i64>)> {
         self.read(messages::queued_count(&self.pool, peer_id).await)
+    }
+
+    async fn queued_to_wake(&self, peer_id: &str) -> Result<u64> {
+        self.read(messages::queued_to_wake(&self.pool, peer_id).await)
     }
 
     async fn pending_count(&self, peer_id: &str) -> Result<u64> {
@@ -392,6 +399,35 @@ impl Store for PgStore {
 
     async fn log(&self, filter: LogFilter) -> Result<Vec<MessageStatus>> {
         self.read(messages::log(&self.pool, &filter).await)
+    }
+
+    async fn subscribe(&self, s: Subscribe) -> Result<Option<Subscription>> {
+        in_tx!(self, |conn| topics::subscribe(conn, &s).await?)
+    }
+
+    async fn unsubscribe(&self, peer_id: &str, topic: &str) -> Result<bool> {
+        in_tx!(self, |conn| topics::unsubscribe(conn, peer_id, topic)
+            .await?)
+    }
+
+    async fn subscriptions(&self, peer_id: &str) -> Result<Vec<Subscription>> {
+        self.read(topics::subscriptions(&self.pool, peer_id).await)
+    }
+
+    async fn topic_readers(&self, topic: &str) -> Result<Vec<TopicReader>> {
+        self.read(topics::topic_readers(&self.pool, topic).await)
+    }
+
+    async fn topics(&self, viewer: Option<&str>) -> Result<Vec<TopicInfo>> {
+        self.read(topics::topics(&self.pool, viewer).await)
+    }
+
+    async fn topic_exists(&self, topic: &str) -> Result<bool> {
+        self.read(topics::topic_exists(&self.pool, topic).await)
+    }
+
+    async fn topic_posts(&self, f: TopicPostsFilter) -> Result<Vec<MessageStatus>> {
+        self.read(messages::topic_posts(&self.pool, &f).await)
     }
 
     async fn add_notice(&self, n: NewNotice) -> Result<()> {

@@ -1,66 +1,86 @@
-//! Message rows: the batched send, claim (lease, loop budget), ack, the sweep, status, inbox,
-//! history; notices; bulk history for benchmarks.
+//! Messages and their readers' copies (`deliveries`): the batched send, claim (lease, loop
+//! budget), ack, the sweep, status with every reader, inbox, history, a topic's posts;
+//! notices; bulk history for benchmarks.
 
 use std::collections::HashMap;
 
-use peers_core::wire::{InboxMessage, MessageState, MessageStatus, Notice, SenderKind};
+use peers_core::wire::{
+    InboxMessage, MessageState, MessageStatus, Notice, ReaderStatus, SenderKind,
+};
 use peers_store::{
     Ack, Acked, Claim, ClaimOutcome, LogFilter, LogSender, NewMessage, NewNotice, Sent, Sweep,
-    Swept,
+    Swept, TopicPostsFilter,
 };
 use sqlx::{PgConnection, PgPool};
 
 use crate::events::{notify_mail, notify_peers};
 use crate::peers;
 
+/// A message with one reader's copy of it: what the reader's inbox shows.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct InboxRow {
+    id: i64,
+    from_peer: Option<String>,
+    from_kind: String,
+    from_address: String,
+    from_cwd: Option<String>,
+    channel: Option<String>,
+    body: String,
+    reply_to: Option<i64>,
+    sent_ms: i64,
+    state: String,
+    delivered_ms: Option<i64>,
+    delivered_via: Option<String>,
+}
+
+/// A message as its sender sees it, before its readers are added.
 #[derive(Debug, Clone, sqlx::FromRow)]
 struct MessageRow {
     id: i64,
     from_peer: Option<String>,
     from_kind: String,
     from_address: String,
-    from_cwd: Option<String>,
-    to_peer: String,
     to_address: String,
+    channel: Option<String>,
     body: String,
     reply_to: Option<i64>,
-    state: String,
     sent_ms: i64,
     expires_ms: i64,
+    replies: Vec<i64>,
+}
+
+/// One reader's copy, for a sender-side status.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct CopyRow {
+    message_id: i64,
+    to_peer: String,
+    to_address: String,
+    wake: bool,
+    state: String,
     delivered_ms: Option<i64>,
     delivered_via: Option<String>,
+    alive: bool,
 }
 
-/// A row with what its sender-side status needs besides.
-#[derive(Debug, Clone, sqlx::FromRow)]
-struct StatusRow {
-    #[sqlx(flatten)]
-    row: MessageRow,
-    replies: Vec<i64>,
-    recipient_alive: bool,
+/// The columns of [`InboxRow`] over `messages m` and `deliveries d`, as a macro so queries
+/// stay literal strings.
+macro_rules! inbox_columns {
+    () => {
+        "m.id, m.from_peer, m.from_kind, m.from_address, m.from_cwd, m.channel, m.body, \
+         m.reply_to, m.sent_ms, d.state, d.delivered_ms, d.delivered_via"
+    };
 }
 
-/// The column list, as a macro so queries stay literal strings.
+/// The columns of [`MessageRow`] over `messages m`, each message's replies included.
 macro_rules! message_columns {
     () => {
-        "id, from_peer, from_kind, from_address, from_cwd, to_peer, to_address, \
-         body, reply_to, state, sent_ms, expires_ms, delivered_ms, delivered_via"
+        "m.id, m.from_peer, m.from_kind, m.from_address, m.to_address, m.channel, m.body, \
+         m.reply_to, m.sent_ms, m.expires_ms, \
+         ARRAY(SELECT r.id FROM messages r WHERE r.reply_to = m.id ORDER BY r.id) AS replies"
     };
 }
 
-/// [`message_columns`] of `messages m`, plus each message's replies and whether its
-/// recipient is alive.
-macro_rules! status_columns {
-    () => {
-        "m.id, m.from_peer, m.from_kind, m.from_address, m.from_cwd, m.to_peer, m.to_address, \
-         m.body, m.reply_to, m.state, m.sent_ms, m.expires_ms, m.delivered_ms, m.delivered_via, \
-         ARRAY(SELECT r.id FROM messages r WHERE r.reply_to = m.id ORDER BY r.id) AS replies, \
-         COALESCE((SELECT p.gone_ms IS NULL FROM peers p WHERE p.id = m.to_peer), false) \
-           AS recipient_alive"
-    };
-}
-
-/// Mail a claim may lease: queued, or leased with the lease lapsed (`$2`: now).
+/// Copies a claim may lease: queued, or leased with the lease lapsed (`$2`: now).
 macro_rules! claimable {
     () => {
         "(state = 'queued' OR (state = 'leased' AND lease_expires_ms < $2))"
@@ -84,7 +104,15 @@ fn kind(s: &str) -> SenderKind {
     }
 }
 
-impl MessageRow {
+/// What a sender sees of a state: a lease is internal, leased mail is still queued.
+fn to_sender(s: MessageState) -> MessageState {
+    match s {
+        MessageState::Leased => MessageState::Queued,
+        s => s,
+    }
+}
+
+impl InboxRow {
     fn inbox(self) -> InboxMessage {
         InboxMessage {
             message_id: self.id,
@@ -98,42 +126,116 @@ impl MessageRow {
             status: state(&self.state),
             delivered_at_ms: self.delivered_ms,
             delivered_via: self.delivered_via,
+            channel: self.channel,
         }
     }
 }
 
-impl StatusRow {
-    fn status(self, with_body: bool) -> MessageStatus {
-        let r = self.row;
-        // A lease is internal: to the sender, leased mail is still queued.
-        let status = match state(&r.state) {
-            MessageState::Leased => MessageState::Queued,
-            s => s,
+impl CopyRow {
+    fn reader(&self) -> ReaderStatus {
+        ReaderStatus {
+            peer_id: self.to_peer.clone(),
+            to: self.to_address.clone(),
+            status: state(&self.state),
+            delivered_at_ms: self.delivered_ms,
+            delivered_via: self.delivered_via.clone(),
+            alive: self.alive,
+            wake: self.wake,
+            can_wake: false,
+        }
+    }
+}
+
+impl MessageRow {
+    /// The sender-side status with its readers' copies. Direct mail takes its top-level
+    /// fields from its one copy; a post is `delivered` once every copy is, `expired` once
+    /// none is waiting any more, else `queued`.
+    fn status(self, copies: &[CopyRow], with_body: bool) -> MessageStatus {
+        let readers: Vec<ReaderStatus> = copies.iter().map(CopyRow::reader).collect();
+        let direct = self.channel.is_none();
+        let (to_peer_id, to, status, delivered_at_ms, delivered_via) = match (direct, copies) {
+            (true, [one, ..]) => (
+                one.to_peer.clone(),
+                one.to_address.clone(),
+                to_sender(state(&one.state)),
+                one.delivered_ms,
+                one.delivered_via.clone(),
+            ),
+            _ => {
+                let all = |s: MessageState| readers.iter().all(|r| r.status == s);
+                let waiting = readers
+                    .iter()
+                    .any(|r| matches!(r.status, MessageState::Queued | MessageState::Leased));
+                let status = if !readers.is_empty() && all(MessageState::Delivered) {
+                    MessageState::Delivered
+                } else if !readers.is_empty() && !waiting {
+                    MessageState::Expired
+                } else {
+                    MessageState::Queued
+                };
+                let at = (status == MessageState::Delivered)
+                    .then(|| readers.iter().filter_map(|r| r.delivered_at_ms).max())
+                    .flatten();
+                (String::new(), self.to_address.clone(), status, at, None)
+            }
         };
         MessageStatus {
-            message_id: r.id,
-            from: r.from_address,
-            from_kind: kind(&r.from_kind),
-            to: r.to_address,
-            to_peer_id: r.to_peer,
+            message_id: self.id,
+            from: self.from_address,
+            from_kind: kind(&self.from_kind),
+            to,
+            to_peer_id,
             status,
-            sent_at_ms: r.sent_ms,
-            delivered_at_ms: r.delivered_ms,
-            delivered_via: r.delivered_via,
-            expires_at_ms: r.expires_ms,
-            reply_to: r.reply_to,
+            sent_at_ms: self.sent_ms,
+            delivered_at_ms,
+            delivered_via,
+            expires_at_ms: self.expires_ms,
+            reply_to: self.reply_to,
             replies: self.replies,
-            recipient_alive: self.recipient_alive,
+            recipient_alive: readers.iter().any(|r| r.alive),
             recipient_can_wake: false,
-            bytes: r.body.len() as u64,
-            body: with_body.then_some(r.body),
+            bytes: self.body.len() as u64,
+            body: with_body.then_some(self.body),
+            channel: self.channel,
+            readers,
         }
     }
 }
 
-/// Stores a batch of sends with one `INSERT` inside the caller's transaction and announces
-/// the mail. Returns, in input order, each message's id and the registration it was queued
-/// for (a recipient replaced since it was resolved is followed to its replacement).
+/// Sender-side statuses of `rows`, in their order, each with every reader's copy.
+async fn with_readers(
+    pool: &PgPool,
+    rows: Vec<MessageRow>,
+    with_body: bool,
+) -> Result<Vec<MessageStatus>, sqlx::Error> {
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let copies: Vec<CopyRow> = sqlx::query_as(
+        "SELECT d.message_id, d.to_peer, d.to_address, d.wake, d.state, d.delivered_ms, \
+           d.delivered_via, COALESCE(p.gone_ms IS NULL, false) AS alive \
+         FROM deliveries d LEFT JOIN peers p ON p.id = d.to_peer \
+         WHERE d.message_id = ANY($1) ORDER BY d.message_id, d.pos",
+    )
+    .bind(&ids)
+    .fetch_all(pool)
+    .await?;
+    let mut by_message: HashMap<i64, Vec<CopyRow>> = HashMap::new();
+    for c in copies {
+        by_message.entry(c.message_id).or_default().push(c);
+    }
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let copies = by_message.remove(&r.id).unwrap_or_default();
+            r.status(&copies, with_body)
+        })
+        .collect())
+}
+
+/// Stores a batch of sends inside the caller's transaction: one `INSERT` of the messages,
+/// one of every reader's copy, the topics posted to that are new; then announces the mail.
+/// Returns, in input order, each message's id and the registration each copy was queued for
+/// (a reader replaced since it was resolved is followed to its replacement; two readers that
+/// end at one registration share its one copy).
 ///
 /// Ids are taken from the sequence first and given out in batch order, so a batch's messages
 /// are claimed in the order they were sent, whatever order the server returns rows in.
@@ -141,7 +243,10 @@ pub(crate) async fn insert_batch(
     conn: &mut PgConnection,
     msgs: &[NewMessage],
 ) -> Result<Vec<Sent>, sqlx::Error> {
-    let wanted: Vec<String> = msgs.iter().map(|m| m.to_peer.clone()).collect();
+    let wanted: Vec<String> = msgs
+        .iter()
+        .flat_map(|m| m.readers.iter().map(|r| r.peer_id.clone()))
+        .collect();
     let current = peers::current_registrations(conn, &wanted).await?;
     let mut ids: Vec<i64> = sqlx::query_scalar(
         "SELECT nextval(pg_get_serial_sequence('messages', 'id')) FROM generate_series(1, $1)",
@@ -150,18 +255,14 @@ pub(crate) async fn insert_batch(
     .fetch_all(&mut *conn)
     .await?;
     ids.sort_unstable();
-    let to: Vec<String> = msgs
-        .iter()
-        .map(|m| current.get(&m.to_peer).unwrap_or(&m.to_peer).clone())
-        .collect();
     let col = |f: fn(&NewMessage) -> Option<String>| msgs.iter().map(f).collect::<Vec<_>>();
     sqlx::query(
-        "INSERT INTO messages (id, from_peer, from_kind, from_address, from_cwd, to_peer, \
-           to_address, body, reply_to, state, sent_ms, expires_ms) \
-         SELECT id, fp, fk, fa, fc, tp, ta, b, rt, 'queued', s, e \
+        "INSERT INTO messages (id, from_peer, from_kind, from_address, from_cwd, to_address, \
+           channel, body, reply_to, sent_ms, expires_ms) \
+         SELECT id, fp, fk, fa, fc, ta, ch, b, rt, s, e \
          FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], \
                      $6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], \
-                     $11::bigint[]) AS t(id, fp, fk, fa, fc, tp, ta, b, rt, s, e)",
+                     $11::bigint[]) AS t(id, fp, fk, fa, fc, ta, ch, b, rt, s, e)",
     )
     .bind(&ids)
     .bind(col(|m| m.from.peer_id.clone()))
@@ -179,24 +280,93 @@ pub(crate) async fn insert_batch(
             .collect::<Vec<_>>(),
     )
     .bind(col(|m| m.from.cwd.clone()))
-    .bind(&to)
     .bind(
         msgs.iter()
             .map(|m| m.to_address.as_str())
             .collect::<Vec<_>>(),
     )
+    .bind(col(|m| m.channel.clone()))
     .bind(msgs.iter().map(|m| m.body.as_str()).collect::<Vec<_>>())
     .bind(msgs.iter().map(|m| m.reply_to).collect::<Vec<_>>())
     .bind(msgs.iter().map(|m| m.sent_ms).collect::<Vec<_>>())
     .bind(msgs.iter().map(|m| m.expires_ms).collect::<Vec<_>>())
     .execute(&mut *conn)
     .await?;
-    notify_mail(conn, &to).await?;
-    Ok(ids
-        .into_iter()
-        .zip(to)
-        .map(|(id, to_peer)| Sent { id, to_peer })
-        .collect())
+    create_topics(conn, msgs).await?;
+
+    let mut copies = Copies::default();
+    let mut sent = Vec::with_capacity(msgs.len());
+    for (m, &id) in msgs.iter().zip(&ids) {
+        let mut readers = Vec::with_capacity(m.readers.len());
+        for (pos, r) in m.readers.iter().enumerate() {
+            let to = current.get(&r.peer_id).unwrap_or(&r.peer_id).clone();
+            copies.message_id.push(id);
+            copies.to_peer.push(to.clone());
+            copies.pos.push(pos as i32);
+            copies.to_address.push(r.address.as_str());
+            copies.wake.push(r.wake);
+            copies.expires_ms.push(m.expires_ms);
+            readers.push(to);
+        }
+        sent.push(Sent { id, readers });
+    }
+    sqlx::query(
+        "INSERT INTO deliveries (message_id, to_peer, pos, to_address, wake, state, expires_ms) \
+         SELECT mid, tp, pos, ta, w, 'queued', e \
+         FROM unnest($1::bigint[], $2::text[], $3::int4[], $4::text[], $5::bool[], \
+                     $6::bigint[]) AS t(mid, tp, pos, ta, w, e) \
+         ON CONFLICT (message_id, to_peer) DO NOTHING",
+    )
+    .bind(&copies.message_id)
+    .bind(&copies.to_peer)
+    .bind(&copies.pos)
+    .bind(&copies.to_address)
+    .bind(&copies.wake)
+    .bind(&copies.expires_ms)
+    .execute(&mut *conn)
+    .await?;
+    notify_mail(conn, &copies.to_peer).await?;
+    Ok(sent)
+}
+
+/// A batch's delivery rows, column by column (for `unnest`).
+#[derive(Default)]
+struct Copies<'a> {
+    message_id: Vec<i64>,
+    to_peer: Vec<String>,
+    pos: Vec<i32>,
+    to_address: Vec<&'a str>,
+    wake: Vec<bool>,
+    expires_ms: Vec<i64>,
+}
+
+/// Creates the topics a batch posts to that do not exist yet, in name order (so two
+/// batches creating the same topics never wait on each other in a circle).
+async fn create_topics(conn: &mut PgConnection, msgs: &[NewMessage]) -> Result<(), sqlx::Error> {
+    let mut first: Vec<(&str, i64)> = Vec::new();
+    for m in msgs {
+        if let Some(t) = m.topic() {
+            match first.iter_mut().find(|(name, _)| *name == t) {
+                Some((_, at)) => *at = (*at).min(m.sent_ms),
+                None => first.push((t, m.sent_ms)),
+            }
+        }
+    }
+    if first.is_empty() {
+        return Ok(());
+    }
+    first.sort_unstable();
+    let (names, at): (Vec<&str>, Vec<i64>) = first.into_iter().unzip();
+    sqlx::query(
+        "INSERT INTO topics (name, created_ms) \
+         SELECT n, c FROM unnest($1::text[], $2::bigint[]) AS t(n, c) ORDER BY n \
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(names)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Leases up to `max` of a peer's waiting mail in send order, inside the caller's
@@ -211,7 +381,7 @@ pub(crate) async fn claim(conn: &mut PgConnection, c: &Claim) -> Result<ClaimOut
             .execute(&mut *conn)
             .await?;
         let waiting: bool = sqlx::query_scalar(concat!(
-            "SELECT EXISTS (SELECT 1 FROM messages WHERE to_peer = $1 AND ",
+            "SELECT EXISTS (SELECT 1 FROM deliveries WHERE to_peer = $1 AND ",
             claimable!(),
             ")"
         ))
@@ -272,14 +442,17 @@ pub(crate) async fn claim(conn: &mut PgConnection, c: &Claim) -> Result<ClaimOut
             .execute(&mut *conn)
             .await?;
     }
-    let mut rows: Vec<MessageRow> = sqlx::query_as(concat!(
-        "UPDATE messages m SET state = 'leased', lease_id = $3, lease_expires_ms = $4 \
-         FROM (SELECT id FROM messages WHERE to_peer = $1 AND ",
+    let rows: Vec<InboxRow> = sqlx::query_as(concat!(
+        "WITH d AS (UPDATE deliveries d SET state = 'leased', lease_id = $3, \
+           lease_expires_ms = $4 \
+         FROM (SELECT message_id FROM deliveries WHERE to_peer = $1 AND ",
         claimable!(),
-        " ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED) c \
-         WHERE m.id = c.id RETURNING m.id, m.from_peer, m.from_kind, m.from_address, \
-           m.from_cwd, m.to_peer, m.to_address, m.body, m.reply_to, m.state, m.sent_ms, \
-           m.expires_ms, m.delivered_ms, m.delivered_via"
+        " ORDER BY message_id LIMIT $5 FOR UPDATE SKIP LOCKED) c \
+         WHERE d.to_peer = $1 AND d.message_id = c.message_id \
+         RETURNING d.message_id, d.state, d.delivered_ms, d.delivered_via) \
+         SELECT ",
+        inbox_columns!(),
+        " FROM d JOIN messages m ON m.id = d.message_id ORDER BY m.id"
     ))
     .bind(&c.peer_id)
     .bind(c.now)
@@ -288,9 +461,8 @@ pub(crate) async fn claim(conn: &mut PgConnection, c: &Claim) -> Result<ClaimOut
     .bind(c.max as i64)
     .fetch_all(&mut *conn)
     .await?;
-    rows.sort_by_key(|r| r.id);
     Ok(ClaimOutcome {
-        messages: rows.into_iter().map(MessageRow::inbox).collect(),
+        messages: rows.into_iter().map(InboxRow::inbox).collect(),
         budget_exhausted: false,
         budget_notice: false,
     })
@@ -300,10 +472,10 @@ pub(crate) async fn claim(conn: &mut PgConnection, c: &Claim) -> Result<ClaimOut
 /// inside the caller's transaction.
 pub(crate) async fn ack(conn: &mut PgConnection, a: &Ack) -> Result<Acked, sqlx::Error> {
     let delivered = sqlx::query(
-        "UPDATE messages SET state = 'delivered', lease_id = NULL, lease_expires_ms = NULL, \
+        "UPDATE deliveries SET state = 'delivered', lease_id = NULL, lease_expires_ms = NULL, \
          delivered_ms = $1, delivered_via = $2 \
          WHERE lease_id = $3 AND to_peer = $4 AND state IN ('leased','queued') \
-         AND ($5::bigint[] IS NULL OR id = ANY($5))",
+         AND ($5::bigint[] IS NULL OR message_id = ANY($5))",
     )
     .bind(a.now)
     .bind(&a.via)
@@ -314,7 +486,7 @@ pub(crate) async fn ack(conn: &mut PgConnection, a: &Ack) -> Result<Acked, sqlx:
     .await?
     .rows_affected();
     let released = sqlx::query(
-        "UPDATE messages SET state = 'queued', lease_id = NULL, lease_expires_ms = NULL \
+        "UPDATE deliveries SET state = 'queued', lease_id = NULL, lease_expires_ms = NULL \
          WHERE lease_id = $1 AND to_peer = $2 AND state = 'leased'",
     )
     .bind(&a.lease_id)
@@ -345,14 +517,14 @@ pub(crate) async fn sweep(conn: &mut PgConnection, s: &Sweep) -> Result<Swept, s
     }
     // A lapsed lease keeps its id, so a late ack of mail that was in fact shown still counts.
     let requeued: Vec<String> = sqlx::query_scalar(
-        "UPDATE messages SET state = 'queued' WHERE state = 'leased' AND lease_expires_ms < $1 \
-         RETURNING to_peer",
+        "UPDATE deliveries SET state = 'queued' \
+         WHERE state = 'leased' AND lease_expires_ms < $1 RETURNING to_peer",
     )
     .bind(s.now)
     .fetch_all(&mut *conn)
     .await?;
     let expired = sqlx::query(
-        "UPDATE messages SET state = 'expired', lease_id = NULL, lease_expires_ms = NULL \
+        "UPDATE deliveries SET state = 'expired', lease_id = NULL, lease_expires_ms = NULL \
          WHERE state IN ('queued','leased') AND expires_ms < $1",
     )
     .bind(s.now)
@@ -383,7 +555,7 @@ pub(crate) async fn exists(pool: &PgPool, id: i64) -> Result<bool, sqlx::Error> 
 
 pub(crate) async fn claimable(pool: &PgPool, peer_id: &str, now: i64) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(concat!(
-        "SELECT EXISTS (SELECT 1 FROM messages WHERE to_peer = $1 AND ",
+        "SELECT EXISTS (SELECT 1 FROM deliveries WHERE to_peer = $1 AND ",
         claimable!(),
         ")"
     ))
@@ -397,15 +569,16 @@ pub(crate) async fn waiting(
     pool: &PgPool,
     peer_id: &str,
 ) -> Result<Vec<InboxMessage>, sqlx::Error> {
-    let rows: Vec<MessageRow> = sqlx::query_as(concat!(
+    let rows: Vec<InboxRow> = sqlx::query_as(concat!(
         "SELECT ",
-        message_columns!(),
-        " FROM messages WHERE to_peer = $1 AND state IN ('queued','leased') ORDER BY id"
+        inbox_columns!(),
+        " FROM deliveries d JOIN messages m ON m.id = d.message_id \
+         WHERE d.to_peer = $1 AND d.state IN ('queued','leased') ORDER BY d.message_id"
     ))
     .bind(peer_id)
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(MessageRow::inbox).collect())
+    Ok(rows.into_iter().map(InboxRow::inbox).collect())
 }
 
 pub(crate) async fn queued_count(
@@ -413,7 +586,8 @@ pub(crate) async fn queued_count(
     peer_id: &str,
 ) -> Result<(u64, Option<i64>), sqlx::Error> {
     let (n, oldest): (i64, Option<i64>) = sqlx::query_as(
-        "SELECT COUNT(*), MIN(sent_ms) FROM messages WHERE to_peer = $1 AND state = 'queued'",
+        "SELECT COUNT(*), MIN(m.sent_ms) FROM deliveries d JOIN messages m ON m.id = d.message_id \
+         WHERE d.to_peer = $1 AND d.state = 'queued'",
     )
     .bind(peer_id)
     .fetch_one(pool)
@@ -421,9 +595,19 @@ pub(crate) async fn queued_count(
     Ok((n as u64, oldest))
 }
 
+pub(crate) async fn queued_to_wake(pool: &PgPool, peer_id: &str) -> Result<u64, sqlx::Error> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM deliveries WHERE to_peer = $1 AND state = 'queued' AND wake",
+    )
+    .bind(peer_id)
+    .fetch_one(pool)
+    .await?;
+    Ok(n as u64)
+}
+
 pub(crate) async fn pending_count(pool: &PgPool, peer_id: &str) -> Result<u64, sqlx::Error> {
     let n: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM messages WHERE to_peer = $1 AND state IN ('queued','leased')",
+        "SELECT COUNT(*) FROM deliveries WHERE to_peer = $1 AND state IN ('queued','leased')",
     )
     .bind(peer_id)
     .fetch_one(pool)
@@ -433,7 +617,7 @@ pub(crate) async fn pending_count(pool: &PgPool, peer_id: &str) -> Result<u64, s
 
 pub(crate) async fn pending_counts(pool: &PgPool) -> Result<HashMap<String, u64>, sqlx::Error> {
     let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT to_peer, COUNT(*) FROM messages WHERE state IN ('queued','leased') \
+        "SELECT to_peer, COUNT(*) FROM deliveries WHERE state IN ('queued','leased') \
          GROUP BY to_peer",
     )
     .fetch_all(pool)
@@ -443,7 +627,7 @@ pub(crate) async fn pending_counts(pool: &PgPool) -> Result<HashMap<String, u64>
 
 pub(crate) async fn count_pending(pool: &PgPool) -> Result<u64, sqlx::Error> {
     let n: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE state IN ('queued','leased')")
+        sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE state IN ('queued','leased')")
             .fetch_one(pool)
             .await?;
     Ok(n as u64)
@@ -454,18 +638,18 @@ pub(crate) async fn status(
     id: i64,
     with_body: bool,
 ) -> Result<Option<(MessageStatus, Option<String>)>, sqlx::Error> {
-    let row: Option<StatusRow> = sqlx::query_as(concat!(
+    let row: Option<MessageRow> = sqlx::query_as(concat!(
         "SELECT ",
-        status_columns!(),
+        message_columns!(),
         " FROM messages m WHERE m.id = $1"
     ))
     .bind(id)
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|r| {
-        let from = r.row.from_peer.clone();
-        (r.status(with_body), from)
-    }))
+    let Some(row) = row else { return Ok(None) };
+    let from = row.from_peer.clone();
+    let status = with_readers(pool, vec![row], with_body).await?.pop();
+    Ok(status.map(|s| (s, from)))
 }
 
 pub(crate) async fn delivered_to(
@@ -474,18 +658,19 @@ pub(crate) async fn delivered_to(
     since_ms: i64,
     limit: u32,
 ) -> Result<Vec<InboxMessage>, sqlx::Error> {
-    let rows: Vec<MessageRow> = sqlx::query_as(concat!(
+    let rows: Vec<InboxRow> = sqlx::query_as(concat!(
         "SELECT ",
-        message_columns!(),
-        " FROM messages WHERE to_peer = ANY($1) AND state = 'delivered' \
-         AND sent_ms >= $2 ORDER BY id DESC LIMIT $3"
+        inbox_columns!(),
+        " FROM deliveries d JOIN messages m ON m.id = d.message_id \
+         WHERE d.to_peer = ANY($1) AND d.state = 'delivered' \
+         AND m.sent_ms >= $2 ORDER BY d.message_id DESC LIMIT $3"
     ))
     .bind(peer_ids)
     .bind(since_ms)
     .bind(limit as i64)
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(MessageRow::inbox).collect())
+    Ok(rows.into_iter().map(InboxRow::inbox).collect())
 }
 
 pub(crate) async fn log(pool: &PgPool, f: &LogFilter) -> Result<Vec<MessageStatus>, sqlx::Error> {
@@ -494,13 +679,15 @@ pub(crate) async fn log(pool: &PgPool, f: &LogFilter) -> Result<Vec<MessageStatu
         Some(LogSender::Human) => (true, None),
         Some(LogSender::Peers(ids)) => (false, Some(ids)),
     };
-    let rows: Vec<StatusRow> = sqlx::query_as(concat!(
+    let rows: Vec<MessageRow> = sqlx::query_as(concat!(
         "SELECT ",
-        status_columns!(),
+        message_columns!(),
         " FROM messages m WHERE m.sent_ms >= $1 \
          AND (NOT $2 OR m.from_kind = 'human') \
          AND ($3::text[] IS NULL OR m.from_peer = ANY($3)) \
-         AND ($4::text[] IS NULL OR m.to_peer = ANY($4)) \
+         AND ($4::text[] IS NULL OR EXISTS (SELECT 1 FROM deliveries d \
+              WHERE d.message_id = m.id AND d.to_peer = ANY($4))) \
+         AND ($6::text IS NULL OR m.channel = '#' || $6) \
          ORDER BY m.id DESC LIMIT $5"
     ))
     .bind(f.since_ms)
@@ -508,9 +695,31 @@ pub(crate) async fn log(pool: &PgPool, f: &LogFilter) -> Result<Vec<MessageStatu
     .bind(from)
     .bind(f.to.as_deref())
     .bind(f.limit as i64)
+    .bind(f.topic.as_deref())
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(|r| r.status(f.with_body)).collect())
+    with_readers(pool, rows, f.with_body).await
+}
+
+/// A topic's posts with bodies and readers: the newest `limit` after `since_id`, oldest
+/// first.
+pub(crate) async fn topic_posts(
+    pool: &PgPool,
+    f: &TopicPostsFilter,
+) -> Result<Vec<MessageStatus>, sqlx::Error> {
+    let mut rows: Vec<MessageRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages m WHERE m.channel = '#' || $1 \
+         AND ($2::bigint IS NULL OR m.id > $2) ORDER BY m.id DESC LIMIT $3"
+    ))
+    .bind(&f.topic)
+    .bind(f.since_id)
+    .bind(f.limit as i64)
+    .fetch_all(pool)
+    .await?;
+    rows.reverse();
+    with_readers(pool, rows, true).await
 }
 
 pub(crate) async fn add_notice(conn: &mut PgConnection, n: &NewNotice) -> Result<(), sqlx::Error> {
@@ -555,11 +764,14 @@ pub(crate) async fn preload_delivered(
         return Ok(());
     }
     sqlx::query(
-        "INSERT INTO messages (from_peer, from_kind, from_address, to_peer, to_address, body, \
-           state, sent_ms, expires_ms, delivered_ms, delivered_via) \
-         SELECT NULL, 'human', 'you@bench', ($1::text[])[1 + x % cardinality($1::text[])], \
-           'p@bench', 'old message ' || x, 'delivered', x, x + 1000, x + 1, 'PostToolUse' \
-         FROM generate_series(1::bigint, $2) AS x",
+        "WITH m AS (INSERT INTO messages (from_peer, from_kind, from_address, to_address, body, \
+           sent_ms, expires_ms) \
+         SELECT NULL, 'human', 'you@bench', 'p@bench', 'old message ' || x, x, x + 1000 \
+         FROM generate_series(1::bigint, $2) AS x RETURNING id, sent_ms, expires_ms) \
+         INSERT INTO deliveries (message_id, to_peer, pos, to_address, wake, state, expires_ms, \
+           delivered_ms, delivered_via) \
+         SELECT id, ($1::text[])[1 + sent_ms % cardinality($1::text[])], 0, 'p@bench', true, \
+           'delivered', expires_ms, sent_ms + 1, 'PostToolUse' FROM m",
     )
     .bind(peer_ids)
     .bind(n as i64)

@@ -140,8 +140,8 @@ pub(crate) async fn register(
             "SELECT p.name FROM peers p WHERE p.machine_id = $1 AND p.cwd = $2 \
              AND p.gone_ms IS NOT NULL AND p.replaced_by IS NULL \
              AND (p.name = $3 OR p.name LIKE $3 || '-%') \
-             ORDER BY EXISTS (SELECT 1 FROM messages m WHERE m.to_peer = p.id \
-                              AND m.state IN ('queued','leased')) DESC, p.gone_ms DESC",
+             ORDER BY EXISTS (SELECT 1 FROM deliveries d WHERE d.to_peer = p.id \
+                              AND d.state IN ('queued','leased')) DESC, p.gone_ms DESC",
         )
         .bind(&req.machine_id)
         .bind(&req.cwd)
@@ -227,8 +227,8 @@ pub(crate) async fn register(
     .execute(&mut *conn)
     .await?;
 
-    // The old rows first, then their mail: a concurrent send holds the old row (FOR SHARE)
-    // until it commits, so the move below sees whatever it stored.
+    // The old rows first, then their waiting copies: a concurrent send holds the old row
+    // (FOR SHARE) until it commits, so the move below sees whatever it stored.
     let mut inherited = 0u64;
     for old in &replaced {
         sqlx::query(
@@ -239,9 +239,13 @@ pub(crate) async fn register(
         .bind(old)
         .execute(&mut *conn)
         .await?;
+        // A copy of a message the new registration already has (two old registrations
+        // both got it) stays behind: one copy per reader.
         inherited += sqlx::query(
-            "UPDATE messages SET to_peer = $1, to_address = $2 \
-             WHERE to_peer = $3 AND state IN ('queued','leased')",
+            "UPDATE deliveries d SET to_peer = $1, to_address = $2 \
+             WHERE d.to_peer = $3 AND d.state IN ('queued','leased') \
+             AND NOT EXISTS (SELECT 1 FROM deliveries n \
+                             WHERE n.message_id = d.message_id AND n.to_peer = $1)",
         )
         .bind(&peer.id)
         .bind(peer.address())

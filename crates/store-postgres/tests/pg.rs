@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use peers_store::story::{self, register};
-use peers_store::{Claim, NewMessage, PeerRecord, Store, StoreError, StoreEvent};
+use peers_store::{Claim, NewMessage, NewRegistration, PeerRecord, Store, StoreError, StoreEvent};
 use peers_store_postgres::PgStore;
 use peers_testkit::eventually;
 use peers_testkit::postgres::PgCluster;
+use sqlx::Connection;
 
 /// A cluster and the URL of a fresh database in it; `None` when PostgreSQL is missing. The
 /// cluster is shared with the tests running at the same time, except for one that stops it.
@@ -179,7 +180,7 @@ async fn a_server_gone_is_unavailable_and_the_store_recovers_when_it_returns() {
         async move { s.send(msg(p, "after")).await.ok() }
     })
     .await;
-    assert_eq!(back.to_peer, p.id);
+    assert_eq!(back.readers, [p.id.clone()]);
     assert_eq!(s.health().unavailable_since, None);
     let bodies: Vec<String> = s
         .waiting(&p.id)
@@ -354,4 +355,75 @@ async fn sslmode_verify_full_connects_over_tls_to_a_server_with_a_trusted_certif
         refused.is_err(),
         "an untrusted server certificate was accepted"
     );
+}
+
+/// A post to 500 readers, each with a 40-character id as the broker makes them: the message
+/// and its 500 copies are written by one server transaction (one `xmin`), and the other
+/// handle hears a Mail event for every reader, though their ids fill several notifications.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_500_reader_post_is_one_server_transaction_and_mail_for_every_reader_elsewhere() {
+    let Some((_pg, url)) = cluster() else { return };
+    let one = open(&url).await;
+    let two = open(&url).await;
+    let from = register(&one, 10, "/x/lead").await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..500u32 {
+        let s = one.clone();
+        tasks.spawn(async move {
+            let peer_id = format!("{i:0>40}");
+            s.register(NewRegistration {
+                request: story::request(1_000 + 2 * i, &format!("/r/w{i}")),
+                token_hash: format!("hash-{peer_id}"),
+                peer_id,
+                now: story::T0,
+            })
+            .await
+            .expect("register")
+            .peer
+        });
+    }
+    let mut readers = vec![];
+    while let Some(p) = tasks.join_next().await {
+        readers.push(p.unwrap());
+    }
+    let mut events = two.events().expect("postgres has events");
+    let wake: Vec<(&PeerRecord, bool)> = readers.iter().map(|p| (p, true)).collect();
+    let sent = one
+        .send(story::post(
+            &from,
+            "big",
+            &wake,
+            "main is red",
+            story::T0 + 1,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(sent.readers.len(), 500);
+
+    let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
+    let (copies, writers): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COUNT(DISTINCT x) FROM (SELECT xmin::text AS x FROM messages \
+         WHERE id = $1 UNION ALL SELECT xmin::text FROM deliveries WHERE message_id = $1) t",
+    )
+    .bind(sent.id)
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(copies, 501, "the message and its 500 copies");
+    assert_eq!(writers, 1, "written by one transaction");
+
+    let mut unheard: HashSet<String> = readers.iter().map(|p| p.id.clone()).collect();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while !unheard.is_empty() {
+            match events.recv().await {
+                Ok(StoreEvent::Mail { peer_id }) => {
+                    unheard.remove(&peer_id);
+                }
+                Ok(_) => {}
+                Err(e) => panic!("event stream: {e}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no Mail event for {} readers", unheard.len()));
 }

@@ -354,6 +354,7 @@ macro_rules! claimable_copies {
          AND (state = 'queued' OR lease_expires_ms < ?) ORDER BY message_id LIMIT ?"
     };
 }
+#[cfg(test)]
 pub(crate) use claimable_copies;
 
 /// Leases up to `max` of a reader's waiting copies in send order (runs in the writer, so two

@@ -596,7 +596,7 @@ pub async fn sequential_sends_get_increasing_ids(s: &Arc<dyn Store>) {
             .send(from_human(&a, &format!("m{i}"), T0 + i))
             .await
             .unwrap();
-        assert_eq!(sent.readers, [a.id.clone()]);
+        assert_eq!(sent.readers, std::slice::from_ref(&a.id));
         assert!(s.message_exists(sent.id).await.unwrap());
         ids.push(sent.id);
     }
@@ -628,7 +628,7 @@ pub async fn concurrent_sends_keep_their_own_ids_and_share_commits(s: &Arc<dyn S
         let (i, to, sent) = done.expect("task");
         assert_eq!(
             sent.readers,
-            [to.clone()],
+            std::slice::from_ref(&to),
             "message {i} queued for its recipient"
         );
         assert!(ids.insert(sent.id), "id {} given twice", sent.id);
@@ -663,7 +663,11 @@ pub async fn a_send_racing_a_reregistration_follows_the_replacement(s: &Arc<dyn 
         ))
         .await
         .unwrap();
-    assert_eq!(sent.readers, [newer.id.clone()], "followed the whole chain");
+    assert_eq!(
+        sent.readers,
+        std::slice::from_ref(&newer.id),
+        "followed the whole chain"
+    );
     assert_eq!(waiting_bodies(s, &newer).await.len(), 1);
     assert!(waiting_bodies(s, &old).await.is_empty());
     assert!(waiting_bodies(s, &new).await.is_empty());
@@ -1691,7 +1695,10 @@ pub async fn subscriptions_belong_to_the_name_in_its_directory(s: &Arc<dyn Store
     );
     let sub = subscribe(s, &a, "t", None, Some(true), T0 + 3).await;
     assert_eq!((sub.wake, sub.mute), (true, true), "mute on, wake kept");
-    assert_eq!(s.subscriptions(&a.id).await.unwrap(), [sub.clone()]);
+    assert_eq!(
+        s.subscriptions(&a.id).await.unwrap(),
+        std::slice::from_ref(&sub)
+    );
     assert!(
         s.topic_readers("t").await.unwrap().is_empty(),
         "muted: not a reader"
@@ -1737,7 +1744,10 @@ pub async fn subscriptions_belong_to_the_name_in_its_directory(s: &Arc<dyn Store
         .unwrap();
     assert!(no_one.is_none(), "an unknown peer subscribes nothing");
     let ids = |r: Vec<crate::TopicReader>| r.into_iter().map(|r| r.peer.id).collect::<Vec<_>>();
-    assert_eq!(ids(s.topic_readers("t").await.unwrap()), [a.id.clone()]);
+    assert_eq!(
+        ids(s.topic_readers("t").await.unwrap()),
+        std::slice::from_ref(&a.id)
+    );
     sweep(s, &[&a], T0 + 6, 60_000).await;
     assert!(
         s.topic_readers("t").await.unwrap().is_empty(),
@@ -1758,7 +1768,10 @@ pub async fn subscriptions_belong_to_the_name_in_its_directory(s: &Arc<dyn Store
         (subs[0].topic.as_str(), subs[0].wake, subs[0].mute),
         ("t", true, false)
     );
-    assert_eq!(ids(s.topic_readers("t").await.unwrap()), [next.id.clone()]);
+    assert_eq!(
+        ids(s.topic_readers("t").await.unwrap()),
+        std::slice::from_ref(&next.id)
+    );
 }
 
 /// `queued_to_wake` counts the queued copies that may wake their reader; a claim takes every
@@ -1996,7 +2009,7 @@ pub async fn a_reregistration_takes_its_waiting_copies_only(s: &Arc<dyn Store>) 
     )
     .await;
     let again = register_as(s, request(11, "/x/a"), T0 + 4).await;
-    assert_eq!(again.replaced, [a.id.clone()]);
+    assert_eq!(again.replaced, std::slice::from_ref(&a.id));
     assert_eq!(again.inherited_messages, 1, "the waiting copy only");
     let w = s.waiting(&again.peer.id).await.unwrap();
     assert_eq!(w.len(), 1);
