@@ -22,6 +22,8 @@
 //! [`command`] (the two commands).
 
 mod allow;
+pub mod codex;
+pub mod gemini;
 mod command;
 mod hooks;
 mod mcp;
