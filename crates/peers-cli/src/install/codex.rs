@@ -46,14 +46,19 @@ pub fn parse(text: &str, path: &Path) -> Result<DocumentMut> {
 }
 
 fn is_ours(cmd: Option<&str>, program: &str) -> bool {
-    cmd.is_some_and(|c| program_name(c) == program || Path::new(c).file_name() == Some(program.as_ref()))
+    cmd.is_some_and(|c| {
+        program_name(c) == program || Path::new(c).file_name() == Some(program.as_ref())
+    })
 }
 
 /// Whether a `[[hooks.X]]` group runs `peers-deliver`.
 fn group_is_ours(t: &Table) -> bool {
     t.get("hooks")
         .and_then(Item::as_array_of_tables)
-        .is_some_and(|hs| hs.iter().any(|h| is_ours(h.get("command").and_then(Item::as_str), DELIVER)))
+        .is_some_and(|hs| {
+            hs.iter()
+                .any(|h| is_ours(h.get("command").and_then(Item::as_str), DELIVER))
+        })
 }
 
 /// Removes our MCP entry and hook groups; drops tables left empty. Returns what it removed.
@@ -162,7 +167,12 @@ pub fn install(path: &Path, mcp: &Path, deliver: &Path, dry: bool) -> Result<Out
         return Ok(Outcome::Unchanged);
     }
     if !dry {
-        write_bytes(path, original.as_deref().map(str::as_bytes), new.to_string().as_bytes(), 0o600)?;
+        write_bytes(
+            path,
+            original.as_deref().map(str::as_bytes),
+            new.to_string().as_bytes(),
+            0o600,
+        )?;
     }
     Ok(Outcome::Written)
 }
@@ -246,9 +256,17 @@ mod tests {
     #[test]
     fn merge_then_strip_gives_back_the_same_text() {
         let doc = parse(MINE, Path::new("c")).unwrap();
-        let m = merge(&doc, Path::new("/b/peers-mcp"), Path::new("/b/peers-deliver")).unwrap();
+        let m = merge(
+            &doc,
+            Path::new("/b/peers-mcp"),
+            Path::new("/b/peers-deliver"),
+        )
+        .unwrap();
         let text = m.to_string();
-        assert!(text.starts_with("# my settings\nmodel = \"o4\"  # keep\n"), "{text}");
+        assert!(
+            text.starts_with("# my settings\nmodel = \"o4\"  # keep\n"),
+            "{text}"
+        );
         assert!(text.contains("[mcp_servers.peers]\ncommand = \"/b/peers-mcp\"\ndefault_tools_approval_mode = \"approve\""), "{text}");
         assert_eq!(installed_in(&m), 4);
         // Idempotent: merging again changes nothing.
@@ -258,7 +276,12 @@ mod tests {
         assert_eq!(strip(&mut back), 5);
         assert_eq!(back.to_string(), MINE);
         // A file of ours alone strips to nothing.
-        let mut only = merge(&DocumentMut::new(), Path::new("/b/peers-mcp"), Path::new("/b/peers-deliver")).unwrap();
+        let mut only = merge(
+            &DocumentMut::new(),
+            Path::new("/b/peers-mcp"),
+            Path::new("/b/peers-deliver"),
+        )
+        .unwrap();
         strip(&mut only);
         assert_eq!(only.to_string(), "");
     }
@@ -266,7 +289,13 @@ mod tests {
     fn installed_in(d: &DocumentMut) -> usize {
         d.get("hooks")
             .and_then(Item::as_table_like)
-            .map(|h| h.iter().filter_map(|(_, g)| g.as_array_of_tables()).flat_map(|g| g.iter()).filter(|g| group_is_ours(g)).count())
+            .map(|h| {
+                h.iter()
+                    .filter_map(|(_, g)| g.as_array_of_tables())
+                    .flat_map(|g| g.iter())
+                    .filter(|g| group_is_ours(g))
+                    .count()
+            })
             .unwrap_or(0)
     }
 
@@ -276,8 +305,14 @@ mod tests {
         let p = dir.path().join("config.toml");
         std::fs::write(&p, MINE).unwrap();
         let (mcp, del) = (Path::new("/b/peers-mcp"), Path::new("/b/peers-deliver"));
-        assert!(matches!(install(&p, mcp, del, false).unwrap(), Outcome::Written));
-        assert!(matches!(install(&p, mcp, del, false).unwrap(), Outcome::Unchanged));
+        assert!(matches!(
+            install(&p, mcp, del, false).unwrap(),
+            Outcome::Written
+        ));
+        assert!(matches!(
+            install(&p, mcp, del, false).unwrap(),
+            Outcome::Unchanged
+        ));
         assert_eq!(installed(&p).unwrap(), Some(("/b/peers-mcp".into(), 4)));
         assert!(matches!(uninstall(&p, false).unwrap(), Outcome::Restored));
         assert_eq!(std::fs::read_to_string(&p).unwrap(), MINE);
@@ -285,7 +320,10 @@ mod tests {
         // A file install created goes again.
         let fresh = dir.path().join("new/config.toml");
         install(&fresh, mcp, del, false).unwrap();
-        assert!(matches!(uninstall(&fresh, false).unwrap(), Outcome::Removed));
+        assert!(matches!(
+            uninstall(&fresh, false).unwrap(),
+            Outcome::Removed
+        ));
         assert!(!fresh.exists());
         // Bad TOML is refused, untouched.
         std::fs::write(&p, "model = ").unwrap();

@@ -146,7 +146,10 @@ mod tests {
         assert_eq!(v["hooks"]["AfterTool"].as_array().unwrap().len(), 2);
         assert_eq!(v["hooks"]["AfterAgent"][0]["hooks"][0]["timeout"], 10_000);
         assert_eq!(v["security"]["auth"]["selectedType"], "gemini-api-key");
-        assert_eq!(installed(d).unwrap(), (Some("/b/peers-mcp".into()), 4, true));
+        assert_eq!(
+            installed(d).unwrap(),
+            (Some("/b/peers-mcp".into()), 4, true)
+        );
         let p = std::fs::read_to_string(policy_path(d)).unwrap();
         assert!(p.contains("\"mcp_peers_send_message\""), "{p}");
         assert!(uninstall(d, false).unwrap());

@@ -23,8 +23,8 @@
 
 mod allow;
 pub mod codex;
-pub mod gemini;
 mod command;
+pub mod gemini;
 mod hooks;
 mod mcp;
 mod restore;
