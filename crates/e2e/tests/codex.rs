@@ -1,0 +1,175 @@
+//! Issue 17: the real Codex CLI (`@openai/codex` 0.171.0, pinned, from npm) against the
+//! project's scripted fake of the OpenAI Responses API (`peers_testkit::fake_openai`), set up
+//! by the real `peers install --agent codex`.
+//!
+//! The other side of the exchange is a session registered straight with the broker (a
+//! stand-in, as in the broker tests), not a second CLI: it sends and reads mail over the real
+//! HTTP API.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use peers_core::wire::{Agent, ListPeersQuery, MessageState, Scope, SendRequest};
+use peers_testkit::fake_openai::{FakeOpenAi, Reply, codex_or_skip, developer_texts};
+use peers_testkit::peer::{Peer, deliver_all};
+use peers_testkit::{BrokerProcess, ChildGuard, TestEnv};
+use serde_json::json;
+
+/// `peers install --agent codex` into `$CODEX_HOME`, then the fake provider in front and the
+/// test's environment for the MCP server (Codex clears the environment of MCP servers: the
+/// variables confining it to the test must be in its `env`).
+fn codex_home(env: &TestEnv, api: &FakeOpenAi) -> std::path::PathBuf {
+    let home = env.dir.path().join("codex-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let out = env
+        .apply(&mut Command::new(peers_testkit::bin("peers")))
+        .args(["install", "--agent", "codex"])
+        .env("CODEX_HOME", &home)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "peers install: {out:?}");
+    let installed = std::fs::read_to_string(home.join("config.toml")).unwrap();
+    let vars: Vec<String> = env
+        .vars()
+        .iter()
+        .map(|(k, v)| format!("{k} = {}", json!(v)))
+        .collect();
+    let with_env = installed.replacen(
+        "default_tools_approval_mode = \"approve\"",
+        &format!(
+            "default_tools_approval_mode = \"approve\"\nenv = {{ {} }}",
+            vars.join(", ")
+        ),
+        1,
+    );
+    assert_ne!(with_env, installed, "{installed}");
+    let provider = format!(
+        "model = \"fake-model\"\nmodel_provider = \"fake\"\n\n[model_providers.fake]\n\
+         name = \"Fake\"\nbase_url = \"{}\"\nwire_api = \"responses\"\nenv_key = \"FAKE_API_KEY\"\n\n",
+        api.url()
+    );
+    std::fs::write(home.join("config.toml"), provider + &with_env).unwrap();
+    home
+}
+
+#[test]
+fn codex_session_gets_mail_mid_turn_and_replies() {
+    let name = "codex_session_gets_mail_mid_turn_and_replies";
+    let Some(codex) = codex_or_skip(name) else {
+        return;
+    };
+    peers_testkit::bin("peers-deliver");
+    peers_testkit::bin("peers-mcp");
+    peers_testkit::bin("peers-broker");
+    let env = TestEnv::new();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _broker = rt.block_on(BrokerProcess::start(&env));
+    let web_dir = env.dir.path().join("work/web");
+    std::fs::create_dir_all(&web_dir).unwrap();
+    let web = rt.block_on(Peer::register(&env, web_dir.display()));
+
+    // The model: a shell call that takes a while (the mail arrives meanwhile and PostToolUse
+    // shows it), then a reply through the namespace tool, then done.
+    let api = FakeOpenAi::start(vec![
+        Reply::shell("sleep 4"),
+        Reply::mcp(
+            "peers",
+            "send_message",
+            json!({"to": web.reg.name, "message": "pong from codex"}),
+        ),
+        Reply::text("done"),
+    ]);
+    let home = codex_home(&env, &api);
+    let project = env.dir.path().join("work/api");
+    std::fs::create_dir_all(&project).unwrap();
+    let mut session = ChildGuard::new(
+        env.apply(&mut Command::new(&codex))
+            .args([
+                "exec",
+                "--skip-git-repo-check",
+                "--dangerously-bypass-hook-trust",
+                "-s",
+                "danger-full-access",
+                "work on the api",
+            ])
+            .current_dir(&project)
+            .env("CODEX_HOME", &home)
+            .env("FAKE_API_KEY", "sk-test")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    // peers-mcp found the codex process and registered it as a Codex session.
+    let user = env.user_client();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let api_peer = loop {
+        let list = rt
+            .block_on(user.list_peers(&ListPeersQuery {
+                scope: Scope::All,
+                ..Default::default()
+            }))
+            .unwrap();
+        if let Some(p) = list.peers.into_iter().find(|p| p.name == "api") {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the Codex session never registered"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(api_peer.agent, Agent::Codex, "{api_peer:?}");
+    assert_eq!(
+        api_peer.claude_pid,
+        session.pid(),
+        "the codex process is the session"
+    );
+
+    // The shell call is running: send now.
+    assert!(
+        api.wait_main_requests(1, Duration::from_secs(30)),
+        "no model request"
+    );
+    let sent = rt
+        .block_on(web.client.send(&SendRequest {
+            to: "api".into(),
+            message: "ping from web".into(),
+            reply_to: None,
+            scope: None,
+        }))
+        .unwrap();
+
+    // Mid-turn: the next request (after the shell call) shows the mail as a developer
+    // message, naming the tools as Codex offers them.
+    let shown = api
+        .wait_for_input(Duration::from_secs(30), "ping from web")
+        .expect("the mail never reached the model");
+    let dev = developer_texts(&shown).join("\n");
+    assert!(dev.contains("ping from web"), "{dev}");
+    assert!(dev.contains("mcp__peers.send_message"), "{dev}");
+    assert!(!dev.contains("mcp__peers__send_message"), "{dev}");
+    let status = rt.block_on(user.message_status(sent.message_id)).unwrap();
+    assert_eq!(status.status, MessageState::Delivered);
+    assert_eq!(status.delivered_via.as_deref(), Some("PostToolUse"));
+
+    // The reply went out through the namespace tool.
+    assert!(
+        session.wait_timeout(Duration::from_secs(60)).is_some(),
+        "codex exec did not finish"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut got = Vec::new();
+    while got.is_empty() && Instant::now() < deadline {
+        let c = rt.block_on(web.client.claim(&Default::default())).unwrap();
+        got = c.messages;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        got.iter().any(|m| m.body == "pong from codex"),
+        "the reply never came: {got:?}"
+    );
+    let _ = rt.block_on(deliver_all(&web.client, "test"));
+}
