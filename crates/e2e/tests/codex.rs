@@ -173,3 +173,178 @@ fn codex_session_gets_mail_mid_turn_and_replies() {
     );
     let _ = rt.block_on(deliver_all(&web.client, "test"));
 }
+
+/// A private tmux server running one command; killed on drop.
+struct Tmux {
+    socket: std::path::PathBuf,
+}
+
+impl Tmux {
+    fn start(socket: std::path::PathBuf, script: &std::path::Path) -> Option<Tmux> {
+        let ok = Command::new("tmux")
+            .arg("-S")
+            .arg(&socket)
+            .args(["new-session", "-d", "-x", "200", "-y", "50"])
+            .arg(script)
+            .status()
+            .ok()?
+            .success();
+        ok.then_some(Tmux { socket })
+    }
+
+    fn send(&self, keys: &[&str]) {
+        let _ = Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .args(["send-keys", "-t", "0"])
+            .args(keys)
+            .status();
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .arg("kill-server")
+            .status();
+    }
+}
+
+#[test]
+fn idle_interactive_codex_session_is_woken_by_mail() {
+    let name = "idle_interactive_codex_session_is_woken_by_mail";
+    let Some(codex) = codex_or_skip(name) else {
+        return;
+    };
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("SKIPPED {name}: tmux is not installed (the interactive Codex TUI runs in it)");
+        return;
+    }
+    peers_testkit::bin("peers-deliver");
+    peers_testkit::bin("peers-mcp");
+    peers_testkit::bin("peers-broker");
+    let env = TestEnv::new();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _broker = rt.block_on(BrokerProcess::start(&env));
+    let web_dir = env.dir.path().join("work/web");
+    std::fs::create_dir_all(&web_dir).unwrap();
+    let web = rt.block_on(Peer::register(&env, web_dir.display()));
+
+    // One short first turn, then idle; the wake's turn answers.
+    let api = FakeOpenAi::start(vec![Reply::text("first turn done"), Reply::text("woken")]);
+    let home = codex_home(&env, &api);
+    let project = env.dir.path().join("work/api");
+    std::fs::create_dir_all(&project).unwrap();
+    let mut script = String::from("#!/bin/sh\n");
+    for (k, v) in env.vars() {
+        script.push_str(&format!("export {k}='{v}'\n"));
+    }
+    script.push_str(&format!(
+        "export CODEX_HOME='{}' FAKE_API_KEY=sk-test\ncd '{}'\nexec '{}' --no-alt-screen \
+         --dangerously-bypass-hook-trust --dangerously-bypass-approvals-and-sandbox\n",
+        home.display(),
+        project.display(),
+        codex.display()
+    ));
+    let script_path = env.dir.path().join("codex-tui.sh");
+    std::fs::write(&script_path, script).unwrap();
+    std::fs::set_permissions(
+        &script_path,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let tmux = Tmux::start(env.dir.path().join("tmux.sock"), &script_path).expect("start tmux");
+
+    // Wait for the session to register, then run one turn so that its Stop arms the waiter.
+    let user = env.user_client();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = rt
+            .block_on(user.list_peers(&ListPeersQuery {
+                scope: Scope::All,
+                ..Default::default()
+            }))
+            .unwrap();
+        if let Some(p) = list.peers.iter().find(|p| p.name == "api") {
+            assert_eq!(p.agent, Agent::Codex);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the Codex TUI session never registered"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    tmux.send(&["-l", "hello"]);
+    std::thread::sleep(Duration::from_millis(500));
+    tmux.send(&["Enter"]);
+    assert!(
+        api.wait_main_requests(1, Duration::from_secs(30)),
+        "the first turn never reached the model"
+    );
+    // The Stop hook marks the session idle and starts the Codex waiter; give the waiter a
+    // moment to start its long poll, then send once.
+    let turn_file = env
+        .state_dir
+        .join(format!("hook-turn-{}", api_peer_pid(&env, &rt)));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&turn_file).is_ok_and(|t| t.starts_with("idle")) {
+        assert!(Instant::now() < deadline, "the first turn never ended");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let sent = rt
+        .block_on(web.client.send(&SendRequest {
+            to: "api".into(),
+            message: "ping from web".into(),
+            reply_to: None,
+            scope: None,
+        }))
+        .unwrap();
+    // The sender is told the idle session can be woken (its waiter is armed).
+    assert!(sent.recipient_can_wake, "no waiter armed: {sent:?}");
+    // `codex queue` starts a new turn whose user message is the framed mail.
+    let woken = api
+        .wait_for_input(Duration::from_secs(40), "ping from web")
+        .expect("the idle Codex session was not woken by mail");
+    let users: Vec<String> = woken["input"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["role"] == "user")
+        .map(|i| i["content"].to_string())
+        .collect();
+    assert!(
+        users.iter().any(|u| u.contains("peer-message")),
+        "the wake is not a user turn carrying the mail: {users:?}"
+    );
+    // Acked once `codex queue` returned.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = rt.block_on(user.message_status(sent.message_id)).unwrap();
+        if status.status == MessageState::Delivered {
+            assert_eq!(status.delivered_via.as_deref(), Some("wake"), "{status:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never acked: {status:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(tmux);
+}
+
+/// The Codex process of the session `api`.
+fn api_peer_pid(env: &TestEnv, rt: &tokio::runtime::Runtime) -> u32 {
+    rt.block_on(env.user_client().list_peers(&ListPeersQuery {
+        scope: Scope::All,
+        ..Default::default()
+    }))
+    .unwrap()
+    .peers
+    .into_iter()
+    .find(|p| p.name == "api")
+    .map(|p| p.claude_pid)
+    .expect("the api session")
+}
