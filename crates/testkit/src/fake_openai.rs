@@ -75,32 +75,8 @@ impl FakeOpenAi {
             records: Mutex::new(vec![]),
             changed: Condvar::new(),
         });
-        let std_listener =
-            std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-        std_listener.set_nonblocking(true).unwrap();
-        let addr = std_listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let state = inner.clone();
-        std::thread::Builder::new()
-            .name("fake-openai".into())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .expect("tokio runtime");
-                rt.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
-                    let app = Router::new().fallback(handle).with_state(state);
-                    let _ = axum::serve(listener, app)
-                        .with_graceful_shutdown(async {
-                            let _ = rx.await;
-                        })
-                        .await;
-                });
-                rt.shutdown_timeout(Duration::from_millis(200));
-            })
-            .expect("spawn the fake OpenAI thread");
+        let app = Router::new().fallback(handle).with_state(inner.clone());
+        let (addr, tx) = serve("fake-openai", app);
         FakeOpenAi {
             inner,
             addr,
@@ -162,6 +138,35 @@ impl FakeOpenAi {
                 .0;
         }
     }
+}
+
+/// Serves `app` on a free loopback port from a thread of its own (its own runtime, so a test
+/// may block meanwhile); the server stops when the returned sender is dropped.
+pub(crate) fn serve(name: &str, app: Router) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    std_listener.set_nonblocking(true).unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = rx.await;
+                    })
+                    .await;
+            });
+            rt.shutdown_timeout(Duration::from_millis(200));
+        })
+        .expect("spawn the fake API thread");
+    (addr, tx)
 }
 
 /// The texts of the `role: "developer"` messages of a request's `input`.

@@ -9,6 +9,7 @@
 //! them first (`cargo build --workspace --bins`). [`bin`] says so when one is missing.
 
 pub mod claude;
+pub mod fake_gemini;
 pub mod fake_openai;
 pub mod netns;
 pub mod peer;
