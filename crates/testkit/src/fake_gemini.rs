@@ -10,8 +10,8 @@
 //! `mcp_<server>_<tool>`.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -19,6 +19,8 @@ use axum::extract::State;
 use axum::http::{Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+
+use crate::fake_server::Requests;
 
 /// One answer of the scripted model.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,8 +50,7 @@ impl Reply {
 
 struct Inner {
     script: Mutex<VecDeque<Reply>>,
-    records: Mutex<Vec<Value>>,
-    changed: Condvar,
+    requests: Requests,
 }
 
 /// A running fake; dropping it stops the server.
@@ -63,11 +64,10 @@ impl FakeGemini {
     pub fn start(script: Vec<Reply>) -> FakeGemini {
         let inner = Arc::new(Inner {
             script: Mutex::new(script.into()),
-            records: Mutex::new(vec![]),
-            changed: Condvar::new(),
+            requests: Requests::default(),
         });
         let app = Router::new().fallback(handle).with_state(inner.clone());
-        let (addr, tx) = crate::fake_openai::serve("fake-gemini", app);
+        let (addr, tx) = crate::fake_server::serve("fake-gemini", app);
         FakeGemini {
             inner,
             addr,
@@ -79,49 +79,16 @@ impl FakeGemini {
         format!("http://{}", self.addr)
     }
 
-    /// Waits for a main-loop request whose `contents` contain `needle`.
+    /// Waits for a main-loop request whose `contents` contains `needle`.
     pub fn wait_for_contents(&self, timeout: Duration, needle: &str) -> Option<Value> {
-        let deadline = Instant::now() + timeout;
-        let mut records = self.inner.records.lock().unwrap();
-        loop {
-            if let Some(r) = records
-                .iter()
-                .find(|r| r.get("tools").is_some() && r["contents"].to_string().contains(needle))
-            {
-                return Some(r.clone());
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return None;
-            }
-            records = self
-                .inner
-                .changed
-                .wait_timeout(records, deadline - now)
-                .unwrap()
-                .0;
-        }
+        self.inner
+            .requests
+            .wait_main_with(timeout, "contents", needle)
     }
 
-    /// Waits until `n` main-loop requests arrived.
+    /// Waits until `n` main-loop requests have arrived.
     pub fn wait_main_requests(&self, n: usize, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut records = self.inner.records.lock().unwrap();
-        loop {
-            if records.iter().filter(|r| r.get("tools").is_some()).count() >= n {
-                return true;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            records = self
-                .inner
-                .changed
-                .wait_timeout(records, deadline - now)
-                .unwrap()
-                .0;
-        }
+        self.inner.requests.wait_main_count(n, timeout)
     }
 }
 
@@ -172,9 +139,7 @@ async fn handle(State(inner): State<Arc<Inner>>, uri: Uri, body: Bytes) -> Respo
     }
     let gen_cfg = req["generationConfig"].clone();
     let reply = {
-        let mut records = inner.records.lock().unwrap();
-        records.push(req.clone());
-        inner.changed.notify_all();
+        inner.requests.push(req.clone());
         let scripted = req
             .get("tools")
             .and_then(|_| inner.script.lock().unwrap().pop_front());

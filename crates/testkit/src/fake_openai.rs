@@ -11,8 +11,8 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -20,6 +20,8 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+
+use crate::fake_server::Requests;
 
 /// One answer of the scripted model.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,8 +59,7 @@ impl Reply {
 
 struct Inner {
     script: Mutex<VecDeque<Reply>>,
-    records: Mutex<Vec<Value>>,
-    changed: Condvar,
+    requests: Requests,
 }
 
 /// A running fake. Dropping the last handle stops it.
@@ -72,11 +73,10 @@ impl FakeOpenAi {
     pub fn start(script: Vec<Reply>) -> FakeOpenAi {
         let inner = Arc::new(Inner {
             script: Mutex::new(script.into()),
-            records: Mutex::new(vec![]),
-            changed: Condvar::new(),
+            requests: Requests::default(),
         });
         let app = Router::new().fallback(handle).with_state(inner.clone());
-        let (addr, tx) = serve("fake-openai", app);
+        let (addr, tx) = crate::fake_server::serve("fake-openai", app);
         FakeOpenAi {
             inner,
             addr,
@@ -91,82 +91,18 @@ impl FakeOpenAi {
 
     /// Every request body so far.
     pub fn records(&self) -> Vec<Value> {
-        self.inner.records.lock().unwrap().clone()
+        self.inner.requests.all()
     }
 
-    /// Waits for a main-loop request (one with `tools`) whose `input` contains `needle`.
+    /// Waits for a main-loop request whose `input` contains `needle`.
     pub fn wait_for_input(&self, timeout: Duration, needle: &str) -> Option<Value> {
-        let deadline = Instant::now() + timeout;
-        let mut records = self.inner.records.lock().unwrap();
-        loop {
-            if let Some(r) = records
-                .iter()
-                .find(|r| r.get("tools").is_some() && r["input"].to_string().contains(needle))
-            {
-                return Some(r.clone());
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return None;
-            }
-            records = self
-                .inner
-                .changed
-                .wait_timeout(records, deadline - now)
-                .unwrap()
-                .0;
-        }
+        self.inner.requests.wait_main_with(timeout, "input", needle)
     }
 
     /// Waits until `n` main-loop requests have arrived.
     pub fn wait_main_requests(&self, n: usize, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut records = self.inner.records.lock().unwrap();
-        loop {
-            if records.iter().filter(|r| r.get("tools").is_some()).count() >= n {
-                return true;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            records = self
-                .inner
-                .changed
-                .wait_timeout(records, deadline - now)
-                .unwrap()
-                .0;
-        }
+        self.inner.requests.wait_main_count(n, timeout)
     }
-}
-
-/// Serves `app` on a free loopback port from a thread of its own (its own runtime, so a test
-/// may block meanwhile); the server stops when the returned sender is dropped.
-pub(crate) fn serve(name: &str, app: Router) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    std_listener.set_nonblocking(true).unwrap();
-    let addr = std_listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = rx.await;
-                    })
-                    .await;
-            });
-            rt.shutdown_timeout(Duration::from_millis(200));
-        })
-        .expect("spawn the fake API thread");
-    (addr, tx)
 }
 
 /// The texts of the `role: "developer"` messages of a request's `input`.
@@ -188,16 +124,11 @@ fn sse(event: &str, data: Value) -> String {
 async fn handle(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {
     let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let main = req.get("tools").is_some();
-    let (reply, n) = {
-        let mut records = inner.records.lock().unwrap();
-        records.push(req.clone());
-        inner.changed.notify_all();
-        let reply = main
-            .then(|| inner.script.lock().unwrap().pop_front())
-            .flatten()
-            .unwrap_or_else(|| Reply::text("ok"));
-        (reply, records.len())
-    };
+    let n = inner.requests.push(req.clone());
+    let reply = main
+        .then(|| inner.script.lock().unwrap().pop_front())
+        .flatten()
+        .unwrap_or_else(|| Reply::text("ok"));
     let item = match reply {
         Reply::Text(t) => json!({
             "type": "message", "id": format!("msg_{n}"), "role": "assistant",

@@ -11,6 +11,7 @@
 pub mod claude;
 pub mod fake_gemini;
 pub mod fake_openai;
+pub mod fake_server;
 pub mod netns;
 pub mod peer;
 pub mod plugin;
