@@ -9,10 +9,13 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use peers_core::wire::{Agent, ListPeersQuery, MessageState, Scope, SendRequest};
+use peers_core::wire::{Agent, MessageState};
 use peers_testkit::fake_openai::{FakeOpenAi, Reply, codex_or_skip, developer_texts};
-use peers_testkit::peer::{Peer, deliver_all};
-use peers_testkit::{BrokerProcess, ChildGuard, TestEnv};
+use peers_testkit::peer::deliver_all;
+
+mod net;
+use net::Net;
+use peers_testkit::{ChildGuard, TestEnv};
 use serde_json::json;
 
 /// `peers install --agent codex` into `$CODEX_HOME`, then the fake provider in front and the
@@ -58,15 +61,8 @@ fn codex_session_gets_mail_mid_turn_and_replies() {
     let Some(codex) = codex_or_skip(name) else {
         return;
     };
-    peers_testkit::bin("peers-deliver");
-    peers_testkit::bin("peers-mcp");
-    peers_testkit::bin("peers-broker");
-    let env = TestEnv::new();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let _broker = rt.block_on(BrokerProcess::start(&env));
-    let web_dir = env.dir.path().join("work/web");
-    std::fs::create_dir_all(&web_dir).unwrap();
-    let web = rt.block_on(Peer::register(&env, web_dir.display()));
+    let net = Net::start();
+    let (env, rt, web) = (&net.env, &net.rt, &net.web);
 
     // The model: a shell call that takes a while (the mail arrives meanwhile and PostToolUse
     // shows it), then a reply through the namespace tool, then done.
@@ -79,9 +75,8 @@ fn codex_session_gets_mail_mid_turn_and_replies() {
         ),
         Reply::text("done"),
     ]);
-    let home = codex_home(&env, &api);
-    let project = env.dir.path().join("work/api");
-    std::fs::create_dir_all(&project).unwrap();
+    let home = codex_home(env, &api);
+    let project = net.project("api");
     let mut session = ChildGuard::new(
         env.apply(&mut Command::new(&codex))
             .args([
@@ -104,23 +99,7 @@ fn codex_session_gets_mail_mid_turn_and_replies() {
 
     // peers-mcp found the codex process and registered it as a Codex session.
     let user = env.user_client();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let api_peer = loop {
-        let list = rt
-            .block_on(user.list_peers(&ListPeersQuery {
-                scope: Scope::All,
-                ..Default::default()
-            }))
-            .unwrap();
-        if let Some(p) = list.peers.into_iter().find(|p| p.name == "api") {
-            break p;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the Codex session never registered"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let api_peer = net.wait_registered("api", Duration::from_secs(30));
     assert_eq!(api_peer.agent, Agent::Codex, "{api_peer:?}");
     assert_eq!(
         api_peer.claude_pid,
@@ -133,14 +112,7 @@ fn codex_session_gets_mail_mid_turn_and_replies() {
         api.wait_main_requests(1, Duration::from_secs(30)),
         "no model request"
     );
-    let sent = rt
-        .block_on(web.client.send(&SendRequest {
-            to: "api".into(),
-            message: "ping from web".into(),
-            reply_to: None,
-            scope: None,
-        }))
-        .unwrap();
+    let sent = net.send_from_web("api", "ping from web");
 
     // Mid-turn: the next request (after the shell call) shows the mail as a developer
     // message, naming the tools as Codex offers them.
@@ -222,21 +194,13 @@ fn idle_interactive_codex_session_is_woken_by_mail() {
         eprintln!("SKIPPED {name}: tmux is not installed (the interactive Codex TUI runs in it)");
         return;
     }
-    peers_testkit::bin("peers-deliver");
-    peers_testkit::bin("peers-mcp");
-    peers_testkit::bin("peers-broker");
-    let env = TestEnv::new();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let _broker = rt.block_on(BrokerProcess::start(&env));
-    let web_dir = env.dir.path().join("work/web");
-    std::fs::create_dir_all(&web_dir).unwrap();
-    let web = rt.block_on(Peer::register(&env, web_dir.display()));
+    let net = Net::start();
+    let (env, rt) = (&net.env, &net.rt);
 
     // One short first turn, then idle; the wake's turn answers.
     let api = FakeOpenAi::start(vec![Reply::text("first turn done"), Reply::text("woken")]);
-    let home = codex_home(&env, &api);
-    let project = env.dir.path().join("work/api");
-    std::fs::create_dir_all(&project).unwrap();
+    let home = codex_home(env, &api);
+    let project = net.project("api");
     let mut script = String::from("#!/bin/sh\n");
     for (k, v) in env.vars() {
         script.push_str(&format!("export {k}='{v}'\n"));
@@ -259,24 +223,10 @@ fn idle_interactive_codex_session_is_woken_by_mail() {
 
     // Wait for the session to register, then run one turn so that its Stop arms the waiter.
     let user = env.user_client();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let list = rt
-            .block_on(user.list_peers(&ListPeersQuery {
-                scope: Scope::All,
-                ..Default::default()
-            }))
-            .unwrap();
-        if let Some(p) = list.peers.iter().find(|p| p.name == "api") {
-            assert_eq!(p.agent, Agent::Codex);
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the Codex TUI session never registered"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    assert_eq!(
+        net.wait_registered("api", Duration::from_secs(30)).agent,
+        Agent::Codex
+    );
     std::thread::sleep(Duration::from_secs(2));
     tmux.send(&["-l", "hello"]);
     std::thread::sleep(Duration::from_millis(500));
@@ -287,23 +237,18 @@ fn idle_interactive_codex_session_is_woken_by_mail() {
     );
     // The Stop hook marks the session idle and starts the Codex waiter; give the waiter a
     // moment to start its long poll, then send once.
-    let turn_file = env
-        .state_dir
-        .join(format!("hook-turn-{}", api_peer_pid(&env, &rt)));
+    let turn_file = env.state_dir.join(format!(
+        "hook-turn-{}",
+        net.wait_registered("api", Duration::from_secs(5))
+            .claude_pid
+    ));
     let deadline = Instant::now() + Duration::from_secs(30);
     while !std::fs::read_to_string(&turn_file).is_ok_and(|t| t.starts_with("idle")) {
         assert!(Instant::now() < deadline, "the first turn never ended");
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(1500));
-    let sent = rt
-        .block_on(web.client.send(&SendRequest {
-            to: "api".into(),
-            message: "ping from web".into(),
-            reply_to: None,
-            scope: None,
-        }))
-        .unwrap();
+    let sent = net.send_from_web("api", "ping from web");
     // The sender is told the idle session can be woken (its waiter is armed).
     assert!(sent.recipient_can_wake, "no waiter armed: {sent:?}");
     // `codex queue` starts a new turn whose user message is the framed mail.
@@ -333,18 +278,4 @@ fn idle_interactive_codex_session_is_woken_by_mail() {
         std::thread::sleep(Duration::from_millis(200));
     }
     drop(tmux);
-}
-
-/// The Codex process of the session `api`.
-fn api_peer_pid(env: &TestEnv, rt: &tokio::runtime::Runtime) -> u32 {
-    rt.block_on(env.user_client().list_peers(&ListPeersQuery {
-        scope: Scope::All,
-        ..Default::default()
-    }))
-    .unwrap()
-    .peers
-    .into_iter()
-    .find(|p| p.name == "api")
-    .map(|p| p.claude_pid)
-    .expect("the api session")
 }

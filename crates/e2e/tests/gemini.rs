@@ -4,12 +4,14 @@
 //! the broker (a stand-in), sending and reading mail over the real HTTP API.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use peers_core::wire::{Agent, ListPeersQuery, MessageState, Scope, SendRequest};
+use peers_core::wire::{Agent, MessageState};
 use peers_testkit::fake_gemini::{FakeGemini, Reply, gemini_js};
-use peers_testkit::peer::Peer;
-use peers_testkit::{BrokerProcess, ChildGuard, TestEnv};
+
+mod net;
+use net::Net;
+use peers_testkit::ChildGuard;
 use serde_json::json;
 
 #[test]
@@ -27,15 +29,8 @@ fn gemini_session_gets_mail_mid_turn_and_replies() {
         eprintln!("SKIPPED {name}: node is not installed (Gemini CLI runs on it)");
         return;
     }
-    peers_testkit::bin("peers-deliver");
-    peers_testkit::bin("peers-mcp");
-    peers_testkit::bin("peers-broker");
-    let env = TestEnv::new();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let _broker = rt.block_on(BrokerProcess::start(&env));
-    let web_dir = env.dir.path().join("work/web");
-    std::fs::create_dir_all(&web_dir).unwrap();
-    let web = rt.block_on(Peer::register(&env, web_dir.display()));
+    let net = Net::start();
+    let (env, rt, web) = (&net.env, &net.rt, &net.web);
 
     // The user's own settings (API key auth, for the fake), then `peers install`; the test
     // also allows the shell tool for its scripted model.
@@ -66,8 +61,7 @@ fn gemini_session_gets_mail_mid_turn_and_replies() {
         ),
         Reply::text("done"),
     ]);
-    let project = env.dir.path().join("work/api");
-    std::fs::create_dir_all(&project).unwrap();
+    let project = net.project("api");
     let mut session = ChildGuard::new(
         env.apply(&mut Command::new("node"))
             .arg(&js)
@@ -89,37 +83,14 @@ fn gemini_session_gets_mail_mid_turn_and_replies() {
     );
 
     let user = env.user_client();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let api_peer = loop {
-        let list = rt
-            .block_on(user.list_peers(&ListPeersQuery {
-                scope: Scope::All,
-                ..Default::default()
-            }))
-            .unwrap();
-        if let Some(p) = list.peers.into_iter().find(|p| p.name == "api") {
-            break p;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the Gemini session never registered"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let api_peer = net.wait_registered("api", Duration::from_secs(60));
     assert_eq!(api_peer.agent, Agent::Gemini, "{api_peer:?}");
 
     assert!(
         api.wait_main_requests(1, Duration::from_secs(60)),
         "no model request"
     );
-    let sent = rt
-        .block_on(web.client.send(&SendRequest {
-            to: "api".into(),
-            message: "ping from web".into(),
-            reply_to: None,
-            scope: None,
-        }))
-        .unwrap();
+    let sent = net.send_from_web("api", "ping from web");
     // Gemini CLI has no wake path: no promise of one.
     assert!(!sent.recipient_can_wake, "{sent:?}");
 
