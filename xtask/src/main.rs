@@ -7,6 +7,7 @@
 //! * `cargo xtask tidy`    — the architecture invariants (also a test in `cargo test`).
 //! * `cargo xtask install` — release build, install the binaries, `peers install`, `peers doctor`.
 
+mod agents;
 mod bench;
 mod claude;
 mod e2e;
@@ -118,6 +119,16 @@ fn test(args: &[String]) -> Result<()> {
         Err(e) => eprintln!(
             "xtask: WARNING: no Claude Code CLI ({e:#}); the end-to-end tests will be skipped"
         ),
+    }
+    for cli in [agents::CODEX, agents::GEMINI] {
+        match cli.ensure() {
+            // SAFETY: single-threaded here; set before spawning the test processes.
+            Ok(bin) => unsafe { std::env::set_var(cli.env, &bin) },
+            Err(e) => eprintln!(
+                "xtask: WARNING: no {} ({e:#}); its end-to-end tests will be skipped",
+                cli.package
+            ),
+        }
     }
     run_cmd(cargo_cmd().args(["build", "--workspace", "--bins"]))?;
     run_cmd(cargo_cmd().args(["test", "--workspace"]).args(args))

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use peers_core::client::Timeouts;
 use peers_core::render::{self, Framed, Me, Occasion};
 use peers_core::session::SessionFile;
-use peers_core::wire::{AckRequest, ClaimRequest, ClaimResponse};
+use peers_core::wire::{AckRequest, Agent, ClaimRequest, ClaimResponse};
 use peers_core::{BrokerClient, ClientError, Config};
 use serde_json::json;
 
@@ -29,18 +29,31 @@ pub struct Output {
     pub framed: Option<Framed>,
 }
 
-/// The hook JSON for `event` carrying `text`: `additionalContext` for every event. On Stop it
-/// continues the turn just as `{"decision":"block"}` does (counted against the client's cap,
-/// `stop_hook_active` on the next Stop), but the model is shown the text once, as "Stop hook
-/// additional context", and the human's screen says "Stop hook says: …" instead of "Stop hook
-/// reported a problem" (Claude Code 2.1.332, `stop_hook_output_forms` in `crates/e2e`).
-pub fn hook_json(event: Event, text: &str) -> serde_json::Value {
-    json!({
-        "hookSpecificOutput": {
-            "hookEventName": event.as_str(),
-            "additionalContext": text,
-        }
-    })
+/// The hook JSON for `event` carrying `text`, in `client`'s output form.
+///
+/// Claude Code: `additionalContext` for every event. On Stop it continues the turn just as
+/// `{"decision":"block"}` does (counted against the client's cap, `stop_hook_active` on the
+/// next Stop), but the model is shown the text once, as "Stop hook additional context", and
+/// the human's screen says "Stop hook says: …" instead of "Stop hook reported a problem"
+/// (Claude Code 2.1.332, `stop_hook_output_forms` in `crates/e2e`).
+///
+/// Codex CLI and Gemini CLI: `additionalContext` on SessionStart, the prompt and the tool
+/// events (Codex shows it as a developer message, Gemini as `<hook_context>`); at the turn's
+/// end `{"decision":"block","reason":…}`, which both send on as a new user message (Codex
+/// fails a Stop hook that answers with additionalContext).
+pub fn hook_json(client: Agent, event: Event, text: &str) -> serde_json::Value {
+    match (client, event) {
+        (Agent::Codex | Agent::Gemini, Event::Stop) => json!({
+            "decision": "block",
+            "reason": text,
+        }),
+        _ => json!({
+            "hookSpecificOutput": {
+                "hookEventName": event.name_for(client),
+                "additionalContext": text,
+            }
+        }),
+    }
 }
 
 pub fn occasion(event: Event) -> Occasion {
@@ -93,8 +106,12 @@ pub fn run() -> i32 {
     let Some(input) = crate::read_input() else {
         return 0;
     };
-    let Some(event) = input.event() else {
-        debug(|| format!("event {:?} is not ours", input.hook_event_name));
+    let gemini_env = crate::input::gemini_session_env();
+    let marked = input.marked_client(gemini_env.as_deref());
+    // Unmarked input uses the event names Claude Code and Codex share.
+    let not_ours = || debug(|| format!("event {:?} is not ours", input.hook_event_name));
+    let Some(event) = input.event_for(marked.unwrap_or(Agent::Claude)) else {
+        not_ours();
         return 0;
     };
     let Some(cfg) = crate::load_config() else {
@@ -104,17 +121,25 @@ pub fn run() -> i32 {
         debug(|| "no session file for this process or its ancestors".into());
         return 0;
     };
+    let client = marked.unwrap_or(session.agent);
+    let Some(event) = input.event_for(client) else {
+        not_ours();
+        return 0;
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    handle(&cfg, &session, &input, event, &mut out);
+    handle(&cfg, &session, &input, client, event, &mut out);
     0
 }
 
-/// Records whether a turn is running, for the waiter, then claims, prints to `out`, acks.
+/// Records whether a turn is running, for the waiter, then claims, prints to `out` in
+/// `client`'s form, acks. A Codex turn that ends idle starts the Codex waiter
+/// ([`crate::codex::arm`]), which wakes the session with `codex queue` when mail comes.
 pub fn handle(
     cfg: &Config,
     session: &SessionFile,
     input: &HookInput,
+    client: Agent,
     event: Event,
     out: &mut dyn Write,
 ) {
@@ -123,10 +148,13 @@ pub fn handle(
     if event == Event::UserPromptSubmit {
         state::set_turn(state_dir, pid, true, peers_core::now_ms());
     }
-    let printed = claim_and_print(cfg, session, input, event, out);
+    let printed = claim_and_print(cfg, session, input, client, event, out);
     if event == Event::Stop {
         // A block continues the turn; otherwise the session goes idle and the waiter may wake it.
         state::set_turn(state_dir, pid, printed, peers_core::now_ms());
+    }
+    if client == Agent::Codex && matches!(event, Event::Stop | Event::SessionStart) && !printed {
+        crate::codex::arm(cfg, session, input);
     }
 }
 
@@ -135,6 +163,7 @@ fn claim_and_print(
     cfg: &Config,
     session: &SessionFile,
     input: &HookInput,
+    agent: Agent,
     event: Event,
     out: &mut dyn Write,
 ) -> bool {
@@ -201,7 +230,7 @@ fn claim_and_print(
         crate::pause_after_claim();
     }
 
-    let Some(output) = render(session, event, &resp) else {
+    let Some(output) = render(session, agent, event, &resp) else {
         return false;
     };
     let mut line = output.json.to_string();
@@ -222,7 +251,7 @@ fn claim_and_print(
             &rt,
             &client,
             lease_id,
-            event.as_str(),
+            event.name_for(agent),
             &framed,
             resp.messages.len(),
         );
@@ -244,8 +273,13 @@ pub fn skip_network(cfg: &Config, session: &SessionFile, event: Event) -> bool {
         )
 }
 
-/// The output for `event` given a claim, or `None` when there is nothing to print.
-pub fn render(session: &SessionFile, event: Event, resp: &ClaimResponse) -> Option<Output> {
+/// The output for `event` of `client` given a claim, or `None` when there is nothing to print.
+pub fn render(
+    session: &SessionFile,
+    client: Agent,
+    event: Event,
+    resp: &ClaimResponse,
+) -> Option<Output> {
     let with_intro = event == Event::SessionStart;
     if event == Event::Stop && resp.messages.is_empty() {
         return None;
@@ -259,7 +293,7 @@ pub fn render(session: &SessionFile, event: Event, resp: &ClaimResponse) -> Opti
         render::DEFAULT_BUDGET,
     )?;
     Some(Output {
-        json: hook_json(event, &framed.text),
+        json: hook_json(client, event, &framed.text),
         framed: (!resp.messages.is_empty()).then_some(framed),
     })
 }
@@ -333,5 +367,41 @@ fn note_brokers<T>(
     }
     if let Some(a) = answered {
         state::clear_backoff(state_dir, a, now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use expect_test::expect;
+
+    /// Issue 17: each client gets its own output form, with its own event names.
+    #[test]
+    fn output_forms_per_client() {
+        let forms: Vec<String> = Agent::ALL
+            .into_iter()
+            .flat_map(|a| {
+                [
+                    Event::SessionStart,
+                    Event::UserPromptSubmit,
+                    Event::PostToolUse,
+                    Event::Stop,
+                ]
+                .map(move |e| format!("{a} {}: {}", e.name_for(a), hook_json(a, e, "X")))
+            })
+            .collect();
+        expect![[r#"
+            claude SessionStart: {"hookSpecificOutput":{"additionalContext":"X","hookEventName":"SessionStart"}}
+            claude UserPromptSubmit: {"hookSpecificOutput":{"additionalContext":"X","hookEventName":"UserPromptSubmit"}}
+            claude PostToolUse: {"hookSpecificOutput":{"additionalContext":"X","hookEventName":"PostToolUse"}}
+            claude Stop: {"hookSpecificOutput":{"additionalContext":"X","hookEventName":"Stop"}}
+            codex SessionStart: {"hookSpecificOutput":{"additionalContext":"X","hookEventName":"SessionStart"}}
+            codex UserPromptSubmit: {"hookSpecificOutput":{"additionalContext":"X","hookEventName":"UserPromptSubmit"}}
+            codex PostToolUse: {"hookSpecificOutput":{"additionalContext":"X","hookEventName":"PostToolUse"}}
+            codex Stop: {"decision":"block","reason":"X"}
+            gemini SessionStart: {"hookSpecificOutput":{"additionalContext":"X","hookEventName":"SessionStart"}}
+            gemini BeforeAgent: {"hookSpecificOutput":{"additionalContext":"X","hookEventName":"BeforeAgent"}}
+            gemini AfterTool: {"hookSpecificOutput":{"additionalContext":"X","hookEventName":"AfterTool"}}
+            gemini AfterAgent: {"decision":"block","reason":"X"}"#]].assert_eq(&forms.join("\n"));
     }
 }

@@ -1,13 +1,18 @@
-//! `peers-deliver`, the Claude Code hook that puts peer mail in front of the model.
+//! `peers-deliver`, the hook that puts peer mail in front of the model, for Claude Code, Codex
+//! CLI and Gemini CLI.
 //!
-//! One command for SessionStart, UserPromptSubmit, PostToolUse and Stop (the event comes from
-//! the JSON on stdin): find this session's file, claim queued mail from the broker (an atomic
-//! lease), print the hook JSON for the event, then ack the lease with the event name, listing
-//! only the messages that fit into the text (the rest go straight back to the queue).
+//! One command for SessionStart, UserPromptSubmit, PostToolUse and Stop (Gemini: BeforeAgent,
+//! AfterTool, AfterAgent; the event and the client come from the JSON on stdin, `input.rs`):
+//! find this session's file, claim queued mail from the broker (an atomic lease), print the
+//! hook JSON for the event in that client's form, then ack the lease with the event name,
+//! listing only the messages that fit into the text (the rest go straight back to the queue).
 //!
 //! `peers-deliver --wait` is registered as an `asyncRewake` Stop hook: it long-polls the
 //! broker and, when mail arrives for the idle session, claims it, writes it to stderr and
-//! exits 2 so Claude Code wakes the model.
+//! exits 2 so Claude Code wakes the model. Codex has no asyncRewake: its Stop hook starts
+//! `peers-deliver --wait-codex <thread>` in the background, which wakes the idle session with
+//! `codex queue` (`codex.rs`). Gemini CLI has no wake path: its mail waits for the next hook
+//! event, and senders are told it cannot be woken (no waiter is armed).
 //!
 //! The text comes from `peers_core::render`, the one renderer of model-facing mail, with the
 //! tool names of this session's client (`SessionFile::tool_prefix`).
@@ -15,6 +20,7 @@
 //! Whatever fails, the hook exits 0 with nothing on stdout, quickly: a broken mail system must
 //! never break or slow the user's session. See `docs/ARCHITECTURE.md` for the choices.
 
+pub mod codex;
 pub mod deliver;
 pub mod input;
 pub mod locate;
@@ -168,13 +174,17 @@ pub(crate) fn pause_after_claim() {
     }
 }
 
-const USAGE: &str = "peers-deliver: the Claude Code hook of peers
+const USAGE: &str = "peers-deliver: the hook of peers (Claude Code, Codex CLI, Gemini CLI)
 
-Run by Claude Code on SessionStart, UserPromptSubmit, PostToolUse and Stop with the hook JSON on
-stdin; prints the hook JSON that shows waiting peer mail to the model.
+Run by the agent CLI on SessionStart, UserPromptSubmit, PostToolUse and Stop (Gemini CLI:
+BeforeAgent, AfterTool, AfterAgent) with the hook JSON on stdin; prints the hook JSON that
+shows waiting peer mail to the model, in that client's form.
 
-  peers-deliver            one hook event (reads stdin)
-  peers-deliver --wait     asyncRewake Stop hook: wait for mail, wake the idle session (exit 2)
+  peers-deliver                     one hook event (reads stdin)
+  peers-deliver --wait              asyncRewake Stop hook: wait for mail, wake the idle
+                                    Claude Code session (exit 2)
+  peers-deliver --wait-codex ID     started by the Codex Stop hook itself: wait for mail,
+                                    wake the idle Codex session with `codex queue`
 
 `peers install` registers both. Whatever fails, the hook exits 0 with no output.
 ";
@@ -184,6 +194,7 @@ pub fn run(args: &[String]) -> i32 {
     match args.first().map(String::as_str) {
         None => deliver::run(),
         Some("--wait") => wait::run(),
+        Some(codex::WAIT_ARG) => wait::run_codex(args.get(1).map(String::as_str)),
         Some("--version" | "-V") => {
             println!("peers-deliver {}", peers_core::VERSION);
             0

@@ -54,6 +54,7 @@ mod tests {
             cwd: "/x".into(),
             written_ms: peers_core::now_ms(),
             tool_prefix: peers_core::render::DEFAULT_TOOL_PREFIX.into(),
+            agent: Default::default(),
         }
     }
 

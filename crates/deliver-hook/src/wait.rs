@@ -49,6 +49,40 @@ pub fn should_wait(attended_env: Option<&str>, wait_headless: bool) -> bool {
     attended_env.map(str::trim) != Some("0") || wait_headless
 }
 
+/// How the waiter wakes its session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Waker {
+    /// Claude Code's asyncRewake: the text on stderr, exit 2.
+    Rewake,
+    /// `codex queue --thread <thread>` with the text, through `bin` (`codex.rs`).
+    CodexQueue { thread: String, bin: PathBuf },
+}
+
+/// `peers-deliver --wait-codex <thread>`, started by [`crate::codex::arm`] with `CLAUDE_PID`
+/// naming the Codex process (no hook input).
+pub fn run_codex(thread: Option<&str>) -> i32 {
+    let Some(thread) = thread.filter(|t| crate::codex::valid_thread(t)) else {
+        debug(|| "--wait-codex without a thread id".into());
+        return 0;
+    };
+    let Some(cfg) = crate::load_config() else {
+        return 0;
+    };
+    let env_pid = std::env::var("CLAUDE_PID").ok();
+    let Some(session) = locate::find_session(&cfg.state_dir, env_pid.as_deref()) else {
+        debug(|| "no session file: not waiting".into());
+        return 0;
+    };
+    let waker = Waker::CodexQueue {
+        thread: thread.to_string(),
+        bin: crate::codex::codex_bin(session.claude_pid),
+    };
+    let Some(rt) = crate::runtime() else { return 0 };
+    let code = rt.block_on(wait_loop(&cfg, session, &waker));
+    rt.shutdown_background();
+    code
+}
+
 pub fn run() -> i32 {
     // Read the hook JSON in any case, so Claude Code's write never fails; only the event
     // (and its source) matters here.
@@ -78,7 +112,7 @@ pub fn run() -> i32 {
         return 0;
     };
     let Some(rt) = crate::runtime() else { return 0 };
-    let code = rt.block_on(wait_loop(&cfg, session));
+    let code = rt.block_on(wait_loop(&cfg, session, &Waker::Rewake));
     // Don't linger on the runtime's shutdown: nothing else is pending.
     rt.shutdown_background();
     code
@@ -134,7 +168,7 @@ async fn sleep_or_over(d: Duration, path: &Path, claude_pid: u32, start: Option<
     }
 }
 
-async fn wait_loop(cfg: &Config, mut session: SessionFile) -> i32 {
+async fn wait_loop(cfg: &Config, mut session: SessionFile, waker: &Waker) -> i32 {
     let started = Instant::now();
     let started_ms = peers_core::now_ms();
     let path = SessionFile::path(&cfg.state_dir, session.claude_pid);
@@ -190,7 +224,7 @@ async fn wait_loop(cfg: &Config, mut session: SessionFile) -> i32 {
                     debug(|| "a turn is running: its own hooks deliver the mail".into());
                     return 0;
                 }
-                match deliver_wake(cfg, &client, &session).await {
+                match deliver_wake(cfg, &client, &session, waker).await {
                     Some(code) => return code,
                     // Someone else took it: wait again, not in a tight loop.
                     None => {
@@ -241,9 +275,14 @@ pub fn turn_running(cfg: &Config, claude_pid: u32, started_ms: i64) -> bool {
     )
 }
 
-/// Claims and writes the wake text. `Some(exit code)` when done, `None` when there was
-/// nothing to claim after all.
-async fn deliver_wake(cfg: &Config, client: &BrokerClient, session: &SessionFile) -> Option<i32> {
+/// Claims and hands the wake text to `waker`. `Some(exit code)` when done, `None` when there
+/// was nothing to claim after all.
+async fn deliver_wake(
+    cfg: &Config,
+    client: &BrokerClient,
+    session: &SessionFile,
+    waker: &Waker,
+) -> Option<i32> {
     let claim = ClaimRequest {
         max: Some(deliver::CLAIM_MAX),
         lease_ms: Some(cfg.lease_ms),
@@ -269,15 +308,27 @@ async fn deliver_wake(cfg: &Config, client: &BrokerClient, session: &SessionFile
         false,
         render::DEFAULT_BUDGET,
     )?;
-    let mut err = std::io::stderr().lock();
-    if err
-        .write_all(framed.text.as_bytes())
-        .and_then(|_| err.flush())
-        .is_err()
-    {
-        return Some(0);
-    }
-    drop(err);
+    let code = match waker {
+        Waker::Rewake => {
+            let mut err = std::io::stderr().lock();
+            if err
+                .write_all(framed.text.as_bytes())
+                .and_then(|_| err.flush())
+                .is_err()
+            {
+                return Some(0);
+            }
+            EXIT_WAKE
+        }
+        Waker::CodexQueue { thread, bin } => {
+            if !crate::codex::queue(bin, thread, &framed.text).await {
+                // Not acked: the lease lapses and the mail comes back.
+                return Some(0);
+            }
+            debug(|| format!("queued the mail into Codex thread {thread}"));
+            0
+        }
+    };
     if let Some(lease_id) = resp.lease_id {
         let req = peers_core::wire::AckRequest {
             lease_id,
@@ -288,7 +339,7 @@ async fn deliver_wake(cfg: &Config, client: &BrokerClient, session: &SessionFile
             debug(|| format!("wake ack failed: {e}"));
         }
     }
-    Some(EXIT_WAKE)
+    Some(code)
 }
 
 fn claim_error(e: ClientError) -> Option<i32> {

@@ -6,7 +6,7 @@ use deliver_hook::deliver::hook_json;
 use deliver_hook::input::Event;
 use expect_test::expect;
 use peers_core::render::{self, Me, Occasion, ToolNames};
-use peers_core::wire::{InboxMessage, MessageState, SenderKind};
+use peers_core::wire::{Agent, InboxMessage, MessageState, SenderKind};
 use serde_json::json;
 
 fn me<'a>(h: &'a Harness, tools: &'a ToolNames) -> Me<'a> {
@@ -87,7 +87,7 @@ async fn with_mail_each_event_prints_its_exact_json_and_acks_with_its_name() {
             render::DEFAULT_BUDGET,
         )
         .unwrap();
-        assert_eq!(r.json(), hook_json(event, &want.text));
+        assert_eq!(r.json(), hook_json(Agent::Claude, event, &want.text));
 
         // The shape Claude Code reads, spelled out.
         let j = r.json();

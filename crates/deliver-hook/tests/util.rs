@@ -217,6 +217,7 @@ pub fn write_session_with_prefix(
         cwd: peer.cwd.display().to_string(),
         written_ms: peers_core::now_ms(),
         tool_prefix: tool_prefix.into(),
+        agent: Default::default(),
     }
     .write(&env.state_dir)
     .unwrap()

@@ -92,6 +92,8 @@ pub fn run(a: DoctorArgs) -> Result<()> {
     let registered = mcp(&mut r, via_plugin);
     permissions(&mut r, hooked || registered, via_plugin);
     claude_cli(&mut r, via_plugin);
+    codex(&mut r);
+    gemini(&mut r);
 
     let failed = r.0.iter().any(|c| c.status == Status::Fail);
     if a.output.json {
@@ -123,6 +125,94 @@ pub fn run(a: DoctorArgs) -> Result<()> {
         return Err(Exit(1).into());
     }
     Ok(())
+}
+
+/// Codex CLI: `[mcp_servers.peers]` and the hooks in `$CODEX_HOME/config.toml`, when Codex is
+/// on PATH or that file has them.
+fn codex(r: &mut Report) {
+    use crate::install::codex;
+    let on_path = context::which("codex").is_some();
+    let Ok(path) = codex::config_path() else {
+        return;
+    };
+    match codex::installed(&path) {
+        Ok(Some((mcp, hooks)))
+            if hooks == codex::EVENTS.len() && context::is_executable(Path::new(&mcp)) =>
+        {
+            r.ok(
+                "codex",
+                format!(
+                    "{}: the peers MCP server ({mcp}) and {hooks} hooks",
+                    path.display()
+                ),
+            )
+        }
+        Ok(Some((mcp, hooks))) => r.warn(
+            "codex",
+            format!(
+                "{}: MCP server {mcp}, {hooks} of {} hooks",
+                path.display(),
+                codex::EVENTS.len()
+            ),
+            "run `peers install --agent codex`",
+        ),
+        Ok(None) if on_path => r.warn(
+            "codex",
+            format!(
+                "the codex CLI is on PATH but {} has no peers entries",
+                path.display()
+            ),
+            "run `peers install --agent codex`",
+        ),
+        Ok(None) => r.add(
+            "codex",
+            Status::Skip,
+            "Codex CLI not found".to_string(),
+            None,
+        ),
+        Err(e) => r.fail("codex", format!("{e}"), format!("fix {}", path.display())),
+    }
+}
+
+/// Gemini CLI: `mcpServers.peers`, the hooks and the policy file under `~/.gemini`, when
+/// Gemini is on PATH or its settings have them.
+fn gemini(r: &mut Report) {
+    use crate::install::gemini;
+    let on_path = context::which("gemini").is_some();
+    let Ok(dir) = gemini::dir() else {
+        return;
+    };
+    let settings = gemini::settings_path(&dir);
+    match gemini::installed(&dir) {
+        Ok((Some(mcp), 4, true)) => r.ok(
+            "gemini",
+            format!(
+                "{}: the peers MCP server ({mcp}), 4 hooks and the policy file",
+                settings.display()
+            ),
+        ),
+        Ok((None, 0, false)) if !on_path => r.add(
+            "gemini",
+            Status::Skip,
+            "Gemini CLI not found".to_string(),
+            None,
+        ),
+        Ok((mcp, hooks, policy)) => r.warn(
+            "gemini",
+            format!(
+                "{}: MCP server {}, {hooks} of 4 hooks, policy file {}",
+                settings.display(),
+                mcp.as_deref().unwrap_or("missing"),
+                if policy { "present" } else { "missing" }
+            ),
+            "run `peers install --agent gemini`",
+        ),
+        Err(e) => r.fail(
+            "gemini",
+            format!("{e}"),
+            format!("fix {}", settings.display()),
+        ),
+    }
 }
 
 fn binaries(r: &mut Report) {

@@ -60,7 +60,7 @@ pub fn run(a: PeersArgs) -> Result<()> {
     }
     if list.peers.is_empty() {
         println!(
-            "no sessions{} (they appear once Claude Code starts with peers installed: \
+            "no sessions{} (they appear once Claude Code, Codex or Gemini CLI starts with peers installed: \
              `peers install`, then `peers doctor`)",
             if a.all { "" } else { " running" }
         );
@@ -78,8 +78,8 @@ fn print_peers(peers: &[PeerInfo]) {
         .unwrap_or(4)
         .max(4);
     println!(
-        "{:<w$}  {:<12}  {:<5}  {:>4}  {:<10}  WHERE",
-        "NAME", "ID", "STATE", "MAIL", "SEEN"
+        "{:<w$}  {:<12}  {:<6}  {:<5}  {:>4}  {:<10}  WHERE",
+        "NAME", "ID", "AGENT", "STATE", "MAIL", "SEEN"
     );
     for p in peers {
         let mut where_ = p.cwd.clone();
@@ -87,9 +87,10 @@ fn print_peers(peers: &[PeerInfo]) {
             where_.push_str(&format!(" ({b})"));
         }
         println!(
-            "{:<w$}  {:<12}  {:<5}  {:>4}  {:<10}  {}",
+            "{:<w$}  {:<12}  {:<6}  {:<5}  {:>4}  {:<10}  {}",
             p.address,
             p.peer_id,
+            p.agent.as_str(),
             if p.alive { "live" } else { "gone" },
             p.queued,
             ago(p.last_seen_ms),

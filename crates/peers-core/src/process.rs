@@ -201,6 +201,40 @@ pub fn names(pid: u32) -> Vec<String> {
     }
 }
 
+/// The arguments `pid` was started with, argv\[0\] first (empty where they cannot be read;
+/// on Linux only).
+pub fn args(pid: u32) -> Vec<String> {
+    #[cfg(target_os = "linux")]
+    {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|c| {
+                c.split(|&b| b == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = pid;
+        Vec::new()
+    }
+}
+
+/// The executable of `pid` (on Linux only).
+pub fn exe(pid: u32) -> Option<std::path::PathBuf> {
+    #[cfg(target_os = "linux")]
+    {
+        std::fs::read_link(format!("/proc/{pid}/exe")).ok()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = pid;
+        None
+    }
+}
+
 /// The portable way, through sysinfo, one pid at a time (used where there is no `/proc`;
 /// compiled on Linux for tests only, to check that both ways agree).
 #[cfg(any(not(target_os = "linux"), test))]

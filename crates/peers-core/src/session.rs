@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::wire::Agent;
 use crate::{paths, process};
 
 /// The largest session file read (a real one is well under 1 KiB).
@@ -50,6 +51,10 @@ pub struct SessionFile {
     /// written before the field existed read as the default.
     #[serde(default = "default_tool_prefix")]
     pub tool_prefix: String,
+    /// The agent CLI of this session (`peers-mcp` finds it); the hook answers in its output
+    /// form. Files written before the field existed read as Claude Code.
+    #[serde(default)]
+    pub agent: Agent,
 }
 
 /// The `broker_urls` of a session file: all of `all`, rotated so that `first` (the broker that
@@ -120,9 +125,13 @@ impl SessionFile {
         Ok(())
     }
 
-    /// The tool names to render this session's mail with.
+    /// The tool names to render this session's mail with: Claude Code's from `tool_prefix`
+    /// (it differs under the plugin), the other clients' from their agent.
     pub fn tool_names(&self) -> crate::render::ToolNames {
-        crate::render::ToolNames::or_default(&self.tool_prefix)
+        match self.agent {
+            Agent::Claude => crate::render::ToolNames::or_default(&self.tool_prefix),
+            other => crate::render::ToolNames::for_agent(other),
+        }
     }
 }
 
@@ -175,6 +184,7 @@ mod tests {
             cwd: "/x".into(),
             written_ms: 1,
             tool_prefix: "mcp__plugin_peers_peers__".into(),
+            agent: Agent::Claude,
         }
     }
 
@@ -201,6 +211,12 @@ mod tests {
         let s: SessionFile = serde_json::from_str(old).unwrap();
         assert_eq!(s.tool_prefix, "mcp__peers__");
         assert_eq!(s.tool_names().send(), "mcp__peers__send_message");
+        assert_eq!(s.agent, Agent::Claude);
+        let codex = SessionFile {
+            agent: Agent::Codex,
+            ..s
+        };
+        assert_eq!(codex.tool_names().send(), "mcp__peers.send_message");
     }
 
     #[test]

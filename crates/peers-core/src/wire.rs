@@ -156,6 +156,55 @@ pub struct RegisterRequest {
     /// a broker restart asks for it back. Granted when no other live peer holds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_name: Option<String>,
+    /// Which agent CLI the session runs in. Older clients do not send it: Claude Code.
+    #[serde(default)]
+    pub agent: Agent,
+}
+
+/// The agent CLI a session runs in; it decides the hook's output form, the tool names shown
+/// to the model and whether an idle session can be woken.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Agent {
+    /// Claude Code (`claude`).
+    #[default]
+    Claude,
+    /// OpenAI's Codex CLI (`codex`).
+    Codex,
+    /// Google's Gemini CLI (`gemini`, a `node` process).
+    Gemini,
+}
+
+impl Agent {
+    pub const ALL: [Agent; 3] = [Agent::Claude, Agent::Codex, Agent::Gemini];
+
+    /// The lowercase name, as on the wire, in the stores and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Agent::Claude => "claude",
+            Agent::Codex => "codex",
+            Agent::Gemini => "gemini",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Agent> {
+        Agent::ALL.into_iter().find(|a| a.as_str() == s.trim())
+    }
+
+    /// The product's name, for people.
+    pub fn product(self) -> &'static str {
+        match self {
+            Agent::Claude => "Claude Code",
+            Agent::Codex => "Codex CLI",
+            Agent::Gemini => "Gemini CLI",
+        }
+    }
+}
+
+impl std::fmt::Display for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -269,6 +318,9 @@ pub struct PeerInfo {
     pub alive: bool,
     /// Mail waiting for this peer (queued or leased, not yet delivered).
     pub queued: u64,
+    /// The session's agent CLI (absent from older brokers: Claude Code).
+    #[serde(default)]
+    pub agent: Agent,
 }
 
 /// `POST /v1/messages` (auth: a peer token — the sender is that peer — or the user secret —

@@ -1,10 +1,16 @@
-//! Finding the Claude Code process this server belongs to, and watching it.
+//! Finding the agent process this server belongs to (Claude Code, Codex CLI or Gemini CLI),
+//! and watching it.
 //!
-//! Claude Code spawns stdio MCP servers directly, so the parent is normally `claude`. When a
-//! wrapper sits between (`sh -c`, `npx`, `node`), walk up to the nearest ancestor whose
-//! executable is named `claude`; when there is none, the direct parent is the session.
+//! Each client spawns stdio MCP servers directly, so the parent is normally the agent: `claude`,
+//! the native `codex` binary, or Gemini CLI's `node` (the relaunched child, unless
+//! `GEMINI_CLI_NO_RELAUNCH=true`; that process is also the parent of the hooks). When a wrapper
+//! sits between (`sh -c`, `npx`), walk up to the nearest ancestor that is one of them. Gemini
+//! runs as a plain `node`, so a `node` counts only when Gemini CLI said it started this server
+//! (`GEMINI_CLI=1` in the environment of its MCP servers). When none is found, the direct parent
+//! is the session, taken for Claude Code.
 
 use peers_core::process;
+use peers_core::wire::Agent;
 
 /// One process as the ancestry walk sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,9 +23,25 @@ pub struct ProcInfo {
 }
 
 impl ProcInfo {
-    fn is_claude(&self) -> bool {
-        self.names.iter().any(|n| is_claude_name(n))
+    /// The agent this process is, if it is one. `gemini`: whether Gemini CLI started this
+    /// server, so that a `node` is its process.
+    fn agent(&self, gemini: bool) -> Option<Agent> {
+        let any = |f: fn(&str) -> bool| self.names.iter().any(|n| f(n.trim()));
+        if any(is_claude_name) {
+            Some(Agent::Claude)
+        } else if any(|n| n == "codex") {
+            Some(Agent::Codex)
+        } else if gemini && any(|n| n == "node" || n == "gemini") {
+            Some(Agent::Gemini)
+        } else {
+            None
+        }
     }
+}
+
+/// Whether the environment says Gemini CLI started this MCP server (`GEMINI_CLI=1`).
+pub fn started_by_gemini(value: Option<&str>) -> bool {
+    value.map(str::trim) == Some("1")
 }
 
 /// `claude`, or a versioned build of it (`claude-2.1.328`) as some installers name it.
@@ -32,24 +54,29 @@ pub fn is_claude_name(name: &str) -> bool {
 /// How many ancestors the walk looks at before settling for the direct parent.
 const MAX_WALK: usize = 8;
 
-/// The Claude Code pid for a process whose parent is `ppid`, given a way to look processes
-/// up: the nearest ancestor named `claude`, else `ppid` itself.
-pub fn find_claude_pid(ppid: u32, lookup: impl Fn(u32) -> Option<ProcInfo>) -> u32 {
+/// The agent process for a process whose parent is `ppid`, given a way to look processes up:
+/// the nearest ancestor that is an agent ([`ProcInfo::agent`]), else `ppid` itself as Claude
+/// Code (or as Gemini CLI when `gemini`).
+pub fn find_agent(
+    ppid: u32,
+    gemini: bool,
+    lookup: impl Fn(u32) -> Option<ProcInfo>,
+) -> (u32, Agent) {
     let mut pid = ppid;
     for _ in 0..MAX_WALK {
         if pid <= 1 {
             break;
         }
         let Some(info) = lookup(pid) else { break };
-        if info.is_claude() {
-            return pid;
+        if let Some(agent) = info.agent(gemini) {
+            return (pid, agent);
         }
         if info.ppid == pid {
             break;
         }
         pid = info.ppid;
     }
-    ppid
+    (ppid, if gemini { Agent::Gemini } else { Agent::Claude })
 }
 
 /// This process's parent pid.
@@ -126,15 +153,41 @@ mod tests {
             (30, 20, "claude"),
             (20, 1, "zsh"),
         ]);
-        assert_eq!(find_claude_pid(50, |p| t.get(&p).cloned()), 30);
-        assert_eq!(find_claude_pid(30, |p| t.get(&p).cloned()), 30);
+        let find = |pid, gemini| find_agent(pid, gemini, |p| t.get(&p).cloned());
+        assert_eq!(find(50, false), (30, Agent::Claude));
+        assert_eq!(find(30, false), (30, Agent::Claude));
+        // Gemini CLI started it: the nearest node is Gemini's.
+        assert_eq!(find(50, true), (50, Agent::Gemini));
     }
 
     #[test]
-    fn without_claude_the_direct_parent_is_the_session() {
+    fn codex_and_gemini_processes() {
+        // Codex runs MCP servers as its children (hooks through `/bin/bash -c`).
+        let t = table(&[(60, 50, "peers-mcp"), (50, 40, "codex"), (40, 1, "zsh")]);
+        let find = |pid, gemini| find_agent(pid, gemini, |p| t.get(&p).cloned());
+        assert_eq!(find(50, false), (50, Agent::Codex));
+        assert_eq!(find(60, false), (50, Agent::Codex));
+        // Gemini relaunches node: the child is the parent of MCP servers and hooks, and is
+        // the nearest; with GEMINI_CLI_NO_RELAUNCH=true there is one node.
+        let t = table(&[(70, 60, "node"), (60, 40, "node"), (40, 1, "bash")]);
+        let find = |pid, gemini| find_agent(pid, gemini, |p| t.get(&p).cloned());
+        assert_eq!(find(70, true), (70, Agent::Gemini));
+        // A node that Gemini did not vouch for is not an agent.
+        assert_eq!(find(70, false), (70, Agent::Claude));
+        assert!(started_by_gemini(Some("1")));
+        assert!(!started_by_gemini(Some("0")));
+        assert!(!started_by_gemini(None));
+    }
+
+    #[test]
+    fn without_an_agent_the_direct_parent_is_the_session() {
         let t = table(&[(50, 40, "sh"), (40, 1, "cargo-test")]);
-        assert_eq!(find_claude_pid(50, |p| t.get(&p).cloned()), 50);
-        assert_eq!(find_claude_pid(77, |_| None), 77);
+        assert_eq!(
+            find_agent(50, false, |p| t.get(&p).cloned()),
+            (50, Agent::Claude)
+        );
+        assert_eq!(find_agent(77, false, |_| None), (77, Agent::Claude));
+        assert_eq!(find_agent(77, true, |_| None), (77, Agent::Gemini));
     }
 
     #[test]

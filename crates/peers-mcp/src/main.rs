@@ -4,10 +4,10 @@
 //! `mcp__plugin_peers_peers__` under the plugin); it goes into every text for the model and
 //! into the session file for the hook.
 //!
-//! On start it finds its Claude Code process, makes sure the local broker runs, registers,
+//! On start it finds its agent process (Claude Code, Codex CLI or Gemini CLI: `claude.rs`), makes sure the local broker runs, registers,
 //! and writes the session file the hook reads. It heartbeats in the background (restarting
 //! the local broker and re-registering under the same name when the broker went away), and
-//! exits — unregistering and removing the session file — on stdin EOF, when its Claude Code
+//! exits — unregistering and removing the session file — on stdin EOF, when its agent
 //! process is gone, or on SIGTERM/SIGINT. Mail left waiting too long for this session raises
 //! one desktop notification per batch (`escalate.rs`). Logs go to stderr and
 //! `<state_dir>/logs`, never stdout (stdout is the MCP channel).
@@ -35,9 +35,9 @@ const CLAUDE_CHECK: Duration = Duration::from_secs(1);
 /// How long start-up waits for the broker and registration before serving anyway.
 const REGISTER_WAIT: Duration = Duration::from_secs(10);
 
-/// The per-session MCP server of peers, started by Claude Code (stdio).
+/// The per-session MCP server of peers, started by Claude Code, Codex CLI or Gemini CLI (stdio).
 ///
-/// It registers this Claude Code session with the peers broker (starting a local one when
+/// It registers this agent session with the peers broker (starting a local one when
 /// needed), writes the session file the `peers-deliver` hook reads, and serves the tools
 /// whoami, list_peers, send_message, message_status, set_summary and check_messages. Settings
 /// come from config.toml and PEERS_* variables (see `peers doctor`).
@@ -50,9 +50,10 @@ struct Args {
     /// `mcp__plugin_peers_peers__` (the plugin's .mcp.json passes that). Every tool name
     /// shown to the model (server instructions, tool descriptions, tool results and, through
     /// the session file, the hook's texts) uses it. ASCII letters, digits, `_` and `-`.
-    #[arg(long, value_name = "PREFIX", default_value = render::DEFAULT_TOOL_PREFIX,
-          value_parser = render::ToolNames::new)]
-    tool_prefix: render::ToolNames,
+    /// Codex CLI and Gemini CLI sessions ignore it: their clients name the tools their own way
+    /// (`mcp__peers.send_message`, `mcp_peers_send_message`).
+    #[arg(long, value_name = "PREFIX", value_parser = render::ToolNames::new)]
+    tool_prefix: Option<render::ToolNames>,
 }
 
 fn main() -> ExitCode {
@@ -84,16 +85,18 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Config, tools: render::ToolNames) -> Result<(), String> {
+async fn run(config: Config, tools: Option<render::ToolNames>) -> Result<(), String> {
     let mut facts = Facts::collect(&config).map_err(|e| {
         format!(
             "cannot set up the state dir {}: {e}",
             config.state_dir.display()
         )
     })?;
-    facts.tools = tools;
+    if let Some(tools) = tools.filter(|_| facts.agent == peers_core::wire::Agent::Claude) {
+        facts.tools = tools;
+    }
     tracing::info!(
-        claude_pid = facts.claude_pid, parent = facts.direct_parent, cwd = %facts.cwd.display(),
+        agent = %facts.agent, claude_pid = facts.claude_pid, parent = facts.direct_parent, cwd = %facts.cwd.display(),
         broker = %config.broker_urls().join(", "), "peers-mcp {} starting (pid {})", peers_core::VERSION,
         std::process::id()
     );
@@ -136,7 +139,7 @@ async fn run(config: Config, tools: render::ToolNames) -> Result<(), String> {
             Ok(q) => format!("the MCP connection ended ({q:?})"),
             Err(e) => format!("the MCP connection failed: {e}"),
         },
-        _ = claude_gone(claude_pid, start, parent) => format!("Claude Code (pid {claude_pid}) is gone"),
+        _ = claude_gone(claude_pid, start, parent) => format!("{} (pid {claude_pid}) is gone", peer.facts.agent.product()),
         s = termination() => format!("received {s}"),
     };
     tracing::info!("exiting: {reason}");

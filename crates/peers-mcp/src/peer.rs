@@ -9,7 +9,7 @@ use std::time::Duration;
 use peers_core::client::Timeouts;
 use peers_core::local_broker::{self, StartError, Up};
 use peers_core::session::{self, SessionFile};
-use peers_core::wire::{HeartbeatResponse, RegisterRequest, RegisterResponse};
+use peers_core::wire::{Agent, HeartbeatResponse, RegisterRequest, RegisterResponse};
 use peers_core::{BrokerClient, ClientError, Config, identity, process};
 
 use crate::claude;
@@ -33,14 +33,17 @@ pub struct Facts {
     pub git_root: Option<PathBuf>,
     pub git_branch: Option<String>,
     pub tty: Option<String>,
-    /// What the client calls the tools (`peers-mcp --tool-prefix`).
+    /// What the client calls the tools (`peers-mcp --tool-prefix`, or the agent's own).
     pub tools: peers_core::render::ToolNames,
+    /// The agent CLI this server belongs to.
+    pub agent: Agent,
 }
 
 impl Facts {
     pub fn collect(config: &Config) -> std::io::Result<Facts> {
         let direct_parent = claude::parent_pid();
-        let claude_pid = claude::find_claude_pid(direct_parent, claude::proc_info);
+        let gemini = claude::started_by_gemini(std::env::var("GEMINI_CLI").ok().as_deref());
+        let (claude_pid, agent) = claude::find_agent(direct_parent, gemini, claude::proc_info);
         let cwd = std::env::current_dir()
             .ok()
             .or_else(|| std::env::var_os("CLAUDE_PROJECT_DIR").map(PathBuf::from))
@@ -61,7 +64,8 @@ impl Facts {
             cwd,
             git_root,
             git_branch,
-            tools: Default::default(),
+            tools: peers_core::render::ToolNames::for_agent(agent),
+            agent,
         })
     }
 
@@ -190,6 +194,7 @@ impl Peer {
             tty: f.tty.clone(),
             summary: Some(self.summary.lock().unwrap().clone()),
             previous_name: self.last_name.lock().unwrap().clone(),
+            agent: f.agent,
         };
         let resp: RegisterResponse = self
             .anon
@@ -223,6 +228,7 @@ impl Peer {
             cwd: f.cwd.to_string_lossy().into_owned(),
             written_ms: peers_core::now_ms(),
             tool_prefix: f.tools.prefix().to_string(),
+            agent: f.agent,
         };
         if let Err(e) = file.write(&self.config.state_dir) {
             tracing::warn!("cannot write the session file: {e}");

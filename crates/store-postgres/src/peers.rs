@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use peers_core::identity;
+use peers_core::wire::Agent;
 use peers_store::{NewRegistration, PeerRecord, REVOKED, Registration};
 use sqlx::{PgConnection, PgPool};
 
@@ -35,6 +36,7 @@ pub(crate) struct PeerRow {
     last_seen_ms: i64,
     gone_ms: Option<i64>,
     replaced_by: Option<String>,
+    agent: String,
 }
 
 impl From<PeerRow> for PeerRecord {
@@ -58,6 +60,7 @@ impl From<PeerRow> for PeerRecord {
             last_seen_ms: r.last_seen_ms,
             gone_ms: r.gone_ms,
             replaced_by: r.replaced_by,
+            agent: Agent::parse(&r.agent).unwrap_or_default(),
         }
     }
 }
@@ -67,7 +70,7 @@ macro_rules! peer_columns {
     () => {
         "id, name, host, machine_id, claude_pid, claude_start_time, mcp_pid, session_id, cwd, \
          git_root, git_branch, tty, summary, token_hash, registered_ms, last_seen_ms, gone_ms, \
-         replaced_by"
+         replaced_by, agent"
     };
 }
 
@@ -197,11 +200,12 @@ pub(crate) async fn register(
         last_seen_ms: now,
         gone_ms: None,
         replaced_by: None,
+        agent: req.agent,
     };
     sqlx::query(concat!(
         "INSERT INTO peers (",
         peer_columns!(),
-        ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,NULL,NULL)"
+        ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,NULL,NULL,$17)"
     ))
     .bind(&peer.id)
     .bind(&peer.name)
@@ -219,6 +223,7 @@ pub(crate) async fn register(
     .bind(&peer.token_hash)
     .bind(peer.registered_ms)
     .bind(peer.last_seen_ms)
+    .bind(peer.agent.as_str())
     .execute(&mut *conn)
     .await?;
 

@@ -2,7 +2,7 @@
 //! liveness, listing and lookup.
 
 use peers_core::identity;
-use peers_core::wire::RegisterRequest;
+use peers_core::wire::{Agent, RegisterRequest};
 use peers_store::{PeerRecord, REVOKED, Registration};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection, SqlitePool};
@@ -52,7 +52,9 @@ macro_rules! peer_columns {
             $p,
             "replaced_by, ",
             $p,
-            "claude_start_time"
+            "claude_start_time, ",
+            $p,
+            "agent"
         )
     };
 }
@@ -79,6 +81,7 @@ pub(crate) fn peer_record(r: SqliteRow) -> Result<PeerRecord, sqlx::Error> {
         last_seen_ms: r.try_get("last_seen_ms")?,
         gone_ms: r.try_get("gone_ms")?,
         replaced_by: r.try_get("replaced_by")?,
+        agent: Agent::parse(r.try_get("agent")?).unwrap_or_default(),
     })
 }
 
@@ -209,11 +212,12 @@ pub async fn register(
         last_seen_ms: now,
         gone_ms: None,
         replaced_by: None,
+        agent: req.agent,
     };
     sqlx::query(concat!(
         "INSERT INTO peers (",
         peer_columns!(),
-        ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,NULL,?)"
+        ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,NULL,?,?)"
     ))
     .bind(&row.id)
     .bind(&row.name)
@@ -231,6 +235,7 @@ pub async fn register(
     .bind(row.registered_ms)
     .bind(row.last_seen_ms)
     .bind(row.claude_start_time)
+    .bind(row.agent.as_str())
     .execute(&mut *conn)
     .await?;
 

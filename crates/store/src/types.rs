@@ -3,7 +3,7 @@
 //! `Notice`, `RegisterRequest`) are `peers_core::wire`'s.
 
 use peers_core::process;
-use peers_core::wire::{PeerInfo, RegisterRequest, SenderKind};
+use peers_core::wire::{Agent, PeerInfo, RegisterRequest, SenderKind};
 
 /// One registration of a session (a row of `peers`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +28,8 @@ pub struct PeerRecord {
     pub last_seen_ms: i64,
     pub gone_ms: Option<i64>,
     pub replaced_by: Option<String>,
+    /// The session's agent CLI (column `agent`, `claude` for rows from before it existed).
+    pub agent: Agent,
 }
 
 /// The token hash of an unregistered peer: no token hashes to it.
@@ -83,6 +85,7 @@ impl PeerRecord {
             last_seen_ms: self.last_seen_ms,
             alive: self.alive(),
             queued,
+            agent: self.agent,
         }
     }
 }

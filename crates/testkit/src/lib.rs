@@ -9,6 +9,9 @@
 //! them first (`cargo build --workspace --bins`). [`bin`] says so when one is missing.
 
 pub mod claude;
+pub mod fake_gemini;
+pub mod fake_openai;
+pub mod fake_server;
 pub mod netns;
 pub mod peer;
 pub mod plugin;

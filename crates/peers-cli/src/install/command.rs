@@ -29,6 +29,144 @@ pub struct InstallArgs {
     /// peers tool call, and a session woken by mail waits on that prompt until you answer it.
     #[arg(long)]
     pub no_allow: bool,
+    /// Which agent CLIs to set up (repeatable): `claude` (Claude Code: settings.json and the
+    /// MCP entry), `codex` (Codex CLI: $CODEX_HOME/config.toml), `gemini` (Gemini CLI:
+    /// ~/.gemini/settings.json and ~/.gemini/policies/peers.toml). Default: every one of them
+    /// found on PATH (Claude Code when none is). `--scope` applies to Claude Code only.
+    #[arg(long, value_enum)]
+    pub agent: Vec<AgentArg>,
+}
+
+/// An agent CLI on the command line.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+pub enum AgentArg {
+    Claude,
+    Codex,
+    Gemini,
+}
+
+impl AgentArg {
+    const ALL: [AgentArg; 3] = [AgentArg::Claude, AgentArg::Codex, AgentArg::Gemini];
+
+    /// The executable on PATH that shows the CLI is installed.
+    fn program(self) -> &'static str {
+        match self {
+            AgentArg::Claude => "claude",
+            AgentArg::Codex => "codex",
+            AgentArg::Gemini => "gemini",
+        }
+    }
+}
+
+/// The agents asked for, or every one found on PATH (Claude Code when none is).
+fn agents(asked: &[AgentArg]) -> Vec<AgentArg> {
+    if !asked.is_empty() {
+        let mut v = asked.to_vec();
+        v.dedup();
+        return v;
+    }
+    let found: Vec<AgentArg> = AgentArg::ALL
+        .into_iter()
+        .filter(|a| context::which(a.program()).is_some())
+        .collect();
+    if found.is_empty() {
+        vec![AgentArg::Claude]
+    } else {
+        found
+    }
+}
+
+fn codex_install(mcp: &Path, deliver: &Path, dry: bool, uninstall: bool) -> Result<()> {
+    use super::codex::{self, Outcome};
+    let path = codex::config_path()?;
+    let would = if dry { "would " } else { "" };
+    let outcome = if uninstall {
+        codex::uninstall(&path, dry)?
+    } else {
+        codex::install(&path, mcp, deliver, dry)?
+    };
+    let what = match (outcome, uninstall) {
+        (Outcome::Unchanged, false) => "already set up, nothing to change".to_string(),
+        (Outcome::Unchanged, true) => "nothing of peers in it".to_string(),
+        (Outcome::Written, false) => format!(
+            "{would}add [mcp_servers.peers] (default_tools_approval_mode = \"approve\") and \
+             hooks on SessionStart, UserPromptSubmit, PostToolUse and Stop"
+        ),
+        (Outcome::Written, true) => format!("{would}remove peers' entries"),
+        (Outcome::Restored, _) => "restored the original".to_string(),
+        (Outcome::Removed, _) => "removed the file (install had created it)".to_string(),
+    };
+    println!("Codex CLI: {}: {what}", path.display());
+    if !uninstall && outcome == Outcome::Written && !dry {
+        println!(
+            "  Codex runs hooks it trusts only: start `codex` once and trust the peers hooks \
+             (or pass --dangerously-bypass-hook-trust)."
+        );
+    }
+    Ok(())
+}
+
+fn gemini_install(mcp: &Path, deliver: &Path, dry: bool, uninstall: bool) -> Result<()> {
+    use super::gemini;
+    let dir = gemini::dir()?;
+    let would = if dry { "would " } else { "" };
+    let changed = if uninstall {
+        gemini::uninstall(&dir, dry)?
+    } else {
+        gemini::install(&dir, mcp, deliver, dry)?
+    };
+    let what = match (changed, uninstall) {
+        (false, false) => "already set up, nothing to change".to_string(),
+        (false, true) => "nothing of peers in it".to_string(),
+        (true, false) => format!(
+            "{would}add mcpServers.peers and hooks on SessionStart, BeforeAgent, AfterTool and \
+             AfterAgent, and {} allowing the peers tools",
+            gemini::policy_path(&dir).display()
+        ),
+        (true, true) => format!(
+            "{would}remove peers' entries and {}",
+            gemini::policy_path(&dir).display()
+        ),
+    };
+    println!(
+        "Gemini CLI: {}: {what}",
+        gemini::settings_path(&dir).display()
+    );
+    Ok(())
+}
+
+pub fn install(a: InstallArgs) -> Result<()> {
+    let list = agents(&a.agent);
+    for agent in &list {
+        match agent {
+            AgentArg::Claude => install_claude(&a)?,
+            AgentArg::Codex | AgentArg::Gemini => {
+                let (deliver, mcp) = binaries()?;
+                if *agent == AgentArg::Codex {
+                    codex_install(&mcp, &deliver, a.dry_run, false)?;
+                } else {
+                    gemini_install(&mcp, &deliver, a.dry_run, false)?;
+                }
+            }
+        }
+    }
+    if !a.dry_run && list != [AgentArg::Claude] {
+        println!(
+            "\nStart new sessions (hooks are read at start); `peers doctor` checks every link."
+        );
+    }
+    Ok(())
+}
+
+pub fn uninstall(a: UninstallArgs) -> Result<()> {
+    for agent in agents(&a.agent) {
+        match agent {
+            AgentArg::Claude => uninstall_claude(&a)?,
+            AgentArg::Codex => codex_install(Path::new(""), Path::new(""), a.dry_run, true)?,
+            AgentArg::Gemini => gemini_install(Path::new(""), Path::new(""), a.dry_run, true)?,
+        }
+    }
+    Ok(())
 }
 
 #[derive(Args)]
@@ -39,6 +177,10 @@ pub struct UninstallArgs {
     /// Print what would change and write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Which agent CLIs to undo (repeatable; default: every one found on PATH, Claude Code
+    /// when none is), as for `peers install --agent`.
+    #[arg(long, value_enum)]
+    pub agent: Vec<AgentArg>,
 }
 
 fn binaries() -> Result<(PathBuf, PathBuf)> {
@@ -57,7 +199,7 @@ fn binaries() -> Result<(PathBuf, PathBuf)> {
     Ok((deliver, mcp))
 }
 
-pub fn install(a: InstallArgs) -> Result<()> {
+fn install_claude(a: &InstallArgs) -> Result<()> {
     let target = Target::new(a.scope)?;
     let (deliver, mcp) = binaries()?;
     let dry = a.dry_run;
@@ -247,7 +389,7 @@ fn run_claude(claude: &Path, args: &[&str]) -> Result<()> {
     }
 }
 
-pub fn uninstall(a: UninstallArgs) -> Result<()> {
+fn uninstall_claude(a: &UninstallArgs) -> Result<()> {
     let target = Target::new(a.scope)?;
     let dry = a.dry_run;
     let would = if dry { "would " } else { "" };

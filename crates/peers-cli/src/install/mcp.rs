@@ -44,7 +44,12 @@ pub fn mcp_entry_is_ours(entry: &Value) -> bool {
 
 /// The file value with our MCP entry (`None`: already there).
 pub fn merge_mcp(v: &Value, mcp_bin: &Path) -> Result<Option<Value>> {
-    let want = claude_settings::mcp_server(mcp_bin);
+    merge_mcp_entry(v, claude_settings::mcp_server(mcp_bin), mcp_bin)
+}
+
+/// The file value with `want` as the `peers` entry of `mcpServers` (`None`: an entry running
+/// `mcp_bin` is there already).
+pub fn merge_mcp_entry(v: &Value, want: Value, mcp_bin: &Path) -> Result<Option<Value>> {
     if mcp_entry(v).is_some_and(|e| mcp_matches(e, mcp_bin)) {
         return Ok(None);
     }

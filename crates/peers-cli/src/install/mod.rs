@@ -16,13 +16,19 @@
 //! entries leaves the same JSON value as the backup. A hook is peers' own when the program it
 //! runs is named `peers-deliver`; the MCP entry when it is named `peers` and runs `peers-mcp`.
 //!
+//! Codex CLI and Gemini CLI (`--agent codex|gemini`; by default every agent CLI on PATH) have
+//! their own files: [`codex`] (`$CODEX_HOME/config.toml`, edited losslessly) and [`gemini`]
+//! (`~/.gemini/settings.json` and a policy file), with the same backup and restore rules.
+//!
 //! The module follows those seams: [`settings`] (a JSON settings file: read, key order kept,
 //! written atomically with its backup), [`hooks`], [`allow`] (`permissions.allow`), [`mcp`]
 //! (the MCP entry written directly), [`restore`] (what uninstall writes back), and
 //! [`command`] (the two commands).
 
 mod allow;
+pub mod codex;
 mod command;
+pub mod gemini;
 mod hooks;
 mod mcp;
 mod restore;

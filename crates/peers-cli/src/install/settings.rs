@@ -67,15 +67,27 @@ pub fn render(v: &Value) -> Vec<u8> {
 /// Writes `bytes` over `file` (following a symlink to its target), atomically, keeping the
 /// file's mode (new files: `new_mode`). Saves the original as the backup first, once.
 pub fn write_json_file(file: &JsonFile, bytes: &[u8], new_mode: u32) -> Result<()> {
+    write_bytes(&file.path, file.original.as_deref(), bytes, new_mode)
+}
+
+/// Writes `bytes` over the file at `file_path` (following a symlink to its target),
+/// atomically, keeping its mode (new files: `new_mode`). `original`: the bytes it held, saved
+/// as the backup first, once.
+pub fn write_bytes(
+    file_path: &Path,
+    original: Option<&[u8]>,
+    bytes: &[u8],
+    new_mode: u32,
+) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let path = std::fs::canonicalize(&file.path).unwrap_or_else(|_| file.path.clone());
+    let path = std::fs::canonicalize(file_path).unwrap_or_else(|_| file_path.to_path_buf());
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mode = std::fs::metadata(&path)
         .map(|m| m.permissions().mode() & 0o7777)
         .unwrap_or(new_mode);
-    if let Some(orig) = &file.original {
-        let backup = file.backup_path();
+    if let Some(orig) = original {
+        let backup = backup_path(file_path);
         if !backup.exists() {
             peers_core::paths::write_file_atomic(&backup, orig, mode)
                 .with_context(|| format!("cannot write the backup {}", backup.display()))?;

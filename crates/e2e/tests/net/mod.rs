@@ -1,0 +1,79 @@
+//! The peers network the Codex and Gemini CLI scenarios run in: a broker on a throw-away
+//! environment and a stand-in session `web` registered straight with it (it sends and reads
+//! mail over the real HTTP API).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use peers_core::wire::{ListPeersQuery, PeerInfo, Scope, SendRequest, SendResponse};
+use peers_testkit::peer::Peer;
+use peers_testkit::{BrokerProcess, TestEnv};
+
+pub struct Net {
+    pub env: TestEnv,
+    pub rt: tokio::runtime::Runtime,
+    pub web: Peer,
+    _broker: BrokerProcess,
+}
+
+impl Net {
+    pub fn start() -> Net {
+        for b in ["peers-deliver", "peers-mcp", "peers-broker", "peers"] {
+            peers_testkit::bin(b);
+        }
+        let env = TestEnv::new();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let broker = rt.block_on(BrokerProcess::start(&env));
+        let web_dir = env.dir.path().join("work/web");
+        std::fs::create_dir_all(&web_dir).unwrap();
+        let web = rt.block_on(Peer::register(&env, web_dir.display()));
+        Net {
+            env,
+            rt,
+            web,
+            _broker: broker,
+        }
+    }
+
+    /// The project directory `work/<name>` (the session's peer name comes from it).
+    pub fn project(&self, name: &str) -> PathBuf {
+        let p = self.env.dir.path().join("work").join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    /// Waits until a session named `name` is registered.
+    pub fn wait_registered(&self, name: &str, timeout: Duration) -> PeerInfo {
+        let deadline = Instant::now() + timeout;
+        let user = self.env.user_client();
+        loop {
+            let list = self
+                .rt
+                .block_on(user.list_peers(&ListPeersQuery {
+                    scope: Scope::All,
+                    ..Default::default()
+                }))
+                .unwrap();
+            if let Some(p) = list.peers.into_iter().find(|p| p.name == name) {
+                return p;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the session {name} never registered"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Sends `message` from `web` to `to`.
+    pub fn send_from_web(&self, to: &str, message: &str) -> SendResponse {
+        self.rt
+            .block_on(self.web.client.send(&SendRequest {
+                to: to.into(),
+                message: message.into(),
+                reply_to: None,
+                scope: None,
+            }))
+            .unwrap()
+    }
+}
