@@ -123,7 +123,10 @@ fn the_first_doctor_after_a_plain_install_has_no_failure() {
     assert_eq!(out.code, 0, "{}", out.stdout);
     assert!(
         out.stdout
-            .contains("⚠ permissions: 6 of the peers tools are not in permissions.allow")
+            .contains(&format!(
+                "⚠ permissions: {} of the peers tools are not in permissions.allow",
+                peers_core::claude_settings::TOOLS.len()
+            ))
             && out.stdout.contains("permission prompt nobody sees"),
         "{}",
         out.stdout
