@@ -190,8 +190,16 @@ struct Broker {
 
 impl Broker {
     fn spawn(bin: &Path) -> Broker {
+        Self::spawn_with(bin, &[])
+    }
+
+    /// Like [`Broker::spawn`], with `vars` set in the broker's environment.
+    fn spawn_with(bin: &Path, vars: &[(&str, &str)]) -> Broker {
         let mut env = TestEnv::new();
         env.set("PEERS_LOG", "warn");
+        for (k, v) in vars {
+            env.set(k, *v);
+        }
         let process = BrokerProcess::spawn(&env, bin, &[], Stdio::null());
         Broker { env, process }
     }
