@@ -632,3 +632,97 @@ async fn the_event_stream_tells_sends_and_deliveries_and_resumes_after_a_reconne
     let (_, e) = d.next().await;
     assert_eq!(e, json!({"type": "resync", "why": "missed"}));
 }
+
+/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat`.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split(' ').collect();
+    // Fields 14 and 15 of stat(5), counted from 1; `after` starts at field 3.
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / clock_ticks_per_sec()
+}
+
+/// `getconf CLK_TCK` (100 on every Linux this runs on).
+fn clock_ticks_per_sec() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Sends `rate` messages a second for `secs` seconds among `peers`; returns their ids and
+/// the broker's CPU seconds meanwhile.
+async fn load(peers: &[peers_core::BrokerClient], broker_pid: u32, secs: u64) -> (Vec<i64>, f64) {
+    let rate = 10;
+    let cpu0 = cpu_secs(broker_pid);
+    let mut ids = vec![];
+    let mut tick = tokio::time::interval(Duration::from_millis(1000 / rate));
+    for n in 0..(secs * rate) as usize {
+        tick.tick().await;
+        let from = &peers[n % peers.len()];
+        let to = format!("p{}", (n * 7 + 1) % peers.len());
+        let sent = from.send(&send_req(to, format!("load {n}"))).await.unwrap();
+        ids.push(sent.message_id);
+    }
+    (ids, cpu_secs(broker_pid) - cpu0)
+}
+
+/// The load check of issue #15: the dashboard open with 200 peers while 10 messages a second
+/// are sent for 60 s (`PEERS_LOAD_SECS`): every message appears in its feed. Prints the
+/// broker's CPU time with the dashboard open and for the same load without any stream.
+/// Ignored (it takes over two minutes): `cargo test -p peers-dashboard-tests -- --ignored`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore]
+async fn load_200_peers_10_messages_a_second_with_the_dashboard_open() {
+    let secs: u64 = std::env::var("PEERS_LOAD_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let env = TestEnv::new();
+    let broker = BrokerProcess::start(&env).await;
+    let machine = peers_testkit::peer::machine_id(&env);
+    let other_machine = format!("{machine}-elsewhere");
+    let mut clients = vec![];
+    for i in 0..200u32 {
+        let req = peers_testkit::peer::remote(&other_machine, 10_000 + i, format!("/w/p{i}"));
+        let reg = peers_testkit::peer::register(&env, &req).await;
+        clients.push(peers_core::BrokerClient::new(&env.url(), Some(reg.token)));
+    }
+    let (quiet_ids, quiet_cpu) = load(&clients, broker.pid(), secs).await;
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    log_in(&b, &env).await;
+    b.wait_text("#peers", &["p199@remote"], PATIENCE).await;
+    let (ids, cpu) = load(&clients, broker.pid(), secs).await;
+    let deadline = Instant::now() + PATIENCE;
+    let missing = loop {
+        let shown = b
+            .js("return Array.from(document.querySelectorAll('#feed li[data-id]')).map(e => Number(e.dataset.id))")
+            .await;
+        let shown: std::collections::HashSet<i64> = shown
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_i64)
+            .collect();
+        let missing: Vec<i64> = ids.iter().copied().filter(|i| !shown.contains(i)).collect();
+        if missing.is_empty() || Instant::now() > deadline {
+            break missing;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    say(&format!(
+        "dashboard load: 200 peers, {} messages in {secs} s: broker CPU {quiet_cpu:.2} s without \
+         a stream ({} messages), {cpu:.2} s with the dashboard open; {} missing from the feed",
+        ids.len(),
+        quiet_ids.len(),
+        missing.len()
+    ));
+    assert!(missing.is_empty(), "not in the feed: {missing:?}");
+    b.close().await;
+}
