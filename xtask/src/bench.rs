@@ -61,6 +61,13 @@ pub enum Which {
         #[arg(long, default_value_t = 3)]
         seconds: u64,
     },
+    /// Topic fan-out: a post to 10, 100 and 500 subscribers; send and first-claim p50/p99
+    /// beside one fsync.
+    Topics {
+        /// Posts per topic size.
+        #[arg(long, default_value_t = 50)]
+        rounds: usize,
+    },
     /// Context per message: the characters of wrapping the renderer adds around peer mail
     /// (batches of 1 and 5, per further message), the SessionStart intro.
     Context,
@@ -110,6 +117,14 @@ pub fn run(which: Which) -> Result<()> {
                 .enable_all()
                 .build()?;
             rt.block_on(stores::run(&bin, seconds))
+        }
+        Which::Topics { rounds } => {
+            crate::run_cmd(crate::cargo_cmd().args(["build", "--release", "-p", "peers-broker"]))?;
+            let bin = crate::target_dir().join("release/peers-broker");
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(topics::run(&bin, rounds))
         }
         Which::Context => unreachable!("handled above"),
         Which::Hub {
@@ -165,6 +180,7 @@ fn context() {
 }
 
 mod stores;
+mod topics;
 
 /// A broker (the build `bin`) in a throw-away test environment, killed on drop.
 struct Broker {

@@ -1,6 +1,6 @@
 //! The broker's integration tests, one binary: the broker as a process over real HTTP and a
 //! real SQLite file (`api`), what it lets in (`boundaries`), session identity (`identity`), mail markers (`mailmark`),
-//! storage faults (`storage`),
+//! storage faults (`storage`), topics and broadcasts (`topics`),
 //! two brokers on one PostgreSQL database (`postgres`) and the optional TLS (`tls`).
 
 mod api;
@@ -10,4 +10,5 @@ mod mailmark;
 mod postgres;
 mod storage;
 mod tls;
+mod topics;
 mod util;

@@ -105,7 +105,7 @@ pub async fn nul_is_refused_and_nothing_stored(env: &TestEnv) {
     );
     refused(
         user.send(&send_req("nul\0", "hi")).await.unwrap_err(),
-        "peer",
+        "`to`",
     );
     assert!(a.client.peek().await.unwrap().messages.is_empty());
     user.send(&send_req("nul", "fine")).await.unwrap();

@@ -1,4 +1,4 @@
-//! The end-to-end scenarios (s1–s6 of the harness issue, s7–s10 of issue 10): real Claude Code
+//! The end-to-end scenarios (s1–s6 of the harness issue, s7–s10 of issue 10, s11 of issue 13): real Claude Code
 //! sessions, the real `peers-mcp`, `peers-deliver` and `peers-broker`, scripted models. Each
 //! asserts on what the models were shown (the recorded API requests) and prints its measured
 //! latency as an `E2E-LATENCY` line for `cargo xtask e2e`.
@@ -23,6 +23,7 @@ use serde_json::json;
 const SEND: &str = "mcp__peers__send_message";
 const LIST: &str = "mcp__peers__list_peers";
 const STATUS: &str = "mcp__peers__message_status";
+const SUBSCRIBE: &str = "mcp__peers__subscribe";
 
 fn has_peer_mail(text: &str) -> bool {
     text.contains("<peer-message")
@@ -806,7 +807,7 @@ fn woken_session_replies(
 }
 
 /// 8. A woken, unattended session's `send_message` runs with no permission prompt: the
-///    session settings allow the six peers tools (as `peers install` writes them), and the
+///    session settings allow the peers tools (as `peers install` writes them), and the
 ///    reply reaches the broker.
 #[test]
 fn s8_a_woken_session_sends_without_a_prompt() {
@@ -1138,5 +1139,176 @@ fn s7_the_sender_is_told_whether_the_recipient_can_be_woken() {
     assert!(
         !headless.recipient_can_wake,
         "a headless run has no waiter, but the send said it can be woken: {headless:?}"
+    );
+}
+
+/// 11 (issue 13). Four sessions: beta (headless) and gamma (interactive, `wake: true`)
+///     subscribe to `#t`, delta does not; alpha posts to `#t`. Beta gets it mid-turn, idle
+///     gamma is woken by it, delta never sees it, and alpha's `message_status` says delivered
+///     to 2 of 2 readers, with how.
+#[test]
+fn s11_a_topic_post_reaches_each_subscriber_once() {
+    let _serial = serial();
+    let Some(w) = World::new("s11_a_topic_post_reaches_each_subscriber_once", &[]) else {
+        return;
+    };
+    let body = "s11: main is red, do not merge";
+    let (b_subscribed, c_subscribed) = (Gate::new(), Gate::new());
+    let (a_sent, b_seen, c_seen) = (Gate::new(), Gate::new(), Gate::new());
+
+    let b_api = FakeApi::start(
+        "beta",
+        vec![
+            Step::tool(SUBSCRIBE, json!({"topic": "t"})),
+            {
+                let (b_subscribed, a_sent) = (b_subscribed.clone(), a_sent.clone());
+                Step::dynamic(move |_| {
+                    b_subscribed.open();
+                    a_sent.wait(WAIT);
+                    Reply::bash("echo beta-working")
+                })
+            },
+            {
+                let b_seen = b_seen.clone();
+                Step::dynamic(move |ctx| {
+                    if has_peer_mail(&ctx.latest_text()) {
+                        b_seen.open();
+                    }
+                    Reply::text("beta saw the post")
+                })
+            },
+        ],
+    );
+    let c_api = FakeApi::start(
+        "gamma",
+        vec![
+            Step::tool(SUBSCRIBE, json!({"topic": "t", "wake": true})),
+            Step::text("gamma subscribed, idle now"),
+            {
+                let c_seen = c_seen.clone();
+                Step::dynamic(move |ctx| {
+                    if has_peer_mail(&ctx.latest_text()) {
+                        c_seen.open();
+                    }
+                    Reply::text("gamma read the post")
+                })
+            },
+        ],
+    );
+    let d_api = FakeApi::start(
+        "delta",
+        vec![
+            Step::after(&b_seen, WAIT, Reply::bash("echo delta-working")),
+            Step::text("delta done"),
+        ],
+    );
+    let a_api = FakeApi::start(
+        "alpha",
+        vec![
+            {
+                let (b, c) = (b_subscribed.clone(), c_subscribed.clone());
+                Step::dynamic(move |_| {
+                    b.wait(WAIT);
+                    c.wait(WAIT);
+                    Reply::tool(SEND, json!({"to": "#t", "message": body}))
+                })
+            },
+            {
+                let (a_sent, b_seen, c_seen) = (a_sent.clone(), b_seen.clone(), c_seen.clone());
+                Step::dynamic(move |ctx| {
+                    a_sent.open();
+                    b_seen.wait(WAIT);
+                    c_seen.wait(WAIT);
+                    match sent_id(&ctx.latest_text()) {
+                        Some(id) => Reply::tool(STATUS, json!({"message_id": id})),
+                        None => Reply::text("the send result named no message id"),
+                    }
+                })
+            },
+            Step::text("alpha done"),
+        ],
+    );
+
+    let mut b = Headless::start(&w.spec("beta", "beta", &b_api), "join #t, then work").unwrap();
+    let mut c = Interactive::start(&w.spec("gamma", "gamma", &c_api)).unwrap();
+    c.submit("join #t and wait").unwrap();
+    c_api
+        .wait_for(WAIT, |r| {
+            r.reply == Some(Reply::text("gamma subscribed, idle now"))
+        })
+        .unwrap_or_else(|| panic!("gamma's first turn never ran:\n{}", c.screen()));
+    assert!(
+        c_api.wait_quiet(Duration::from_secs(3), WAIT),
+        "gamma never went idle"
+    );
+    c_subscribed.open();
+    let mut d = Headless::start(&w.spec("delta", "delta", &d_api), "work alone").unwrap();
+    w.wait_peer("delta", true, WAIT);
+    let mut a = Headless::start(&w.spec("alpha", "alpha", &a_api), "tell #t").unwrap();
+    let a_out = a.wait(RUN).unwrap();
+    assert_ran("alpha", &a_out, &a_api);
+    assert_ran("beta", &b.wait(RUN).unwrap(), &b_api);
+    assert_ran("delta", &d.wait(RUN).unwrap(), &d_api);
+
+    let sent = first_with(&a_api, "posted to #t")
+        .unwrap_or_else(|| panic!("no post result\n{}", a_api.transcript()));
+    let id = sent_id(&sent.latest_text()).expect("message id in the post result");
+    assert!(
+        sent.latest_text().contains("2 reader(s)"),
+        "{}",
+        sent.latest_text()
+    );
+    // Beta: mid-turn, beside its tool result, naming the topic and the sender.
+    let got = first_with(&b_api, body)
+        .unwrap_or_else(|| panic!("beta never saw the post\n{}", b_api.transcript()));
+    let t = got.latest_text();
+    assert!(
+        t.contains("beta-working") && t.contains("PostToolUse"),
+        "{t}"
+    );
+    assert!(t.contains("to=\"#t\"") && t.contains("alpha@"), "{t}");
+    // Gamma: woken while idle.
+    let woke = c_api.wait_for_text(WAIT, body).unwrap_or_else(|| {
+        panic!(
+            "gamma was never woken\n{}\n{}",
+            c_api.transcript(),
+            c.screen()
+        )
+    });
+    assert!(
+        woke.latest_text().contains(WAKE_WRAPPER),
+        "{}",
+        woke.latest_text()
+    );
+    // Delta never sees it.
+    assert!(
+        !d_api.transcript().contains(body),
+        "delta saw a post to a topic it is not in:\n{}",
+        d_api.transcript()
+    );
+    // Alpha's status: 2 of 2, with how.
+    let status = a_api.main_requests().last().cloned().unwrap().latest_text();
+    assert!(status.contains("delivered to 2 of 2"), "{status}");
+    assert!(
+        status.contains("PostToolUse") && status.contains("wake"),
+        "{status}"
+    );
+    let st = w.status(id);
+    assert_eq!(st.delivered_of(), (2, 2), "{st:?}");
+    let mut via: Vec<String> = st
+        .readers
+        .iter()
+        .filter_map(|r| r.delivered_via.clone())
+        .collect();
+    via.sort();
+    assert_eq!(via, ["PostToolUse", "wake"], "{st:?}");
+    for api in [&a_api, &b_api, &c_api, &d_api] {
+        w.assert_no_hook_errors(api);
+    }
+    c.stop();
+    report_latency(
+        "s11",
+        "topic_post_to_context_posttooluse",
+        got.at.saturating_duration_since(sent.at),
     );
 }

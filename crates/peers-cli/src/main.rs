@@ -16,6 +16,7 @@ mod show;
 mod status;
 mod tail;
 mod topics;
+mod tui;
 
 // What the subcommands share.
 mod context;
@@ -58,6 +59,9 @@ enum Command {
     Log(log::LogArgs),
     /// Follow sends and deliveries as they happen, until Ctrl-C.
     Tail(tail::TailArgs),
+    /// A live terminal view: the peers, the feed of mail and topic posts as it moves, a message
+    /// with its thread and delivery states, and a composer (`?` lists the keys).
+    Tui(tui::TuiArgs),
     /// One message: who, to whom, its status, when and how it was delivered, its text, and
     /// the thread it belongs to (the messages it answers and every reply, with their states).
     Show(show::ShowArgs),
@@ -98,6 +102,7 @@ fn main() -> ExitCode {
         Command::Inbox(a) => log::run(a, true),
         Command::Log(a) => log::run(a, false),
         Command::Tail(a) => tail::run(a),
+        Command::Tui(a) => tui::run(a),
         Command::Show(a) => show::run(a),
         Command::Dashboard(a) => dashboard::run(a),
         Command::Topics(a) => topics::list(a),

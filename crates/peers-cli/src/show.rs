@@ -176,7 +176,7 @@ pub fn reader_lines(st: &MessageStatus) -> Vec<String> {
 /// The thread `st` belongs to: from the root it answers (following `reply_to` up) through
 /// every reply, depth first in the order sent, each with its depth. At most [`THREAD_MAX`]
 /// messages; a message that cannot be read is left out.
-async fn thread_of(
+pub(crate) async fn thread_of(
     client: &BrokerClient,
     st: &MessageStatus,
 ) -> Result<Vec<(usize, MessageStatus)>, peers_core::ClientError> {

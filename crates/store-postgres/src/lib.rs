@@ -5,9 +5,10 @@
 //!
 //! * a send returns once committed with `synchronous_commit = on` (set on every connection,
 //!   whatever the server's default); concurrent sends through one handle share a transaction:
-//!   a writer task takes every send waiting, stores them with one `INSERT`, commits once, then
-//!   answers each;
-//! * a claim leases with `FOR UPDATE SKIP LOCKED`, so two claimers never lease one message;
+//!   a writer task takes every send waiting, stores them with one `INSERT` of the messages and
+//!   one of every reader's copy (`deliveries`), commits once, then answers each;
+//! * a claim leases a reader's copies with `FOR UPDATE SKIP LOCKED`, so two claimers never
+//!   lease one copy;
 //!   the loop budget's count-then-spend holds an advisory lock of the Claude Code process;
 //!   name allocation holds an advisory lock of its own;
 //! * writes that make mail claimable `NOTIFY peers_mail`, writes to peer rows `NOTIFY

@@ -25,9 +25,13 @@ pub const TOOLS: &[&str] = &[
     "mcp__peers__message_status",
     "mcp__peers__set_summary",
     "mcp__peers__check_messages",
+    "mcp__peers__subscribe",
+    "mcp__peers__unsubscribe",
+    "mcp__peers__list_topics",
+    "mcp__peers__read_topic",
 ];
 
-/// The six peers tools as a user-scope MCP server `peers` names them (what `peers install`
+/// The peers tools as a user-scope MCP server `peers` names them (what `peers install`
 /// puts into `permissions.allow`).
 pub fn peers_tools() -> Vec<String> {
     claude_settings::allowed_tools(claude_settings::MCP_TOOL_PREFIX)

@@ -1,4 +1,4 @@
-//! The six tools: what each does with the broker. Their texts are in `texts.rs`.
+//! The ten tools: what each does with the broker. Their texts are in `texts.rs`.
 
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;

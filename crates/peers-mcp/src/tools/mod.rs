@@ -1,5 +1,6 @@
 //! The MCP server: tools `whoami`, `list_peers`, `send_message`, `message_status`,
-//! `set_summary`, `check_messages`, and the server instructions.
+//! `set_summary`, `check_messages`, the topic tools `subscribe`, `unsubscribe`,
+//! `list_topics`, `read_topic`, and the server instructions.
 //!
 //! `handlers.rs` holds the `#[tool]` methods (what each tool does), `texts.rs` every text
 //! they show that is not mail, `args.rs` their arguments. Every failure the model can act on
