@@ -122,12 +122,10 @@ fn the_first_doctor_after_a_plain_install_has_no_failure() {
     let out = peers(&env, &cwd, &["doctor"]);
     assert_eq!(out.code, 0, "{}", out.stdout);
     assert!(
-        out.stdout
-            .contains(&format!(
-                "⚠ permissions: {} of the peers tools are not in permissions.allow",
-                peers_core::claude_settings::TOOLS.len()
-            ))
-            && out.stdout.contains("permission prompt nobody sees"),
+        out.stdout.contains(&format!(
+            "⚠ permissions: {} of the peers tools are not in permissions.allow",
+            peers_core::claude_settings::TOOLS.len()
+        )) && out.stdout.contains("permission prompt nobody sees"),
         "{}",
         out.stdout
     );
