@@ -24,9 +24,12 @@ pub async fn run(bin: &Path, rounds: usize) -> Result<()> {
     broker.wait_healthy().await?;
     let fsync = fsync_cost(broker.state_dir())?;
     println!("peers-broker {} on {}", peers_core::VERSION, machine());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "SQLite store, release build, {rounds} posts per size; one fsync on this disk: {}",
-        ms(fsync)
+        "SQLite store, release build, {rounds} posts per size; one fsync on this disk: {}; \
+         load average at start: {}",
+        ms(fsync),
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
     );
     println!();
     println!(
