@@ -250,7 +250,7 @@ async fn broadcast_scopes_and_the_human() {
         .send(&to_all(Some(Scope::Directory)))
         .await
         .unwrap();
-    assert_eq!(reached(&dir), [b.reg.address.clone()]);
+    assert_eq!(reached(&dir), std::slice::from_ref(&b.reg.address));
     let machine = a.client.send(&to_all(Some(Scope::Machine))).await.unwrap();
     assert_eq!(
         machine.readers.len(),
