@@ -3,7 +3,6 @@
 use peers_store::{NewScriptToken, ScriptToken};
 use sqlx::{FromRow, PgConnection, PgPool};
 
-
 #[derive(Debug, FromRow)]
 struct TokenRow {
     name: String,
@@ -29,11 +28,18 @@ impl From<TokenRow> for ScriptToken {
     }
 }
 
-const COLUMNS: &str =
-    "name, token_hash, post_to, created_ms, expires_ms, last_used_ms, revoked_ms";
+/// The columns of [`TokenRow`].
+macro_rules! columns {
+    () => {
+        "name, token_hash, post_to, created_ms, expires_ms, last_used_ms, revoked_ms"
+    };
+}
 
 /// Stores a token unless an unrevoked one has its name (inside the caller's transaction).
-pub(crate) async fn create(conn: &mut PgConnection, t: NewScriptToken) -> Result<bool, sqlx::Error> {
+pub(crate) async fn create(
+    conn: &mut PgConnection,
+    t: NewScriptToken,
+) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "INSERT INTO script_tokens (name, token_hash, post_to, created_ms, expires_ms) \
          VALUES ($1, $2, $3, $4, $5) \
@@ -53,16 +59,21 @@ pub(crate) async fn create(conn: &mut PgConnection, t: NewScriptToken) -> Result
 }
 
 pub(crate) async fn list(pool: &PgPool) -> Result<Vec<ScriptToken>, sqlx::Error> {
-    let rows: Vec<TokenRow> =
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM script_tokens ORDER BY name"))
-            .fetch_all(pool)
-            .await?;
+    let rows: Vec<TokenRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM script_tokens ORDER BY name"
+    ))
+    .fetch_all(pool)
+    .await?;
     Ok(rows.into_iter().map(Into::into).collect())
 }
 
 pub(crate) async fn by_hash(pool: &PgPool, hash: &str) -> Result<Option<ScriptToken>, sqlx::Error> {
-    let row: Option<TokenRow> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM script_tokens WHERE token_hash = $1"
+    let row: Option<TokenRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM script_tokens WHERE token_hash = $1"
     ))
     .bind(hash)
     .fetch_optional(pool)
@@ -71,7 +82,11 @@ pub(crate) async fn by_hash(pool: &PgPool, hash: &str) -> Result<Option<ScriptTo
 }
 
 /// Revokes the named token if it is not revoked yet (inside the caller's transaction).
-pub(crate) async fn revoke(conn: &mut PgConnection, name: &str, now: i64) -> Result<bool, sqlx::Error> {
+pub(crate) async fn revoke(
+    conn: &mut PgConnection,
+    name: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE script_tokens SET revoked_ms = $1 WHERE name = $2 AND revoked_ms IS NULL",
     )
@@ -83,7 +98,11 @@ pub(crate) async fn revoke(conn: &mut PgConnection, name: &str, now: i64) -> Res
 }
 
 /// Records a use (inside the caller's transaction).
-pub(crate) async fn touch(conn: &mut PgConnection, hash: &str, now: i64) -> Result<(), sqlx::Error> {
+pub(crate) async fn touch(
+    conn: &mut PgConnection,
+    hash: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE script_tokens SET last_used_ms = $1 WHERE token_hash = $2")
         .bind(now)
         .bind(hash)

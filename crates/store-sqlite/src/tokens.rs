@@ -30,8 +30,12 @@ impl From<TokenRow> for ScriptToken {
     }
 }
 
-const COLUMNS: &str =
-    "name, token_hash, post_to, created_ms, expires_ms, last_used_ms, revoked_ms";
+/// The columns of [`TokenRow`].
+macro_rules! columns {
+    () => {
+        "name, token_hash, post_to, created_ms, expires_ms, last_used_ms, revoked_ms"
+    };
+}
 
 /// Stores a token unless an unrevoked one has its name (runs in the writer).
 pub async fn create(conn: &mut SqliteConnection, t: NewScriptToken) -> Result<bool, Error> {
@@ -54,16 +58,21 @@ pub async fn create(conn: &mut SqliteConnection, t: NewScriptToken) -> Result<bo
 }
 
 pub async fn list(pool: &SqlitePool) -> Result<Vec<ScriptToken>, Error> {
-    let rows: Vec<TokenRow> =
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM script_tokens ORDER BY name"))
-            .fetch_all(pool)
-            .await?;
+    let rows: Vec<TokenRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM script_tokens ORDER BY name"
+    ))
+    .fetch_all(pool)
+    .await?;
     Ok(rows.into_iter().map(Into::into).collect())
 }
 
 pub async fn by_hash(pool: &SqlitePool, hash: &str) -> Result<Option<ScriptToken>, Error> {
-    let row: Option<TokenRow> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM script_tokens WHERE token_hash = ?"
+    let row: Option<TokenRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM script_tokens WHERE token_hash = ?"
     ))
     .bind(hash)
     .fetch_optional(pool)
