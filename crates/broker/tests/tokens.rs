@@ -52,6 +52,18 @@ async fn claim_bodies(p: &Peer) -> Vec<(String, SenderKind, String)> {
         .collect()
 }
 
+/// `p` claims exactly one message: `body` from the script token `ci`.
+async fn assert_one_script_post(p: &Peer, body: &str) {
+    assert_eq!(
+        claim_bodies(p).await,
+        vec![(
+            "ci (script)".to_string(),
+            SenderKind::Script,
+            body.to_string()
+        )]
+    );
+}
+
 #[tokio::test]
 async fn a_token_for_deploys_posts_there_and_nothing_else() {
     let (env, _broker) = broker_with(&[]).await;
@@ -67,14 +79,7 @@ async fn a_token_for_deploys_posts_there_and_nothing_else() {
         .send(&send_req("#deploys", "build green"))
         .await
         .unwrap();
-    assert_eq!(
-        claim_bodies(&a).await,
-        vec![(
-            "ci (script)".to_string(),
-            SenderKind::Script,
-            "build green".to_string()
-        )]
-    );
+    assert_one_script_post(&a, "build green").await;
     // It reads its own post's status.
     let st = script.message_status(sent.message_id).await.unwrap();
     assert_eq!(st.from_kind, SenderKind::Script);
@@ -162,12 +167,32 @@ async fn the_curl_line_in_the_protocol_doc_posts_as_written() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(
-        claim_bodies(&a).await,
-        vec![(
-            "ci (script)".to_string(),
-            SenderKind::Script,
-            "build green".to_string()
-        )]
-    );
+    assert_one_script_post(&a, "build green").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_a_revoke_through_one_broker_counts_at_the_next_request_on_the_other() {
+    let Some(pg) = peers_testkit::postgres::PgCluster::start() else {
+        return;
+    };
+    let url = pg.create_database("script_tokens");
+    let a_env = super::postgres::env_on(&url, None);
+    let _a = peers_testkit::BrokerProcess::start(&a_env).await;
+    let b_env = super::postgres::env_on(&url, Some(&a_env));
+    let _b = peers_testkit::BrokerProcess::start(&b_env).await;
+    let api = register(&a_env, "/work/api").await;
+    subscribe(&api, "deploys").await;
+
+    let token = create(&a_env, "ci", &["#deploys"], None).await;
+    let on_b = BrokerClient::new(&b_env.url(), Some(token));
+    on_b.send(&send_req("#deploys", "build green"))
+        .await
+        .unwrap();
+    let (code, _) = refused(on_b.send(&send_req("#other", "x")).await);
+    assert_eq!(code, 403);
+    assert_one_script_post(&api, "build green").await;
+
+    a_env.user_client().revoke_token("ci").await.unwrap();
+    let (code, msg) = refused(on_b.send(&send_req("#deploys", "again")).await);
+    assert_eq!(code, 401, "{msg}");
 }
