@@ -1,10 +1,12 @@
-//! Who is calling: a peer (its own token) or the human (the per-user secret, the hub token,
+//! Who is calling: a peer (its own token), a script (a script token: see [`ScriptScope`]) or
+//! the human (the per-user secret, the hub token,
 //! or a dashboard session cookie: see [`crate::logins`]). The broker takes a sender's identity from here, never from a request body.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::Method;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
@@ -12,13 +14,60 @@ use subtle::ConstantTimeEq;
 
 use crate::AppState;
 use crate::error::ApiError;
-use peers_store::PeerRecord;
+use peers_core::address::Recipient;
+use peers_store::{PeerRecord, ScriptToken};
 
 /// The authenticated caller of a request.
 #[derive(Clone)]
 pub enum Caller {
     Peer(Arc<PeerRecord>),
+    /// A script token: may only post (to its `post_to`, if any) and read its own posts'
+    /// status.
+    Script(Arc<ScriptToken>),
     User,
+}
+
+/// What marks a script token (`peers token create`): `peers_script_` and 48 hex digits.
+pub const SCRIPT_TOKEN_PREFIX: &str = "peers_script_";
+
+pub fn new_script_token() -> String {
+    format!("{SCRIPT_TOKEN_PREFIX}{}", peers_core::paths::random_hex(24))
+}
+
+/// A script's post sender, as mail shows it.
+pub fn script_label(t: &ScriptToken) -> String {
+    format!("{} (script)", t.name)
+}
+
+/// What a script token may do, in the words of its 403s.
+pub fn script_may(t: &ScriptToken) -> String {
+    let to = if t.post_to.is_empty() {
+        "to any recipient".to_string()
+    } else {
+        format!("to {}", t.post_to.join(", "))
+    };
+    format!(
+        "script token {:?} may only post (POST /v1/messages {to}) and read the status of its \
+         own posts (GET /v1/messages/{{id}})",
+        t.name
+    )
+}
+
+/// Whether a script token may post to `to` (already parsed): listed as it is, or a peer
+/// listed by name without a host and `to` is that name at some host.
+pub fn script_may_post(t: &ScriptToken, to: &Recipient) -> bool {
+    t.post_to.is_empty()
+        || t.post_to.iter().any(|e| match (Recipient::parse(e), to) {
+            (Ok(Recipient::Topic(a)), Recipient::Topic(b)) => a == *b,
+            (Ok(Recipient::Broadcast), Recipient::Broadcast) => true,
+            (Ok(Recipient::Peer(a)), Recipient::Peer(b)) => {
+                a.eq_ignore_ascii_case(b)
+                    || (!a.contains('@')
+                        && b.split_once('@')
+                            .is_some_and(|(n, _)| n.eq_ignore_ascii_case(&a)))
+            }
+            _ => false,
+        })
 }
 
 /// A peer token is `<peer_id>.<random>`; the broker keeps only its SHA-256.
@@ -38,7 +87,7 @@ impl Caller {
     pub fn peer(&self) -> Option<&Arc<PeerRecord>> {
         match self {
             Caller::Peer(p) => Some(p),
-            Caller::User => None,
+            Caller::User | Caller::Script(_) => None,
         }
     }
 
@@ -56,6 +105,7 @@ impl Caller {
             Caller::Peer(_) => Err(ApiError::forbidden(
                 "this call needs the user secret (or the hub token), not a peer token",
             )),
+            Caller::Script(t) => Err(ApiError::forbidden(script_may(t))),
         }
     }
 }
@@ -93,7 +143,22 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             .or_else(|| header.strip_prefix("bearer "))
             .map(str::trim)
             .ok_or_else(|| ApiError::unauthorized("Authorization must be `Bearer <token>`"))?;
-        state.authenticate(token, from_loopback(parts)).await
+        let caller = state.authenticate(token, from_loopback(parts)).await?;
+        if let Caller::Script(t) = &caller {
+            // The two routes a script may use: `POST /v1/messages`, `GET /v1/messages/{id}`.
+            let path = parts.uri.path();
+            let allowed = match parts.method {
+                Method::POST => path == "/v1/messages",
+                Method::GET => path
+                    .strip_prefix("/v1/messages/")
+                    .is_some_and(|id| !id.is_empty() && !id.contains('/')),
+                _ => false,
+            };
+            if !allowed {
+                return Err(ApiError::forbidden(script_may(t)));
+            }
+        }
+        Ok(caller)
     }
 }
 
@@ -114,6 +179,9 @@ impl AppState {
     /// request from another host. Remote callers use the hub token (registration, human calls)
     /// or a peer token (a peer's own calls).
     pub async fn authenticate(&self, token: &str, loopback: bool) -> Result<Caller, ApiError> {
+        if token.starts_with(SCRIPT_TOKEN_PREFIX) {
+            return self.authenticate_script(token).await;
+        }
         if let Some((peer_id, _)) = token.split_once('.') {
             let hash = token_hash(token);
             let cached = self
@@ -157,6 +225,33 @@ impl AppState {
                  `token` in config.toml)",
             ))
         }
+    }
+
+    /// A script token, read from the store on every request (no cache): a revoke or expiry
+    /// by any broker on the database counts at the next request.
+    async fn authenticate_script(&self, token: &str) -> Result<Caller, ApiError> {
+        let hash = token_hash(token);
+        let now = peers_core::now_ms();
+        let row = self.store.script_token(&hash).await?.ok_or_else(|| {
+            ApiError::unauthorized(
+                "unknown script token: check it was copied whole (`peers token list` shows \
+                 the names; `peers token create` makes a new one)",
+            )
+        })?;
+        if row.revoked_ms.is_some() {
+            return Err(ApiError::unauthorized(format!(
+                "script token {:?} was revoked; create a new one with `peers token create`",
+                row.name
+            )));
+        }
+        if row.expires_ms.is_some_and(|e| e <= now) {
+            return Err(ApiError::unauthorized(format!(
+                "script token {:?} has expired; create a new one with `peers token create`",
+                row.name
+            )));
+        }
+        self.store.touch_script_token(&hash, now).await?;
+        Ok(Caller::Script(Arc::new(row)))
     }
 
     /// Puts a fresh row in the auth cache (after it was committed).

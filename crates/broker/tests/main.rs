@@ -10,5 +10,6 @@ mod mailmark;
 mod postgres;
 mod storage;
 mod tls;
+mod tokens;
 mod topics;
 mod util;

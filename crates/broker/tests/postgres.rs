@@ -20,7 +20,7 @@ use crate::util::{ack_all, register, send_req, until_listed};
 
 /// A broker environment on database `url`; `like` gives it the secret and machine id of
 /// another, as brokers of one user on one machine share them.
-fn env_on(url: &str, like: Option<&TestEnv>) -> TestEnv {
+pub fn env_on(url: &str, like: Option<&TestEnv>) -> TestEnv {
     let mut env = TestEnv::new();
     env.set("PEERS_DB_URL", url);
     if let Some(other) = like {

@@ -15,6 +15,7 @@ mod send;
 mod show;
 mod status;
 mod tail;
+mod token;
 mod topics;
 mod tui;
 
@@ -71,6 +72,10 @@ enum Command {
     Topics(topics::TopicsArgs),
     /// One topic's recent posts, with their text and each reader's delivery state.
     Topic(topics::TopicArgs),
+    /// Script tokens for scripts and CI: create (printed once), list, revoke. A script token may
+    /// only post (to the recipients listed) and read the status of its own posts.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Start, stop and look at the local broker.
     #[command(subcommand)]
     Broker(broker_ctl::BrokerCommand),
@@ -107,6 +112,7 @@ fn main() -> ExitCode {
         Command::Dashboard(a) => dashboard::run(a),
         Command::Topics(a) => topics::list(a),
         Command::Topic(a) => topics::show(a),
+        Command::Token(c) => token::run(c),
         Command::Broker(b) => broker_ctl::run(b),
         Command::Hub(h) => hub::run(h),
         Command::Install(a) => install::install(a),

@@ -11,4 +11,5 @@ mod install;
 mod live;
 mod mail;
 mod texts;
+mod token;
 mod util;

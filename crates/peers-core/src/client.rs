@@ -552,6 +552,25 @@ impl BrokerClient {
         self.post_idempotent("/v1/topics/unsubscribe", &req).await
     }
 
+    /// `POST /v1/tokens` (user secret): a script token, shown only in this answer.
+    pub async fn create_token(
+        &self,
+        req: &TokenCreateRequest,
+    ) -> Result<TokenCreated, ClientError> {
+        self.post("/v1/tokens", req).await
+    }
+
+    /// `GET /v1/tokens` (user secret): every script token, never the token itself.
+    pub async fn tokens(&self) -> Result<TokenList, ClientError> {
+        self.get("/v1/tokens").await
+    }
+
+    /// `POST /v1/tokens/{name}/revoke` (user secret).
+    pub async fn revoke_token(&self, name: &str) -> Result<TokenList, ClientError> {
+        let path = format!("/v1/tokens/{}/revoke", path_segment(name));
+        self.post_idempotent(&path, &serde_json::json!({})).await
+    }
+
     /// `GET /v1/topics`.
     pub async fn topics(&self) -> Result<TopicList, ClientError> {
         self.get("/v1/topics").await

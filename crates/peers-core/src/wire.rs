@@ -416,6 +416,8 @@ pub enum SenderKind {
     Peer,
     /// The human, through the `peers` CLI (shown as `you@host`).
     Human,
+    /// A script or CI job with a script token (shown as `NAME (script)`): an automated post.
+    Script,
 }
 
 /// `GET /v1/messages/{id}` (auth: the sender's or recipient's token, or the user secret).
@@ -853,6 +855,46 @@ pub enum ResyncReason {
     Missed,
     /// Another broker on the same database committed mail.
     Elsewhere,
+}
+
+/// `POST /v1/tokens` (auth: the user secret): creates a script token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenCreateRequest {
+    /// What the token is called (`peers token revoke NAME`), and its posts' sender
+    /// (`NAME (script)`).
+    pub name: String,
+    /// The recipients it may post to: peer names, `name@host`, `#topic`, `*`. Empty: any.
+    #[serde(default)]
+    pub post_to: Vec<String>,
+    /// How long it is valid, in milliseconds from now; absent: until revoked.
+    #[serde(default)]
+    pub expires_in_ms: Option<i64>,
+}
+
+/// The answer to `POST /v1/tokens`: the only time the token is shown.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenCreated {
+    pub token: String,
+    #[serde(flatten)]
+    pub info: TokenInfo,
+}
+
+/// A script token as `GET /v1/tokens` lists it (never the token itself).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub name: String,
+    /// The recipients it may post to; empty: any.
+    pub post_to: Vec<String>,
+    pub created_ms: i64,
+    pub expires_ms: Option<i64>,
+    pub last_used_ms: Option<i64>,
+    pub revoked_ms: Option<i64>,
+}
+
+/// `GET /v1/tokens` (auth: the user secret).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenList {
+    pub tokens: Vec<TokenInfo>,
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ mod events;
 mod health;
 mod messages;
 mod peers;
+mod tokens;
 mod topics;
 
 use std::collections::HashMap;
@@ -41,6 +42,7 @@ use peers_store::{
     PeerRecord, Registration, Result, Sent, Store, StoreError, StoreEvent, StoreInfo, Subscribe,
     Sweep, Swept, TopicPostsFilter, TopicReader,
 };
+use peers_store::{NewScriptToken, ScriptToken};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -530,6 +532,26 @@ impl Store for PgStore {
 
     async fn preload_delivered(&self, peer_ids: &[String], n: u64) -> Result<()> {
         self.wrote(messages::preload_delivered(&self.pool, peer_ids, n).await)
+    }
+
+    async fn create_script_token(&self, t: NewScriptToken) -> Result<bool> {
+        in_tx!(self, |conn| tokens::create(conn, t).await?)
+    }
+
+    async fn script_tokens(&self) -> Result<Vec<ScriptToken>> {
+        self.read(tokens::list(&self.pool).await)
+    }
+
+    async fn script_token(&self, token_hash: &str) -> Result<Option<ScriptToken>> {
+        self.read(tokens::by_hash(&self.pool, token_hash).await)
+    }
+
+    async fn revoke_script_token(&self, name: &str, now: i64) -> Result<bool> {
+        in_tx!(self, |conn| tokens::revoke(conn, name, now).await?)
+    }
+
+    async fn touch_script_token(&self, token_hash: &str, now: i64) -> Result<()> {
+        in_tx!(self, |conn| tokens::touch(conn, token_hash, now).await?)
     }
 }
 

@@ -97,10 +97,10 @@ fn state(s: &str) -> MessageState {
 }
 
 fn kind(s: &str) -> SenderKind {
-    if s == "human" {
-        SenderKind::Human
-    } else {
-        SenderKind::Peer
+    match s {
+        "human" => SenderKind::Human,
+        "script" => SenderKind::Script,
+        _ => SenderKind::Peer,
     }
 }
 
@@ -271,6 +271,7 @@ pub(crate) async fn insert_batch(
             .map(|m| match m.from.kind {
                 SenderKind::Human => "human",
                 SenderKind::Peer => "peer",
+                SenderKind::Script => "script",
             })
             .collect::<Vec<_>>(),
     )

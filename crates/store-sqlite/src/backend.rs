@@ -12,9 +12,10 @@ use peers_store::{
     NewRegistration, PeerRecord, Registration, Result, Sent, Store, StoreError, StoreEvent,
     StoreInfo, Subscribe, Sweep, Swept, TopicPostsFilter, TopicReader,
 };
+use peers_store::{NewScriptToken, ScriptToken};
 use tokio::sync::broadcast;
 
-use crate::{Db, Error, messages, peers, preload, topics};
+use crate::{Db, Error, messages, peers, preload, tokens, topics};
 
 /// The SQLite store: one database file, opened by one broker.
 pub struct SqliteStore {
@@ -373,5 +374,41 @@ impl Store for SqliteStore {
         preload::delivered_history(self.path(), peer_ids, n)
             .await
             .map_err(|e| StoreError::Internal(e.to_string()))
+    }
+
+    async fn create_script_token(&self, t: NewScriptToken) -> Result<bool> {
+        seam(
+            self.db
+                .write_one(move |c| Box::pin(async move { tokens::create(c, t).await }))
+                .await,
+        )
+    }
+
+    async fn script_tokens(&self) -> Result<Vec<ScriptToken>> {
+        seam(tokens::list(self.db.reader()).await)
+    }
+
+    async fn script_token(&self, token_hash: &str) -> Result<Option<ScriptToken>> {
+        seam(tokens::by_hash(self.db.reader(), token_hash).await)
+    }
+
+    async fn revoke_script_token(&self, name: &str, now: i64) -> Result<bool> {
+        let name = name.to_string();
+        seam(
+            self.db
+                .write_one(move |c| Box::pin(async move { tokens::revoke(c, &name, now).await }))
+                .await,
+        )
+    }
+
+    async fn touch_script_token(&self, token_hash: &str, now: i64) -> Result<()> {
+        let hash = token_hash.to_string();
+        seam(
+            self.db
+                .write_volatile(move |c| {
+                    Box::pin(async move { tokens::touch(c, &hash, now).await })
+                })
+                .await,
+        )
     }
 }

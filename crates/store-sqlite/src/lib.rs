@@ -24,6 +24,7 @@ mod backend;
 mod messages;
 mod peers;
 mod preload;
+mod tokens;
 mod topics;
 
 pub use backend::SqliteStore;

@@ -83,10 +83,10 @@ fn state(s: &str) -> MessageState {
 }
 
 fn kind(s: &str) -> SenderKind {
-    if s == "human" {
-        SenderKind::Human
-    } else {
-        SenderKind::Peer
+    match s {
+        "human" => SenderKind::Human,
+        "script" => SenderKind::Script,
+        _ => SenderKind::Peer,
     }
 }
 
@@ -263,6 +263,7 @@ async fn insert_statements(
                 .push_bind(match m.from.kind {
                     SenderKind::Human => "human",
                     SenderKind::Peer => "peer",
+                    SenderKind::Script => "script",
                 })
                 .push_bind(&m.from.address)
                 .push_bind(&m.from.cwd)

@@ -233,4 +233,24 @@ pub trait Store: Send + Sync + 'static {
     /// Fills history with `n` delivered messages from the human, round-robin over `peer_ids`
     /// (for `cargo xtask bench broker`'s claims against a large table).
     async fn preload_delivered(&self, peer_ids: &[String], n: u64) -> Result<()>;
+
+    // ---- script tokens -------------------------------------------------------------------
+
+    /// Stores a script token. `false` (nothing changed) when a token of that name exists and
+    /// is not revoked; a revoked one's name is taken over.
+    async fn create_script_token(&self, t: NewScriptToken) -> Result<bool>;
+
+    /// Every script token (revoked ones too), by name.
+    async fn script_tokens(&self) -> Result<Vec<ScriptToken>>;
+
+    /// The script token with this hash, whatever its state: read from the database on every
+    /// call, so a revoke by any broker on it counts at the next request.
+    async fn script_token(&self, token_hash: &str) -> Result<Option<ScriptToken>>;
+
+    /// Revokes the named token; whether one that was not revoked yet was found.
+    async fn revoke_script_token(&self, name: &str, now: i64) -> Result<bool>;
+
+    /// Records that the token with this hash was used at `now` (not durable: a crash may lose
+    /// it).
+    async fn touch_script_token(&self, token_hash: &str, now: i64) -> Result<()>;
 }

@@ -361,3 +361,27 @@ pub struct Health {
     /// Since when the database cannot be reached.
     pub unavailable_since: Option<i64>,
 }
+
+/// A script token to store ([`crate::Store::create_script_token`]): only its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewScriptToken {
+    pub name: String,
+    /// SHA-256 (hex) of the token.
+    pub token_hash: String,
+    /// The recipients it may post to (peer names, `name@host`, `#topic`, `*`); empty: any.
+    pub post_to: Vec<String>,
+    pub created_ms: i64,
+    pub expires_ms: Option<i64>,
+}
+
+/// A stored script token: a name, what it may post to, and its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptToken {
+    pub name: String,
+    pub token_hash: String,
+    pub post_to: Vec<String>,
+    pub created_ms: i64,
+    pub expires_ms: Option<i64>,
+    pub last_used_ms: Option<i64>,
+    pub revoked_ms: Option<i64>,
+}

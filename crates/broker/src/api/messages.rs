@@ -7,7 +7,7 @@ use peers_core::wire::*;
 
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::peers::{Place, resolve_or_404};
-use crate::auth::Caller;
+use crate::auth::{self, Caller};
 use crate::error::{ApiError, ApiResult};
 use peers_core::address::Recipient;
 use peers_store::{LogFilter, LogSender, NewMessage, PeerRecord, Reader, Sender, Sent};
@@ -33,6 +33,11 @@ pub async fn send(
     input::no_nul("message", &req.message)?;
     input::no_nul("to", &req.to)?;
     let recipient = Recipient::parse(&req.to).map_err(ApiError::bad_request)?;
+    if let Caller::Script(t) = &caller
+        && !auth::script_may_post(t, &recipient)
+    {
+        return Err(ApiError::forbidden(auth::script_may(t)));
+    }
     if req.scope.is_some() && recipient != Recipient::Broadcast {
         return Err(ApiError::bad_request(
             "`scope` is for a broadcast: send to \"*\" with a scope, or leave scope out",
@@ -137,7 +142,7 @@ pub async fn send(
     Ok(Json(response))
 }
 
-/// Who sent it: the calling peer, or the human.
+/// Who sent it: the calling peer, a script, or the human.
 fn sender(state: &AppState, caller: &Caller) -> Sender {
     match caller {
         Caller::Peer(p) => Sender {
@@ -145,6 +150,12 @@ fn sender(state: &AppState, caller: &Caller) -> Sender {
             peer_id: Some(p.id.clone()),
             address: p.address(),
             cwd: Some(p.cwd.clone()),
+        },
+        Caller::Script(t) => Sender {
+            kind: SenderKind::Script,
+            peer_id: None,
+            address: auth::script_label(t),
+            cwd: None,
         },
         Caller::User => Sender {
             kind: SenderKind::Human,
@@ -217,6 +228,11 @@ pub async fn status(
         .status(id, q.body)
         .await?
         .ok_or_else(not_found)?;
+    if let Caller::Script(t) = &caller
+        && !(status.from_kind == SenderKind::Script && status.from == auth::script_label(t))
+    {
+        return Err(not_found());
+    }
     if let Caller::Peer(me) = &caller {
         let mine = state.store.lineage(&me.id).await?;
         let public = status

@@ -1,5 +1,5 @@
 //! The HTTP API under `/v1`: [`router`] maps each call to its handler, one module per
-//! resource (`peers`, `messages`, `inbox`, `topics`, `notices`, `events`, `dashboard`, `admin`); `guards` are the layers every
+//! resource (`peers`, `messages`, `inbox`, `topics`, `tokens`, `notices`, `events`, `dashboard`, `admin`); `guards` are the layers every
 //! request passes first, `extract` the extractors that answer bad input with the API's JSON
 //! error. Each handler reads like the call it serves; `docs/PROTOCOL.md` has an example of
 //! each.
@@ -13,6 +13,7 @@ mod inbox;
 mod messages;
 mod notices;
 mod peers;
+mod tokens;
 mod topics;
 
 use axum::Router;
@@ -48,6 +49,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/topics/subscribe", post(topics::subscribe))
         .route("/v1/topics/unsubscribe", post(topics::unsubscribe))
         .route("/v1/topics/{name}/messages", get(topics::posts))
+        .route("/v1/tokens", post(tokens::create).get(tokens::list))
+        .route("/v1/tokens/{name}/revoke", post(tokens::revoke))
         .route("/v1/notices", get(notices::list).post(notices::add))
         .route("/v1/events", get(events::stream))
         .route("/v1/dashboard/code", post(dashboard::code))
