@@ -21,7 +21,9 @@
 //! preview and left queued (not acked), with a pointer to `check_messages`, which renders
 //! without a budget and returns it whole.
 
-use crate::wire::{InboxMessage, MessageState, MessageStatus, PeerInfo, SenderKind, TopicInfo};
+use crate::wire::{
+    HANDOVER_CHANNEL, InboxMessage, MessageState, MessageStatus, PeerInfo, SenderKind, TopicInfo,
+};
 
 /// Claude Code's limit on a hook string (characters, counted here as UTF-16 units as
 /// JavaScript does).
@@ -294,6 +296,13 @@ struct Kinds {
     human: bool,
     /// Some message was posted to a topic or broadcast, not sent to this session alone.
     posted: bool,
+    /// Some message is a handover left for this session by an earlier one.
+    handover: bool,
+}
+
+/// Whether `m` is a handover (`POST /v1/handovers`): a note for the next session of a name.
+pub fn is_handover(m: &InboxMessage) -> bool {
+    m.channel.as_deref() == Some(HANDOVER_CHANNEL)
 }
 
 impl Kinds {
@@ -302,9 +311,12 @@ impl Kinds {
             peer: false,
             human: false,
             posted: false,
+            handover: false,
         };
         for m in msgs {
-            k.posted |= m.channel.is_some();
+            let handover = is_handover(m);
+            k.handover |= handover;
+            k.posted |= m.channel.is_some() && !handover;
             match m.from_kind {
                 SenderKind::Peer => k.peer = true,
                 SenderKind::Human => k.human = true,
@@ -333,6 +345,13 @@ command rather than typed here: answer it in your reply.",
             " Reply with {} and the arguments under a message.",
             me.tools.send()
         ));
+    }
+    if kinds.handover {
+        h.push_str(
+            " A <peer-message handover=\"true\"> is a handover: a note an earlier session \
+(from) left at `left` for the next session of this name. It comes first: read it before you \
+start.",
+        );
     }
     if kinds.posted {
         h.push_str(
@@ -369,7 +388,12 @@ fn open_tag(m: &InboxMessage, truncated: bool) -> String {
     if m.from_kind == SenderKind::Human {
         t.push_str(" sender=\"your user\"");
     }
-    if let Some(c) = &m.channel {
+    if is_handover(m) {
+        t.push_str(&format!(
+            " handover=\"true\" left=\"{}\"",
+            crate::format_ms(m.sent_at_ms)
+        ));
+    } else if let Some(c) = &m.channel {
         t.push_str(&format!(" to=\"{}\"", attr(c)));
     }
     if let Some(r) = m.reply_to {
@@ -468,7 +492,8 @@ queued: call {check} to read it whole.",
     }
 }
 
-/// Frames `msgs` (in send order) for `occasion` within `budget` characters. With
+/// Frames `msgs` (in send order, handovers moved first) for `occasion` within `budget`
+/// characters. With
 /// `with_intro`, the SessionStart introduction comes first. Returns `None` when there is
 /// nothing to say (no mail and no intro).
 pub fn frame(
@@ -479,6 +504,12 @@ pub fn frame(
     budget: usize,
 ) -> Option<Framed> {
     let intro_text = with_intro.then(|| intro(me));
+    // Handovers first (in the order they were left), then the rest in send order.
+    let msgs: Vec<&InboxMessage> = msgs
+        .iter()
+        .filter(|m| is_handover(m))
+        .chain(msgs.iter().filter(|m| !is_handover(m)))
+        .collect();
     if msgs.is_empty() {
         return intro_text.map(|text| Framed {
             text,
@@ -493,7 +524,8 @@ pub fn frame(
         Kinds {
             peer: true,
             human: true,
-            posted: Kinds::of(msgs).posted,
+            posted: Kinds::of(msgs.iter().copied()).posted,
+            handover: Kinds::of(msgs.iter().copied()).handover,
         },
         occasion,
     );
@@ -507,7 +539,7 @@ pub fn frame(
     let mut blocks: Vec<String> = Vec::new();
     let mut used = 0;
     let mut shown = Vec::new();
-    for m in msgs {
+    for &m in &msgs {
         let b = block(m);
         let w = width(&b) + width(SEP);
         if used + w > room {
@@ -519,7 +551,7 @@ pub fn frame(
     }
     let mut previewed = None;
     if shown.is_empty()
-        && let Some(b) = preview_block(me, &msgs[0], room.saturating_sub(width(SEP)))
+        && let Some(b) = preview_block(me, msgs[0], room.saturating_sub(width(SEP)))
     {
         blocks.push(b);
         previewed = Some(msgs[0].message_id);
@@ -535,7 +567,7 @@ pub fn frame(
         });
     }
 
-    let kinds = Kinds::of(&msgs[..blocks.len()]);
+    let kinds = Kinds::of(msgs[..blocks.len()].iter().copied());
     let mut text = String::new();
     if let Some(i) = intro_text {
         text.push_str(&i);

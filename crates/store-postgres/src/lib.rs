@@ -22,6 +22,7 @@
 //! both are tracked for [`Store::health`].
 
 mod events;
+mod handover;
 mod health;
 mod messages;
 mod peers;
@@ -530,6 +531,10 @@ impl Store for PgStore {
 
     async fn preload_delivered(&self, peer_ids: &[String], n: u64) -> Result<()> {
         self.wrote(messages::preload_delivered(&self.pool, peer_ids, n).await)
+    }
+
+    async fn take_handovers(&self, peer_id: &str) -> Result<u64> {
+        in_tx!(self, |conn| handover::take(conn, peer_id).await?)
     }
 }
 

@@ -14,7 +14,7 @@ use peers_store::{
 };
 use tokio::sync::broadcast;
 
-use crate::{Db, Error, messages, peers, preload, topics};
+use crate::{Db, Error, handover, messages, peers, preload, topics};
 
 /// The SQLite store: one database file, opened by one broker.
 pub struct SqliteStore {
@@ -373,5 +373,14 @@ impl Store for SqliteStore {
         preload::delivered_history(self.path(), peer_ids, n)
             .await
             .map_err(|e| StoreError::Internal(e.to_string()))
+    }
+
+    async fn take_handovers(&self, peer_id: &str) -> Result<u64> {
+        let id = peer_id.to_string();
+        seam(
+            self.db
+                .write(move |c| Box::pin(async move { handover::take(c, &id).await }))
+                .await,
+        )
     }
 }

@@ -233,4 +233,14 @@ pub trait Store: Send + Sync + 'static {
     /// Fills history with `n` delivered messages from the human, round-robin over `peer_ids`
     /// (for `cargo xtask bench broker`'s claims against a large table).
     async fn preload_delivered(&self, peer_ids: &[String], n: u64) -> Result<()>;
+
+    // ---- handovers -----------------------------------------------------------------------
+
+    /// Gives a new registration the handovers left for it: every waiting handover (a message
+    /// with channel [`peers_core::wire::HANDOVER_CHANNEL`], stored by [`Store::send`] with one
+    /// reader of empty `peer_id` and `address` the name or `name@host` it waits for) left
+    /// before `peer_id` registered, to its name (and host, when the handover names one),
+    /// becomes `peer_id`'s queued copy. Returns how many. A session registered before a
+    /// handover was left never gets it: it is for the next one.
+    async fn take_handovers(&self, peer_id: &str) -> Result<u64>;
 }

@@ -138,7 +138,7 @@ pub async fn send(
 }
 
 /// Who sent it: the calling peer, or the human.
-fn sender(state: &AppState, caller: &Caller) -> Sender {
+pub(super) fn sender(state: &AppState, caller: &Caller) -> Sender {
     match caller {
         Caller::Peer(p) => Sender {
             kind: SenderKind::Peer,
