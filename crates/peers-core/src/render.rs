@@ -39,7 +39,7 @@ pub const UNLIMITED: usize = usize::MAX;
 pub const DEFAULT_TOOL_PREFIX: &str = "mcp__peers__";
 
 /// The tools `peers-mcp` serves, by their bare names.
-pub const TOOLS: [&str; 10] = [
+pub const TOOLS: [&str; 11] = [
     "whoami",
     "list_peers",
     "send_message",
@@ -50,6 +50,7 @@ pub const TOOLS: [&str; 10] = [
     "unsubscribe",
     "list_topics",
     "read_topic",
+    "handover",
 ];
 
 /// Claude Code accepts tool names of at most this many characters.
