@@ -150,6 +150,7 @@ mod tests {
             user,
             [
                 "mcp__peers__check_messages",
+                "mcp__peers__handover",
                 "mcp__peers__list_peers",
                 "mcp__peers__list_topics",
                 "mcp__peers__message_status",

@@ -539,6 +539,11 @@ impl BrokerClient {
         .await
     }
 
+    /// `POST /v1/handovers` (peer token): a note for the next session named `to`.
+    pub async fn handover(&self, req: &HandoverRequest) -> Result<HandoverResponse, ClientError> {
+        self.post("/v1/handovers", req).await
+    }
+
     /// `POST /v1/topics/subscribe` (peer token); subscribing again changes `wake`/`mute`.
     pub async fn subscribe(&self, req: &SubscribeRequest) -> Result<Subscription, ClientError> {
         self.post_idempotent("/v1/topics/subscribe", req).await

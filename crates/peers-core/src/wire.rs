@@ -527,6 +527,29 @@ pub struct InboxMessage {
     pub channel: Option<String>,
 }
 
+/// The [`InboxMessage::channel`] (and [`MessageStatus::channel`]) of a handover: a note left
+/// for the next session of a name (`POST /v1/handovers`).
+pub const HANDOVER_CHANNEL: &str = "handover";
+
+/// `POST /v1/handovers` (auth: peer token): leave a note for the next session named `to`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HandoverRequest {
+    pub note: String,
+    /// `name` (the next session of that name on any machine) or `name@host` (on that
+    /// machine only). Default: the caller's own name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+}
+
+/// What `POST /v1/handovers` stored.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HandoverResponse {
+    pub message_id: i64,
+    /// The name (or `name@host`) whose next session gets it.
+    pub to: String,
+    pub expires_at_ms: i64,
+}
+
 /// `POST /v1/inbox/ack` (auth: peer token).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AckRequest {

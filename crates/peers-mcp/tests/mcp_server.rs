@@ -34,6 +34,7 @@ async fn tools_are_listed_with_schemas_and_instructions() {
         names,
         BTreeSet::from([
             "check_messages",
+            "handover",
             "list_peers",
             "list_topics",
             "message_status",
@@ -195,6 +196,27 @@ async fn two_sessions_see_each_other_and_messages_get_delivered() {
     assert!(t.contains("refactoring the parser"), "{t}");
     let seen = a.ok("list_peers", json!({"scope": "all"})).await;
     assert!(seen.contains("summary: refactoring the parser"), "{seen}");
+}
+
+#[tokio::test]
+async fn a_handover_through_the_tool_waits_for_the_next_session() {
+    let (env, _reaper, _broker) = broker_in(env()).await;
+    let (a, _b) = alpha_and_bravo(&env).await;
+    let t = a
+        .ok("handover", json!({"note": "tests green; next: docs"}))
+        .await;
+    assert!(
+        t.contains("waiting for the next session named alpha"),
+        "{t}"
+    );
+    let id = message_id(&t);
+    let st = a.ok("message_status", json!({"message_id": id})).await;
+    assert!(
+        st.contains("waiting for the next session named alpha"),
+        "{st}"
+    );
+    let e = a.err("handover", json!({"note": "x", "to": "#ci"})).await;
+    assert!(e.contains("name@host"), "{e}");
 }
 
 #[tokio::test]

@@ -22,6 +22,7 @@
 //! both are tracked for [`Store::health`].
 
 mod events;
+mod handover;
 mod health;
 mod messages;
 mod peers;
@@ -552,6 +553,10 @@ impl Store for PgStore {
 
     async fn touch_script_token(&self, token_hash: &str, now: i64) -> Result<()> {
         in_tx!(self, |conn| tokens::touch(conn, token_hash, now).await?)
+    }
+
+    async fn take_handovers(&self, peer_id: &str) -> Result<u64> {
+        in_tx!(self, |conn| handover::take(conn, peer_id).await?)
     }
 }
 

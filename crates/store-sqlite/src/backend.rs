@@ -15,7 +15,7 @@ use peers_store::{
 use peers_store::{NewScriptToken, ScriptToken};
 use tokio::sync::broadcast;
 
-use crate::{Db, Error, messages, peers, preload, tokens, topics};
+use crate::{Db, Error, handover, messages, peers, preload, tokens, topics};
 
 /// The SQLite store: one database file, opened by one broker.
 pub struct SqliteStore {
@@ -408,6 +408,15 @@ impl Store for SqliteStore {
                 .write_volatile(move |c| {
                     Box::pin(async move { tokens::touch(c, &hash, now).await })
                 })
+                .await,
+        )
+    }
+
+    async fn take_handovers(&self, peer_id: &str) -> Result<u64> {
+        let id = peer_id.to_string();
+        seam(
+            self.db
+                .write(move |c| Box::pin(async move { handover::take(c, &id).await }))
                 .await,
         )
     }

@@ -21,6 +21,7 @@
 //! group writes again.
 
 mod backend;
+mod handover;
 mod messages;
 mod peers;
 mod preload;

@@ -253,4 +253,14 @@ pub trait Store: Send + Sync + 'static {
     /// Records that the token with this hash was used at `now` (not durable: a crash may lose
     /// it).
     async fn touch_script_token(&self, token_hash: &str, now: i64) -> Result<()>;
+
+    // ---- handovers -----------------------------------------------------------------------
+
+    /// Gives a new registration the handovers left for it: every waiting handover (a message
+    /// with channel [`peers_core::wire::HANDOVER_CHANNEL`], stored by [`Store::send`] with one
+    /// reader of empty `peer_id` and `address` the name or `name@host` it waits for) left
+    /// before `peer_id` registered, to its name (and host, when the handover names one),
+    /// becomes `peer_id`'s queued copy. Returns how many. A session registered before a
+    /// handover was left never gets it: it is for the next one.
+    async fn take_handovers(&self, peer_id: &str) -> Result<u64>;
 }

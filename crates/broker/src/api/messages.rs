@@ -143,7 +143,7 @@ pub async fn send(
 }
 
 /// Who sent it: the calling peer, a script, or the human.
-fn sender(state: &AppState, caller: &Caller) -> Sender {
+pub(super) fn sender(state: &AppState, caller: &Caller) -> Sender {
     match caller {
         Caller::Peer(p) => Sender {
             kind: SenderKind::Peer,

@@ -1,5 +1,5 @@
 //! The HTTP API under `/v1`: [`router`] maps each call to its handler, one module per
-//! resource (`peers`, `messages`, `inbox`, `topics`, `tokens`, `notices`, `events`, `dashboard`, `admin`); `guards` are the layers every
+//! resource (`peers`, `messages`, `inbox`, `handovers`, `topics`, `tokens`, `notices`, `events`, `dashboard`, `admin`); `guards` are the layers every
 //! request passes first, `extract` the extractors that answer bad input with the API's JSON
 //! error. Each handler reads like the call it serves; `docs/PROTOCOL.md` has an example of
 //! each.
@@ -9,6 +9,7 @@ mod dashboard;
 mod events;
 mod extract;
 mod guards;
+mod handovers;
 mod inbox;
 mod messages;
 mod notices;
@@ -45,6 +46,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/inbox/ack", post(inbox::ack))
         .route("/v1/inbox/history", get(inbox::history))
         .route("/v1/inbox/wait", get(inbox::wait))
+        .route("/v1/handovers", post(handovers::leave))
         .route("/v1/topics", get(topics::list))
         .route("/v1/topics/subscribe", post(topics::subscribe))
         .route("/v1/topics/unsubscribe", post(topics::unsubscribe))

@@ -44,7 +44,9 @@ pub async fn register(
     }
     let peer = reg.peer.clone();
     state.cache_peer(peer.clone());
-    if reg.inherited_messages > 0 {
+    // Handovers left for this name before it registered are this session's now.
+    let handed = state.store.take_handovers(&peer.id).await?;
+    if reg.inherited_messages > 0 || handed > 0 {
         state.mailmarks.mail_committed(&peer.id, &peer.machine_id);
         state.waiters.wake(&peer.id);
     }

@@ -90,6 +90,16 @@ pub struct SubscribeArgs {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
+pub struct HandoverArgs {
+    /// The note: what you did, what is left, where to look. The next session reads it first.
+    pub note: String,
+    /// Whose next session gets it: a session name (on any of the user's machines) or
+    /// name@host (on that machine only). Default: your own name, i.e. the next session here.
+    #[serde(default)]
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct TopicArgs {
     /// The topic, e.g. "deploys" or "#deploys".
     pub topic: String,

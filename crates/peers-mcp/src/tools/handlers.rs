@@ -7,13 +7,14 @@ use rmcp::{tool, tool_router};
 use peers_core::address::topic_name;
 use peers_core::render::{self, Me, Occasion};
 use peers_core::wire::{
-    AckRequest, ClaimRequest, ErrorCode, ListPeersQuery, PeerInfo, Scope, SendRequest,
-    SubscribeRequest, TopicPostsQuery,
+    AckRequest, ClaimRequest, ErrorCode, HandoverRequest, ListPeersQuery, PeerInfo, Scope,
+    SendRequest, SubscribeRequest, TopicPostsQuery,
 };
 use peers_core::{ClientError, now_ms};
 
 use super::args::{
-    ListPeersArgs, ReadTopicArgs, SendArgs, StatusArgs, SubscribeArgs, SummaryArgs, TopicArgs,
+    HandoverArgs, ListPeersArgs, ReadTopicArgs, SendArgs, StatusArgs, SubscribeArgs, SummaryArgs,
+    TopicArgs,
 };
 use super::{PeersServer, fail, ok, texts};
 use crate::peer::PeerError;
@@ -228,6 +229,28 @@ impl PeersServer {
                 "You were not subscribed to #{topic}; nothing changed."
             )),
             Err(e) => self.peer_error("unsubscribe", e),
+        }
+    }
+
+    #[tool(
+        description = texts::HANDOVER,
+        annotations(title = "peers: leave a note for the next session")
+    )]
+    async fn handover(&self, Parameters(args): Parameters<HandoverArgs>) -> CallToolResult {
+        let req = HandoverRequest {
+            note: args.note,
+            to: args.to,
+        };
+        let r = &req;
+        match self.peer.call(|c| async move { c.handover(r).await }).await {
+            Ok(h) => ok(format!(
+                "Message #{} (a handover) left: waiting for the next session named {} (shown once, first, \
+                 at its start; {} tells whether it has it).",
+                h.message_id,
+                h.to,
+                self.tools.status()
+            )),
+            Err(e) => self.peer_error("handover", e),
         }
     }
 

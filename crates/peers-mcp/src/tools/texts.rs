@@ -7,7 +7,7 @@
 use std::fmt::Display;
 
 use peers_core::render::{self, ToolNames, ago};
-use peers_core::wire::{MessageState, MessageStatus, SendResponse};
+use peers_core::wire::{HANDOVER_CHANNEL, MessageState, MessageStatus, SendResponse};
 use peers_core::{ClientError, format_ms};
 
 use crate::peer::{Facts, Registration};
@@ -32,6 +32,11 @@ pub const SUBSCRIBE: &str = "peers: subscribe this Claude Code session to a topi
         created if new: posts to it then reach your context like direct mail. wake: true lets a \
         post wake you when idle; mute: true keeps the subscription but pushes nothing. The next \
         session with your name in this directory keeps it.";
+
+pub const HANDOVER: &str = "peers: leave a note for the NEXT Claude Code session (not a running \
+        one): by default the next session with your name (the next one in this directory), or `to` \
+        (a name, or name@host for one machine). It is shown once, first, when that session \
+        starts.";
 
 pub const UNSUBSCRIBE: &str = "peers: take this Claude Code session off a topic; its posts stop \
         reaching you ({read_topic} still reads them).";
@@ -303,6 +308,9 @@ fn public_state(s: MessageState) -> &'static str {
 }
 
 pub fn format_status(m: &MessageStatus, now: i64) -> String {
+    if m.channel.as_deref() == Some(HANDOVER_CHANNEL) {
+        return format_handover_status(m);
+    }
     if m.channel.is_some() {
         return format_post_status(m, now);
     }
@@ -359,6 +367,32 @@ pub fn format_status(m: &MessageStatus, now: i64) -> String {
 }
 
 /// A post's status: delivered to N of M readers, and each reader's copy.
+/// A handover's status: waiting for the next session of its name, or who got it.
+fn format_handover_status(m: &MessageStatus) -> String {
+    let head = format!("Handover #{} from {} to {}: ", m.message_id, m.from, m.to);
+    match m.readers.first() {
+        Some(r) if r.peer_id.is_empty() && r.status != MessageState::Expired => format!(
+            "{head}waiting for the next session named {} (left {}).",
+            m.to,
+            format_ms(m.sent_at_ms)
+        ),
+        Some(r) if r.status == MessageState::Delivered => format!(
+            "{head}delivered to {} at {}{}.",
+            r.to,
+            r.delivered_at_ms.map(format_ms).unwrap_or_default(),
+            r.delivered_via
+                .as_deref()
+                .map(|v| format!(" via {v}"))
+                .unwrap_or_default()
+        ),
+        Some(r) if r.status == MessageState::Expired => {
+            format!("{head}expired before a session named {} started.", m.to)
+        }
+        Some(r) => format!("{head}taken by {}, which has not shown it yet.", r.to),
+        None => format!("{head}no copy."),
+    }
+}
+
 fn format_post_status(m: &MessageStatus, now: i64) -> String {
     let (done, all) = m.delivered_of();
     let mut s = format!(
