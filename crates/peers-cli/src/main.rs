@@ -60,6 +60,9 @@ enum Command {
     /// One message: who, to whom, its status, when and how it was delivered, its text, and
     /// the thread it belongs to (the messages it answers and every reply, with their states).
     Show(show::ShowArgs),
+    /// A whole conversation: the message's root and every reply, in order, with text,
+    /// sender, recipients, time and delivery state.
+    Thread(show::ThreadArgs),
     /// The topics, with subscriber and post counts and the last post.
     Topics(topics::TopicsArgs),
     /// One topic's recent posts, with their text and each reader's delivery state.
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
         Command::Log(a) => log::run(a, false),
         Command::Tail(a) => tail::run(a),
         Command::Show(a) => show::run(a),
+        Command::Thread(a) => show::thread(a),
         Command::Topics(a) => topics::list(a),
         Command::Topic(a) => topics::show(a),
         Command::Broker(b) => broker_ctl::run(b),

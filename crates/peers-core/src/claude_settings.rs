@@ -153,6 +153,7 @@ mod tests {
                 "mcp__peers__list_peers",
                 "mcp__peers__list_topics",
                 "mcp__peers__message_status",
+                "mcp__peers__read_thread",
                 "mcp__peers__read_topic",
                 "mcp__peers__send_message",
                 "mcp__peers__set_summary",

@@ -483,6 +483,11 @@ impl BrokerClient {
         .await
     }
 
+    /// `GET /v1/messages/{id}/thread`: the conversation the message belongs to, root first.
+    pub async fn thread(&self, id: i64) -> Result<MessageThread, ClientError> {
+        self.get(&format!("/v1/messages/{id}/thread")).await
+    }
+
     /// `GET /v1/messages` (user secret): the message log, newest first.
     pub async fn messages(&self, q: &HistoryQuery) -> Result<MessageLog, ClientError> {
         self.get_q("/v1/messages", q).await

@@ -636,6 +636,17 @@ pub struct TopicPosts {
     pub posts: Vec<MessageStatus>,
 }
 
+/// `GET /v1/messages/{id}/thread` (auth: peer token or user secret): the conversation a
+/// message belongs to — the root of its `reply_to` chain and every reply below it, in send
+/// order, bodies and readers included. A peer sees the entries it could see the status of
+/// (mail it sent or got a copy of, topic posts); the others are left out.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MessageThread {
+    /// The id of the thread's first message (its root).
+    pub root_id: i64,
+    pub messages: Vec<MessageStatus>,
+}
+
 /// `POST /v1/shutdown` (auth: user secret).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ShutdownResponse {

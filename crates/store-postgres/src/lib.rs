@@ -388,6 +388,10 @@ impl Store for PgStore {
         self.read(messages::status(&self.pool, id, with_body).await)
     }
 
+    async fn thread(&self, id: i64) -> Result<Vec<(MessageStatus, Option<String>)>> {
+        self.read(messages::thread(&self.pool, id).await)
+    }
+
     async fn delivered_to(
         &self,
         peer_ids: &[String],

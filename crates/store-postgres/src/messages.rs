@@ -652,6 +652,36 @@ pub(crate) async fn status(
     Ok(status.map(|s| (s, from)))
 }
 
+/// The thread of message `id`: the root of its `reply_to` chain and every reply below it,
+/// in send order, with bodies and readers, each with its sender's peer id (one recursive
+/// query up to the root and down again). A reply always names an older message, so the
+/// chain has no cycles.
+pub(crate) async fn thread(
+    pool: &PgPool,
+    id: i64,
+) -> Result<Vec<(MessageStatus, Option<String>)>, sqlx::Error> {
+    let rows: Vec<MessageRow> = sqlx::query_as(concat!(
+        "WITH RECURSIVE up(id, reply_to, depth) AS ( \
+           SELECT id, reply_to, 0 FROM messages WHERE id = $1 \
+           UNION ALL \
+           SELECT m.id, m.reply_to, up.depth + 1 FROM messages m JOIN up ON m.id = up.reply_to), \
+         root(id) AS (SELECT id FROM up ORDER BY depth DESC LIMIT 1), \
+         down(id) AS ( \
+           SELECT id FROM root \
+           UNION \
+           SELECT m.id FROM messages m JOIN down ON m.reply_to = down.id) \
+         SELECT ",
+        message_columns!(),
+        " FROM messages m WHERE m.id IN (SELECT id FROM down) ORDER BY m.id"
+    ))
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    let senders: Vec<Option<String>> = rows.iter().map(|r| r.from_peer.clone()).collect();
+    let statuses = with_readers(pool, rows, true).await?;
+    Ok(statuses.into_iter().zip(senders).collect())
+}
+
 pub(crate) async fn delivered_to(
     pool: &PgPool,
     peer_ids: &[String],

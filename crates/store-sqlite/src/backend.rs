@@ -204,6 +204,10 @@ impl Store for SqliteStore {
         seam(messages::status(self.db.reader(), id, with_body).await)
     }
 
+    async fn thread(&self, id: i64) -> Result<Vec<(MessageStatus, Option<String>)>> {
+        seam(messages::thread(self.db.reader(), id).await)
+    }
+
     async fn delivered_to(
         &self,
         peer_ids: &[String],

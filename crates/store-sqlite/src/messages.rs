@@ -568,6 +568,36 @@ pub async fn status(
     Ok(Some((status, from_peer)))
 }
 
+/// The thread of message `id`: the root of its `reply_to` chain and every reply below it,
+/// in send order, with bodies and readers, each with its sender's peer id (reads; one
+/// recursive query up to the root and down again). A reply always names an older message,
+/// so the chain has no cycles.
+pub async fn thread(
+    pool: &SqlitePool,
+    id: i64,
+) -> Result<Vec<(MessageStatus, Option<String>)>, Error> {
+    let rows: Vec<MessageRow> = sqlx::query_as(concat!(
+        "WITH RECURSIVE up(id, reply_to, depth) AS ( \
+           SELECT id, reply_to, 0 FROM messages WHERE id = ? \
+           UNION ALL \
+           SELECT m.id, m.reply_to, up.depth + 1 FROM messages m JOIN up ON m.id = up.reply_to), \
+         root(id) AS (SELECT id FROM up ORDER BY depth DESC LIMIT 1), \
+         down(id) AS ( \
+           SELECT id FROM root \
+           UNION \
+           SELECT m.id FROM messages m JOIN down ON m.reply_to = down.id) \
+         SELECT ",
+        message_columns!(),
+        " FROM messages m WHERE m.id IN (SELECT id FROM down) ORDER BY m.id"
+    ))
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    let senders: Vec<Option<String>> = rows.iter().map(|r| r.from_peer.clone()).collect();
+    let statuses = statuses(pool, rows, true).await?;
+    Ok(statuses.into_iter().zip(senders).collect())
+}
+
 /// Messages' sender-side statuses, in the order given: every reader's copy (whether its
 /// reader's session runs), their replies, their bodies when `with_body` (reads; two queries
 /// per [`MAX_ROWS`] messages, however many).

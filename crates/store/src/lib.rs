@@ -139,6 +139,11 @@ pub trait Store: Send + Sync + 'static {
         with_body: bool,
     ) -> Result<Option<(MessageStatus, Option<String>)>>;
 
+    /// The thread message `id` belongs to: the root of its `reply_to` chain and every reply
+    /// below it, transitively (topic posts included), in send order, each with its body, its
+    /// readers and its sender's peer id. Empty when there is no message `id`.
+    async fn thread(&self, id: i64) -> Result<Vec<(MessageStatus, Option<String>)>>;
+
     /// Mail delivered to any of `peer_ids`, newest first.
     async fn delivered_to(
         &self,

@@ -216,22 +216,67 @@ pub async fn status(
         .status(id, q.body)
         .await?
         .ok_or_else(not_found)?;
-    if let Caller::Peer(me) = &caller {
-        let mine = state.store.lineage(&me.id).await?;
-        let public = status
-            .channel
-            .as_deref()
-            .is_some_and(|c| c.starts_with('#'));
-        let involved = from_peer.as_ref().is_some_and(|f| mine.contains(f))
-            || mine.contains(&status.to_peer_id)
-            || status.readers.iter().any(|r| mine.contains(&r.peer_id));
-        if !involved && !public {
-            // Do not reveal whether other peers' messages exist.
-            return Err(not_found());
-        }
+    if let Some(mine) = peer_lineage(&state, &caller).await?
+        && !may_see(&mine, &status, from_peer.as_deref())
+    {
+        // Do not reveal whether other peers' messages exist.
+        return Err(not_found());
     }
     fill_can_wake(&state, &mut status);
     Ok(Json(status))
+}
+
+/// `GET /v1/messages/{id}/thread`: the message's conversation, root first, with the entries
+/// the caller may see (the requested one must be one of them).
+pub async fn thread(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<MessageThread> {
+    let not_found = || ApiError::not_found(format!("no message {id}"));
+    let entries = state.store.thread(id).await?;
+    let root_id = entries.first().map(|(m, _)| m.message_id).ok_or_else(not_found)?;
+    let mine = peer_lineage(&state, &caller).await?;
+    let visible = |m: &MessageStatus, from: Option<&str>| {
+        mine.as_ref().is_none_or(|ids| may_see(ids, m, from))
+    };
+    if !entries
+        .iter()
+        .any(|(m, from)| m.message_id == id && visible(m, from.as_deref()))
+    {
+        return Err(not_found());
+    }
+    let mut messages: Vec<MessageStatus> = entries
+        .into_iter()
+        .filter(|(m, from)| visible(m, from.as_deref()))
+        .map(|(m, _)| m)
+        .collect();
+    for m in &mut messages {
+        fill_can_wake(&state, m);
+    }
+    Ok(Json(MessageThread { root_id, messages }))
+}
+
+/// A peer caller's registrations (it and those it replaced); `None` for the human, who sees
+/// everything.
+async fn peer_lineage(state: &AppState, caller: &Caller) -> Result<Option<Vec<String>>, ApiError> {
+    match caller {
+        Caller::Peer(me) => Ok(Some(state.store.lineage(&me.id).await?)),
+        Caller::User => Ok(None),
+    }
+}
+
+/// Whether a peer with registrations `mine` may see a message (status, body, thread entry):
+/// it sent it, got a copy, or it is a topic post (topics are readable with read_topic).
+fn may_see(mine: &[String], status: &MessageStatus, from_peer: Option<&str>) -> bool {
+    let public = status
+        .channel
+        .as_deref()
+        .is_some_and(|c| c.starts_with('#'));
+    public
+        || from_peer.is_some_and(|f| mine.iter().any(|m| m == f))
+        || mine.contains(&status.to_peer_id)
+        || status.readers.iter().any(|r| mine.contains(&r.peer_id))
 }
 
 /// Fills what only this broker knows: whether an idle-session waiter is armed for each

@@ -37,6 +37,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/peers/{who}", get(peers::find))
         .route("/v1/messages", post(messages::send).get(messages::log))
         .route("/v1/messages/{id}", get(messages::status))
+        .route("/v1/messages/{id}/thread", get(messages::thread))
         .route("/v1/inbox", get(inbox::peek))
         .route("/v1/inbox/claim", post(inbox::claim))
         .route("/v1/inbox/ack", post(inbox::ack))

@@ -29,6 +29,7 @@ pub const TOOLS: &[&str] = &[
     "mcp__peers__unsubscribe",
     "mcp__peers__list_topics",
     "mcp__peers__read_topic",
+    "mcp__peers__read_thread",
 ];
 
 /// The peers tools as a user-scope MCP server `peers` names them (what `peers install`

@@ -114,6 +114,12 @@ pub struct StatusArgs {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
+pub struct ThreadArgs {
+    /// Any message of the thread: one you sent or got, or a topic post.
+    pub message_id: IdArg,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct SummaryArgs {
     /// One line on what this session is working on, shown to other peers in {list_peers}.
     pub summary: String,

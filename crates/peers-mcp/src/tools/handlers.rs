@@ -1,4 +1,4 @@
-//! The ten tools: what each does with the broker. Their texts are in `texts.rs`.
+//! The eleven tools: what each does with the broker. Their texts are in `texts.rs`.
 
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
@@ -13,7 +13,8 @@ use peers_core::wire::{
 use peers_core::{ClientError, now_ms};
 
 use super::args::{
-    ListPeersArgs, ReadTopicArgs, SendArgs, StatusArgs, SubscribeArgs, SummaryArgs, TopicArgs,
+    ListPeersArgs, ReadTopicArgs, SendArgs, StatusArgs, SubscribeArgs, SummaryArgs, ThreadArgs,
+    TopicArgs,
 };
 use super::{PeersServer, fail, ok, texts};
 use crate::peer::PeerError;
@@ -157,9 +158,27 @@ impl PeersServer {
         {
             Ok(s) => ok(texts::format_status(&s, now_ms())),
             Err(PeerError::Client(e)) if e.status() == Some(404) => {
-                fail(texts::no_such_message(id, &e, &self.tools))
+                fail(texts::no_such_message("message_status", id, &e, &self.tools))
             }
             Err(e) => self.peer_error("message_status", e),
+        }
+    }
+
+    #[tool(
+        description = texts::READ_THREAD,
+        annotations(title = "peers: read a conversation", read_only_hint = true)
+    )]
+    async fn read_thread(&self, Parameters(args): Parameters<ThreadArgs>) -> CallToolResult {
+        let id = match args.message_id.parse() {
+            Ok(id) => id,
+            Err(e) => return fail(texts::failed("read_thread", e)),
+        };
+        match self.peer.call(|c| async move { c.thread(id).await }).await {
+            Ok(t) => ok(render::thread(&self.tools, t.root_id, &t.messages, now_ms())),
+            Err(PeerError::Client(e)) if e.status() == Some(404) => {
+                fail(texts::no_such_message("read_thread", id, &e, &self.tools))
+            }
+            Err(e) => self.peer_error("read_thread", e),
         }
     }
 

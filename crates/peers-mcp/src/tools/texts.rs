@@ -43,6 +43,10 @@ pub const READ_TOPIC: &str = "peers: read a topic's posts, including those from 
         subscribed, oldest first; since_id pages forward. Reading does not change what is \
         pushed to you.";
 
+pub const READ_THREAD: &str = "peers: read a whole conversation between Claude Code sessions: \
+        the message message_id belongs to, what it answers and every reply (topic posts \
+        included), in order, each with its text, sender, recipients, time and delivery state.";
+
 pub const MESSAGE_STATUS: &str = "peers: delivery status of a message you sent to another Claude Code \
         session: queued (waiting; is the recipient running?), delivered (when, by which hook \
         event) or expired, plus the ids of replies. Pass the message_id {send_message} returned.";
@@ -201,9 +205,9 @@ pub fn unknown_peer(to: &str, names: &[String], tools: &ToolNames) -> String {
 }
 
 /// `message_status` of an id this session cannot see.
-pub fn no_such_message(id: i64, e: &ClientError, tools: &ToolNames) -> String {
+pub fn no_such_message(tool: &str, id: i64, e: &ClientError, tools: &ToolNames) -> String {
     format!(
-        "message_status failed: no message #{id} that you can see ({e}). Use the id \
+        "{tool} failed: no message #{id} that you can see ({e}). Use the id \
          {} returned.",
         tools.send()
     )
