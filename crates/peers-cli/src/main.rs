@@ -10,6 +10,7 @@ mod hub;
 mod install;
 mod log;
 mod peers;
+mod search;
 mod send;
 mod show;
 mod status;
@@ -63,6 +64,8 @@ enum Command {
     /// A whole conversation: the message's root and every reply, in order, with text,
     /// sender, recipients, time and delivery state.
     Thread(show::ThreadArgs),
+    /// Full-text search over every message's text and tags, best matches first.
+    Search(search::SearchArgs),
     /// The topics, with subscriber and post counts and the last post.
     Topics(topics::TopicsArgs),
     /// One topic's recent posts, with their text and each reader's delivery state.
@@ -100,6 +103,7 @@ fn main() -> ExitCode {
         Command::Tail(a) => tail::run(a),
         Command::Show(a) => show::run(a),
         Command::Thread(a) => show::thread(a),
+        Command::Search(a) => search::run(a),
         Command::Topics(a) => topics::list(a),
         Command::Topic(a) => topics::show(a),
         Command::Broker(b) => broker_ctl::run(b),

@@ -158,7 +158,10 @@ fn in_reading_order(root_id: i64, messages: Vec<MessageStatus>) -> Vec<(usize, M
     let mut children: std::collections::HashMap<i64, Vec<MessageStatus>> = Default::default();
     let mut tops = Vec::new();
     for m in messages {
-        match m.reply_to.filter(|r| ids.contains(r) && m.message_id != root_id) {
+        match m
+            .reply_to
+            .filter(|r| ids.contains(r) && m.message_id != root_id)
+        {
             Some(parent) => children.entry(parent).or_default().push(m),
             // The root, or a reply whose parent the caller may not see.
             None => tops.push(m),
@@ -215,7 +218,11 @@ pub fn thread(a: ThreadArgs) -> Result<()> {
         return context::print_json(&t);
     }
     let list = in_reading_order(t.root_id, t.messages);
-    println!("thread of #{} ({} messages, oldest first):", t.root_id, list.len());
+    println!(
+        "thread of #{} ({} messages, oldest first):",
+        t.root_id,
+        list.len()
+    );
     print_thread(&list, id);
     Ok(())
 }

@@ -33,6 +33,10 @@ pub fn run(a: TailArgs) -> Result<()> {
     let mut watch_from = from_ms;
     if since.is_none() {
         let q = HistoryQuery {
+            tag: None,
+            project: None,
+            until_ms: None,
+            status: None,
             limit: Some(10_000),
             since_ms: Some(start - 7 * 86_400_000),
             ..Default::default()
@@ -54,6 +58,10 @@ pub fn run(a: TailArgs) -> Result<()> {
     ctx.rt.block_on(async {
         loop {
             let q = HistoryQuery {
+                tag: None,
+                project: None,
+                until_ms: None,
+                status: None,
                 limit: Some(10_000),
                 since_ms: Some(watch_from),
                 ..Default::default()

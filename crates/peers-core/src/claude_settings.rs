@@ -155,6 +155,7 @@ mod tests {
                 "mcp__peers__message_status",
                 "mcp__peers__read_thread",
                 "mcp__peers__read_topic",
+                "mcp__peers__search_messages",
                 "mcp__peers__send_message",
                 "mcp__peers__set_summary",
                 "mcp__peers__subscribe",

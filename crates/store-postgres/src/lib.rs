@@ -25,6 +25,7 @@ mod events;
 mod health;
 mod messages;
 mod peers;
+mod search;
 mod topics;
 
 use std::collections::HashMap;
@@ -35,11 +36,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use peers_core::config::DbUrl;
-use peers_core::wire::{InboxMessage, MessageStatus, Notice, Subscription, TopicInfo};
+use peers_core::wire::{InboxMessage, MessageStatus, Notice, SearchHit, Subscription, TopicInfo};
 use peers_store::{
     Ack, Acked, Claim, ClaimOutcome, Health, LogFilter, NewMessage, NewNotice, NewRegistration,
-    PeerRecord, Registration, Result, Sent, Store, StoreError, StoreEvent, StoreInfo, Subscribe,
-    Sweep, Swept, TopicPostsFilter, TopicReader,
+    PeerRecord, Registration, Result, SearchFilter, Sent, Store, StoreError, StoreEvent, StoreInfo,
+    Subscribe, Sweep, Swept, TopicPostsFilter, TopicReader,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -390,6 +391,10 @@ impl Store for PgStore {
 
     async fn thread(&self, id: i64) -> Result<Vec<(MessageStatus, Option<String>)>> {
         self.read(messages::thread(&self.pool, id).await)
+    }
+
+    async fn search(&self, f: SearchFilter) -> Result<Vec<SearchHit>> {
+        self.read(search::search(&self.pool, f).await)
     }
 
     async fn delivered_to(

@@ -24,13 +24,15 @@ pub(crate) struct MessageRow {
     sent_ms: i64,
     expires_ms: i64,
     channel: Option<String>,
+    tags: Option<String>,
+    project: Option<String>,
 }
 
 /// The columns of [`MessageRow`] (of `messages m`), as a macro so queries stay literal strings.
 macro_rules! message_columns {
     () => {
         "m.id, m.from_peer, m.from_kind, m.from_address, m.to_address, m.body, m.reply_to, \
-         m.sent_ms, m.expires_ms, m.channel"
+         m.sent_ms, m.expires_ms, m.channel, m.tags, m.project"
     };
 }
 pub(crate) use message_columns;
@@ -135,6 +137,12 @@ impl MessageRow {
     fn status(self, readers: Vec<ReaderStatus>, replies: Vec<i64>) -> MessageStatus {
         let bytes = self.body.len() as u64;
         let mut st = MessageStatus {
+            tags: self
+                .tags
+                .as_deref()
+                .map(|t| t.split(' ').map(str::to_string).collect())
+                .unwrap_or_default(),
+            project: self.project,
             message_id: self.id,
             from: self.from_address,
             from_kind: kind(&self.from_kind),
@@ -228,7 +236,7 @@ pub async fn insert_many(
     for chunk in msgs.chunks(MAX_ROWS) {
         let mut q = sqlx::QueryBuilder::new(
             "INSERT INTO messages (from_peer, from_kind, from_address, from_cwd, \
-             to_address, body, reply_to, sent_ms, expires_ms, channel) ",
+             to_address, body, reply_to, sent_ms, expires_ms, channel, tags, project) ",
         );
         q.push_values(chunk, |mut row, m| {
             row.push_bind(&m.from.peer_id)
@@ -243,7 +251,9 @@ pub async fn insert_many(
                 .push_bind(m.reply_to)
                 .push_bind(m.sent_ms)
                 .push_bind(m.expires_ms)
-                .push_bind(&m.channel);
+                .push_bind(&m.channel)
+                .push_bind((!m.tags.is_empty()).then(|| m.tags.join(" ")))
+                .push_bind(&m.project);
         });
         q.push(" RETURNING id");
         // Rowids are handed out in VALUES order; RETURNING's order is unspecified, so sort.
@@ -289,6 +299,19 @@ pub async fn insert_many(
                 .push_bind(c.wake)
                 .push_bind(c.expires_ms)
                 .push("'queued'");
+        });
+        q.build().execute(&mut *conn).await?;
+    }
+    let tags: Vec<(&str, i64)> = out
+        .iter()
+        .zip(msgs)
+        .flat_map(|((id, _), m)| m.tags.iter().map(move |t| (t.as_str(), *id)))
+        .collect();
+    for chunk in tags.chunks(MAX_COPIES) {
+        let mut q =
+            sqlx::QueryBuilder::new("INSERT OR IGNORE INTO message_tags (tag, message_id) ");
+        q.push_values(chunk, |mut row, (t, id)| {
+            row.push_bind(*t).push_bind(*id);
         });
         q.build().execute(&mut *conn).await?;
     }
@@ -750,17 +773,25 @@ pub async fn delivered_to(
 }
 
 /// The message log for the human, newest first, filtered by sender peer ids (`Some(None)`
-/// for a human sender), by readers (any copy's registration), by topic (without `#`) and
-/// time, with bodies when `with_body` (reads).
+/// for a human sender), by readers (any copy's registration), by topic (without `#`), tag,
+/// project, state and time, with bodies when `with_body` (reads).
 pub async fn log(
     pool: &SqlitePool,
     from: Option<Option<Vec<String>>>,
-    to: Option<Vec<String>>,
-    topic: Option<String>,
-    since_ms: i64,
-    limit: u32,
-    with_body: bool,
+    f: peers_store::LogFilter,
 ) -> Result<Vec<MessageStatus>, Error> {
+    let peers_store::LogFilter {
+        to,
+        topic,
+        tag,
+        project,
+        until_ms,
+        status,
+        since_ms,
+        limit,
+        with_body,
+        ..
+    } = f;
     let mut q = sqlx::QueryBuilder::new(concat!(
         "SELECT ",
         message_columns!(),
@@ -792,6 +823,36 @@ pub async fn log(
     }
     if let Some(t) = &topic {
         q.push(" AND m.channel = '#' || ").push_bind(t);
+    }
+    if let Some(t) = &tag {
+        q.push(" AND m.id IN (SELECT message_id FROM message_tags WHERE tag = ")
+            .push_bind(t)
+            .push(")");
+    }
+    if let Some(p) = &project {
+        q.push(" AND m.project = ").push_bind(p);
+    }
+    if let Some(u) = until_ms {
+        q.push(" AND m.sent_ms < ").push_bind(u);
+    }
+    if let Some(s) = status {
+        q.push(match s {
+            MessageState::Queued | MessageState::Leased => {
+                " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id \
+                 AND d.state IN ('queued','leased'))"
+            }
+            MessageState::Delivered => {
+                " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id) \
+                 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id \
+                 AND d.state <> 'delivered')"
+            }
+            MessageState::Expired => {
+                " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id \
+                 AND d.state = 'expired') \
+                 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id \
+                 AND d.state IN ('queued','leased'))"
+            }
+        });
     }
     q.push(" ORDER BY m.id DESC LIMIT ").push_bind(limit as i64);
     let rows: Vec<MessageRow> = q.build_query_as().fetch_all(pool).await?;

@@ -28,7 +28,9 @@ pub async fn run(bin: &Path, rounds: usize) -> Result<()> {
         ms(fsync)
     );
     println!();
-    println!("| subscribers | send p50 | send p99 | send p50 / fsync | first claim p50 | first claim p99 | target |");
+    println!(
+        "| subscribers | send p50 | send p99 | send p50 / fsync | first claim p50 | first claim p99 | target |"
+    );
     println!("|---|---|---|---|---|---|---|");
     let user = broker.user()?;
     let sender = register(&user, 0, "/bench/sender").await?;
@@ -97,7 +99,9 @@ async fn first_claims(subs: &[BrokerClient]) -> Result<Vec<Duration>> {
                 let t = Instant::now();
                 let got = c.claim(&ClaimRequest::default()).await?;
                 let took = t.elapsed();
-                let lease = got.lease_id.context("a subscriber found no copy to claim")?;
+                let lease = got
+                    .lease_id
+                    .context("a subscriber found no copy to claim")?;
                 c.ack(&ack_req(lease, "bench")).await?;
                 anyhow::Ok(took)
             });

@@ -10,7 +10,7 @@ use super::peers::{Place, resolve_or_404};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use peers_core::address::Recipient;
-use peers_store::{LogFilter, LogSender, NewMessage, PeerRecord, Reader, Sender, Sent};
+use peers_store::{LogFilter, LogSender, NewMessage, PeerRecord, Reader, Sender, Sent, project_of};
 
 use crate::{AppState, SharedState, input};
 
@@ -32,6 +32,7 @@ pub async fn send(
     }
     input::no_nul("message", &req.message)?;
     input::no_nul("to", &req.to)?;
+    let tags = input::tags(&req.tags)?;
     let recipient = Recipient::parse(&req.to).map_err(ApiError::bad_request)?;
     if req.scope.is_some() && recipient != Recipient::Broadcast {
         return Err(ApiError::bad_request(
@@ -67,6 +68,8 @@ pub async fn send(
     };
     let now = now_ms();
     let msg = NewMessage {
+        tags,
+        project: caller.peer().and_then(|p| project_of(p)),
         from,
         to_address: to_address.clone(),
         channel: channel.clone(),
@@ -235,7 +238,10 @@ pub async fn thread(
 ) -> ApiResult<MessageThread> {
     let not_found = || ApiError::not_found(format!("no message {id}"));
     let entries = state.store.thread(id).await?;
-    let root_id = entries.first().map(|(m, _)| m.message_id).ok_or_else(not_found)?;
+    let root_id = entries
+        .first()
+        .map(|(m, _)| m.message_id)
+        .ok_or_else(not_found)?;
     let mine = peer_lineage(&state, &caller).await?;
     let visible = |m: &MessageStatus, from: Option<&str>| {
         mine.as_ref().is_none_or(|ids| may_see(ids, m, from))
@@ -311,6 +317,10 @@ pub async fn log(
         None => None,
         Some(t) => Some(peers_core::address::topic_name(t).map_err(ApiError::bad_request)?),
     };
+    let tag = match q.tag.as_deref() {
+        None => None,
+        Some(t) => input::tags(&[t.to_string()])?.pop(),
+    };
     let limit = q.limit.unwrap_or(100).min(10_000);
     let mut messages = state
         .store
@@ -318,6 +328,10 @@ pub async fn log(
             from,
             to,
             topic,
+            tag,
+            project: q.project.map(|p| p.trim().to_string()),
+            until_ms: q.until_ms,
+            status: q.status,
             since_ms: q.since_ms.unwrap_or(0),
             limit,
             with_body: q.body,
@@ -330,7 +344,7 @@ pub async fn log(
 }
 
 /// Every registration of the peer `who` names (it and those it replaced).
-async fn ids_named(state: &AppState, who: &str) -> Result<Vec<String>, ApiError> {
+pub(super) async fn ids_named(state: &AppState, who: &str) -> Result<Vec<String>, ApiError> {
     let row = resolve_or_404(state, who).await?;
     Ok(state.store.lineage(&row.id).await?)
 }

@@ -1,5 +1,6 @@
 //! The HTTP API under `/v1`: [`router`] maps each call to its handler, one module per
-//! resource (`peers`, `messages`, `inbox`, `topics`, `notices`, `admin`); `guards` are the layers every
+//! resource (`peers`, `messages`, `inbox`, `search`, `topics`, `notices`,
+//! `admin`); `guards` are the layers every
 //! request passes first, `extract` the extractors that answer bad input with the API's JSON
 //! error. Each handler reads like the call it serves; `docs/PROTOCOL.md` has an example of
 //! each.
@@ -11,6 +12,7 @@ mod inbox;
 mod messages;
 mod notices;
 mod peers;
+mod search;
 mod topics;
 
 use axum::Router;
@@ -43,6 +45,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/inbox/ack", post(inbox::ack))
         .route("/v1/inbox/history", get(inbox::history))
         .route("/v1/inbox/wait", get(inbox::wait))
+        .route("/v1/search", get(search::search))
         .route("/v1/topics", get(topics::list))
         .route("/v1/topics/subscribe", post(topics::subscribe))
         .route("/v1/topics/unsubscribe", post(topics::unsubscribe))

@@ -47,6 +47,11 @@ pub const READ_THREAD: &str = "peers: read a whole conversation between Claude C
         the message message_id belongs to, what it answers and every reply (topic posts \
         included), in order, each with its text, sender, recipients, time and delivery state.";
 
+pub const SEARCH_MESSAGES: &str = "peers: search the mail of this Claude Code session — what \
+        you sent, got, and posts to topics you are subscribed to — by words in bodies and tags; \
+        filters from, topic, tag, project, since. Each match has a snippet, its id and its \
+        thread ({read_thread} reads it whole).";
+
 pub const MESSAGE_STATUS: &str = "peers: delivery status of a message you sent to another Claude Code \
         session: queued (waiting; is the recipient running?), delivered (when, by which hook \
         event) or expired, plus the ids of replies. Pass the message_id {send_message} returned.";
@@ -418,6 +423,8 @@ mod tests {
 
     fn status(state: MessageState, alive: bool, can_wake: bool) -> MessageStatus {
         MessageStatus {
+            tags: vec![],
+            project: None,
             message_id: 5,
             from: "a@h".into(),
             from_kind: SenderKind::Peer,
