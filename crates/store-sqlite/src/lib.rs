@@ -8,8 +8,9 @@
 //! caller. So a `200` for a send means the message is on disk, and 64 concurrent senders
 //! share one fsync instead of queueing for 64. Sends have a queue of their own: the writer
 //! stores all the sends of a group — their messages, then every reader's copy (`deliveries`)
-//! — with a few multi-row `INSERT`s, so a post to 500 readers is one transaction and one
-//! fsync like any send, and a group of sends alone needs no savepoint around them. The
+//! — with a few multi-row `INSERT`s sent as one query, so a post to 500 readers is one
+//! transaction and one fsync like any send, and a group of sends alone (its `BEGIN` and
+//! `COMMIT` in that query) is one round trip to SQLite's thread. The
 //! trait's operations are jobs composed of the statements in [`peers`], [`messages`] and
 //! [`topics`] (a claim and its loop-budget notice in one job, the sweep's three statements in
 //! one job, …).
@@ -510,10 +511,8 @@ async fn writer_loop(
                 Err(_) => break,
             }
         }
-        if (!jobs.is_empty() || !sends.is_empty())
-            && group_commit(&mut conn, &mut jobs, &mut sends, &health).await
-        {
-            commits.fetch_add(1, Ordering::SeqCst);
+        if !jobs.is_empty() || !sends.is_empty() {
+            group_commit(&mut conn, &mut jobs, &mut sends, &health, &commits).await;
         }
         if closing.is_some() {
             break;
@@ -552,20 +551,22 @@ fn abort_group(jobs: &mut Vec<Job>, sends: &mut Vec<SendJob>, failure: &Failure,
     }
 }
 
-/// Runs one group: the sends (one statement), then each job in its savepoint, one commit,
-/// then the answers. Before it starts and after it commits, the database path must still be
-/// the file opened; otherwise every caller hears [`Error::Lost`]. Returns whether the group
-/// committed.
+/// Runs one group: the sends (messages and copies), then each job in its savepoint, one
+/// commit, then the answers. Before it starts and after it commits, the database path must
+/// still be the file opened; otherwise every caller hears [`Error::Lost`]. A group that
+/// committed counts in `commits` before any caller hears back, so a caller that reads the
+/// count after its answer sees its own commit.
 async fn group_commit(
     conn: &mut SqliteConnection,
     jobs: &mut Vec<Job>,
     sends: &mut Vec<SendJob>,
     health: &StoreHealth,
-) -> bool {
+    commits: &AtomicU64,
+) {
     let db = health.db().to_path_buf();
     if health.check_file() {
         abort_group(jobs, sends, &Failure::Lost, &db);
-        return false;
+        return;
     }
     let faults_before = health.faults.load(Ordering::SeqCst);
     // While the disk is full, only a group that really wrote shows that it is over.
@@ -581,7 +582,11 @@ async fn group_commit(
     } else {
         "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE"
     };
-    if let Err(e) = sqlx::raw_sql(begin).execute(&mut *conn).await {
+    // Sends alone carry their own `BEGIN IMMEDIATE` … `COMMIT` in their one round trip to
+    // SQLite's thread; with other jobs they run in a savepoint of the group's transaction, so
+    // their failure undoes only them.
+    let alone = jobs.is_empty() && !sends.is_empty();
+    if !alone && let Err(e) = sqlx::raw_sql(begin).execute(&mut *conn).await {
         tracing::error!(error = %e, "cannot begin a write transaction");
         let failure = Failure::of(&e);
         if let Failure::Full(detail) = &failure {
@@ -591,31 +596,23 @@ async fn group_commit(
             .execute(&mut *conn)
             .await;
         abort_group(jobs, sends, &failure, &db);
-        return false;
+        return;
     }
-    // The sends first: their messages and every reader's copy, a few multi-row INSERTs. With
-    // other jobs in the group they run in a savepoint, so their failure undoes only them; a
-    // group of sends alone is rolled back whole instead (one statement fewer each way).
-    let with_jobs = !jobs.is_empty();
     let inserted = if sends.is_empty() {
         Ok(vec![])
     } else {
         let msgs: Vec<NewMessage> = sends.iter().map(|s| s.msg.clone()).collect();
-        let r = if with_jobs {
-            let _ = sqlx::raw_sql("SAVEPOINT sends").execute(&mut *conn).await;
-            let r = messages::insert_many(conn, &msgs).await;
-            if r.is_err() {
-                let _ = sqlx::raw_sql("ROLLBACK TO sends").execute(&mut *conn).await;
-            }
-            let _ = sqlx::raw_sql("RELEASE sends").execute(&mut *conn).await;
-            r
+        let wrap = if alone {
+            messages::Wrap::Transaction
         } else {
-            messages::insert_many(conn, &msgs).await
+            messages::Wrap::Savepoint
         };
-        r.map_err(|e| match e {
-            Error::Db(e) => Failure::of(&e),
-            e => Failure::Other(e.to_string()),
-        })
+        messages::insert_many(conn, &msgs, wrap)
+            .await
+            .map_err(|e| match e {
+                Error::Db(e) => Failure::of(&e),
+                e => Failure::Other(e.to_string()),
+            })
     };
     if let Err(Failure::Full(detail)) = &inserted {
         health.mark_full(detail);
@@ -635,8 +632,9 @@ async fn group_commit(
         replies.push(reply);
     }
     let mut committed = match &inserted {
-        // Sends alone, failed: nothing of theirs may be committed half.
-        Err(f) if !with_jobs => Err(f.clone()),
+        // Sends alone committed (or rolled back) with their statements.
+        Ok(_) if alone => Ok(()),
+        Err(f) if alone => Err(f.clone()),
         _ => sqlx::raw_sql("COMMIT")
             .execute(&mut *conn)
             .await
@@ -668,6 +666,9 @@ async fn group_commit(
             health.mark_written();
         }
     }
+    if committed.is_ok() {
+        commits.fetch_add(1, Ordering::SeqCst);
+    }
     match (&committed, &inserted) {
         (Ok(()), Ok(ids)) => {
             for (send, id) in sends.drain(..).zip(ids.iter().cloned()) {
@@ -680,11 +681,9 @@ async fn group_commit(
             }
         }
     }
-    let ok = committed.is_ok();
     for reply in replies {
         reply(committed.clone());
     }
-    ok
 }
 
 #[cfg(test)]
@@ -863,6 +862,53 @@ mod tests {
         let left = messages::waiting(s.reader(), &p.id).await.unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].body, "kept");
+    }
+
+    /// A send whose copies cannot be stored leaves no message behind — alone (its own
+    /// transaction) or beside another job (its savepoint) — and the writer goes on.
+    #[tokio::test]
+    async fn a_send_that_fails_midway_stores_nothing_of_itself() {
+        let (_d, s) = store().await;
+        let p = reg(&s, 10, "/x/a").await;
+        s.write(|c| {
+            Box::pin(async move {
+                sqlx::raw_sql(
+                    "CREATE TEMP TRIGGER refuse_copies BEFORE INSERT ON deliveries \
+                     WHEN NEW.to_address = 'refused' BEGIN SELECT RAISE(ABORT, 'refused'); END",
+                )
+                .execute(c)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+        .unwrap();
+        let mut refused = msg(&p, "never half-stored");
+        refused.readers[0].address = "refused".into();
+        let messages = |s: &Db| {
+            let s = s.clone();
+            async move {
+                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
+                    .fetch_one(s.reader())
+                    .await
+                    .unwrap();
+                n
+            }
+        };
+        assert!(s.insert_message(refused.clone()).await.is_err(), "alone");
+        assert_eq!(messages(&s).await, 0, "its message was rolled back with it");
+        let id = p.id.clone();
+        let job = s
+            .write(move |c| Box::pin(async move { peers::set_summary(c, &id, "beside it").await }));
+        let (failed, job) = tokio::join!(s.insert_message(refused), job);
+        assert!(failed.is_err() && job.is_ok(), "beside a job");
+        assert_eq!(messages(&s).await, 0, "only the send was undone");
+        let (id, readers) = s.insert_message(msg(&p, "fine")).await.unwrap();
+        assert_eq!(readers, std::slice::from_ref(&p.id), "the writer goes on");
+        assert_eq!(
+            messages::waiting(s.reader(), &p.id).await.unwrap()[0].message_id,
+            id
+        );
     }
 
     /// The claim's lease statement finds a reader's waiting copies through the partial index

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use peers_core::wire::{InboxMessage, MessageState, MessageStatus, ReaderStatus, SenderKind};
 use peers_store::{ClaimOutcome, LoopBudget, NewMessage};
-use sqlx::{FromRow, SqliteConnection, SqlitePool};
+use sqlx::{FromRow, Row, SqliteConnection, SqlitePool};
 
 use super::Error;
 
@@ -195,46 +195,74 @@ impl MessageRow {
     }
 }
 
-/// Stores one message (runs in the writer). Returns its id and the registration of each
-/// copy. See [`insert_many`].
+/// Stores one message inside a job of the writer. Returns its id and the registration of
+/// each copy. See [`insert_many`].
 #[cfg(test)]
 pub async fn insert(
     conn: &mut SqliteConnection,
     m: NewMessage,
 ) -> Result<(i64, Vec<String>), Error> {
-    let mut out = insert_many(conn, std::slice::from_ref(&m)).await?;
+    let mut out = insert_many(conn, std::slice::from_ref(&m), Wrap::Savepoint).await?;
     Ok(out.remove(0))
 }
 
 /// The most rows one `INSERT` of [`insert_many`] stores into `messages`.
 pub const MAX_ROWS: usize = 500;
 
-/// The most rows one `INSERT` of [`insert_many`] stores into `deliveries` (5 values each,
+/// The most rows one `INSERT` of [`insert_many`] stores into `deliveries` (6 values each,
 /// well under SQLite's 32766 bound parameters).
 const MAX_COPIES: usize = 2000;
 
-/// Stores messages and their readers' copies (runs in the writer, inside the group's
-/// transaction): one multi-row `INSERT` per [`MAX_ROWS`] messages, one per [`MAX_COPIES`]
-/// copies, and one for the topics they create — so the group commit's batch of sends, a
-/// 500-reader post among them, costs a few statements and one commit. Returns, in input
-/// order, each message's id and, in its readers' order, the registration each copy was
-/// queued for.
+/// What [`insert_many`]'s statements run inside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wrap {
+    /// Their own transaction: `BEGIN IMMEDIATE` … `COMMIT` (a group of sends alone).
+    Transaction,
+    /// A savepoint of the transaction already open (a group with other jobs), so their
+    /// failure undoes only them.
+    Savepoint,
+}
+
+/// Stores messages and their readers' copies (runs in the writer) in one round trip to
+/// SQLite's thread: one multi-statement query of, per [`MAX_ROWS`] messages, their multi-row
+/// `INSERT` and the `INSERT`s of their copies ([`MAX_COPIES`] each), then one for the topics
+/// they create, wrapped in `wrap`. A lone send so costs one round trip, a 500-reader post a
+/// few statements, and either one commit. Returns, in input order, each message's id and, in
+/// its readers' order, the registration each copy was queued for. On failure nothing of it
+/// is left (the transaction or savepoint is rolled back).
 ///
+/// A copy's `message_id` is `MAX(id) - k` right after its messages' `INSERT`: only this
+/// writer writes, and rowids are handed out in `VALUES` order, each one past the largest.
 /// Readers were resolved before this ran; one that has been replaced since (its session
-/// re-registered in between) is followed to its replacement here, so a send racing a
-/// re-registration cannot strand mail on a dead id.
+/// re-registered in between) is followed along `replaced_by` to its replacement inside the
+/// `INSERT`, so a send racing a re-registration cannot strand mail on a dead id.
 pub async fn insert_many(
     conn: &mut SqliteConnection,
     msgs: &[NewMessage],
+    wrap: Wrap,
 ) -> Result<Vec<(i64, Vec<String>)>, Error> {
-    let mut readers: Vec<&str> = Vec::new();
-    for m in msgs {
-        readers.extend(m.readers.iter().map(|r| r.peer_id.as_str()));
+    let r = insert_statements(conn, msgs, wrap).await;
+    if r.is_err() {
+        let undo = match wrap {
+            Wrap::Transaction => "ROLLBACK",
+            Wrap::Savepoint => "ROLLBACK TO sends; RELEASE sends",
+        };
+        let _ = sqlx::raw_sql(undo).execute(&mut *conn).await;
     }
-    let targets = current_registrations(conn, readers).await?;
-    let mut out = Vec::with_capacity(msgs.len());
+    r
+}
+
+async fn insert_statements(
+    conn: &mut SqliteConnection,
+    msgs: &[NewMessage],
+    wrap: Wrap,
+) -> Result<Vec<(i64, Vec<String>)>, Error> {
+    let mut q = sqlx::QueryBuilder::new(match wrap {
+        Wrap::Transaction => "BEGIN IMMEDIATE; ",
+        Wrap::Savepoint => "SAVEPOINT sends; ",
+    });
     for chunk in msgs.chunks(MAX_ROWS) {
-        let mut q = sqlx::QueryBuilder::new(
+        q.push(
             "INSERT INTO messages (from_peer, from_kind, from_address, from_cwd, \
              to_address, body, reply_to, sent_ms, expires_ms, channel, tags, project) ",
         );
@@ -255,52 +283,39 @@ pub async fn insert_many(
                 .push_bind((!m.tags.is_empty()).then(|| m.tags.join(" ")))
                 .push_bind(&m.project);
         });
-        q.push(" RETURNING id");
-        // Rowids are handed out in VALUES order; RETURNING's order is unspecified, so sort.
-        let mut ids: Vec<i64> = q.build_query_scalar().fetch_all(&mut *conn).await?;
-        ids.sort_unstable();
-        for (id, m) in ids.into_iter().zip(chunk) {
-            let readers: Vec<String> = m
-                .readers
-                .iter()
-                .map(|r| targets.get(&r.peer_id).unwrap_or(&r.peer_id).clone())
-                .collect();
-            out.push((id, readers));
-        }
-    }
-    struct Copy<'a> {
-        message_id: i64,
-        to_peer: &'a str,
-        to_address: &'a str,
-        wake: bool,
-        expires_ms: i64,
-    }
-    let copies: Vec<Copy<'_>> = out
-        .iter()
-        .zip(msgs)
-        .flat_map(|((id, to), m)| {
-            to.iter().zip(&m.readers).map(move |(to_peer, r)| Copy {
-                message_id: *id,
-                to_peer,
-                to_address: &r.address,
-                wake: r.wake,
-                expires_ms: m.expires_ms,
+        q.push(" RETURNING id AS message_id; ");
+        // Each copy with how far its message is from the chunk's last one.
+        let copies: Vec<(i64, &NewMessage, &peers_store::Reader)> = chunk
+            .iter()
+            .enumerate()
+            .flat_map(|(i, m)| {
+                let back = (chunk.len() - 1 - i) as i64;
+                m.readers.iter().map(move |r| (back, m, r))
             })
-        })
-        .collect();
-    for chunk in copies.chunks(MAX_COPIES) {
-        let mut q = sqlx::QueryBuilder::new(
-            "INSERT INTO deliveries (message_id, to_peer, to_address, wake, expires_ms, state) ",
-        );
-        q.push_values(chunk, |mut row, c| {
-            row.push_bind(c.message_id)
-                .push_bind(c.to_peer)
-                .push_bind(c.to_address)
-                .push_bind(c.wake)
-                .push_bind(c.expires_ms)
-                .push("'queued'");
-        });
-        q.build().execute(&mut *conn).await?;
+            .collect();
+        for part in copies.chunks(MAX_COPIES) {
+            q.push(
+                "INSERT INTO deliveries (message_id, to_peer, to_address, wake, expires_ms, \
+                 state) ",
+            );
+            q.push_values(part, |mut row, (back, m, r)| {
+                row.push("(SELECT MAX(id) FROM messages) - ")
+                    .push_bind_unseparated(*back)
+                    .push("(WITH RECURSIVE chain(id, hops) AS (SELECT ")
+                    .push_bind_unseparated(&r.peer_id)
+                    .push_unseparated(
+                        ", 0 UNION ALL SELECT p.replaced_by, chain.hops + 1 FROM chain \
+                         JOIN peers p ON p.id = chain.id \
+                         WHERE p.replaced_by IS NOT NULL AND chain.hops < 64) \
+                         SELECT id FROM chain ORDER BY hops DESC LIMIT 1)",
+                    )
+                    .push_bind(&r.address)
+                    .push_bind(r.wake)
+                    .push_bind(m.expires_ms)
+                    .push("'queued'");
+            });
+            q.push(" RETURNING id AS copy_id, message_id, to_peer; ");
+        }
     }
     let tags: Vec<(&str, i64)> = out
         .iter()
@@ -322,49 +337,48 @@ pub async fn insert_many(
     topics.sort_unstable();
     topics.dedup_by_key(|(t, _)| *t);
     for chunk in topics.chunks(MAX_ROWS) {
-        let mut q = sqlx::QueryBuilder::new("INSERT OR IGNORE INTO topics (name, created_ms) ");
+        q.push("INSERT OR IGNORE INTO topics (name, created_ms) ");
         q.push_values(chunk, |mut row, (t, at)| {
             row.push_bind(*t).push_bind(*at);
         });
-        q.build().execute(&mut *conn).await?;
+        q.push("; ");
     }
-    Ok(out)
-}
-
-/// For each of `ids` that has been replaced, the registration at the end of its
-/// `replaced_by` chain. One query in the common case (nothing replaced).
-async fn current_registrations(
-    conn: &mut SqliteConnection,
-    mut ids: Vec<&str>,
-) -> Result<HashMap<String, String>, Error> {
-    ids.sort_unstable();
-    ids.dedup();
-    let distinct = ids;
-    let mut q = sqlx::QueryBuilder::new(
-        "SELECT id, replaced_by FROM peers WHERE replaced_by IS NOT NULL AND id IN (",
-    );
-    let mut list = q.separated(", ");
-    for id in &distinct {
-        list.push_bind(*id);
-    }
-    q.push(")");
-    let replaced: Vec<(String, String)> = q.build_query_as().fetch_all(&mut *conn).await?;
-    let mut out = HashMap::new();
-    for (id, mut next) in replaced {
-        for _ in 0..64 {
-            let further: Option<Option<String>> =
-                sqlx::query_scalar("SELECT replaced_by FROM peers WHERE id = ?")
-                    .bind(&next)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-            match further.flatten() {
-                Some(n) => next = n,
-                None => break,
-            }
+    q.push(match wrap {
+        Wrap::Transaction => "COMMIT",
+        Wrap::Savepoint => "RELEASE sends",
+    });
+    let rows = q.build().fetch_all(&mut *conn).await?;
+    let mut ids: Vec<i64> = Vec::with_capacity(msgs.len());
+    let mut copies: Vec<(i64, i64, String)> = Vec::new();
+    for row in rows {
+        if row.len() == 1 {
+            ids.push(row.try_get("message_id")?);
+        } else {
+            copies.push((
+                row.try_get("copy_id")?,
+                row.try_get("message_id")?,
+                row.try_get("to_peer")?,
+            ));
         }
-        out.insert(id, next);
     }
-    Ok(out)
+    // Rowids are handed out in VALUES order; RETURNING's order is unspecified, so sort.
+    ids.sort_unstable();
+    copies.sort_unstable_by_key(|(copy, _, _)| *copy);
+    let mut readers: HashMap<i64, Vec<String>> = HashMap::new();
+    for (_, message, to_peer) in copies {
+        readers.entry(message).or_default().push(to_peer);
+    }
+    if ids.len() != msgs.len() {
+        return Err(Error::Write(format!(
+            "stored {} of {} messages",
+            ids.len(),
+            msgs.len()
+        )));
+    }
+    Ok(ids
+        .into_iter()
+        .map(|id| (id, readers.remove(&id).unwrap_or_default()))
+        .collect())
 }
 
 /// The copies a claim takes: `to_peer`'s (first `?`) queued ones and those whose lease lapsed

@@ -21,7 +21,8 @@ pub async fn delivered_history(db: &Path, peers: &[String], n: u64) -> Result<()
             .execute(&mut conn)
             .await?;
     }
-    let mut tx = conn.begin().await?;
+    // The write lock first: the ids counted from MAX(id) must still be free when inserted.
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     let first: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) + 1 FROM messages")
         .fetch_one(&mut *tx)
         .await?;

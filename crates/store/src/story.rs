@@ -236,6 +236,7 @@ async fn waiting_bodies(s: &Arc<dyn Store>, peer: &PeerRecord) -> Vec<String> {
     w.into_iter().map(|m| m.body).collect()
 }
 
+/// Acks `lease` of `peer` as shown by the Stop hook: (delivered, released).
 async fn ack(
     s: &Arc<dyn Store>,
     peer: &PeerRecord,
@@ -243,11 +244,22 @@ async fn ack(
     ids: Option<Vec<i64>>,
     now: i64,
 ) -> (u64, u64) {
+    ack_via(s, peer, lease, "Stop", ids, now).await
+}
+
+async fn ack_via(
+    s: &Arc<dyn Store>,
+    peer: &PeerRecord,
+    lease: &str,
+    via: &str,
+    ids: Option<Vec<i64>>,
+    now: i64,
+) -> (u64, u64) {
     let a = s
         .ack(Ack {
             peer_id: peer.id.clone(),
             lease_id: lease.into(),
-            via: "Stop".into(),
+            via: via.into(),
             ids,
             now,
         })
@@ -1340,6 +1352,20 @@ async fn reader_states(s: &Arc<dyn Store>, id: i64) -> Vec<(String, MessageState
         .collect()
 }
 
+/// The sender of a chapter's posts (`lead`, process 10) and sessions in `/x/<name>`
+/// (processes 11, 12, …), registered one after another.
+async fn lead_and<const N: usize>(
+    s: &Arc<dyn Store>,
+    names: [&str; N],
+) -> (PeerRecord, [PeerRecord; N]) {
+    let from = register(s, 10, "/x/lead").await;
+    let mut readers = Vec::with_capacity(N);
+    for (i, name) in names.iter().enumerate() {
+        readers.push(register(s, 11 + i as u32, &format!("/x/{name}")).await);
+    }
+    (from, readers.try_into().expect("one per name"))
+}
+
 /// `n` sessions, each in its own directory, registered concurrently (they share commits).
 async fn many_peers(s: &Arc<dyn Store>, n: u32) -> Vec<PeerRecord> {
     let mut tasks = tokio::task::JoinSet::new();
@@ -1456,21 +1482,8 @@ pub async fn each_reader_claims_its_own_copy_once_under_concurrent_claimers(s: &
                             .iter()
                             .map(|m| (m.message_id, m.channel.clone())),
                     );
-                    let acked = s
-                        .ack(Ack {
-                            peer_id: r.id.clone(),
-                            lease_id: lease,
-                            via: "PostToolUse".into(),
-                            ids: None,
-                            now: T0 + 2,
-                        })
-                        .await
-                        .expect("ack");
-                    assert_eq!(
-                        acked.delivered as usize,
-                        out.messages.len(),
-                        "its own lease"
-                    );
+                    let (delivered, _) = ack_via(&s, &r, &lease, "PostToolUse", None, T0 + 2).await;
+                    assert_eq!(delivered as usize, out.messages.len(), "its own lease");
                     tokio::task::yield_now().await;
                 }
                 (r.id, got)
@@ -1520,10 +1533,7 @@ pub async fn each_reader_claims_its_own_copy_once_under_concurrent_claimers(s: &
 /// A reader whose lease lapsed gets its copy back; the readers who have theirs (delivered,
 /// or under a live lease) do not, and the sweep requeues only the lapsed copy.
 pub async fn a_readers_lapsed_lease_comes_back_only_to_that_reader(s: &Arc<dyn Store>) {
-    let from = register(s, 10, "/x/lead").await;
-    let a = register(s, 11, "/x/a").await;
-    let b = register(s, 12, "/x/b").await;
-    let c = register(s, 13, "/x/c").await;
+    let (from, [a, b, c]) = lead_and(s, ["a", "b", "c"]).await;
     let id = send(
         s,
         post(
@@ -1592,10 +1602,7 @@ pub async fn a_readers_lapsed_lease_comes_back_only_to_that_reader(s: &Arc<dyn S
 /// M delivered, with each reader's state and how its copy was delivered, and turns
 /// `delivered` once every copy is.
 pub async fn an_ack_delivers_one_readers_copy_and_status_counts_readers(s: &Arc<dyn Store>) {
-    let from = register(s, 10, "/x/lead").await;
-    let a = register(s, 11, "/x/a").await;
-    let b = register(s, 12, "/x/b").await;
-    let c = register(s, 13, "/x/c").await;
+    let (from, [a, b, c]) = lead_and(s, ["a", "b", "c"]).await;
     let id = send(
         s,
         post(
@@ -1610,17 +1617,11 @@ pub async fn an_ack_delivers_one_readers_copy_and_status_counts_readers(s: &Arc<
     // Lease ids are chosen by each claimer: two readers may hold leases of the same id.
     claim(s, claim_of(&a, "SAME", 10, T0 + 1)).await;
     claim(s, claim_of(&b, "SAME", 10, T0 + 1)).await;
-    let a_acked = s
-        .ack(Ack {
-            peer_id: a.id.clone(),
-            lease_id: "SAME".into(),
-            via: "PostToolUse".into(),
-            ids: None,
-            now: T0 + 2,
-        })
-        .await
-        .unwrap();
-    assert_eq!(a_acked.delivered, 1, "a's ack delivers a's copy only");
+    assert_eq!(
+        ack_via(s, &a, "SAME", "PostToolUse", None, T0 + 2).await,
+        (1, 0),
+        "a's ack delivers a's copy only"
+    );
     let st = status_of(s, id).await;
     assert_eq!(st.status, MessageState::Queued, "not every reader has it");
     assert_eq!(st.delivered_of(), (1, 3));
@@ -1779,8 +1780,7 @@ pub async fn subscriptions_belong_to_the_name_in_its_directory(s: &Arc<dyn Store
 /// `queued_to_wake` counts the queued copies that may wake their reader; a claim takes every
 /// copy, wake or not, in send order.
 pub async fn queued_to_wake_counts_only_wake_copies_and_claims_take_all(s: &Arc<dyn Store>) {
-    let from = register(s, 10, "/x/lead").await;
-    let a = register(s, 11, "/x/a").await;
+    let (from, [a]) = lead_and(s, ["a"]).await;
     let quiet = send(s, post(&from, "t", &[(&a, false)], "no wake", T0)).await;
     assert_eq!(s.queued_to_wake(&a.id).await.unwrap(), 0);
     assert!(s.claimable(&a.id, T0 + 1).await.unwrap(), "still claimable");
@@ -1867,9 +1867,7 @@ pub async fn topics_list_counts_and_the_viewers_subscription(s: &Arc<dyn Store>)
 /// every reader's copy — posts from before a session subscribed included; other topics and
 /// direct mail not.
 pub async fn topic_posts_page_by_since_id_and_limit_oldest_first(s: &Arc<dyn Store>) {
-    let from = register(s, 10, "/x/lead").await;
-    let a = register(s, 11, "/x/a").await;
-    let late = register(s, 12, "/x/late").await;
+    let (from, [a, late]) = lead_and(s, ["a", "late"]).await;
     let mut ids = vec![];
     for i in 0..5 {
         ids.push(
@@ -1926,9 +1924,7 @@ pub async fn topic_posts_page_by_since_id_and_limit_oldest_first(s: &Arc<dyn Sto
 /// The log's `topic` filter lists posts to that topic; its `to` filter matches any reader's
 /// copy; each entry carries its readers.
 pub async fn log_filters_by_topic_and_by_reader(s: &Arc<dyn Store>) {
-    let from = register(s, 10, "/x/lead").await;
-    let a = register(s, 11, "/x/a").await;
-    let b = register(s, 12, "/x/b").await;
+    let (from, [a, b]) = lead_and(s, ["a", "b"]).await;
     let p1 = send(
         s,
         post(&from, "t", &[(&a, false), (&b, true)], "to both", T0 + 1),
@@ -1999,9 +1995,7 @@ pub async fn log_filters_by_topic_and_by_reader(s: &Arc<dyn Store>) {
 /// A re-registration takes the waiting copies of the registration it replaces (its posts
 /// with the rest), not its delivered ones, and leaves other readers' copies alone.
 pub async fn a_reregistration_takes_its_waiting_copies_only(s: &Arc<dyn Store>) {
-    let from = register(s, 10, "/x/lead").await;
-    let a = register(s, 11, "/x/a").await;
-    let b = register(s, 12, "/x/b").await;
+    let (from, [a, b]) = lead_and(s, ["a", "b"]).await;
     let seen = send(s, post(&from, "t", &[(&a, true), (&b, true)], "seen", T0)).await;
     claim(s, claim_of(&a, "LA", 10, T0 + 1)).await;
     ack(s, &a, "LA", None, T0 + 2).await;
@@ -2042,10 +2036,7 @@ pub async fn a_reregistration_takes_its_waiting_copies_only(s: &Arc<dyn Store>) 
 /// the waiting copies expire and the delivered ones stay delivered; a post none of whose
 /// copies can still be delivered is `expired`.
 pub async fn the_sweep_requeues_and_expires_each_copy_on_its_own(s: &Arc<dyn Store>) {
-    let from = register(s, 10, "/x/lead").await;
-    let a = register(s, 11, "/x/a").await;
-    let b = register(s, 12, "/x/b").await;
-    let c = register(s, 13, "/x/c").await;
+    let (from, [a, b, c]) = lead_and(s, ["a", "b", "c"]).await;
     let mut m = post(
         &from,
         "t",
