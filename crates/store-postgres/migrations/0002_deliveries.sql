@@ -7,8 +7,11 @@
 ALTER TABLE messages ADD COLUMN channel TEXT;
 
 -- One row per reader copy. `state` is queued -> leased -> delivered, or expired.
+-- No foreign key to `messages`: a checked key costs a lookup per copy (a 500-reader post
+-- would pay 500), and copies are only ever inserted with their message, which is never
+-- deleted.
 CREATE TABLE deliveries (
-    message_id       BIGINT NOT NULL REFERENCES messages (id),
+    message_id       BIGINT NOT NULL,
     to_peer          TEXT NOT NULL,       -- the registration it waits for (moves on hand-over)
     -- Where it sits among the message's readers: status lists readers in this order.
     pos              INTEGER NOT NULL,

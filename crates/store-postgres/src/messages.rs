@@ -2,7 +2,7 @@
 //! budget), ack, the sweep, status with every reader, inbox, history, a topic's posts;
 //! notices; bulk history for benchmarks.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use peers_core::wire::{
     InboxMessage, MessageState, MessageStatus, Notice, ReaderStatus, SenderKind,
@@ -324,16 +324,22 @@ pub(crate) async fn insert_batch(
     let mut copies = Copies::default();
     let mut sent = Vec::with_capacity(msgs.len());
     for (m, &id) in msgs.iter().zip(&ids) {
-        let mut readers = Vec::with_capacity(m.readers.len());
+        let mut readers: Vec<String> = Vec::with_capacity(m.readers.len());
+        // One copy per registration, chosen here: `ON CONFLICT` would cost a speculative
+        // insertion per row.
+        let mut stored = HashSet::with_capacity(m.readers.len());
         for (pos, r) in m.readers.iter().enumerate() {
             let to = current.get(&r.peer_id).unwrap_or(&r.peer_id).clone();
+            readers.push(to.clone());
+            if !stored.insert(to.clone()) {
+                continue;
+            }
             copies.message_id.push(id);
             copies.to_peer.push(to.clone());
             copies.pos.push(pos as i32);
             copies.to_address.push(r.address.as_str());
             copies.wake.push(r.wake);
             copies.expires_ms.push(m.expires_ms);
-            readers.push(to);
         }
         sent.push(Sent { id, readers });
     }
@@ -341,8 +347,7 @@ pub(crate) async fn insert_batch(
         "INSERT INTO deliveries (message_id, to_peer, pos, to_address, wake, state, expires_ms) \
          SELECT mid, tp, pos, ta, w, 'queued', e \
          FROM unnest($1::bigint[], $2::text[], $3::int4[], $4::text[], $5::bool[], \
-                     $6::bigint[]) AS t(mid, tp, pos, ta, w, e) \
-         ON CONFLICT (message_id, to_peer) DO NOTHING",
+                     $6::bigint[]) AS t(mid, tp, pos, ta, w, e)",
     )
     .bind(&copies.message_id)
     .bind(&copies.to_peer)

@@ -41,6 +41,28 @@ fn claim(peer: &PeerRecord, lease: &str, max: u32) -> Claim {
     }
 }
 
+/// Claims `peer`'s mail `max` at a time (leases `{lease}-0`, `{lease}-1`, …) until nothing is
+/// claimable; the ids leased.
+async fn claim_until_empty(
+    s: &Arc<dyn Store>,
+    peer: &PeerRecord,
+    lease: &str,
+    max: u32,
+) -> Vec<i64> {
+    let mut got = vec![];
+    for round in 0.. {
+        let out = s
+            .claim(claim(peer, &format!("{lease}-{round}"), max))
+            .await
+            .unwrap();
+        if out.messages.is_empty() && !s.claimable(&peer.id, 10).await.unwrap() {
+            break;
+        }
+        got.extend(out.messages.into_iter().map(|m| m.message_id));
+    }
+    got
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_handles_claiming_at_once_never_lease_one_message_twice() {
     let Some((_pg, url)) = cluster() else { return };
@@ -55,18 +77,7 @@ async fn two_handles_claiming_at_once_never_lease_one_message_twice() {
         let store = if n % 2 == 0 { one.clone() } else { two.clone() };
         let p = p.clone();
         tasks.push(tokio::spawn(async move {
-            let mut got = vec![];
-            for round in 0.. {
-                let out = store
-                    .claim(claim(&p, &format!("lease-{n}-{round}"), 3))
-                    .await
-                    .unwrap();
-                if out.messages.is_empty() && !store.claimable(&p.id, 10).await.unwrap() {
-                    break;
-                }
-                got.extend(out.messages.into_iter().map(|m| m.message_id));
-            }
-            got
+            claim_until_empty(&store, &p, &format!("lease-{n}"), 3).await
         }));
     }
     let mut all = vec![];
@@ -180,7 +191,7 @@ async fn a_server_gone_is_unavailable_and_the_store_recovers_when_it_returns() {
         async move { s.send(msg(p, "after")).await.ok() }
     })
     .await;
-    assert_eq!(back.readers, [p.id.clone()]);
+    assert_eq!(back.readers, std::slice::from_ref(&p.id));
     assert_eq!(s.health().unavailable_since, None);
     let bodies: Vec<String> = s
         .waiting(&p.id)
@@ -366,25 +377,19 @@ async fn a_500_reader_post_is_one_server_transaction_and_mail_for_every_reader_e
     let one = open(&url).await;
     let two = open(&url).await;
     let from = register(&one, 10, "/x/lead").await;
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut readers = vec![];
     for i in 0..500u32 {
-        let s = one.clone();
-        tasks.spawn(async move {
-            let peer_id = format!("{i:0>40}");
-            s.register(NewRegistration {
+        let peer_id = format!("{i:0>40}");
+        let reg = one
+            .register(NewRegistration {
                 request: story::request(1_000 + 2 * i, &format!("/r/w{i}")),
                 token_hash: format!("hash-{peer_id}"),
                 peer_id,
                 now: story::T0,
             })
             .await
-            .expect("register")
-            .peer
-        });
-    }
-    let mut readers = vec![];
-    while let Some(p) = tasks.join_next().await {
-        readers.push(p.unwrap());
+            .expect("register");
+        readers.push(reg.peer);
     }
     let mut events = two.events().expect("postgres has events");
     let wake: Vec<(&PeerRecord, bool)> = readers.iter().map(|p| (p, true)).collect();
@@ -426,4 +431,132 @@ async fn a_500_reader_post_is_one_server_transaction_and_mail_for_every_reader_e
     })
     .await
     .unwrap_or_else(|_| panic!("no Mail event for {} readers", unheard.len()));
+}
+
+/// Brokers race to create topics: first posts and first subscriptions to the same new topics
+/// through two handles at once all succeed, and each topic exists once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn first_posts_and_subscriptions_through_two_handles_create_each_topic_once() {
+    let Some((_pg, url)) = cluster() else { return };
+    let one = open(&url).await;
+    let two = open(&url).await;
+    let from = register(&one, 10, "/x/lead").await;
+    let reader = register(&one, 12, "/x/worker").await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..32u32 {
+        let store = if n % 2 == 0 { one.clone() } else { two.clone() };
+        let (from, reader) = (from.clone(), reader.clone());
+        let topic = format!("t{}", n % 4);
+        tasks.spawn(async move {
+            if n % 3 == 0 {
+                store
+                    .subscribe(peers_store::Subscribe {
+                        peer_id: reader.id.clone(),
+                        topic,
+                        wake: Some(n % 2 == 0),
+                        mute: None,
+                        now: story::T0 + n as i64,
+                    })
+                    .await
+                    .map(|_| ())
+            } else {
+                let post = story::post(&from, &topic, &[(&reader, true)], "x", story::T0);
+                store.send(post).await.map(|_| ())
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap().expect("a racing first post or subscription");
+    }
+    let topics: Vec<String> = one
+        .topics(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.topic)
+        .collect();
+    assert_eq!(topics, ["t0", "t1", "t2", "t3"]);
+    let subs = two.subscriptions(&reader.id).await.unwrap();
+    assert!(!subs.is_empty() && subs.len() <= 4, "{subs:?}");
+}
+
+/// A post's readers claim through two handles at once, several claimers each: every reader
+/// gets its own copy exactly once, and only its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readers_claiming_a_post_through_two_handles_get_their_copy_once() {
+    let Some((_pg, url)) = cluster() else { return };
+    let one = open(&url).await;
+    let two = open(&url).await;
+    let from = register(&one, 10, "/x/lead").await;
+    let mut readers = vec![];
+    for i in 0..20u32 {
+        readers.push(register(&one, 100 + 2 * i, &format!("/r/w{i}")).await);
+    }
+    let wake: Vec<(&PeerRecord, bool)> = readers.iter().map(|p| (p, false)).collect();
+    let mut posts = vec![];
+    for i in 0..5 {
+        let sent = one
+            .send(story::post(&from, "t", &wake, &format!("p{i}"), story::T0))
+            .await
+            .unwrap();
+        posts.push(sent.id);
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (r, reader) in readers.iter().enumerate() {
+        for n in 0..4 {
+            let store = if n % 2 == 0 { one.clone() } else { two.clone() };
+            let reader = reader.clone();
+            tasks.spawn(async move {
+                (
+                    r,
+                    claim_until_empty(&store, &reader, &format!("l-{r}-{n}"), 2).await,
+                )
+            });
+        }
+    }
+    let mut per_reader = vec![vec![]; readers.len()];
+    while let Some(done) = tasks.join_next().await {
+        let (r, got) = done.unwrap();
+        per_reader[r].extend(got);
+    }
+    for (r, mut got) in per_reader.into_iter().enumerate() {
+        got.sort_unstable();
+        assert_eq!(got, posts, "reader {r} got each post's copy exactly once");
+    }
+    for id in posts {
+        let (st, _) = one.status(id, false).await.unwrap().unwrap();
+        assert!(
+            st.readers
+                .iter()
+                .all(|r| r.status == peers_core::wire::MessageState::Leased),
+            "every copy leased by its own reader: {:?}",
+            st.readers
+        );
+    }
+}
+
+/// Two readers of one post that turn out to be one registration (the first was replaced by
+/// the second after the broker chose them) share one copy: the reader gets the post once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_readers_that_are_one_registration_get_one_copy() {
+    let Some((_pg, url)) = cluster() else { return };
+    let s = open(&url).await;
+    let from = register(&s, 10, "/x/lead").await;
+    let old = register(&s, 12, "/x/worker").await;
+    let new = register(&s, 12, "/x/worker").await;
+    assert_ne!(old.id, new.id, "the same process registered again");
+    let sent = s
+        .send(story::post(
+            &from,
+            "t",
+            &[(&old, true), (&new, true)],
+            "once",
+            story::T0,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(sent.readers, [new.id.clone(), new.id.clone()]);
+    assert_eq!(s.pending_count(&new.id).await.unwrap(), 1, "one copy");
+    let (st, _) = s.status(sent.id, false).await.unwrap().unwrap();
+    assert_eq!(st.delivered_of(), (0, 1));
 }

@@ -1366,17 +1366,21 @@ async fn lead_and<const N: usize>(
     (from, readers.try_into().expect("one per name"))
 }
 
-/// `n` sessions, each in its own directory, registered concurrently (they share commits).
+/// `n` sessions, each in its own directory, registered 16 at a time (they share commits).
+/// Not all at once: a shared server serialises registrations (names are allocated under a
+/// lock), and 500 waiting at once would outwait its connection pool on a busy machine.
 async fn many_peers(s: &Arc<dyn Store>, n: u32) -> Vec<PeerRecord> {
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..n {
-        let s = s.clone();
-        tasks.spawn(async move { (i, register(&s, 1_000 + i * 2, &format!("/r/w{i}")).await) });
-    }
     let mut out = vec![None; n as usize];
-    while let Some(done) = tasks.join_next().await {
-        let (i, p) = done.expect("task");
-        out[i as usize] = Some(p);
+    for wave in (0..n).collect::<Vec<_>>().chunks(16) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for &i in wave {
+            let s = s.clone();
+            tasks.spawn(async move { (i, register(&s, 1_000 + i * 2, &format!("/r/w{i}")).await) });
+        }
+        while let Some(done) = tasks.join_next().await {
+            let (i, p) = done.expect("task");
+            out[i as usize] = Some(p);
+        }
     }
     out.into_iter().map(|p| p.expect("registered")).collect()
 }
