@@ -1,5 +1,5 @@
-//! Who is calling: a peer (its own token) or the human (the per-user secret, or the hub
-//! token). The broker takes a sender's identity from here, never from a request body.
+//! Who is calling: a peer (its own token) or the human (the per-user secret, the hub token,
+//! or a dashboard session cookie: see [`crate::logins`]). The broker takes a sender's identity from here, never from a request body.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -67,6 +67,11 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Caller, ApiError> {
+        if parts.headers.get(AUTHORIZATION).is_none()
+            && let Some(caller) = state.session_caller(parts)
+        {
+            return caller;
+        }
         let header = parts
             .headers
             .get(AUTHORIZATION)

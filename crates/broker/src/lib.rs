@@ -11,7 +11,9 @@
 //! * [`auth`] — bearer tokens: the per-user secret, the hub token, per-peer tokens.
 //! * [`sweep`] — the periodic liveness / lease / expiry pass.
 //! * [`waiters`] — long-poll slots that wake idle sessions' hooks.
+//! * [`events`] — the live feed behind `GET /v1/events`.
 //! * [`mailmark`] — the mail markers that let a local hook skip the network when no mail waits.
+//! * [`logins`] — dashboard login codes and sessions (memory only).
 //! * [`input`] — one-line field cleaning, broker-only notice kinds.
 //!
 //! [`run`] ties them together for the binary; tests start the binary itself.
@@ -20,7 +22,9 @@ pub mod api;
 pub mod auth;
 pub mod directory;
 pub mod error;
+pub mod events;
 pub mod input;
+pub mod logins;
 pub mod mailmark;
 pub mod store;
 pub mod sweep;
@@ -55,6 +59,10 @@ pub struct AppState {
     pub shutdown: watch::Sender<bool>,
     /// The local sessions' mail markers (set after commit, cleared by delete-then-check).
     pub mailmarks: mailmark::MailMarks,
+    /// The live feed of `GET /v1/events` (handlers publish after their commit).
+    pub feed: events::Feed,
+    /// Dashboard login codes and sessions (memory only: a restart logs browsers out).
+    pub logins: logins::Logins,
 }
 
 /// The state as handlers and layers take it (`State<SharedState>`).
@@ -76,6 +84,11 @@ pub struct Settings {
     pub bind: IpAddr,
     /// Further host names a `Host` header may give (lowercase).
     pub allowed_hosts: Vec<String>,
+    /// Whether `/` serves the dashboard (and a session cookie counts as the human).
+    pub dashboard: bool,
+    pub dashboard_session_hours: u64,
+    /// Whether the broker serves HTTPS (the session cookie is then `Secure`).
+    pub tls: bool,
 }
 
 impl Settings {
@@ -92,6 +105,9 @@ impl Settings {
             loop_window_ms: (c.loop_window_secs as i64).saturating_mul(1000),
             bind: c.bind,
             allowed_hosts: c.allowed_hosts.clone(),
+            dashboard: c.dashboard,
+            dashboard_session_hours: c.dashboard_session_hours,
+            tls: c.tls_cert.is_some() && c.tls_key.is_some(),
         }
     }
 }
@@ -246,6 +262,8 @@ pub async fn run(config: Config) -> Result<Started, BrokerError> {
         directory: directory::Directory::default(),
         shutdown,
         mailmarks,
+        feed: events::Feed::default(),
+        logins: logins::Logins::default(),
     });
 
     tokio::spawn(sweep::run(state.clone()));
@@ -316,10 +334,14 @@ async fn apply_events(state: SharedState, mut events: broadcast::Receiver<StoreE
             e = events.recv() => e,
             _ = stop.wait_for(|v| *v) => return,
         };
+        if let Ok(e) = &event {
+            state.publish_store_event(e);
+        }
         match event {
             Ok(StoreEvent::Mail { peer_id }) => state.waiters.wake(&peer_id),
             Ok(StoreEvent::PeersChanged) => state.peers_changed(),
             Ok(StoreEvent::Lagged) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                state.publish_store_event(&StoreEvent::Lagged);
                 state.peers_changed();
                 state.waiters.wake_all();
             }

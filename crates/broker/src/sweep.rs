@@ -66,6 +66,7 @@ pub async fn once(state: &AppState) -> Result<(), StoreError> {
         })
         .await?;
     let (marked, requeued, expired) = (swept.marked_gone, swept.requeued, swept.expired);
+    state.publish_swept(gone.clone(), swept);
     if marked > 0 {
         state.directory.changed();
         for id in &gone {

@@ -205,7 +205,7 @@ pub struct JsonArg {
     pub json: bool,
 }
 
-/// How often `send --wait` and `tail` poll the broker.
+/// How often `send --wait` polls the broker.
 pub const POLL: Duration = Duration::from_millis(500);
 
 /// Prints a value as pretty JSON on stdout.

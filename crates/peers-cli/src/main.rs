@@ -4,6 +4,7 @@
 
 // The subcommands, each with its clap arguments and its `run`.
 mod broker_ctl;
+mod dashboard;
 mod demo;
 mod doctor;
 mod hub;
@@ -16,6 +17,7 @@ mod show;
 mod status;
 mod tail;
 mod topics;
+mod tui;
 
 // What the subcommands share.
 mod context;
@@ -58,6 +60,9 @@ enum Command {
     Log(log::LogArgs),
     /// Follow sends and deliveries as they happen, until Ctrl-C.
     Tail(tail::TailArgs),
+    /// A live terminal view: the peers, the feed of mail and topic posts as it moves, a message
+    /// with its thread and delivery states, and a composer (`?` lists the keys).
+    Tui(tui::TuiArgs),
     /// One message: who, to whom, its status, when and how it was delivered, its text, and
     /// the thread it belongs to (the messages it answers and every reply, with their states).
     Show(show::ShowArgs),
@@ -66,6 +71,8 @@ enum Command {
     Thread(show::ThreadArgs),
     /// Full-text search over every message's text and tags, best matches first.
     Search(search::SearchArgs),
+    /// Log in to the web dashboard: prints (and on a desktop opens) a one-time login link.
+    Dashboard(dashboard::DashboardArgs),
     /// The topics, with subscriber and post counts and the last post.
     Topics(topics::TopicsArgs),
     /// One topic's recent posts, with their text and each reader's delivery state.
@@ -101,9 +108,11 @@ fn main() -> ExitCode {
         Command::Inbox(a) => log::run(a, true),
         Command::Log(a) => log::run(a, false),
         Command::Tail(a) => tail::run(a),
+        Command::Tui(a) => tui::run(a),
         Command::Show(a) => show::run(a),
         Command::Thread(a) => show::thread(a),
         Command::Search(a) => search::run(a),
+        Command::Dashboard(a) => dashboard::run(a),
         Command::Topics(a) => topics::list(a),
         Command::Topic(a) => topics::show(a),
         Command::Broker(b) => broker_ctl::run(b),

@@ -144,7 +144,7 @@ pub fn reader_lines(st: &MessageStatus) -> Vec<String> {
 
 /// The thread of message `id` in reading order: from its root through every reply, depth
 /// first in the order sent, each with its depth (one `GET /v1/messages/{id}/thread`).
-pub async fn thread_of(
+pub(crate) async fn thread_of(
     client: &BrokerClient,
     id: i64,
 ) -> Result<Vec<(usize, MessageStatus)>, peers_core::ClientError> {

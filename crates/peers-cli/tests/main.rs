@@ -8,6 +8,7 @@ mod doctor;
 mod failover;
 mod hub_init;
 mod install;
+mod live;
 mod mail;
 mod texts;
 mod util;

@@ -297,12 +297,7 @@ impl BrokerClient {
         timeout: Option<Duration>,
         replayable: bool,
     ) -> Result<R, ClientError> {
-        if let Some(e) = &self.tls_error {
-            return Err(ClientError::Tls {
-                url: self.base_url().to_string(),
-                reason: e.to_string(),
-            });
-        }
+        self.tls_ready()?;
         let deadline = Instant::now() + timeout.unwrap_or(self.request_timeout);
         let n = self.bases.len();
         let start = self.first.load(Ordering::Relaxed) % n;
@@ -359,8 +354,29 @@ impl BrokerClient {
             }
             return Err(api_error(status, &bytes, base));
         }
+        Err(self.no_answer(refused, unreachable))
+    }
+
+    /// Fails every call with the TLS setup's error, when there is one.
+    fn tls_ready(&self) -> Result<(), ClientError> {
+        match &self.tls_error {
+            Some(e) => Err(ClientError::Tls {
+                url: self.base_url().to_string(),
+                reason: e.to_string(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The error once every URL was tried: a 503 when one answered so, else what happened
+    /// at each URL.
+    fn no_answer<'a>(
+        &'a self,
+        refused: Option<ClientError>,
+        mut unreachable: Vec<(&'a str, String)>,
+    ) -> ClientError {
         if let Some(e) = refused {
-            return Err(e);
+            return e;
         }
         if unreachable.is_empty() {
             // The deadline passed before any attempt (a zero timeout).
@@ -375,14 +391,14 @@ impl BrokerClient {
                 .collect::<Vec<_>>()
                 .join("; ")
         };
-        Err(ClientError::Unreachable {
+        ClientError::Unreachable {
             url: unreachable
                 .iter()
                 .map(|(u, _)| *u)
                 .collect::<Vec<_>>()
                 .join(URL_SEPARATOR),
             reason,
-        })
+        }
     }
 
     async fn get<R: DeserializeOwned>(&self, path: &str) -> Result<R, ClientError> {
@@ -572,9 +588,273 @@ impl BrokerClient {
         self.post("/v1/notices", req).await
     }
 
+    /// `POST /v1/dashboard/code` (user secret or hub token): a one-time dashboard login code.
+    pub async fn dashboard_code(&self, remote: bool) -> Result<DashboardCode, ClientError> {
+        self.post("/v1/dashboard/code", &DashboardCodeRequest { remote })
+            .await
+    }
+
+    /// `POST /v1/dashboard/logout-all` (user secret or hub token): ends every dashboard login.
+    pub async fn dashboard_logout_all(&self) -> Result<LoggedOut, ClientError> {
+        self.post_idempotent("/v1/dashboard/logout-all", &serde_json::json!({}))
+            .await
+    }
+
     /// `POST /v1/shutdown` (user secret).
     pub async fn shutdown(&self) -> Result<ShutdownResponse, ClientError> {
         self.post("/v1/shutdown", &serde_json::json!({})).await
+    }
+}
+
+/// How long an open event stream may stay silent (no event, no keep-alive comment) before
+/// it is taken for dead and opened again.
+pub const EVENTS_IDLE: Duration = Duration::from_secs(45);
+
+/// The first and the longest pause between attempts to reopen `/v1/events` while the broker
+/// does not answer (doubling in between).
+pub const EVENTS_BACKOFF: (Duration, Duration) =
+    (Duration::from_millis(250), Duration::from_secs(5));
+
+type SseItems = std::pin::Pin<
+    Box<
+        dyn futures_util::Stream<
+                Item = Result<
+                    eventsource_stream::Event,
+                    eventsource_stream::EventStreamError<String>,
+                >,
+            > + Send,
+    >,
+>;
+
+/// An open `GET /v1/events` ([`BrokerClient::events`]): the broker's events as they happen.
+pub struct EventStream {
+    items: SseItems,
+    url: String,
+}
+
+/// One event off the stream, with the id to resume after it (`Last-Event-ID`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamedEvent {
+    pub id: Option<String>,
+    pub event: Event,
+}
+
+impl EventStream {
+    /// The next event; `None` once the stream ended (the broker closed it, went silent for
+    /// [`EVENTS_IDLE`], or the connection broke: the error says which). Events of a type this
+    /// version does not know are skipped.
+    pub async fn next(&mut self) -> Option<Result<StreamedEvent, ClientError>> {
+        use futures_util::StreamExt;
+        loop {
+            let item = match self.items.next().await? {
+                Ok(item) => item,
+                Err(e) => {
+                    return Some(Err(ClientError::Unreachable {
+                        url: self.url.clone(),
+                        reason: format!("the event stream broke: {e}"),
+                    }));
+                }
+            };
+            if item.data.is_empty() {
+                continue;
+            }
+            let id = Some(item.id).filter(|i| !i.is_empty());
+            match serde_json::from_str::<Event>(&item.data) {
+                Ok(event) => return Some(Ok(StreamedEvent { id, event })),
+                // A newer broker's event type: nothing this client can show.
+                Err(_) if serde_json::from_str::<serde_json::Value>(&item.data).is_ok() => {}
+                Err(e) => {
+                    return Some(Err(ClientError::Protocol {
+                        url: self.url.clone(),
+                        detail: format!("{e} in event {}", item.data),
+                    }));
+                }
+            }
+        }
+    }
+}
+
+/// `bytes`, failing once nothing arrives for `idle`, ending after the first error.
+fn idle_bounded<S, B, E>(
+    bytes: S,
+    idle: Duration,
+) -> impl futures_util::Stream<Item = Result<B, String>>
+where
+    S: futures_util::Stream<Item = Result<B, E>> + Send + 'static,
+    E: std::error::Error + 'static,
+{
+    use futures_util::StreamExt;
+    futures_util::stream::unfold(Some(Box::pin(bytes)), move |s| async move {
+        let mut s = s?;
+        match tokio::time::timeout(idle, s.next()).await {
+            Ok(Some(Ok(b))) => Some((Ok(b), Some(s))),
+            Ok(Some(Err(e))) => Some((Err(error_chain(&e)), None)),
+            Ok(None) => None,
+            Err(_) => Some((
+                Err(format!("nothing arrived for {} s", idle.as_secs())),
+                None,
+            )),
+        }
+    })
+}
+
+impl BrokerClient {
+    /// `GET /v1/events` (user secret or hub token): opens the live event stream, resuming
+    /// after `last_event_id` when given. Fails over between the URLs like any read; the
+    /// stream itself has no overall timeout, only [`EVENTS_IDLE`].
+    pub async fn events(&self, last_event_id: Option<&str>) -> Result<EventStream, ClientError> {
+        use eventsource_stream::Eventsource;
+        self.tls_ready()?;
+        let n = self.bases.len();
+        let start = self.first.load(Ordering::Relaxed) % n;
+        let mut unreachable: Vec<(&str, String)> = Vec::new();
+        let mut refused: Option<ClientError> = None;
+        for i in 0..n {
+            let idx = (start + i) % n;
+            let base = self.bases[idx].as_str();
+            // No whole-request bound: the answer streams for as long as the broker runs.
+            let mut req = self
+                .http
+                .get(format!("{base}/v1/events"))
+                .timeout(Duration::from_secs(366 * 86_400))
+                .header(reqwest::header::ACCEPT, "text/event-stream");
+            if let Some(a) = &self.auth {
+                req = req.bearer_auth(a);
+            }
+            if let Some(id) = last_event_id {
+                req = req.header("Last-Event-ID", id);
+            }
+            let resp = match tokio::time::timeout(self.request_timeout, req.send()).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
+                    unreachable.push((base, error_chain(&e)));
+                    continue;
+                }
+                Err(_) => {
+                    unreachable.push((base, "no answer in time".into()));
+                    continue;
+                }
+            };
+            let status = resp.status();
+            if !status.is_success() {
+                let bytes = tokio::time::timeout(self.request_timeout, resp.bytes())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or_default();
+                let e = api_error(status, &bytes, base);
+                if status == StatusCode::SERVICE_UNAVAILABLE {
+                    refused = Some(e);
+                    continue;
+                }
+                self.first.store(idx, Ordering::Relaxed);
+                return Err(e);
+            }
+            self.first.store(idx, Ordering::Relaxed);
+            let items = idle_bounded(resp.bytes_stream(), EVENTS_IDLE).eventsource();
+            return Ok(EventStream {
+                items: Box::pin(items),
+                url: base.to_string(),
+            });
+        }
+        Err(self.no_answer(refused, unreachable))
+    }
+}
+
+/// What an [`EventFollower`] saw.
+// One value per event, moved once: boxing the event would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Followed {
+    /// The stream is open (again): what was shown before may be stale, fetch it. Events
+    /// missed while it was closed follow when the broker still holds them, else an
+    /// [`Event::Resync`].
+    Connected,
+    Event(Event),
+    /// The broker does not answer (or refused the stream); the next call tries again after
+    /// `retry_in`. A state to show, not an error to exit on.
+    Down {
+        reason: String,
+        retry_in: Duration,
+        /// The error was an answer (e.g. 401), not silence: trying again will not help until
+        /// something changes, but it is tried all the same.
+        refused: bool,
+    },
+}
+
+/// `GET /v1/events`, followed for good: reconnects by itself with `Last-Event-ID`, backing
+/// off ([`EVENTS_BACKOFF`]) while the broker does not answer.
+pub struct EventFollower {
+    client: BrokerClient,
+    stream: Option<EventStream>,
+    last_id: Option<String>,
+    backoff: Duration,
+    /// Wait this long before the next attempt.
+    pause: Option<Duration>,
+    /// The stream just ended: one quiet reconnect before reporting the broker down.
+    quiet_retry: bool,
+}
+
+impl EventFollower {
+    pub fn new(client: BrokerClient) -> EventFollower {
+        EventFollower {
+            client,
+            stream: None,
+            last_id: None,
+            backoff: EVENTS_BACKOFF.0,
+            pause: None,
+            quiet_retry: false,
+        }
+    }
+
+    /// The id of the last event seen (what a reconnect resumes after).
+    pub fn last_event_id(&self) -> Option<&str> {
+        self.last_id.as_deref()
+    }
+
+    /// The next thing to report. Never fails: a broker that does not answer is
+    /// [`Followed::Down`], and the call after it tries again.
+    pub async fn next(&mut self) -> Followed {
+        loop {
+            if let Some(s) = self.stream.as_mut() {
+                match s.next().await {
+                    Some(Ok(e)) => {
+                        if e.id.is_some() {
+                            self.last_id = e.id;
+                        }
+                        return Followed::Event(e.event);
+                    }
+                    Some(Err(_)) | None => {
+                        self.stream = None;
+                        self.quiet_retry = true;
+                    }
+                }
+            }
+            if let Some(p) = self.pause.take() {
+                tokio::time::sleep(p).await;
+            }
+            match self.client.events(self.last_id.as_deref()).await {
+                Ok(s) => {
+                    self.stream = Some(s);
+                    self.backoff = EVENTS_BACKOFF.0;
+                    self.quiet_retry = false;
+                    return Followed::Connected;
+                }
+                Err(e) => {
+                    let retry_in = self.backoff;
+                    self.backoff = (self.backoff * 2).min(EVENTS_BACKOFF.1);
+                    self.pause = Some(retry_in);
+                    if std::mem::take(&mut self.quiet_retry) {
+                        continue;
+                    }
+                    return Followed::Down {
+                        refused: !e.is_unreachable() && e.status() != Some(503),
+                        reason: e.to_string(),
+                        retry_in,
+                    };
+                }
+            }
+        }
     }
 }
 
@@ -637,6 +917,19 @@ mod tests {
     use std::net::TcpListener;
     use std::sync::atomic::AtomicU32;
 
+    /// Reads a request up to the end of its head (and what came with it).
+    fn read_head(conn: &mut std::net::TcpStream) -> Vec<u8> {
+        let mut buf = [0u8; 8192];
+        let mut head = Vec::new();
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        head
+    }
+
     /// A loopback server counting the connections it accepts; each is answered by `reply`
     /// (`None`: closed at once, before any response).
     struct Fake {
@@ -658,14 +951,7 @@ mod tests {
                     continue;
                 };
                 // Read the head (and a small body); then answer and close.
-                let mut buf = [0u8; 8192];
-                let mut seen = Vec::new();
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
-                }
+                read_head(&mut conn);
                 let _ = write!(
                     conn,
                     "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: \
@@ -783,6 +1069,121 @@ mod tests {
             text.contains(&format!("{a}: ")) && text.contains(&format!("{b}: ")),
             "{text}"
         );
+    }
+
+    /// A loopback SSE server: connection `i` gets `streams[i]` (raw SSE text) and is then
+    /// closed; the request heads it read are kept.
+    fn sse_server(streams: Vec<&'static str>) -> (String, Arc<Mutex<Vec<String>>>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let seen = heads.clone();
+        std::thread::spawn(move || {
+            for body in streams {
+                let Ok((mut conn, _)) = l.accept() else {
+                    return;
+                };
+                let head = read_head(&mut conn);
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&head).to_lowercase());
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: \
+                     close\r\n\r\n{body}"
+                );
+            }
+        });
+        (url, heads)
+    }
+
+    const PEERS_EVENT: &str = r#"{"type":"peers","change":"registered","peer_ids":["p1"]}"#;
+
+    #[tokio::test]
+    async fn the_follower_resumes_after_the_last_event_id() {
+        let first: &'static str = Box::leak(
+            format!(
+                ": keep-alive\n\nid: b-1\ndata: {PEERS_EVENT}\n\n\
+                 data: {{\"type\":\"from_the_future\"}}\n\n\
+                 id: b-2\ndata: {{\"type\":\"resync\",\"why\":\"missed\"}}\n\n"
+            )
+            .into_boxed_str(),
+        );
+        let second: &'static str =
+            Box::leak(format!("id: b-3\ndata: {PEERS_EVENT}\n\n").into_boxed_str());
+        let (url, heads) = sse_server(vec![first, second]);
+        let mut f = EventFollower::new(BrokerClient::new(&url, Some("s3cret".into())));
+        assert_eq!(f.next().await, Followed::Connected);
+        let peers = Followed::Event(Event::Peers {
+            change: PeerChange::Registered,
+            peer_ids: vec!["p1".into()],
+        });
+        assert_eq!(f.next().await, peers);
+        // The unknown type is skipped.
+        assert_eq!(
+            f.next().await,
+            Followed::Event(Event::Resync {
+                why: ResyncReason::Missed,
+                peer_id: None
+            })
+        );
+        assert_eq!(f.last_event_id(), Some("b-2"));
+        // The server closed the stream: a quiet reconnect, resuming after b-2.
+        assert_eq!(f.next().await, Followed::Connected);
+        assert_eq!(f.next().await, peers);
+        let heads = heads.lock().unwrap().clone();
+        assert_eq!(heads.len(), 2, "{heads:?}");
+        assert!(
+            heads[0].contains("authorization: bearer s3cret"),
+            "{}",
+            heads[0]
+        );
+        assert!(
+            heads[0].contains("accept: text/event-stream"),
+            "{}",
+            heads[0]
+        );
+        assert!(!heads[0].contains("last-event-id"), "{}", heads[0]);
+        assert!(heads[1].contains("last-event-id: b-2"), "{}", heads[1]);
+    }
+
+    #[tokio::test]
+    async fn a_dead_broker_is_a_state_with_a_growing_pause() {
+        let mut f = EventFollower::new(client(&[&dead_url()]));
+        let mut pauses = Vec::new();
+        for _ in 0..3 {
+            match f.next().await {
+                Followed::Down {
+                    retry_in, refused, ..
+                } => {
+                    assert!(!refused);
+                    pauses.push(retry_in);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(
+            pauses,
+            [250, 500, 1000].map(Duration::from_millis),
+            "backs off"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_stream_says_why() {
+        let no = fake(Some((
+            401,
+            r#"{"error":{"code":"unauthorized","message":"bad secret"}}"#,
+        )));
+        match EventFollower::new(client(&[&no.url])).next().await {
+            Followed::Down {
+                reason, refused, ..
+            } => {
+                assert!(refused);
+                assert_eq!(reason, "bad secret");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test]

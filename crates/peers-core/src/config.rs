@@ -72,6 +72,10 @@ pub struct Config {
     /// (`PEERS_ALLOWED_HOSTS`, comma-separated), e.g. a hub's DNS or tailnet name. A request
     /// whose `Host` header names anything else is refused (DNS rebinding).
     pub allowed_hosts: Vec<String>,
+    /// Whether the broker serves the web dashboard at `/` (`PEERS_DASHBOARD`; default on).
+    pub dashboard: bool,
+    /// How long a dashboard login lasts (`PEERS_DASHBOARD_SESSION_HOURS`; default 12).
+    pub dashboard_session_hours: u64,
     /// Topics every session subscribes to when it starts (`topics = ["…"]`, `PEERS_TOPICS`
     /// comma-separated), normalised without `#`. A subscription made this way keeps the
     /// `wake`/`mute` a session chose for it since.
@@ -106,6 +110,8 @@ struct FileConfig {
     tls_key: Option<PathBuf>,
     tls_ca: Option<PathBuf>,
     allowed_hosts: Option<Vec<String>>,
+    dashboard: Option<bool>,
+    dashboard_session_hours: Option<u64>,
     topics: Option<Vec<String>>,
 }
 
@@ -211,6 +217,10 @@ impl Config {
             Some(v) => matches!(v.trim(), "1" | "true" | "yes" | "on"),
             None => file.wait_headless.unwrap_or(false),
         };
+        let dashboard = match parse("PEERS_DASHBOARD")? {
+            Some(v) => !matches!(v.trim(), "0" | "false" | "no" | "off"),
+            None => file.dashboard.unwrap_or(true),
+        };
 
         let path =
             |var: &str, file_value: Option<PathBuf>| -> Result<Option<PathBuf>, ConfigError> {
@@ -242,6 +252,13 @@ impl Config {
         Ok(Config {
             topics,
             allowed_hosts,
+            dashboard,
+            dashboard_session_hours: num(
+                "PEERS_DASHBOARD_SESSION_HOURS",
+                file.dashboard_session_hours,
+                12,
+            )?
+            .max(1),
             tls_cert: path("PEERS_TLS_CERT", file.tls_cert)?,
             tls_key: path("PEERS_TLS_KEY", file.tls_key)?,
             tls_ca: path("PEERS_TLS_CA", file.tls_ca)?,

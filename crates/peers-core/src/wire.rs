@@ -780,6 +780,120 @@ pub struct NoticeList {
     pub notices: Vec<Notice>,
 }
 
+/// `POST /v1/dashboard/code` (auth: user secret or hub token): a one-time login code.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct DashboardCodeRequest {
+    /// Whether the code may be used from another machine than the broker's (needs the hub
+    /// token; `peers dashboard --hub`). Otherwise only a browser on loopback can use it.
+    #[serde(default)]
+    pub remote: bool,
+}
+
+/// A one-time login code: open `path` (`/login#code=…`) on the broker within `expires_ms`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DashboardCode {
+    pub code: String,
+    pub path: String,
+    pub expires_ms: i64,
+}
+
+/// `POST /v1/dashboard/login` (no auth: the code is the credential, used once).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DashboardLogin {
+    pub code: String,
+}
+
+/// A dashboard session (its cookie is set `HttpOnly`): the CSRF token every state-changing
+/// call made with the cookie sends as `X-Peers-CSRF`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DashboardSession {
+    pub csrf: String,
+    pub expires_ms: i64,
+}
+
+/// `POST /v1/dashboard/logout-all` (auth: user secret or hub token).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LoggedOut {
+    /// Sessions ended (and unused codes voided).
+    pub sessions: u64,
+}
+
+/// One item of `GET /v1/events`, the live feed (Server-Sent Events; auth: the user secret,
+/// the hub token or a dashboard session). Each is sent as `id: <boot>-<seq>` and
+/// `data: <this, as JSON>`; a client that reconnects with `Last-Event-ID` gets what it missed
+/// while the broker still holds it, else a [`Event::Resync`] first. Tagged by `type`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A message was sent: its status as `GET /v1/messages/{id}` gives it, without the body
+    /// (ask `GET /v1/messages/{id}?body=true`).
+    Message { message: MessageStatus },
+    /// Readers' copies changed state: `delivered` (acked, `via` the hook event or tool),
+    /// `queued` (a lease released or lapsed), `expired` (past their TTL). `message_ids` is
+    /// `None` when the broker does not know which (a whole lease, a sweep): fetch the
+    /// statuses shown again.
+    Delivered {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peer_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message_ids: Option<Vec<i64>>,
+        state: MessageState,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        via: Option<String>,
+        /// How many copies changed.
+        count: u64,
+        at_ms: i64,
+    },
+    /// Peers changed: list them again (`GET /v1/peers`).
+    Peers {
+        change: PeerChange,
+        /// The peers concerned (empty when not known).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        peer_ids: Vec<String>,
+    },
+    /// A notice for the human was recorded (`id` is 0: `GET /v1/notices` lists it stored).
+    Notice { notice: Notice },
+    /// A peer subscribed to a topic or unsubscribed.
+    Topic {
+        topic: String,
+        peer_id: String,
+        subscribed: bool,
+    },
+    /// Something changed that this stream cannot describe: fetch what is shown again.
+    Resync {
+        why: ResyncReason,
+        /// The peer whose mail changed, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peer_id: Option<String>,
+    },
+}
+
+/// What [`Event::Peers`] reports.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PeerChange {
+    Registered,
+    /// A gone session heartbeats again, or its name changed.
+    Revived,
+    Summary,
+    Unregistered,
+    /// Sessions ended (found by the sweep).
+    Gone,
+    /// Changed through another broker on the same database.
+    Changed,
+}
+
+/// Why an [`Event::Resync`] was sent.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ResyncReason {
+    /// The stream fell behind, or `Last-Event-ID` names events the broker no longer holds
+    /// (or a broker started since).
+    Missed,
+    /// Another broker on the same database committed mail.
+    Elsewhere,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,7 +26,7 @@ async fn tools_are_listed_with_schemas_and_instructions() {
     // Pinned, with the random peer id masked.
     let id = s.session_file().await.peer_id;
     let masked = instructions.replace(&id, "<peer id>");
-    expect!["peers: mail between this Claude Code session and the user's other sessions (peers), on this and their other machines. You are `alpha@testhost` (`alpha` on this machine; id <peer id>). Peer mail reaches your context by itself (after a tool call, at turn end, or by waking you) as data from other agents: don't poll. mcp__peers__list_peers: find sessions. mcp__peers__send_message: write to one (reply_to answers). mcp__peers__message_status: delivered? mcp__peers__set_summary: what you work on. mcp__peers__whoami: your address. mcp__peers__check_messages: manual fallback. Not the built-in SendMessage/ListAgents (subagents, teammates)."].assert_eq(&masked);
+    expect!["peers: mail between this Claude Code session and the user's other sessions (peers), on this and their other machines. You are `alpha@testhost` (`alpha` on this machine; id <peer id>). Peer mail reaches your context by itself (after a tool call, at turn end, or by waking you) as data from other agents: don't poll. mcp__peers__list_peers: find sessions. mcp__peers__send_message: write to one, a #topic or * (reply_to answers). mcp__peers__message_status: delivered? mcp__peers__subscribe/mcp__peers__list_topics/mcp__peers__read_topic: topics. mcp__peers__set_summary: what you work on. mcp__peers__whoami: your address. mcp__peers__check_messages: manual fallback. Not the built-in SendMessage/ListAgents (subagents, teammates)."].assert_eq(&masked);
 
     let tools = s.client().list_all_tools().await.unwrap();
     let names: BTreeSet<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
@@ -35,9 +35,13 @@ async fn tools_are_listed_with_schemas_and_instructions() {
         BTreeSet::from([
             "check_messages",
             "list_peers",
+            "list_topics",
             "message_status",
+            "read_topic",
             "send_message",
             "set_summary",
+            "subscribe",
+            "unsubscribe",
             "whoami"
         ])
     );
@@ -191,6 +195,47 @@ async fn two_sessions_see_each_other_and_messages_get_delivered() {
     assert!(t.contains("refactoring the parser"), "{t}");
     let seen = a.ok("list_peers", json!({"scope": "all"})).await;
     assert!(seen.contains("summary: refactoring the parser"), "{seen}");
+}
+
+#[tokio::test]
+async fn topics_through_the_tools_and_config_topics_on_start() {
+    let mut env = env();
+    env.set("PEERS_TOPICS", "deploys");
+    let (env, _reaper, _broker) = broker_in(env).await;
+    let (a, b) = alpha_and_bravo(&env).await;
+    a.session_file().await;
+    // Both joined #deploys on start (config `topics`): alpha's post reaches bravo only.
+    let t = a
+        .ok("send_message", json!({"to": "#deploys", "message": "v2 is live"}))
+        .await;
+    assert!(t.contains("posted to #deploys: 1 reader(s)") && t.contains("bravo@testhost"), "{t}");
+    let post = message_id(&t);
+    let got = b.ok("check_messages", json!({})).await;
+    assert!(got.contains("v2 is live") && got.contains("to=\"#deploys\""), "{got}");
+    assert!(got.contains("reply goes to its sender") || got.contains("goes to its sender"), "{got}");
+    let st = a.ok("message_status", json!({"message_id": post})).await;
+    assert!(st.contains("delivered to 1 of 1"), "{st}");
+    assert!(st.contains("via check_messages"), "{st}");
+
+    // subscribe with wake, list_topics, read_topic, unsubscribe, bad names.
+    let t = b.ok("subscribe", json!({"topic": "#CI", "wake": true})).await;
+    assert!(t.contains("Subscribed to #ci") && t.contains("wake you"), "{t}");
+    sent(&a, "#ci", "build 41 green").await;
+    let list = b.ok("list_topics", json!({})).await;
+    assert!(list.contains("#ci") && list.contains("may wake you"), "{list}");
+    assert!(list.contains("#deploys"), "{list}");
+    let read = a.ok("read_topic", json!({"topic": "ci"})).await;
+    assert!(read.contains("build 41 green") && read.contains("since_id"), "{read}");
+    let t = b.ok("unsubscribe", json!({"topic": "ci"})).await;
+    assert!(t.contains("Left #ci"), "{t}");
+    let e = b.err("subscribe", json!({"topic": "no spaces"})).await;
+    assert!(e.contains("not a topic name"), "{e}");
+    let e = a
+        .err("send_message", json!({"to": "*", "message": "x", "scope": "directory"}))
+        .await;
+    assert!(e.contains("nothing was sent"), "{e}");
+    let e = a.err("read_topic", json!({"topic": "nope"})).await;
+    assert!(e.contains("no topic #nope"), "{e}");
 }
 
 #[tokio::test]

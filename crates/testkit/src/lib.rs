@@ -17,6 +17,7 @@ pub mod postgres;
 pub mod requests;
 #[cfg(feature = "mcp")]
 pub mod standin;
+pub mod tmux;
 
 pub use poll::eventually;
 

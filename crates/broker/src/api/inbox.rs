@@ -104,8 +104,8 @@ pub async fn ack(
         .ack(Ack {
             peer_id: me.id.clone(),
             lease_id: req.lease_id,
-            via: req.via,
-            ids: req.message_ids,
+            via: req.via.clone(),
+            ids: req.message_ids.clone(),
             now: now_ms(),
         })
         .await?;
@@ -113,6 +113,15 @@ pub async fn ack(
         state.mailmarks.mail_committed(&me.id, &me.machine_id);
         state.waiters.wake(&me.id);
     }
+    state.publish_acked(
+        &me.id,
+        req.message_ids,
+        req.via,
+        Acked {
+            delivered,
+            released,
+        },
+    );
     Ok(Json(AckResponse {
         delivered,
         released,

@@ -136,6 +136,7 @@ pub async fn send(
             readers: out,
         },
     };
+    state.publish_message(id).await;
     Ok(Json(response))
 }
 

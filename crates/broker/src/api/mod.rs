@@ -1,11 +1,13 @@
 //! The HTTP API under `/v1`: [`router`] maps each call to its handler, one module per
-//! resource (`peers`, `messages`, `inbox`, `search`, `topics`, `notices`,
-//! `admin`); `guards` are the layers every
+//! resource (`peers`, `messages`, `inbox`, `search`, `topics`, `notices`, `events`,
+//! `dashboard`, `admin`); `guards` are the layers every
 //! request passes first, `extract` the extractors that answer bad input with the API's JSON
 //! error. Each handler reads like the call it serves; `docs/PROTOCOL.md` has an example of
 //! each.
 
 mod admin;
+mod dashboard;
+mod events;
 mod extract;
 mod guards;
 mod inbox;
@@ -51,6 +53,14 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/topics/unsubscribe", post(topics::unsubscribe))
         .route("/v1/topics/{name}/messages", get(topics::posts))
         .route("/v1/notices", get(notices::list).post(notices::add))
+        .route("/v1/events", get(events::stream))
+        .route("/v1/dashboard/code", post(dashboard::code))
+        .route("/v1/dashboard/login", post(dashboard::login))
+        .route("/v1/dashboard/session", get(dashboard::session))
+        .route("/v1/dashboard/logout-all", post(dashboard::logout_all))
+        .route("/", get(dashboard::index))
+        .route("/login", get(dashboard::login_page))
+        .route("/assets/{name}", get(dashboard::asset))
         .route("/v1/shutdown", post(admin::shutdown))
         .fallback(|| async {
             ApiError::not_found("no such API call; see docs/PROTOCOL.md for the /v1 calls")

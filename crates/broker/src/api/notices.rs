@@ -104,16 +104,14 @@ pub async fn add(
     let author = caller
         .peer()
         .map_or_else(|| "you".to_string(), |p| p.address());
-    let now = now_ms();
-    state
-        .store
-        .add_notice(NewNotice {
-            kind,
-            peer_id,
-            text,
-            author,
-            now,
-        })
-        .await?;
+    let notice = NewNotice {
+        kind,
+        peer_id,
+        text,
+        author,
+        now: now_ms(),
+    };
+    state.store.add_notice(notice.clone()).await?;
+    state.publish_notice(&notice);
     Ok(Json(Done { ok: true }))
 }

@@ -49,6 +49,7 @@ pub async fn register(
         state.waiters.wake(&peer.id);
     }
     tracing::info!(peer = %peer.id, name = %peer.name, replaced = ?reg.replaced, "registered");
+    state.publish_peers(PeerChange::Registered, vec![peer.id.clone()]);
     Ok(Json(RegisterResponse {
         address: peer.address(),
         peer_id: peer.id,
@@ -79,6 +80,7 @@ pub async fn heartbeat(
     state.directory.changed();
     if row.name != me.name || me.gone_ms.is_some() {
         state.cache_peer(row.clone());
+        state.publish_peers(PeerChange::Revived, vec![row.id.clone()]);
     }
     let (queued, oldest) = state.store.queued_count(&row.id).await?;
     Ok(Json(HeartbeatResponse {
@@ -97,6 +99,7 @@ pub async fn set_summary(
     let me = caller.require_peer()?.clone();
     let summary: String = input::one_line(&req.summary).chars().take(500).collect();
     state.store.set_summary(&me.id, &summary).await?;
+    state.publish_peers(PeerChange::Summary, vec![me.id.clone()]);
     Ok(Json(Done { ok: true }))
 }
 
@@ -112,6 +115,7 @@ pub async fn unregister(
     state.waiters.wake(&me.id);
     let (queued, _) = state.store.queued_count(&me.id).await?;
     tracing::info!(peer = %me.id, name = %me.name, queued, "unregistered");
+    state.publish_peers(PeerChange::Unregistered, vec![me.id.clone()]);
     Ok(Json(UnregisterResponse {
         peer_id: me.id.clone(),
         queued,

@@ -39,6 +39,7 @@ pub async fn subscribe(
         .await?
         .ok_or_else(|| ApiError::unauthorized("this registration is unknown; register again"))?;
     tracing::info!(peer = %me.id, topic = %sub.topic, wake = sub.wake, mute = sub.mute, "subscribed");
+    state.publish_topic(&sub.topic, &me.id, true);
     Ok(Json(sub))
 }
 
@@ -50,6 +51,7 @@ pub async fn unsubscribe(
     let me = caller.require_peer()?.clone();
     let topic = topic_arg(&req.topic)?;
     let was_subscribed = state.store.unsubscribe(&me.id, &topic).await?;
+    state.publish_topic(&topic, &me.id, false);
     Ok(Json(Unsubscribed {
         topic,
         was_subscribed,

@@ -28,18 +28,18 @@ pub const SEND_MESSAGE: &str = "peers: send a message to another Claude Code ses
         end) or wakes it when idle, if it can be woken (the result says). Returns the message \
         id for {message_status}. Not the built-in SendMessage (that is for subagents/teammates).";
 
-pub const SUBSCRIBE: &str = "peers: subscribe this session to a topic (e.g. \"myproj:events\"), \
+pub const SUBSCRIBE: &str = "peers: subscribe this Claude Code session to a topic (e.g. \"myproj:events\"), \
         created if new: posts to it then reach your context like direct mail. wake: true lets a \
         post wake you when idle; mute: true keeps the subscription but pushes nothing. The next \
         session with your name in this directory keeps it.";
 
-pub const UNSUBSCRIBE: &str = "peers: leave a topic; its posts stop reaching you ({read_topic} \
-        still reads them).";
+pub const UNSUBSCRIBE: &str = "peers: take this Claude Code session off a topic; its posts stop \
+        reaching you ({read_topic} still reads them).";
 
-pub const LIST_TOPICS: &str = "peers: list topics with subscriber and post counts, the last post, \
-        and whether this session is subscribed.";
+pub const LIST_TOPICS: &str = "peers: list the topics the user's Claude Code sessions post to, with \
+        subscriber and post counts, the last post, and whether this session is subscribed.";
 
-pub const READ_TOPIC: &str = "peers: read a topic's posts, including those from before you \
+pub const READ_TOPIC: &str = "peers: read the posts Claude Code sessions made to a topic, including those from before you \
         subscribed, oldest first; since_id pages forward. Reading does not change what is \
         pushed to you.";
 

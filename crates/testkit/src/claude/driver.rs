@@ -7,8 +7,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use peers_core::claude_settings::shell_quote;
 use serde_json::{Value, json};
+
+use crate::tmux::Tmux;
 
 /// The variable naming the Claude Code binary to test against.
 pub const ENV_BIN: &str = "PEERS_CLAUDE_BIN";
@@ -291,12 +292,11 @@ fn kill_group(pgid: u32, sig: i32) {
     }
 }
 
-/// An interactive session in a private tmux server (its own socket under the session dir).
-/// The tmux server, claude and its process group are stopped on drop.
+/// An interactive session in a private tmux server ([`Tmux`], its own socket under the
+/// session dir). The tmux server, claude and its process group are stopped on drop.
 pub struct Interactive {
     pub label: String,
-    tmux_tmpdir: PathBuf,
-    socket: String,
+    tmux: Tmux,
     pid: u32,
     stopped: bool,
 }
@@ -307,87 +307,25 @@ impl Interactive {
     pub fn start(spec: &SessionSpec) -> Result<Interactive> {
         std::fs::create_dir_all(&spec.dir)?;
         let (args, env) = spec.prepare()?;
-        let tmux_tmpdir = spec.dir.join("tmux");
-        std::fs::create_dir_all(&tmux_tmpdir)?;
-        let launcher = spec.dir.join("launch.sh");
-        let mut script = String::from("#!/bin/sh\n");
-        script.push_str(&format!(
-            "cd {} || exit 1\n",
-            shell_quote(&spec.cwd.to_string_lossy())
-        ));
-        script.push_str("exec env -i");
-        for (k, v) in &env {
-            script.push_str(&format!(" {}", shell_quote(&format!("{k}={v}"))));
-        }
-        script.push_str(&format!(" {}", shell_quote(&spec.claude.to_string_lossy())));
-        for a in &args {
-            script.push_str(&format!(" {}", shell_quote(a)));
-        }
-        script.push('\n');
-        std::fs::write(&launcher, script)?;
-        let conf = spec.dir.join("tmux.conf");
-        std::fs::write(
-            &conf,
-            "set -g remain-on-exit on\nset -g history-limit 5000\n",
+        let tmux = Tmux::start(
+            &spec.label,
+            &spec.dir,
+            &spec.cwd,
+            &env,
+            &spec.claude,
+            &args,
+            (160, 50),
         )?;
-        let mut it = Interactive {
+        // The pane runs `sh launch.sh`, which execs env, which execs claude: same pid.
+        let pid = tmux.pane_pid()?;
+        let it = Interactive {
             label: spec.label.clone(),
-            tmux_tmpdir,
-            socket: "e2e".into(),
-            pid: 0,
+            tmux,
+            pid,
             stopped: false,
         };
-        let out = it
-            .tmux()
-            .args(["-f"])
-            .arg(&conf)
-            .args([
-                "new-session",
-                "-d",
-                "-s",
-                "main",
-                "-x",
-                "160",
-                "-y",
-                "50",
-                "sh",
-            ])
-            .arg(&launcher)
-            .output()
-            .context("cannot run tmux (is it installed?)")?;
-        if !out.status.success() {
-            bail!(
-                "tmux new-session failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let pid = it.tmux_out(&["display-message", "-p", "-t", "main", "#{pane_pid}"])?;
-        it.pid = pid.trim().parse().context("pane pid")?;
-        // The pane runs `sh launch.sh`, which execs env, which execs claude: same pid.
         it.pass_startup_screens(Duration::from_secs(60))?;
         Ok(it)
-    }
-
-    fn tmux(&self) -> Command {
-        let mut c = Command::new("tmux");
-        c.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("TERM", "xterm-256color")
-            .env("TMUX_TMPDIR", &self.tmux_tmpdir)
-            .args(["-L", &self.socket])
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn tmux_out(&self, args: &[&str]) -> Result<String> {
-        let out = self.tmux().args(args).output()?;
-        if !out.status.success() {
-            bail!(
-                "tmux {args:?} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// The claude process id.
@@ -397,27 +335,22 @@ impl Interactive {
 
     /// The visible screen.
     pub fn screen(&self) -> String {
-        self.tmux_out(&["capture-pane", "-p", "-t", "main"])
-            .unwrap_or_default()
+        self.tmux.screen()
     }
 
     /// The screen and up to `lines` lines of scrollback above it.
     pub fn scrollback(&self, lines: u32) -> String {
-        let start = format!("-{lines}");
-        self.tmux_out(&["capture-pane", "-p", "-t", "main", "-S", &start])
-            .unwrap_or_default()
+        self.tmux.scrollback(lines)
     }
 
     /// Sends tmux key names (`Up`, `Enter`, `C-c`) or literal text (`-l`).
     pub fn keys(&self, keys: &[&str]) -> Result<()> {
-        let mut args = vec!["send-keys", "-t", "main"];
-        args.extend_from_slice(keys);
-        self.tmux_out(&args).map(drop)
+        self.tmux.keys(keys)
     }
 
     /// Types `text` and presses Enter.
     pub fn submit(&self, text: &str) -> Result<()> {
-        self.tmux_out(&["send-keys", "-t", "main", "-l", text])?;
+        self.tmux.type_text(text)?;
         std::thread::sleep(Duration::from_millis(300));
         self.keys(&["Enter"])
     }
@@ -425,20 +358,7 @@ impl Interactive {
     /// Waits until the screen satisfies `pred`; returns the screen, or an error with the last
     /// screen after `timeout`.
     pub fn wait_screen(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Result<String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let s = self.screen();
-            if pred(&s) {
-                return Ok(s);
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "[{}] screen not as expected after {timeout:?}:\n{s}",
-                    self.label
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        self.tmux.wait_screen(timeout, pred)
     }
 
     fn pass_startup_screens(&self, timeout: Duration) -> Result<()> {
@@ -485,7 +405,7 @@ impl Interactive {
             }
             kill_group(self.pid, libc::SIGKILL);
         }
-        let _ = self.tmux().arg("kill-server").output();
+        self.tmux.stop();
     }
 }
 
