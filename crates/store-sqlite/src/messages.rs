@@ -316,19 +316,24 @@ async fn insert_statements(
             });
             q.push(" RETURNING id AS copy_id, message_id, to_peer; ");
         }
-    }
-    let tags: Vec<(&str, i64)> = out
-        .iter()
-        .zip(msgs)
-        .flat_map(|((id, _), m)| m.tags.iter().map(move |t| (t.as_str(), *id)))
-        .collect();
-    for chunk in tags.chunks(MAX_COPIES) {
-        let mut q =
-            sqlx::QueryBuilder::new("INSERT OR IGNORE INTO message_tags (tag, message_id) ");
-        q.push_values(chunk, |mut row, (t, id)| {
-            row.push_bind(*t).push_bind(*id);
-        });
-        q.build().execute(&mut *conn).await?;
+        // Each tag with how far its message is from the chunk's last one, as the copies.
+        let tags: Vec<(i64, &str)> = chunk
+            .iter()
+            .enumerate()
+            .flat_map(|(i, m)| {
+                let back = (chunk.len() - 1 - i) as i64;
+                m.tags.iter().map(move |t| (back, t.as_str()))
+            })
+            .collect();
+        for part in tags.chunks(MAX_COPIES) {
+            q.push("INSERT OR IGNORE INTO message_tags (tag, message_id) ");
+            q.push_values(part, |mut row, (back, t)| {
+                row.push_bind(*t)
+                    .push("(SELECT MAX(id) FROM messages) - ")
+                    .push_bind_unseparated(*back);
+            });
+            q.push("; ");
+        }
     }
     let mut topics: Vec<(&str, i64)> = msgs
         .iter()

@@ -37,6 +37,8 @@ fn peer(name: &str, alive: bool, queued: u64) -> PeerInfo {
 
 fn msg(id: i64, from: &str, to: &str, status: MessageState, body: &str) -> MessageStatus {
     MessageStatus {
+        tags: vec![],
+        project: None,
         message_id: id,
         from: from.into(),
         from_kind: if from.starts_with("you@") {
@@ -283,6 +285,7 @@ fn the_composer_sends_to_the_selected_peer_and_closes_when_sent() {
     assert_eq!(
         fx,
         vec![Effect::Send(SendRequest {
+            tags: vec![],
             to: "web@box".into(),
             message: "hello web".into(),
             reply_to: None,

@@ -57,9 +57,6 @@ pub struct ListPeersArgs {
     /// directory), "repo" (same git repository) or "all" (default: also your other machines).
     #[serde(default)]
     pub scope: Option<String>,
-    /// Up to 8 labels to find it by later (each of a-z, 0-9, - _ . :), e.g. ["deploy"].
-    #[serde(default)]
-    pub tags: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -77,6 +74,9 @@ pub struct SendArgs {
     /// "machine" or "all".
     #[serde(default)]
     pub scope: Option<String>,
+    /// Up to 8 labels to find it by later (each of a-z, 0-9, - _ . :), e.g. ["deploy"].
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
