@@ -206,32 +206,58 @@ async fn topics_through_the_tools_and_config_topics_on_start() {
     a.session_file().await;
     // Both joined #deploys on start (config `topics`): alpha's post reaches bravo only.
     let t = a
-        .ok("send_message", json!({"to": "#deploys", "message": "v2 is live"}))
+        .ok(
+            "send_message",
+            json!({"to": "#deploys", "message": "v2 is live"}),
+        )
         .await;
-    assert!(t.contains("posted to #deploys: 1 reader(s)") && t.contains("bravo@testhost"), "{t}");
+    assert!(
+        t.contains("posted to #deploys: 1 reader(s)") && t.contains("bravo@testhost"),
+        "{t}"
+    );
     let post = message_id(&t);
     let got = b.ok("check_messages", json!({})).await;
-    assert!(got.contains("v2 is live") && got.contains("to=\"#deploys\""), "{got}");
-    assert!(got.contains("reply goes to its sender") || got.contains("goes to its sender"), "{got}");
+    assert!(
+        got.contains("v2 is live") && got.contains("to=\"#deploys\""),
+        "{got}"
+    );
+    assert!(
+        got.contains("reply goes to its sender") || got.contains("goes to its sender"),
+        "{got}"
+    );
     let st = a.ok("message_status", json!({"message_id": post})).await;
     assert!(st.contains("delivered to 1 of 1"), "{st}");
     assert!(st.contains("via check_messages"), "{st}");
 
     // subscribe with wake, list_topics, read_topic, unsubscribe, bad names.
-    let t = b.ok("subscribe", json!({"topic": "#CI", "wake": true})).await;
-    assert!(t.contains("Subscribed to #ci") && t.contains("wake you"), "{t}");
+    let t = b
+        .ok("subscribe", json!({"topic": "#CI", "wake": true}))
+        .await;
+    assert!(
+        t.contains("Subscribed to #ci") && t.contains("wake you"),
+        "{t}"
+    );
     sent(&a, "#ci", "build 41 green").await;
     let list = b.ok("list_topics", json!({})).await;
-    assert!(list.contains("#ci") && list.contains("may wake you"), "{list}");
+    assert!(
+        list.contains("#ci") && list.contains("may wake you"),
+        "{list}"
+    );
     assert!(list.contains("#deploys"), "{list}");
     let read = a.ok("read_topic", json!({"topic": "ci"})).await;
-    assert!(read.contains("build 41 green") && read.contains("since_id"), "{read}");
+    assert!(
+        read.contains("build 41 green") && read.contains("since_id"),
+        "{read}"
+    );
     let t = b.ok("unsubscribe", json!({"topic": "ci"})).await;
     assert!(t.contains("Left #ci"), "{t}");
     let e = b.err("subscribe", json!({"topic": "no spaces"})).await;
     assert!(e.contains("not a topic name"), "{e}");
     let e = a
-        .err("send_message", json!({"to": "*", "message": "x", "scope": "directory"}))
+        .err(
+            "send_message",
+            json!({"to": "*", "message": "x", "scope": "directory"}),
+        )
         .await;
     assert!(e.contains("nothing was sent"), "{e}");
     let e = a.err("read_topic", json!({"topic": "nope"})).await;

@@ -104,12 +104,13 @@ mod tests {
         let ours = our_allow();
         let merged = merge_allow(&orig, &ours).unwrap().unwrap();
         let allow = allow_entries(&merged);
-        assert_eq!(allow.len(), 7, "{allow:?}");
+        let tools = peers_core::claude_settings::TOOLS.len();
+        assert_eq!(allow.len(), 1 + tools, "{allow:?}");
         assert_eq!(&allow[..2], ["Read", "mcp__peers__whoami"]);
         assert!(merge_allow(&merged, &ours).unwrap().is_none());
         // The user had whoami before: it stays.
         let strip = allow_to_strip(&merged, &allow_entries(&orig));
-        assert_eq!(strip.len(), 5);
+        assert_eq!(strip.len(), tools - 1);
         let mut back = merged.clone();
         strip_allow(&mut back, &strip, true);
         assert_eq!(back, orig);
