@@ -54,15 +54,6 @@ pub fn format_ms(ms: i64) -> String {
         .unwrap_or_else(|| format!("@{ms}ms"))
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn formats_epoch_ms_as_rfc3339() {
-        assert_eq!(super::format_ms(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::format_ms(1_763_732_100_500), "2025-11-21T13:35:00Z");
-    }
-}
-
 /// Parses `90`, `30s`, `10m`, `2h`, `1d`, `500ms` (no unit: seconds).
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let t = s.trim();
@@ -90,4 +81,13 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         return Err(format!("{s:?} is not a duration"));
     }
     Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_epoch_ms_as_rfc3339() {
+        assert_eq!(super::format_ms(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::format_ms(1_763_732_100_500), "2025-11-21T13:35:00Z");
+    }
 }

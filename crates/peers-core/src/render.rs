@@ -1093,7 +1093,7 @@ mod tests {
             channel: Some("#ci".into()),
             readers: vec![],
         };
-        let history = topic_history(&t, "ci", &[post.clone()]);
+        let history = topic_history(&t, "ci", std::slice::from_ref(&post));
         expect![[r##"
             3 topic(s):
             - #ci — 2 subscriber(s), 5 post(s), last post 1 min ago; you: not subscribed
