@@ -72,25 +72,6 @@ pub const BROKER_NOTICE_KINDS: [&str; 6] = [
 
 pub use peers_store::BROKER_AUTHOR;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn control_characters_and_bidi_overrides_go_newlines_become_spaces() {
-        assert_eq!(
-            one_line("\u{1b}[31mred\u{1b}[0m\nnext\r\tline\u{7}\u{7f}\u{9b}2J"),
-            "[31mred[0m next  line2J"
-        );
-        assert_eq!(one_line("abc\u{202e}fed\u{2066}x\u{2069}"), "abcfedx");
-        assert_eq!(
-            one_line("  plain text, ünïcode ✓  "),
-            "plain text, ünïcode ✓"
-        );
-        assert_eq!(one_line_opt(Some("\u{1b}\n".into())), None);
-    }
-}
-
 /// The tags of a send, checked and lowercase: at most `MAX_TAGS`, each 1–`MAX_TAG_LEN` of
 /// `a-z 0-9 - _ . :` (after lowercasing); duplicates are dropped. A bad one is a clear 400.
 pub fn tags(raw: &[String]) -> Result<Vec<String>, crate::error::ApiError> {
@@ -126,4 +107,23 @@ pub fn tags(raw: &[String]) -> Result<Vec<String>, crate::error::ApiError> {
         )));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_and_bidi_overrides_go_newlines_become_spaces() {
+        assert_eq!(
+            one_line("\u{1b}[31mred\u{1b}[0m\nnext\r\tline\u{7}\u{7f}\u{9b}2J"),
+            "[31mred[0m next  line2J"
+        );
+        assert_eq!(one_line("abc\u{202e}fed\u{2066}x\u{2069}"), "abcfedx");
+        assert_eq!(
+            one_line("  plain text, ünïcode ✓  "),
+            "plain text, ünïcode ✓"
+        );
+        assert_eq!(one_line_opt(Some("\u{1b}\n".into())), None);
+    }
 }

@@ -18,7 +18,7 @@ async fn broker_on(
     let mut env = TestEnv::new();
     let pg = if postgres {
         let pg = PgCluster::start()?;
-        env.set("PEERS_DB_URL", &pg.create_database(db));
+        env.set("PEERS_DB_URL", pg.create_database(db));
         Some(pg)
     } else {
         None
