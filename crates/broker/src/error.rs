@@ -118,6 +118,7 @@ impl From<StoreError> for ApiError {
                     ),
                 )
             }
+            StoreError::BadQuery(why) => ApiError::bad_request(why),
             StoreError::Unavailable { location, detail } => {
                 tracing::warn!(db = %location, detail, "refused: database unreachable");
                 ApiError::new(

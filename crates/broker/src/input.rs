@@ -72,6 +72,43 @@ pub const BROKER_NOTICE_KINDS: [&str; 6] = [
 
 pub use peers_store::BROKER_AUTHOR;
 
+/// The tags of a send, checked and lowercase: at most `MAX_TAGS`, each 1–`MAX_TAG_LEN` of
+/// `a-z 0-9 - _ . :` (after lowercasing); duplicates are dropped. A bad one is a clear 400.
+pub fn tags(raw: &[String]) -> Result<Vec<String>, crate::error::ApiError> {
+    use peers_core::wire::{MAX_TAG_LEN, MAX_TAGS};
+    let bad = crate::error::ApiError::bad_request;
+    let mut out: Vec<String> = Vec::with_capacity(raw.len());
+    for t in raw {
+        let tag = t.trim().to_lowercase();
+        let len = tag.chars().count();
+        if len == 0 || len > MAX_TAG_LEN {
+            return Err(bad(format!(
+                "tag {:?} must be 1 to {MAX_TAG_LEN} characters",
+                one_line(t)
+            )));
+        }
+        if let Some(c) = tag
+            .chars()
+            .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '-' | '_' | '.' | ':'))
+        {
+            return Err(bad(format!(
+                "tag {:?} holds {c:?}: tags use only a-z, 0-9 and - _ . :",
+                one_line(t)
+            )));
+        }
+        if !out.contains(&tag) {
+            out.push(tag);
+        }
+    }
+    if out.len() > MAX_TAGS {
+        return Err(bad(format!(
+            "{} tags; a message carries at most {MAX_TAGS}",
+            out.len()
+        )));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -120,6 +120,7 @@ async fn every_call_round_trips() {
     let reply = a
         .client
         .send(&SendRequest {
+            tags: vec![],
             to: "beta".into(),
             message: "got it".into(),
             reply_to: Some(ids[0]),
@@ -142,6 +143,10 @@ async fn every_call_round_trips() {
     assert!(log.messages[0].from.starts_with("you@"));
     let from_a = user
         .messages(&HistoryQuery {
+            tag: None,
+            project: None,
+            until_ms: None,
+            status: None,
             from: Some("alpha-repo".into()),
             ..Default::default()
         })
@@ -740,6 +745,7 @@ async fn query_path_method_and_reply_errors_are_json() {
     let e = a
         .client
         .send(&SendRequest {
+            tags: vec![],
             to: "a".into(),
             message: "re: nothing".into(),
             reply_to: Some(999_999),

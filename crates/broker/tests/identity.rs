@@ -42,6 +42,7 @@ async fn peer(env: &TestEnv, peer_id: &str) -> PeerInfo {
 async fn send(env: &TestEnv, to: &str, body: &str) -> i64 {
     env.user_client()
         .send(&SendRequest {
+            tags: vec![],
             to: to.into(),
             message: body.into(),
             reply_to: None,

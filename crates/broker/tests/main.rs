@@ -1,11 +1,13 @@
 //! The broker's integration tests, one binary: the broker as a process over real HTTP and a
 //! real SQLite file (`api`), what it lets in (`boundaries`), handovers (`handover`), session identity (`identity`), mail markers (`mailmark`),
-//! storage faults (`storage`), topics and broadcasts (`topics`),
+//! storage faults (`storage`), topics and broadcasts (`topics`), threads and
+//! history (`history`),
 //! two brokers on one PostgreSQL database (`postgres`) and the optional TLS (`tls`).
 
 mod api;
 mod boundaries;
 mod handover;
+mod history;
 mod identity;
 mod mailmark;
 mod postgres;

@@ -227,6 +227,10 @@ async fn a_full_disk_is_storage_full_and_the_broker_recovers_by_itself() {
     let log = env
         .user_client()
         .messages(&HistoryQuery {
+            tag: None,
+            project: None,
+            until_ms: None,
+            status: None,
             limit: Some(10_000),
             ..Default::default()
         })

@@ -42,6 +42,10 @@ fn refused(e: peers_core::ClientError) -> (u16, ErrorCode, String) {
 
 async fn message_count(env: &TestEnv) -> usize {
     let q = HistoryQuery {
+        tag: None,
+        project: None,
+        until_ms: None,
+        status: None,
         limit: Some(1000),
         ..Default::default()
     };
@@ -235,6 +239,7 @@ async fn broadcast_scopes_and_the_human() {
     let d = register(&env, "/elsewhere").await;
     let e = register_with(&env, remote("machine-far", 4242, "/far")).await;
     let to_all = |scope: Option<Scope>| SendRequest {
+        tags: vec![],
         scope,
         ..post("*", "hello")
     };
@@ -314,6 +319,7 @@ async fn bad_topic_input_gets_clear_errors_and_stores_nothing() {
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("not a topic name"), "{text}");
     let scoped = SendRequest {
+        tags: vec![],
         scope: Some(Scope::All),
         ..post("beta", "x")
     };
@@ -397,6 +403,7 @@ async fn subscriptions_follow_the_name_in_its_directory_and_replies_go_to_the_se
     // A reply to the post, addressed to its sender, reaches the sender alone.
     let got = b2.client.claim(&ClaimRequest::default()).await.unwrap();
     let reply = SendRequest {
+        tags: vec![],
         reply_to: Some(got.messages[0].message_id),
         ..post(&got.messages[0].from, "me")
     };
@@ -464,6 +471,10 @@ async fn topics_list_and_read_with_a_cursor_including_posts_from_before_subscrib
     assert!(human.topics[0].subscription.is_none());
     // The human's log filters by topic.
     let q = HistoryQuery {
+        tag: None,
+        project: None,
+        until_ms: None,
+        status: None,
         topic: Some("#log".into()),
         ..Default::default()
     };

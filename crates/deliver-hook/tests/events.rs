@@ -213,6 +213,7 @@ async fn human_mail_is_marked_as_from_the_user() {
     let user = h.env.user_client();
     let sent = user
         .send(&peers_core::wire::SendRequest {
+            tags: vec![],
             to: h.me.name.clone(),
             message: "please wrap up".into(),
             reply_to: None,
@@ -242,6 +243,7 @@ async fn bodies_cannot_fake_a_frame_in_the_hook_text() {
     let real = {
         let user = h.env.user_client();
         user.send(&peers_core::wire::SendRequest {
+            tags: vec![],
             to: h.me.name.clone(),
             message: "delete the repository".into(),
             reply_to: None,

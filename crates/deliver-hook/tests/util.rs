@@ -89,6 +89,7 @@ impl Harness {
         self.web
             .client
             .send(&SendRequest {
+                tags: vec![],
                 to: self.me.name.clone(),
                 message: body.to_string(),
                 reply_to,

@@ -408,6 +408,10 @@ pub fn run(a: DemoArgs) -> Result<()> {
         let last_id = |rt: &tokio::runtime::Runtime| -> Result<i64> {
             let log = rt
                 .block_on(user.messages(&HistoryQuery {
+                    tag: None,
+                    project: None,
+                    until_ms: None,
+                    status: None,
                     limit: Some(1),
                     ..Default::default()
                 }))
@@ -473,6 +477,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
         let note = "Please run the e2e tests before you commit.";
         let sent = rt
             .block_on(user.send(&SendRequest {
+                tags: vec![],
                 to: "web".into(),
                 message: note.into(),
                 reply_to: None,

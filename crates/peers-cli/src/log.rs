@@ -20,9 +20,22 @@ pub struct LogArgs {
     /// Only posts to this topic (`deploys` or `'#deploys'`).
     #[arg(long)]
     pub topic: Option<String>,
+    /// Only messages with this tag.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Only messages sent from this project (a session's repository or directory name).
+    #[arg(long)]
+    pub project: Option<String>,
+    /// Only messages in this state: queued (some copy waits), delivered (every copy was),
+    /// expired.
+    #[arg(long, value_parser = ["queued", "delivered", "expired"])]
+    pub status: Option<String>,
     /// Only messages sent within this long (e.g. 10m, 2h, 1d).
     #[arg(long, value_name = "DURATION")]
     pub since: Option<String>,
+    /// Only messages sent longer ago than this (e.g. 1h).
+    #[arg(long, value_name = "DURATION")]
+    pub until: Option<String>,
     /// At most this many messages.
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
@@ -38,8 +51,19 @@ pub fn run(a: LogArgs, inbox: bool) -> Result<()> {
     let client = ctx.user()?;
     let since_ms = context::parse_optional_duration(a.since.as_deref())?
         .map(|d| now_ms() - d.as_millis() as i64);
+    let until_ms = context::parse_optional_duration(a.until.as_deref())?
+        .map(|d| now_ms() - d.as_millis() as i64);
+    let status = a.status.as_deref().map(|s| match s {
+        "delivered" => MessageState::Delivered,
+        "expired" => MessageState::Expired,
+        _ => MessageState::Queued,
+    });
     // The inbox is the log filtered to undelivered mail: ask for more, then filter.
     let q = HistoryQuery {
+        tag: a.tag.clone(),
+        project: a.project.clone(),
+        until_ms,
+        status,
         limit: Some(if inbox { 10_000 } else { a.limit.max(1) }),
         since_ms,
         from: a.from.clone(),

@@ -11,6 +11,7 @@ mod hub;
 mod install;
 mod log;
 mod peers;
+mod search;
 mod send;
 mod show;
 mod status;
@@ -66,6 +67,11 @@ enum Command {
     /// One message: who, to whom, its status, when and how it was delivered, its text, and
     /// the thread it belongs to (the messages it answers and every reply, with their states).
     Show(show::ShowArgs),
+    /// A whole conversation: the message's root and every reply, in order, with text,
+    /// sender, recipients, time and delivery state.
+    Thread(show::ThreadArgs),
+    /// Full-text search over every message's text and tags, best matches first.
+    Search(search::SearchArgs),
     /// Log in to the web dashboard: prints (and on a desktop opens) a one-time login link.
     Dashboard(dashboard::DashboardArgs),
     /// The topics, with subscriber and post counts and the last post.
@@ -109,6 +115,8 @@ fn main() -> ExitCode {
         Command::Tail(a) => tail::run(a),
         Command::Tui(a) => tui::run(a),
         Command::Show(a) => show::run(a),
+        Command::Thread(a) => show::thread(a),
+        Command::Search(a) => search::run(a),
         Command::Dashboard(a) => dashboard::run(a),
         Command::Topics(a) => topics::list(a),
         Command::Topic(a) => topics::show(a),

@@ -31,6 +31,10 @@ pub struct SendArgs {
     /// `machine` (the sessions on the broker's machine).
     #[arg(long, value_name = "SCOPE")]
     pub scope: Option<Scope>,
+    /// A tag to find the message by later (`peers log --tag`); repeat for more (at most 8,
+    /// each of a-z 0-9 - _ . :).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
     /// Wait until the message is delivered into the recipient's context (for a post: every
     /// reader's).
     #[arg(long)]
@@ -65,6 +69,7 @@ pub fn run(a: SendArgs) -> Result<()> {
         bail!("--scope is for a broadcast: send to '*' with --scope, or leave --scope out");
     }
     let req = SendRequest {
+        tags: a.tags.clone(),
         to: a.to.trim().to_string(),
         message,
         reply_to: a.reply_to,

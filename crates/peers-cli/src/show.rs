@@ -19,30 +19,17 @@ pub struct ShowArgs {
     pub output: JsonArg,
 }
 
-/// At most this many messages of a thread are fetched for `peers show`.
-const THREAD_MAX: usize = 200;
-
 pub fn run(a: ShowArgs) -> Result<()> {
     let ctx = Ctx::load()?;
-    let id: i64 = a.id.trim().trim_start_matches('#').parse().map_err(|_| {
-        anyhow!(
-            "{:?} is not a message id (a number, as `peers log` shows)",
-            a.id
-        )
-    })?;
+    let id = message_id(&a.id)?;
     let client = ctx.user()?;
     let st = ctx
         .rt
         .block_on(client.message_with_body(id))
-        .map_err(|e| match e.code() {
-            Some(peers_core::wire::ErrorCode::NotFound) => {
-                anyhow!("no message #{id}: `peers log` lists the messages")
-            }
-            _ => ctx.explain(e),
-        })?;
+        .map_err(|e| not_found_or(&ctx, id, e))?;
     let thread = ctx
         .rt
-        .block_on(thread_of(&client, &st))
+        .block_on(thread_of(&client, id))
         .map_err(|e| ctx.explain(e))?;
     if a.output.json {
         let mut v = serde_json::to_value(&st)?;
@@ -129,25 +116,7 @@ pub fn run(a: ShowArgs) -> Result<()> {
     if thread.len() > 1 {
         println!();
         println!("thread ({} messages, oldest first):", thread.len());
-        for (depth, m) in &thread {
-            let mark = if m.message_id == st.message_id {
-                "▶"
-            } else {
-                " "
-            };
-            let pad = "  ".repeat(*depth);
-            println!(
-                "{mark} {pad}#{} {} {} -> {}  {}",
-                m.message_id,
-                peers_core::format_ms(m.sent_at_ms),
-                terminal::safe_line(&m.from),
-                terminal::safe_line(&m.to),
-                state_text(m)
-            );
-            if let Some(b) = &m.body {
-                println!("{}", terminal::indented(b, &format!("  {pad}    ")));
-            }
-        }
+        print_thread(&thread, st.message_id);
     }
     Ok(())
 }
@@ -173,44 +142,101 @@ pub fn reader_lines(st: &MessageStatus) -> Vec<String> {
         .collect()
 }
 
-/// The thread `st` belongs to: from the root it answers (following `reply_to` up) through
-/// every reply, depth first in the order sent, each with its depth. At most [`THREAD_MAX`]
-/// messages; a message that cannot be read is left out.
+/// The thread of message `id` in reading order: from its root through every reply, depth
+/// first in the order sent, each with its depth (one `GET /v1/messages/{id}/thread`).
 pub(crate) async fn thread_of(
     client: &BrokerClient,
-    st: &MessageStatus,
+    id: i64,
 ) -> Result<Vec<(usize, MessageStatus)>, peers_core::ClientError> {
-    let mut seen = std::collections::HashSet::from([st.message_id]);
-    let mut root = st.clone();
-    while let Some(parent) = root.reply_to {
-        if !seen.insert(parent) || seen.len() > THREAD_MAX {
-            break;
-        }
-        match client.message_with_body(parent).await {
-            Ok(p) => root = p,
-            Err(e) if e.code() == Some(ErrorCode::NotFound) => break,
-            Err(e) => return Err(e),
+    let t = client.thread(id).await?;
+    Ok(in_reading_order(t.root_id, t.messages))
+}
+
+/// A thread's messages (in send order) arranged depth first under their root.
+fn in_reading_order(root_id: i64, messages: Vec<MessageStatus>) -> Vec<(usize, MessageStatus)> {
+    let ids: std::collections::HashSet<i64> = messages.iter().map(|m| m.message_id).collect();
+    let mut children: std::collections::HashMap<i64, Vec<MessageStatus>> = Default::default();
+    let mut tops = Vec::new();
+    for m in messages {
+        match m
+            .reply_to
+            .filter(|r| ids.contains(r) && m.message_id != root_id)
+        {
+            Some(parent) => children.entry(parent).or_default().push(m),
+            // The root, or a reply whose parent the caller may not see.
+            None => tops.push(m),
         }
     }
     let mut out = Vec::new();
-    let mut stack = vec![(0usize, root)];
+    let mut stack: Vec<(usize, MessageStatus)> = tops.into_iter().rev().map(|m| (0, m)).collect();
     while let Some((depth, m)) = stack.pop() {
-        for r in m.replies.iter().rev() {
-            if out.len() + stack.len() >= THREAD_MAX {
-                break;
-            }
-            let reply = if *r == st.message_id {
-                st.clone()
-            } else {
-                match client.message_with_body(*r).await {
-                    Ok(x) => x,
-                    Err(e) if e.code() == Some(ErrorCode::NotFound) => continue,
-                    Err(e) => return Err(e),
-                }
-            };
-            stack.push((depth + 1, reply));
+        if let Some(kids) = children.remove(&m.message_id) {
+            stack.extend(kids.into_iter().rev().map(|k| (depth + 1, k)));
         }
         out.push((depth, m));
     }
-    Ok(out)
+    out
+}
+
+/// The thread, oldest first, indented by depth, `current` marked.
+pub fn print_thread(thread: &[(usize, MessageStatus)], current: i64) {
+    for (depth, m) in thread {
+        let mark = if m.message_id == current { "▶" } else { " " };
+        let pad = "  ".repeat(*depth);
+        println!(
+            "{mark} {pad}#{} {} {} -> {}  {}",
+            m.message_id,
+            peers_core::format_ms(m.sent_at_ms),
+            terminal::safe_line(&m.from),
+            terminal::safe_line(&m.to),
+            state_text(m)
+        );
+        if let Some(b) = &m.body {
+            println!("{}", terminal::indented(b, &format!("  {pad}    ")));
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct ThreadArgs {
+    /// Any message of the thread (a leading `#` is fine).
+    pub id: String,
+    #[command(flatten)]
+    pub output: JsonArg,
+}
+
+/// `peers thread ID`: the whole conversation, bodies and delivery states included.
+pub fn thread(a: ThreadArgs) -> Result<()> {
+    let ctx = Ctx::load()?;
+    let id = message_id(&a.id)?;
+    let client = ctx.user()?;
+    let t = ctx
+        .rt
+        .block_on(client.thread(id))
+        .map_err(|e| not_found_or(&ctx, id, e))?;
+    if a.output.json {
+        return context::print_json(&t);
+    }
+    let list = in_reading_order(t.root_id, t.messages);
+    println!(
+        "thread of #{} ({} messages, oldest first):",
+        t.root_id,
+        list.len()
+    );
+    print_thread(&list, id);
+    Ok(())
+}
+
+fn message_id(arg: &str) -> Result<i64> {
+    arg.trim()
+        .trim_start_matches('#')
+        .parse()
+        .map_err(|_| anyhow!("{arg:?} is not a message id (a number, as `peers log` shows)"))
+}
+
+fn not_found_or(ctx: &Ctx, id: i64, e: peers_core::ClientError) -> anyhow::Error {
+    match e.code() {
+        Some(ErrorCode::NotFound) => anyhow!("no message #{id}: `peers log` lists the messages"),
+        _ => ctx.explain(e),
+    }
 }

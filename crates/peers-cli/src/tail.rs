@@ -308,6 +308,8 @@ mod tests {
 
     fn post(channel: &str, readers: Vec<ReaderStatus>) -> MessageStatus {
         MessageStatus {
+            tags: vec![],
+            project: None,
             message_id: 7,
             from: "api@box".into(),
             from_kind: SenderKind::Peer,

@@ -34,6 +34,7 @@ async fn create_list_revoke() {
         message: "build green".into(),
         reply_to: None,
         scope: None,
+        tags: vec![],
     };
     script.send(&post("web")).await.expect("post to web");
 

@@ -499,6 +499,16 @@ impl BrokerClient {
         .await
     }
 
+    /// `GET /v1/messages/{id}/thread`: the conversation the message belongs to, root first.
+    pub async fn thread(&self, id: i64) -> Result<MessageThread, ClientError> {
+        self.get(&format!("/v1/messages/{id}/thread")).await
+    }
+
+    /// `GET /v1/search`: full-text search, the best matches first.
+    pub async fn search(&self, q: &SearchQuery) -> Result<SearchResults, ClientError> {
+        self.get_q("/v1/search", q).await
+    }
+
     /// `GET /v1/messages` (user secret): the message log, newest first.
     pub async fn messages(&self, q: &HistoryQuery) -> Result<MessageLog, ClientError> {
         self.get_q("/v1/messages", q).await
@@ -1018,6 +1028,7 @@ mod tests {
         let dead = dead_url();
         let c = client(&[&dead, &live.url]);
         let req = SendRequest {
+            tags: vec![],
             to: "x".into(),
             message: "m".into(),
             reply_to: None,
@@ -1034,6 +1045,7 @@ mod tests {
         let live = fake(Some((200, HEALTH)));
         let c = client(&[&dropper.url, &live.url]);
         let req = SendRequest {
+            tags: vec![],
             to: "x".into(),
             message: "m".into(),
             reply_to: None,

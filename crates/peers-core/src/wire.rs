@@ -337,7 +337,16 @@ pub struct SendRequest {
     /// peer (its directory when it is not in a git repository), `all` for the human.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<Scope>,
+    /// Up to [`MAX_TAGS`] labels to find the message by later (`peers log --tag`, search):
+    /// each 1–32 of `a-z 0-9 - _ . :`, stored lowercase.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
+
+/// The most tags one message carries.
+pub const MAX_TAGS: usize = 8;
+/// The longest tag, in characters.
+pub const MAX_TAG_LEN: usize = 32;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SendResponse {
@@ -459,6 +468,13 @@ pub struct MessageStatus {
     /// Every reader's copy (one for direct mail, one per recipient for a post).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub readers: Vec<ReaderStatus>,
+    /// The tags it was sent with, lowercase, in the order given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// The sender's project: its git repository's directory name, else its directory's
+    /// name; none for the human.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
 }
 
 impl MessageStatus {
@@ -594,6 +610,19 @@ pub struct HistoryQuery {
     /// `GET /v1/messages` only: only posts to this topic (`name` or `#name`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic: Option<String>,
+    /// `GET /v1/messages` only: only messages with this tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// `GET /v1/messages` only: only messages whose sender was in this project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// `GET /v1/messages` only: only messages sent before this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<i64>,
+    /// `GET /v1/messages` only: only messages in this state as their sender sees it
+    /// (`queued`: some copy waits; `delivered`: every copy was delivered; `expired`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<MessageState>,
 }
 
 /// Query of `GET /v1/messages/{id}`.
@@ -711,6 +740,68 @@ pub struct TopicPostsQuery {
 pub struct TopicPosts {
     pub topic: String,
     pub posts: Vec<MessageStatus>,
+}
+
+/// `GET /v1/messages/{id}/thread` (auth: peer token or user secret): the conversation a
+/// message belongs to — the root of its `reply_to` chain and every reply below it, in send
+/// order, bodies and readers included. A peer sees the entries it could see the status of
+/// (mail it sent or got a copy of, topic posts); the others are left out.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MessageThread {
+    /// The id of the thread's first message (its root).
+    pub root_id: i64,
+    pub messages: Vec<MessageStatus>,
+}
+
+/// Query of `GET /v1/search` (auth: peer token or user secret): full-text search over bodies
+/// and tags. A peer finds mail it sent, got a copy of, or that was posted to a topic it is
+/// subscribed to; the human finds everything.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct SearchQuery {
+    /// The query: words (all must match), `"a phrase"`, `OR`, `NOT`, `prefix*`.
+    pub q: String,
+    /// Only messages from this sender (name, `name@host`, id, or `you` for the human).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Only posts to this topic (`name` or `#name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// Only messages sent at or after this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_ms: Option<i64>,
+    /// At most this many (default 20, at most 200), the best matches first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// One message a search found.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SearchHit {
+    pub message_id: i64,
+    /// The root of its thread (`GET /v1/messages/{thread_id}/thread` reads it whole).
+    pub thread_id: i64,
+    /// The sender as `name@host` (`you@host` for the human).
+    pub from: String,
+    pub from_kind: SenderKind,
+    /// How it was addressed: `name@host`, `#topic` or `*`.
+    pub to: String,
+    pub sent_at_ms: i64,
+    /// The matching part of the body with each matched term between `**`.
+    pub snippet: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+}
+
+/// `GET /v1/search`'s answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SearchResults {
+    pub hits: Vec<SearchHit>,
 }
 
 /// `POST /v1/shutdown` (auth: user secret).
@@ -930,6 +1021,7 @@ mod tests {
         assert_eq!(req, ClaimRequest::default());
         assert_eq!(serde_json::to_string(&req).unwrap(), "{}");
         let send = SendRequest {
+            tags: vec![],
             to: "api".into(),
             message: "hi".into(),
             reply_to: None,

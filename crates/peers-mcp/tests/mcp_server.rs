@@ -568,6 +568,7 @@ async fn check_messages_frames_each_body_once() {
     // The real text of a message from the user, as check_messages shows it.
     env.user_client()
         .send(&peers_core::wire::SendRequest {
+            tags: vec![],
             to: "bravo".into(),
             message: "delete the repository".into(),
             reply_to: None,

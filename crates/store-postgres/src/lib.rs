@@ -26,6 +26,7 @@ mod handover;
 mod health;
 mod messages;
 mod peers;
+mod search;
 mod tokens;
 mod topics;
 
@@ -37,11 +38,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use peers_core::config::DbUrl;
-use peers_core::wire::{InboxMessage, MessageStatus, Notice, Subscription, TopicInfo};
+use peers_core::wire::{InboxMessage, MessageStatus, Notice, SearchHit, Subscription, TopicInfo};
 use peers_store::{
     Ack, Acked, Claim, ClaimOutcome, Health, LogFilter, NewMessage, NewNotice, NewRegistration,
-    PeerRecord, Registration, Result, Sent, Store, StoreError, StoreEvent, StoreInfo, Subscribe,
-    Sweep, Swept, TopicPostsFilter, TopicReader,
+    PeerRecord, Registration, Result, SearchFilter, Sent, Store, StoreError, StoreEvent, StoreInfo,
+    Subscribe, Sweep, Swept, TopicPostsFilter, TopicReader,
 };
 use peers_store::{NewScriptToken, ScriptToken};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -389,6 +390,14 @@ impl Store for PgStore {
         with_body: bool,
     ) -> Result<Option<(MessageStatus, Option<String>)>> {
         self.read(messages::status(&self.pool, id, with_body).await)
+    }
+
+    async fn thread(&self, id: i64) -> Result<Vec<(MessageStatus, Option<String>)>> {
+        self.read(messages::thread(&self.pool, id).await)
+    }
+
+    async fn search(&self, f: SearchFilter) -> Result<Vec<SearchHit>> {
+        self.read(search::search(&self.pool, f).await)
     }
 
     async fn delivered_to(

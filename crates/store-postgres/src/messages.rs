@@ -47,6 +47,8 @@ struct MessageRow {
     sent_ms: i64,
     expires_ms: i64,
     replies: Vec<i64>,
+    tags: Option<String>,
+    project: Option<String>,
 }
 
 /// One reader's copy, for a sender-side status.
@@ -76,7 +78,8 @@ macro_rules! message_columns {
     () => {
         "m.id, m.from_peer, m.from_kind, m.from_address, m.to_address, m.channel, m.body, \
          m.reply_to, m.sent_ms, m.expires_ms, \
-         ARRAY(SELECT r.id FROM messages r WHERE r.reply_to = m.id ORDER BY r.id) AS replies"
+         ARRAY(SELECT r.id FROM messages r WHERE r.reply_to = m.id ORDER BY r.id) AS replies, \
+         m.tags, m.project"
     };
 }
 
@@ -180,6 +183,12 @@ impl MessageRow {
             }
         };
         MessageStatus {
+            tags: self
+                .tags
+                .as_deref()
+                .map(|t| t.split(' ').map(str::to_string).collect())
+                .unwrap_or_default(),
+            project: self.project,
             message_id: self.id,
             from: self.from_address,
             from_kind: kind(&self.from_kind),
@@ -258,11 +267,12 @@ pub(crate) async fn insert_batch(
     let col = |f: fn(&NewMessage) -> Option<String>| msgs.iter().map(f).collect::<Vec<_>>();
     sqlx::query(
         "INSERT INTO messages (id, from_peer, from_kind, from_address, from_cwd, to_address, \
-           channel, body, reply_to, sent_ms, expires_ms) \
-         SELECT id, fp, fk, fa, fc, ta, ch, b, rt, s, e \
+           channel, body, reply_to, sent_ms, expires_ms, tags, project) \
+         SELECT id, fp, fk, fa, fc, ta, ch, b, rt, s, e, tg, pj \
          FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], \
                      $6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], \
-                     $11::bigint[]) AS t(id, fp, fk, fa, fc, ta, ch, b, rt, s, e)",
+                     $11::bigint[], $12::text[], $13::text[]) \
+              AS t(id, fp, fk, fa, fc, ta, ch, b, rt, s, e, tg, pj)",
     )
     .bind(&ids)
     .bind(col(|m| m.from.peer_id.clone()))
@@ -291,9 +301,26 @@ pub(crate) async fn insert_batch(
     .bind(msgs.iter().map(|m| m.reply_to).collect::<Vec<_>>())
     .bind(msgs.iter().map(|m| m.sent_ms).collect::<Vec<_>>())
     .bind(msgs.iter().map(|m| m.expires_ms).collect::<Vec<_>>())
+    .bind(col(|m| (!m.tags.is_empty()).then(|| m.tags.join(" "))))
+    .bind(col(|m| m.project.clone()))
     .execute(&mut *conn)
     .await?;
     create_topics(conn, msgs).await?;
+    let (tag_ids, tags): (Vec<i64>, Vec<&str>) = msgs
+        .iter()
+        .zip(&ids)
+        .flat_map(|(m, &id)| m.tags.iter().map(move |t| (id, t.as_str())))
+        .unzip();
+    if !tags.is_empty() {
+        sqlx::query(
+            "INSERT INTO message_tags (message_id, tag) \
+             SELECT * FROM unnest($1::bigint[], $2::text[]) ON CONFLICT DO NOTHING",
+        )
+        .bind(&tag_ids)
+        .bind(&tags)
+        .execute(&mut *conn)
+        .await?;
+    }
 
     let mut copies = Copies::default();
     let mut sent = Vec::with_capacity(msgs.len());
@@ -658,6 +685,36 @@ pub(crate) async fn status(
     Ok(status.map(|s| (s, from)))
 }
 
+/// The thread of message `id`: the root of its `reply_to` chain and every reply below it,
+/// in send order, with bodies and readers, each with its sender's peer id (one recursive
+/// query up to the root and down again). A reply always names an older message, so the
+/// chain has no cycles.
+pub(crate) async fn thread(
+    pool: &PgPool,
+    id: i64,
+) -> Result<Vec<(MessageStatus, Option<String>)>, sqlx::Error> {
+    let rows: Vec<MessageRow> = sqlx::query_as(concat!(
+        "WITH RECURSIVE up(id, reply_to, depth) AS ( \
+           SELECT id, reply_to, 0 FROM messages WHERE id = $1 \
+           UNION ALL \
+           SELECT m.id, m.reply_to, up.depth + 1 FROM messages m JOIN up ON m.id = up.reply_to), \
+         root(id) AS (SELECT id FROM up ORDER BY depth DESC LIMIT 1), \
+         down(id) AS ( \
+           SELECT id FROM root \
+           UNION \
+           SELECT m.id FROM messages m JOIN down ON m.reply_to = down.id) \
+         SELECT ",
+        message_columns!(),
+        " FROM messages m WHERE m.id IN (SELECT id FROM down) ORDER BY m.id"
+    ))
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    let senders: Vec<Option<String>> = rows.iter().map(|r| r.from_peer.clone()).collect();
+    let statuses = with_readers(pool, rows, true).await?;
+    Ok(statuses.into_iter().zip(senders).collect())
+}
+
 pub(crate) async fn delivered_to(
     pool: &PgPool,
     peer_ids: &[String],
@@ -694,6 +751,20 @@ pub(crate) async fn log(pool: &PgPool, f: &LogFilter) -> Result<Vec<MessageStatu
          AND ($4::text[] IS NULL OR EXISTS (SELECT 1 FROM deliveries d \
               WHERE d.message_id = m.id AND d.to_peer = ANY($4))) \
          AND ($6::text IS NULL OR m.channel = '#' || $6) \
+         AND ($7::text IS NULL OR m.id IN (SELECT message_id FROM message_tags WHERE tag = $7)) \
+         AND ($8::text IS NULL OR m.project = $8) \
+         AND ($9::bigint IS NULL OR m.sent_ms < $9) \
+         AND CASE $10::text \
+           WHEN 'queued' THEN EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id \
+             AND d.state IN ('queued','leased')) \
+           WHEN 'delivered' THEN EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id) \
+             AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id \
+             AND d.state <> 'delivered') \
+           WHEN 'expired' THEN EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id \
+             AND d.state = 'expired') \
+             AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id \
+             AND d.state IN ('queued','leased')) \
+           ELSE true END \
          ORDER BY m.id DESC LIMIT $5"
     ))
     .bind(f.since_ms)
@@ -702,6 +773,13 @@ pub(crate) async fn log(pool: &PgPool, f: &LogFilter) -> Result<Vec<MessageStatu
     .bind(f.to.as_deref())
     .bind(f.limit as i64)
     .bind(f.topic.as_deref())
+    .bind(f.tag.as_deref())
+    .bind(f.project.as_deref())
+    .bind(f.until_ms)
+    .bind(f.status.map(|s| match s {
+        MessageState::Leased => "queued",
+        s => s.as_str(),
+    }))
     .fetch_all(pool)
     .await?;
     with_readers(pool, rows, f.with_body).await

@@ -6,16 +6,16 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use async_trait::async_trait;
-use peers_core::wire::{InboxMessage, MessageStatus, Notice, Subscription, TopicInfo};
+use peers_core::wire::{InboxMessage, MessageStatus, Notice, SearchHit, Subscription, TopicInfo};
 use peers_store::{
     Ack, Acked, Claim, ClaimOutcome, Health, LogFilter, LogSender, NewMessage, NewNotice,
-    NewRegistration, PeerRecord, Registration, Result, Sent, Store, StoreError, StoreEvent,
-    StoreInfo, Subscribe, Sweep, Swept, TopicPostsFilter, TopicReader,
+    NewRegistration, PeerRecord, Registration, Result, SearchFilter, Sent, Store, StoreError,
+    StoreEvent, StoreInfo, Subscribe, Sweep, Swept, TopicPostsFilter, TopicReader,
 };
 use peers_store::{NewScriptToken, ScriptToken};
 use tokio::sync::broadcast;
 
-use crate::{Db, Error, handover, messages, peers, preload, tokens, topics};
+use crate::{Db, Error, handover, messages, peers, preload, search, tokens, topics};
 
 /// The SQLite store: one database file, opened by one broker.
 pub struct SqliteStore {
@@ -205,6 +205,14 @@ impl Store for SqliteStore {
         seam(messages::status(self.db.reader(), id, with_body).await)
     }
 
+    async fn thread(&self, id: i64) -> Result<Vec<(MessageStatus, Option<String>)>> {
+        seam(messages::thread(self.db.reader(), id).await)
+    }
+
+    async fn search(&self, f: SearchFilter) -> Result<Vec<SearchHit>> {
+        seam(search::search(self.db.reader(), f).await)
+    }
+
     async fn delivered_to(
         &self,
         peer_ids: &[String],
@@ -215,22 +223,11 @@ impl Store for SqliteStore {
     }
 
     async fn log(&self, f: LogFilter) -> Result<Vec<MessageStatus>> {
-        let from = f.from.map(|s| match s {
+        let from = f.from.clone().map(|s| match s {
             LogSender::Human => None,
             LogSender::Peers(ids) => Some(ids),
         });
-        seam(
-            messages::log(
-                self.db.reader(),
-                from,
-                f.to,
-                f.topic,
-                f.since_ms,
-                f.limit,
-                f.with_body,
-            )
-            .await,
-        )
+        seam(messages::log(self.db.reader(), from, f).await)
     }
 
     async fn subscribe(&self, s: Subscribe) -> Result<Option<Subscription>> {

@@ -25,6 +25,7 @@ mod handover;
 mod messages;
 mod peers;
 mod preload;
+mod search;
 mod tokens;
 mod topics;
 
@@ -64,6 +65,9 @@ enum Error {
     /// A group's commit failed for another reason.
     #[error("the write failed: {0}")]
     Write(String),
+    /// The caller's search query cannot be parsed; the text is for the caller.
+    #[error("{0}")]
+    BadQuery(String),
 }
 
 impl Error {
@@ -82,6 +86,7 @@ impl Error {
             Error::Migrate(e) => StoreError::Schema(e.to_string()),
             Error::Db(e) => StoreError::Internal(e.to_string()),
             Error::Write(e) => StoreError::Internal(e),
+            Error::BadQuery(why) => StoreError::BadQuery(why),
         }
     }
 }
@@ -716,6 +721,8 @@ mod tests {
 
     fn msg(to: &PeerRecord, body: &str) -> NewMessage {
         NewMessage {
+            tags: vec![],
+            project: None,
             from: Sender {
                 kind: SenderKind::Human,
                 peer_id: None,

@@ -24,13 +24,15 @@ pub(crate) struct MessageRow {
     sent_ms: i64,
     expires_ms: i64,
     channel: Option<String>,
+    tags: Option<String>,
+    project: Option<String>,
 }
 
 /// The columns of [`MessageRow`] (of `messages m`), as a macro so queries stay literal strings.
 macro_rules! message_columns {
     () => {
         "m.id, m.from_peer, m.from_kind, m.from_address, m.to_address, m.body, m.reply_to, \
-         m.sent_ms, m.expires_ms, m.channel"
+         m.sent_ms, m.expires_ms, m.channel, m.tags, m.project"
     };
 }
 pub(crate) use message_columns;
@@ -135,6 +137,12 @@ impl MessageRow {
     fn status(self, readers: Vec<ReaderStatus>, replies: Vec<i64>) -> MessageStatus {
         let bytes = self.body.len() as u64;
         let mut st = MessageStatus {
+            tags: self
+                .tags
+                .as_deref()
+                .map(|t| t.split(' ').map(str::to_string).collect())
+                .unwrap_or_default(),
+            project: self.project,
             message_id: self.id,
             from: self.from_address,
             from_kind: kind(&self.from_kind),
@@ -256,7 +264,7 @@ async fn insert_statements(
     for chunk in msgs.chunks(MAX_ROWS) {
         q.push(
             "INSERT INTO messages (from_peer, from_kind, from_address, from_cwd, \
-             to_address, body, reply_to, sent_ms, expires_ms, channel) ",
+             to_address, body, reply_to, sent_ms, expires_ms, channel, tags, project) ",
         );
         q.push_values(chunk, |mut row, m| {
             row.push_bind(&m.from.peer_id)
@@ -272,7 +280,9 @@ async fn insert_statements(
                 .push_bind(m.reply_to)
                 .push_bind(m.sent_ms)
                 .push_bind(m.expires_ms)
-                .push_bind(&m.channel);
+                .push_bind(&m.channel)
+                .push_bind((!m.tags.is_empty()).then(|| m.tags.join(" ")))
+                .push_bind(&m.project);
         });
         q.push(" RETURNING id AS message_id; ");
         // Each copy with how far its message is from the chunk's last one.
@@ -306,6 +316,24 @@ async fn insert_statements(
                     .push("'queued'");
             });
             q.push(" RETURNING id AS copy_id, message_id, to_peer; ");
+        }
+        // Each tag with how far its message is from the chunk's last one, as the copies.
+        let tags: Vec<(i64, &str)> = chunk
+            .iter()
+            .enumerate()
+            .flat_map(|(i, m)| {
+                let back = (chunk.len() - 1 - i) as i64;
+                m.tags.iter().map(move |t| (back, t.as_str()))
+            })
+            .collect();
+        for part in tags.chunks(MAX_COPIES) {
+            q.push("INSERT OR IGNORE INTO message_tags (tag, message_id) ");
+            q.push_values(part, |mut row, (back, t)| {
+                row.push_bind(*t)
+                    .push("(SELECT MAX(id) FROM messages) - ")
+                    .push_bind_unseparated(*back);
+            });
+            q.push("; ");
         }
     }
     let mut topics: Vec<(&str, i64)> = msgs
@@ -583,6 +611,36 @@ pub async fn status(
     Ok(Some((status, from_peer)))
 }
 
+/// The thread of message `id`: the root of its `reply_to` chain and every reply below it,
+/// in send order, with bodies and readers, each with its sender's peer id (reads; one
+/// recursive query up to the root and down again). A reply always names an older message,
+/// so the chain has no cycles.
+pub async fn thread(
+    pool: &SqlitePool,
+    id: i64,
+) -> Result<Vec<(MessageStatus, Option<String>)>, Error> {
+    let rows: Vec<MessageRow> = sqlx::query_as(concat!(
+        "WITH RECURSIVE up(id, reply_to, depth) AS ( \
+           SELECT id, reply_to, 0 FROM messages WHERE id = ? \
+           UNION ALL \
+           SELECT m.id, m.reply_to, up.depth + 1 FROM messages m JOIN up ON m.id = up.reply_to), \
+         root(id) AS (SELECT id FROM up ORDER BY depth DESC LIMIT 1), \
+         down(id) AS ( \
+           SELECT id FROM root \
+           UNION \
+           SELECT m.id FROM messages m JOIN down ON m.reply_to = down.id) \
+         SELECT ",
+        message_columns!(),
+        " FROM messages m WHERE m.id IN (SELECT id FROM down) ORDER BY m.id"
+    ))
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    let senders: Vec<Option<String>> = rows.iter().map(|r| r.from_peer.clone()).collect();
+    let statuses = statuses(pool, rows, true).await?;
+    Ok(statuses.into_iter().zip(senders).collect())
+}
+
 /// Messages' sender-side statuses, in the order given: every reader's copy (whether its
 /// reader's session runs), their replies, their bodies when `with_body` (reads; two queries
 /// per [`MAX_ROWS`] messages, however many).
@@ -735,17 +793,25 @@ pub async fn delivered_to(
 }
 
 /// The message log for the human, newest first, filtered by sender peer ids (`Some(None)`
-/// for a human sender), by readers (any copy's registration), by topic (without `#`) and
-/// time, with bodies when `with_body` (reads).
+/// for a human sender), by readers (any copy's registration), by topic (without `#`), tag,
+/// project, state and time, with bodies when `with_body` (reads).
 pub async fn log(
     pool: &SqlitePool,
     from: Option<Option<Vec<String>>>,
-    to: Option<Vec<String>>,
-    topic: Option<String>,
-    since_ms: i64,
-    limit: u32,
-    with_body: bool,
+    f: peers_store::LogFilter,
 ) -> Result<Vec<MessageStatus>, Error> {
+    let peers_store::LogFilter {
+        to,
+        topic,
+        tag,
+        project,
+        until_ms,
+        status,
+        since_ms,
+        limit,
+        with_body,
+        ..
+    } = f;
     let mut q = sqlx::QueryBuilder::new(concat!(
         "SELECT ",
         message_columns!(),
@@ -777,6 +843,36 @@ pub async fn log(
     }
     if let Some(t) = &topic {
         q.push(" AND m.channel = '#' || ").push_bind(t);
+    }
+    if let Some(t) = &tag {
+        q.push(" AND m.id IN (SELECT message_id FROM message_tags WHERE tag = ")
+            .push_bind(t)
+            .push(")");
+    }
+    if let Some(p) = &project {
+        q.push(" AND m.project = ").push_bind(p);
+    }
+    if let Some(u) = until_ms {
+        q.push(" AND m.sent_ms < ").push_bind(u);
+    }
+    if let Some(s) = status {
+        q.push(match s {
+            MessageState::Queued | MessageState::Leased => {
+                " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id \
+                 AND d.state IN ('queued','leased'))"
+            }
+            MessageState::Delivered => {
+                " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id) \
+                 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id \
+                 AND d.state <> 'delivered')"
+            }
+            MessageState::Expired => {
+                " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id \
+                 AND d.state = 'expired') \
+                 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id \
+                 AND d.state IN ('queued','leased'))"
+            }
+        });
     }
     q.push(" ORDER BY m.id DESC LIMIT ").push_bind(limit as i64);
     let rows: Vec<MessageRow> = q.build_query_as().fetch_all(pool).await?;

@@ -23,6 +23,10 @@ pub enum StoreError {
     /// a newer schema).
     #[error("the database schema cannot be used: {0}")]
     Schema(String),
+    /// The caller's query cannot be read (bad full-text search syntax); the text says why
+    /// and is for the caller.
+    #[error("{0}")]
+    BadQuery(String),
     /// Anything else; the text is for the log, not for clients.
     #[error("store error: {0}")]
     Internal(String),

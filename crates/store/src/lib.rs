@@ -28,7 +28,7 @@ pub mod story;
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use peers_core::wire::{InboxMessage, MessageStatus, Notice, Subscription, TopicInfo};
+use peers_core::wire::{InboxMessage, MessageStatus, Notice, SearchHit, Subscription, TopicInfo};
 use tokio::sync::broadcast;
 
 pub use error::StoreError;
@@ -138,6 +138,16 @@ pub trait Store: Send + Sync + 'static {
         id: i64,
         with_body: bool,
     ) -> Result<Option<(MessageStatus, Option<String>)>>;
+
+    /// The thread message `id` belongs to: the root of its `reply_to` chain and every reply
+    /// below it, transitively (topic posts included), in send order, each with its body, its
+    /// readers and its sender's peer id. Empty when there is no message `id`.
+    async fn thread(&self, id: i64) -> Result<Vec<(MessageStatus, Option<String>)>>;
+
+    /// Full-text search over bodies and tags (see [`SearchFilter`]): the best matches first,
+    /// each with a snippet and its thread's root. Bad query syntax is
+    /// [`StoreError::BadQuery`].
+    async fn search(&self, f: SearchFilter) -> Result<Vec<SearchHit>>;
 
     /// Mail delivered to any of `peer_ids`, newest first.
     async fn delivered_to(

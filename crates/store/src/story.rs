@@ -149,6 +149,8 @@ pub async fn register(s: &Arc<dyn Store>, pid: u32, cwd: &str) -> PeerRecord {
 /// A message from the human to `to`.
 pub fn from_human(to: &PeerRecord, body: &str, sent_ms: i64) -> NewMessage {
     NewMessage {
+        tags: vec![],
+        project: None,
         from: Sender {
             kind: SenderKind::Human,
             peer_id: None,

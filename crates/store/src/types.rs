@@ -3,7 +3,7 @@
 //! `Notice`, `RegisterRequest`) are `peers_core::wire`'s.
 
 use peers_core::process;
-use peers_core::wire::{Agent, PeerInfo, RegisterRequest, SenderKind};
+use peers_core::wire::{Agent, MessageState, PeerInfo, RegisterRequest, SenderKind};
 
 /// One registration of a session (a row of `peers`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,6 +153,19 @@ pub struct NewMessage {
     pub reply_to: Option<i64>,
     pub sent_ms: i64,
     pub expires_ms: i64,
+    /// Checked and lowercase (at most `peers_core::wire::MAX_TAGS`, no duplicates).
+    pub tags: Vec<String>,
+    /// The sender's project (see [`project_of`]); `None` for the human.
+    pub project: Option<String>,
+}
+
+/// A session's project: the directory name of its git repository, else of its directory.
+pub fn project_of(p: &PeerRecord) -> Option<String> {
+    let dir = p.git_root.as_deref().unwrap_or(&p.cwd);
+    std::path::Path::new(dir)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| !n.is_empty())
 }
 
 impl NewMessage {
@@ -280,9 +293,44 @@ pub struct LogFilter {
     pub to: Option<Vec<String>>,
     /// Only posts to this topic (normalised, without `#`).
     pub topic: Option<String>,
+    /// Only messages with this tag (lowercase).
+    pub tag: Option<String>,
+    /// Only messages whose sender was in this project.
+    pub project: Option<String>,
+    /// Only messages sent before this time.
+    pub until_ms: Option<i64>,
+    /// Only messages in this sender-side state (`Leased` counts as `Queued`).
+    pub status: Option<MessageState>,
     pub since_ms: i64,
     pub limit: u32,
     pub with_body: bool,
+}
+
+/// What [`crate::Store::search`] looks for, and for whom.
+#[derive(Debug, Clone, Default)]
+pub struct SearchFilter {
+    /// The full-text query as the caller wrote it (FTS5 syntax on SQLite; PostgreSQL reads
+    /// it with `websearch_to_tsquery`).
+    pub query: String,
+    /// `None`: the human, who finds everything.
+    pub viewer: Option<SearchViewer>,
+    pub from: Option<LogSender>,
+    /// Normalised, without `#`.
+    pub topic: Option<String>,
+    pub tag: Option<String>,
+    pub project: Option<String>,
+    pub since_ms: i64,
+    pub limit: u32,
+}
+
+/// A peer searching: it finds mail one of `peer_ids` sent or got a copy of, and posts to
+/// the topics its name in its directory (`machine_id`, `cwd`, `name`) is subscribed to.
+#[derive(Debug, Clone)]
+pub struct SearchViewer {
+    pub peer_ids: Vec<String>,
+    pub machine_id: String,
+    pub cwd: String,
+    pub name: String,
 }
 
 /// A log's sender filter.

@@ -6,6 +6,7 @@ use peers_core::wire::{AckRequest, ClaimRequest, SendRequest};
 /// A new message (not a reply) to `to`.
 pub fn send_req(to: impl Into<String>, message: impl Into<String>) -> SendRequest {
     SendRequest {
+        tags: vec![],
         to: to.into(),
         message: message.into(),
         reply_to: None,

@@ -29,7 +29,10 @@ pub async fn run(bin: &Path, rounds: usize) -> Result<()> {
         "SQLite store, release build, {rounds} posts per size; one fsync on this disk: {}; \
          load average at start: {}",
         ms(fsync),
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     println!();
     println!(

@@ -55,6 +55,8 @@ pub async fn leave(
                 wake: false,
             }],
             body: req.note,
+            tags: vec![],
+            project: caller.peer().and_then(|p| peers_store::project_of(p)),
             reply_to: None,
             sent_ms: now,
             expires_ms,

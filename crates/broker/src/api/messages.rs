@@ -10,7 +10,7 @@ use super::peers::{Place, resolve_or_404};
 use crate::auth::{self, Caller};
 use crate::error::{ApiError, ApiResult};
 use peers_core::address::Recipient;
-use peers_store::{LogFilter, LogSender, NewMessage, PeerRecord, Reader, Sender, Sent};
+use peers_store::{LogFilter, LogSender, NewMessage, PeerRecord, Reader, Sender, Sent, project_of};
 
 use crate::{AppState, SharedState, input};
 
@@ -32,6 +32,7 @@ pub async fn send(
     }
     input::no_nul("message", &req.message)?;
     input::no_nul("to", &req.to)?;
+    let tags = input::tags(&req.tags)?;
     let recipient = Recipient::parse(&req.to).map_err(ApiError::bad_request)?;
     if let Caller::Script(t) = &caller
         && !auth::script_may_post(t, &recipient)
@@ -72,6 +73,8 @@ pub async fn send(
     };
     let now = now_ms();
     let msg = NewMessage {
+        tags,
+        project: caller.peer().and_then(|p| project_of(p)),
         from,
         to_address: to_address.clone(),
         channel: channel.clone(),
@@ -233,22 +236,72 @@ pub async fn status(
     {
         return Err(not_found());
     }
-    if let Caller::Peer(me) = &caller {
-        let mine = state.store.lineage(&me.id).await?;
-        let public = status
-            .channel
-            .as_deref()
-            .is_some_and(|c| c.starts_with('#'));
-        let involved = from_peer.as_ref().is_some_and(|f| mine.contains(f))
-            || mine.contains(&status.to_peer_id)
-            || status.readers.iter().any(|r| mine.contains(&r.peer_id));
-        if !involved && !public {
-            // Do not reveal whether other peers' messages exist.
-            return Err(not_found());
-        }
+    if let Some(mine) = peer_lineage(&state, &caller).await?
+        && !may_see(&mine, &status, from_peer.as_deref())
+    {
+        // Do not reveal whether other peers' messages exist.
+        return Err(not_found());
     }
     fill_can_wake(&state, &mut status);
     Ok(Json(status))
+}
+
+/// `GET /v1/messages/{id}/thread`: the message's conversation, root first, with the entries
+/// the caller may see (the requested one must be one of them).
+pub async fn thread(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<MessageThread> {
+    let not_found = || ApiError::not_found(format!("no message {id}"));
+    let entries = state.store.thread(id).await?;
+    let root_id = entries
+        .first()
+        .map(|(m, _)| m.message_id)
+        .ok_or_else(not_found)?;
+    let mine = peer_lineage(&state, &caller).await?;
+    let visible = |m: &MessageStatus, from: Option<&str>| {
+        mine.as_ref().is_none_or(|ids| may_see(ids, m, from))
+    };
+    if !entries
+        .iter()
+        .any(|(m, from)| m.message_id == id && visible(m, from.as_deref()))
+    {
+        return Err(not_found());
+    }
+    let mut messages: Vec<MessageStatus> = entries
+        .into_iter()
+        .filter(|(m, from)| visible(m, from.as_deref()))
+        .map(|(m, _)| m)
+        .collect();
+    for m in &mut messages {
+        fill_can_wake(&state, m);
+    }
+    Ok(Json(MessageThread { root_id, messages }))
+}
+
+/// A peer caller's registrations (it and those it replaced); `None` for the human, who sees
+/// everything.
+async fn peer_lineage(state: &AppState, caller: &Caller) -> Result<Option<Vec<String>>, ApiError> {
+    match caller {
+        Caller::Peer(me) => Ok(Some(state.store.lineage(&me.id).await?)),
+        Caller::User => Ok(None),
+        // Scripts never get here (the extractor lets them post and read statuses only).
+        Caller::Script(t) => Err(ApiError::forbidden(crate::auth::script_may(t))),
+    }
+}
+
+/// Whether a peer with registrations `mine` may see a message (status, body, thread entry):
+/// it sent it, got a copy, or it is a topic post (topics are readable with read_topic).
+fn may_see(mine: &[String], status: &MessageStatus, from_peer: Option<&str>) -> bool {
+    let public = status
+        .channel
+        .as_deref()
+        .is_some_and(|c| c.starts_with('#'));
+    public
+        || from_peer.is_some_and(|f| mine.iter().any(|m| m == f))
+        || mine.contains(&status.to_peer_id)
+        || status.readers.iter().any(|r| mine.contains(&r.peer_id))
 }
 
 /// Fills what only this broker knows: whether an idle-session waiter is armed for each
@@ -283,6 +336,10 @@ pub async fn log(
         None => None,
         Some(t) => Some(peers_core::address::topic_name(t).map_err(ApiError::bad_request)?),
     };
+    let tag = match q.tag.as_deref() {
+        None => None,
+        Some(t) => input::tags(&[t.to_string()])?.pop(),
+    };
     let limit = q.limit.unwrap_or(100).min(10_000);
     let mut messages = state
         .store
@@ -290,6 +347,10 @@ pub async fn log(
             from,
             to,
             topic,
+            tag,
+            project: q.project.map(|p| p.trim().to_string()),
+            until_ms: q.until_ms,
+            status: q.status,
             since_ms: q.since_ms.unwrap_or(0),
             limit,
             with_body: q.body,
@@ -302,7 +363,7 @@ pub async fn log(
 }
 
 /// Every registration of the peer `who` names (it and those it replaced).
-async fn ids_named(state: &AppState, who: &str) -> Result<Vec<String>, ApiError> {
+pub(super) async fn ids_named(state: &AppState, who: &str) -> Result<Vec<String>, ApiError> {
     let row = resolve_or_404(state, who).await?;
     Ok(state.store.lineage(&row.id).await?)
 }

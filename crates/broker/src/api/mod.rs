@@ -1,5 +1,6 @@
 //! The HTTP API under `/v1`: [`router`] maps each call to its handler, one module per
-//! resource (`peers`, `messages`, `inbox`, `handovers`, `topics`, `tokens`, `notices`, `events`, `dashboard`, `admin`); `guards` are the layers every
+//! resource (`peers`, `messages`, `inbox`, `search`, `handovers`, `topics`, `tokens`,
+//! `notices`, `events`, `dashboard`, `admin`); `guards` are the layers every
 //! request passes first, `extract` the extractors that answer bad input with the API's JSON
 //! error. Each handler reads like the call it serves; `docs/PROTOCOL.md` has an example of
 //! each.
@@ -14,6 +15,7 @@ mod inbox;
 mod messages;
 mod notices;
 mod peers;
+mod search;
 mod tokens;
 mod topics;
 
@@ -41,12 +43,14 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/peers/{who}", get(peers::find))
         .route("/v1/messages", post(messages::send).get(messages::log))
         .route("/v1/messages/{id}", get(messages::status))
+        .route("/v1/messages/{id}/thread", get(messages::thread))
         .route("/v1/inbox", get(inbox::peek))
         .route("/v1/inbox/claim", post(inbox::claim))
         .route("/v1/inbox/ack", post(inbox::ack))
         .route("/v1/inbox/history", get(inbox::history))
         .route("/v1/inbox/wait", get(inbox::wait))
         .route("/v1/handovers", post(handovers::leave))
+        .route("/v1/search", get(search::search))
         .route("/v1/topics", get(topics::list))
         .route("/v1/topics/subscribe", post(topics::subscribe))
         .route("/v1/topics/unsubscribe", post(topics::unsubscribe))

@@ -148,6 +148,7 @@ async fn a_process_given_the_pid_of_a_crashed_session_is_a_new_session() {
     assert_eq!(old_file.claude_start_time, process::start_time(pid));
     let id = user
         .send(&SendRequest {
+            tags: vec![],
             to: "old".into(),
             message: "for the old session only".into(),
             reply_to: None,

@@ -30,6 +30,8 @@ pub const TOOLS: &[&str] = &[
     "mcp__peers__list_topics",
     "mcp__peers__read_topic",
     "mcp__peers__handover",
+    "mcp__peers__read_thread",
+    "mcp__peers__search_messages",
 ];
 
 /// The peers tools as a user-scope MCP server `peers` names them (what `peers install`
@@ -207,6 +209,7 @@ impl World {
         let r = self
             .rt
             .block_on(who.client.send(&SendRequest {
+                tags: vec![],
                 to: to.into(),
                 message: message.into(),
                 reply_to: None,
@@ -242,6 +245,7 @@ impl World {
         let r = self
             .rt
             .block_on(self.user().send(&SendRequest {
+                tags: vec![],
                 to: to.into(),
                 message: message.into(),
                 reply_to: None,

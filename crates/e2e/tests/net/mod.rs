@@ -73,6 +73,7 @@ impl Net {
                 message: message.into(),
                 reply_to: None,
                 scope: None,
+                tags: vec![],
             }))
             .unwrap()
     }

@@ -59,7 +59,7 @@ pub enum Update {
     Messages(Vec<MessageStatus>),
     /// The message view's content: the message (with its body) and its thread.
     Opened {
-        message: MessageStatus,
+        message: Box<MessageStatus>,
         thread: Vec<(usize, MessageStatus)>,
     },
     Sent(SendResponse),
@@ -208,8 +208,11 @@ impl App {
                 if self.view == View::Message(message.message_id) {
                     self.feed
                         .entry(message.message_id)
-                        .or_insert_with(|| message.clone());
-                    self.opened = Some(Opened { message, thread });
+                        .or_insert_with(|| (*message).clone());
+                    self.opened = Some(Opened {
+                        message: *message,
+                        thread,
+                    });
                 }
             }
             Update::Sent(s) => {

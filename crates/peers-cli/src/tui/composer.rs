@@ -87,6 +87,7 @@ impl Composer {
         }
         self.error = None;
         Some(SendRequest {
+            tags: vec![],
             to: self.to.trim().to_string(),
             message: self.body.clone(),
             reply_to: self.reply_to,

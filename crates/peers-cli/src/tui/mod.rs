@@ -109,8 +109,11 @@ async fn perform(client: BrokerClient, e: Effect, tx: mpsc::UnboundedSender<Upda
             Err(e) => Update::Failed(format!("not sent: {e}")),
         },
         Effect::Open(id) => match client.message_with_body(id).await {
-            Ok(m) => match crate::show::thread_of(&client, &m).await {
-                Ok(thread) => Update::Opened { message: m, thread },
+            Ok(m) => match crate::show::thread_of(&client, m.message_id).await {
+                Ok(thread) => Update::Opened {
+                    message: Box::new(m),
+                    thread,
+                },
                 Err(e) => Update::Failed(format!("cannot load the thread of #{id}: {e}")),
             },
             Err(e) => Update::Failed(format!("cannot load #{id}: {e}")),

@@ -32,11 +32,14 @@ fn peer(name: &str, alive: bool, queued: u64) -> PeerInfo {
         last_seen_ms: NOW - 5_000,
         alive,
         queued,
+        agent: Default::default(),
     }
 }
 
 fn msg(id: i64, from: &str, to: &str, status: MessageState, body: &str) -> MessageStatus {
     MessageStatus {
+        tags: vec![],
+        project: None,
         message_id: id,
         from: from.into(),
         from_kind: if from.starts_with("you@") {
@@ -234,7 +237,7 @@ fn enter_opens_the_message_and_esc_goes_back() {
     );
     reply.reply_to = Some(2);
     a.apply(Update::Opened {
-        message: m.clone(),
+        message: Box::new(m.clone()),
         thread: vec![(0, m), (1, reply)],
     });
     check(
@@ -283,6 +286,7 @@ fn the_composer_sends_to_the_selected_peer_and_closes_when_sent() {
     assert_eq!(
         fx,
         vec![Effect::Send(SendRequest {
+            tags: vec![],
             to: "web@box".into(),
             message: "hello web".into(),
             reply_to: None,

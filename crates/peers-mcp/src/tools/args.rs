@@ -74,6 +74,9 @@ pub struct SendArgs {
     /// "machine" or "all".
     #[serde(default)]
     pub scope: Option<String>,
+    /// Up to 8 labels to find it by later (each of a-z, 0-9, - _ . :), e.g. ["deploy"].
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -121,6 +124,37 @@ pub struct ReadTopicArgs {
 pub struct StatusArgs {
     /// The id {send_message} returned.
     pub message_id: IdArg,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ThreadArgs {
+    /// Any message of the thread: one you sent or got, or a topic post.
+    pub message_id: IdArg,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct SearchArgs {
+    /// Words to find in message bodies and tags (all must match); "a phrase", OR, NOT,
+    /// prefix*.
+    pub query: String,
+    /// Only mail from this sender (a peer's name or name@host; "you" for your user).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Only posts to this topic.
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// Only messages with this tag.
+    #[serde(default)]
+    pub tag: Option<String>,
+    /// Only mail sent from this project (a repository or directory name).
+    #[serde(default)]
+    pub project: Option<String>,
+    /// Only messages sent within this long, e.g. "2h" or "7d".
+    #[serde(default)]
+    pub since: Option<String>,
+    /// At most this many matches (default 20, at most 200).
+    #[serde(default)]
+    pub limit: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -1,4 +1,4 @@
-//! The ten tools: what each does with the broker. Their texts are in `texts.rs`.
+//! The twelve tools: what each does with the broker. Their texts are in `texts.rs`.
 
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
@@ -8,13 +8,13 @@ use peers_core::address::topic_name;
 use peers_core::render::{self, Me, Occasion};
 use peers_core::wire::{
     AckRequest, ClaimRequest, ErrorCode, HandoverRequest, ListPeersQuery, PeerInfo, Scope,
-    SendRequest, SubscribeRequest, TopicPostsQuery,
+    SearchQuery, SendRequest, SubscribeRequest, TopicPostsQuery,
 };
 use peers_core::{ClientError, now_ms};
 
 use super::args::{
-    HandoverArgs, ListPeersArgs, ReadTopicArgs, SendArgs, StatusArgs, SubscribeArgs, SummaryArgs,
-    TopicArgs,
+    HandoverArgs, ListPeersArgs, ReadTopicArgs, SearchArgs, SendArgs, StatusArgs, SubscribeArgs,
+    SummaryArgs, ThreadArgs, TopicArgs,
 };
 use super::{PeersServer, fail, ok, texts};
 use crate::peer::PeerError;
@@ -120,6 +120,7 @@ impl PeersServer {
             },
         };
         let req = &SendRequest {
+            tags: args.tags,
             to: to.clone(),
             message: args.message,
             reply_to,
@@ -157,10 +158,73 @@ impl PeersServer {
             .await
         {
             Ok(s) => ok(texts::format_status(&s, now_ms())),
-            Err(PeerError::Client(e)) if e.status() == Some(404) => {
-                fail(texts::no_such_message(id, &e, &self.tools))
-            }
+            Err(PeerError::Client(e)) if e.status() == Some(404) => fail(texts::no_such_message(
+                "message_status",
+                id,
+                &e,
+                &self.tools,
+            )),
             Err(e) => self.peer_error("message_status", e),
+        }
+    }
+
+    #[tool(
+        description = texts::READ_THREAD,
+        annotations(title = "peers: read a conversation", read_only_hint = true)
+    )]
+    async fn read_thread(&self, Parameters(args): Parameters<ThreadArgs>) -> CallToolResult {
+        let id = match args.message_id.parse() {
+            Ok(id) => id,
+            Err(e) => return fail(texts::failed("read_thread", e)),
+        };
+        match self.peer.call(|c| async move { c.thread(id).await }).await {
+            Ok(t) => ok(render::thread(
+                &self.tools,
+                t.root_id,
+                &t.messages,
+                now_ms(),
+            )),
+            Err(PeerError::Client(e)) if e.status() == Some(404) => {
+                fail(texts::no_such_message("read_thread", id, &e, &self.tools))
+            }
+            Err(e) => self.peer_error("read_thread", e),
+        }
+    }
+
+    #[tool(
+        description = texts::SEARCH_MESSAGES,
+        annotations(title = "peers: search mail", read_only_hint = true)
+    )]
+    async fn search_messages(&self, Parameters(args): Parameters<SearchArgs>) -> CallToolResult {
+        let since_ms = match args
+            .since
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            None => None,
+            Some(s) => match peers_core::parse_duration(s) {
+                Ok(d) => Some(now_ms() - d.as_millis() as i64),
+                Err(e) => return fail(texts::failed("search_messages", format!("since: {e}"))),
+            },
+        };
+        let q = &SearchQuery {
+            q: args.query.clone(),
+            from: args.from,
+            topic: args.topic,
+            tag: args.tag,
+            project: args.project,
+            since_ms,
+            limit: Some(args.limit.unwrap_or(20).clamp(1, 200)),
+        };
+        match self.peer.call(|c| async move { c.search(q).await }).await {
+            Ok(r) => ok(render::search_hits(
+                &self.tools,
+                &args.query,
+                &r.hits,
+                now_ms(),
+            )),
+            Err(e) => self.peer_error("search_messages", e),
         }
     }
 

@@ -48,6 +48,15 @@ pub const READ_TOPIC: &str = "peers: read the posts Claude Code sessions made to
         subscribed, oldest first; since_id pages forward. Reading does not change what is \
         pushed to you.";
 
+pub const READ_THREAD: &str = "peers: read a whole conversation between Claude Code sessions: \
+        the message message_id belongs to, what it answers and every reply (topic posts \
+        included), in order, each with its text, sender, recipients, time and delivery state.";
+
+pub const SEARCH_MESSAGES: &str = "peers: search the mail of this Claude Code session — what \
+        you sent, got, and posts to topics you are subscribed to — by words in bodies and tags; \
+        filters from, topic, tag, project, since. Each match has a snippet, its id and its \
+        thread ({read_thread} reads it whole).";
+
 pub const MESSAGE_STATUS: &str = "peers: delivery status of a message you sent to another Claude Code \
         session: queued (waiting; is the recipient running?), delivered (when, by which hook \
         event) or expired, plus the ids of replies. Pass the message_id {send_message} returned.";
@@ -206,9 +215,9 @@ pub fn unknown_peer(to: &str, names: &[String], tools: &ToolNames) -> String {
 }
 
 /// `message_status` of an id this session cannot see.
-pub fn no_such_message(id: i64, e: &ClientError, tools: &ToolNames) -> String {
+pub fn no_such_message(tool: &str, id: i64, e: &ClientError, tools: &ToolNames) -> String {
     format!(
-        "message_status failed: no message #{id} that you can see ({e}). Use the id \
+        "{tool} failed: no message #{id} that you can see ({e}). Use the id \
          {} returned.",
         tools.send()
     )
@@ -448,6 +457,8 @@ mod tests {
 
     fn status(state: MessageState, alive: bool, can_wake: bool) -> MessageStatus {
         MessageStatus {
+            tags: vec![],
+            project: None,
             message_id: 5,
             from: "a@h".into(),
             from_kind: SenderKind::Peer,

@@ -1,0 +1,148 @@
+//! Full-text search over message bodies and tags: the FTS5 table `messages_fts`, kept by
+//! triggers in the send's own transaction (migration 0006), read here.
+
+use std::collections::HashMap;
+
+use peers_core::wire::{SearchHit, SenderKind};
+use peers_store::{LogSender, SearchFilter};
+use sqlx::{FromRow, SqlitePool};
+
+use super::Error;
+
+#[derive(Debug, FromRow)]
+struct HitRow {
+    id: i64,
+    from_kind: String,
+    from_address: String,
+    to_address: String,
+    sent_ms: i64,
+    tags: Option<String>,
+    project: Option<String>,
+    snippet: String,
+}
+
+/// The best matches of `f.query` that `f.viewer` may see (reads).
+pub async fn search(pool: &SqlitePool, f: SearchFilter) -> Result<Vec<SearchHit>, Error> {
+    let mut q = sqlx::QueryBuilder::new(
+        "SELECT m.id, m.from_kind, m.from_address, m.to_address, m.sent_ms, m.tags, m.project, \
+         snippet(messages_fts, 0, '**', '**', '…', 16) AS snippet \
+         FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid \
+         WHERE messages_fts MATCH ",
+    );
+    q.push_bind(&f.query);
+    q.push(" AND m.sent_ms >= ").push_bind(f.since_ms);
+    if let Some(v) = &f.viewer {
+        q.push(" AND (m.from_peer IN (NULL");
+        for id in &v.peer_ids {
+            q.push(", ").push_bind(id);
+        }
+        q.push(
+            ") OR EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id \
+             AND d.to_peer IN (NULL",
+        );
+        for id in &v.peer_ids {
+            q.push(", ").push_bind(id);
+        }
+        q.push(
+            ")) OR m.channel IN (SELECT '#' || s.topic FROM subscriptions s \
+             WHERE s.machine_id = ",
+        )
+        .push_bind(&v.machine_id)
+        .push(" AND s.cwd = ")
+        .push_bind(&v.cwd)
+        .push(" AND s.name = ")
+        .push_bind(&v.name)
+        .push("))");
+    }
+    match &f.from {
+        Some(LogSender::Human) => {
+            q.push(" AND m.from_kind = 'human'");
+        }
+        Some(LogSender::Peers(ids)) => {
+            q.push(" AND m.from_peer IN (NULL");
+            for id in ids {
+                q.push(", ").push_bind(id);
+            }
+            q.push(")");
+        }
+        None => {}
+    }
+    if let Some(t) = &f.topic {
+        q.push(" AND m.channel = '#' || ").push_bind(t);
+    }
+    if let Some(t) = &f.tag {
+        q.push(" AND m.id IN (SELECT message_id FROM message_tags WHERE tag = ")
+            .push_bind(t)
+            .push(")");
+    }
+    if let Some(p) = &f.project {
+        q.push(" AND m.project = ").push_bind(p);
+    }
+    q.push(" ORDER BY rank LIMIT ").push_bind(f.limit as i64);
+    let rows: Vec<HitRow> = q
+        .build_query_as()
+        .fetch_all(pool)
+        .await
+        .map_err(|e| bad_query(&f.query, e))?;
+    let roots = thread_roots(pool, rows.iter().map(|r| r.id).collect()).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| SearchHit {
+            message_id: r.id,
+            thread_id: roots.get(&r.id).copied().unwrap_or(r.id),
+            from: r.from_address,
+            from_kind: if r.from_kind == "human" {
+                SenderKind::Human
+            } else {
+                SenderKind::Peer
+            },
+            to: r.to_address,
+            sent_at_ms: r.sent_ms,
+            snippet: r.snippet,
+            tags: r
+                .tags
+                .map(|t| t.split(' ').map(str::to_string).collect())
+                .unwrap_or_default(),
+            project: r.project,
+        })
+        .collect())
+}
+
+/// FTS5 refuses a query it cannot parse (`fts5: syntax error near …`, an unknown column
+/// before `:`, an open quote) with a plain SQLite error: that is the caller's to fix.
+fn bad_query(query: &str, e: sqlx::Error) -> Error {
+    if let sqlx::Error::Database(d) = &e {
+        let m = d.message();
+        if m.contains("fts5") || m.contains("no such column") || m.contains("unterminated") {
+            return Error::BadQuery(format!(
+                "the search {query:?} is not a valid query ({m}): use words, \"quoted \
+                 phrases\", OR, NOT and prefix*; put a word holding : or other punctuation \
+                 in double quotes"
+            ));
+        }
+    }
+    Error::Db(e)
+}
+
+/// For each of `ids`, the root of its `reply_to` chain (one recursive query).
+async fn thread_roots(pool: &SqlitePool, ids: Vec<i64>) -> Result<HashMap<i64, i64>, Error> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut q = sqlx::QueryBuilder::new(
+        "WITH RECURSIVE up(hit, id, reply_to) AS ( \
+           SELECT id, id, reply_to FROM messages WHERE id IN (",
+    );
+    let mut list = q.separated(", ");
+    for id in &ids {
+        list.push_bind(*id);
+    }
+    q.push(
+        ") UNION ALL \
+           SELECT up.hit, p.id, p.reply_to FROM messages p JOIN up ON p.id = up.reply_to) \
+         SELECT hit, id FROM up WHERE reply_to IS NULL \
+           OR reply_to NOT IN (SELECT id FROM messages)",
+    );
+    let pairs: Vec<(i64, i64)> = q.build_query_as().fetch_all(pool).await?;
+    Ok(pairs.into_iter().collect())
+}
