@@ -376,6 +376,23 @@ mod tests {
     use expect_test::expect;
 
     /// Issue 17: each client gets its own output form, with its own event names.
+    /// JSON with its keys sorted: serde_json's `preserve_order` (on in a workspace build) must
+    /// not change the snapshot.
+    fn sorted(v: &serde_json::Value) -> String {
+        match v {
+            serde_json::Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                let fields: Vec<String> = keys
+                    .into_iter()
+                    .map(|k| format!("{}:{}", serde_json::Value::from(k.as_str()), sorted(&m[k])))
+                    .collect();
+                format!("{{{}}}", fields.join(","))
+            }
+            other => other.to_string(),
+        }
+    }
+
     #[test]
     fn output_forms_per_client() {
         let forms: Vec<String> = Agent::ALL
@@ -387,7 +404,7 @@ mod tests {
                     Event::PostToolUse,
                     Event::Stop,
                 ]
-                .map(move |e| format!("{a} {}: {}", e.name_for(a), hook_json(a, e, "X")))
+                .map(move |e| format!("{a} {}: {}", e.name_for(a), sorted(&hook_json(a, e, "X"))))
             })
             .collect();
         expect![[r#"
