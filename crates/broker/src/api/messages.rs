@@ -231,12 +231,12 @@ pub async fn status(
         .status(id, q.body)
         .await?
         .ok_or_else(not_found)?;
-    if let Caller::Script(t) = &caller
-        && !(status.from_kind == SenderKind::Script && status.from == auth::script_label(t))
-    {
-        return Err(not_found());
-    }
-    if let Some(mine) = peer_lineage(&state, &caller).await?
+    if let Caller::Script(t) = &caller {
+        // A script sees the status of its own posts only.
+        if !(status.from_kind == SenderKind::Script && status.from == auth::script_label(t)) {
+            return Err(not_found());
+        }
+    } else if let Some(mine) = peer_lineage(&state, &caller).await?
         && !may_see(&mine, &status, from_peer.as_deref())
     {
         // Do not reveal whether other peers' messages exist.
