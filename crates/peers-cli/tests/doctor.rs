@@ -173,8 +173,10 @@ fn doctor_recognises_the_plugin_route() {
     assert!(s.contains("✓ hooks: from the plugin"), "{s}");
     assert!(s.contains(&format!("✓ mcp server: `peers` comes from the plugin; the model sees its tools as {PLUGIN_TOOL_PREFIX}*")), "{s}");
     assert!(
-        s.contains("⚠ permissions: 6 of the plugin's peers tools")
-            && s.contains("mcp__plugin_peers_peers__send_message"),
+        s.contains(&format!(
+            "⚠ permissions: {} of the plugin's peers tools",
+            peers_core::claude_settings::TOOLS.len()
+        )) && s.contains("mcp__plugin_peers_peers__send_message"),
         "{s}"
     );
 
