@@ -7,7 +7,7 @@
 //! stand-in, as in the broker tests), not a second CLI: it sends and reads mail over the real
 //! HTTP API.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use peers_core::wire::{Agent, MessageState};
@@ -16,7 +16,6 @@ use peers_testkit::peer::deliver_all;
 
 mod net;
 use net::{Net, codex_home};
-use peers_testkit::ChildGuard;
 use serde_json::json;
 
 #[test]
@@ -41,24 +40,7 @@ fn codex_session_gets_mail_mid_turn_and_replies() {
     ]);
     let home = codex_home(env, &api);
     let project = net.project("api");
-    let mut session = ChildGuard::new(
-        env.apply(&mut Command::new(&codex))
-            .args([
-                "exec",
-                "--skip-git-repo-check",
-                "-s",
-                "danger-full-access",
-                "work on the api",
-            ])
-            .current_dir(&project)
-            .env("CODEX_HOME", &home)
-            .env("FAKE_API_KEY", "sk-test")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut session = net::codex_exec(env, &codex, &home, &project, "work on the api");
 
     // peers-mcp found the codex process and registered it as a Codex session.
     let user = env.user_client();

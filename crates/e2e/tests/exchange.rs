@@ -12,12 +12,10 @@
 mod common;
 mod net;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{RUN, WAIT, World};
 use peers_core::wire::{Agent, MessageState};
-use peers_testkit::ChildGuard;
 use peers_testkit::claude::shown::{peer_message_ids, reply_hints};
 use peers_testkit::claude::{FakeApi, Headless, Reply, Step, serial};
 use peers_testkit::fake_openai::{self, FakeOpenAi, calls_named, codex_or_skip, developer_texts};
@@ -67,24 +65,12 @@ fn claude_code_and_codex_exchange_mail_mid_turn() {
     let cx_api = FakeOpenAi::start(vec![]);
     cx_api.set_fallback(codex_model);
     let home = net::codex_home(&w.env, &cx_api);
-    let mut cx = ChildGuard::new(
-        w.env
-            .apply(&mut Command::new(&codex))
-            .args([
-                "exec",
-                "--skip-git-repo-check",
-                "-s",
-                "danger-full-access",
-                "work on the api schema",
-            ])
-            .current_dir(w.project("back"))
-            .env("CODEX_HOME", &home)
-            .env("FAKE_API_KEY", "sk-test")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let mut cx = net::codex_exec(
+        &w.env,
+        &codex,
+        &home,
+        &w.project("back"),
+        "work on the api schema",
     );
     let back = w.wait_peer("back", true, WAIT);
     assert_eq!(back.agent, Agent::Codex, "{back:?}");

@@ -5,13 +5,13 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use peers_core::wire::{ListPeersQuery, PeerInfo, Scope, SendRequest, SendResponse};
 use peers_testkit::fake_openai::FakeOpenAi;
 use peers_testkit::peer::Peer;
-use peers_testkit::{BrokerProcess, TestEnv};
+use peers_testkit::{BrokerProcess, ChildGuard, TestEnv};
 use serde_json::json;
 
 pub struct Net {
@@ -119,4 +119,33 @@ pub fn codex_home(env: &TestEnv, api: &FakeOpenAi) -> std::path::PathBuf {
     );
     std::fs::write(home.join("config.toml"), provider + &with_env).unwrap();
     home
+}
+
+/// `codex exec PROMPT` in `project` with `home` as its `CODEX_HOME` (full access: the shell
+/// tool may reach the broker), quiet.
+pub fn codex_exec(
+    env: &TestEnv,
+    codex: &std::path::Path,
+    home: &std::path::Path,
+    project: &std::path::Path,
+    prompt: &str,
+) -> ChildGuard {
+    ChildGuard::new(
+        env.apply(&mut Command::new(codex))
+            .args([
+                "exec",
+                "--skip-git-repo-check",
+                "-s",
+                "danger-full-access",
+                prompt,
+            ])
+            .current_dir(project)
+            .env("CODEX_HOME", home)
+            .env("FAKE_API_KEY", "sk-test")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }

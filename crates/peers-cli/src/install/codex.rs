@@ -478,18 +478,23 @@ mod tests {
     /// The file name the trust keys of the pure merge/strip tests use.
     const SRC: &str = "/h/.codex/config.toml";
 
+    /// `doc` with our entries for `/b/peers-mcp` and `/b/peers-deliver`, trusted under [`SRC`].
+    fn merged(doc: &DocumentMut) -> DocumentMut {
+        merge(
+            doc,
+            Path::new("/b/peers-mcp"),
+            Path::new("/b/peers-deliver"),
+            SRC,
+        )
+        .unwrap()
+    }
+
     const MINE: &str = "# my settings\nmodel = \"o4\"  # keep\n\n[mcp_servers.other]\ncommand = \"x\"\n\n[[hooks.Stop]]\n[[hooks.Stop.hooks]]\ntype = \"command\"\ncommand = \"say done\"\n";
 
     #[test]
     fn merge_then_strip_gives_back_the_same_text() {
         let doc = parse(MINE, Path::new("c")).unwrap();
-        let m = merge(
-            &doc,
-            Path::new("/b/peers-mcp"),
-            Path::new("/b/peers-deliver"),
-            SRC,
-        )
-        .unwrap();
+        let m = merged(&doc);
         let text = m.to_string();
         assert!(
             text.starts_with("# my settings\nmodel = \"o4\"  # keep\n"),
@@ -498,25 +503,13 @@ mod tests {
         assert!(text.contains("[mcp_servers.peers]\ncommand = \"/b/peers-mcp\"\ndefault_tools_approval_mode = \"approve\""), "{text}");
         assert_eq!(installed_in(&m), 4);
         // Idempotent: merging again changes nothing.
-        let again = merge(
-            &m,
-            Path::new("/b/peers-mcp"),
-            Path::new("/b/peers-deliver"),
-            SRC,
-        )
-        .unwrap();
+        let again = merged(&m);
         assert_eq!(again.to_string(), text);
         let mut back = m.clone();
         assert_eq!(strip(&mut back, SRC), 5);
         assert_eq!(back.to_string(), MINE);
         // A file of ours alone strips to nothing.
-        let mut only = merge(
-            &DocumentMut::new(),
-            Path::new("/b/peers-mcp"),
-            Path::new("/b/peers-deliver"),
-            SRC,
-        )
-        .unwrap();
+        let mut only = merged(&DocumentMut::new());
         strip(&mut only, SRC);
         assert_eq!(only.to_string(), "");
     }
@@ -600,8 +593,7 @@ mod tests {
         let theirs =
             format!("{MINE}\n[hooks.state.\"{SRC}:stop:0:0\"]\ntrusted_hash = \"sha256:mine\"\n");
         let doc = parse(&theirs, Path::new("c")).unwrap();
-        let (mcp, del) = (Path::new("/b/peers-mcp"), Path::new("/b/peers-deliver"));
-        let m = merge(&doc, mcp, del, SRC).unwrap();
+        let m = merged(&doc);
         let state = |d: &DocumentMut| -> Vec<(String, String)> {
             d["hooks"]["state"]
                 .as_table_like()
@@ -651,7 +643,7 @@ mod tests {
         let other = format!(
             "{MINE}\n[hooks.state.\"/p/.codex/config.toml:stop:1:0\"]\ntrusted_hash = \"x\"\n"
         );
-        let mut o = merge(&parse(&other, Path::new("c")).unwrap(), mcp, del, SRC).unwrap();
+        let mut o = merged(&parse(&other, Path::new("c")).unwrap());
         strip(&mut o, SRC);
         assert_eq!(o.to_string(), other);
     }
