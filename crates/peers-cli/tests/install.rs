@@ -458,6 +458,19 @@ fn codex_install_records_hook_trust_codex_accepts_and_uninstall_restores() {
     assert_eq!(codex_trust(&codex, &env, &link, &cwd), want);
     let doctor = codex_peers(&env, &cwd, &link, &["doctor"]);
     assert_contains(&doctor.stdout, "4 hooks, trusted");
+    // A trust entry that no longer matches (Codex: "modified") is what doctor warns about.
+    let installed = std::fs::read_to_string(&config).unwrap();
+    let post = peers_testkit::fake_openai::hooks_list(&codex, &env.home, &link, &cwd)
+        .unwrap()
+        .into_iter()
+        .find(|h| h["eventName"] == "postToolUse")
+        .unwrap();
+    let stale = installed.replace(post["currentHash"].as_str().unwrap(), "sha256:0");
+    assert_ne!(stale, installed);
+    std::fs::write(&config, stale).unwrap();
+    let doctor = codex_peers(&env, &cwd, &link, &["doctor"]);
+    assert_contains(&doctor.stdout, "4 of 4 hooks, 3 of them trusted");
+    std::fs::write(&config, &installed).unwrap();
 
     // Uninstall right away: the original bytes.
     codex_peers(&env, &cwd, &link, &["uninstall", "--agent", "codex"]).ok();
