@@ -1,12 +1,13 @@
 //! Issue 17: the real Codex CLI (`@openai/codex` 0.171.0, pinned, from npm) against the
 //! project's scripted fake of the OpenAI Responses API (`peers_testkit::fake_openai`), set up
-//! by the real `peers install --agent codex`.
+//! by the real `peers install --agent codex`. No `--dangerously-bypass-hook-trust`: the hooks
+//! run because install recorded their trust in `config.toml` (`[hooks.state]`).
 //!
 //! The other side of the exchange is a session registered straight with the broker (a
 //! stand-in, as in the broker tests), not a second CLI: it sends and reads mail over the real
 //! HTTP API.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use peers_core::wire::{Agent, MessageState};
@@ -14,46 +15,8 @@ use peers_testkit::fake_openai::{FakeOpenAi, Reply, codex_or_skip, developer_tex
 use peers_testkit::peer::deliver_all;
 
 mod net;
-use net::Net;
-use peers_testkit::{ChildGuard, TestEnv};
+use net::{Net, codex_home};
 use serde_json::json;
-
-/// `peers install --agent codex` into `$CODEX_HOME`, then the fake provider in front and the
-/// test's environment for the MCP server (Codex clears the environment of MCP servers: the
-/// variables confining it to the test must be in its `env`).
-fn codex_home(env: &TestEnv, api: &FakeOpenAi) -> std::path::PathBuf {
-    let home = env.dir.path().join("codex-home");
-    std::fs::create_dir_all(&home).unwrap();
-    let out = env
-        .apply(&mut Command::new(peers_testkit::bin("peers")))
-        .args(["install", "--agent", "codex"])
-        .env("CODEX_HOME", &home)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "peers install: {out:?}");
-    let installed = std::fs::read_to_string(home.join("config.toml")).unwrap();
-    let vars: Vec<String> = env
-        .vars()
-        .iter()
-        .map(|(k, v)| format!("{k} = {}", json!(v)))
-        .collect();
-    let with_env = installed.replacen(
-        "default_tools_approval_mode = \"approve\"",
-        &format!(
-            "default_tools_approval_mode = \"approve\"\nenv = {{ {} }}",
-            vars.join(", ")
-        ),
-        1,
-    );
-    assert_ne!(with_env, installed, "{installed}");
-    let provider = format!(
-        "model = \"fake-model\"\nmodel_provider = \"fake\"\n\n[model_providers.fake]\n\
-         name = \"Fake\"\nbase_url = \"{}\"\nwire_api = \"responses\"\nenv_key = \"FAKE_API_KEY\"\n\n",
-        api.url()
-    );
-    std::fs::write(home.join("config.toml"), provider + &with_env).unwrap();
-    home
-}
 
 #[test]
 fn codex_session_gets_mail_mid_turn_and_replies() {
@@ -77,25 +40,7 @@ fn codex_session_gets_mail_mid_turn_and_replies() {
     ]);
     let home = codex_home(env, &api);
     let project = net.project("api");
-    let mut session = ChildGuard::new(
-        env.apply(&mut Command::new(&codex))
-            .args([
-                "exec",
-                "--skip-git-repo-check",
-                "--dangerously-bypass-hook-trust",
-                "-s",
-                "danger-full-access",
-                "work on the api",
-            ])
-            .current_dir(&project)
-            .env("CODEX_HOME", &home)
-            .env("FAKE_API_KEY", "sk-test")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut session = net::codex_exec(env, &codex, &home, &project, "work on the api");
 
     // peers-mcp found the codex process and registered it as a Codex session.
     let user = env.user_client();
@@ -207,7 +152,7 @@ fn idle_interactive_codex_session_is_woken_by_mail() {
     }
     script.push_str(&format!(
         "export CODEX_HOME='{}' FAKE_API_KEY=sk-test\ncd '{}'\nexec '{}' --no-alt-screen \
-         --dangerously-bypass-hook-trust --dangerously-bypass-approvals-and-sandbox\n",
+         --dangerously-bypass-approvals-and-sandbox\n",
         home.display(),
         project.display(),
         codex.display()

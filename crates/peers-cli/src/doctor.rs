@@ -136,23 +136,30 @@ fn codex(r: &mut Report) {
         return;
     };
     match codex::installed(&path) {
-        Ok(Some((mcp, hooks)))
-            if hooks == codex::EVENTS.len() && context::is_executable(Path::new(&mcp)) =>
+        Ok(Some(i))
+            if i.hooks == codex::EVENTS.len()
+                && i.trusted == i.hooks
+                && context::is_executable(Path::new(&i.mcp)) =>
         {
             r.ok(
                 "codex",
                 format!(
-                    "{}: the peers MCP server ({mcp}) and {hooks} hooks",
-                    path.display()
+                    "{}: the peers MCP server ({}) and {} hooks, trusted",
+                    path.display(),
+                    i.mcp,
+                    i.hooks
                 ),
             )
         }
-        Ok(Some((mcp, hooks))) => r.warn(
+        Ok(Some(i)) => r.warn(
             "codex",
             format!(
-                "{}: MCP server {mcp}, {hooks} of {} hooks",
+                "{}: MCP server {}, {} of {} hooks, {} of them trusted (Codex skips the others)",
                 path.display(),
-                codex::EVENTS.len()
+                i.mcp,
+                i.hooks,
+                codex::EVENTS.len(),
+                i.trusted
             ),
             "run `peers install --agent codex`",
         ),

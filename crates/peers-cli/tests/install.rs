@@ -375,3 +375,132 @@ fn uninstall_help_says_where_from() {
     let out = peers(&env, &cwd, &["install", "--help"]).ok();
     assert!(out.stdout.contains("--no-allow"), "{}", out.stdout);
 }
+
+/// `peers install --agent codex` (and uninstall) with `CODEX_HOME` set to `codex_home`.
+fn codex_peers(env: &TestEnv, cwd: &Path, codex_home: &Path, args: &[&str]) -> crate::util::Run {
+    crate::util::peers_cmd(env, cwd, args)
+        .env("CODEX_HOME", codex_home)
+        .output()
+        .expect("run peers")
+        .into()
+}
+
+/// The hooks the real Codex reports for `cwd`, as `(command, trustStatus)`, sorted.
+fn codex_trust(
+    codex: &Path,
+    env: &TestEnv,
+    codex_home: &Path,
+    cwd: &Path,
+) -> Vec<(String, String)> {
+    let hooks = peers_testkit::fake_openai::hooks_list(codex, &env.home, codex_home, cwd)
+        .expect("codex app-server answered hooks/list");
+    let mut out: Vec<(String, String)> = hooks
+        .iter()
+        .map(|h| {
+            (
+                format!(
+                    "{} {}",
+                    h["eventName"].as_str().unwrap_or("?"),
+                    h["command"].as_str().unwrap_or("?")
+                ),
+                h["trustStatus"].as_str().unwrap_or("?").to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Install records trust for the peers hooks the way Codex checks it, keeps the trust the user
+/// gave their own hooks (renumbered when ours go from between them), and uninstall gives the
+/// original bytes back. The real Codex (its app server's `hooks/list`) is the judge; CODEX_HOME
+/// is a symbolic link, as Codex resolves it.
+#[test]
+fn codex_install_records_hook_trust_codex_accepts_and_uninstall_restores() {
+    let name = "codex_install_records_hook_trust_codex_accepts_and_uninstall_restores";
+    let Some(codex) = peers_testkit::fake_openai::codex_or_skip(name) else {
+        return;
+    };
+    let env = TestEnv::new();
+    let cwd = project(&env, "proj");
+    let real = env.dir.path().join("codex-home");
+    std::fs::create_dir_all(&real).unwrap();
+    let link = env.dir.path().join("codex-link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let config = real.join("config.toml");
+
+    // The user's own Stop hook, trusted as Codex's /hooks screen would record it.
+    let mine = "# mine\nmodel = \"o4\"\n\n[[hooks.Stop]]\n[[hooks.Stop.hooks]]\ntype = \"command\"\ncommand = \"say done\"\n";
+    std::fs::write(&config, mine).unwrap();
+    let hooks = peers_testkit::fake_openai::hooks_list(&codex, &env.home, &link, &cwd).unwrap();
+    let (key, hash) = (
+        hooks[0]["key"].as_str().unwrap(),
+        hooks[0]["currentHash"].as_str().unwrap(),
+    );
+    let orig = format!("{mine}\n[hooks.state.\"{key}\"]\ntrusted_hash = \"{hash}\"\n");
+    std::fs::write(&config, &orig).unwrap();
+    assert_eq!(
+        codex_trust(&codex, &env, &link, &cwd),
+        vec![("stop say done".to_string(), "trusted".to_string())]
+    );
+
+    // After install Codex trusts all four peers hooks, and still the user's.
+    let out = codex_peers(&env, &cwd, &link, &["install", "--agent", "codex"]).ok();
+    assert_contains(&out.stdout, "trusted");
+    let deliver = bin("peers-deliver").display().to_string();
+    let mut want: Vec<(String, String)> =
+        ["postToolUse", "sessionStart", "stop", "userPromptSubmit"]
+            .iter()
+            .map(|e| (format!("{e} {deliver}"), "trusted".to_string()))
+            .collect();
+    want.push(("stop say done".into(), "trusted".into()));
+    want.sort();
+    assert_eq!(codex_trust(&codex, &env, &link, &cwd), want);
+    let doctor = codex_peers(&env, &cwd, &link, &["doctor"]);
+    assert_contains(&doctor.stdout, "4 hooks, trusted");
+    // A trust entry that no longer matches (Codex: "modified") is what doctor warns about.
+    let installed = std::fs::read_to_string(&config).unwrap();
+    let post = peers_testkit::fake_openai::hooks_list(&codex, &env.home, &link, &cwd)
+        .unwrap()
+        .into_iter()
+        .find(|h| h["eventName"] == "postToolUse")
+        .unwrap();
+    let stale = installed.replace(post["currentHash"].as_str().unwrap(), "sha256:0");
+    assert_ne!(stale, installed);
+    std::fs::write(&config, stale).unwrap();
+    let doctor = codex_peers(&env, &cwd, &link, &["doctor"]);
+    assert_contains(&doctor.stdout, "4 of 4 hooks, 3 of them trusted");
+    std::fs::write(&config, &installed).unwrap();
+
+    // Uninstall right away: the original bytes.
+    codex_peers(&env, &cwd, &link, &["uninstall", "--agent", "codex"]).ok();
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), orig);
+
+    // Install again, then the user adds (and trusts) a second Stop hook after ours: when
+    // uninstall takes ours out from between, the user's trust follows their hook.
+    codex_peers(&env, &cwd, &link, &["install", "--agent", "codex"]).ok();
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        "\n[[hooks.Stop]]\n[[hooks.Stop.hooks]]\ntype = \"command\"\ncommand = \"say later\"\n",
+    );
+    std::fs::write(&config, &text).unwrap();
+    let later = peers_testkit::fake_openai::hooks_list(&codex, &env.home, &link, &cwd)
+        .unwrap()
+        .into_iter()
+        .find(|h| h["command"] == "say later")
+        .unwrap();
+    text.push_str(&format!(
+        "\n[hooks.state.\"{}\"]\ntrusted_hash = \"{}\"\n",
+        later["key"].as_str().unwrap(),
+        later["currentHash"].as_str().unwrap()
+    ));
+    std::fs::write(&config, &text).unwrap();
+    codex_peers(&env, &cwd, &link, &["uninstall", "--agent", "codex"]).ok();
+    assert_eq!(
+        codex_trust(&codex, &env, &link, &cwd),
+        vec![
+            ("stop say done".to_string(), "trusted".to_string()),
+            ("stop say later".to_string(), "trusted".to_string()),
+        ]
+    );
+}

@@ -3,7 +3,8 @@
 //! "responses"`), on the pattern of [`crate::claude::FakeApi`].
 //!
 //! Each request that carries `tools` (the main loop) takes the next [`Reply`] of the script;
-//! when it runs out, and for requests without tools (titles), the answer is the text "ok".
+//! when it runs out, the fallback answers ([`FakeOpenAi::set_fallback`]: a function of the
+//! request, by default the text "ok"); requests without tools (titles) get the text "ok".
 //! Every request body is recorded, so a test can read what the model was shown: hook
 //! `additionalContext` arrives as a `role: "developer"` message, a Stop block as a user message
 //! `<hook_prompt …>reason</hook_prompt>`. MCP tools are offered inside a `namespace` tool
@@ -57,8 +58,13 @@ impl Reply {
     }
 }
 
+/// A reply computed from the request it answers (it may block a little: it runs on a
+/// blocking thread).
+pub type Fallback = Arc<dyn Fn(&Value) -> Reply + Send + Sync>;
+
 struct Inner {
     script: Mutex<VecDeque<Reply>>,
+    fallback: Mutex<Option<Fallback>>,
     requests: Requests,
 }
 
@@ -73,6 +79,7 @@ impl FakeOpenAi {
     pub fn start(script: Vec<Reply>) -> FakeOpenAi {
         let inner = Arc::new(Inner {
             script: Mutex::new(script.into()),
+            fallback: Mutex::new(None),
             requests: Requests::default(),
         });
         let app = Router::new().fallback(handle).with_state(inner.clone());
@@ -87,6 +94,11 @@ impl FakeOpenAi {
     /// `http://127.0.0.1:PORT/v1`, the provider's `base_url`.
     pub fn url(&self) -> String {
         format!("http://{}/v1", self.addr)
+    }
+
+    /// What answers main-loop requests once the script is used up.
+    pub fn set_fallback(&self, f: impl Fn(&Value) -> Reply + Send + Sync + 'static) {
+        *self.inner.fallback.lock().unwrap() = Some(Arc::new(f));
     }
 
     /// Every request body so far.
@@ -124,11 +136,21 @@ fn sse(event: &str, data: Value) -> String {
 async fn handle(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {
     let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let main = req.get("tools").is_some();
+    let model = req.get("model").cloned().unwrap_or(json!("fake"));
     let n = inner.requests.push(req.clone());
-    let reply = main
+    let scripted = main
         .then(|| inner.script.lock().unwrap().pop_front())
-        .flatten()
-        .unwrap_or_else(|| Reply::text("ok"));
+        .flatten();
+    let fallback = main
+        .then(|| inner.fallback.lock().unwrap().clone())
+        .flatten();
+    let reply = match (scripted, fallback) {
+        (Some(r), _) => r,
+        (None, Some(f)) => tokio::task::spawn_blocking(move || f(&req))
+            .await
+            .unwrap_or_else(|e| Reply::text(format!("(fallback panicked: {e})"))),
+        (None, None) => Reply::text("ok"),
+    };
     let item = match reply {
         Reply::Text(t) => json!({
             "type": "message", "id": format!("msg_{n}"), "role": "assistant",
@@ -152,7 +174,7 @@ async fn handle(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {
     };
     let resp = json!({
         "id": format!("resp_{n}"), "object": "response", "status": "in_progress",
-        "model": req.get("model").cloned().unwrap_or(json!("fake")), "output": [],
+        "model": model, "output": [],
     });
     let mut out = sse(
         "response.created",
@@ -217,4 +239,92 @@ pub fn codex_or_skip(test: &str) -> Option<std::path::PathBuf> {
         println!("E2E-SKIPPED {test}");
     }
     found
+}
+
+/// The texts of the `function_call_output` items of a request's `input` (what the tools
+/// answered), in order.
+pub fn tool_outputs(request: &Value) -> Vec<String> {
+    request["input"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| i["type"] == "function_call_output")
+        .map(|i| match &i["output"] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
+/// The `function_call` items of a request's `input` named `name` (the model's earlier calls).
+pub fn calls_named(request: &Value, name: &str) -> usize {
+    request["input"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| i["type"] == "function_call" && i["name"] == name)
+        .count()
+}
+
+/// The hooks a real Codex sees for `cwd` with `codex_home`, as its app server's `hooks/list`
+/// reports them (each with `key`, `eventName`, `command`, `currentHash`, `trustStatus`, …).
+/// Runs `codex app-server` on stdio with only `HOME`, `PATH` and `CODEX_HOME` set; `None` when
+/// it gave no answer within 30 s.
+pub fn hooks_list(
+    codex: &std::path::Path,
+    home: &std::path::Path,
+    codex_home: &std::path::Path,
+    cwd: &std::path::Path,
+) -> Option<Vec<Value>> {
+    use std::io::{BufRead, Write};
+    use std::process::{Command, Stdio};
+    let mut child = crate::ChildGuard::new(
+        Command::new(codex)
+            .arg("app-server")
+            .env_clear()
+            .env("HOME", home)
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("CODEX_HOME", codex_home)
+            .current_dir(cwd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start codex app-server"),
+    );
+    let requests = [
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+               "params": {"clientInfo": {"name": "peers-tests", "version": "1"}}}),
+        json!({"jsonrpc": "2.0", "method": "initialized"}),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "hooks/list",
+               "params": {"cwds": [cwd.display().to_string()]}}),
+    ];
+    let mut stdin = child.child().stdin.take().unwrap();
+    for r in requests {
+        writeln!(stdin, "{r}").ok()?;
+    }
+    let stdout = child.child().stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Ok(v) = serde_json::from_str::<Value>(&line)
+                && v["id"] == 2
+            {
+                let _ = tx.send(v);
+                return;
+            }
+        }
+    });
+    let answer = rx.recv_timeout(Duration::from_secs(30)).ok();
+    drop(stdin);
+    child.kill();
+    let data = answer?["result"]["data"].as_array()?.clone();
+    Some(
+        data.iter()
+            .flat_map(|d| d["hooks"].as_array().cloned().unwrap_or_default())
+            .collect(),
+    )
 }

@@ -1,13 +1,18 @@
 //! The peers network the Codex and Gemini CLI scenarios run in: a broker on a throw-away
 //! environment and a stand-in session `web` registered straight with it (it sends and reads
-//! mail over the real HTTP API).
+//! mail over the real HTTP API), and a Codex home set up by the real `peers install`.
+
+#![allow(dead_code)]
 
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use peers_core::wire::{ListPeersQuery, PeerInfo, Scope, SendRequest, SendResponse};
+use peers_testkit::fake_openai::FakeOpenAi;
 use peers_testkit::peer::Peer;
-use peers_testkit::{BrokerProcess, TestEnv};
+use peers_testkit::{BrokerProcess, ChildGuard, TestEnv};
+use serde_json::json;
 
 pub struct Net {
     pub env: TestEnv,
@@ -77,4 +82,70 @@ impl Net {
             }))
             .unwrap()
     }
+}
+
+/// `peers install --agent codex` into `$CODEX_HOME`, then the fake provider in front and the
+/// test's environment for the MCP server (Codex clears the environment of MCP servers: the
+/// variables confining it to the test must be in its `env`).
+pub fn codex_home(env: &TestEnv, api: &FakeOpenAi) -> std::path::PathBuf {
+    let home = env.dir.path().join("codex-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let out = env
+        .apply(&mut Command::new(peers_testkit::bin("peers")))
+        .args(["install", "--agent", "codex"])
+        .env("CODEX_HOME", &home)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "peers install: {out:?}");
+    let installed = std::fs::read_to_string(home.join("config.toml")).unwrap();
+    let vars: Vec<String> = env
+        .vars()
+        .iter()
+        .map(|(k, v)| format!("{k} = {}", json!(v)))
+        .collect();
+    let with_env = installed.replacen(
+        "default_tools_approval_mode = \"approve\"",
+        &format!(
+            "default_tools_approval_mode = \"approve\"\nenv = {{ {} }}",
+            vars.join(", ")
+        ),
+        1,
+    );
+    assert_ne!(with_env, installed, "{installed}");
+    let provider = format!(
+        "model = \"fake-model\"\nmodel_provider = \"fake\"\n\n[model_providers.fake]\n\
+         name = \"Fake\"\nbase_url = \"{}\"\nwire_api = \"responses\"\nenv_key = \"FAKE_API_KEY\"\n\n",
+        api.url()
+    );
+    std::fs::write(home.join("config.toml"), provider + &with_env).unwrap();
+    home
+}
+
+/// `codex exec PROMPT` in `project` with `home` as its `CODEX_HOME` (full access: the shell
+/// tool may reach the broker), quiet.
+pub fn codex_exec(
+    env: &TestEnv,
+    codex: &std::path::Path,
+    home: &std::path::Path,
+    project: &std::path::Path,
+    prompt: &str,
+) -> ChildGuard {
+    ChildGuard::new(
+        env.apply(&mut Command::new(codex))
+            .args([
+                "exec",
+                "--skip-git-repo-check",
+                "-s",
+                "danger-full-access",
+                prompt,
+            ])
+            .current_dir(project)
+            .env("CODEX_HOME", home)
+            .env("FAKE_API_KEY", "sk-test")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }

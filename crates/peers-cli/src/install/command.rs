@@ -90,19 +90,14 @@ fn codex_install(mcp: &Path, deliver: &Path, dry: bool, uninstall: bool) -> Resu
         (Outcome::Unchanged, true) => "nothing of peers in it".to_string(),
         (Outcome::Written, false) => format!(
             "{would}add [mcp_servers.peers] (default_tools_approval_mode = \"approve\") and \
-             hooks on SessionStart, UserPromptSubmit, PostToolUse and Stop"
+             hooks on SessionStart, UserPromptSubmit, PostToolUse and Stop, trusted \
+             ([hooks.state], as Codex's /hooks screen records it)"
         ),
-        (Outcome::Written, true) => format!("{would}remove peers' entries"),
+        (Outcome::Written, true) => format!("{would}remove peers' entries and their trust"),
         (Outcome::Restored, _) => "restored the original".to_string(),
         (Outcome::Removed, _) => "removed the file (install had created it)".to_string(),
     };
     println!("Codex CLI: {}: {what}", path.display());
-    if !uninstall && outcome == Outcome::Written && !dry {
-        println!(
-            "  Codex runs hooks it trusts only: start `codex` once and trust the peers hooks \
-             (or pass --dangerously-bypass-hook-trust)."
-        );
-    }
     Ok(())
 }
 
