@@ -42,6 +42,10 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// How long undelivered mail is kept before it expires.
     pub message_ttl_secs: u64,
+    /// How long delivered mail is kept (`PEERS_RETAIN_DAYS`; default 90): counted from when
+    /// it was sent, once every copy is delivered or expired; the sweep then prunes it. `0`
+    /// keeps it forever.
+    pub retain_days: u64,
     /// How long a claim's lease holds before unacked mail returns to the queue.
     pub lease_ms: u64,
     /// A peer on another machine counts as alive this long after its last heartbeat.
@@ -97,6 +101,7 @@ struct FileConfig {
     host: Option<String>,
     max_message_bytes: Option<usize>,
     message_ttl_secs: Option<u64>,
+    retain_days: Option<u64>,
     lease_ms: Option<u64>,
     remote_alive_secs: Option<u64>,
     sweep_ms: Option<u64>,
@@ -285,6 +290,7 @@ impl Config {
                 file.message_ttl_secs,
                 7 * 24 * 3600,
             )?,
+            retain_days: num("PEERS_RETAIN_DAYS", file.retain_days, 90)?,
             lease_ms: num("PEERS_LEASE_MS", file.lease_ms, 30_000)?,
             remote_alive_secs: num("PEERS_REMOTE_ALIVE_SECS", file.remote_alive_secs, 75)?,
             sweep_ms: num("PEERS_SWEEP_MS", file.sweep_ms, 2_000)?,
