@@ -35,13 +35,16 @@ async fn sent_between(user: &BrokerClient, since_ms: i64, until_ms: i64, limit: 
 /// Whether the oldest and the youngest of the seeded messages are still stored.
 async fn oldest_and_youngest(user: &BrokerClient) -> (bool, bool) {
     let first = !sent_between(user, 0, 2, 1).await.is_empty();
-    let last = !sent_between(user, OLD as i64, OLD as i64 + 1, 1).await.is_empty();
+    let last = !sent_between(user, OLD as i64, OLD as i64 + 1, 1)
+        .await
+        .is_empty();
     (first, last)
 }
 
 async fn pruning_under_load_keeps_every_acknowledged_send(postgres: bool) {
     let mut env = TestEnv::new();
-    env.set("PEERS_SWEEP_MS", "100").set("PEERS_RETAIN_DAYS", "1");
+    env.set("PEERS_SWEEP_MS", "100")
+        .set("PEERS_RETAIN_DAYS", "1");
     let pg = if postgres {
         let Some(pg) = PgCluster::start() else {
             return;
@@ -69,7 +72,10 @@ async fn pruning_under_load_keeps_every_acknowledged_send(postgres: bool) {
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
-                match client.send(&send_req("reader", format!("load {t} {i}"))).await {
+                match client
+                    .send(&send_req("reader", format!("load {t} {i}")))
+                    .await
+                {
                     Ok(s) => {
                         acked.push(s.message_id);
                         sent.fetch_add(1, Ordering::SeqCst);

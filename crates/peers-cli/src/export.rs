@@ -41,7 +41,12 @@ pub fn run(a: ExportArgs) -> Result<()> {
             };
             let mut tmp = tempfile::NamedTempFile::new_in(&dir)
                 .with_context(|| format!("cannot write in {}", dir.display()))?;
-            let n = write_all(&ctx, &client, &q, std::io::BufWriter::new(tmp.as_file_mut()))?;
+            let n = write_all(
+                &ctx,
+                &client,
+                &q,
+                std::io::BufWriter::new(tmp.as_file_mut()),
+            )?;
             tmp.persist(path)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             eprintln!("exported {n} messages to {}", path.display());

@@ -5,11 +5,10 @@
 
 use std::collections::HashMap;
 
-use peers_core::wire::{
-    ExportQuery, ExportedMessage, MessageState, SendRequest, SubscribeRequest,
-    TokenCreateRequest,
-};
 use peers_core::BrokerClient;
+use peers_core::wire::{
+    ExportQuery, ExportedMessage, MessageState, SendRequest, SubscribeRequest, TokenCreateRequest,
+};
 use peers_testkit::{bin, fake_claude, peer};
 
 use crate::util::{assert_contains, peer_client, peers, project, register, with_web};
@@ -51,7 +50,12 @@ async fn export_round_trips_threads_posts_tags_and_states() {
         .await
         .unwrap();
     let q = api_client
-        .send(&send("web", "what shape does /v1/x return?", None, &["api", "shape"]))
+        .send(&send(
+            "web",
+            "what shape does /v1/x return?",
+            None,
+            &["api", "shape"],
+        ))
         .await
         .unwrap()
         .message_id;
@@ -72,20 +76,35 @@ async fn export_round_trips_threads_posts_tags_and_states() {
     let ids: Vec<i64> = out
         .stdout
         .lines()
-        .map(|l| serde_json::from_str::<ExportedMessage>(l).unwrap().message.message_id)
+        .map(|l| {
+            serde_json::from_str::<ExportedMessage>(l)
+                .unwrap()
+                .message
+                .message_id
+        })
         .collect();
     assert_eq!(ids, [q, a, post], "every message, in id order");
     let question = &lines[&q].message;
-    assert_eq!(question.body.as_deref(), Some("what shape does /v1/x return?"));
+    assert_eq!(
+        question.body.as_deref(),
+        Some("what shape does /v1/x return?")
+    );
     assert_eq!(question.tags, ["api", "shape"]);
     assert_eq!(question.project.as_deref(), Some("api"));
     assert_eq!(question.from, api.address);
     assert_eq!(question.to, web.address);
     assert_eq!(
-        question.readers.iter().map(|r| (r.to.clone(), r.status)).collect::<Vec<_>>(),
+        question
+            .readers
+            .iter()
+            .map(|r| (r.to.clone(), r.status))
+            .collect::<Vec<_>>(),
         [(web.address.clone(), MessageState::Delivered)]
     );
-    assert_eq!(question.readers[0].delivered_via.as_deref(), Some("PostToolUse"));
+    assert_eq!(
+        question.readers[0].delivered_via.as_deref(),
+        Some("PostToolUse")
+    );
     let answer = &lines[&a];
     assert_eq!((answer.thread_id, answer.message.reply_to), (q, Some(q)));
     assert_eq!(answer.message.readers[0].status, MessageState::Queued);
@@ -94,7 +113,11 @@ async fn export_round_trips_threads_posts_tags_and_states() {
     assert_eq!(posted.to, "#ops");
     assert_eq!(posted.tags, ["deploy"]);
     assert_eq!(
-        posted.readers.iter().map(|r| (r.to.clone(), r.status)).collect::<Vec<_>>(),
+        posted
+            .readers
+            .iter()
+            .map(|r| (r.to.clone(), r.status))
+            .collect::<Vec<_>>(),
         [(web.address.clone(), MessageState::Queued)],
         "the post's one subscriber, not delivered yet"
     );
@@ -125,7 +148,11 @@ async fn export_round_trips_threads_posts_tags_and_states() {
     assert_contains(&bad.stderr, "neither a duration");
 
     // The human's alone.
-    let e = web_client.export(&ExportQuery::default()).await.err().unwrap();
+    let e = web_client
+        .export(&ExportQuery::default())
+        .await
+        .err()
+        .unwrap();
     assert_eq!(e.status(), Some(403), "{e}");
     let made = env
         .user_client()

@@ -544,7 +544,10 @@ impl Store for PgStore {
     }
 
     async fn prune_delivered(&self, before_ms: i64, limit: u32) -> Result<u64> {
-        in_tx!(self, |conn| retention::prune_delivered(conn, before_ms, limit).await?)
+        in_tx!(self, |conn| retention::prune_delivered(
+            conn, before_ms, limit
+        )
+        .await?)
     }
 
     async fn export_page(

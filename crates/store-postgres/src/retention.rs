@@ -33,7 +33,10 @@ pub(crate) async fn prune_delivered(
         "DELETE FROM message_tags WHERE message_id = ANY($1)",
         "DELETE FROM messages WHERE id = ANY($1)",
     ] {
-        sqlx::query(statement).bind(&ids).execute(&mut *conn).await?;
+        sqlx::query(statement)
+            .bind(&ids)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(ids.len() as u64)
 }

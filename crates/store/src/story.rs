@@ -2130,7 +2130,13 @@ pub async fn retention_prunes_old_delivered_mail_and_keeps_the_rest(s: &Arc<dyn 
     }
     deliver_all(s, &b, "B2", T0 + 20).await;
     // An old post both readers of which let expire: final, so it goes too.
-    let mut lapsed = post(&a, "ops", &[(&b, false), (&c, false)], "zebra lapsed", T0 + 30);
+    let mut lapsed = post(
+        &a,
+        "ops",
+        &[(&b, false), (&c, false)],
+        "zebra lapsed",
+        T0 + 30,
+    );
     lapsed.expires_ms = T0 + 40;
     let lapsed_id = send(s, lapsed).await;
     sweep(s, &[], T0 + 50, 60_000).await;
@@ -2138,7 +2144,13 @@ pub async fn retention_prunes_old_delivered_mail_and_keeps_the_rest(s: &Arc<dyn 
     let waiting_id = send(s, from_peer(&a, &c, "zebra waiting", T0 + 60)).await;
     let half_id = send(
         s,
-        post(&a, "ops", &[(&b, false), (&c, false)], "zebra half read", T0 + 61),
+        post(
+            &a,
+            "ops",
+            &[(&b, false), (&c, false)],
+            "zebra half read",
+            T0 + 61,
+        ),
     )
     .await;
     deliver_all(s, &b, "B3", T0 + 62).await;
@@ -2178,8 +2190,16 @@ pub async fn retention_prunes_old_delivered_mail_and_keeps_the_rest(s: &Arc<dyn 
             break;
         }
     }
-    assert_eq!(batches, [4, 4, 2], "at most `limit` per call, until none is left");
-    assert_eq!(s.prune_delivered(cut, 4).await.unwrap(), 0, "nothing more to prune");
+    assert_eq!(
+        batches,
+        [4, 4, 2],
+        "at most `limit` per call, until none is left"
+    );
+    assert_eq!(
+        s.prune_delivered(cut, 4).await.unwrap(),
+        0,
+        "nothing more to prune"
+    );
 
     for id in [root_id, first_id, lapsed_id].iter().chain(&filler) {
         assert!(
@@ -2221,7 +2241,11 @@ pub async fn retention_prunes_old_delivered_mail_and_keeps_the_rest(s: &Arc<dyn 
         "the thread reads from its oldest message left"
     );
     let (kept, _) = s.status(second_id, true).await.unwrap().unwrap();
-    assert_eq!(kept.reply_to, Some(first_id), "a reply keeps what it answered");
+    assert_eq!(
+        kept.reply_to,
+        Some(first_id),
+        "a reply keeps what it answered"
+    );
     assert_eq!(kept.body.as_deref(), Some("zebra second reply"));
 
     assert_eq!(
@@ -2279,7 +2303,12 @@ pub async fn export_pages_every_message_in_id_order(s: &Arc<dyn Store>) {
     assert_eq!(first.message.project.as_deref(), Some("api"));
     assert_eq!(first.message.from, a.address());
     assert_eq!(
-        first.message.readers.iter().map(|r| (r.to.clone(), r.status)).collect::<Vec<_>>(),
+        first
+            .message
+            .readers
+            .iter()
+            .map(|r| (r.to.clone(), r.status))
+            .collect::<Vec<_>>(),
         [(b.address(), MessageState::Delivered)]
     );
     assert_eq!(page[1].message.reply_to, Some(q_id));
