@@ -7,7 +7,8 @@ use std::collections::HashMap;
 
 use peers_core::BrokerClient;
 use peers_core::wire::{
-    ExportQuery, ExportedMessage, MessageState, SendRequest, SubscribeRequest, TokenCreateRequest,
+    ExportQuery, ExportedMessage, MessageState, MessageStatus, SendRequest, SubscribeRequest,
+    TokenCreateRequest,
 };
 use peers_testkit::{bin, fake_claude, peer};
 
@@ -21,6 +22,11 @@ fn send(to: &str, message: &str, reply_to: Option<i64>, tags: &[&str]) -> SendRe
         scope: None,
         tags: tags.iter().map(|t| t.to_string()).collect(),
     }
+}
+
+/// Each reader of `m` and the state of its copy.
+fn states(m: &MessageStatus) -> Vec<(String, MessageState)> {
+    m.readers.iter().map(|r| (r.to.clone(), r.status)).collect()
 }
 
 /// The lines of an export, parsed, by message id.
@@ -94,11 +100,7 @@ async fn export_round_trips_threads_posts_tags_and_states() {
     assert_eq!(question.from, api.address);
     assert_eq!(question.to, web.address);
     assert_eq!(
-        question
-            .readers
-            .iter()
-            .map(|r| (r.to.clone(), r.status))
-            .collect::<Vec<_>>(),
+        states(question),
         [(web.address.clone(), MessageState::Delivered)]
     );
     assert_eq!(
@@ -113,11 +115,7 @@ async fn export_round_trips_threads_posts_tags_and_states() {
     assert_eq!(posted.to, "#ops");
     assert_eq!(posted.tags, ["deploy"]);
     assert_eq!(
-        posted
-            .readers
-            .iter()
-            .map(|r| (r.to.clone(), r.status))
-            .collect::<Vec<_>>(),
+        states(posted),
         [(web.address.clone(), MessageState::Queued)],
         "the post's one subscriber, not delivered yet"
     );

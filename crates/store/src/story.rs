@@ -2090,6 +2090,20 @@ async fn deliver_all(s: &Arc<dyn Store>, p: &PeerRecord, lease: &str, now: i64) 
     ack(s, p, lease, None, now).await;
 }
 
+/// A message from `from` to `to` answering `reply_to`.
+fn reply(
+    from: &PeerRecord,
+    to: &PeerRecord,
+    body: &str,
+    reply_to: i64,
+    sent_ms: i64,
+) -> NewMessage {
+    NewMessage {
+        reply_to: Some(reply_to),
+        ..from_peer(from, to, body, sent_ms)
+    }
+}
+
 /// Ids of the messages a human's search for `query` finds.
 async fn found(s: &Arc<dyn Store>, query: &str) -> BTreeSet<i64> {
     s.search(SearchFilter {
@@ -2119,9 +2133,7 @@ pub async fn retention_prunes_old_delivered_mail_and_keeps_the_rest(s: &Arc<dyn 
     root.tags = vec!["deploy".into()];
     let root_id = send(s, root).await;
     deliver_all(s, &b, "B1", T0 + 1).await;
-    let mut first = from_peer(&b, &a, "zebra first reply", T0 + 2);
-    first.reply_to = Some(root_id);
-    let first_id = send(s, first).await;
+    let first_id = send(s, reply(&b, &a, "zebra first reply", root_id, T0 + 2)).await;
     deliver_all(s, &a, "A1", T0 + 3).await;
     // Seven more old delivered messages, for the batches.
     let mut filler = Vec::new();
@@ -2169,14 +2181,11 @@ pub async fn retention_prunes_old_delivered_mail_and_keeps_the_rest(s: &Arc<dyn 
     )
     .await;
     // After the cut: two more replies to the thread, delivered.
-    let mut second = from_peer(&a, &b, "zebra second reply", cut + 1);
-    second.reply_to = Some(first_id);
+    let mut second = reply(&a, &b, "zebra second reply", first_id, cut + 1);
     second.tags = vec!["deploy".into()];
     let second_id = send(s, second).await;
     deliver_all(s, &b, "B4", cut + 2).await;
-    let mut third = from_peer(&b, &a, "zebra third reply", cut + 3);
-    third.reply_to = Some(second_id);
-    let third_id = send(s, third).await;
+    let third_id = send(s, reply(&b, &a, "zebra third reply", second_id, cut + 3)).await;
     deliver_all(s, &a, "A2", cut + 4).await;
 
     let before = found(s, "zebra").await;
@@ -2285,12 +2294,8 @@ pub async fn export_pages_every_message_in_id_order(s: &Arc<dyn Store>) {
     q.project = Some("api".into());
     let q_id = send(s, q).await;
     deliver_all(s, &b, "B1", T0 + 1).await;
-    let mut answer = from_peer(&b, &a, "answer", T0 + 2);
-    answer.reply_to = Some(q_id);
-    let answer_id = send(s, answer).await;
-    let mut more = from_peer(&a, &b, "more", T0 + 3);
-    more.reply_to = Some(answer_id);
-    let more_id = send(s, more).await;
+    let answer_id = send(s, reply(&b, &a, "answer", q_id, T0 + 2)).await;
+    let more_id = send(s, reply(&a, &b, "more", answer_id, T0 + 3)).await;
     let post_id = send(s, post(&a, "ops", &[(&b, true)], "to all of ops", T0 + 4)).await;
 
     let page = s.export_page(0, 0, 2).await.unwrap();
