@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use peers_core::BrokerClient;
-use peers_core::wire::{AckRequest, ClaimRequest, HistoryQuery};
+use peers_core::wire::{AckRequest, ClaimRequest, HistoryQuery, MessageState};
 use peers_testkit::postgres::PgCluster;
 use peers_testkit::{BrokerProcess, TestEnv, bin, eventually};
 
@@ -39,6 +39,27 @@ async fn oldest_and_youngest(user: &BrokerClient) -> (bool, bool) {
         .await
         .is_empty();
     (first, last)
+}
+
+/// Writes `count` delivered messages from 1970 for `peer_id` beside the running broker of
+/// `env` (the broker's hidden `preload-history` tool), into its SQLite file or its
+/// `PEERS_DB_URL`.
+async fn preload(env: &TestEnv, count: u64, peer_id: &str) {
+    let mut preload = std::process::Command::new(bin("peers-broker"));
+    env.apply(&mut preload)
+        .arg("preload-history")
+        .arg("--count")
+        .arg(count.to_string())
+        .arg(peer_id);
+    match env.extra.get("PEERS_DB_URL") {
+        Some(url) => preload.args(["--db-url", url]),
+        None => preload.arg("--db").arg(env.state_dir.join("peers.db")),
+    };
+    let status = tokio::task::spawn_blocking(move || preload.status())
+        .await
+        .unwrap()
+        .expect("run preload-history");
+    assert!(status.success(), "preload-history failed: {status}");
 }
 
 async fn pruning_under_load_keeps_every_acknowledged_send(postgres: bool) {
@@ -111,21 +132,7 @@ async fn pruning_under_load_keeps_every_acknowledged_send(postgres: bool) {
     };
 
     // OLD delivered messages from 1970, written beside the running broker.
-    let mut preload = std::process::Command::new(bin("peers-broker"));
-    env.apply(&mut preload)
-        .arg("preload-history")
-        .arg("--count")
-        .arg(OLD.to_string())
-        .arg(&reader.reg.peer_id);
-    match &pg {
-        Some(_) => preload.args(["--db-url", &env.extra["PEERS_DB_URL"]]),
-        None => preload.arg("--db").arg(env.state_dir.join("peers.db")),
-    };
-    let status = tokio::task::spawn_blocking(move || preload.status())
-        .await
-        .unwrap()
-        .expect("run preload-history");
-    assert!(status.success(), "preload-history failed: {status}");
+    preload(&env, OLD, &reader.reg.peer_id).await;
 
     // The sweep prunes them oldest first, one batch per transaction: a moment comes when
     // the oldest is gone and the youngest is not, and sends are acknowledged between that
@@ -193,4 +200,37 @@ mod postgres {
     async fn pruning_under_load_keeps_every_acknowledged_send() {
         super::pruning_under_load_keeps_every_acknowledged_send(true).await
     }
+}
+
+/// `retain_days = 0` keeps delivered mail forever: sweeps run (each expires a message sent
+/// with a one-second TTL) and the 1970 mail stays.
+#[tokio::test]
+async fn retain_days_0_keeps_delivered_mail_forever() {
+    let mut env = TestEnv::new();
+    env.set("PEERS_SWEEP_MS", "100")
+        .set("PEERS_MESSAGE_TTL_SECS", "1")
+        .set("PEERS_RETAIN_DAYS", "0");
+    let _broker = BrokerProcess::start(&env).await;
+    let reader = register(&env, "/w/reader").await;
+    let user = env.user_client();
+    preload(&env, 5, &reader.reg.peer_id).await;
+    // Two sweeps that surely ran whole after the preload: the second expiry comes from a
+    // pass that started after the first expiry was seen.
+    for label in ["first", "second"] {
+        let id = user
+            .send(&send_req("reader", label))
+            .await
+            .unwrap()
+            .message_id;
+        eventually(Duration::from_secs(10), "a sweep expiring it", || async {
+            let s = user.message_status(id).await.unwrap();
+            (s.status == MessageState::Expired).then_some(())
+        })
+        .await;
+    }
+    assert_eq!(
+        sent_between(&user, 0, 6, 10).await.len(),
+        5,
+        "retain_days = 0 prunes nothing"
+    );
 }

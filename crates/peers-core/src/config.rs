@@ -623,6 +623,18 @@ mod tests {
     }
 
     #[test]
+    fn retain_days_defaults_to_90_then_file_then_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg_path = dir.path().join("config.toml");
+        let cfg = cfg_path.to_str().unwrap();
+        assert_eq!(load(&[("PEERS_CONFIG", cfg)]).unwrap().retain_days, 90);
+        std::fs::write(&cfg_path, "retain_days = 0\n").unwrap();
+        assert_eq!(load(&[("PEERS_CONFIG", cfg)]).unwrap().retain_days, 0);
+        let c = load(&[("PEERS_CONFIG", cfg), ("PEERS_RETAIN_DAYS", "30")]).unwrap();
+        assert_eq!(c.retain_days, 30);
+    }
+
+    #[test]
     fn tls_paths_from_file_then_env() {
         let dir = tempfile::tempdir().unwrap();
         let cfg_path = dir.path().join("config.toml");
