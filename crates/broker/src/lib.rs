@@ -75,6 +75,8 @@ pub struct Settings {
     pub host: String,
     pub max_message_bytes: usize,
     pub message_ttl_ms: i64,
+    /// Delivered mail older than this is pruned by the sweep; `None`: kept forever.
+    pub retain_ms: Option<i64>,
     pub lease_ms: u64,
     pub remote_alive_ms: i64,
     pub sweep: Duration,
@@ -98,6 +100,8 @@ impl Settings {
             host: identity::host_label(c.host.as_deref()),
             max_message_bytes: c.max_message_bytes,
             message_ttl_ms: (c.message_ttl_secs as i64).saturating_mul(1000),
+            retain_ms: (c.retain_days > 0)
+                .then(|| (c.retain_days.min(1_000_000) as i64) * 86_400_000),
             lease_ms: c.lease_ms,
             remote_alive_ms: (c.remote_alive_secs as i64).saturating_mul(1000),
             sweep: Duration::from_millis(c.sweep_ms.max(50)),

@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use peers_broker::Started;
 use peers_core::config::DbUrl;
-use peers_store::Store;
 
 /// The peers broker: keeps the mail queue of Claude Code sessions in its database (an SQLite
 /// file by default, or PostgreSQL) and serves the /v1 HTTP API. Clients start it on demand;
@@ -39,11 +38,16 @@ struct Args {
 /// Tools for the project's own benchmarks; not for users.
 #[derive(clap::Subcommand)]
 enum Tool {
-    /// Fill DB with COUNT delivered messages spread over PEER_IDS (`cargo xtask bench broker`).
+    /// Fill the database with COUNT delivered messages spread over PEER_IDS, sent at the
+    /// start of 1970 (`cargo xtask bench broker`; the retention tests' old mail).
     #[command(hide = true)]
     PreloadHistory {
-        #[arg(long)]
-        db: PathBuf,
+        /// An SQLite file.
+        #[arg(long, conflicts_with = "db_url", required_unless_present = "db_url")]
+        db: Option<PathBuf>,
+        /// Or any database, as a URL (`--db-url postgres://…`).
+        #[arg(long, value_parser = DbUrl::parse)]
+        db_url: Option<DbUrl>,
         #[arg(long)]
         count: u64,
         peer_ids: Vec<String>,
@@ -54,16 +58,18 @@ fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(Tool::PreloadHistory {
         db,
+        db_url,
         count,
         peer_ids,
     }) = args.tool
     {
+        let url = db_url.unwrap_or_else(|| DbUrl::Sqlite(db.unwrap_or_default()));
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("start the tokio runtime");
         let preload = async {
-            let store = peers_store_sqlite::SqliteStore::open(&db).await?;
+            let store = peers_broker::store::open(&url).await?;
             let done = store.preload_delivered(&peer_ids, count).await;
             store.close().await;
             done

@@ -1,5 +1,6 @@
 //! The periodic pass: marks ended sessions gone, returns lapsed leases to their queues, expires
-//! mail past its TTL, and prunes the loop-budget ledger.
+//! mail past its TTL, prunes the loop-budget ledger, and deletes delivered mail older than
+//! `retain_days` (see [`prune`]).
 //!
 //! A peer on this broker's machine is alive while its Claude Code process exists (`kill(pid,
 //! 0)`; `EPERM` counts as alive) with the start time it registered with (a reused pid is
@@ -94,8 +95,40 @@ pub async fn once(state: &AppState) -> Result<(), StoreError> {
     }
     if whole {
         record_recovered_storage(state).await;
+        prune(state, now).await?;
     }
     Ok(())
+}
+
+/// Messages one retention transaction deletes at most.
+pub const PRUNE_BATCH: u32 = 500;
+
+/// Batches one sweep runs at most; what is left waits for the next sweep, so a first prune
+/// of a large history does not hold up the liveness checks.
+const PRUNE_BATCHES_PER_SWEEP: u32 = 40;
+
+/// Retention: deletes delivered mail (every copy delivered or expired) sent more than
+/// `retain_days` ago, [`PRUNE_BATCH`] messages per transaction. Each batch is one write like
+/// any other (on SQLite one job of the writer), and the sweep yields between batches, so
+/// sends commit between them instead of waiting for the whole prune. Returns how many.
+pub async fn prune(state: &AppState, now: i64) -> Result<u64, StoreError> {
+    let Some(retain_ms) = state.settings.retain_ms else {
+        return Ok(0);
+    };
+    let before = now.saturating_sub(retain_ms);
+    let mut pruned = 0;
+    for _ in 0..PRUNE_BATCHES_PER_SWEEP {
+        let n = state.store.prune_delivered(before, PRUNE_BATCH).await?;
+        pruned += n;
+        if n < u64::from(PRUNE_BATCH) {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    if pruned > 0 {
+        tracing::info!(count = pruned, "delivered mail past retain_days pruned");
+    }
+    Ok(pruned)
 }
 
 /// A full disk is shown from memory while it lasts; once writes succeed again, the spell is

@@ -2,7 +2,8 @@
 //! real SQLite file (`api`), what it lets in (`boundaries`), handovers (`handover`), session identity (`identity`), mail markers (`mailmark`),
 //! storage faults (`storage`), topics and broadcasts (`topics`), threads and
 //! history (`history`),
-//! two brokers on one PostgreSQL database (`postgres`) and the optional TLS (`tls`).
+//! retention pruning under load (`retention`), two brokers on one PostgreSQL database
+//! (`postgres`) and the optional TLS (`tls`).
 
 mod api;
 mod boundaries;
@@ -11,6 +12,7 @@ mod history;
 mod identity;
 mod mailmark;
 mod postgres;
+mod retention;
 mod storage;
 mod tls;
 mod tokens;

@@ -7,6 +7,7 @@ mod broker_ctl;
 mod dashboard;
 mod demo;
 mod doctor;
+mod export;
 mod hub;
 mod install;
 mod log;
@@ -72,6 +73,9 @@ enum Command {
     Thread(show::ThreadArgs),
     /// Full-text search over every message's text and tags, best matches first.
     Search(search::SearchArgs),
+    /// Every message on the broker as JSON lines (text, thread, tags, project and each
+    /// reader's delivery state), for backups and audits.
+    Export(export::ExportArgs),
     /// Log in to the web dashboard: prints (and on a desktop opens) a one-time login link.
     Dashboard(dashboard::DashboardArgs),
     /// The topics, with subscriber and post counts and the last post.
@@ -117,6 +121,7 @@ fn main() -> ExitCode {
         Command::Show(a) => show::run(a),
         Command::Thread(a) => show::thread(a),
         Command::Search(a) => search::run(a),
+        Command::Export(a) => export::run(a),
         Command::Dashboard(a) => dashboard::run(a),
         Command::Topics(a) => topics::list(a),
         Command::Topic(a) => topics::show(a),

@@ -5,6 +5,7 @@ mod broker;
 mod claude_code;
 mod demo;
 mod doctor;
+mod export;
 mod failover;
 mod hub_init;
 mod install;

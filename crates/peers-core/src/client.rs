@@ -728,6 +728,44 @@ impl BrokerClient {
     /// stream itself has no overall timeout, only [`EVENTS_IDLE`].
     pub async fn events(&self, last_event_id: Option<&str>) -> Result<EventStream, ClientError> {
         use eventsource_stream::Eventsource;
+        let (resp, url) = self
+            .open_stream("/v1/events", None::<&()>, |req| {
+                let req = req.header(reqwest::header::ACCEPT, "text/event-stream");
+                match last_event_id {
+                    Some(id) => req.header("Last-Event-ID", id),
+                    None => req,
+                }
+            })
+            .await?;
+        let items = idle_bounded(resp.bytes_stream(), EVENTS_IDLE).eventsource();
+        Ok(EventStream {
+            items: Box::pin(items),
+            url,
+        })
+    }
+
+    /// `GET /v1/export` (user secret or hub token): every message on the broker, one JSON
+    /// line ([`ExportedMessage`]) at a time, as the broker streams them.
+    pub async fn export(&self, q: &ExportQuery) -> Result<ExportStream, ClientError> {
+        use futures_util::StreamExt;
+        let (resp, url) = self.open_stream("/v1/export", Some(q), |req| req).await?;
+        let chunks = resp.bytes_stream().map(|r| r.map(|b| b.to_vec()));
+        Ok(ExportStream {
+            bytes: Box::pin(idle_bounded(chunks, EXPORT_IDLE)),
+            buf: Vec::new(),
+            url,
+        })
+    }
+
+    /// Opens a GET whose answer streams, failing over between the URLs like any read: the
+    /// response (status 2xx) and the URL that gave it. Only the wait for the status line is
+    /// bounded by the request timeout; the body has no overall timeout.
+    async fn open_stream<Q: Serialize>(
+        &self,
+        path: &str,
+        query: Option<&Q>,
+        prepare: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<(reqwest::Response, String), ClientError> {
         self.tls_ready()?;
         let n = self.bases.len();
         let start = self.first.load(Ordering::Relaxed) % n;
@@ -736,17 +774,17 @@ impl BrokerClient {
         for i in 0..n {
             let idx = (start + i) % n;
             let base = self.bases[idx].as_str();
-            // No whole-request bound: the answer streams for as long as the broker runs.
-            let mut req = self
-                .http
-                .get(format!("{base}/v1/events"))
-                .timeout(Duration::from_secs(366 * 86_400))
-                .header(reqwest::header::ACCEPT, "text/event-stream");
+            // No whole-request bound: the answer streams for as long as it takes.
+            let mut req = prepare(
+                self.http
+                    .get(format!("{base}{path}"))
+                    .timeout(Duration::from_secs(366 * 86_400)),
+            );
             if let Some(a) = &self.auth {
                 req = req.bearer_auth(a);
             }
-            if let Some(id) = last_event_id {
-                req = req.header("Last-Event-ID", id);
+            if let Some(q) = query {
+                req = req.query(q);
             }
             let resp = match tokio::time::timeout(self.request_timeout, req.send()).await {
                 Ok(Ok(r)) => r,
@@ -775,13 +813,54 @@ impl BrokerClient {
                 return Err(e);
             }
             self.first.store(idx, Ordering::Relaxed);
-            let items = idle_bounded(resp.bytes_stream(), EVENTS_IDLE).eventsource();
-            return Ok(EventStream {
-                items: Box::pin(items),
-                url: base.to_string(),
-            });
+            return Ok((resp, base.to_string()));
         }
         Err(self.no_answer(refused, unreachable))
+    }
+}
+
+/// How long an export's answer may stay silent before it is taken for dead.
+pub const EXPORT_IDLE: Duration = Duration::from_secs(60);
+
+/// An open `GET /v1/export` ([`BrokerClient::export`]).
+pub struct ExportStream {
+    bytes: std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Vec<u8>, String>> + Send>>,
+    buf: Vec<u8>,
+    url: String,
+}
+
+impl ExportStream {
+    /// The next line (one [`ExportedMessage`] as JSON, without its newline); `None` at the
+    /// end. A stream that breaks, or ends in the middle of a line, is an error: the export is
+    /// incomplete.
+    pub async fn next_line(&mut self) -> Option<Result<String, ClientError>> {
+        use futures_util::StreamExt;
+        loop {
+            if let Some(n) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=n).take(n).collect();
+                return Some(String::from_utf8(line).map_err(|e| ClientError::Protocol {
+                    url: self.url.clone(),
+                    detail: format!("an export line is not UTF-8: {e}"),
+                }));
+            }
+            match self.bytes.next().await {
+                Some(Ok(chunk)) => self.buf.extend_from_slice(&chunk),
+                Some(Err(e)) => {
+                    return Some(Err(ClientError::Unreachable {
+                        url: self.url.clone(),
+                        reason: format!("the export broke off: {e}"),
+                    }));
+                }
+                None if self.buf.is_empty() => return None,
+                None => {
+                    self.buf.clear();
+                    return Some(Err(ClientError::Protocol {
+                        url: self.url.clone(),
+                        detail: "the export ended in the middle of a line".into(),
+                    }));
+                }
+            }
+        }
     }
 }
 

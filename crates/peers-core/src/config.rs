@@ -42,6 +42,10 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// How long undelivered mail is kept before it expires.
     pub message_ttl_secs: u64,
+    /// How long delivered mail is kept (`PEERS_RETAIN_DAYS`; default 90): counted from when
+    /// it was sent, once every copy is delivered or expired; the sweep then prunes it. `0`
+    /// keeps it forever.
+    pub retain_days: u64,
     /// How long a claim's lease holds before unacked mail returns to the queue.
     pub lease_ms: u64,
     /// A peer on another machine counts as alive this long after its last heartbeat.
@@ -97,6 +101,7 @@ struct FileConfig {
     host: Option<String>,
     max_message_bytes: Option<usize>,
     message_ttl_secs: Option<u64>,
+    retain_days: Option<u64>,
     lease_ms: Option<u64>,
     remote_alive_secs: Option<u64>,
     sweep_ms: Option<u64>,
@@ -285,6 +290,7 @@ impl Config {
                 file.message_ttl_secs,
                 7 * 24 * 3600,
             )?,
+            retain_days: num("PEERS_RETAIN_DAYS", file.retain_days, 90)?,
             lease_ms: num("PEERS_LEASE_MS", file.lease_ms, 30_000)?,
             remote_alive_secs: num("PEERS_REMOTE_ALIVE_SECS", file.remote_alive_secs, 75)?,
             sweep_ms: num("PEERS_SWEEP_MS", file.sweep_ms, 2_000)?,
@@ -614,6 +620,18 @@ mod tests {
         let c = load(&[("PEERS_CONFIG", cfg)]).unwrap();
         assert_eq!(c.broker_urls(), ["http://127.0.0.1:8101"]);
         assert!(!c.is_remote());
+    }
+
+    #[test]
+    fn retain_days_defaults_to_90_then_file_then_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg_path = dir.path().join("config.toml");
+        let cfg = cfg_path.to_str().unwrap();
+        assert_eq!(load(&[("PEERS_CONFIG", cfg)]).unwrap().retain_days, 90);
+        std::fs::write(&cfg_path, "retain_days = 0\n").unwrap();
+        assert_eq!(load(&[("PEERS_CONFIG", cfg)]).unwrap().retain_days, 0);
+        let c = load(&[("PEERS_CONFIG", cfg), ("PEERS_RETAIN_DAYS", "30")]).unwrap();
+        assert_eq!(c.retain_days, 30);
     }
 
     #[test]

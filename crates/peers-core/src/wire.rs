@@ -804,6 +804,27 @@ pub struct SearchResults {
     pub hits: Vec<SearchHit>,
 }
 
+/// Query of `GET /v1/export` (auth: user secret or hub token): every message on the broker,
+/// as JSON lines, in id order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct ExportQuery {
+    /// Only messages sent at or after this time (epoch ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_ms: Option<i64>,
+}
+
+/// One line of `GET /v1/export`: a message as `GET /v1/messages/{id}?body=true` shows it
+/// (sender, recipient or `#topic`, tags, project, `reply_to`, body, times, every reader's
+/// copy with its state), plus the root of its thread.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExportedMessage {
+    #[serde(flatten)]
+    pub message: MessageStatus,
+    /// The root of its `reply_to` chain: the oldest message of it still stored (itself when
+    /// it answers nothing).
+    pub thread_id: i64,
+}
+
 /// `POST /v1/shutdown` (auth: user secret).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ShutdownResponse {

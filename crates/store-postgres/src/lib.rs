@@ -26,6 +26,7 @@ mod handover;
 mod health;
 mod messages;
 mod peers;
+mod retention;
 mod search;
 mod tokens;
 mod topics;
@@ -38,7 +39,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use peers_core::config::DbUrl;
-use peers_core::wire::{InboxMessage, MessageStatus, Notice, SearchHit, Subscription, TopicInfo};
+use peers_core::wire::{
+    ExportedMessage, InboxMessage, MessageStatus, Notice, SearchHit, Subscription, TopicInfo,
+};
 use peers_store::{
     Ack, Acked, Claim, ClaimOutcome, Health, LogFilter, NewMessage, NewNotice, NewRegistration,
     PeerRecord, Registration, Result, SearchFilter, Sent, Store, StoreError, StoreEvent, StoreInfo,
@@ -538,6 +541,22 @@ impl Store for PgStore {
         }
         self.pool.close().await;
         self.listener.abort();
+    }
+
+    async fn prune_delivered(&self, before_ms: i64, limit: u32) -> Result<u64> {
+        in_tx!(self, |conn| retention::prune_delivered(
+            conn, before_ms, limit
+        )
+        .await?)
+    }
+
+    async fn export_page(
+        &self,
+        after_id: i64,
+        since_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<ExportedMessage>> {
+        self.read(retention::export_page(&self.pool, after_id, since_ms, limit).await)
     }
 
     async fn preload_delivered(&self, peer_ids: &[String], n: u64) -> Result<()> {

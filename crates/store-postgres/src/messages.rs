@@ -35,7 +35,7 @@ struct InboxRow {
 
 /// A message as its sender sees it, before its readers are added.
 #[derive(Debug, Clone, sqlx::FromRow)]
-struct MessageRow {
+pub(crate) struct MessageRow {
     id: i64,
     from_peer: Option<String>,
     from_kind: String,
@@ -82,6 +82,7 @@ macro_rules! message_columns {
          m.tags, m.project"
     };
 }
+pub(crate) use message_columns;
 
 /// Copies a claim may lease: queued, or leased with the lease lapsed (`$2`: now).
 macro_rules! claimable {
@@ -212,7 +213,7 @@ impl MessageRow {
 }
 
 /// Sender-side statuses of `rows`, in their order, each with every reader's copy.
-async fn with_readers(
+pub(crate) async fn with_readers(
     pool: &PgPool,
     rows: Vec<MessageRow>,
     with_body: bool,

@@ -64,19 +64,7 @@ pub(crate) async fn search(pool: &PgPool, f: SearchFilter) -> Result<Vec<SearchH
     .fetch_all(pool)
     .await?;
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-    let roots: HashMap<i64, i64> = sqlx::query_as::<_, (i64, i64)>(
-        "WITH RECURSIVE up(hit, id, reply_to) AS ( \
-           SELECT id, id, reply_to FROM messages WHERE id = ANY($1) \
-           UNION ALL \
-           SELECT up.hit, p.id, p.reply_to FROM messages p JOIN up ON p.id = up.reply_to) \
-         SELECT hit, id FROM up WHERE reply_to IS NULL \
-           OR NOT EXISTS (SELECT 1 FROM messages x WHERE x.id = up.reply_to)",
-    )
-    .bind(&ids)
-    .fetch_all(pool)
-    .await?
-    .into_iter()
-    .collect();
+    let roots = thread_roots(pool, &ids).await?;
     Ok(rows
         .into_iter()
         .map(|r| SearchHit {
@@ -98,4 +86,25 @@ pub(crate) async fn search(pool: &PgPool, f: SearchFilter) -> Result<Vec<SearchH
             project: r.project,
         })
         .collect())
+}
+
+/// For each of `ids`, the root of its `reply_to` chain: the oldest message of it still stored
+/// (one recursive query).
+pub(crate) async fn thread_roots(
+    pool: &PgPool,
+    ids: &[i64],
+) -> Result<HashMap<i64, i64>, sqlx::Error> {
+    Ok(sqlx::query_as::<_, (i64, i64)>(
+        "WITH RECURSIVE up(hit, id, reply_to) AS ( \
+           SELECT id, id, reply_to FROM messages WHERE id = ANY($1) \
+           UNION ALL \
+           SELECT up.hit, p.id, p.reply_to FROM messages p JOIN up ON p.id = up.reply_to) \
+         SELECT hit, id FROM up WHERE reply_to IS NULL \
+           OR NOT EXISTS (SELECT 1 FROM messages x WHERE x.id = up.reply_to)",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .collect())
 }

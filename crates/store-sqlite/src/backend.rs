@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use async_trait::async_trait;
-use peers_core::wire::{InboxMessage, MessageStatus, Notice, SearchHit, Subscription, TopicInfo};
+use peers_core::wire::{
+    ExportedMessage, InboxMessage, MessageStatus, Notice, SearchHit, Subscription, TopicInfo,
+};
 use peers_store::{
     Ack, Acked, Claim, ClaimOutcome, Health, LogFilter, LogSender, NewMessage, NewNotice,
     NewRegistration, PeerRecord, Registration, Result, SearchFilter, Sent, Store, StoreError,
@@ -15,7 +17,7 @@ use peers_store::{
 use peers_store::{NewScriptToken, ScriptToken};
 use tokio::sync::broadcast;
 
-use crate::{Db, Error, handover, messages, peers, preload, search, tokens, topics};
+use crate::{Db, Error, handover, messages, peers, preload, retention, search, tokens, topics};
 
 /// The SQLite store: one database file, opened by one broker.
 pub struct SqliteStore {
@@ -325,6 +327,26 @@ impl Store for SqliteStore {
     async fn sweep_turn(&self) -> Result<bool> {
         // One broker per file: its sweep always runs.
         Ok(true)
+    }
+
+    async fn prune_delivered(&self, before_ms: i64, limit: u32) -> Result<u64> {
+        // One job of the writer per batch: sends queued meanwhile commit in the next group.
+        seam(
+            self.db
+                .write(move |c| {
+                    Box::pin(async move { retention::prune_delivered(c, before_ms, limit).await })
+                })
+                .await,
+        )
+    }
+
+    async fn export_page(
+        &self,
+        after_id: i64,
+        since_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<ExportedMessage>> {
+        seam(retention::export_page(self.db.reader(), after_id, since_ms, limit).await)
     }
 
     fn events(&self) -> Option<broadcast::Receiver<StoreEvent>> {

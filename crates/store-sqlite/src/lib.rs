@@ -25,6 +25,7 @@ mod handover;
 mod messages;
 mod peers;
 mod preload;
+mod retention;
 mod search;
 mod tokens;
 mod topics;

@@ -125,7 +125,10 @@ fn bad_query(query: &str, e: sqlx::Error) -> Error {
 }
 
 /// For each of `ids`, the root of its `reply_to` chain (one recursive query).
-async fn thread_roots(pool: &SqlitePool, ids: Vec<i64>) -> Result<HashMap<i64, i64>, Error> {
+pub(crate) async fn thread_roots(
+    pool: &SqlitePool,
+    ids: Vec<i64>,
+) -> Result<HashMap<i64, i64>, Error> {
     if ids.is_empty() {
         return Ok(HashMap::new());
     }

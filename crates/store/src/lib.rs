@@ -28,7 +28,9 @@ pub mod story;
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use peers_core::wire::{InboxMessage, MessageStatus, Notice, SearchHit, Subscription, TopicInfo};
+use peers_core::wire::{
+    ExportedMessage, InboxMessage, MessageStatus, Notice, SearchHit, Subscription, TopicInfo,
+};
 use tokio::sync::broadcast;
 
 pub use error::StoreError;
@@ -204,6 +206,27 @@ pub trait Store: Send + Sync + 'static {
     /// always; brokers sharing a database take turns (one at a time holds the turn until it
     /// stops).
     async fn sweep_turn(&self) -> Result<bool>;
+
+    // ---- retention and export ------------------------------------------------------------
+
+    /// Deletes up to `limit` messages sent before `before_ms` whose every copy is final —
+    /// delivered or expired (a message without copies, e.g. a post nobody was subscribed to,
+    /// counts too) — oldest first, with everything that refers to them (copies, tags, the
+    /// search index), in one transaction. Returns how many; fewer than `limit` means nothing
+    /// older is left to prune. Mail still waiting for a reader (a handover for the next
+    /// session included) is never pruned: it keeps its TTL. Replies to a pruned message keep
+    /// their `reply_to`; their thread starts at the oldest message still stored.
+    async fn prune_delivered(&self, before_ms: i64, limit: u32) -> Result<u64>;
+
+    /// Up to `limit` messages with an id above `after_id`, sent at or after `since_ms`, in id
+    /// order, each with its body, every reader's copy and its thread's root: one page of
+    /// `GET /v1/export`.
+    async fn export_page(
+        &self,
+        after_id: i64,
+        since_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<ExportedMessage>>;
 
     // ---- several brokers -----------------------------------------------------------------
 

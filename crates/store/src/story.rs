@@ -18,8 +18,8 @@ use peers_core::wire::{MessageState, RegisterRequest, SenderKind};
 
 use crate::{
     Ack, Claim, ClaimOutcome, LogFilter, LogSender, LoopBudget, NewMessage, NewNotice,
-    NewRegistration, PeerRecord, Reader, Registration, Sender, Store, Subscribe, Sweep,
-    TopicPostsFilter,
+    NewRegistration, PeerRecord, Reader, Registration, SearchFilter, Sender, Store, Subscribe,
+    Sweep, TopicPostsFilter,
 };
 
 /// The story's "now": every time in it is `T0` plus a few milliseconds.
@@ -77,6 +77,8 @@ macro_rules! story_chapters {
             log_filters_by_topic_and_by_reader,
             a_reregistration_takes_its_waiting_copies_only,
             the_sweep_requeues_and_expires_each_copy_on_its_own,
+            retention_prunes_old_delivered_mail_and_keeps_the_rest,
+            export_pages_every_message_in_id_order,
         ];
     };
 }
@@ -2078,4 +2080,258 @@ pub async fn the_sweep_requeues_and_expires_each_copy_on_its_own(s: &Arc<dyn Sto
     assert_eq!(st.delivered_of(), (1, 3));
     assert!(waiting_bodies(s, &b).await.is_empty());
     assert_eq!(s.count_pending().await.unwrap(), 0);
+}
+
+// ---- retention and export ------------------------------------------------------------------
+
+/// Claims and acks everything waiting for `p` at `now`.
+async fn deliver_all(s: &Arc<dyn Store>, p: &PeerRecord, lease: &str, now: i64) {
+    claim(s, claim_of(p, lease, 1000, now)).await;
+    ack(s, p, lease, None, now).await;
+}
+
+/// A message from `from` to `to` answering `reply_to`.
+fn reply(
+    from: &PeerRecord,
+    to: &PeerRecord,
+    body: &str,
+    reply_to: i64,
+    sent_ms: i64,
+) -> NewMessage {
+    NewMessage {
+        reply_to: Some(reply_to),
+        ..from_peer(from, to, body, sent_ms)
+    }
+}
+
+/// Ids of the messages a human's search for `query` finds.
+async fn found(s: &Arc<dyn Store>, query: &str) -> BTreeSet<i64> {
+    s.search(SearchFilter {
+        query: query.into(),
+        limit: 100,
+        ..SearchFilter::default()
+    })
+    .await
+    .expect("search")
+    .into_iter()
+    .map(|h| h.message_id)
+    .collect()
+}
+
+/// Retention: mail sent before the cut whose every copy is delivered or expired goes, with
+/// its copies, tags and search entries, `limit` messages per call, oldest first; delivered
+/// mail sent after the cut stays; old mail a reader still waits for (a direct message, one
+/// reader's copy of a post, a handover for the next session) stays until its TTL; a thread
+/// whose older half went still reads, from the oldest message left.
+pub async fn retention_prunes_old_delivered_mail_and_keeps_the_rest(s: &Arc<dyn Store>) {
+    let a = register(s, 10, "/x/api").await;
+    let b = register(s, 11, "/x/web").await;
+    let c = register(s, 12, "/x/ops").await;
+    let cut = T0 + 10_000;
+    // An old thread, delivered both ways, then answered after the cut.
+    let mut root = from_peer(&a, &b, "zebra root", T0);
+    root.tags = vec!["deploy".into()];
+    let root_id = send(s, root).await;
+    deliver_all(s, &b, "B1", T0 + 1).await;
+    let first_id = send(s, reply(&b, &a, "zebra first reply", root_id, T0 + 2)).await;
+    deliver_all(s, &a, "A1", T0 + 3).await;
+    // Seven more old delivered messages, for the batches.
+    let mut filler = Vec::new();
+    for i in 0..7 {
+        filler.push(send(s, from_human(&b, &format!("old filler {i}"), T0 + 10 + i)).await);
+    }
+    deliver_all(s, &b, "B2", T0 + 20).await;
+    // An old post both readers of which let expire: final, so it goes too.
+    let mut lapsed = post(
+        &a,
+        "ops",
+        &[(&b, false), (&c, false)],
+        "zebra lapsed",
+        T0 + 30,
+    );
+    lapsed.expires_ms = T0 + 40;
+    let lapsed_id = send(s, lapsed).await;
+    sweep(s, &[], T0 + 50, 60_000).await;
+    // Old mail still waiting: for c directly, c's copy of a post b has read, a handover.
+    let waiting_id = send(s, from_peer(&a, &c, "zebra waiting", T0 + 60)).await;
+    let half_id = send(
+        s,
+        post(
+            &a,
+            "ops",
+            &[(&b, false), (&c, false)],
+            "zebra half read",
+            T0 + 61,
+        ),
+    )
+    .await;
+    deliver_all(s, &b, "B3", T0 + 62).await;
+    let handover_id = send(
+        s,
+        NewMessage {
+            to_address: "api".into(),
+            channel: Some(peers_core::wire::HANDOVER_CHANNEL.into()),
+            readers: vec![Reader {
+                peer_id: String::new(),
+                address: "api".into(),
+                wake: false,
+            }],
+            ..from_peer(&a, &a, "zebra handover", T0 + 63)
+        },
+    )
+    .await;
+    // After the cut: two more replies to the thread, delivered.
+    let mut second = reply(&a, &b, "zebra second reply", first_id, cut + 1);
+    second.tags = vec!["deploy".into()];
+    let second_id = send(s, second).await;
+    deliver_all(s, &b, "B4", cut + 2).await;
+    let third_id = send(s, reply(&b, &a, "zebra third reply", second_id, cut + 3)).await;
+    deliver_all(s, &a, "A2", cut + 4).await;
+
+    let before = found(s, "zebra").await;
+    assert!(before.contains(&root_id) && before.contains(&lapsed_id));
+    // Ten old final messages: the root, its first reply, seven fillers, the lapsed post.
+    let mut batches = Vec::new();
+    loop {
+        let n = s.prune_delivered(cut, 4).await.expect("prune");
+        batches.push(n);
+        if n < 4 {
+            break;
+        }
+    }
+    assert_eq!(
+        batches,
+        [4, 4, 2],
+        "at most `limit` per call, until none is left"
+    );
+    assert_eq!(
+        s.prune_delivered(cut, 4).await.unwrap(),
+        0,
+        "nothing more to prune"
+    );
+
+    for id in [root_id, first_id, lapsed_id].iter().chain(&filler) {
+        assert!(
+            !s.message_exists(*id).await.unwrap(),
+            "old delivered or expired message {id} was pruned"
+        );
+        assert!(s.status(*id, true).await.unwrap().is_none());
+    }
+    for id in [waiting_id, half_id, handover_id, second_id, third_id] {
+        assert!(
+            s.message_exists(id).await.unwrap(),
+            "message {id} is waiting for a reader or young: kept"
+        );
+    }
+    assert_eq!(
+        reader_states(s, half_id).await,
+        [
+            (b.id.clone(), MessageState::Delivered),
+            (c.id.clone(), MessageState::Queued)
+        ],
+        "the half-read post keeps both copies"
+    );
+    assert_eq!(
+        waiting_bodies(s, &c).await,
+        ["zebra waiting", "zebra half read"],
+        "c's waiting mail is untouched"
+    );
+
+    let thread: Vec<i64> = s
+        .thread(third_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(m, _)| m.message_id)
+        .collect();
+    assert_eq!(
+        thread,
+        [second_id, third_id],
+        "the thread reads from its oldest message left"
+    );
+    let (kept, _) = s.status(second_id, true).await.unwrap().unwrap();
+    assert_eq!(
+        kept.reply_to,
+        Some(first_id),
+        "a reply keeps what it answered"
+    );
+    assert_eq!(kept.body.as_deref(), Some("zebra second reply"));
+
+    assert_eq!(
+        found(s, "zebra").await,
+        BTreeSet::from([waiting_id, half_id, handover_id, second_id, third_id]),
+        "search no longer finds pruned mail"
+    );
+    let tagged: Vec<i64> = s
+        .log(LogFilter {
+            tag: Some("deploy".into()),
+            limit: 100,
+            ..LogFilter::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.message_id)
+        .collect();
+    assert_eq!(tagged, [second_id], "the pruned root's tag went with it");
+    let delivered: Vec<i64> = s
+        .delivered_to(std::slice::from_ref(&b.id), 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.message_id)
+        .collect();
+    assert_eq!(delivered, [second_id, half_id]);
+}
+
+/// The export: every message in id order, page by page (`after_id`, `limit`), from
+/// `since_ms`, each with its body, tags, project, every reader's state and its thread's root.
+pub async fn export_pages_every_message_in_id_order(s: &Arc<dyn Store>) {
+    let a = register(s, 10, "/x/api").await;
+    let b = register(s, 11, "/x/web").await;
+    let mut q = from_peer(&a, &b, "question", T0);
+    q.tags = vec!["deploy".into(), "db".into()];
+    q.project = Some("api".into());
+    let q_id = send(s, q).await;
+    deliver_all(s, &b, "B1", T0 + 1).await;
+    let answer_id = send(s, reply(&b, &a, "answer", q_id, T0 + 2)).await;
+    let more_id = send(s, reply(&a, &b, "more", answer_id, T0 + 3)).await;
+    let post_id = send(s, post(&a, "ops", &[(&b, true)], "to all of ops", T0 + 4)).await;
+
+    let page = s.export_page(0, 0, 2).await.unwrap();
+    let ids: Vec<i64> = page.iter().map(|m| m.message.message_id).collect();
+    assert_eq!(ids, [q_id, answer_id], "the first page, in id order");
+    let first = &page[0];
+    assert_eq!(first.thread_id, q_id);
+    assert_eq!(first.message.body.as_deref(), Some("question"));
+    assert_eq!(first.message.tags, ["deploy", "db"]);
+    assert_eq!(first.message.project.as_deref(), Some("api"));
+    assert_eq!(first.message.from, a.address());
+    assert_eq!(
+        first
+            .message
+            .readers
+            .iter()
+            .map(|r| (r.to.clone(), r.status))
+            .collect::<Vec<_>>(),
+        [(b.address(), MessageState::Delivered)]
+    );
+    assert_eq!(page[1].message.reply_to, Some(q_id));
+    let rest = s.export_page(answer_id, 0, 2).await.unwrap();
+    let ids: Vec<(i64, i64)> = rest
+        .iter()
+        .map(|m| (m.message.message_id, m.thread_id))
+        .collect();
+    assert_eq!(ids, [(more_id, q_id), (post_id, post_id)], "the next page");
+    assert_eq!(rest[1].message.channel.as_deref(), Some("#ops"));
+    assert_eq!(rest[1].message.readers[0].status, MessageState::Queued);
+    assert!(s.export_page(post_id, 0, 2).await.unwrap().is_empty());
+    let since: Vec<i64> = s
+        .export_page(0, T0 + 3, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.message.message_id)
+        .collect();
+    assert_eq!(since, [more_id, post_id], "only what was sent since");
 }

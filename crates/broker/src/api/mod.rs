@@ -1,6 +1,6 @@
 //! The HTTP API under `/v1`: [`router`] maps each call to its handler, one module per
 //! resource (`peers`, `messages`, `inbox`, `search`, `handovers`, `topics`, `tokens`,
-//! `notices`, `events`, `dashboard`, `admin`); `guards` are the layers every
+//! `notices`, `events`, `export`, `dashboard`, `admin`); `guards` are the layers every
 //! request passes first, `extract` the extractors that answer bad input with the API's JSON
 //! error. Each handler reads like the call it serves; `docs/PROTOCOL.md` has an example of
 //! each.
@@ -8,6 +8,7 @@
 mod admin;
 mod dashboard;
 mod events;
+mod export;
 mod extract;
 mod guards;
 mod handovers;
@@ -51,6 +52,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/inbox/wait", get(inbox::wait))
         .route("/v1/handovers", post(handovers::leave))
         .route("/v1/search", get(search::search))
+        .route("/v1/export", get(export::export))
         .route("/v1/topics", get(topics::list))
         .route("/v1/topics/subscribe", post(topics::subscribe))
         .route("/v1/topics/unsubscribe", post(topics::unsubscribe))
