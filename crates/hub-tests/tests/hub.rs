@@ -17,7 +17,7 @@ use peers_core::client::Timeouts;
 use peers_core::wire::*;
 use peers_core::{BrokerClient, ClientError};
 use peers_testkit::netns::{HUB_ADDR, Net, Ns};
-use peers_testkit::requests::{ack_req, claim_req, send_req};
+use peers_testkit::requests::{LoginLink, ack_req, claim_req, send_req};
 use peers_testkit::standin::{self, McpSession, message_id, text};
 use peers_testkit::{ChildGuard, TestEnv, bin, eventually, peer};
 use serde_json::json;
@@ -460,15 +460,12 @@ async fn use_link(ns: &Ns, link: String) -> (u16, String, Option<(u16, u16)>) {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
-        let (base, code) = link.split_once("/login#code=").expect("a login link");
+        let link = LoginLink::parse(&link);
+        let base = link.base.clone();
         let page = http.get(format!("{base}/login")).send().await.unwrap();
         assert_eq!(page.status(), 200, "the login page");
-        let r = http
-            .post(format!("{base}/v1/dashboard/login"))
-            .json(&json!({ "code": code }))
-            .send()
-            .await
-            .unwrap();
+        let (url, body) = link.login_call();
+        let r = http.post(url).json(&body).send().await.unwrap();
         let status = r.status().as_u16();
         let cookie = r
             .headers()
