@@ -3,7 +3,9 @@
 //! `peers-broker` on loopback with sessions registered through its API, a stand-in session
 //! running the real `peers-mcp`, and the real `peers-deliver` hook.
 //!
-//! Without Chromium or its driver each test says `SKIPPED` and passes.
+//! Without Chromium or its driver the browser tests say `SKIPPED` and pass (the notices test
+//! still checks the event stream); the HTTP-only ones (the event stream, the dashboard turned
+//! off, the session cookie with and without TLS) need no browser.
 //! `PEERS_UPDATE_SCREENSHOT=1` writes the dashboard's screenshot to `docs/dashboard.png`.
 
 use std::io::Write;
