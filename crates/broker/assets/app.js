@@ -1,5 +1,5 @@
-// The dashboard: peers, a live feed over /v1/events, a message view, topics, notices and a
-// composer. Everything from mail is put in the page as text (textContent), never as HTML.
+// The dashboard: peers, a live feed over /v1/events, a message view, topics, notices, search
+// and a composer. Everything from mail is put in the page as text (textContent), never as HTML.
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
@@ -192,6 +192,53 @@
     for (const n of list.notices) ul.append(noticeItem(n));
     if (!list.notices.length) ul.append(el("li", "no notices", "muted"));
   }
+
+  // ---- search ----
+  // A snippet marks each matched term between `**`: the parts go in as text, the marked ones
+  // in <mark>, so a body's markup stays text.
+  function snippet(s) {
+    const span = el("span", null, "snippet");
+    (s || "").split("**").forEach((part, i) => {
+      if (part) span.append(i % 2 ? el("mark", part) : document.createTextNode(part));
+    });
+    return span;
+  }
+  function hitItem(h) {
+    const li = el("li");
+    li.dataset.id = h.message_id;
+    li.append(
+      el("span", "#" + h.message_id + " ", "muted"),
+      el("b", h.from),
+      el("span", " → "),
+      el("b", h.to),
+      el("span", " " + when(h.sent_at_ms), "muted"),
+      el("br"),
+      snippet(h.snippet),
+    );
+    li.addEventListener("click", () => openMessage(h.message_id));
+    return li;
+  }
+  $("search").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const status = $("search-status");
+    const hits = $("search-hits");
+    const params = new URLSearchParams({ q: $("search-q").value, limit: "50" });
+    const from = $("search-from").value.trim();
+    const topic = $("search-topic").value.trim();
+    if (from) params.set("from", from);
+    if (topic) params.set("topic", topic);
+    status.className = "hint";
+    status.textContent = "searching…";
+    try {
+      const r = await api("/v1/search?" + params);
+      hits.replaceChildren(...r.hits.map(hitItem));
+      status.textContent = r.hits.length ? r.hits.length + " found, best first" : "nothing found";
+    } catch (e) {
+      hits.replaceChildren();
+      status.textContent = e.message;
+      status.className = "error";
+    }
+  });
 
   // ---- composer ----
   $("compose").addEventListener("submit", async (ev) => {

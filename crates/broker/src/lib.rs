@@ -271,6 +271,7 @@ pub async fn run(config: Config) -> Result<Started, BrokerError> {
     });
 
     tokio::spawn(sweep::run(state.clone()));
+    tokio::spawn(api::watch_storage(state.clone()));
     if let Some(events) = state.store.events() {
         tokio::spawn(apply_events(state.clone(), events));
     }

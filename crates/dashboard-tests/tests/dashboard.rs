@@ -3,7 +3,9 @@
 //! `peers-broker` on loopback with sessions registered through its API, a stand-in session
 //! running the real `peers-mcp`, and the real `peers-deliver` hook.
 //!
-//! Without Chromium or its driver each test says `SKIPPED` and passes.
+//! Without Chromium or its driver the browser tests say `SKIPPED` and pass (the notices test
+//! still checks the event stream); the HTTP-only ones (the event stream, the dashboard turned
+//! off, the session cookie with and without TLS) need no browser.
 //! `PEERS_UPDATE_SCREENSHOT=1` writes the dashboard's screenshot to `docs/dashboard.png`.
 
 use std::io::Write;
@@ -12,9 +14,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use peers_core::wire::SendRequest;
+use peers_core::wire::{ClaimRequest, SendRequest};
 use peers_testkit::peer::{Peer, deliver_all};
-use peers_testkit::requests::send_req;
+use peers_testkit::requests::{LoginLink, ack_req, send_req};
 use peers_testkit::standin::{self, McpSession};
 use peers_testkit::{BrokerProcess, ChildGuard, TestEnv, bin, free_port};
 use serde_json::{Value, json};
@@ -142,14 +144,21 @@ impl Browser {
         }
     }
 
+    /// Clicks the first element `css` names; again if the page replaced it between finding
+    /// and clicking (the feed redraws its items as deliveries come in).
     async fn click(&self, css: &str) {
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("{css}: {e}"))
-            .click()
-            .await
-            .unwrap();
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let clicked = match self.client.find(Locator::Css(css)).await {
+                Ok(e) => e.click().await,
+                Err(e) => Err(e),
+            };
+            match clicked {
+                Ok(()) => return,
+                Err(e) if Instant::now() >= deadline => panic!("click {css}: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
     }
 
     async fn type_into(&self, css: &str, text: &str) {
@@ -234,15 +243,22 @@ fn docs_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs")
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn live_feed_message_view_and_composer() {
+/// A broker, the peers `api` and `web` registered on it, and a browser (`None` without
+/// Chromium, after saying SKIPPED).
+async fn two_peers_and_a_browser() -> Option<(TestEnv, BrokerProcess, Browser, Peer, Peer)> {
     let env = TestEnv::new();
-    let _broker = BrokerProcess::start(&env).await;
-    let Some(b) = Browser::start().await else {
-        return;
-    };
+    let broker = BrokerProcess::start(&env).await;
+    let b = Browser::start().await?;
     let api = Peer::register(&env, project(&env, "api").display()).await;
     let web = Peer::register(&env, project(&env, "web").display()).await;
+    Some((env, broker, b, api, web))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn live_feed_message_view_and_composer() {
+    let Some((env, _broker, b, api, web)) = two_peers_and_a_browser().await else {
+        return;
+    };
     log_in(&b, &env).await;
     b.wait_text("#peers", &["api@box", "web@box", "live"], PATIENCE)
         .await;
@@ -342,6 +358,96 @@ async fn live_feed_message_view_and_composer() {
         printed.contains("from the dashboard, by hand") && printed.contains("you@"),
         "the hook printed {printed}"
     );
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn search_shows_hits_as_text_filters_them_and_opens_one() {
+    let Some((env, _broker, b, api, web)) = two_peers_and_a_browser().await else {
+        return;
+    };
+    let evil = "<img src=x onerror=\"window.__xss = 3\"> the zebracorn deploy";
+    let private = api.client.send(&send_req("web", evil)).await.unwrap();
+    let posted = web
+        .client
+        .send(&send_req("#deploys", "zebracorn shipped to staging"))
+        .await
+        .unwrap();
+    api.client
+        .send(&send_req("web", "nothing to find here"))
+        .await
+        .unwrap();
+    log_in(&b, &env).await;
+
+    // A word finds both, with the matched term marked and the body's markup left as text.
+    b.type_into("#search-q", "zebracorn").await;
+    b.click("#search-go").await;
+    let hit = format!("#search-hits li[data-id='{}']", private.message_id);
+    let shown = b
+        .wait_text(&hit, &["api@box", "web@box", "zebracorn"], PATIENCE)
+        .await;
+    assert!(shown.contains("<img src=x onerror="), "{shown}");
+    b.wait_text("#search-status", &["2 found"], PATIENCE).await;
+    assert_eq!(
+        b.js("return document.querySelectorAll('#search-hits img, #search-hits script').length")
+            .await,
+        0
+    );
+    assert_eq!(
+        b.text(&format!("{hit} mark")).await,
+        "zebracorn",
+        "the matched term is marked"
+    );
+    assert_eq!(b.js("return typeof window.__xss").await, "undefined");
+
+    // A click opens the message view.
+    b.click(&hit).await;
+    let body = b.wait_text("#message-body", &["zebracorn"], PATIENCE).await;
+    assert_eq!(body, evil);
+    assert_eq!(b.js("return typeof window.__xss").await, "undefined");
+
+    // Filters: by topic, and by sender.
+    b.type_into("#search-topic", "#deploys").await;
+    b.click("#search-go").await;
+    b.wait_text("#search-status", &["1 found"], PATIENCE).await;
+    let only = b.text("#search-hits").await;
+    assert!(
+        only.contains(&format!("#{} ", posted.message_id)) && !only.contains("<img"),
+        "{only}"
+    );
+    b.type_into("#search-topic", "").await;
+    b.type_into("#search-from", "api").await;
+    b.click("#search-go").await;
+    // (The topic search also found one: wait for this search's hit, not for "1 found".)
+    let only = b
+        .wait_text(
+            "#search-hits",
+            &[&format!("#{} ", private.message_id)],
+            PATIENCE,
+        )
+        .await;
+    assert!(
+        !only.contains(&format!("#{} ", posted.message_id)),
+        "{only}"
+    );
+    assert!(b.text("#search-status").await.contains("1 found"));
+
+    // A query FTS5 cannot read: the broker's own explanation, and no stale hits.
+    b.type_into("#search-from", "").await;
+    b.type_into("#search-q", "\"zebracorn").await;
+    b.click("#search-go").await;
+    b.wait_text(
+        "#search-status",
+        &["not a valid query", "quoted phrases"],
+        PATIENCE,
+    )
+    .await;
+    assert_eq!(
+        b.js("return document.getElementById('search-status').className")
+            .await,
+        "error"
+    );
+    assert_eq!(b.text("#search-hits").await, "");
     b.close().await;
 }
 
@@ -511,6 +617,146 @@ async fn another_origin_can_neither_read_nor_change_anything() {
     b.close().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_dashboard_off_its_pages_and_logins_are_404_and_the_api_works() {
+    // Off in config.toml, and off by PEERS_DASHBOARD=0.
+    let in_file = TestEnv::new();
+    std::fs::write(&in_file.config_file, "dashboard = false\n").unwrap();
+    let mut by_env = TestEnv::new();
+    by_env.set("PEERS_DASHBOARD", "0");
+    for env in [in_file, by_env] {
+        let _broker = BrokerProcess::start(&env).await;
+        let secret = env.secret().unwrap();
+        let url = env.url();
+        let web = Peer::register(&env, project(&env, "web").display()).await;
+        for path in [
+            "/",
+            "/login",
+            "/assets/app.js",
+            "/assets/style.css",
+            "/v1/dashboard/session",
+        ] {
+            let r = http().get(format!("{url}{path}")).send().await.unwrap();
+            assert_eq!(r.status(), 404, "GET {path}");
+        }
+        for (path, body) in [
+            ("/v1/dashboard/code", json!({})),
+            ("/v1/dashboard/login", json!({"code": "0123456789abcdef"})),
+            ("/v1/dashboard/logout-all", json!({})),
+        ] {
+            let r = http()
+                .post(format!("{url}{path}"))
+                .bearer_auth(&secret)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 404, "POST {path}");
+            let e: Value = r.json().await.unwrap();
+            assert!(
+                e["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("dashboard = false"),
+                "{e}"
+            );
+        }
+        // `peers dashboard` says why it has no link.
+        let mut cmd = Command::new(bin("peers"));
+        env.apply(&mut cmd)
+            .args(["dashboard", "--no-open"])
+            .stdin(Stdio::null());
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success());
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains("dashboard = false"), "{said}");
+
+        // The API is all there.
+        let sent = env
+            .user_client()
+            .send(&send_req("web", "still here"))
+            .await
+            .unwrap();
+        assert_eq!(deliver_all(&web.client, "Stop").await, 1);
+        let log = http()
+            .get(format!("{url}/v1/messages/{}", sent.message_id))
+            .bearer_auth(&secret)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(log.status(), 200);
+        let events = Stream::open(&env, &secret, None).await;
+        assert_eq!(events.status(), 200);
+    }
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost: (cert.pem, key.pem).
+fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+        .expect("generate a certificate");
+    let (cert, key) = (dir.join("broker.pem"), dir.join("broker.key"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    (cert, key)
+}
+
+/// Exchanges the code of a `peers dashboard` link the way the login page does; returns the
+/// `Set-Cookie` header of the answer.
+async fn session_cookie(http: &reqwest::Client, link: &str) -> String {
+    let (url, body) = LoginLink::parse(link).login_call();
+    let r = http.post(url).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{link}");
+    r.headers()["set-cookie"].to_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_session_cookie_is_secure_under_tls_and_only_there() {
+    // Plain HTTP on loopback: a browser would drop a `Secure` cookie, so it has none.
+    let env = TestEnv::new();
+    let _broker = BrokerProcess::start(&env).await;
+    let cookie = session_cookie(&http(), &login_url(&env)).await;
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("Secure"), "{cookie}");
+
+    // The same broker serving HTTPS: `Secure`.
+    let mut env = TestEnv::new();
+    let (cert, key) = self_signed(env.dir.path());
+    let https = format!("https://127.0.0.1:{}", env.port);
+    env.set("PEERS_TLS_CERT", cert.display().to_string())
+        .set("PEERS_TLS_KEY", key.display().to_string())
+        .set("PEERS_BROKER_URL", https.clone())
+        .set("PEERS_TLS_CA", cert.display().to_string());
+    let mut cmd = Command::new(bin("peers-broker"));
+    env.apply(&mut cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    let _broker = ChildGuard::new(cmd.spawn().unwrap());
+    let pem = std::fs::read(&cert).unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tls = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while tls.get(format!("{https}/v1/health")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "no HTTPS health");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let link = login_url(&env);
+    assert!(link.starts_with(&format!("{https}/login#code=")), "{link}");
+    let cookie = session_cookie(&tls, &link).await;
+    assert!(
+        cookie.contains("; Secure")
+            && cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+}
+
 /// An open `GET /v1/events` stream, read event by event.
 struct Stream {
     response: reqwest::Response,
@@ -564,6 +810,76 @@ impl Stream {
                 return (id, e);
             }
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_brokers_own_notices_are_pushed_on_the_stream_and_shown_live() {
+    let mut env = TestEnv::new();
+    env.set("PEERS_LOOP_BUDGET", "1");
+    let _broker = BrokerProcess::start(&env).await;
+    let secret = env.secret().unwrap();
+    let api = Peer::register(&env, project(&env, "api").display()).await;
+    let mut stream = Stream {
+        response: Stream::open(&env, &secret, None).await,
+        buffer: String::new(),
+    };
+    let b = Browser::start().await;
+    if let Some(b) = &b {
+        log_in(b, &env).await;
+        b.wait_text("#notices", &["no notices"], PATIENCE).await;
+        b.js("window.__same_page = 'yes'; return 1").await;
+    }
+
+    // The loop budget runs out: the notice the claim stored is pushed as it happens.
+    let user = env.user_client();
+    let auto = ClaimRequest {
+        automatic: true,
+        ..Default::default()
+    };
+    for text in ["one", "one too many"] {
+        user.send(&send_req("api", text)).await.unwrap();
+        if let Some(lease) = api.client.claim(&auto).await.unwrap().lease_id {
+            api.client.ack(&ack_req(lease, "Stop")).await.unwrap();
+        }
+    }
+    let (_, e) = stream.next_of("notice").await;
+    assert_eq!(
+        (e["notice"]["kind"].as_str(), e["notice"]["author"].as_str()),
+        (Some("loop_budget"), Some("broker")),
+        "{e}"
+    );
+    assert!(
+        e["notice"]["text"].as_str().unwrap().contains("api@box"),
+        "{e}"
+    );
+    if let Some(b) = &b {
+        b.wait_text(
+            "#notices",
+            &["loop_budget", "api@box used its loop budget"],
+            PATIENCE,
+        )
+        .await;
+    }
+
+    // The database file goes: the storage fault is pushed too, without reloading the page.
+    std::fs::remove_file(env.state_dir.join("peers.db")).unwrap();
+    assert!(
+        user.send(&send_req("api", "after the delete"))
+            .await
+            .is_err()
+    );
+    let (_, e) = stream.next_of("notice").await;
+    assert_eq!(e["notice"]["kind"], "storage_lost", "{e}");
+    if let Some(b) = b {
+        b.wait_text(
+            "#notices",
+            &["storage_lost", "deleted or replaced"],
+            PATIENCE,
+        )
+        .await;
+        assert_eq!(b.js("return window.__same_page").await, "yes", "no reload");
+        b.close().await;
     }
 }
 

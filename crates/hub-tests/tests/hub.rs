@@ -17,7 +17,7 @@ use peers_core::client::Timeouts;
 use peers_core::wire::*;
 use peers_core::{BrokerClient, ClientError};
 use peers_testkit::netns::{HUB_ADDR, Net, Ns};
-use peers_testkit::requests::{ack_req, claim_req, send_req};
+use peers_testkit::requests::{LoginLink, ack_req, claim_req, send_req};
 use peers_testkit::standin::{self, McpSession, message_id, text};
 use peers_testkit::{ChildGuard, TestEnv, bin, eventually, peer};
 use serde_json::json;
@@ -435,6 +435,116 @@ async fn remote_requests_without_the_right_token_are_refused() {
         "hub-tests: {} refused remote requests, nothing changed",
         refused.len()
     ));
+}
+
+/// `peers dashboard --no-open --json [more]` run by `cmd` (a machine's environment in its
+/// namespace): the login link, or the error it printed.
+fn dashboard_link(mut cmd: Command, more: &[&str]) -> Result<String, String> {
+    cmd.args(["dashboard", "--no-open", "--json"])
+        .args(more)
+        .stdin(Stdio::null());
+    let out = cmd.output().expect("run peers dashboard");
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    Ok(v["url"].as_str().expect("a url").to_string())
+}
+
+/// What a browser on `ns` gets for a login link: the login exchange the login page makes
+/// (status, error message), and with the cookie it set, the dashboard page and the peers.
+async fn use_link(ns: &Ns, link: String) -> (u16, String, Option<(u16, u16)>) {
+    ns.run(move || async move {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let link = LoginLink::parse(&link);
+        let base = link.base.clone();
+        let page = http.get(format!("{base}/login")).send().await.unwrap();
+        assert_eq!(page.status(), 200, "the login page");
+        let (url, body) = link.login_call();
+        let r = http.post(url).json(&body).send().await.unwrap();
+        let status = r.status().as_u16();
+        let cookie = r
+            .headers()
+            .get("set-cookie")
+            .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_string());
+        let body: serde_json::Value = r.json().await.unwrap();
+        let message = body["error"]["message"].as_str().unwrap_or("").to_string();
+        let with_cookie = match cookie {
+            None => None,
+            Some(cookie) => {
+                let get = |path: &str| {
+                    http.get(format!("{base}{path}"))
+                        .header("cookie", &cookie)
+                        .send()
+                };
+                let index = get("/").await.unwrap().status().as_u16();
+                let peers = get("/v1/peers").await.unwrap().status().as_u16();
+                Some((index, peers))
+            }
+        };
+        (status, message, with_cookie)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dashboard_link_for_another_machine_needs_the_hub_token() {
+    let Some(net) = net(
+        1,
+        "a_dashboard_link_for_another_machine_needs_the_hub_token",
+    ) else {
+        return;
+    };
+    // Bound to every address: the hub's own machine reaches it on loopback as well.
+    let mut hub = Hub::new(&net, &[("PEERS_BIND", "0.0.0.0")]);
+    let alpha = Machine::new(&net.clients[0], "alpha", &hub);
+    let _reaper = Reaper::new(&[&hub.env, &alpha.env]);
+    hub.start(&alpha.ns).await;
+    let on_alpha = || {
+        let mut cmd = alpha.ns.command(bin("peers"));
+        alpha.env.apply(&mut cmd);
+        cmd
+    };
+
+    // `peers dashboard --hub` on another machine, whose config has the hub token: the link
+    // logs that machine's browser in.
+    let link = dashboard_link(on_alpha(), &["--hub"]).unwrap();
+    assert!(
+        link.starts_with(&format!("{}/login#code=", hub.url)),
+        "{link}"
+    );
+    let (status, message, with_cookie) = use_link(&alpha.ns, link).await;
+    assert_eq!((status, message.as_str()), (200, ""));
+    assert_eq!(with_cookie, Some((200, 200)), "the dashboard and the API");
+
+    // A link made without --hub works only on the hub's own machine.
+    let local = dashboard_link(on_alpha(), &[]).unwrap();
+    let (status, message, with_cookie) = use_link(&alpha.ns, local).await;
+    assert_eq!(status, 403, "{message}");
+    assert!(
+        message.contains("only in a browser on the broker's machine"),
+        "{message}"
+    );
+    assert_eq!(with_cookie, None);
+
+    // Without the hub token no link for another machine is made: a wrong token is refused,
+    // and so is the hub machine's own secret (on loopback, where it is valid).
+    let mut wrong = on_alpha();
+    wrong.env("PEERS_TOKEN", "not-the-token");
+    let err = dashboard_link(wrong, &["--hub"]).unwrap_err();
+    assert!(err.contains("the hub refused the token"), "{err}");
+    let mut on_hub = hub.ns.command(bin("peers"));
+    hub.env.apply(&mut on_hub);
+    on_hub.env("PEERS_TOKEN", "").env(
+        "PEERS_BROKER_URL",
+        format!("http://127.0.0.1:{}", hub.env.port),
+    );
+    let err = dashboard_link(on_hub, &["--hub"]).unwrap_err();
+    assert!(err.contains("needs the hub token"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

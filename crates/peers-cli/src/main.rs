@@ -63,7 +63,8 @@ enum Command {
     /// Follow sends and deliveries as they happen, until Ctrl-C.
     Tail(tail::TailArgs),
     /// A live terminal view: the peers, the feed of mail and topic posts as it moves, a message
-    /// with its thread and delivery states, and a composer (`?` lists the keys).
+    /// with its thread and delivery states, a composer, and a search of the history (`/`;
+    /// `?` lists the keys).
     Tui(tui::TuiArgs),
     /// One message: who, to whom, its status, when and how it was delivered, its text, and
     /// the thread it belongs to (the messages it answers and every reply, with their states).

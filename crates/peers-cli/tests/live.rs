@@ -17,8 +17,9 @@ fn send_req(to: &str, text: &str) -> SendRequest {
     peers_testkit::requests::send_req(to, text)
 }
 
-/// `peers tui` in a 120×40 tmux pane of `env`, or `None` (with a loud SKIPPED) without tmux.
-fn start_tui(env: &TestEnv, cwd: &std::path::Path, test: &str) -> Option<Tmux> {
+/// `peers tui args…` in a 120×40 tmux pane of `env`, or `None` (with a loud SKIPPED) without
+/// tmux.
+fn start_tui(env: &TestEnv, cwd: &std::path::Path, test: &str, args: &[&str]) -> Option<Tmux> {
     if !Tmux::available() {
         eprintln!("SKIPPED {test}: tmux is not installed (apt-get install tmux)");
         return None;
@@ -31,7 +32,10 @@ fn start_tui(env: &TestEnv, cwd: &std::path::Path, test: &str) -> Option<Tmux> {
         cwd,
         &vars,
         &bin("peers"),
-        &["tui".to_string()],
+        &std::iter::once("tui")
+            .chain(args.iter().copied())
+            .map(String::from)
+            .collect::<Vec<_>>(),
         (120, 40),
     )
     .expect("start peers tui in tmux");
@@ -44,7 +48,7 @@ async fn the_tui_shows_peers_and_live_mail_sends_and_rides_out_a_broker_restart(
     let api_claude = fake_claude();
     let api = register(&env, &api_claude, &project(&env, "api")).await;
     let api_client = peer_client(&env, &api);
-    let Some(tui) = start_tui(&env, &cwd, "the_tui_shows_peers_and_live_mail") else {
+    let Some(tui) = start_tui(&env, &cwd, "the_tui_shows_peers_and_live_mail", &[]) else {
         return;
     };
 
@@ -113,6 +117,69 @@ async fn the_tui_shows_peers_and_live_mail_sends_and_rides_out_a_broker_restart(
     // q quits and gives the terminal back.
     tui.keys(&["q"]).unwrap();
     tui.wait_screen(WAIT, |s| !s.contains("after the restart"))
+        .unwrap();
+    drop((claude, api_claude));
+}
+
+#[tokio::test]
+async fn the_tui_searches_the_whole_history_and_opens_a_hit() {
+    let (env, cwd, _broker, claude, _web, _web_client) = with_web().await;
+    let api_claude = fake_claude();
+    let api = register(&env, &api_claude, &project(&env, "api")).await;
+    let api_client = peer_client(&env, &api);
+    let old = api_client
+        .send(&send_req("web", "the zebracorn migration is done"))
+        .await
+        .unwrap();
+    for n in 1..=3 {
+        api_client
+            .send(&send_req("web", &format!("filler {n}")))
+            .await
+            .unwrap();
+    }
+    // The feed loads the last two only: what `/` finds comes from the broker's search.
+    let Some(tui) = start_tui(&env, &cwd, "the_tui_searches", &["--backlog", "2"]) else {
+        return;
+    };
+    let s = tui
+        .wait_screen(WAIT, |s| s.contains("filler 3") && s.contains(" live"))
+        .unwrap();
+    assert!(!s.contains("zebracorn"), "{s}");
+
+    tui.keys(&["?"]).unwrap();
+    tui.wait_screen(WAIT, |s| s.contains("search the history"))
+        .unwrap();
+    tui.keys(&["Escape"]).unwrap();
+
+    tui.keys(&["/"]).unwrap();
+    tui.type_text("zebracorn").unwrap();
+    tui.keys(&["Enter"]).unwrap();
+    let s = tui
+        .wait_screen(WAIT, |s| s.contains("search zebracorn · 1 found"))
+        .unwrap();
+    assert!(s.contains("the zebracorn migration is done"), "{s}");
+    assert!(
+        s.contains(&format!(
+            "#{:<4} api@testhost → web@testhost",
+            old.message_id
+        )),
+        "{s}"
+    );
+
+    // Enter opens it in the message view; Esc goes back to the hits.
+    tui.keys(&["Enter"]).unwrap();
+    tui.wait_screen(WAIT, |s| {
+        s.contains(&format!("message #{}", old.message_id)) && s.contains("  the zebracorn")
+    })
+    .unwrap();
+    tui.keys(&["Escape"]).unwrap();
+    tui.wait_screen(WAIT, |s| s.contains("1 found")).unwrap();
+
+    // A query FTS5 cannot read: the broker's explanation on the status line.
+    tui.keys(&["/"]).unwrap();
+    tui.type_text("\"zebra").unwrap();
+    tui.keys(&["Enter"]).unwrap();
+    tui.wait_screen(WAIT, |s| s.contains("not a valid query"))
         .unwrap();
     drop((claude, api_claude));
 }

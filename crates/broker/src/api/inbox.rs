@@ -11,7 +11,7 @@ use super::extract::{ApiJson, ApiQuery};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::{SharedState, input};
-use peers_store::{Ack, Acked, Claim, LoopBudget};
+use peers_store::{Ack, Acked, Claim, LoopBudget, NewNotice};
 
 pub async fn claim(
     State(state): State<SharedState>,
@@ -54,6 +54,7 @@ pub async fn claim(
             window_ms / 60_000
         ),
     });
+    let notice = budget.as_ref().map(|b| b.notice.clone());
     let out = state
         .store
         .claim(Claim {
@@ -67,6 +68,14 @@ pub async fn claim(
         .await?;
     if out.budget_notice {
         tracing::warn!(peer = %me.id, name = %me.name, "loop budget exhausted");
+        // The store wrote this notice in the claim's transaction; open streams hear of it.
+        state.publish_notice(&NewNotice {
+            kind: "loop_budget".into(),
+            peer_id: Some(me.id.clone()),
+            text: notice.unwrap_or_default(),
+            author: input::BROKER_AUTHOR.into(),
+            now,
+        });
     }
     let has = !out.messages.is_empty();
     if !has {

@@ -26,6 +26,7 @@ use axum::middleware;
 use axum::routing::{get, post};
 
 pub use guards::host_allowed;
+pub use notices::watch_storage;
 
 use crate::SharedState;
 use crate::error::ApiError;

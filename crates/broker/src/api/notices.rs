@@ -1,6 +1,9 @@
 //! `/v1/notices`: what the human is told (the broker's own, then the stored ones) and the
 //! notices clients raise.
 
+use std::collections::HashSet;
+use std::time::Duration;
+
 use axum::Json;
 use axum::extract::State;
 use peers_core::now_ms;
@@ -9,13 +12,23 @@ use peers_core::wire::*;
 use super::extract::ApiJson;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::{SharedState, input};
+use crate::{AppState, SharedState, input};
 use peers_store::NewNotice;
 
 pub async fn list(State(state): State<SharedState>, caller: Caller) -> ApiResult<NoticeList> {
     caller.require_user()?;
-    // A storage fault cannot be written to the database it is about: it is shown from
-    // memory, first, for as long as it lasts.
+    let mut notices = storage_faults(&state);
+    match state.store.notices(100).await {
+        Ok(stored) => notices.extend(stored),
+        Err(_) if !notices.is_empty() => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Json(NoticeList { notices }))
+}
+
+/// The storage faults that last now. A storage fault cannot be written to the database it is
+/// about: it is shown from memory, first, for as long as it lasts.
+fn storage_faults(state: &AppState) -> Vec<Notice> {
     let health = state.store.health();
     let db = state.store.describe().location;
     let mut notices = vec![];
@@ -52,12 +65,30 @@ pub async fn list(State(state): State<SharedState>, caller: Caller) -> ApiResult
             ),
         ));
     }
-    match state.store.notices(100).await {
-        Ok(stored) => notices.extend(stored),
-        Err(_) if !notices.is_empty() => {}
-        Err(e) => return Err(e.into()),
+    notices
+}
+
+/// How often [`watch_storage`] looks at the store's health (a few atomic loads).
+const WATCH_EVERY: Duration = Duration::from_millis(250);
+
+/// Pushes each storage fault on `/v1/events` as a `notice` event once it starts (the store
+/// marks faults where it meets them, on any connection; this reads its marks). Runs for the
+/// broker's life.
+pub async fn watch_storage(state: SharedState) {
+    let mut told: HashSet<(String, i64)> = HashSet::new();
+    let mut tick = tokio::time::interval(WATCH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = storage_faults(&state);
+        // A fault that ended is forgotten: the next spell is told again.
+        told.retain(|seen| now.iter().any(|n| (&n.kind, n.at_ms) == (&seen.0, seen.1)));
+        for notice in now {
+            if told.insert((notice.kind.clone(), notice.at_ms)) {
+                state.publish(Event::Notice { notice });
+            }
+        }
     }
-    Ok(Json(NoticeList { notices }))
 }
 
 /// A notice the broker raises about itself, not (yet) stored.

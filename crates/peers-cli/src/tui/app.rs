@@ -5,10 +5,12 @@
 use std::collections::BTreeMap;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use peers_core::wire::{MessageStatus, PeerInfo, SendRequest, SendResponse};
+use peers_core::wire::{
+    MessageStatus, PeerInfo, SearchHit, SearchQuery, SendRequest, SendResponse,
+};
 
 use super::composer::Composer;
-use super::search::LineInput;
+use super::search::{Found, LineInput};
 
 /// At most this many messages are kept in the feed (the oldest go first).
 pub const FEED_MAX: usize = 2000;
@@ -24,8 +26,10 @@ pub enum Pane {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum View {
     Main,
-    /// One message with its thread (Enter on the feed).
+    /// One message with its thread (Enter on the feed or on a search hit).
     Message(i64),
+    /// The hits of a history search (`/`, Enter).
+    Results,
     Help,
 }
 
@@ -63,6 +67,11 @@ pub enum Update {
         thread: Vec<(usize, MessageStatus)>,
     },
     Sent(SendResponse),
+    /// A history search's hits, best first.
+    Found {
+        query: String,
+        hits: Vec<SearchHit>,
+    },
     /// A request failed: shown on the status line.
     Failed(String),
     /// The clock moved (ages re-render).
@@ -75,6 +84,8 @@ pub enum Effect {
     Send(SendRequest),
     /// Fetch the message (with body) and its thread for the message view.
     Open(i64),
+    /// Search the history (`GET /v1/search`).
+    Search(SearchQuery),
     Quit,
 }
 
@@ -100,8 +111,10 @@ pub struct App {
     pub view: View,
     pub input: Input,
     pub composer: Composer,
-    /// The local filter of the loaded feed (`/`).
+    /// The history search being typed (`/`).
     pub search: LineInput,
+    /// The last search's hits, while they are shown (or a hit is open).
+    pub found: Option<Found>,
     /// Only posts to this topic (`t`; the text without `#`).
     pub topic: LineInput,
     pub opened: Option<Opened>,
@@ -124,21 +137,25 @@ impl App {
             input: Input::None,
             composer: Composer::default(),
             search: LineInput::default(),
+            found: None,
             topic: LineInput::default(),
             opened: None,
             status: None,
         }
     }
 
-    /// The feed as shown: newest first, filtered by topic and search.
-    pub fn visible_feed(&self) -> Vec<&MessageStatus> {
-        let topic = self
-            .topic
+    /// The topic filter without its `#` ("" when off).
+    pub fn topic_filter(&self) -> String {
+        self.topic
             .text
             .trim()
             .trim_start_matches('#')
-            .to_lowercase();
-        let needle = self.search.text.trim().to_lowercase();
+            .to_lowercase()
+    }
+
+    /// The feed as shown: newest first, filtered by topic.
+    pub fn visible_feed(&self) -> Vec<&MessageStatus> {
+        let topic = self.topic_filter();
         self.feed
             .values()
             .rev()
@@ -148,7 +165,6 @@ impl App {
                         .as_deref()
                         .is_some_and(|c| c.trim_start_matches('#').eq_ignore_ascii_case(&topic))
             })
-            .filter(|m| needle.is_empty() || matches_search(m, &needle))
             .collect()
     }
 
@@ -227,6 +243,20 @@ impl App {
                     self.input = Input::None;
                 }
             }
+            Update::Found { query, hits } => {
+                self.status = Some(match hits.len() {
+                    0 => format!("nothing found for {query:?}"),
+                    n => format!("{n} found for {query:?}, best first"),
+                });
+                self.found = Some(Found {
+                    query,
+                    hits,
+                    sel: 0,
+                });
+                if self.view != View::Help {
+                    self.view = View::Results;
+                }
+            }
             Update::Failed(e) => {
                 if self.input == Input::Compose {
                     self.composer.error = Some(e);
@@ -251,10 +281,7 @@ impl App {
         }
         match self.input {
             Input::Compose => return self.compose_key(k),
-            Input::Search | Input::Topic => {
-                self.filter_key(k);
-                return vec![];
-            }
+            Input::Search | Input::Topic => return self.filter_key(k),
             Input::None => {}
         }
         match (&self.view, k.code) {
@@ -276,17 +303,33 @@ impl App {
                 }
             }
             (View::Message(_), KeyCode::Esc) => {
-                self.view = View::Main;
+                // Back where it was opened from: the search hits, else the feed.
+                self.view = if self.found.is_some() {
+                    View::Results
+                } else {
+                    View::Main
+                };
                 self.opened = None;
             }
             (View::Message(_), _) => {}
-            (View::Main, KeyCode::Esc) => {
-                // Back out of the filters, newest first.
-                if !self.search.text.is_empty() {
-                    self.search.clear();
-                } else {
-                    self.topic.clear();
+            (View::Results, KeyCode::Esc) => {
+                self.view = View::Main;
+                self.found = None;
+                self.status = None;
+            }
+            (View::Results, KeyCode::Char('/')) => self.input = Input::Search,
+            (View::Results, KeyCode::Up | KeyCode::Char('k')) => self.move_hit(-1),
+            (View::Results, KeyCode::Down | KeyCode::Char('j')) => self.move_hit(1),
+            (View::Results, KeyCode::Enter) => {
+                if let Some(id) = self.found.as_ref().and_then(Found::selected) {
+                    self.view = View::Message(id);
+                    self.opened = None;
+                    return vec![Effect::Open(id)];
                 }
+            }
+            (View::Results, _) => {}
+            (View::Main, KeyCode::Esc) => {
+                self.topic.clear();
                 self.clamp_feed();
             }
             (View::Main, KeyCode::Tab | KeyCode::BackTab) => {
@@ -359,20 +402,56 @@ impl App {
         }
     }
 
-    fn filter_key(&mut self, k: KeyEvent) {
-        let field = match self.input {
-            Input::Search => &mut self.search,
-            _ => &mut self.topic,
-        };
+    fn filter_key(&mut self, k: KeyEvent) -> Vec<Effect> {
+        if self.input == Input::Search {
+            return self.search_key(k);
+        }
         match k.code {
             KeyCode::Enter => self.input = Input::None,
             KeyCode::Esc => {
-                field.clear();
+                self.topic.clear();
                 self.input = Input::None;
             }
-            _ => field.key(k),
+            _ => self.topic.key(k),
         }
         self.feed_sel = 0;
+        vec![]
+    }
+
+    /// The search prompt: Enter searches the history (within the topic filter when one is
+    /// set), Esc leaves it.
+    fn search_key(&mut self, k: KeyEvent) -> Vec<Effect> {
+        match k.code {
+            KeyCode::Esc => {
+                self.search.clear();
+                self.input = Input::None;
+            }
+            KeyCode::Enter => {
+                let q = self.search.text.trim().to_string();
+                if q.is_empty() {
+                    return vec![];
+                }
+                self.input = Input::None;
+                self.search.clear();
+                self.status = Some(format!("searching for {q:?}…"));
+                let topic = self.topic_filter();
+                return vec![Effect::Search(SearchQuery {
+                    q,
+                    topic: (!topic.is_empty()).then_some(topic),
+                    limit: Some(100),
+                    ..Default::default()
+                })];
+            }
+            _ => self.search.key(k),
+        }
+        vec![]
+    }
+
+    fn move_hit(&mut self, by: i64) {
+        if let Some(f) = self.found.as_mut() {
+            let max = f.hits.len().saturating_sub(1) as i64;
+            f.sel = (f.sel as i64 + by).clamp(0, max) as usize;
+        }
     }
 }
 
@@ -389,21 +468,6 @@ fn reply_address(m: &MessageStatus) -> String {
     } else {
         m.from.clone()
     }
-}
-
-/// Whether a message matches the search text (lowercase): sender, recipient, channel or
-/// the body, when loaded.
-fn matches_search(m: &MessageStatus, needle: &str) -> bool {
-    let hay = [
-        Some(m.from.as_str()),
-        Some(m.to.as_str()),
-        m.channel.as_deref(),
-        m.body.as_deref(),
-    ];
-    hay.into_iter()
-        .flatten()
-        .any(|h| h.to_lowercase().contains(needle))
-        || format!("#{}", m.message_id) == needle
 }
 
 /// Carries a refreshed message into the open view (its state, or a reply's); true when `m`

@@ -23,7 +23,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("r", "reply to the selected or open message"),
     (
         "/",
-        "search: filter the loaded feed (full search comes with history)",
+        "search the history (words, \"a phrase\", OR, NOT, prefix*); Enter opens a hit",
     ),
     ("t", "topic filter: only posts to #name"),
     (

@@ -1,6 +1,6 @@
 //! `peers tui`: the human's live view of the peers network in a terminal: the peers, a live
 //! feed of mail and topic posts, a message with its thread and delivery states, a composer,
-//! a filter and a topic filter. It follows `GET /v1/events` (through
+//! a search of the history and a topic filter. It follows `GET /v1/events` (through
 //! [`peers_core::client::EventFollower`]); while the broker does not answer it says so in a
 //! banner and reconnects by itself.
 //!
@@ -117,6 +117,13 @@ async fn perform(client: BrokerClient, e: Effect, tx: mpsc::UnboundedSender<Upda
                 Err(e) => Update::Failed(format!("cannot load the thread of #{id}: {e}")),
             },
             Err(e) => Update::Failed(format!("cannot load #{id}: {e}")),
+        },
+        Effect::Search(q) => match client.search(&q).await {
+            Ok(r) => Update::Found {
+                query: q.q,
+                hits: r.hits,
+            },
+            Err(e) => Update::Failed(format!("search: {e}")),
         },
         Effect::Quit => return,
     };
@@ -265,6 +272,7 @@ pub fn draw(f: &mut Frame<'_>, app: &App) {
     }
     match app.view {
         View::Message(id) => message::render(f, main_area, app, id),
+        View::Results => search::render_results(f, main_area, app),
         _ => {
             let [left, right] =
                 Layout::horizontal([Constraint::Percentage(28), Constraint::Percentage(72)])

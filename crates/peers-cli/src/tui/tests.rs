@@ -4,7 +4,8 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use expect_test::{Expect, expect};
 use peers_core::wire::{
-    MessageState, MessageStatus, PeerInfo, ReaderStatus, SendRequest, SendResponse, SenderKind,
+    MessageState, MessageStatus, PeerInfo, ReaderStatus, SearchHit, SearchQuery, SendRequest,
+    SendResponse, SenderKind,
 };
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -379,7 +380,7 @@ fn reply_goes_to_the_sender_or_the_topic() {
 }
 
 #[test]
-fn the_topic_filter_and_the_search_narrow_the_feed() {
+fn the_topic_filter_narrows_the_feed_and_the_search_stays_within_it() {
     let mut a = app();
     a.apply(Update::Messages(vec![
         post(
@@ -419,14 +420,100 @@ fn the_topic_filter_and_the_search_narrow_the_feed() {
              ? help · q quit · Tab pane · Enter open · c compose · r reply · / search · t topic
         "#]],
     );
-    // Esc clears the topic; the search matches bodies and names.
-    a.key(key(KeyCode::Esc));
+    // `/` searches the history within the topic filter; Esc clears the topic.
     a.key(key(KeyCode::Char('/')));
-    typed(&mut a, "SCHEMA");
-    let ids: Vec<i64> = a.visible_feed().iter().map(|m| m.message_id).collect();
-    assert_eq!(ids, [1]);
+    typed(&mut a, "rollback OR \"hot fix\"");
+    let asked = a.key(key(KeyCode::Enter));
+    assert_eq!(
+        asked,
+        vec![Effect::Search(SearchQuery {
+            q: "rollback OR \"hot fix\"".into(),
+            topic: Some("deploys".into()),
+            limit: Some(100),
+            ..Default::default()
+        })]
+    );
     a.key(key(KeyCode::Esc));
     assert_eq!(a.visible_feed().len(), 4);
+}
+
+fn hit(id: i64, from: &str, to: &str, snippet: &str) -> SearchHit {
+    SearchHit {
+        message_id: id,
+        thread_id: id,
+        from: from.into(),
+        from_kind: SenderKind::Peer,
+        to: to.into(),
+        sent_at_ms: NOW - 60_000 + id * 1000,
+        snippet: snippet.into(),
+        tags: vec![],
+        project: None,
+    }
+}
+
+#[test]
+fn search_lists_the_hits_and_enter_opens_one_then_esc_goes_back_to_them() {
+    let mut a = app();
+    assert!(
+        typed(&mut a, "/schema").is_empty(),
+        "nothing asked while typing"
+    );
+    assert_eq!(a.input, Input::Search);
+    let asked = a.key(key(KeyCode::Enter));
+    assert_eq!(
+        asked,
+        vec![Effect::Search(SearchQuery {
+            q: "schema".into(),
+            limit: Some(100),
+            ..Default::default()
+        })]
+    );
+    a.apply(Update::Found {
+        query: "schema".into(),
+        hits: vec![
+            hit(1, "api@box", "web@box", "the **schema** changed"),
+            hit(9, "web@box", "#deploys", "old **schema** \u{1b}[2J gone"),
+        ],
+    });
+    assert_eq!(a.view, View::Results);
+    check(
+        &a,
+        expect![[r#"
+             peers · http://127.0.0.1:7900 · live
+            ┌ search schema · 2 found ─────────────────────────────────────────────────────────────────────────┐
+            │13:34:01 #1    api@box → web@box                                                                  │
+            │    the schema changed                                                                            │
+            │13:34:09 #9    web@box → #deploys                                                                 │
+            │    old schema \u{1b}[2J gone                                                                     │
+            │                                                                                                  │
+            │                                                                                                  │
+            │                                                                                                  │
+            │                                                                                                  │
+            │                                                                                                  │
+            │                                                                                                  │
+            │                                                                                                  │
+            │                                                                                                  │
+            └ Enter open · / search again · Esc back ──────────────────────────────────────────────────────────┘
+             2 found for "schema", best first
+        "#]],
+    );
+    a.key(key(KeyCode::Down));
+    assert_eq!(a.key(key(KeyCode::Enter)), vec![Effect::Open(9)]);
+    assert_eq!(a.view, View::Message(9));
+    a.key(key(KeyCode::Esc));
+    assert_eq!(a.view, View::Results, "back to the hits");
+    a.key(key(KeyCode::Esc));
+    assert_eq!(a.view, View::Main);
+    assert!(a.found.is_none());
+
+    // A query the broker refuses: its error on the status line, the screen unchanged.
+    typed(&mut a, "/\"open");
+    a.key(key(KeyCode::Enter));
+    a.apply(Update::Failed(
+        "search: the search is not a valid query".into(),
+    ));
+    assert_eq!(a.view, View::Main);
+    assert!(frame(&a, 100, 16).contains("search: the search is not a valid query"));
 }
 
 #[test]
