@@ -147,20 +147,19 @@ async fn record_recovered_storage(state: &AppState) {
             (to - from).max(0) / 1000,
             peers_core::format_ms(*from)
         );
-        let written = state
-            .store
-            .add_notice(NewNotice {
-                kind: "storage_recovered".into(),
-                peer_id: None,
-                text,
-                author: crate::input::BROKER_AUTHOR.into(),
-                now,
-            })
-            .await;
-        if written.is_err() {
+        let notice = NewNotice {
+            kind: "storage_recovered".into(),
+            peer_id: None,
+            text,
+            author: crate::input::BROKER_AUTHOR.into(),
+            now,
+        };
+        if state.store.add_notice(notice.clone()).await.is_err() {
             // Kept for the next sweep: the spells not recorded yet.
             state.store.put_back_recovered(spells[n..].to_vec());
             return;
         }
+        // Pushed like every other notice, so a live dashboard sees the fault end.
+        state.publish_notice(&notice);
     }
 }

@@ -207,7 +207,9 @@ async fn a_full_disk_is_storage_full_and_the_broker_recovers_by_itself() {
     assert_eq!((status, code(&reply)), (507, "storage_full"), "{reply}");
     assert_broker_noticed(&env, "storage_full").await;
 
-    // Space comes back: sends succeed again, no restart.
+    // Space comes back: sends succeed again, no restart, and the end of the spell is pushed
+    // on the event stream (a live dashboard shows it without a reload).
+    let mut events = env.user_client().events(None).await.unwrap();
     std::fs::remove_file(filler).unwrap();
     let id = eventually(
         Duration::from_secs(20),
@@ -222,6 +224,19 @@ async fn a_full_disk_is_storage_full_and_the_broker_recovers_by_itself() {
     let (status, reply) = raw_send(&env, "a", "and the next").await;
     assert_eq!(status, 200, "{reply}");
     stored.push(reply["message_id"].as_i64().unwrap());
+    let recovered = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(e) = events.next().await {
+            if let Event::Notice { notice } = e.unwrap().event
+                && notice.kind == "storage_recovered"
+            {
+                return notice;
+            }
+        }
+        panic!("the event stream ended before storage_recovered");
+    })
+    .await
+    .expect("storage_recovered is pushed as an event");
+    assert_eq!(recovered.author, "broker", "{recovered:?}");
 
     // Every 200'd message is there, and nothing refused was half-stored.
     let log = env
