@@ -395,7 +395,10 @@ async fn bad_search_syntax_is_a_clear_400_and_never_a_500(postgres: bool) {
     };
     assert_eq!(filtered(|q| q.to = Some("alpha".into())).await, 1);
     assert_eq!(filtered(|q| q.status = Some(MessageState::Queued)).await, 1);
-    assert_eq!(filtered(|q| q.status = Some(MessageState::Delivered)).await, 0);
+    assert_eq!(
+        filtered(|q| q.status = Some(MessageState::Delivered)).await,
+        0
+    );
     assert_eq!(filtered(|q| q.until_ms = Some(1)).await, 0);
     assert_eq!(filtered(|q| q.since_ms = Some(i64::MAX)).await, 0);
     // The broker still answers.

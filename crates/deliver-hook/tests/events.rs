@@ -268,7 +268,12 @@ async fn session_start_shows_the_handover_first_then_the_waiting_mail() {
     );
     let when = format!(
         "left=\"{}\"",
-        peers_core::format_ms(user.message_status(left.message_id).await.unwrap().sent_at_ms)
+        peers_core::format_ms(
+            user.message_status(left.message_id)
+                .await
+                .unwrap()
+                .sent_at_ms
+        )
     );
     assert!(text.contains(&when), "{text}");
     expect![[r#"

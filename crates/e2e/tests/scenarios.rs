@@ -1372,10 +1372,11 @@ fn s12_the_next_session_starts_with_the_handover_above_its_mail() {
     );
     assert!(t.contains(&tag), "not marked {tag}:\n{t}");
     for id in [left.message_id, sent.message_id] {
+        let st = w.status(id);
         assert_eq!(
-            w.status(id).delivered_via.as_deref(),
+            st.readers[0].delivered_via.as_deref(),
             Some("SessionStart"),
-            "message {id}"
+            "message {id}: {st:?}"
         );
     }
     w.assert_no_hook_errors(&api);
