@@ -346,35 +346,27 @@ pub struct Narrowing<'a> {
     pub status: Option<MessageState>,
 }
 
-impl LogFilter {
-    pub fn narrowing(&self) -> Narrowing<'_> {
-        Narrowing {
-            from: self.from.as_ref(),
-            to: self.to.as_deref(),
-            topic: self.topic.as_deref(),
-            tag: self.tag.as_deref(),
-            project: self.project.as_deref(),
-            since_ms: self.since_ms,
-            until_ms: self.until_ms,
-            status: self.status,
+/// The [`Narrowing`] of a filter with the history fields (`LogFilter`, `SearchFilter`).
+macro_rules! narrowing_of {
+    ($($filter:ty),*) => {$(
+        impl $filter {
+            pub fn narrowing(&self) -> Narrowing<'_> {
+                Narrowing {
+                    from: self.from.as_ref(),
+                    to: self.to.as_deref(),
+                    topic: self.topic.as_deref(),
+                    tag: self.tag.as_deref(),
+                    project: self.project.as_deref(),
+                    since_ms: self.since_ms,
+                    until_ms: self.until_ms,
+                    status: self.status,
+                }
+            }
         }
-    }
+    )*};
 }
 
-impl SearchFilter {
-    pub fn narrowing(&self) -> Narrowing<'_> {
-        Narrowing {
-            from: self.from.as_ref(),
-            to: self.to.as_deref(),
-            topic: self.topic.as_deref(),
-            tag: self.tag.as_deref(),
-            project: self.project.as_deref(),
-            since_ms: self.since_ms,
-            until_ms: self.until_ms,
-            status: self.status,
-        }
-    }
-}
+narrowing_of!(LogFilter, SearchFilter);
 
 /// With no query, each hit's snippet is the first this many characters of its body (and `…`
 /// when there is more).
