@@ -1,5 +1,5 @@
-//! The end-to-end scenarios (s1–s6 of the harness issue, s7–s10 of issue 10, s11 of issue 13): real Claude Code
-//! sessions, the real `peers-mcp`, `peers-deliver` and `peers-broker`, scripted models. Each
+//! The end-to-end scenarios (s1–s6 of the harness issue, s7–s10 of issue 10, s11 of issue 13,
+//! s12 of issue 14): real Claude Code sessions, the real `peers-mcp`, `peers-deliver` and `peers-broker`, scripted models. Each
 //! asserts on what the models were shown (the recorded API requests) and prints its measured
 //! latency as an `E2E-LATENCY` line for `cargo xtask e2e`.
 //!
@@ -1310,5 +1310,79 @@ fn s11_a_topic_post_reaches_each_subscriber_once() {
         "s11",
         "topic_post_to_context_posttooluse",
         got.at.saturating_duration_since(sent.at),
+    );
+}
+
+/// 12. Issue #14's handover in the real client: the ended session `alpha` left a note for
+///     the next session of its name; mail for alpha waited too (sent before the note). The
+///     next real Claude Code session in alpha's directory is shown the handover in its
+///     SessionStart context, in its very first request, marked as a handover with who left it
+///     and when, above the other mail.
+#[test]
+fn s12_the_next_session_starts_with_the_handover_above_its_mail() {
+    let _serial = serial();
+    let Some(w) = World::new(
+        "s12_the_next_session_starts_with_the_handover_above_its_mail",
+        &[("PEERS_LOOP_BUDGET", "0")],
+    ) else {
+        return;
+    };
+    let note = "s12-handover: migrations done; next: wire the --since flag";
+    let mail = "s12-mail: the parser test is flaky on main";
+
+    // The earlier alpha (a stand-in session in alpha's directory) gets mail, leaves the
+    // note, and ends.
+    let first = w.stand_in("alpha");
+    assert_eq!(first.name, "alpha");
+    let (sent, t0) = w.send_as_user("alpha", mail);
+    let left =
+        w.rt.block_on(first.client.handover(&peers_core::wire::HandoverRequest {
+            note: note.into(),
+            to: None,
+        }))
+        .unwrap();
+    w.rt.block_on(first.client.unregister()).unwrap();
+    drop(first);
+
+    let api = FakeApi::start("alpha", vec![Step::text("read the handover first")]);
+    let mut a = Headless::start(&w.spec("alpha", "alpha", &api), "what is next?").unwrap();
+    assert_ran("alpha", &a.wait(RUN).unwrap(), &api);
+    let r1 = api
+        .main_requests()
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("alpha made no request\n{}", api.transcript()));
+    let t = r1.all_text();
+    assert!(
+        t.contains("SessionStart hook additional context"),
+        "not SessionStart context:\n{}",
+        shown::truncate(&shown::messages_text(&r1.body), 6000)
+    );
+    let (at_note, at_mail) = (t.find(note), t.find(mail));
+    assert!(
+        at_note.is_some() && at_mail.is_some() && at_note < at_mail,
+        "the handover is not above the mail in the first request:\n{}",
+        shown::truncate(&shown::messages_text(&r1.body), 6000)
+    );
+    let left_at = w.status(left.message_id).sent_at_ms;
+    let tag = format!(
+        "<peer-message id=\"{}\" from=\"alpha@e2e\" handover=\"true\" left=\"{}\">",
+        left.message_id,
+        peers_core::format_ms(left_at)
+    );
+    assert!(t.contains(&tag), "not marked {tag}:\n{t}");
+    for id in [left.message_id, sent.message_id] {
+        let st = w.status(id);
+        assert_eq!(
+            st.readers[0].delivered_via.as_deref(),
+            Some("SessionStart"),
+            "message {id}: {st:?}"
+        );
+    }
+    w.assert_no_hook_errors(&api);
+    report_latency(
+        "s12",
+        "handover_waited_for_session_start",
+        r1.at.saturating_duration_since(t0),
     );
 }

@@ -29,6 +29,7 @@ const CUT: Duration = Duration::from_secs(60);
 const HOOK_BOUND: Duration = Duration::from_millis(200);
 const WAIT: Duration = Duration::from_secs(30);
 const HOOK_INPUT: &str = r#"{"session_id":"s","cwd":"/w","hook_event_name":"PostToolUse","tool_name":"Bash","tool_input":{"command":"true"},"tool_response":{"stdout":""},"tool_use_id":"t1"}"#;
+const SESSION_START: &str = r#"{"session_id":"s2","transcript_path":"/t/s2.jsonl","cwd":"/w","hook_event_name":"SessionStart","source":"startup"}"#;
 
 /// Prints past libtest's capture, so SKIPPED and the figures show in CI logs.
 fn say(s: &str) {
@@ -136,6 +137,11 @@ impl Machine {
     /// Runs `peers-deliver` for the session of `claude_pid` with PostToolUse input; returns
     /// its stdout and how long the whole process took.
     fn hook(&self, claude_pid: u32) -> (String, Duration) {
+        self.hook_on(claude_pid, HOOK_INPUT)
+    }
+
+    /// Like [`Machine::hook`], with the hook input `input` (another event).
+    fn hook_on(&self, claude_pid: u32, input: &str) -> (String, Duration) {
         let mut cmd = self.ns.command(bin("peers-deliver"));
         self.env.apply(&mut cmd);
         cmd.env("CLAUDE_PID", claude_pid.to_string())
@@ -148,7 +154,7 @@ impl Machine {
             .stdin
             .take()
             .unwrap()
-            .write_all(HOOK_INPUT.as_bytes())
+            .write_all(input.as_bytes())
             .unwrap();
         let out = child.wait_with_output().unwrap();
         let took = t.elapsed();
@@ -764,4 +770,108 @@ async fn a_cut_link_keeps_the_hook_fast_and_mail_flows_when_it_returns() {
     assert!(sent.contains("web@beta"), "{sent}");
     let (out, _) = beta.hook(b.claude_pid);
     assert!(out.contains("alpha is back"), "{out}");
+}
+
+/// Issue #14 across machines: `alpha` on machine A leaves a handover for its own name and
+/// ends; mail sent to `alpha` while no `alpha` runs waits too; the next `alpha`, on machine
+/// B, sees the handover first at SessionStart (marked, with who left it and when), then the
+/// mail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handover_and_mail_for_an_ended_name_reach_its_next_session_on_another_machine() {
+    let Some(net) = net(
+        2,
+        "a_handover_and_mail_for_an_ended_name_reach_its_next_session_on_another_machine",
+    ) else {
+        return;
+    };
+    let (hub, on_a, on_b, _reaper) = two_machines(&net, &[]).await;
+    let mut first = session(&on_a, "work/alpha").await;
+    let web = session(&on_b, "work/web").await;
+    assert_eq!(first.name().await, "alpha");
+
+    let left = first
+        .ok(
+            "handover",
+            json!({"note": "schema migrated; next: the --since flag"}),
+        )
+        .await;
+    assert!(
+        left.contains("waiting for the next session named alpha"),
+        "{left}"
+    );
+    let handover = message_id(&left);
+    says(
+        &first,
+        "message_status",
+        json!({"message_id": handover}),
+        "waiting for the next session named alpha",
+    )
+    .await;
+
+    // alpha ends; web mails `alpha` while no alpha runs anywhere.
+    first.kill_claude().await;
+    eventually(WAIT, "alpha leaves list_peers", || {
+        let web = &web;
+        async move {
+            let t = web.ok("list_peers", json!({"scope": "all"})).await;
+            (!t.contains("alpha@alpha")).then_some(())
+        }
+    })
+    .await;
+    let mail = message_id(
+        &web.ok(
+            "send_message",
+            json!({"to": "alpha", "message": "did the migration add the index?"}),
+        )
+        .await,
+    );
+
+    // The next alpha, on machine B, through the hub.
+    let next = session(&on_b, "work/alpha").await;
+    let file = next.session_file().await;
+    assert_eq!(file.name, "alpha");
+    assert_eq!(file.address, "alpha@beta");
+    let (out, _) = on_b.hook_on(next.claude_pid, SESSION_START);
+    let j: serde_json::Value = serde_json::from_str(&out).expect("SessionStart JSON");
+    assert_eq!(j["hookSpecificOutput"]["hookEventName"], "SessionStart");
+    let text = j["hookSpecificOutput"]["additionalContext"]
+        .as_str()
+        .expect("additionalContext")
+        .to_string();
+    let (h_at, m_at) = (
+        text.find(&format!("<peer-message id=\"{handover}\"")),
+        text.find(&format!("<peer-message id=\"{mail}\"")),
+    );
+    assert!(
+        h_at.is_some() && m_at.is_some() && h_at < m_at,
+        "the handover first, then the mail: {text}"
+    );
+    // The human, with the hub token from machine B.
+    let (url, token) = (hub.url.clone(), hub.token.clone());
+    let (h_st, m_st) = on_b
+        .ns
+        .run(move || async move {
+            let human = BrokerClient::new(&url, Some(token));
+            (
+                human.message_status(handover).await.unwrap(),
+                human.message_status(mail).await.unwrap(),
+            )
+        })
+        .await;
+    let tag = format!(
+        "<peer-message id=\"{handover}\" from=\"alpha@alpha\" handover=\"true\" left=\"{}\">",
+        peers_core::format_ms(h_st.sent_at_ms)
+    );
+    assert!(text.contains(&tag), "marked, with who and when: {text}");
+    assert!(
+        text.contains("schema migrated; next: the --since flag"),
+        "{text}"
+    );
+    assert!(text.contains("did the migration add the index?"), "{text}");
+    for st in [&h_st, &m_st] {
+        assert_eq!(st.readers[0].peer_id, file.peer_id, "{st:?}");
+        assert_eq!(st.readers[0].status, MessageState::Delivered, "{st:?}");
+        assert_eq!(st.readers[0].delivered_via.as_deref(), Some("SessionStart"));
+    }
+    assert!(on_b.hook(next.claude_pid).0.is_empty(), "shown once only");
 }

@@ -53,11 +53,12 @@ pub fn run(a: LogArgs, inbox: bool) -> Result<()> {
         .map(|d| now_ms() - d.as_millis() as i64);
     let until_ms = context::parse_optional_duration(a.until.as_deref())?
         .map(|d| now_ms() - d.as_millis() as i64);
-    let status = a.status.as_deref().map(|s| match s {
-        "delivered" => MessageState::Delivered,
-        "expired" => MessageState::Expired,
-        _ => MessageState::Queued,
-    });
+    let status = a
+        .status
+        .as_deref()
+        .map(MessageState::from_filter)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     // The inbox is the log filtered to undelivered mail: ask for more, then filter.
     let q = HistoryQuery {
         tag: a.tag.clone(),

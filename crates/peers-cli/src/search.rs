@@ -48,6 +48,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
         project: a.project,
         since_ms,
         limit: Some(a.limit.clamp(1, 200)),
+        ..Default::default()
     };
     let found = ctx
         .rt

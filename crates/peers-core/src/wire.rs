@@ -407,6 +407,20 @@ pub enum MessageState {
 }
 
 impl MessageState {
+    /// A history filter's state as a person or model writes it: `queued`, `delivered` or
+    /// `expired` (`leased` is internal); the error says what to write.
+    pub fn from_filter(s: &str) -> Result<MessageState, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "queued" => Ok(MessageState::Queued),
+            "delivered" => Ok(MessageState::Delivered),
+            "expired" => Ok(MessageState::Expired),
+            _ => Err(format!(
+                "{s:?} is not a message state: write queued (some copy waits), delivered \
+                 (every copy was) or expired"
+            )),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             MessageState::Queued => "queued",
@@ -758,11 +772,17 @@ pub struct MessageThread {
 /// subscribed to; the human finds everything.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct SearchQuery {
-    /// The query: words (all must match), `"a phrase"`, `OR`, `NOT`, `prefix*`.
+    /// The query: words (all must match), `"a phrase"`, `OR`, `NOT`, `prefix*`. Empty or
+    /// absent: no words to match; the newest messages that pass the filters come first,
+    /// each snippet the start of its body.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub q: String,
     /// Only messages from this sender (name, `name@host`, id, or `you` for the human).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
+    /// Only messages to this recipient (name, `name@host` or id): it got a copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
     /// Only posts to this topic (`name` or `#name`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic: Option<String>,
@@ -773,6 +793,12 @@ pub struct SearchQuery {
     /// Only messages sent at or after this time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since_ms: Option<i64>,
+    /// Only messages sent before this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<i64>,
+    /// Only messages in this state as their sender sees it (as [`HistoryQuery::status`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<MessageState>,
     /// At most this many (default 20, at most 200), the best matches first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,

@@ -2,5 +2,6 @@
 //! stand-in Claude Code process, against a real broker.
 
 mod escalation;
+mod history;
 mod mcp_server;
 mod util;

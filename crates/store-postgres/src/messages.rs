@@ -8,8 +8,8 @@ use peers_core::wire::{
     InboxMessage, MessageState, MessageStatus, Notice, ReaderStatus, SenderKind,
 };
 use peers_store::{
-    Ack, Acked, Claim, ClaimOutcome, LogFilter, LogSender, NewMessage, NewNotice, Sent, Sweep,
-    Swept, TopicPostsFilter,
+    Ack, Acked, Claim, ClaimOutcome, LogFilter, LogSender, Narrowing, NewMessage, NewNotice, Sent,
+    Sweep, Swept, TopicPostsFilter,
 };
 use sqlx::{PgConnection, PgPool};
 
@@ -738,52 +738,63 @@ pub(crate) async fn delivered_to(
 }
 
 pub(crate) async fn log(pool: &PgPool, f: &LogFilter) -> Result<Vec<MessageStatus>, sqlx::Error> {
-    let (human, from): (bool, Option<&[String]>) = match &f.from {
+    // Built from constants only.
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {} FROM messages m WHERE {NARROWING} ORDER BY m.id DESC LIMIT $10",
+        message_columns!()
+    ));
+    let rows: Vec<MessageRow> = bind_narrowing(sqlx::query_as(sql), f.narrowing())
+        .bind(f.limit as i64)
+        .fetch_all(pool)
+        .await?;
+    with_readers(pool, rows, f.with_body).await
+}
+
+/// The history filters the log and the search share, as conditions on `messages m` over
+/// `$1`–`$9`, which [`bind_narrowing`] binds (a query's own parameters start at `$10`).
+pub(crate) const NARROWING: &str = "m.sent_ms >= $1 \
+     AND (NOT $2 OR m.from_kind = 'human') \
+     AND ($3::text[] IS NULL OR m.from_peer = ANY($3)) \
+     AND ($4::text[] IS NULL OR EXISTS (SELECT 1 FROM deliveries d \
+          WHERE d.message_id = m.id AND d.to_peer = ANY($4))) \
+     AND ($5::text IS NULL OR m.channel = '#' || $5) \
+     AND ($6::text IS NULL OR m.id IN (SELECT message_id FROM message_tags WHERE tag = $6)) \
+     AND ($7::text IS NULL OR m.project = $7) \
+     AND ($8::bigint IS NULL OR m.sent_ms < $8) \
+     AND CASE $9::text \
+       WHEN 'queued' THEN EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id \
+         AND d.state IN ('queued','leased')) \
+       WHEN 'delivered' THEN EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id) \
+         AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id \
+         AND d.state <> 'delivered') \
+       WHEN 'expired' THEN EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id \
+         AND d.state = 'expired') \
+         AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id \
+         AND d.state IN ('queued','leased')) \
+       ELSE true END";
+
+/// Binds `$1`–`$9` of [`NARROWING`].
+pub(crate) fn bind_narrowing<'q, O>(
+    q: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    n: Narrowing<'q>,
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+    let (human, from): (bool, Option<&[String]>) = match n.from {
         None => (false, None),
         Some(LogSender::Human) => (true, None),
         Some(LogSender::Peers(ids)) => (false, Some(ids)),
     };
-    let rows: Vec<MessageRow> = sqlx::query_as(concat!(
-        "SELECT ",
-        message_columns!(),
-        " FROM messages m WHERE m.sent_ms >= $1 \
-         AND (NOT $2 OR m.from_kind = 'human') \
-         AND ($3::text[] IS NULL OR m.from_peer = ANY($3)) \
-         AND ($4::text[] IS NULL OR EXISTS (SELECT 1 FROM deliveries d \
-              WHERE d.message_id = m.id AND d.to_peer = ANY($4))) \
-         AND ($6::text IS NULL OR m.channel = '#' || $6) \
-         AND ($7::text IS NULL OR m.id IN (SELECT message_id FROM message_tags WHERE tag = $7)) \
-         AND ($8::text IS NULL OR m.project = $8) \
-         AND ($9::bigint IS NULL OR m.sent_ms < $9) \
-         AND CASE $10::text \
-           WHEN 'queued' THEN EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id \
-             AND d.state IN ('queued','leased')) \
-           WHEN 'delivered' THEN EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id) \
-             AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id \
-             AND d.state <> 'delivered') \
-           WHEN 'expired' THEN EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id \
-             AND d.state = 'expired') \
-             AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id \
-             AND d.state IN ('queued','leased')) \
-           ELSE true END \
-         ORDER BY m.id DESC LIMIT $5"
-    ))
-    .bind(f.since_ms)
-    .bind(human)
-    .bind(from)
-    .bind(f.to.as_deref())
-    .bind(f.limit as i64)
-    .bind(f.topic.as_deref())
-    .bind(f.tag.as_deref())
-    .bind(f.project.as_deref())
-    .bind(f.until_ms)
-    .bind(f.status.map(|s| match s {
-        MessageState::Leased => "queued",
-        s => s.as_str(),
-    }))
-    .fetch_all(pool)
-    .await?;
-    with_readers(pool, rows, f.with_body).await
+    q.bind(n.since_ms)
+        .bind(human)
+        .bind(from)
+        .bind(n.to)
+        .bind(n.topic)
+        .bind(n.tag)
+        .bind(n.project)
+        .bind(n.until_ms)
+        .bind(n.status.map(|s| match s {
+            MessageState::Leased => "queued",
+            s => s.as_str(),
+        }))
 }
 
 /// A topic's posts with bodies and readers: the newest `limit` after `since_id`, oldest

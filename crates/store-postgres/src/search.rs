@@ -6,7 +6,19 @@
 use std::collections::HashMap;
 
 use peers_core::wire::{SearchHit, SenderKind};
-use peers_store::{LogSender, SearchFilter};
+use peers_store::{SEARCH_START_CHARS as START, SearchFilter};
+
+use crate::messages::{NARROWING, bind_narrowing};
+
+/// What a peer may find (`$11`: its registrations, or NULL for the human; `$12`–`$14` its
+/// machine, directory and name): mail it sent or got a copy of, and posts to the topics its
+/// name there is subscribed to.
+const VISIBLE: &str = "($11::text[] IS NULL \
+      OR m.from_peer = ANY($11) \
+      OR EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id \
+                 AND d.to_peer = ANY($11)) \
+      OR m.channel IN (SELECT '#' || s.topic FROM subscriptions s \
+                       WHERE s.machine_id = $12 AND s.cwd = $13 AND s.name = $14))";
 use sqlx::PgPool;
 
 #[derive(Debug, sqlx::FromRow)]
@@ -21,48 +33,40 @@ struct HitRow {
     snippet: String,
 }
 
-/// The best matches of `f.query` that `f.viewer` may see.
+/// The best matches of `f.query` that `f.viewer` may see, or with no query the newest
+/// messages that pass the filters, each snippet the start of its body.
 pub(crate) async fn search(pool: &PgPool, f: SearchFilter) -> Result<Vec<SearchHit>, sqlx::Error> {
     let viewer = f.viewer.as_ref();
-    let (human, from): (bool, Option<&[String]>) = match &f.from {
-        None => (false, None),
-        Some(LogSender::Human) => (true, None),
-        Some(LogSender::Peers(ids)) => (false, Some(ids)),
-    };
-    let rows: Vec<HitRow> = sqlx::query_as(
-        "WITH q AS (SELECT websearch_to_tsquery('simple', $1) AS q) \
-         SELECT m.id, m.from_kind, m.from_address, m.to_address, m.sent_ms, m.tags, m.project, \
-           ts_headline('simple', m.body, q.q, \
-             'StartSel=**, StopSel=**, MaxWords=24, MinWords=8, FragmentDelimiter=…') \
-             AS snippet \
-         FROM messages m, q WHERE m.search @@ q.q AND m.sent_ms >= $2 \
-         AND ($3::text[] IS NULL \
-              OR m.from_peer = ANY($3) \
-              OR EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id \
-                         AND d.to_peer = ANY($3)) \
-              OR m.channel IN (SELECT '#' || s.topic FROM subscriptions s \
-                               WHERE s.machine_id = $4 AND s.cwd = $5 AND s.name = $6)) \
-         AND (NOT $7 OR m.from_kind = 'human') \
-         AND ($8::text[] IS NULL OR m.from_peer = ANY($8)) \
-         AND ($9::text IS NULL OR m.channel = '#' || $9) \
-         AND ($10::text IS NULL OR m.id IN (SELECT message_id FROM message_tags WHERE tag = $10)) \
-         AND ($11::text IS NULL OR m.project = $11) \
-         ORDER BY ts_rank(m.search, q.q) DESC, m.id DESC LIMIT $12",
-    )
-    .bind(&f.query)
-    .bind(f.since_ms)
-    .bind(viewer.map(|v| v.peer_ids.clone()))
-    .bind(viewer.map(|v| v.machine_id.as_str()))
-    .bind(viewer.map(|v| v.cwd.as_str()))
-    .bind(viewer.map(|v| v.name.as_str()))
-    .bind(human)
-    .bind(from)
-    .bind(f.topic.as_deref())
-    .bind(f.tag.as_deref())
-    .bind(f.project.as_deref())
-    .bind(f.limit as i64)
-    .fetch_all(pool)
-    .await?;
+    // `$10` the limit, `$11`–`$14` the viewer, `$15` the query (after NARROWING's `$1`–`$9`).
+    // Built from constants only; the query text is bound.
+    let sql = sqlx::AssertSqlSafe(if f.query.trim().is_empty() {
+        format!(
+            "SELECT m.id, m.from_kind, m.from_address, m.to_address, m.sent_ms, m.tags, \
+               m.project, CASE WHEN length(m.body) > {START} \
+                 THEN substr(m.body, 1, {START}) || '…' ELSE m.body END AS snippet \
+             FROM messages m WHERE {NARROWING} AND {VISIBLE} AND $15::text = '' \
+             ORDER BY m.id DESC LIMIT $10"
+        )
+    } else {
+        format!(
+            "WITH q AS (SELECT websearch_to_tsquery('simple', $15) AS q) \
+             SELECT m.id, m.from_kind, m.from_address, m.to_address, m.sent_ms, m.tags, \
+               m.project, ts_headline('simple', m.body, q.q, \
+                 'StartSel=**, StopSel=**, MaxWords=24, MinWords=8, FragmentDelimiter=…') \
+                 AS snippet \
+             FROM messages m, q WHERE m.search @@ q.q AND {NARROWING} AND {VISIBLE} \
+             ORDER BY ts_rank(m.search, q.q) DESC, m.id DESC LIMIT $10"
+        )
+    });
+    let rows: Vec<HitRow> = bind_narrowing(sqlx::query_as(sql), f.narrowing())
+        .bind(f.limit as i64)
+        .bind(viewer.map(|v| v.peer_ids.clone()))
+        .bind(viewer.map(|v| v.machine_id.as_str()))
+        .bind(viewer.map(|v| v.cwd.as_str()))
+        .bind(viewer.map(|v| v.name.as_str()))
+        .bind(f.query.trim())
+        .fetch_all(pool)
+        .await?;
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     let roots = thread_roots(pool, &ids).await?;
     Ok(rows

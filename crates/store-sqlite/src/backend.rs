@@ -10,9 +10,9 @@ use peers_core::wire::{
     ExportedMessage, InboxMessage, MessageStatus, Notice, SearchHit, Subscription, TopicInfo,
 };
 use peers_store::{
-    Ack, Acked, Claim, ClaimOutcome, Health, LogFilter, LogSender, NewMessage, NewNotice,
-    NewRegistration, PeerRecord, Registration, Result, SearchFilter, Sent, Store, StoreError,
-    StoreEvent, StoreInfo, Subscribe, Sweep, Swept, TopicPostsFilter, TopicReader,
+    Ack, Acked, Claim, ClaimOutcome, Health, LogFilter, NewMessage, NewNotice, NewRegistration,
+    PeerRecord, Registration, Result, SearchFilter, Sent, Store, StoreError, StoreEvent, StoreInfo,
+    Subscribe, Sweep, Swept, TopicPostsFilter, TopicReader,
 };
 use peers_store::{NewScriptToken, ScriptToken};
 use tokio::sync::broadcast;
@@ -225,11 +225,7 @@ impl Store for SqliteStore {
     }
 
     async fn log(&self, f: LogFilter) -> Result<Vec<MessageStatus>> {
-        let from = f.from.clone().map(|s| match s {
-            LogSender::Human => None,
-            LogSender::Peers(ids) => Some(ids),
-        });
-        seam(messages::log(self.db.reader(), from, f).await)
+        seam(messages::log(self.db.reader(), f).await)
     }
 
     async fn subscribe(&self, s: Subscribe) -> Result<Option<Subscription>> {

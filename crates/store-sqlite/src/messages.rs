@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use peers_core::wire::{InboxMessage, MessageState, MessageStatus, ReaderStatus, SenderKind};
-use peers_store::{ClaimOutcome, LoopBudget, NewMessage};
+use peers_store::{ClaimOutcome, LogSender, LoopBudget, Narrowing, NewMessage};
 use sqlx::{FromRow, Row, SqliteConnection, SqlitePool};
 
 use super::Error;
@@ -792,37 +792,33 @@ pub async fn delivered_to(
     Ok(out)
 }
 
-/// The message log for the human, newest first, filtered by sender peer ids (`Some(None)`
-/// for a human sender), by readers (any copy's registration), by topic (without `#`), tag,
+/// The message log for the human, newest first, filtered by sender, by readers (any copy's registration), by topic (without `#`), tag,
 /// project, state and time, with bodies when `with_body` (reads).
 pub async fn log(
     pool: &SqlitePool,
-    from: Option<Option<Vec<String>>>,
     f: peers_store::LogFilter,
 ) -> Result<Vec<MessageStatus>, Error> {
-    let peers_store::LogFilter {
-        to,
-        topic,
-        tag,
-        project,
-        until_ms,
-        status,
-        since_ms,
-        limit,
-        with_body,
-        ..
-    } = f;
     let mut q = sqlx::QueryBuilder::new(concat!(
         "SELECT ",
         message_columns!(),
-        " FROM messages m WHERE m.sent_ms >= "
+        " FROM messages m WHERE true"
     ));
-    q.push_bind(since_ms);
-    match &from {
-        Some(None) => {
+    push_narrowing(&mut q, f.narrowing());
+    q.push(" ORDER BY m.id DESC LIMIT ")
+        .push_bind(f.limit as i64);
+    let rows: Vec<MessageRow> = q.build_query_as().fetch_all(pool).await?;
+    statuses(pool, rows, f.with_body).await
+}
+
+/// Appends ` AND …` on `messages m` for each history filter set (the log's and the
+/// search's).
+pub(crate) fn push_narrowing(q: &mut sqlx::QueryBuilder<sqlx::Sqlite>, n: Narrowing<'_>) {
+    q.push(" AND m.sent_ms >= ").push_bind(n.since_ms);
+    match n.from {
+        Some(LogSender::Human) => {
             q.push(" AND m.from_kind = 'human'");
         }
-        Some(Some(ids)) => {
+        Some(LogSender::Peers(ids)) => {
             q.push(" AND m.from_peer IN (NULL");
             for id in ids {
                 q.push(", ").push_bind(id);
@@ -831,7 +827,7 @@ pub async fn log(
         }
         None => {}
     }
-    if let Some(ids) = &to {
+    if let Some(ids) = n.to {
         q.push(
             " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id \
              AND d.to_peer IN (NULL",
@@ -841,21 +837,21 @@ pub async fn log(
         }
         q.push("))");
     }
-    if let Some(t) = &topic {
+    if let Some(t) = n.topic {
         q.push(" AND m.channel = '#' || ").push_bind(t);
     }
-    if let Some(t) = &tag {
+    if let Some(t) = n.tag {
         q.push(" AND m.id IN (SELECT message_id FROM message_tags WHERE tag = ")
             .push_bind(t)
             .push(")");
     }
-    if let Some(p) = &project {
+    if let Some(p) = n.project {
         q.push(" AND m.project = ").push_bind(p);
     }
-    if let Some(u) = until_ms {
+    if let Some(u) = n.until_ms {
         q.push(" AND m.sent_ms < ").push_bind(u);
     }
-    if let Some(s) = status {
+    if let Some(s) = n.status {
         q.push(match s {
             MessageState::Queued | MessageState::Leased => {
                 " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id \
@@ -874,9 +870,6 @@ pub async fn log(
             }
         });
     }
-    q.push(" ORDER BY m.id DESC LIMIT ").push_bind(limit as i64);
-    let rows: Vec<MessageRow> = q.build_query_as().fetch_all(pool).await?;
-    statuses(pool, rows, with_body).await
 }
 
 /// Count of waiting copies over all readers (reads).

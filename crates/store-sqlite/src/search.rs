@@ -4,10 +4,11 @@
 use std::collections::HashMap;
 
 use peers_core::wire::{SearchHit, SenderKind};
-use peers_store::{LogSender, SearchFilter};
+use peers_store::{SEARCH_START_CHARS as START, SearchFilter};
 use sqlx::{FromRow, SqlitePool};
 
 use super::Error;
+use crate::messages::push_narrowing;
 
 #[derive(Debug, FromRow)]
 struct HitRow {
@@ -21,16 +22,26 @@ struct HitRow {
     snippet: String,
 }
 
-/// The best matches of `f.query` that `f.viewer` may see (reads).
+/// The best matches of `f.query` that `f.viewer` may see, or with no query the newest
+/// messages that pass the filters, each snippet the start of its body (reads).
 pub async fn search(pool: &SqlitePool, f: SearchFilter) -> Result<Vec<SearchHit>, Error> {
+    let text = !f.query.trim().is_empty();
     let mut q = sqlx::QueryBuilder::new(
-        "SELECT m.id, m.from_kind, m.from_address, m.to_address, m.sent_ms, m.tags, m.project, \
-         snippet(messages_fts, 0, '**', '**', '…', 16) AS snippet \
-         FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid \
-         WHERE messages_fts MATCH ",
+        "SELECT m.id, m.from_kind, m.from_address, m.to_address, m.sent_ms, m.tags, m.project, ",
     );
-    q.push_bind(&f.query);
-    q.push(" AND m.sent_ms >= ").push_bind(f.since_ms);
+    if text {
+        q.push(
+            "snippet(messages_fts, 0, '**', '**', '…', 16) AS snippet \
+             FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid \
+             WHERE messages_fts MATCH ",
+        )
+        .push_bind(&f.query);
+    } else {
+        q.push(format!(
+            "CASE WHEN length(m.body) > {START} THEN substr(m.body, 1, {START}) || '…' \
+             ELSE m.body END AS snippet FROM messages m WHERE true"
+        ));
+    }
     if let Some(v) = &f.viewer {
         q.push(" AND (m.from_peer IN (NULL");
         for id in &v.peer_ids {
@@ -54,31 +65,13 @@ pub async fn search(pool: &SqlitePool, f: SearchFilter) -> Result<Vec<SearchHit>
         .push_bind(&v.name)
         .push("))");
     }
-    match &f.from {
-        Some(LogSender::Human) => {
-            q.push(" AND m.from_kind = 'human'");
-        }
-        Some(LogSender::Peers(ids)) => {
-            q.push(" AND m.from_peer IN (NULL");
-            for id in ids {
-                q.push(", ").push_bind(id);
-            }
-            q.push(")");
-        }
-        None => {}
-    }
-    if let Some(t) = &f.topic {
-        q.push(" AND m.channel = '#' || ").push_bind(t);
-    }
-    if let Some(t) = &f.tag {
-        q.push(" AND m.id IN (SELECT message_id FROM message_tags WHERE tag = ")
-            .push_bind(t)
-            .push(")");
-    }
-    if let Some(p) = &f.project {
-        q.push(" AND m.project = ").push_bind(p);
-    }
-    q.push(" ORDER BY rank LIMIT ").push_bind(f.limit as i64);
+    push_narrowing(&mut q, f.narrowing());
+    q.push(if text {
+        " ORDER BY rank LIMIT "
+    } else {
+        " ORDER BY m.id DESC LIMIT "
+    })
+    .push_bind(f.limit as i64);
     let rows: Vec<HitRow> = q
         .build_query_as()
         .fetch_all(pool)

@@ -293,7 +293,11 @@ pub trait Store: Send + Sync + 'static {
     /// with channel [`peers_core::wire::HANDOVER_CHANNEL`], stored by [`Store::send`] with one
     /// reader of empty `peer_id` and `address` the name or `name@host` it waits for) left
     /// before `peer_id` registered, to its name (and host, when the handover names one),
-    /// becomes `peer_id`'s queued copy. Returns how many. A session registered before a
-    /// handover was left never gets it: it is for the next one.
+    /// becomes `peer_id`'s queued copy. So does mail sent to its name while no session of
+    /// that name ran: a waiting copy of a direct message for an ended, unreplaced
+    /// registration of the name (on any machine or directory), sent after that one ended and
+    /// before `peer_id` registered, addressed to the bare name (any host; the broker stores
+    /// such mail's `to_address` as the name) or to `peer_id`'s `name@host`. Returns how many.
+    /// A session registered before a handover was left never gets it: it is for the next one.
     async fn take_handovers(&self, peer_id: &str) -> Result<u64>;
 }

@@ -79,6 +79,7 @@ macro_rules! story_chapters {
             the_sweep_requeues_and_expires_each_copy_on_its_own,
             retention_prunes_old_delivered_mail_and_keeps_the_rest,
             export_pages_every_message_in_id_order,
+            handovers_wait_in_order_for_the_next_session_of_their_name_and_go_once,
         ];
     };
 }
@@ -2334,4 +2335,115 @@ pub async fn export_pages_every_message_in_id_order(s: &Arc<dyn Store>) {
         .map(|m| m.message.message_id)
         .collect();
     assert_eq!(since, [more_id, post_id], "only what was sent since");
+}
+
+// ---- handovers -----------------------------------------------------------------------------
+
+/// A handover from `from` for the next session of `to` (`name` or `name@host`): one copy
+/// waiting for no registration yet, as `POST /v1/handovers` stores it.
+fn handover(from: &PeerRecord, to: &str, note: &str, sent_ms: i64) -> NewMessage {
+    NewMessage {
+        to_address: to.into(),
+        channel: Some(peers_core::wire::HANDOVER_CHANNEL.into()),
+        readers: vec![Reader {
+            peer_id: String::new(),
+            address: to.into(),
+            wake: false,
+        }],
+        ..from_peer(from, from, note, sent_ms)
+    }
+}
+
+/// Handovers wait for the first registration of their name (on any host, or on the host
+/// `name@host` names) after they were left: several in the order they were left, taken once;
+/// a session registered before the note, another name or another host never gets them. Mail
+/// sent to a name while no session of it ran goes the same way.
+pub async fn handovers_wait_in_order_for_the_next_session_of_their_name_and_go_once(
+    s: &Arc<dyn Store>,
+) {
+    let alpha = register(s, 10, "/x/alpha").await;
+    let beta = register(s, 12, "/x/beta").await;
+    let first = send(s, handover(&alpha, "alpha", "first", T0 + 1)).await;
+    let second = send(s, handover(&alpha, "ALPHA", "second", T0 + 2)).await;
+    let on_b = send(s, handover(&alpha, "alpha@host-b", "on host-b", T0 + 3)).await;
+    let for_beta = send(s, handover(&alpha, "beta", "for beta", T0 + 4)).await;
+    assert_eq!(
+        s.take_handovers(&alpha.id).await.unwrap(),
+        0,
+        "the session that left them registered before them"
+    );
+    assert_eq!(s.take_handovers(&beta.id).await.unwrap(), 0, "beta too");
+    assert_eq!(status_of(s, first).await.readers[0].peer_id, "");
+
+    s.unregister(&alpha.id, T0 + 5).await.unwrap();
+    let next = register_as(s, request(14, "/x/alpha"), T0 + 6).await.peer;
+    assert_eq!(next.name, "alpha");
+    assert_eq!(
+        s.take_handovers(&next.id).await.unwrap(),
+        2,
+        "the next alpha on host-a takes the two for any alpha, not the one for host-b"
+    );
+    assert_eq!(waiting_bodies(s, &next).await, ["first", "second"]);
+    let st = status_of(s, second).await;
+    assert_eq!(
+        (st.readers[0].peer_id.as_str(), st.readers[0].to.as_str()),
+        (next.id.as_str(), next.address().as_str()),
+        "the copy is the new registration's"
+    );
+    assert_eq!(st.readers[0].status, MessageState::Queued);
+    assert_eq!(s.take_handovers(&next.id).await.unwrap(), 0, "taken once");
+
+    // Mail for alpha: one while it ran; after it ended, one to the bare name (stored so by
+    // the broker) and one to alpha@host-a.
+    let to_name = |m: NewMessage| NewMessage {
+        to_address: "alpha".into(),
+        ..m
+    };
+    send(s, to_name(from_peer(&beta, &next, "while it ran", T0 + 7))).await;
+    s.unregister(&next.id, T0 + 8).await.unwrap();
+    let none_ran = send(
+        s,
+        to_name(from_peer(&beta, &next, "while none ran", T0 + 9)),
+    )
+    .await;
+    send(s, from_peer(&beta, &next, "for alpha@host-a", T0 + 9)).await;
+
+    let elsewhere = register_as(
+        s,
+        RegisterRequest {
+            machine_id: "machine-b".into(),
+            host: "host-b".into(),
+            ..request(16, "/y/alpha")
+        },
+        T0 + 10,
+    )
+    .await
+    .peer;
+    assert_eq!(elsewhere.name, "alpha");
+    assert_eq!(
+        s.take_handovers(&elsewhere.id).await.unwrap(),
+        2,
+        "alpha on host-b takes the note for alpha@host-b and the mail sent to alpha while \
+         none ran, not the mail for alpha@host-a or sent while alpha ran"
+    );
+    assert_eq!(
+        waiting_bodies(s, &elsewhere).await,
+        ["on host-b", "while none ran"]
+    );
+    assert_eq!(status_of(s, on_b).await.readers[0].peer_id, elsewhere.id);
+    assert_eq!(
+        status_of(s, none_ran).await.readers[0].peer_id,
+        elsewhere.id
+    );
+    assert_eq!(
+        waiting_bodies(s, &next).await,
+        ["first", "second", "while it ran", "for alpha@host-a"],
+        "the rest waits for the next alpha in its directory"
+    );
+    assert_eq!(s.take_handovers(&elsewhere.id).await.unwrap(), 0);
+    assert_eq!(
+        status_of(s, for_beta).await.readers[0].peer_id,
+        "",
+        "beta's waits for beta's next session"
+    );
 }

@@ -310,18 +310,67 @@ pub struct LogFilter {
 #[derive(Debug, Clone, Default)]
 pub struct SearchFilter {
     /// The full-text query as the caller wrote it (FTS5 syntax on SQLite; PostgreSQL reads
-    /// it with `websearch_to_tsquery`).
+    /// it with `websearch_to_tsquery`). Empty: no text to match, the newest messages that
+    /// pass the other filters first, each snippet the start of its body.
     pub query: String,
     /// `None`: the human, who finds everything.
     pub viewer: Option<SearchViewer>,
     pub from: Option<LogSender>,
+    /// Only messages one of these registrations got a copy of.
+    pub to: Option<Vec<String>>,
     /// Normalised, without `#`.
     pub topic: Option<String>,
     pub tag: Option<String>,
     pub project: Option<String>,
     pub since_ms: i64,
+    /// Only messages sent before this time.
+    pub until_ms: Option<i64>,
+    /// Only messages in this sender-side state (as [`LogFilter::status`]).
+    pub status: Option<MessageState>,
     pub limit: u32,
 }
+
+/// The history filters [`LogFilter`] and [`SearchFilter`] share, borrowed, for a backend
+/// to turn into one set of conditions for both.
+#[derive(Debug, Clone, Copy)]
+pub struct Narrowing<'a> {
+    pub from: Option<&'a LogSender>,
+    /// The recipient's registrations: some copy is theirs.
+    pub to: Option<&'a [String]>,
+    pub topic: Option<&'a str>,
+    pub tag: Option<&'a str>,
+    pub project: Option<&'a str>,
+    pub since_ms: i64,
+    pub until_ms: Option<i64>,
+    /// The sender-side state (`Leased` counts as `Queued`).
+    pub status: Option<MessageState>,
+}
+
+/// The [`Narrowing`] of a filter with the history fields (`LogFilter`, `SearchFilter`).
+macro_rules! narrowing_of {
+    ($($filter:ty),*) => {$(
+        impl $filter {
+            pub fn narrowing(&self) -> Narrowing<'_> {
+                Narrowing {
+                    from: self.from.as_ref(),
+                    to: self.to.as_deref(),
+                    topic: self.topic.as_deref(),
+                    tag: self.tag.as_deref(),
+                    project: self.project.as_deref(),
+                    since_ms: self.since_ms,
+                    until_ms: self.until_ms,
+                    status: self.status,
+                }
+            }
+        }
+    )*};
+}
+
+narrowing_of!(LogFilter, SearchFilter);
+
+/// With no query, each hit's snippet is the first this many characters of its body (and `…`
+/// when there is more).
+pub const SEARCH_START_CHARS: usize = 160;
 
 /// A peer searching: it finds mail one of `peer_ids` sent or got a copy of, and posts to
 /// the topics its name in its directory (`machine_id`, `cwd`, `name`) is subscribed to.

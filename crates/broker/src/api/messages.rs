@@ -55,7 +55,14 @@ pub async fn send(
     let (to_address, channel, readers) = match &recipient {
         Recipient::Peer(who) => {
             let to = resolve_or_404(&state, who).await?;
-            (to.address(), None, vec![(to, true)])
+            // To a name no session of which runs now: the next session of that name takes
+            // it, on any machine, unless the sender named the host (`take_handovers`).
+            let address = if !to.alive() && who.eq_ignore_ascii_case(&to.name) {
+                to.name.clone()
+            } else {
+                to.address()
+            };
+            (address, None, vec![(to, true)])
         }
         Recipient::Topic(topic) => {
             let readers = state.store.topic_readers(topic).await?;

@@ -44,7 +44,8 @@ pub async fn register(
     }
     let peer = reg.peer.clone();
     state.cache_peer(peer.clone());
-    // Handovers left for this name before it registered are this session's now.
+    // Handovers left for this name before it registered, and mail sent to the name while no
+    // session of it ran (on any machine), are this session's now.
     let handed = state.store.take_handovers(&peer.id).await?;
     if reg.inherited_messages > 0 || handed > 0 {
         state.mailmarks.mail_committed(&peer.id, &peer.machine_id);

@@ -1,4 +1,5 @@
-//! `GET /v1/search`: full-text search over bodies and tags. A peer finds mail it sent, got
+//! `GET /v1/search`: full-text search over bodies and tags, or with no words the newest
+//! history, with the history filters of `GET /v1/messages`. A peer finds mail it sent, got
 //! a copy of, or that was posted to a topic it is subscribed to; the human finds everything.
 
 use axum::Json;
@@ -17,12 +18,8 @@ pub async fn search(
     caller: Caller,
     ApiQuery(q): ApiQuery<SearchQuery>,
 ) -> ApiResult<SearchResults> {
+    // No words: the newest history that passes the filters.
     let query = q.q.trim().to_string();
-    if query.is_empty() {
-        return Err(ApiError::bad_request(
-            "`q` is empty: give the words to search for",
-        ));
-    }
     input::no_nul("q", &query)?;
     let viewer = match &caller {
         Caller::Peer(me) => Some(SearchViewer {
@@ -39,6 +36,10 @@ pub async fn search(
         Some("you") | Some("human") => Some(LogSender::Human),
         Some(who) => Some(LogSender::Peers(ids_named(&state, who).await?)),
     };
+    let to = match q.to.as_deref() {
+        None => None,
+        Some(who) => Some(ids_named(&state, who).await?),
+    };
     let topic = match q.topic.as_deref() {
         None => None,
         Some(t) => Some(peers_core::address::topic_name(t).map_err(ApiError::bad_request)?),
@@ -53,10 +54,13 @@ pub async fn search(
             query,
             viewer,
             from,
+            to,
             topic,
             tag,
             project: q.project.map(|p| p.trim().to_string()),
             since_ms: q.since_ms.unwrap_or(0),
+            until_ms: q.until_ms,
+            status: q.status,
             limit: q.limit.unwrap_or(20).clamp(1, 200),
         })
         .await?;

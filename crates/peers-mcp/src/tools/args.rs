@@ -135,11 +135,15 @@ pub struct ThreadArgs {
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct SearchArgs {
     /// Words to find in message bodies and tags (all must match); "a phrase", OR, NOT,
-    /// prefix*.
-    pub query: String,
+    /// prefix*. Leave it out to list your newest history that passes the other filters.
+    #[serde(default)]
+    pub query: Option<String>,
     /// Only mail from this sender (a peer's name or name@host; "you" for your user).
     #[serde(default)]
     pub from: Option<String>,
+    /// Only mail to this recipient (a peer's name or name@host).
+    #[serde(default)]
+    pub to: Option<String>,
     /// Only posts to this topic.
     #[serde(default)]
     pub topic: Option<String>,
@@ -152,6 +156,13 @@ pub struct SearchArgs {
     /// Only messages sent within this long, e.g. "2h" or "7d".
     #[serde(default)]
     pub since: Option<String>,
+    /// Only messages sent longer ago than this, e.g. "1h".
+    #[serde(default)]
+    pub until: Option<String>,
+    /// Only messages in this state: "queued" (some copy still waits), "delivered" (every
+    /// copy was) or "expired".
+    #[serde(default)]
+    pub status: Option<String>,
     /// At most this many matches (default 20, at most 200).
     #[serde(default)]
     pub limit: Option<u32>,

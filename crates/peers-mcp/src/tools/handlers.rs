@@ -7,8 +7,8 @@ use rmcp::{tool, tool_router};
 use peers_core::address::topic_name;
 use peers_core::render::{self, Me, Occasion};
 use peers_core::wire::{
-    AckRequest, ClaimRequest, ErrorCode, HandoverRequest, ListPeersQuery, PeerInfo, Scope,
-    SearchQuery, SendRequest, SubscribeRequest, TopicPostsQuery,
+    AckRequest, ClaimRequest, ErrorCode, HandoverRequest, ListPeersQuery, MessageState, PeerInfo,
+    Scope, SearchQuery, SendRequest, SubscribeRequest, TopicPostsQuery,
 };
 use peers_core::{ClientError, now_ms};
 
@@ -196,34 +196,48 @@ impl PeersServer {
         annotations(title = "peers: search mail", read_only_hint = true)
     )]
     async fn search_messages(&self, Parameters(args): Parameters<SearchArgs>) -> CallToolResult {
-        let since_ms = match args
-            .since
+        let now = now_ms();
+        let ago = |what: &str, v: Option<&str>| match v.map(str::trim).filter(|s| !s.is_empty()) {
+            None => Ok(None),
+            Some(s) => peers_core::parse_duration(s)
+                .map(|d| Some(now - d.as_millis() as i64))
+                .map_err(|e| texts::failed("search_messages", format!("{what}: {e}"))),
+        };
+        let since_ms = match ago("since", args.since.as_deref()) {
+            Ok(t) => t,
+            Err(e) => return fail(e),
+        };
+        let until_ms = match ago("until", args.until.as_deref()) {
+            Ok(t) => t,
+            Err(e) => return fail(e),
+        };
+        let status = match args
+            .status
             .as_deref()
             .map(str::trim)
             .filter(|s| !s.is_empty())
         {
             None => None,
-            Some(s) => match peers_core::parse_duration(s) {
-                Ok(d) => Some(now_ms() - d.as_millis() as i64),
-                Err(e) => return fail(texts::failed("search_messages", format!("since: {e}"))),
+            Some(s) => match MessageState::from_filter(s) {
+                Ok(s) => Some(s),
+                Err(e) => return fail(texts::failed("search_messages", format!("status: {e}"))),
             },
         };
+        let query = args.query.unwrap_or_default();
         let q = &SearchQuery {
-            q: args.query.clone(),
+            q: query.clone(),
             from: args.from,
+            to: args.to,
             topic: args.topic,
             tag: args.tag,
             project: args.project,
             since_ms,
+            until_ms,
+            status,
             limit: Some(args.limit.unwrap_or(20).clamp(1, 200)),
         };
         match self.peer.call(|c| async move { c.search(q).await }).await {
-            Ok(r) => ok(render::search_hits(
-                &self.tools,
-                &args.query,
-                &r.hits,
-                now_ms(),
-            )),
+            Ok(r) => ok(render::search_hits(&self.tools, &query, &r.hits, now_ms())),
             Err(e) => self.peer_error("search_messages", e),
         }
     }

@@ -53,9 +53,10 @@ pub const READ_THREAD: &str = "peers: read a whole conversation between Claude C
         included), in order, each with its text, sender, recipients, time and delivery state.";
 
 pub const SEARCH_MESSAGES: &str = "peers: search the mail of this Claude Code session — what \
-        you sent, got, and posts to topics you are subscribed to — by words in bodies and tags; \
-        filters from, topic, tag, project, since. Each match has a snippet, its id and its \
-        thread ({read_thread} reads it whole).";
+        you sent, got, and posts to topics you are subscribed to — by words in bodies and tags, \
+        or without a query list its newest history; filters from, to, topic, tag, project, \
+        since, until, status. Each match has a snippet, its id and its thread ({read_thread} \
+        reads it whole).";
 
 pub const MESSAGE_STATUS: &str = "peers: delivery status of a message you sent to another Claude Code \
         session: queued (waiting; is the recipient running?), delivered (when, by which hook \
