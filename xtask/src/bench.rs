@@ -524,6 +524,7 @@ async fn broker(bin: &Path, plan: &Plan) -> Result<()> {
         tokens,
         sends,
     } = senders(&b, |_| SEND_BODY.to_string()).await?;
+    let user = b.user()?;
     let send_body = |i: usize| serde_json::to_vec(&send_req(format!("inbox{}", i % 16), SEND_BODY));
     // The broker's HTTP floor: a 404 from the router's fallback (no auth, no database).
     let floor_req: Arc<[u8]> = load::request("GET", "/v1/none", None, None).into();
