@@ -109,11 +109,7 @@ pub fn run(which: Which) -> Result<()> {
             no_pin,
             sends_only,
         } => {
-            crate::run_cmd(crate::cargo_cmd().args(["build", "--release", "-p", "peers-broker"]))?;
-            let bin = crate::target_dir().join("release/peers-broker");
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
+            let (bin, rt) = release_broker()?;
             let plan = Plan {
                 seconds,
                 history,
@@ -124,19 +120,11 @@ pub fn run(which: Which) -> Result<()> {
             rt.block_on(broker(&bin, &plan))
         }
         Which::Stores { seconds } => {
-            crate::run_cmd(crate::cargo_cmd().args(["build", "--release", "-p", "peers-broker"]))?;
-            let bin = crate::target_dir().join("release/peers-broker");
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
+            let (bin, rt) = release_broker()?;
             rt.block_on(stores::run(&bin, seconds))
         }
         Which::Topics { rounds } => {
-            crate::run_cmd(crate::cargo_cmd().args(["build", "--release", "-p", "peers-broker"]))?;
-            let bin = crate::target_dir().join("release/peers-broker");
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
+            let (bin, rt) = release_broker()?;
             rt.block_on(topics::run(&bin, rounds))
         }
         Which::Search {
@@ -144,11 +132,7 @@ pub fn run(which: Which) -> Result<()> {
             rounds,
             seconds,
         } => {
-            crate::run_cmd(crate::cargo_cmd().args(["build", "--release", "-p", "peers-broker"]))?;
-            let bin = crate::target_dir().join("release/peers-broker");
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
+            let (bin, rt) = release_broker()?;
             let run = if quick {
                 search::Run {
                     sizes: vec![1_000, 10_000],
@@ -192,6 +176,16 @@ pub fn run(which: Which) -> Result<()> {
             ))
         }
     }
+}
+
+/// Builds the release broker; its path and a multi-threaded runtime for the bench.
+fn release_broker() -> Result<(std::path::PathBuf, tokio::runtime::Runtime)> {
+    crate::run_cmd(crate::cargo_cmd().args(["build", "--release", "-p", "peers-broker"]))?;
+    let bin = crate::target_dir().join("release/peers-broker");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    Ok((bin, rt))
 }
 
 /// The characters of wrapping per message (`peers_core::render::wrapping`: 74-byte bodies,
