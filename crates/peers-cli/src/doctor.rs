@@ -248,7 +248,7 @@ fn binaries(r: &mut Report) {
         r.fail(
             "binaries",
             format!("missing in {}: {}", dir.display(), missing.join(", ")),
-            "install all four binaries together: `cargo xtask install`",
+            "install all five binaries together: `cargo xtask install`",
         );
     }
 }
