@@ -68,6 +68,19 @@ pub enum Which {
         #[arg(long, default_value_t = 50)]
         rounds: usize,
     },
+    /// Search (issue 14): `GET /v1/search` p50/p95 over 10,000 / 100,000 / 1,000,000 seeded
+    /// messages, and sends/s at concurrency 64 with the full-text index on versus off.
+    Search {
+        /// Smoke run: 1,000 and 10,000 messages, 50 searches per query, 1 s send runs.
+        #[arg(long)]
+        quick: bool,
+        /// Searches per query.
+        #[arg(long, default_value_t = 200)]
+        rounds: usize,
+        /// Seconds per send-throughput run.
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+    },
     /// Context per message: the characters of wrapping the renderer adds around peer mail
     /// (batches of 1 and 5, per further message), the SessionStart intro.
     Context,
@@ -96,11 +109,7 @@ pub fn run(which: Which) -> Result<()> {
             no_pin,
             sends_only,
         } => {
-            crate::run_cmd(crate::cargo_cmd().args(["build", "--release", "-p", "peers-broker"]))?;
-            let bin = crate::target_dir().join("release/peers-broker");
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
+            let (bin, rt) = release_broker()?;
             let plan = Plan {
                 seconds,
                 history,
@@ -111,20 +120,33 @@ pub fn run(which: Which) -> Result<()> {
             rt.block_on(broker(&bin, &plan))
         }
         Which::Stores { seconds } => {
-            crate::run_cmd(crate::cargo_cmd().args(["build", "--release", "-p", "peers-broker"]))?;
-            let bin = crate::target_dir().join("release/peers-broker");
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
+            let (bin, rt) = release_broker()?;
             rt.block_on(stores::run(&bin, seconds))
         }
         Which::Topics { rounds } => {
-            crate::run_cmd(crate::cargo_cmd().args(["build", "--release", "-p", "peers-broker"]))?;
-            let bin = crate::target_dir().join("release/peers-broker");
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
+            let (bin, rt) = release_broker()?;
             rt.block_on(topics::run(&bin, rounds))
+        }
+        Which::Search {
+            quick,
+            rounds,
+            seconds,
+        } => {
+            let (bin, rt) = release_broker()?;
+            let run = if quick {
+                search::Run {
+                    sizes: vec![1_000, 10_000],
+                    rounds: 50,
+                    seconds: 1,
+                }
+            } else {
+                search::Run {
+                    sizes: vec![10_000, 100_000, 1_000_000],
+                    rounds,
+                    seconds,
+                }
+            };
+            rt.block_on(search::run(&bin, &run))
         }
         Which::Context => unreachable!("handled above"),
         Which::Hub {
@@ -156,6 +178,16 @@ pub fn run(which: Which) -> Result<()> {
     }
 }
 
+/// Builds the release broker; its path and a multi-threaded runtime for the bench.
+fn release_broker() -> Result<(std::path::PathBuf, tokio::runtime::Runtime)> {
+    crate::run_cmd(crate::cargo_cmd().args(["build", "--release", "-p", "peers-broker"]))?;
+    let bin = crate::target_dir().join("release/peers-broker");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    Ok((bin, rt))
+}
+
 /// The characters of wrapping per message (`peers_core::render::wrapping`: 74-byte bodies,
 /// default tool names), beside the renderer before issue 16 (batch of 1 mid-turn: 766, each
 /// further message: 240).
@@ -179,6 +211,7 @@ fn context() {
     println!("\nSessionStart intro: {} characters", render::width(&intro));
 }
 
+mod search;
 mod stores;
 mod topics;
 
@@ -387,6 +420,52 @@ impl Cores {
     }
 }
 
+/// The send load of the benches: 64 registered senders and 16 inboxes (`inbox0`…`inbox15`).
+struct Senders {
+    /// The broker's address.
+    addr: SocketAddr,
+    tokens: Vec<String>,
+    /// One `POST /v1/messages` per sender, sender `i` to inbox `i % 16`.
+    sends: Vec<Arc<[u8]>>,
+}
+
+/// Registers the senders and inboxes of [`Senders`] on `b`; sender `i` sends `body(i)`.
+async fn senders(b: &Broker, body: impl Fn(usize) -> String) -> Result<Senders> {
+    let user = b.user()?;
+    let mut tokens = vec![];
+    for i in 0..64 {
+        tokens.push(register_token(&user, i, &format!("/bench/sender{i}")).await?);
+    }
+    for i in 0..16 {
+        register(&user, 1000 + i, &format!("/bench/inbox{i}")).await?;
+    }
+    let addr: SocketAddr = b
+        .process
+        .url
+        .trim_start_matches("http://")
+        .parse()
+        .context("the broker's address")?;
+    let mut sends: Vec<Arc<[u8]>> = vec![];
+    for (i, t) in tokens.iter().enumerate() {
+        let req = serde_json::to_vec(&send_req(format!("inbox{}", i % 16), body(i)))?;
+        sends.push(load::request("POST", "/v1/messages", Some(t), Some(&req)).into());
+    }
+    Ok(Senders {
+        addr,
+        tokens,
+        sends,
+    })
+}
+
+/// The load average (1, 5, 15 min) from `/proc/loadavg`, printed beside the figures.
+pub fn load_average() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    load.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The body every simulated sender sends.
 const SEND_BODY: &str = "benchmark message of a typical short length, about a line";
 
@@ -434,25 +513,13 @@ async fn broker(bin: &Path, plan: &Plan) -> Result<()> {
     }
 
     // Sends/s: 64 senders, 16 recipients; each 200 is a committed (fsynced) message.
+    let Senders {
+        addr,
+        tokens,
+        sends,
+    } = senders(&b, |_| SEND_BODY.to_string()).await?;
     let user = b.user()?;
-    let mut tokens = vec![];
-    for i in 0..64 {
-        tokens.push(register_token(&user, i, &format!("/bench/sender{i}")).await?);
-    }
-    for i in 0..16 {
-        register(&user, 1000 + i, &format!("/bench/inbox{i}")).await?;
-    }
-    let addr: SocketAddr = b
-        .process
-        .url
-        .trim_start_matches("http://")
-        .parse()
-        .context("the broker's address")?;
     let send_body = |i: usize| serde_json::to_vec(&send_req(format!("inbox{}", i % 16), SEND_BODY));
-    let mut sends: Vec<Arc<[u8]>> = vec![];
-    for (i, t) in tokens.iter().enumerate() {
-        sends.push(load::request("POST", "/v1/messages", Some(t), Some(&send_body(i)?)).into());
-    }
     // The broker's HTTP floor: a 404 from the router's fallback (no auth, no database).
     let floor_req: Arc<[u8]> = load::request("GET", "/v1/none", None, None).into();
     let trivial = load::Trivial::start(&plan.cores.broker)?;

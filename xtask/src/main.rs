@@ -40,7 +40,7 @@ enum Cmd {
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
-    /// Build in release mode and install the four binaries (default: ~/.local/bin).
+    /// Build in release mode and install the five binaries (default: ~/.local/bin).
     Install {
         /// Where to put the binaries.
         #[arg(long)]
@@ -134,8 +134,15 @@ fn test(args: &[String]) -> Result<()> {
     run_cmd(cargo_cmd().args(["test", "--workspace"]).args(args))
 }
 
-/// The binaries a user installs.
-const BINARIES: [&str; 4] = ["peers-broker", "peers-mcp", "peers-deliver", "peers"];
+/// The binaries a user installs (`peers-deliver-net` is the full hook the front
+/// `peers-deliver` execs; it must sit beside it).
+const BINARIES: [&str; 5] = [
+    "peers-broker",
+    "peers-mcp",
+    "peers-deliver",
+    "peers-deliver-net",
+    "peers",
+];
 
 fn install(bin_dir: Option<PathBuf>) -> Result<()> {
     let bin_dir = match bin_dir {

@@ -1,6 +1,7 @@
 //! `peers-broker`: the daemon. Thin over the library: parse flags, load config, set up logs,
 //! run.
 
+use peers_store::Store as _;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,7 +36,8 @@ struct Args {
     tool: Option<Tool>,
 }
 
-/// Tools for the project's own benchmarks; not for users.
+/// Tools for the project's own benchmarks; not for users. Each works on an SQLite file
+/// through the store crate (the broker may be serving it meanwhile: WAL).
 #[derive(clap::Subcommand)]
 enum Tool {
     /// Fill the database with COUNT delivered messages spread over PEER_IDS, sent at the
@@ -52,35 +54,94 @@ enum Tool {
         count: u64,
         peer_ids: Vec<String>,
     },
+    /// Fill DB with one delivered message per line of stdin, between PEERS (`id=address`)
+    /// round-robin (`cargo xtask bench search`).
+    #[command(hide = true)]
+    PreloadBodies {
+        #[arg(long)]
+        db: PathBuf,
+        peers: Vec<String>,
+    },
+    /// Stop keeping DB's full-text index (`cargo xtask bench search`, "FTS off"). Bench-only.
+    #[command(hide = true)]
+    DropSearchIndex {
+        #[arg(long)]
+        db: PathBuf,
+    },
+}
+
+/// Runs a bench tool on its own runtime.
+fn run_tool(tool: Tool) -> ExitCode {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("start the tokio runtime");
+    let work = async {
+        match tool {
+            // Any backend: the retention tests preload PostgreSQL too.
+            Tool::PreloadHistory {
+                db,
+                db_url,
+                count,
+                peer_ids,
+            } => {
+                let url = db_url.unwrap_or_else(|| DbUrl::Sqlite(db.unwrap_or_default()));
+                let store = peers_broker::store::open(&url).await?;
+                let done = store.preload_delivered(&peer_ids, count).await;
+                store.close().await;
+                done
+            }
+            Tool::PreloadBodies { db, peers } => {
+                let store = peers_store_sqlite::SqliteStore::open(&db).await?;
+                let done = preload_bodies(&store, &peers).await;
+                store.close().await;
+                done
+            }
+            Tool::DropSearchIndex { db } => {
+                let store = peers_store_sqlite::SqliteStore::open(&db).await?;
+                let done = store.drop_search_index().await;
+                store.close().await;
+                done
+            }
+        }
+    };
+    match rt.block_on(work) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("peers-broker: bench tool: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Stdin's lines as message bodies, 50,000 to a transaction, sent from an hour ago on, a
+/// millisecond apart.
+async fn preload_bodies(
+    store: &peers_store_sqlite::SqliteStore,
+    peers: &[String],
+) -> peers_store::Result<()> {
+    use std::io::BufRead;
+    let peers: Vec<(String, String)> = peers
+        .iter()
+        .filter_map(|p| p.split_once('='))
+        .map(|(id, address)| (id.to_string(), address.to_string()))
+        .collect();
+    let mut lines = std::io::stdin().lock().lines();
+    let mut sent_ms = peers_core::now_ms() - 3_600_000;
+    loop {
+        let batch: Vec<String> = lines.by_ref().take(50_000).map_while(Result::ok).collect();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        store.preload_bodies(&peers, &batch, sent_ms).await?;
+        sent_ms += batch.len() as i64;
+    }
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Some(Tool::PreloadHistory {
-        db,
-        db_url,
-        count,
-        peer_ids,
-    }) = args.tool
-    {
-        let url = db_url.unwrap_or_else(|| DbUrl::Sqlite(db.unwrap_or_default()));
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("start the tokio runtime");
-        let preload = async {
-            let store = peers_broker::store::open(&url).await?;
-            let done = store.preload_delivered(&peer_ids, count).await;
-            store.close().await;
-            done
-        };
-        return match rt.block_on(preload) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("peers-broker: preload-history: {e}");
-                ExitCode::FAILURE
-            }
-        };
+    if let Some(tool) = args.tool {
+        return run_tool(tool);
     }
     let mut config = match peers_core::Config::load() {
         Ok(c) => c,

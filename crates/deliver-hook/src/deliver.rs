@@ -101,8 +101,28 @@ fn find_session(cfg: &Config, event: Event) -> Option<SessionFile> {
     }
 }
 
+/// An event that must ask the broker, as far as the hook got without it: the brokers not
+/// backed off (in order) and the Stop streak so far.
+pub struct Ask<'a> {
+    pub cfg: &'a Config,
+    pub session: &'a SessionFile,
+    pub input: &'a HookInput,
+    pub client: Agent,
+    pub event: Event,
+    pub urls: Vec<String>,
+    pub streak: u32,
+}
+
 /// The whole hook run; every failure ends in exit 0 with nothing printed.
 pub fn run() -> i32 {
+    run_with(claim_and_print)
+}
+
+/// One hook event, with `online` for the part that needs the broker: claim, print, ack
+/// ([`claim_and_print`], the full hook), or hand the event to the full hook (the front,
+/// [`crate::front`]); it returns whether something was printed. Generic, so the front links
+/// none of the network code.
+pub fn run_with(online: impl FnOnce(Ask<'_>, &mut dyn Write) -> bool) -> i32 {
     let Some(input) = crate::read_input() else {
         return 0;
     };
@@ -128,7 +148,7 @@ pub fn run() -> i32 {
     };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    handle(&cfg, &session, &input, client, event, &mut out);
+    handle(&cfg, &session, &input, client, event, &mut out, online);
     0
 }
 
@@ -142,13 +162,28 @@ pub fn handle(
     client: Agent,
     event: Event,
     out: &mut dyn Write,
+    online: impl FnOnce(Ask<'_>, &mut dyn Write) -> bool,
 ) {
     let state_dir = cfg.state_dir.as_path();
     let pid = session.claude_pid;
     if event == Event::UserPromptSubmit {
         state::set_turn(state_dir, pid, true, peers_core::now_ms());
     }
-    let printed = claim_and_print(cfg, session, input, client, event, out);
+    let printed = match offline(cfg, session, input, event) {
+        Some((urls, streak)) => online(
+            Ask {
+                cfg,
+                session,
+                input,
+                client,
+                event,
+                urls,
+                streak,
+            },
+            out,
+        ),
+        None => false,
+    };
     if event == Event::Stop {
         // A block continues the turn; otherwise the session goes idle and the waiter may wake it.
         state::set_turn(state_dir, pid, printed, peers_core::now_ms());
@@ -158,15 +193,15 @@ pub fn handle(
     }
 }
 
-/// Returns whether something was printed.
-fn claim_and_print(
+/// Everything before the network: `None` when this event asks no broker (every broker backed
+/// off, the Stop block cap reached, or no mail marker on a local broker); else the brokers to
+/// ask and the Stop streak so far.
+fn offline(
     cfg: &Config,
     session: &SessionFile,
     input: &HookInput,
-    agent: Agent,
     event: Event,
-    out: &mut dyn Write,
-) -> bool {
+) -> Option<(Vec<String>, u32)> {
     let state_dir = cfg.state_dir.as_path();
     let now = peers_core::now_ms();
     // Brokers that failed a moment ago are skipped; with none left, so is the network.
@@ -181,7 +216,7 @@ fn claim_and_print(
                 skipped.join(", ")
             )
         });
-        return false;
+        return None;
     }
 
     let mut streak = 0;
@@ -195,15 +230,30 @@ fn claim_and_print(
         // Keep one below Claude Code's cap: a block it ignores would lose the acked mail.
         if streak + 1 >= cap {
             debug(|| format!("{streak} Stop blocks in a row (cap {cap}); not blocking again"));
-            return false;
+            return None;
         }
     }
 
     if skip_network(cfg, session, event) {
         debug(|| "no mail marker and the local broker is up: nothing to claim".into());
-        return false;
+        return None;
     }
+    Some((urls, streak))
+}
 
+/// Claims from the brokers of `ask`, prints, acks; returns whether something was printed.
+pub fn claim_and_print(ask: Ask<'_>, out: &mut dyn Write) -> bool {
+    let Ask {
+        cfg,
+        session,
+        client: agent,
+        event,
+        urls,
+        streak,
+        ..
+    } = ask;
+    let state_dir = cfg.state_dir.as_path();
+    let now = peers_core::now_ms();
     let Some(rt) = crate::runtime() else {
         return false;
     };

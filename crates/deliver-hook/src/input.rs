@@ -10,7 +10,7 @@
 //! decides ([`HookInput::client`]).
 
 use peers_core::wire::Agent;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The hook events this binary acts on, by what they mean (named as Claude Code names them);
 /// everything else is ignored (exit 0, no output).
@@ -79,7 +79,7 @@ const GEMINI_ONLY: [&str; 6] = [
 
 /// One hook invocation's input. Unknown fields are ignored, so newer clients that add fields
 /// keep working.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 pub struct HookInput {
     pub hook_event_name: String,
     #[serde(default)]

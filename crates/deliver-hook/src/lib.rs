@@ -22,6 +22,7 @@
 
 pub mod codex;
 pub mod deliver;
+pub mod front;
 pub mod input;
 pub mod locate;
 pub mod state;

@@ -7,6 +7,7 @@ mod bench;
 mod delivery;
 mod events;
 mod failover;
+mod front;
 mod input_bounds;
 mod mailmark;
 mod util;

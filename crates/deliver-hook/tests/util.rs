@@ -102,7 +102,12 @@ impl Harness {
 
     /// A command for the hook, confined to the test environment, with `CLAUDE_PID` set.
     pub fn hook(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(hook_bin());
+        self.hook_at(&hook_bin(), args)
+    }
+
+    /// Like [`Harness::hook`], running the binary `program`.
+    pub fn hook_at(&self, program: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(program);
         self.env.apply(&mut cmd);
         cmd.args(args)
             .env("CLAUDE_PID", self.me.claude_pid.to_string())

@@ -293,7 +293,7 @@ fn indent(text: &str) {
 fn need(name: &str) -> Result<PathBuf> {
     context::find_binary(name).ok_or_else(|| {
         anyhow!(
-            "cannot find {name} next to peers or on PATH: install all four binaries with \
+            "cannot find {name} next to peers or on PATH: install all five binaries with \
              `cargo xtask install`"
         )
     })

@@ -234,15 +234,20 @@ fn binaries(r: &mut Report) {
             return;
         }
     };
-    let missing: Vec<&str> = ["peers-broker", "peers-mcp", "peers-deliver"]
-        .into_iter()
-        .filter(|n| !context::is_executable(&dir.join(n)))
-        .collect();
+    let missing: Vec<&str> = [
+        "peers-broker",
+        "peers-mcp",
+        "peers-deliver",
+        "peers-deliver-net",
+    ]
+    .into_iter()
+    .filter(|n| !context::is_executable(&dir.join(n)))
+    .collect();
     if missing.is_empty() {
         r.ok(
             "binaries",
             format!(
-                "peers-broker, peers-mcp, peers-deliver next to peers in {}",
+                "peers-broker, peers-mcp, peers-deliver, peers-deliver-net next to peers in {}",
                 dir.display()
             ),
         );
@@ -250,7 +255,7 @@ fn binaries(r: &mut Report) {
         r.fail(
             "binaries",
             format!("missing in {}: {}", dir.display(), missing.join(", ")),
-            "install all four binaries together: `cargo xtask install`",
+            "install all five binaries together: `cargo xtask install`",
         );
     }
 }
@@ -532,6 +537,17 @@ fn hooks(r: &mut Report, via_plugin: bool) -> bool {
                     "does not exist"
                 }
             ));
+        } else if let Some(net) = full_hook_missing(Path::new(&prog)) {
+            bad.push(format!(
+                "{ev} in {} runs {prog}, but {} (the full hook it hands mail to) {}",
+                path.display(),
+                net.display(),
+                if net.exists() {
+                    "is not executable"
+                } else {
+                    "does not exist"
+                }
+            ));
         }
     }
     let files: Vec<String> = {
@@ -571,6 +587,16 @@ fn hooks(r: &mut Report, via_plugin: bool) -> bool {
         );
     }
     true
+}
+
+/// For a hook that runs the front `peers-deliver`: its `peers-deliver-net` when that is not
+/// an executable beside it (the front would then show no mail at all).
+fn full_hook_missing(prog: &Path) -> Option<PathBuf> {
+    if prog.file_name()? != install::DELIVER {
+        return None;
+    }
+    let net = prog.with_file_name(format!("{}-net", install::DELIVER));
+    (!context::is_executable(&net)).then_some(net)
 }
 
 /// Checks the MCP server entry `peers install` writes; returns whether one was found.

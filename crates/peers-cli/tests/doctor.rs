@@ -335,3 +335,35 @@ async fn the_probe_serves_every_allowed_tool_and_registers_nothing() {
             .is_ok_and(|mut d| d.next().is_some())
     );
 }
+
+#[test]
+fn doctor_names_a_hook_front_without_its_full_hook() {
+    let env = TestEnv::new();
+    let cwd = project(&env, "p");
+    peers(&env, &cwd, &["install"]).ok();
+    // The hooks run a peers-deliver alone in its directory: it would hand every event with
+    // mail to a peers-deliver-net that is not there.
+    let alone = env.dir.path().join("alone");
+    std::fs::create_dir_all(&alone).unwrap();
+    let front = alone.join("peers-deliver");
+    std::fs::copy(bin("peers-deliver"), &front).unwrap();
+    let settings = env.home.join(".claude/settings.json");
+    let text = std::fs::read_to_string(&settings).unwrap();
+    let deliver = bin("peers-deliver").display().to_string();
+    std::fs::write(
+        &settings,
+        text.replace(&deliver, &front.display().to_string()),
+    )
+    .unwrap();
+
+    let out = peers(&env, &cwd, &["doctor"]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let net = alone.join("peers-deliver-net");
+    assert_contains(
+        &out.stdout,
+        &format!(
+            "but {} (the full hook it hands mail to) does not exist",
+            net.display()
+        ),
+    );
+}

@@ -37,6 +37,26 @@ impl SqliteStore {
     pub fn path(&self) -> &Path {
         self.db.health.db()
     }
+
+    /// Bench-only (`cargo xtask bench search`): one delivered message per body, between
+    /// `peers` (`(id, address)`) round-robin, sent from `first_ms` on (`preload.rs`).
+    pub async fn preload_bodies(
+        &self,
+        peers: &[(String, String)],
+        bodies: &[String],
+        first_ms: i64,
+    ) -> Result<()> {
+        preload::bodies_history(self.path(), peers, bodies, first_ms)
+            .await
+            .map_err(|e| StoreError::Internal(e.to_string()))
+    }
+
+    /// Bench-only: stops keeping the FTS index (`preload.rs`, `drop_search_index`).
+    pub async fn drop_search_index(&self) -> Result<()> {
+        preload::drop_search_index(self.path())
+            .await
+            .map_err(|e| StoreError::Internal(e.to_string()))
+    }
 }
 
 /// The crate's error as the trait's, for every call that crosses the seam.

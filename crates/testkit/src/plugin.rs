@@ -19,7 +19,12 @@ pub fn lay_out(dir: &Path) {
         std::fs::copy(root.join(rel), &to).unwrap();
     }
     std::fs::create_dir_all(dir.join("bin")).unwrap();
-    for b in ["peers-mcp", "peers-deliver", "peers-broker"] {
+    for b in [
+        "peers-mcp",
+        "peers-deliver",
+        "peers-deliver-net",
+        "peers-broker",
+    ] {
         std::os::unix::fs::symlink(crate::bin(b), dir.join("bin").join(b)).unwrap();
     }
 }

@@ -13,7 +13,7 @@ use peers_core::BrokerClient;
 use peers_core::wire::{ClaimRequest, SubscribeRequest};
 use peers_testkit::requests::{ack_req, send_req};
 
-use super::{Broker, SEND_BODY, fsync_cost, machine, ms, percentile, register};
+use super::{Broker, SEND_BODY, fsync_cost, load_average, machine, ms, percentile, register};
 
 /// The p99 a 500-reader post is held to (issue 13), in ms.
 const TARGET_500_P99_MS: f64 = 20.0;
@@ -24,15 +24,11 @@ pub async fn run(bin: &Path, rounds: usize) -> Result<()> {
     broker.wait_healthy().await?;
     let fsync = fsync_cost(broker.state_dir())?;
     println!("peers-broker {} on {}", peers_core::VERSION, machine());
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
         "SQLite store, release build, {rounds} posts per size; one fsync on this disk: {}; \
          load average at start: {}",
         ms(fsync),
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+        load_average()
     );
     println!();
     println!(
