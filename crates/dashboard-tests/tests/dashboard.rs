@@ -55,6 +55,27 @@ impl Browser {
             );
             return None;
         };
+        // A driver that listens can still refuse its first session (seen once when the
+        // suite ran in parallel): try a fresh driver on a fresh port a few times.
+        let mut last = None;
+        for _ in 0..3 {
+            match Self::launch(&driver, &chromium).await {
+                Ok(b) => return Some(b),
+                Err(e) => {
+                    say(&format!(
+                        "chromedriver refused a session, trying again: {e}"
+                    ));
+                    last = Some(e);
+                }
+            }
+        }
+        panic!("a WebDriver session with headless Chromium: {last:?}");
+    }
+
+    async fn launch(
+        driver: &std::path::Path,
+        chromium: &std::path::Path,
+    ) -> Result<Browser, fantoccini::error::NewSessionError> {
         let profile = tempfile::tempdir().unwrap();
         let port = free_port();
         let child = Command::new(driver)
@@ -91,9 +112,8 @@ impl Browser {
         let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(caps)
             .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .expect("a WebDriver session with headless Chromium");
-        Some(Browser {
+            .await?;
+        Ok(Browser {
             client,
             _driver: driver,
             _profile: profile,
