@@ -30,9 +30,12 @@ pub async fn search(pool: &SqlitePool, f: SearchFilter) -> Result<Vec<SearchHit>
         "SELECT m.id, m.from_kind, m.from_address, m.to_address, m.sent_ms, m.tags, m.project, ",
     );
     if text {
+        // CROSS JOIN keeps the full-text index the outer loop (SQLite never reorders a CROSS
+        // JOIN): ranking needs every match anyway, and a filter's index (`messages_project`)
+        // as the outer loop runs the MATCH once per row of the project.
         q.push(
             "snippet(messages_fts, 0, '**', '**', '…', 16) AS snippet \
-             FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid \
+             FROM messages_fts CROSS JOIN messages m ON m.id = messages_fts.rowid \
              WHERE messages_fts MATCH ",
         )
         .push_bind(&f.query);
