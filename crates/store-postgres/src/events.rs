@@ -75,8 +75,14 @@ pub(crate) async fn notify_peers(conn: &mut PgConnection) -> Result<(), sqlx::Er
 }
 
 /// Listens until the pool closes, forwarding notifications into `tx`. A lost connection
-/// loses notifications: once listening again it sends [`StoreEvent::Lagged`].
-pub(crate) async fn listen(pool: PgPool, tx: broadcast::Sender<StoreEvent>) {
+/// loses notifications: once listening again it sends [`StoreEvent::Lagged`]. `ready` is
+/// told once the first `LISTEN` is in place, so the store's opener can wait for it.
+pub(crate) async fn listen(
+    pool: PgPool,
+    tx: broadcast::Sender<StoreEvent>,
+    ready: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut ready = Some(ready);
     let mut listener: Option<PgListener> = None;
     let mut lost = false;
     loop {
@@ -87,6 +93,9 @@ pub(crate) async fn listen(pool: PgPool, tx: broadcast::Sender<StoreEvent>) {
                     if lost {
                         let _ = tx.send(StoreEvent::Lagged);
                         lost = false;
+                    }
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(());
                     }
                     listener.insert(l)
                 }

@@ -147,7 +147,12 @@ impl PgStore {
         let (jobs, rx) = mpsc::channel(4 * MAX_BATCH);
         tokio::spawn(writer(pool.clone(), rx, health.clone(), commits.clone()));
         let (events, _) = broadcast::channel(1024);
-        let listener = tokio::spawn(events::listen(pool.clone(), events.clone()));
+        let (ready, listening) = tokio::sync::oneshot::channel();
+        let listener = tokio::spawn(events::listen(pool.clone(), events.clone(), ready));
+        // Wait (a bounded while) for the LISTEN: a notification sent before it would be lost
+        // to this store's waiters. A server that is slow to take it does not stop the open;
+        // the listener keeps trying and reports `Lagged` once it listens.
+        let _ = tokio::time::timeout(Duration::from_secs(5), listening).await;
         Ok(PgStore {
             pool,
             opts,
