@@ -81,15 +81,26 @@ pub enum Which {
         #[arg(long, default_value_t = 3)]
         seconds: u64,
     },
+    /// The hook as a whole process on the common no-mail event (and the others), beside a
+    /// bare process spawn in the same run; the front as `cargo xtask install` installs it.
+    Hook {
+        /// Runs per case.
+        #[arg(long, default_value_t = 300)]
+        runs: usize,
+    },
     /// Context per message: the characters of wrapping the renderer adds around peer mail
     /// (batches of 1 and 5, per further message), the SessionStart intro.
     Context,
 }
 
 pub fn run(which: Which) -> Result<()> {
-    if let Which::Context = which {
-        context();
-        return Ok(());
+    match which {
+        Which::Context => {
+            context();
+            return Ok(());
+        }
+        Which::Hook { runs } => return hook(runs),
+        _ => {}
     }
     // The load generator shares the machine with the broker: a debug build of it would eat
     // the CPU the broker needs and measure the client instead. Re-run in release.
@@ -148,7 +159,7 @@ pub fn run(which: Which) -> Result<()> {
             };
             rt.block_on(search::run(&bin, &run))
         }
-        Which::Context => unreachable!("handled above"),
+        Which::Context | Which::Hook { .. } => unreachable!("handled above"),
         Which::Hub {
             peers,
             machines,
@@ -176,6 +187,40 @@ pub fn run(which: Which) -> Result<()> {
             ))
         }
     }
+}
+
+/// `cargo xtask bench hook`: release broker and hooks, the front linked as installed, then
+/// the hook's bench test (`crates/deliver-hook/tests/bench.rs`), which spawns them; the test
+/// itself can be a debug build, it only times processes.
+fn hook(runs: usize) -> Result<()> {
+    crate::run_cmd(crate::cargo_cmd().args([
+        "build",
+        "--release",
+        "-p",
+        "peers-broker",
+        "-p",
+        "deliver-hook",
+        "--bins",
+    ]))?;
+    let release = crate::target_dir().join("release");
+    let front =
+        crate::static_front::build("release")?.unwrap_or_else(|| release.join("peers-deliver"));
+    println!("machine: {}", machine());
+    crate::run_cmd(
+        crate::cargo_cmd()
+            .args([
+                "test",
+                "-p",
+                "deliver-hook",
+                "--test",
+                "deliver-hook",
+                "bench::",
+            ])
+            .args(["--", "--ignored", "--nocapture", "--test-threads", "1"])
+            .env("PEERS_DELIVER_BENCH_BIN", &front)
+            .env("PEERS_BROKER_BENCH_BIN", release.join("peers-broker"))
+            .env("PEERS_BENCH_N", runs.to_string()),
+    )
 }
 
 /// Builds the release broker; its path and a multi-threaded runtime for the bench.
@@ -538,8 +583,10 @@ async fn broker(bin: &Path, plan: &Plan) -> Result<()> {
             .generate(trivial.addr, vec![floor_req.clone(); conc], 200)
             .await?;
         let cpu_before = cpu_time(b.pid())?;
+        let threads_before = ThreadCpu::read(b.pid())?;
         let sent = plan.generate(addr, sends[..conc].to_vec(), 200).await?;
         let cpu = cpu_time(b.pid())? - cpu_before;
+        let threads = ThreadCpu::read(b.pid())?.since(&threads_before);
         let http = plan
             .generate(addr, vec![floor_req.clone(); conc], 404)
             .await?;
@@ -597,7 +644,11 @@ async fn broker(bin: &Path, plan: &Plan) -> Result<()> {
         }
         row(
             &format!("broker CPU per send at concurrency {conc}"),
-            format!("{:.0} µs", cpu.as_secs_f64() * 1e6 / sent.total as f64),
+            format!(
+                "{:.0} µs ({})",
+                cpu.as_secs_f64() * 1e6 / sent.total as f64,
+                threads.per(sent.total)
+            ),
             "—",
             true,
         );
@@ -714,6 +765,55 @@ pub fn cpu_time(pid: u32) -> Result<Duration> {
     Ok(Duration::from_nanos(
         (stat.utime + stat.stime) * 1_000_000_000 / hz,
     ))
+}
+
+/// CPU time by thread name (user, system), from `/proc/<pid>/task/*/stat`: where a send's
+/// CPU goes, the async runtime's threads (HTTP, handlers, the writer task) or SQLite's.
+struct ThreadCpu(std::collections::BTreeMap<String, (u64, u64)>);
+
+impl ThreadCpu {
+    fn read(pid: u32) -> Result<ThreadCpu> {
+        let mut by_name = std::collections::BTreeMap::new();
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+            let Ok(stat) = std::fs::read_to_string(task?.path().join("stat")) else {
+                continue; // the thread ended
+            };
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+                continue;
+            };
+            let name = stat[open + 1..close].to_string();
+            // After the name: state is field 3, utime 14 and stime 15.
+            let f: Vec<&str> = stat[close + 2..].split(' ').collect();
+            let (user, sys) = (f[11].parse::<u64>()?, f[12].parse::<u64>()?);
+            let e = by_name.entry(name).or_insert((0, 0));
+            e.0 += user;
+            e.1 += sys;
+        }
+        Ok(ThreadCpu(by_name))
+    }
+
+    fn since(&self, before: &ThreadCpu) -> ThreadCpu {
+        let mut d = self.0.clone();
+        for (name, (u, s)) in d.iter_mut() {
+            if let Some((u0, s0)) = before.0.get(name) {
+                *u = u.saturating_sub(*u0);
+                *s = s.saturating_sub(*s0);
+            }
+        }
+        ThreadCpu(d)
+    }
+
+    /// "tokio-rt-worker 80+120 µs, sqlx-sqlite-wor 90+60 µs": user+system per send, by name.
+    fn per(&self, sends: u64) -> String {
+        let hz = peers_core::process::clock_ticks_per_sec() as f64;
+        let us = |ticks: u64| ticks as f64 / hz * 1e6 / sends.max(1) as f64;
+        self.0
+            .iter()
+            .filter(|(_, (u, s))| u + s > 0)
+            .map(|(name, (u, s))| format!("{name} {:.0}+{:.0} µs", us(*u), us(*s)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// The mean cost of one durable write on the state dir's filesystem: 8 bytes written and

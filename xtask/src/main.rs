@@ -11,6 +11,7 @@ mod agents;
 mod bench;
 mod claude;
 mod e2e;
+mod static_front;
 mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -131,7 +132,18 @@ fn test(args: &[String]) -> Result<()> {
         }
     }
     run_cmd(cargo_cmd().args(["build", "--workspace", "--bins"]))?;
-    run_cmd(cargo_cmd().args(["test", "--workspace"]).args(args))
+    // The hook's own suite runs against the front as `cargo xtask install` installs it.
+    let mut cmd = cargo_cmd();
+    match static_front::build("debug")? {
+        Some(front) => {
+            cmd.env("PEERS_TEST_DELIVER_BIN", front)
+                .env("PEERS_TEST_DELIVER_STATIC", "1");
+        }
+        None => {
+            eprintln!("xtask: no static front on this platform; the hook tests run the dynamic one")
+        }
+    }
+    run_cmd(cmd.args(["test", "--workspace"]).args(args))
 }
 
 /// The binaries a user installs (`peers-deliver-net` is the full hook the front
@@ -161,10 +173,15 @@ fn install(bin_dir: Option<PathBuf>) -> Result<()> {
         "-p",
         "peers-cli",
     ]))?;
+    // The front every hook event starts, linked statically where that is possible.
+    let front = static_front::build("release")?;
     std::fs::create_dir_all(&bin_dir)
         .with_context(|| format!("cannot create {}", bin_dir.display()))?;
     for name in BINARIES {
-        let from = target_dir().join("release").join(name);
+        let from = match &front {
+            Some(front) if name == "peers-deliver" => front.clone(),
+            _ => target_dir().join("release").join(name),
+        };
         let to = bin_dir.join(name);
         // Copy to a temp name and rename, so a running binary is never overwritten in place.
         let tmp = bin_dir.join(format!(".{name}.new"));

@@ -1,8 +1,10 @@
 //! Latency of one hook invocation as a whole process (spawn to exit, PostToolUse input,
-//! session present). Ignored by default; run it with a release build of the hook:
+//! session present). Ignored by default; `cargo xtask bench hook` builds the release broker
+//! and hooks, links the front as `cargo xtask install` does (statically, on Linux) and runs
+//! it. By hand, against whatever is built:
 //!
 //! ```text
-//! cargo build --release -p deliver-hook && cargo build -p peers-broker
+//! cargo build --release -p deliver-hook -p peers-broker
 //! cargo test -p deliver-hook --test deliver-hook bench:: -- --ignored --nocapture
 //! ```
 //!

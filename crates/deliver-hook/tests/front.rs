@@ -59,3 +59,43 @@ async fn the_front_hands_mail_to_the_full_hook_and_is_silent_without_it() {
     let r = run_with(version, "");
     assert_eq!(r.stdout, format!("peers-deliver {}\n", peers_core::VERSION));
 }
+
+/// Whether the ELF file `bin` names a program interpreter (`PT_INTERP`): a dynamically linked
+/// executable does, a static one does not. 64-bit little-endian ELF only.
+fn has_interpreter(bin: &std::path::Path) -> bool {
+    let elf = std::fs::read(bin).unwrap();
+    assert_eq!(
+        &elf[..6],
+        b"\x7fELF\x02\x01",
+        "{}: not 64-bit LE ELF",
+        bin.display()
+    );
+    let u16_at = |o: usize| u16::from_le_bytes(elf[o..o + 2].try_into().unwrap()) as usize;
+    let u32_at = |o: usize| u32::from_le_bytes(elf[o..o + 4].try_into().unwrap());
+    let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().unwrap()) as usize;
+    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
+    (0..phnum).any(|i| u32_at(phoff + i * phentsize) == 3)
+}
+
+#[test]
+fn the_installed_front_is_linked_statically_and_the_full_hook_is_not() {
+    // `cargo xtask test` runs this suite against the front `cargo xtask install` installs
+    // (`PEERS_TEST_DELIVER_BIN`, with `PEERS_TEST_DELIVER_STATIC=1`); a plain `cargo test`
+    // has only the ordinary dynamic build.
+    if std::env::var_os("PEERS_TEST_DELIVER_STATIC").is_none() {
+        eprintln!(
+            "SKIPPED: the static front is built by `cargo xtask test` (PEERS_TEST_DELIVER_STATIC)"
+        );
+        return;
+    }
+    let front = hook_bin();
+    assert!(
+        !has_interpreter(&front),
+        "{} is dynamically linked",
+        front.display()
+    );
+    // The full hook keeps glibc's NSS for host names: dynamic, and the one the front execs.
+    let full = front.with_file_name(deliver_hook::front::FULL_BIN);
+    assert!(has_interpreter(&full), "{} is static", full.display());
+    assert!(has_interpreter(&net_bin()));
+}
