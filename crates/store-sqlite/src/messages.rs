@@ -209,7 +209,7 @@ pub async fn insert(
 /// The most rows one `INSERT` of [`insert_many`] stores into `messages`.
 pub const MAX_ROWS: usize = 500;
 
-/// The most rows one `INSERT` of [`insert_many`] stores into `deliveries` (7 values each,
+/// The most rows one `INSERT` of [`insert_many`] stores into `deliveries` (6 values each,
 /// well under SQLite's 32766 bound parameters).
 const MAX_COPIES: usize = 2000;
 
@@ -284,7 +284,7 @@ async fn insert_statements(
                 .push_bind((!m.tags.is_empty()).then(|| m.tags.join(" ")))
                 .push_bind(&m.project);
         });
-        q.push(" RETURNING id AS message_id; ");
+        q.push("; ");
         // Each copy with how far its message is from the chunk's last one.
         let copies: Vec<(i64, &NewMessage, &peers_store::Reader)> = chunk
             .iter()
@@ -295,36 +295,31 @@ async fn insert_statements(
             })
             .collect();
         for part in copies.chunks(MAX_COPIES) {
-            q.push(
-                "INSERT INTO deliveries (message_id, to_peer, to_address, wake, expires_ms, \
-                 state) ",
-            );
-            q.push_values(part, |mut row, (back, m, r)| {
-                // The reader's current registration: itself unless it was replaced since the
-                // sender resolved it (then the end of its `replaced_by` chain). The chain is a
-                // recursive CTE, which costs SQLite a temporary table each time it runs: the
-                // `CASE` runs it only for a replaced reader, so a copy normally costs one
-                // primary-key lookup (this once made sends at concurrency 64 2.5x slower).
-                row.push("(SELECT MAX(id) FROM messages) - ")
-                    .push_bind_unseparated(*back)
-                    .push("CASE WHEN (SELECT replaced_by FROM peers WHERE id = ")
-                    .push_bind_unseparated(&r.peer_id)
-                    .push_unseparated(") IS NULL THEN ")
-                    .push_bind_unseparated(&r.peer_id)
-                    .push_unseparated(" ELSE (WITH RECURSIVE chain(id, hops) AS (SELECT ")
-                    .push_bind_unseparated(&r.peer_id)
-                    .push_unseparated(
-                        ", 0 UNION ALL SELECT p.replaced_by, chain.hops + 1 FROM chain \
-                         JOIN peers p ON p.id = chain.id \
-                         WHERE p.replaced_by IS NOT NULL AND chain.hops < 64) \
-                         SELECT id FROM chain ORDER BY hops DESC LIMIT 1) END",
-                    )
+            // The copies as constant rows `v` (`seq` keeps their order), each reader followed
+            // along `replaced_by` when it was replaced since the sender resolved it (`chain`,
+            // normally empty). The statement's program is the same size for 1 copy or 2,000:
+            // a subquery per row instead (as this once was) cost SQLite ~50 µs per copy.
+            q.push("WITH RECURSIVE v(seq, back, peer, address, wake, expires) AS (");
+            q.push_values(part.iter().enumerate(), |mut row, (seq, (back, m, r))| {
+                row.push_bind(seq as i64)
+                    .push_bind(*back)
+                    .push_bind(&r.peer_id)
                     .push_bind(&r.address)
                     .push_bind(r.wake)
-                    .push_bind(m.expires_ms)
-                    .push("'queued'");
+                    .push_bind(m.expires_ms);
             });
-            q.push(" RETURNING id AS copy_id, message_id, to_peer; ");
+            q.push(
+                "), chain(seq, id, hops) AS (SELECT v.seq, p.replaced_by, 1 FROM v \
+                 JOIN peers p ON p.id = v.peer WHERE p.replaced_by IS NOT NULL \
+                 UNION ALL SELECT chain.seq, p.replaced_by, chain.hops + 1 FROM chain \
+                 JOIN peers p ON p.id = chain.id \
+                 WHERE p.replaced_by IS NOT NULL AND chain.hops < 64), \
+                 last(id) AS (SELECT MAX(id) FROM messages) \
+                 INSERT INTO deliveries (message_id, to_peer, to_address, wake, expires_ms, \
+                 state) SELECT last.id - v.back, COALESCE((SELECT c.id FROM chain c \
+                 WHERE c.seq = v.seq ORDER BY c.hops DESC LIMIT 1), v.peer), v.address, \
+                 v.wake, v.expires, 'queued' FROM v, last ORDER BY v.seq; ",
+            );
         }
         // Each tag with how far its message is from the chunk's last one, as the copies.
         let tags: Vec<(i64, &str)> = chunk
@@ -358,42 +353,37 @@ async fn insert_statements(
         });
         q.push("; ");
     }
+    // What was stored, one row per message (not one per copy: every row is a hand-off from
+    // SQLite's thread, and a 500-reader post would be 501 of them): its id and, as JSON in
+    // the order they were stored, its copies' registrations.
+    q.push(
+        "SELECT m.id AS message_id, (SELECT json_group_array(d.to_peer ORDER BY d.id) \
+         FROM deliveries d WHERE d.message_id = m.id) AS readers FROM messages m \
+         WHERE m.id > (SELECT MAX(id) FROM messages) - ",
+    );
+    q.push_bind(msgs.len() as i64);
+    q.push(" ORDER BY m.id; ");
     q.push(match wrap {
         Wrap::Transaction => "COMMIT",
         Wrap::Savepoint => "RELEASE sends",
     });
     let rows = q.build().fetch_all(&mut *conn).await?;
-    let mut ids: Vec<i64> = Vec::with_capacity(msgs.len());
-    let mut copies: Vec<(i64, i64, String)> = Vec::new();
-    for row in rows {
-        if row.len() == 1 {
-            ids.push(row.try_get("message_id")?);
-        } else {
-            copies.push((
-                row.try_get("copy_id")?,
-                row.try_get("message_id")?,
-                row.try_get("to_peer")?,
-            ));
-        }
-    }
-    // Rowids are handed out in VALUES order; RETURNING's order is unspecified, so sort.
-    ids.sort_unstable();
-    copies.sort_unstable_by_key(|(copy, _, _)| *copy);
-    let mut readers: HashMap<i64, Vec<String>> = HashMap::new();
-    for (_, message, to_peer) in copies {
-        readers.entry(message).or_default().push(to_peer);
-    }
-    if ids.len() != msgs.len() {
+    if rows.len() != msgs.len() {
         return Err(Error::Write(format!(
             "stored {} of {} messages",
-            ids.len(),
+            rows.len(),
             msgs.len()
         )));
     }
-    Ok(ids
-        .into_iter()
-        .map(|id| (id, readers.remove(&id).unwrap_or_default()))
-        .collect())
+    rows.iter()
+        .map(|row| {
+            let id: i64 = row.try_get("message_id")?;
+            let readers: String = row.try_get("readers")?;
+            let readers: Vec<String> = serde_json::from_str(&readers)
+                .map_err(|e| Error::Write(format!("message {id}'s copies: {e}")))?;
+            Ok((id, readers))
+        })
+        .collect()
 }
 
 /// The copies a claim takes: `to_peer`'s (first `?`) queued ones and those whose lease lapsed
