@@ -140,7 +140,7 @@ fn test(args: &[String]) -> Result<()> {
                 .env("PEERS_TEST_DELIVER_STATIC", "1");
         }
         None => {
-            eprintln!("xtask: no static front on this platform; the hook tests run the dynamic one")
+            eprintln!("xtask: no static hook front here; the hook tests run the dynamic one")
         }
     }
     run_cmd(cmd.args(["test", "--workspace"]).args(args))

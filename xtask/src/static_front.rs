@@ -27,7 +27,8 @@ pub fn supported() -> bool {
 
 /// Builds the static front for `profile` (`"debug"` or `"release"`, after the ordinary build
 /// of `deliver-hook`'s binaries) and returns its path: `<profile>/static-front/peers-deliver`,
-/// with `peers-deliver-net` beside it linking to the full hook of the same profile.
+/// with `peers-deliver-net` beside it linking to the full hook of the same profile. `None`
+/// where there is no static front (another platform, or the link failed: said on stderr).
 pub fn build(profile: &str) -> Result<Option<PathBuf>> {
     if !supported() {
         return Ok(None);
@@ -37,7 +38,15 @@ pub fn build(profile: &str) -> Result<Option<PathBuf>> {
     if profile == "release" {
         cmd.arg("--release");
     }
-    crate::run_cmd(cmd.args(["--", "-C", "target-feature=+crt-static"]))?;
+    // A machine without glibc's static libraries (`libc.a`: Debian's libc6-dev, Fedora's
+    // glibc-static) cannot link it; the dynamic front works the same, only slower to start.
+    if let Err(e) = crate::run_cmd(cmd.args(["--", "-C", "target-feature=+crt-static"])) {
+        eprintln!(
+            "xtask: WARNING: cannot link the hook's front statically ({e:#}); using the \
+             dynamic one (install glibc's static library, e.g. glibc-static, to get it)"
+        );
+        return Ok(None);
+    }
     let out = crate::target_dir().join(profile);
     let dir = out.join("static-front");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
