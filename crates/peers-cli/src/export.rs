@@ -103,8 +103,14 @@ mod tests {
     fn since_takes_a_date_a_time_or_a_duration() {
         assert_eq!(since_ms("2026-01-31").unwrap(), 1_769_817_600_000);
         assert_eq!(since_ms("2026-01-31T08:00:00Z").unwrap(), 1_769_846_400_000);
-        let back = peers_core::now_ms() - since_ms("2h").unwrap();
-        assert!((7_200_000..7_300_000).contains(&back), "{back}");
+        // `since_ms` reads the clock between these two readings.
+        let before = peers_core::now_ms();
+        let since = since_ms("2h").unwrap();
+        let after = peers_core::now_ms();
+        assert!(
+            (before - 7_200_000..=after - 7_200_000).contains(&since),
+            "{before} {since} {after}"
+        );
         let e = since_ms("yesterday").unwrap_err().to_string();
         assert!(e.contains("neither a duration"), "{e}");
     }
