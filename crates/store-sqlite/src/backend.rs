@@ -51,7 +51,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::Internal(e.to_string()))
     }
 
-    /// Bench-only: stops keeping the FTS index (`preload.rs`, `drop_search_index`).
+    /// Bench-only: stops indexing for search (`preload.rs`, `drop_search_index`).
     pub async fn drop_search_index(&self) -> Result<()> {
         preload::drop_search_index(self.path())
             .await
@@ -232,6 +232,9 @@ impl Store for SqliteStore {
     }
 
     async fn search(&self, f: SearchFilter) -> Result<Vec<SearchHit>> {
+        if !f.query.trim().is_empty() {
+            seam(self.db.index_for_search().await)?;
+        }
         seam(search::search(self.db.reader(), f).await)
     }
 

@@ -42,7 +42,7 @@ use std::time::Duration;
 use futures_core::future::BoxFuture;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, SqliteConnection, SqlitePool};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use peers_store::{NewMessage, StoreError};
 
@@ -325,11 +325,35 @@ struct Db {
     health: Arc<StoreHealth>,
     /// Groups committed so far.
     commits: Arc<AtomicU64>,
+    /// How far the full-text index trails the sends.
+    lag: Arc<SearchLag>,
 }
+
+/// How far the full-text index trails the sends: counts, not message ids, because SQLite
+/// can hand out a deleted newest message's id again (`search.rs`, migration 0009).
+struct SearchLag {
+    /// Messages committed since the store opened, plus one: the file may hold unindexed
+    /// mail from before (a crash, a bulk preload).
+    sent: AtomicU64,
+    /// What `sent` was before the last catch-up that found nothing left to index.
+    indexed: AtomicU64,
+    /// Wakes the background indexer after a group with sends commits.
+    wanted: Notify,
+}
+
+/// How long the background indexer lets sends gather before indexing them: one batch of a
+/// few hundred rows costs FTS5 far less than as many single rows.
+const INDEX_DELAY: Duration = Duration::from_millis(200);
 
 impl Db {
     /// Opens (creating if needed) the database at `path`, runs migrations, starts the writer.
     pub async fn open(path: &Path) -> Result<Db, Error> {
+        Db::open_with(path, Some(INDEX_DELAY)).await
+    }
+
+    /// [`Db::open`], with the background indexer waiting `index_delay` after sends, or not
+    /// running at all (`None`: tests that look at the index between a send and a search).
+    async fn open_with(path: &Path, index_delay: Option<Duration>) -> Result<Db, Error> {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
@@ -351,6 +375,14 @@ impl Db {
         let (sends_tx, sends_rx) = mpsc::channel::<SendJob>(4096);
         let (closing, closing_rx) = mpsc::channel(1);
         let commits = Arc::new(AtomicU64::new(0));
+        let lag = Arc::new(SearchLag {
+            sent: AtomicU64::new(1),
+            indexed: AtomicU64::new(0),
+            wanted: Notify::new(),
+        });
+        if let Some(delay) = index_delay {
+            tokio::spawn(indexer(tx.downgrade(), health.clone(), lag.clone(), delay));
+        }
         tokio::spawn(writer_loop(
             write_conn,
             Queues {
@@ -360,6 +392,7 @@ impl Db {
             },
             health.clone(),
             commits.clone(),
+            lag.clone(),
         ));
         Ok(Db {
             read,
@@ -368,6 +401,7 @@ impl Db {
             closing,
             health,
             commits,
+            lag,
         })
     }
 
@@ -407,41 +441,16 @@ impl Db {
         T: Send + 'static,
         F: WriteJob<T>,
     {
-        let (tx, rx) = oneshot::channel::<Result<T, Error>>();
-        // Either the job runs and answers after the commit, or it is aborted unrun.
-        let tx = Arc::new(Mutex::new(Some(tx)));
-        let abort_tx = tx.clone();
-        let abort = Box::new(move |e: Error| {
-            if let Some(tx) = abort_tx.lock().expect("reply lock").take() {
-                let _ = tx.send(Err(e));
-            }
-        });
-        let health = self.health.clone();
-        let run: JobFn = Box::new(move |conn| {
-            Box::pin(async move {
-                let result = f(conn).await.map_err(|e| health.classify(e));
-                let ok = result.is_ok();
-                let reply: Reply = Box::new(move |committed| {
-                    if let Some(tx) = tx.lock().expect("reply lock").take() {
-                        let _ = tx.send(match committed {
-                            Ok(()) => result,
-                            Err(f) => Err(f.error(health.db())),
-                        });
-                    }
-                });
-                (ok, reply)
-            })
-        });
-        self.writer
-            .send(Job {
-                run,
-                abort,
-                savepoint,
-                durable,
-            })
-            .await
-            .map_err(|_| Error::WriterGone)?;
-        rx.await.map_err(|_| Error::WriterGone)?
+        submit(&self.writer, &self.health, f, savepoint, durable).await
+    }
+
+    /// Indexes for search every message committed before this call that the full-text index
+    /// does not hold yet (writer jobs of [`search::INDEX_BATCH`] each, without fsync: the
+    /// index is rebuilt from the messages if a crash loses it). A text search calls this
+    /// first, so it sees every acknowledged send; with nothing to index it costs two atomic
+    /// loads.
+    pub async fn index_for_search(&self) -> Result<(), Error> {
+        catch_up(&self.writer, &self.health, &self.lag).await
     }
 
     /// Stores a message and its readers' copies in the next group commit (batched with the
@@ -478,6 +487,103 @@ impl Db {
     }
 }
 
+/// Sends job `f` to the writer behind `writer` and waits for its answer after its group's
+/// commit ([`Db::write`] and its kin).
+async fn submit<T, F>(
+    writer: &mpsc::Sender<Job>,
+    health: &Arc<StoreHealth>,
+    f: F,
+    savepoint: bool,
+    durable: bool,
+) -> Result<T, Error>
+where
+    T: Send + 'static,
+    F: WriteJob<T>,
+{
+    let (tx, rx) = oneshot::channel::<Result<T, Error>>();
+    // Either the job runs and answers after the commit, or it is aborted unrun.
+    let tx = Arc::new(Mutex::new(Some(tx)));
+    let abort_tx = tx.clone();
+    let abort = Box::new(move |e: Error| {
+        if let Some(tx) = abort_tx.lock().expect("reply lock").take() {
+            let _ = tx.send(Err(e));
+        }
+    });
+    let health = health.clone();
+    let run: JobFn = Box::new(move |conn| {
+        Box::pin(async move {
+            let result = f(conn).await.map_err(|e| health.classify(e));
+            let ok = result.is_ok();
+            let reply: Reply = Box::new(move |committed| {
+                if let Some(tx) = tx.lock().expect("reply lock").take() {
+                    let _ = tx.send(match committed {
+                        Ok(()) => result,
+                        Err(f) => Err(f.error(health.db())),
+                    });
+                }
+            });
+            (ok, reply)
+        })
+    });
+    writer
+        .send(Job {
+            run,
+            abort,
+            savepoint,
+            durable,
+        })
+        .await
+        .map_err(|_| Error::WriterGone)?;
+    rx.await.map_err(|_| Error::WriterGone)?
+}
+
+/// [`Db::index_for_search`], for the store and its background indexer.
+async fn catch_up(
+    writer: &mpsc::Sender<Job>,
+    health: &Arc<StoreHealth>,
+    lag: &SearchLag,
+) -> Result<(), Error> {
+    let target = lag.sent.load(Ordering::SeqCst);
+    if lag.indexed.load(Ordering::SeqCst) >= target {
+        return Ok(());
+    }
+    while !submit(
+        writer,
+        health,
+        |c| Box::pin(search::index_batch(c, search::INDEX_BATCH)),
+        true,
+        false,
+    )
+    .await?
+    {}
+    lag.indexed.fetch_max(target, Ordering::SeqCst);
+    Ok(())
+}
+
+/// Indexes sends for search in the background, `delay` after a group with sends commits, so
+/// a later search has little left to do. Holds the writer's queue only weakly: a store
+/// dropped without [`Db::close`] still lets its writer finish.
+async fn indexer(
+    writer: mpsc::WeakSender<Job>,
+    health: Arc<StoreHealth>,
+    lag: Arc<SearchLag>,
+    delay: Duration,
+) {
+    loop {
+        lag.wanted.notified().await;
+        tokio::time::sleep(delay).await;
+        let Some(writer) = writer.upgrade() else {
+            return;
+        };
+        match catch_up(&writer, &health, &lag).await {
+            Ok(()) => {}
+            Err(Error::WriterGone) => return,
+            // A text search tries again, and so does the next send.
+            Err(e) => tracing::warn!(error = %e, "cannot index new mail for search yet"),
+        }
+    }
+}
+
 /// What the writer task receives.
 struct Queues {
     jobs: mpsc::Receiver<Job>,
@@ -490,6 +596,7 @@ async fn writer_loop(
     mut q: Queues,
     health: Arc<StoreHealth>,
     commits: Arc<AtomicU64>,
+    lag: Arc<SearchLag>,
 ) {
     let mut jobs: Vec<Job> = Vec::with_capacity(MAX_GROUP);
     let mut sends: Vec<SendJob> = Vec::with_capacity(MAX_GROUP);
@@ -515,7 +622,7 @@ async fn writer_loop(
             }
         }
         if !jobs.is_empty() || !sends.is_empty() {
-            group_commit(&mut conn, &mut jobs, &mut sends, &health, &commits).await;
+            group_commit(&mut conn, &mut jobs, &mut sends, &health, &commits, &lag).await;
         }
         if closing.is_some() {
             break;
@@ -565,6 +672,7 @@ async fn group_commit(
     sends: &mut Vec<SendJob>,
     health: &StoreHealth,
     commits: &AtomicU64,
+    lag: &SearchLag,
 ) {
     let db = health.db().to_path_buf();
     if health.check_file() {
@@ -674,6 +782,11 @@ async fn group_commit(
     }
     match (&committed, &inserted) {
         (Ok(()), Ok(ids)) => {
+            // Counted before anyone hears back: a search after its send's answer indexes it.
+            if !ids.is_empty() {
+                lag.sent.fetch_add(ids.len() as u64, Ordering::SeqCst);
+                lag.wanted.notify_one();
+            }
             for (send, id) in sends.drain(..).zip(ids.iter().cloned()) {
                 let _ = send.reply.send(Ok(id));
             }
@@ -742,6 +855,63 @@ mod tests {
             sent_ms: 1,
             expires_ms: i64::MAX,
         }
+    }
+
+    /// Messages in the full-text index (one `docsize` row per indexed message).
+    async fn indexed(s: &Db) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM messages_fts_docsize")
+            .fetch_one(s.reader())
+            .await
+            .unwrap()
+    }
+
+    /// Issue #16: a send's fsync'd commit writes no search index pages; the index catches up
+    /// before a search reads it, and then costs nothing more.
+    #[tokio::test]
+    async fn a_send_commits_unindexed_and_a_search_indexes_it_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Db::open_with(&dir.path().join("t.db"), None).await.unwrap();
+        let p = reg(&s, 10, "/x/a").await;
+        let (id, _) = s.insert_message(msg(&p, "zebra quartz")).await.unwrap();
+        assert_eq!(indexed(&s).await, 0, "the send's own commit indexed it");
+        let commits = s.commits.load(Ordering::SeqCst);
+        s.index_for_search().await.unwrap();
+        assert_eq!(indexed(&s).await, 1);
+        let hits = search::search(
+            s.reader(),
+            peers_store::SearchFilter {
+                query: "quartz".into(),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(hits.iter().map(|h| h.message_id).collect::<Vec<_>>(), [id]);
+        // Nothing new: no writer job at all.
+        let after = s.commits.load(Ordering::SeqCst);
+        s.index_for_search().await.unwrap();
+        assert_eq!(s.commits.load(Ordering::SeqCst), after);
+        assert_eq!(after, commits + 1, "one batch indexed the one send");
+    }
+
+    /// Without any search, the background indexer catches up shortly after sends.
+    #[tokio::test]
+    async fn the_background_indexer_catches_up_after_sends() {
+        let (_d, s) = store().await;
+        let p = reg(&s, 10, "/x/a").await;
+        for i in 0..3 {
+            s.insert_message(msg(&p, &format!("m{i}"))).await.unwrap();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while indexed(&s).await < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the indexer never indexed the sends"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(indexed(&s).await, 3);
     }
 
     #[tokio::test]

@@ -7,9 +7,14 @@ use std::path::Path;
 
 use sqlx::Connection;
 
+use crate::{Error, search};
+
+/// Rows per batch when a preload indexes what it wrote, inside its own transaction.
+const INDEX_BATCH: i64 = 50_000;
+
 /// Inserts `n` delivered messages from the human, spread round-robin over `peers` (peer ids),
 /// each with its one reader's delivered copy.
-pub async fn delivered_history(db: &Path, peers: &[String], n: u64) -> Result<(), sqlx::Error> {
+pub async fn delivered_history(db: &Path, peers: &[String], n: u64) -> Result<(), Error> {
     let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await?;
     sqlx::raw_sql("CREATE TEMP TABLE ids (i INTEGER PRIMARY KEY, id TEXT)")
         .execute(&mut conn)
@@ -49,6 +54,9 @@ pub async fn delivered_history(db: &Path, peers: &[String], n: u64) -> Result<()
     .bind(first)
     .execute(&mut *tx)
     .await?;
+    // Indexed for search in the same commit: the broker's own indexer only looks after its
+    // own sends.
+    while !search::index_batch(&mut tx, INDEX_BATCH).await? {}
     tx.commit().await?;
     conn.close().await?;
     Ok(())
@@ -57,13 +65,13 @@ pub async fn delivered_history(db: &Path, peers: &[String], n: u64) -> Result<()
 /// Inserts one delivered message per entry of `bodies`, from `peers[i % n]` to the next peer
 /// in `peers`, the sender's project `proj<i % 8>`, sent at `first_ms + i` (for `cargo xtask
 /// bench search`: a large searchable history without sending it through the API). The rows
-/// go through the FTS triggers like any send; one transaction for the whole call.
+/// are indexed for search in the same transaction, one for the whole call.
 pub async fn bodies_history(
     db: &Path,
     peers: &[(String, String)],
     bodies: &[String],
     first_ms: i64,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), Error> {
     if peers.is_empty() || bodies.is_empty() {
         return Ok(());
     }
@@ -125,23 +133,21 @@ pub async fn bodies_history(
     .bind(first)
     .execute(&mut *tx)
     .await?;
+    while !search::index_batch(&mut tx, INDEX_BATCH).await? {}
     tx.commit().await?;
     conn.close().await?;
     Ok(())
 }
 
-/// Drops the triggers that keep the FTS index (`cargo xtask bench search`'s "FTS off" run):
-/// sends then store no index rows, and search no longer finds new mail. Bench-only; a
-/// database treated so is not for use.
-pub async fn drop_search_index(db: &Path) -> Result<(), sqlx::Error> {
+/// Stops indexing for search (`cargo xtask bench search`'s "FTS off" run): marks every
+/// message, present and future, as indexed, so the broker's indexer finds nothing to do and
+/// search no longer finds new mail. Bench-only; a database treated so is not for use.
+pub async fn drop_search_index(db: &Path) -> Result<(), Error> {
     let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await?;
-    sqlx::raw_sql(
-        "DROP TRIGGER IF EXISTS messages_fts_insert; \
-         DROP TRIGGER IF EXISTS messages_fts_delete; \
-         DROP TRIGGER IF EXISTS messages_fts_update;",
-    )
-    .execute(&mut conn)
-    .await?;
+    sqlx::query("UPDATE search_indexed SET upto = ?")
+        .bind(i64::MAX)
+        .execute(&mut conn)
+        .await?;
     conn.close().await?;
     Ok(())
 }

@@ -1,11 +1,17 @@
-//! Full-text search over message bodies and tags: the FTS5 table `messages_fts`, kept by
-//! triggers in the send's own transaction (migration 0006), read here.
+//! Full-text search over message bodies and tags: the FTS5 table `messages_fts`, written
+//! here in batches by the writer ([`index_batch`]) and read here.
+//!
+//! A send's commit does not index its message (migration 0009): that cost three pages and a
+//! new FTS5 segment per fsync'd commit. The store indexes what is missing shortly after
+//! sends, and before every text search ([`crate::Db::index_for_search`]), so a search sees
+//! every send acknowledged before it began. `search_indexed.upto` says how far the index
+//! goes; it commits with the index rows, so a crash loses both or neither.
 
 use std::collections::HashMap;
 
 use peers_core::wire::{SearchHit, SenderKind};
 use peers_store::{SEARCH_START_CHARS as START, SearchFilter};
-use sqlx::{FromRow, SqlitePool};
+use sqlx::{FromRow, SqliteConnection, SqlitePool};
 
 use super::Error;
 use crate::messages::push_narrowing;
@@ -20,6 +26,41 @@ struct HitRow {
     tags: Option<String>,
     project: Option<String>,
     snippet: String,
+}
+
+/// The most messages one [`index_batch`] indexes: a writer job of a few milliseconds, so
+/// sends queued behind it wait little.
+pub const INDEX_BATCH: i64 = 500;
+
+/// Indexes up to `limit` of the oldest messages the full-text index does not hold yet
+/// (runs in the writer). Returns whether none was left to index.
+pub async fn index_batch(conn: &mut SqliteConnection, limit: i64) -> Result<bool, Error> {
+    let upto: i64 = sqlx::query_scalar("SELECT upto FROM search_indexed")
+        .fetch_one(&mut *conn)
+        .await?;
+    let (last, n): (Option<i64>, i64) = sqlx::query_as(
+        "SELECT MAX(id), COUNT(*) FROM (SELECT id FROM messages WHERE id > ? ORDER BY id LIMIT ?)",
+    )
+    .bind(upto)
+    .bind(limit)
+    .fetch_one(&mut *conn)
+    .await?;
+    let Some(last) = last else {
+        return Ok(true);
+    };
+    sqlx::query(
+        "INSERT INTO messages_fts (rowid, body, tags) \
+         SELECT id, body, tags FROM messages WHERE id > ? AND id <= ? ORDER BY id",
+    )
+    .bind(upto)
+    .bind(last)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE search_indexed SET upto = ?")
+        .bind(last)
+        .execute(&mut *conn)
+        .await?;
+    Ok(n < limit)
 }
 
 /// The best matches of `f.query` that `f.viewer` may see, or with no query the newest

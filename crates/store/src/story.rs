@@ -78,6 +78,7 @@ macro_rules! story_chapters {
             a_reregistration_takes_its_waiting_copies_only,
             the_sweep_requeues_and_expires_each_copy_on_its_own,
             retention_prunes_old_delivered_mail_and_keeps_the_rest,
+            search_finds_each_send_before_its_answer_even_on_a_reused_id,
             export_pages_every_message_in_id_order,
             handovers_wait_in_order_for_the_next_session_of_their_name_and_go_once,
         ];
@@ -2117,6 +2118,49 @@ async fn found(s: &Arc<dyn Store>, query: &str) -> BTreeSet<i64> {
     .into_iter()
     .map(|h| h.message_id)
     .collect()
+}
+
+/// Search sees every send acknowledged before it began, however the backend indexes (SQLite
+/// indexes after the send's commit, in batches), and only what is stored: concurrent
+/// sends are each found by a search that starts after their answer; once the newest message
+/// is pruned, a new send may get its id back (SQLite hands out `MAX(id) + 1`) and is found
+/// by its own words, never by the pruned message's.
+pub async fn search_finds_each_send_before_its_answer_even_on_a_reused_id(s: &Arc<dyn Store>) {
+    let a = register(s, 10, "/x/api").await;
+    let b = register(s, 11, "/x/web").await;
+    let mut tasks = vec![];
+    for i in 0..40 {
+        let s = s.clone();
+        let m = from_peer(&a, &b, &format!("racing word{i}"), T0 + i);
+        tasks.push(tokio::spawn(async move {
+            let id = send(&s, m).await;
+            (id, found(&s, &format!("word{i}")).await)
+        }));
+    }
+    for t in tasks {
+        let (id, hits) = t.await.expect("send and search");
+        assert_eq!(
+            hits,
+            BTreeSet::from([id]),
+            "a search after the send's answer finds it"
+        );
+    }
+    assert_eq!(found(s, "racing").await.len(), 40);
+    deliver_all(s, &b, "B1", T0 + 100).await;
+    let newest = send(s, from_peer(&a, &b, "walrus alone", T0 + 200)).await;
+    deliver_all(s, &b, "B2", T0 + 201).await;
+    assert_eq!(found(s, "walrus").await, BTreeSet::from([newest]));
+    while s.prune_delivered(T0 + 1_000, 100).await.expect("prune") > 0 {}
+    assert!(
+        found(s, "walrus OR racing").await.is_empty(),
+        "pruned mail is not found"
+    );
+    let next = send(s, from_peer(&a, &b, "narwhal next", T0 + 300)).await;
+    assert_eq!(found(s, "narwhal").await, BTreeSet::from([next]));
+    assert!(
+        found(s, "walrus").await.is_empty(),
+        "the reused id is not the old message"
+    );
 }
 
 /// Retention: mail sent before the cut whose every copy is delivered or expired goes, with
