@@ -641,6 +641,29 @@ async fn broker(bin: &Path, plan: &Plan) -> Result<()> {
                 "≥ 1",
                 sent.rate >= floor,
             );
+            // A lone sender waits for its request's round trip and for the fsync behind it,
+            // one after the other: no server does better than the two together. With the
+            // trivial server's round trip, that is the bound for any HTTP server here; with
+            // the broker's own 404, for this broker's HTTP stack.
+            for (what, round_trip) in [
+                (
+                    "any HTTP server: 1 / (trivial server's round trip + fsync)",
+                    ceiling.rate,
+                ),
+                ("this broker's HTTP: 1 / (HTTP floor + fsync)", http.rate),
+            ] {
+                let bound = 1.0 / (1.0 / round_trip + fsync.as_secs_f64());
+                row(
+                    &format!("— the most one request and one fsync allow, {what}"),
+                    format!(
+                        "{bound:.0}/s (÷ 1 / fsync = {:.2}); the sends are {:.0} % of it",
+                        bound / floor,
+                        sent.rate / bound * 100.0
+                    ),
+                    "—",
+                    true,
+                );
+            }
         }
         row(
             &format!("broker CPU per send at concurrency {conc}"),

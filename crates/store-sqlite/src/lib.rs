@@ -15,6 +15,11 @@
 //! [`topics`] (a claim and its loop-budget notice in one job, the sweep's three statements in
 //! one job, …).
 //!
+//! Search indexing is not part of a send's commit: the writer indexes new mail in batches
+//! (`search::index_batch`), shortly after sends (a background task, [`INDEX_DELAY`]) and
+//! before any text search ([`Db::index_for_search`]), without fsync (the index is derived:
+//! lost in a crash, it is rebuilt from the messages).
+//!
 //! Storage faults are answered, not hidden ([`StoreHealth`]): before and after each group the
 //! writer checks that the database path is still the file it opened (device and inode), and
 //! a disk-full or I/O error fails the group's callers with [`StoreError::Full`] until a later

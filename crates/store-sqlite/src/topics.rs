@@ -3,9 +3,8 @@
 //! session with that name there has it — the hand-over rule that mail follows too.
 
 use peers_core::wire::{MessageStatus, Subscription, TopicInfo};
-use peers_store::{TopicPostsFilter, TopicReader};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{FromRow, Row, SqliteConnection, SqlitePool};
+use peers_store::{PeerRecord, TopicPostsFilter, TopicReader};
+use sqlx::{FromRow, SqliteConnection, SqlitePool};
 
 use super::Error;
 use crate::messages::{self, MessageRow, message_columns};
@@ -109,26 +108,33 @@ pub async fn subscriptions(pool: &SqlitePool, peer_id: &str) -> Result<Vec<Subsc
 }
 
 /// Who a post to `topic` reaches: live registrations (not gone, not replaced) whose name and
-/// directory are subscribed and not muted, by name (reads).
+/// directory are subscribed and not muted, by name (reads). One row of JSON, not a row per
+/// reader (see [`peers::peer_json!`]).
 pub async fn readers(pool: &SqlitePool, topic: &str) -> Result<Vec<TopicReader>, Error> {
-    let rows = sqlx::query(concat!(
-        "SELECT s.wake AS sub_wake, ",
-        peers::peer_columns!("p."),
-        " FROM subscriptions s \
+    #[derive(serde::Deserialize)]
+    struct Row {
+        wake: i64,
+        peer: PeerRecord,
+    }
+    let json: String = sqlx::query_scalar(concat!(
+        "SELECT COALESCE(json_group_array(json_object('wake', s.wake, 'peer', ",
+        peers::peer_json!("p."),
+        ") ORDER BY p.name), '[]') FROM subscriptions s \
          JOIN peers p ON p.machine_id = s.machine_id AND p.cwd = s.cwd AND p.name = s.name \
-         WHERE s.topic = ? AND NOT s.mute AND p.gone_ms IS NULL AND p.replaced_by IS NULL \
-         ORDER BY p.name"
+         WHERE s.topic = ? AND NOT s.mute AND p.gone_ms IS NULL AND p.replaced_by IS NULL"
     ))
     .bind(topic)
-    .try_map(|r: SqliteRow| {
-        Ok(TopicReader {
-            wake: r.try_get("sub_wake")?,
-            peer: peers::peer_record(r)?,
-        })
-    })
-    .fetch_all(pool)
+    .fetch_one(pool)
     .await?;
-    Ok(rows)
+    let rows: Vec<Row> =
+        serde_json::from_str(&json).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| TopicReader {
+            wake: r.wake != 0,
+            peer: r.peer,
+        })
+        .collect())
 }
 
 #[derive(Debug, FromRow)]

@@ -1683,7 +1683,22 @@ pub async fn an_ack_delivers_one_readers_copy_and_status_counts_readers(s: &Arc<
 /// same name in another directory does not.
 pub async fn subscriptions_belong_to_the_name_in_its_directory(s: &Arc<dyn Store>) {
     let a = register(s, 10, "/x/api").await;
-    let b = register(s, 11, "/y/web").await;
+    // Every optional field set, so a reader read back misses none of them.
+    let b = register_as(
+        s,
+        RegisterRequest {
+            session_id: Some("session-b".into()),
+            git_root: Some("/y".into()),
+            git_branch: Some("main".into()),
+            tty: Some("/dev/pts/4".into()),
+            summary: Some("web \"quoted\" ☃".into()),
+            agent: peers_core::wire::Agent::Codex,
+            ..request(11, "/y/web")
+        },
+        T0,
+    )
+    .await
+    .peer;
     assert!(
         s.topic_readers("t").await.unwrap().is_empty(),
         "unknown topic"
@@ -1729,6 +1744,13 @@ pub async fn subscriptions_belong_to_the_name_in_its_directory(s: &Arc<dyn Store
         [(a.id.clone(), true), (b.id.clone(), false)],
         "by name"
     );
+    for r in s.topic_readers("t").await.unwrap() {
+        assert_eq!(
+            Some(&r.peer),
+            s.peer(&r.peer.id).await.unwrap().as_ref(),
+            "a reader is its whole registration"
+        );
+    }
     let topics: Vec<String> = s
         .subscriptions(&b.id)
         .await

@@ -5,8 +5,9 @@
 use peers_core::process;
 use peers_core::wire::{Agent, MessageState, PeerInfo, RegisterRequest, SenderKind};
 
-/// One registration of a session (a row of `peers`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One registration of a session (a row of `peers`). `Deserialize` with the field names as
+/// keys: a backend may read many rows as one JSON value.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct PeerRecord {
     pub id: String,
     pub name: String,
