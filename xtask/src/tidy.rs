@@ -148,9 +148,11 @@ fn is_store_code(rel: &Path) -> bool {
     s.starts_with("crates/store")
 }
 
-/// What gives SQL away in Rust source: sqlx's query functions and statements in strings.
+/// What gives SQL away in Rust source: sqlx's query functions, the SQLite writer's direct
+/// driver, and statements in strings.
 const SQL_MARKS: &[&str] = &[
     "sqlx::query",
+    "rusqlite::",
     "query_as(",
     "query_scalar(",
     "\"SELECT ",

@@ -2,15 +2,17 @@
 //! in this crate.
 //!
 //! Reads go through a small pool of read-only connections (WAL lets them run beside the
-//! writer). Every write goes through one writer task that owns the only write connection and
-//! commits in groups: it takes whatever jobs are waiting, runs each inside a savepoint of one
+//! writer). Every write goes through one writer, on a thread of its own, that commits in
+//! groups: it takes whatever jobs are waiting, runs each inside a savepoint of one
 //! transaction, commits once (one fsync with `synchronous=FULL`), and only then answers each
 //! caller. So a `200` for a send means the message is on disk, and 64 concurrent senders
 //! share one fsync instead of queueing for 64. Sends have a queue of their own: the writer
 //! stores all the sends of a group — their messages, then every reader's copy (`deliveries`)
-//! — with a few multi-row `INSERT`s sent as one query, so a post to 500 readers is one
-//! transaction and one fsync like any send, and a group of sends alone (its `BEGIN` and
-//! `COMMIT` in that query) is one round trip to SQLite's thread. The
+//! — with a few multi-row `INSERT`s ([`messages::send_statements`]), so a post to 500 readers
+//! is one transaction and one fsync like any send. The writer holds two connections: sqlx's
+//! for the jobs, and a direct one (`rusqlite`) on which a group of sends alone runs its
+//! statements and commit without a hand-off to another thread (through sqlx every
+//! statement's result wakes the caller, which cost a lone send more than its fsync). The
 //! trait's operations are jobs composed of the statements in [`peers`], [`messages`] and
 //! [`topics`] (a claim and its loop-budget notice in one job, the sweep's three statements in
 //! one job, …).
@@ -57,6 +59,8 @@ use peers_store::{NewMessage, StoreError};
 enum Error {
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Direct(#[from] rusqlite::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("the store's writer has stopped")]
@@ -91,6 +95,7 @@ impl Error {
             Error::WriterGone => StoreError::Closed,
             Error::Migrate(e) => StoreError::Schema(e.to_string()),
             Error::Db(e) => StoreError::Internal(e.to_string()),
+            Error::Direct(e) => StoreError::Internal(e.to_string()),
             Error::Write(e) => StoreError::Internal(e),
             Error::BadQuery(why) => StoreError::BadQuery(why),
         }
@@ -114,6 +119,16 @@ impl Failure {
         }
     }
 
+    /// [`Failure::of`], for the writer's direct connection.
+    fn of_direct(e: &rusqlite::Error) -> Failure {
+        match e {
+            rusqlite::Error::SqliteFailure(f, _) if is_disk_fault_code(f.extended_code) => {
+                Failure::Full(e.to_string())
+            }
+            _ => Failure::Other(e.to_string()),
+        }
+    }
+
     fn error(&self, db: &Path) -> Error {
         match self {
             Failure::Lost => Error::Lost(db.to_path_buf()),
@@ -133,9 +148,14 @@ fn is_disk_fault(e: &sqlx::Error) -> bool {
         sqlx::Error::Database(d) => d
             .code()
             .and_then(|c| c.parse::<i32>().ok())
-            .is_some_and(|c| matches!(c & 0xff, 10 | 13)),
+            .is_some_and(is_disk_fault_code),
         _ => false,
     }
+}
+
+/// Whether SQLite's (extended) result code is `SQLITE_FULL` or `SQLITE_IOERR`.
+fn is_disk_fault_code(code: i32) -> bool {
+    matches!(code & 0xff, 10 | 13)
 }
 
 /// What the broker knows about its database file: shared by the writer (which keeps it
@@ -380,6 +400,7 @@ impl Db {
         sqlx::raw_sql("PRAGMA synchronous = FULL")
             .execute(&mut write_conn)
             .await?;
+        let direct = open_direct(path)?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(0)
@@ -398,8 +419,13 @@ impl Db {
         if let Some(delay) = index_delay {
             tokio::spawn(indexer(tx.downgrade(), health.clone(), lag.clone(), delay));
         }
-        tokio::spawn(writer_loop(
-            write_conn,
+        // The writer has a thread of its own: a group of sends alone runs its statements on
+        // it directly, and its fsync blocks no task of the runtime.
+        let writer = writer_loop(
+            Conns {
+                jobs: write_conn,
+                sends: direct,
+            },
             Queues {
                 jobs: rx,
                 sends: sends_rx,
@@ -408,7 +434,12 @@ impl Db {
             health.clone(),
             commits.clone(),
             lag.clone(),
-        ));
+        );
+        let runtime = tokio::runtime::Handle::current();
+        std::thread::Builder::new()
+            .name("peers-writer".into())
+            .spawn(move || runtime.block_on(writer))
+            .map_err(|e| Error::Write(format!("cannot start the writer's thread: {e}")))?;
         Ok(Db {
             read,
             writer: tx,
@@ -606,8 +637,34 @@ struct Queues {
     closing: mpsc::Receiver<oneshot::Sender<()>>,
 }
 
+/// The writer's two connections to the one database file. Only the writer writes, one
+/// group at a time, so the two never wait for each other's lock.
+struct Conns {
+    /// Through sqlx: the jobs (and the sends of a group that has jobs, in a savepoint).
+    jobs: SqliteConnection,
+    /// Direct, on the writer's thread: a group of sends alone ([`messages::insert_alone`]).
+    sends: rusqlite::Connection,
+}
+
+/// Opens the writer's direct connection, once the migrations ran: the same settings as the
+/// sqlx connection (`synchronous=FULL`, so a send's commit waits for its fsync).
+fn open_direct(path: &Path) -> Result<rusqlite::Connection, Error> {
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF")?;
+    // Groups of 1 to MAX_GROUP sends prepare different statements; keep the common ones.
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// The writer: waits for work, runs it as one group, answers, until the queues close or the
+/// store closes. Runs on its own thread (`Handle::block_on`), so the direct connection's
+/// statements and fsync may block it.
 async fn writer_loop(
-    mut conn: SqliteConnection,
+    mut conns: Conns,
     mut q: Queues,
     health: Arc<StoreHealth>,
     commits: Arc<AtomicU64>,
@@ -637,11 +694,18 @@ async fn writer_loop(
             }
         }
         if !jobs.is_empty() || !sends.is_empty() {
-            group_commit(&mut conn, &mut jobs, &mut sends, &health, &commits, &lag).await;
+            group_commit(&mut conns, &mut jobs, &mut sends, &health, &commits, &lag).await;
         }
         if closing.is_some() {
             break;
         }
+    }
+    let Conns {
+        jobs: mut conn,
+        sends: direct,
+    } = conns;
+    if let Err((_, e)) = direct.close() {
+        tracing::warn!(error = %e, "cannot close the writer's direct connection");
     }
     if !health.check_file() {
         match sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -682,7 +746,7 @@ fn abort_group(jobs: &mut Vec<Job>, sends: &mut Vec<SendJob>, failure: &Failure,
 /// committed counts in `commits` before any caller hears back, so a caller that reads the
 /// count after its answer sees its own commit.
 async fn group_commit(
-    conn: &mut SqliteConnection,
+    conns: &mut Conns,
     jobs: &mut Vec<Job>,
     sends: &mut Vec<SendJob>,
     health: &StoreHealth,
@@ -694,6 +758,12 @@ async fn group_commit(
         abort_group(jobs, sends, &Failure::Lost, &db);
         return;
     }
+    // Sends alone run on the direct connection, in their own transaction.
+    if jobs.is_empty() {
+        sends_alone(&conns.sends, sends, health, commits, lag);
+        return;
+    }
+    let conn = &mut conns.jobs;
     let faults_before = health.faults.load(Ordering::SeqCst);
     // While the disk is full, only a group that really wrote shows that it is over.
     let changes_before = match health.full_since() {
@@ -708,11 +778,7 @@ async fn group_commit(
     } else {
         "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE"
     };
-    // Sends alone carry their own `BEGIN IMMEDIATE` … `COMMIT` in their one round trip to
-    // SQLite's thread; with other jobs they run in a savepoint of the group's transaction, so
-    // their failure undoes only them.
-    let alone = jobs.is_empty() && !sends.is_empty();
-    if !alone && let Err(e) = sqlx::raw_sql(begin).execute(&mut *conn).await {
+    if let Err(e) = sqlx::raw_sql(begin).execute(&mut *conn).await {
         tracing::error!(error = %e, "cannot begin a write transaction");
         let failure = Failure::of(&e);
         if let Failure::Full(detail) = &failure {
@@ -724,16 +790,13 @@ async fn group_commit(
         abort_group(jobs, sends, &failure, &db);
         return;
     }
+    // Sends beside jobs run in a savepoint of the group's transaction, so that their failure
+    // undoes only them.
     let inserted = if sends.is_empty() {
         Ok(vec![])
     } else {
         let msgs: Vec<NewMessage> = sends.iter().map(|s| s.msg.clone()).collect();
-        let wrap = if alone {
-            messages::Wrap::Transaction
-        } else {
-            messages::Wrap::Savepoint
-        };
-        messages::insert_many(conn, &msgs, wrap)
+        messages::insert_many(conn, &msgs)
             .await
             .map_err(|e| match e {
                 Error::Db(e) => Failure::of(&e),
@@ -757,16 +820,11 @@ async fn group_commit(
         }
         replies.push(reply);
     }
-    let mut committed = match &inserted {
-        // Sends alone committed (or rolled back) with their statements.
-        Ok(_) if alone => Ok(()),
-        Err(f) if alone => Err(f.clone()),
-        _ => sqlx::raw_sql("COMMIT")
-            .execute(&mut *conn)
-            .await
-            .map(|_| ())
-            .map_err(|e| Failure::of(&e)),
-    };
+    let mut committed = sqlx::raw_sql("COMMIT")
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| Failure::of(&e));
     if let Err(f) = &committed {
         tracing::error!(error = ?f, "group commit failed");
         if let Failure::Full(detail) = f {
@@ -795,25 +853,78 @@ async fn group_commit(
     if committed.is_ok() {
         commits.fetch_add(1, Ordering::SeqCst);
     }
-    match (&committed, &inserted) {
-        (Ok(()), Ok(ids)) => {
-            // Counted before anyone hears back: a search after its send's answer indexes it.
+    answer_sends(sends, committed.clone().and(inserted), &db, lag);
+    for reply in replies {
+        reply(committed.clone());
+    }
+}
+
+/// A group of sends alone: their statements and their commit on the writer's direct
+/// connection ([`messages::insert_alone`]), then the answers. The checks around it are
+/// [`group_commit`]'s.
+fn sends_alone(
+    conn: &rusqlite::Connection,
+    sends: &mut Vec<SendJob>,
+    health: &StoreHealth,
+    commits: &AtomicU64,
+    lag: &SearchLag,
+) {
+    let db = health.db().to_path_buf();
+    let faults_before = health.faults.load(Ordering::SeqCst);
+    let msgs: Vec<NewMessage> = sends.iter().map(|s| s.msg.clone()).collect();
+    let stored = messages::insert_alone(conn, &msgs)
+        .map_err(|e| Failure::of_direct(&e))
+        .and_then(|stored| {
+            messages::copies_stored(&msgs, stored).map_err(|e| Failure::Other(e.to_string()))
+        });
+    let stored = match stored {
+        // Committed into a file that is no longer reachable: not stored for anyone.
+        Ok(_) if health.check_file() => Err(Failure::Lost),
+        Ok(ids) => {
+            commits.fetch_add(1, Ordering::SeqCst);
+            // Sends always write: one that committed during a full spell ends it.
+            if health.full_since().is_some()
+                && health.faults.load(Ordering::SeqCst) == faults_before
+            {
+                health.mark_written();
+            }
+            Ok(ids)
+        }
+        Err(f) => {
+            tracing::error!(error = ?f, "group commit of sends failed");
+            if let Failure::Full(detail) = &f {
+                health.mark_full(detail);
+            }
+            Err(f)
+        }
+    };
+    answer_sends(sends, stored, &db, lag);
+}
+
+/// Answers each send of a group with its id and copies, or with why the group failed. A
+/// group's messages count as sent before anyone hears back: a search after its send's answer
+/// indexes it.
+fn answer_sends(
+    sends: &mut Vec<SendJob>,
+    outcome: Result<Vec<(i64, Vec<String>)>, Failure>,
+    db: &Path,
+    lag: &SearchLag,
+) {
+    match outcome {
+        Ok(ids) => {
             if !ids.is_empty() {
                 lag.sent.fetch_add(ids.len() as u64, Ordering::SeqCst);
                 lag.wanted.notify_one();
             }
-            for (send, id) in sends.drain(..).zip(ids.iter().cloned()) {
+            for (send, id) in sends.drain(..).zip(ids) {
                 let _ = send.reply.send(Ok(id));
             }
         }
-        (Err(f), _) | (Ok(()), Err(f)) => {
+        Err(f) => {
             for send in sends.drain(..) {
-                let _ = send.reply.send(Err(f.error(&db)));
+                let _ = send.reply.send(Err(f.error(db)));
             }
         }
-    }
-    for reply in replies {
-        reply(committed.clone());
     }
 }
 
@@ -926,6 +1037,22 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(level, 2, "synchronous = FULL");
+    }
+
+    /// The connection a group of sends alone commits on waits for fsync as the other one
+    /// does, and for a lock as long.
+    #[tokio::test]
+    async fn the_direct_connection_commits_durably() {
+        let (d, _s) = store().await;
+        let direct = open_direct(&d.path().join("t.db")).unwrap();
+        let pragma = |name: &str| -> i64 {
+            direct
+                .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(pragma("synchronous"), 2, "synchronous = FULL");
+        assert_eq!(pragma("busy_timeout"), 5000);
+        assert_eq!(pragma("foreign_keys"), 0);
     }
 
     /// Without any search, the background indexer catches up shortly after sends.
@@ -1079,7 +1206,8 @@ mod tests {
         s.write(|c| {
             Box::pin(async move {
                 sqlx::raw_sql(
-                    "CREATE TEMP TRIGGER refuse_copies BEFORE INSERT ON deliveries \
+                    // Not `TEMP`: a group of sends alone runs on the writer's other connection.
+                    "CREATE TRIGGER refuse_copies BEFORE INSERT ON deliveries \
                      WHEN NEW.to_address = 'refused' BEGIN SELECT RAISE(ABORT, 'refused'); END",
                 )
                 .execute(c)
@@ -1157,5 +1285,19 @@ mod tests {
             Error::Db(sqlx::Error::Protocol("x".into())).public(),
             StoreError::Internal(_)
         ));
+        // The direct connection's errors: a full disk and an I/O error (extended codes too)
+        // are disk faults, a constraint is not.
+        let direct = |code: i32| {
+            Failure::of_direct(&rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(code),
+                None,
+            ))
+        };
+        assert!(matches!(direct(13), Failure::Full(_)), "SQLITE_FULL");
+        assert!(
+            matches!(direct(10 | (4 << 8)), Failure::Full(_)),
+            "SQLITE_IOERR_WRITE"
+        );
+        assert!(matches!(direct(19), Failure::Other(_)), "SQLITE_CONSTRAINT");
     }
 }

@@ -202,89 +202,129 @@ pub async fn insert(
     conn: &mut SqliteConnection,
     m: NewMessage,
 ) -> Result<(i64, Vec<String>), Error> {
-    let mut out = insert_many(conn, std::slice::from_ref(&m), Wrap::Savepoint).await?;
+    let mut out = insert_many(conn, std::slice::from_ref(&m)).await?;
     Ok(out.remove(0))
 }
 
-/// The most rows one `INSERT` of [`insert_many`] stores into `messages`.
+/// The most rows one `INSERT` of [`send_statements`] stores into `messages`.
 pub const MAX_ROWS: usize = 500;
 
-/// The most rows one `INSERT` of [`insert_many`] stores into `deliveries` (6 values each,
-/// well under SQLite's 32766 bound parameters).
+/// The most rows one `INSERT` of [`send_statements`] stores into `deliveries` (6 values
+/// each, well under SQLite's 32766 bound parameters).
 const MAX_COPIES: usize = 2000;
 
-/// What [`insert_many`]'s statements run inside.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wrap {
-    /// Their own transaction: `BEGIN IMMEDIATE` … `COMMIT` (a group of sends alone).
-    Transaction,
-    /// A savepoint of the transaction already open (a group with other jobs), so their
-    /// failure undoes only them.
-    Savepoint,
+/// A value bound to one `?` of a [`Statement`], for either driver.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param<'a> {
+    Null,
+    Int(i64),
+    Text(&'a str),
+    Owned(String),
 }
 
-/// Stores messages and their readers' copies (runs in the writer) in one round trip to
-/// SQLite's thread: one multi-statement query of, per [`MAX_ROWS`] messages, their multi-row
-/// `INSERT` and the `INSERT`s of their copies ([`MAX_COPIES`] each), then one for the topics
-/// they create, wrapped in `wrap`. A lone send so costs one round trip, a 500-reader post a
-/// few statements, and either one commit. Returns, in input order, each message's id and, in
-/// its readers' order, the registration each copy was queued for. On failure nothing of it
-/// is left (the transaction or savepoint is rolled back).
+impl<'a> From<Option<&'a str>> for Param<'a> {
+    fn from(s: Option<&'a str>) -> Param<'a> {
+        s.map_or(Param::Null, Param::Text)
+    }
+}
+
+impl From<Option<i64>> for Param<'_> {
+    fn from(i: Option<i64>) -> Self {
+        i.map_or(Param::Null, Param::Int)
+    }
+}
+
+impl rusqlite::ToSql for Param<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match self {
+            Param::Null => ValueRef::Null,
+            Param::Int(i) => ValueRef::Integer(*i),
+            Param::Text(s) => ValueRef::Text(s.as_bytes()),
+            Param::Owned(s) => ValueRef::Text(s.as_bytes()),
+        }))
+    }
+}
+
+/// One SQL statement (no `;`) and the values of its `?`s, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statement<'a> {
+    pub sql: String,
+    pub params: Vec<Param<'a>>,
+}
+
+impl<'a> Statement<'a> {
+    fn new(sql: &str) -> Statement<'a> {
+        Statement {
+            sql: sql.to_string(),
+            params: vec![],
+        }
+    }
+
+    fn push(&mut self, sql: &str) -> &mut Self {
+        self.sql.push_str(sql);
+        self
+    }
+
+    /// Appends `(?, ?, …)` for `row`'s values, after a comma unless it is the first row.
+    fn row(&mut self, first: bool, row: impl IntoIterator<Item = Param<'a>>) {
+        self.sql.push_str(if first { "(" } else { ", (" });
+        for (i, p) in row.into_iter().enumerate() {
+            self.sql.push_str(if i == 0 { "?" } else { ", ?" });
+            self.params.push(p);
+        }
+        self.sql.push(')');
+    }
+}
+
+/// The statements that store messages and their readers' copies: per [`MAX_ROWS`]
+/// messages, their multi-row `INSERT` and the `INSERT`s of their copies ([`MAX_COPIES`]
+/// each) and tags, then one for the topics they create, and last a `SELECT` of what was
+/// stored: one row per message (not one per copy: with sqlx every row is a hand-off from
+/// SQLite's thread, and a 500-reader post would be 501 of them), its id and, as JSON in the
+/// order they were stored, its copies' registrations. The caller wraps them in a
+/// transaction ([`insert_alone`]) or a savepoint ([`insert_many`]). A lone send is five
+/// statements, a 500-reader post not many more, and either is one commit.
 ///
-/// A copy's `message_id` is `MAX(id) - k` right after its messages' `INSERT`: only this
+/// A copy's `message_id` is `MAX(id) - k` right after its messages' `INSERT`: only the
 /// writer writes, and rowids are handed out in `VALUES` order, each one past the largest.
 /// Readers were resolved before this ran; one that has been replaced since (its session
 /// re-registered in between) is followed along `replaced_by` to its replacement inside the
 /// `INSERT`, so a send racing a re-registration cannot strand mail on a dead id.
-pub async fn insert_many(
-    conn: &mut SqliteConnection,
-    msgs: &[NewMessage],
-    wrap: Wrap,
-) -> Result<Vec<(i64, Vec<String>)>, Error> {
-    let r = insert_statements(conn, msgs, wrap).await;
-    if r.is_err() {
-        let undo = match wrap {
-            Wrap::Transaction => "ROLLBACK",
-            Wrap::Savepoint => "ROLLBACK TO sends; RELEASE sends",
-        };
-        let _ = sqlx::raw_sql(undo).execute(&mut *conn).await;
-    }
-    r
-}
-
-async fn insert_statements(
-    conn: &mut SqliteConnection,
-    msgs: &[NewMessage],
-    wrap: Wrap,
-) -> Result<Vec<(i64, Vec<String>)>, Error> {
-    let mut q = sqlx::QueryBuilder::new(match wrap {
-        Wrap::Transaction => "BEGIN IMMEDIATE; ",
-        Wrap::Savepoint => "SAVEPOINT sends; ",
-    });
+pub fn send_statements(msgs: &[NewMessage]) -> Vec<Statement<'_>> {
+    let mut out = vec![];
     for chunk in msgs.chunks(MAX_ROWS) {
-        q.push(
+        let mut q = Statement::new(
             "INSERT INTO messages (from_peer, from_kind, from_address, from_cwd, \
-             to_address, body, reply_to, sent_ms, expires_ms, channel, tags, project) ",
+             to_address, body, reply_to, sent_ms, expires_ms, channel, tags, project) VALUES ",
         );
-        q.push_values(chunk, |mut row, m| {
-            row.push_bind(&m.from.peer_id)
-                .push_bind(match m.from.kind {
-                    SenderKind::Human => "human",
-                    SenderKind::Peer => "peer",
-                    SenderKind::Script => "script",
-                })
-                .push_bind(&m.from.address)
-                .push_bind(&m.from.cwd)
-                .push_bind(&m.to_address)
-                .push_bind(&m.body)
-                .push_bind(m.reply_to)
-                .push_bind(m.sent_ms)
-                .push_bind(m.expires_ms)
-                .push_bind(&m.channel)
-                .push_bind((!m.tags.is_empty()).then(|| m.tags.join(" ")))
-                .push_bind(&m.project);
-        });
-        q.push("; ");
+        for (i, m) in chunk.iter().enumerate() {
+            q.row(
+                i == 0,
+                [
+                    m.from.peer_id.as_deref().into(),
+                    Param::Text(match m.from.kind {
+                        SenderKind::Human => "human",
+                        SenderKind::Peer => "peer",
+                        SenderKind::Script => "script",
+                    }),
+                    Param::Text(&m.from.address),
+                    m.from.cwd.as_deref().into(),
+                    Param::Text(&m.to_address),
+                    Param::Text(&m.body),
+                    m.reply_to.into(),
+                    Param::Int(m.sent_ms),
+                    Param::Int(m.expires_ms),
+                    m.channel.as_deref().into(),
+                    match m.tags.is_empty() {
+                        true => Param::Null,
+                        false => Param::Owned(m.tags.join(" ")),
+                    },
+                    m.project.as_deref().into(),
+                ],
+            );
+        }
+        out.push(q);
         // Each copy with how far its message is from the chunk's last one.
         let copies: Vec<(i64, &NewMessage, &peers_store::Reader)> = chunk
             .iter()
@@ -299,15 +339,22 @@ async fn insert_statements(
             // along `replaced_by` when it was replaced since the sender resolved it (`chain`,
             // normally empty). The statement's program is the same size for 1 copy or 2,000:
             // a subquery per row instead (as this once was) cost SQLite ~50 µs per copy.
-            q.push("WITH RECURSIVE v(seq, back, peer, address, wake, expires) AS (");
-            q.push_values(part.iter().enumerate(), |mut row, (seq, (back, m, r))| {
-                row.push_bind(seq as i64)
-                    .push_bind(*back)
-                    .push_bind(&r.peer_id)
-                    .push_bind(&r.address)
-                    .push_bind(r.wake)
-                    .push_bind(m.expires_ms);
-            });
+            let mut q = Statement::new(
+                "WITH RECURSIVE v(seq, back, peer, address, wake, expires) AS (VALUES ",
+            );
+            for (seq, (back, m, r)) in part.iter().enumerate() {
+                q.row(
+                    seq == 0,
+                    [
+                        Param::Int(seq as i64),
+                        Param::Int(*back),
+                        Param::Text(&r.peer_id),
+                        Param::Text(&r.address),
+                        Param::Int(r.wake.into()),
+                        Param::Int(m.expires_ms),
+                    ],
+                );
+            }
             q.push(
                 "), chain(seq, id, hops) AS (SELECT v.seq, p.replaced_by, 1 FROM v \
                  JOIN peers p ON p.id = v.peer WHERE p.replaced_by IS NOT NULL \
@@ -318,8 +365,9 @@ async fn insert_statements(
                  INSERT INTO deliveries (message_id, to_peer, to_address, wake, expires_ms, \
                  state) SELECT last.id - v.back, COALESCE((SELECT c.id FROM chain c \
                  WHERE c.seq = v.seq ORDER BY c.hops DESC LIMIT 1), v.peer), v.address, \
-                 v.wake, v.expires, 'queued' FROM v, last ORDER BY v.seq; ",
+                 v.wake, v.expires, 'queued' FROM v, last ORDER BY v.seq",
             );
+            out.push(q);
         }
         // Each tag with how far its message is from the chunk's last one, as the copies.
         let tags: Vec<(i64, &str)> = chunk
@@ -331,13 +379,15 @@ async fn insert_statements(
             })
             .collect();
         for part in tags.chunks(MAX_COPIES) {
-            q.push("INSERT OR IGNORE INTO message_tags (tag, message_id) ");
-            q.push_values(part, |mut row, (back, t)| {
-                row.push_bind(*t)
-                    .push("(SELECT MAX(id) FROM messages) - ")
-                    .push_bind_unseparated(*back);
-            });
-            q.push("; ");
+            let mut q = Statement::new("WITH v(tag, back) AS (VALUES ");
+            for (i, (back, t)) in part.iter().enumerate() {
+                q.row(i == 0, [Param::Text(t), Param::Int(*back)]);
+            }
+            q.push(
+                ") INSERT OR IGNORE INTO message_tags (tag, message_id) \
+                 SELECT v.tag, (SELECT MAX(id) FROM messages) - v.back FROM v",
+            );
+            out.push(q);
         }
     }
     let mut topics: Vec<(&str, i64)> = msgs
@@ -347,38 +397,113 @@ async fn insert_statements(
     topics.sort_unstable();
     topics.dedup_by_key(|(t, _)| *t);
     for chunk in topics.chunks(MAX_ROWS) {
-        q.push("INSERT OR IGNORE INTO topics (name, created_ms) ");
-        q.push_values(chunk, |mut row, (t, at)| {
-            row.push_bind(*t).push_bind(*at);
-        });
-        q.push("; ");
+        let mut q = Statement::new("INSERT OR IGNORE INTO topics (name, created_ms) VALUES ");
+        for (i, (t, at)) in chunk.iter().enumerate() {
+            q.row(i == 0, [Param::Text(t), Param::Int(*at)]);
+        }
+        out.push(q);
     }
-    // What was stored, one row per message (not one per copy: every row is a hand-off from
-    // SQLite's thread, and a 500-reader post would be 501 of them): its id and, as JSON in
-    // the order they were stored, its copies' registrations.
-    q.push(
+    let mut q = Statement::new(
         "SELECT m.id AS message_id, (SELECT json_group_array(d.to_peer ORDER BY d.id) \
          FROM deliveries d WHERE d.message_id = m.id) AS readers FROM messages m \
-         WHERE m.id > (SELECT MAX(id) FROM messages) - ",
+         WHERE m.id > (SELECT MAX(id) FROM messages) - ? ORDER BY m.id",
     );
-    q.push_bind(msgs.len() as i64);
-    q.push(" ORDER BY m.id; ");
-    q.push(match wrap {
-        Wrap::Transaction => "COMMIT",
-        Wrap::Savepoint => "RELEASE sends",
-    });
-    let rows = q.build().fetch_all(&mut *conn).await?;
-    if rows.len() != msgs.len() {
+    q.params.push(Param::Int(msgs.len() as i64));
+    out.push(q);
+    out
+}
+
+/// Stores messages and their readers' copies ([`send_statements`]) in a savepoint of the
+/// writer's open transaction, as one multi-statement query: one round trip to sqlx's SQLite
+/// thread. For a group of sends with other jobs, so that their failure undoes only them; a
+/// group of sends alone goes through [`insert_alone`]. Returns, in input order, each
+/// message's id and, in its readers' order, the registration each copy was queued for. On
+/// failure nothing of it is left.
+pub async fn insert_many(
+    conn: &mut SqliteConnection,
+    msgs: &[NewMessage],
+) -> Result<Vec<(i64, Vec<String>)>, Error> {
+    let statements = send_statements(msgs);
+    let mut sql = String::from("SAVEPOINT sends; ");
+    for s in &statements {
+        sql.push_str(&s.sql);
+        sql.push_str("; ");
+    }
+    sql.push_str("RELEASE sends");
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+    for p in statements.iter().flat_map(|s| &s.params) {
+        q = match p {
+            Param::Null => q.bind(None::<i64>),
+            Param::Int(i) => q.bind(*i),
+            Param::Text(s) => q.bind(*s),
+            Param::Owned(s) => q.bind(s.as_str()),
+        };
+    }
+    let rows = match q.fetch_all(&mut *conn).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            let _ = sqlx::raw_sql("ROLLBACK TO sends; RELEASE sends")
+                .execute(&mut *conn)
+                .await;
+            return Err(e.into());
+        }
+    };
+    let stored = rows
+        .iter()
+        .map(|row| Ok((row.try_get("message_id")?, row.try_get("readers")?)))
+        .collect::<Result<Vec<(i64, String)>, sqlx::Error>>()?;
+    copies_stored(msgs, stored)
+}
+
+/// Stores messages and their readers' copies ([`send_statements`]) in a transaction of
+/// their own, on the writer's direct connection: a group of sends alone. The statements run
+/// on the writer's own thread, one after the other, with no hand-off to another thread
+/// between them (through sqlx each result wakes the caller: a lone send paid more for those
+/// wake-ups than for its fsync). Returns the `SELECT`'s rows, for [`copies_stored`]; on
+/// failure the transaction is rolled back.
+pub fn insert_alone(
+    conn: &rusqlite::Connection,
+    msgs: &[NewMessage],
+) -> Result<Vec<(i64, String)>, rusqlite::Error> {
+    let r = (|| {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let statements = send_statements(msgs);
+        let (select, inserts) = statements.split_last().expect("a SELECT last");
+        for s in inserts {
+            conn.prepare_cached(&s.sql)?
+                .execute(rusqlite::params_from_iter(&s.params))?;
+        }
+        let stored = conn
+            .prepare_cached(&select.sql)?
+            .query_map(rusqlite::params_from_iter(&select.params), |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?
+            .collect::<Result<Vec<(i64, String)>, _>>()?;
+        conn.execute_batch("COMMIT")?;
+        Ok(stored)
+    })();
+    if r.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    r
+}
+
+/// Checks what [`send_statements`]' `SELECT` returned against what was sent: one row per
+/// message, each with its copies' registrations as JSON.
+pub fn copies_stored(
+    msgs: &[NewMessage],
+    stored: Vec<(i64, String)>,
+) -> Result<Vec<(i64, Vec<String>)>, Error> {
+    if stored.len() != msgs.len() {
         return Err(Error::Write(format!(
             "stored {} of {} messages",
-            rows.len(),
+            stored.len(),
             msgs.len()
         )));
     }
-    rows.iter()
-        .map(|row| {
-            let id: i64 = row.try_get("message_id")?;
-            let readers: String = row.try_get("readers")?;
+    stored
+        .into_iter()
+        .map(|(id, readers)| {
             let readers: Vec<String> = serde_json::from_str(&readers)
                 .map_err(|e| Error::Write(format!("message {id}'s copies: {e}")))?;
             Ok((id, readers))
