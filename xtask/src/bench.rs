@@ -826,7 +826,7 @@ impl ThreadCpu {
         ThreadCpu(d)
     }
 
-    /// "tokio-rt-worker 80+120 µs, sqlx-sqlite-wor 90+60 µs": user+system per send, by name.
+    /// "peers-writer 90+60 µs, tokio-rt-worker 80+120 µs": user+system per send, by name.
     fn per(&self, sends: u64) -> String {
         let hz = peers_core::process::clock_ticks_per_sec() as f64;
         let us = |ticks: u64| ticks as f64 / hz * 1e6 / sends.max(1) as f64;
