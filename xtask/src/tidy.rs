@@ -326,6 +326,15 @@ mod tests {
     }
 
     #[test]
+    fn the_direct_sqlite_driver_outside_the_store_is_caught() {
+        let v = only_violation(
+            "crates/broker/src/sweep.rs",
+            "fn f(c: &rusqlite::Connection) { c.execute_batch(\"VACUUM\"); }\n",
+        );
+        assert_eq!(v.rule, "SQL lives only in the store");
+    }
+
+    #[test]
     fn sql_in_the_broker_is_caught_even_in_a_module_called_store() {
         let v = only_violation(
             "crates/broker/src/store/peers.rs",
