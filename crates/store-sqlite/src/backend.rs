@@ -160,19 +160,16 @@ impl Store for SqliteStore {
         // spending and notice ride in the same job, so they commit with the lease.
         seam(
             self.db
-                .write_volatile(move |conn| {
-                    Box::pin(async move {
-                        messages::claim(
-                            conn,
-                            &c.peer_id,
-                            &c.lease_id,
-                            c.max,
-                            c.now,
-                            c.lease_expires_ms,
-                            c.automatic.as_ref(),
-                        )
-                        .await
-                    })
+                .write_direct_volatile(move |conn| {
+                    messages::claim(
+                        conn,
+                        &c.peer_id,
+                        &c.lease_id,
+                        c.max,
+                        c.now,
+                        c.lease_expires_ms,
+                        c.automatic.as_ref(),
+                    )
                 })
                 .await,
         )
@@ -181,11 +178,8 @@ impl Store for SqliteStore {
     async fn ack(&self, a: Ack) -> Result<Acked> {
         let (delivered, released) = seam(
             self.db
-                .write(move |c| {
-                    Box::pin(async move {
-                        messages::ack(c, &a.peer_id, &a.lease_id, &a.via, a.ids.as_deref(), a.now)
-                            .await
-                    })
+                .write_direct(move |c| {
+                    messages::ack(c, &a.peer_id, &a.lease_id, &a.via, a.ids.as_deref(), a.now)
                 })
                 .await,
         )?;
@@ -297,18 +291,15 @@ impl Store for SqliteStore {
     async fn add_notice(&self, n: NewNotice) -> Result<()> {
         seam(
             self.db
-                .write(move |c| {
-                    Box::pin(async move {
-                        messages::add_notice(
-                            c,
-                            &n.kind,
-                            n.peer_id.as_deref(),
-                            &n.text,
-                            &n.author,
-                            n.now,
-                        )
-                        .await
-                    })
+                .write_direct(move |c| {
+                    messages::add_notice(
+                        c,
+                        &n.kind,
+                        n.peer_id.as_deref(),
+                        &n.text,
+                        &n.author,
+                        n.now,
+                    )
                 })
                 .await,
         )

@@ -9,10 +9,11 @@
 //! share one fsync instead of queueing for 64. Sends have a queue of their own: the writer
 //! stores all the sends of a group — their messages, then every reader's copy (`deliveries`)
 //! — with a few multi-row `INSERT`s ([`messages::send_statements`]), so a post to 500 readers
-//! is one transaction and one fsync like any send. The writer holds two connections: sqlx's
-//! for the jobs, and a direct one (`rusqlite`) on which a group of sends alone runs its
-//! statements and commit without a hand-off to another thread (through sqlx every
-//! statement's result wakes the caller, which cost a lone send more than its fsync). The
+//! is one transaction and one fsync like any send. The writer holds two connections: a
+//! direct one (`rusqlite`) on which the sends and the hot jobs (claims, acks, notices:
+//! [`Db::write_direct`]) run their statements and commit without a hand-off to another
+//! thread (through sqlx every statement's result wakes the caller, which cost a lone send
+//! more than its fsync), and sqlx's for the other jobs ([`Db::write`]). The
 //! trait's operations are jobs composed of the statements in [`peers`], [`messages`] and
 //! [`topics`] (a claim and its loop-budget notice in one job, the sweep's three statements in
 //! one job, …).
@@ -284,16 +285,15 @@ impl StoreHealth {
     /// The error for a failed statement: disk faults become [`Error::Full`] (and are
     /// remembered), others stay as they are.
     fn classify(&self, e: Error) -> Error {
-        match e {
-            Error::Db(e) if is_disk_fault(&e) => {
-                let detail = e.to_string();
-                self.mark_full(&detail);
-                Error::Full {
-                    db: self.db.clone(),
-                    detail,
-                }
-            }
-            e => e,
+        let detail = match &e {
+            Error::Db(d) if is_disk_fault(d) => d.to_string(),
+            Error::Direct(d) if matches!(Failure::of_direct(d), Failure::Full(_)) => d.to_string(),
+            _ => return e,
+        };
+        self.mark_full(&detail);
+        Error::Full {
+            db: self.db.clone(),
+            detail,
         }
     }
 }
@@ -312,15 +312,32 @@ impl<T, F> WriteJob<T> for F where
 {
 }
 
+/// What [`Db::write_direct`] and its kin take: a job run on the writer's direct connection,
+/// on the writer's own thread.
+trait DirectJob<T>: FnOnce(&rusqlite::Connection) -> Result<T, Error> + Send + 'static {}
+
+impl<T, F> DirectJob<T> for F where
+    F: FnOnce(&rusqlite::Connection) -> Result<T, Error> + Send + 'static
+{
+}
+
 /// Called once the group's commit is known, with its outcome.
 type Reply = Box<dyn FnOnce(Result<(), Failure>) + Send>;
-/// A write job: runs on the write connection and says whether it succeeded (a failed job's
-/// changes are rolled back to its savepoint) and how to answer its caller after the commit.
-type JobFn =
-    Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Reply)> + Send>;
+/// A write job: runs on one of the writer's connections and says whether it succeeded (a
+/// failed job's changes are rolled back to its savepoint) and how to answer its caller after
+/// the commit.
+enum Run {
+    /// On sqlx's connection.
+    Sqlx(Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Reply)> + Send>),
+    /// On the direct connection, in the same transaction as the group's sends.
+    Direct(Box<dyn FnOnce(&rusqlite::Connection) -> (bool, Reply) + Send>),
+}
+
+/// Turns a job's result into whether it succeeded and how to answer its caller.
+type Finish<T> = Box<dyn FnOnce(Result<T, Error>) -> (bool, Reply) + Send>;
 
 struct Job {
-    run: JobFn,
+    run: Run,
     /// Answers the caller without running the job (the group could not start).
     abort: Box<dyn FnOnce(Error) + Send>,
     /// Must be on disk before its caller hears back. Leases are not: a lease lost in a crash
@@ -490,6 +507,26 @@ impl Db {
         submit(&self.writer, &self.health, f, savepoint, durable).await
     }
 
+    /// [`Db::write`] for a job on the writer's direct connection: it runs in the same
+    /// transaction as the group's sends, on the writer's thread, with no hand-off to another
+    /// thread per statement (the hot writes: claims, acks).
+    pub async fn write_direct<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: DirectJob<T>,
+    {
+        submit_direct(&self.writer, &self.health, f, true).await
+    }
+
+    /// [`Db::write_direct`] for a job whose loss in a crash is harmless ([`Db::write_volatile`]).
+    pub async fn write_direct_volatile<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: DirectJob<T>,
+    {
+        submit_direct(&self.writer, &self.health, f, false).await
+    }
+
     /// Indexes for search every message committed before this call that the full-text index
     /// does not hold yet (writer jobs of [`search::INDEX_BATCH`] each, without fsync: the
     /// index is rebuilt from the messages if a crash loses it). A text search calls this
@@ -546,6 +583,43 @@ where
     T: Send + 'static,
     F: WriteJob<T>,
 {
+    let h = health.clone();
+    let run = move |finish: Finish<T>| {
+        Run::Sqlx(Box::new(move |conn| {
+            Box::pin(async move { finish(f(conn).await.map_err(|e| h.classify(e))) })
+        }))
+    };
+    enqueue(writer, health, run, savepoint, durable).await
+}
+
+/// [`submit`] for a job on the direct connection ([`Db::write_direct`]).
+async fn submit_direct<T, F>(
+    writer: &mpsc::Sender<Job>,
+    health: &Arc<StoreHealth>,
+    f: F,
+    durable: bool,
+) -> Result<T, Error>
+where
+    T: Send + 'static,
+    F: DirectJob<T>,
+{
+    let h = health.clone();
+    let run = move |finish: Finish<T>| {
+        Run::Direct(Box::new(move |conn| {
+            finish(f(conn).map_err(|e| h.classify(e)))
+        }))
+    };
+    enqueue(writer, health, run, true, durable).await
+}
+
+/// Queues the job `run` makes (given how to finish it) and waits for its answer.
+async fn enqueue<T: Send + 'static>(
+    writer: &mpsc::Sender<Job>,
+    health: &Arc<StoreHealth>,
+    run: impl FnOnce(Finish<T>) -> Run,
+    savepoint: bool,
+    durable: bool,
+) -> Result<T, Error> {
     let (tx, rx) = oneshot::channel::<Result<T, Error>>();
     // Either the job runs and answers after the commit, or it is aborted unrun.
     let tx = Arc::new(Mutex::new(Some(tx)));
@@ -556,24 +630,21 @@ where
         }
     });
     let health = health.clone();
-    let run: JobFn = Box::new(move |conn| {
-        Box::pin(async move {
-            let result = f(conn).await.map_err(|e| health.classify(e));
-            let ok = result.is_ok();
-            let reply: Reply = Box::new(move |committed| {
-                if let Some(tx) = tx.lock().expect("reply lock").take() {
-                    let _ = tx.send(match committed {
-                        Ok(()) => result,
-                        Err(f) => Err(f.error(health.db())),
-                    });
-                }
-            });
-            (ok, reply)
-        })
+    let finish: Finish<T> = Box::new(move |result| {
+        let ok = result.is_ok();
+        let reply: Reply = Box::new(move |committed| {
+            if let Some(tx) = tx.lock().expect("reply lock").take() {
+                let _ = tx.send(match committed {
+                    Ok(()) => result,
+                    Err(f) => Err(f.error(health.db())),
+                });
+            }
+        });
+        (ok, reply)
     });
     writer
         .send(Job {
-            run,
+            run: run(finish),
             abort,
             savepoint,
             durable,
@@ -638,11 +709,11 @@ struct Queues {
 }
 
 /// The writer's two connections to the one database file. Only the writer writes, one
-/// group at a time, so the two never wait for each other's lock.
+/// transaction at a time, so the two never wait for each other's lock.
 struct Conns {
-    /// Through sqlx: the jobs (and the sends of a group that has jobs, in a savepoint).
+    /// Through sqlx: the jobs of [`Db::write`] and its kin.
     jobs: SqliteConnection,
-    /// Direct, on the writer's thread: a group of sends alone ([`messages::insert_alone`]).
+    /// Direct, on the writer's thread: the sends and the jobs of [`Db::write_direct`].
     sends: rusqlite::Connection,
 }
 
@@ -740,11 +811,11 @@ fn abort_group(jobs: &mut Vec<Job>, sends: &mut Vec<SendJob>, failure: &Failure,
     }
 }
 
-/// Runs one group: the sends (messages and copies), then each job in its savepoint, one
-/// commit, then the answers. Before it starts and after it commits, the database path must
-/// still be the file opened; otherwise every caller hears [`Error::Lost`]. A group that
-/// committed counts in `commits` before any caller hears back, so a caller that reads the
-/// count after its answer sees its own commit.
+/// Runs what the writer took as one group: the sends and the direct jobs in one transaction
+/// on the direct connection ([`direct_group`]), then the jobs on sqlx's connection in one
+/// transaction there ([`sqlx_group`]). Either is one commit; both only when both kinds were
+/// waiting. None of these callers waited for another's answer, so their order does not
+/// matter.
 async fn group_commit(
     conns: &mut Conns,
     jobs: &mut Vec<Job>,
@@ -753,26 +824,161 @@ async fn group_commit(
     commits: &AtomicU64,
     lag: &SearchLag,
 ) {
-    let db = health.db().to_path_buf();
+    let (mut direct, mut other): (Vec<Job>, Vec<Job>) = jobs
+        .drain(..)
+        .partition(|j| matches!(j.run, Run::Direct(_)));
+    if !sends.is_empty() || !direct.is_empty() {
+        direct_group(&conns.sends, &mut direct, sends, health, commits, lag);
+    }
+    if !other.is_empty() {
+        sqlx_group(&mut conns.jobs, &mut other, health, commits).await;
+    }
+}
+
+/// What every group does before it runs: the database path must still be the file opened,
+/// else every caller hears [`Error::Lost`] and the group does not run (`false`).
+fn may_run(jobs: &mut Vec<Job>, sends: &mut Vec<SendJob>, health: &StoreHealth) -> bool {
     if health.check_file() {
-        abort_group(jobs, sends, &Failure::Lost, &db);
+        abort_group(jobs, sends, &Failure::Lost, health.db());
+        return false;
+    }
+    true
+}
+
+/// What every group does once its commit is known: a commit into a file that is no longer
+/// reachable stored nothing for anyone ([`Error::Lost`]); a group that committed counts in
+/// `commits` before any caller hears back (so a caller that reads the count after its answer
+/// sees its own commit), and one that wrote during a full-disk spell, with no new fault,
+/// ends it.
+fn committed(
+    outcome: Result<(), Failure>,
+    wrote: bool,
+    faults_before: u64,
+    health: &StoreHealth,
+    commits: &AtomicU64,
+) -> Result<(), Failure> {
+    match outcome {
+        Ok(()) if health.check_file() => Err(Failure::Lost),
+        Ok(()) => {
+            if wrote && health.faults.load(Ordering::SeqCst) == faults_before {
+                health.mark_written();
+            }
+            commits.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        Err(f) => {
+            tracing::error!(error = ?f, "group commit failed");
+            if let Failure::Full(detail) = &f {
+                health.mark_full(detail);
+            }
+            Err(f)
+        }
+    }
+}
+
+/// The direct connection's group: `BEGIN IMMEDIATE`, the sends (messages and copies) in a
+/// savepoint ([`messages::insert_direct`]), each job in its own savepoint, one commit, then
+/// the answers — all on the writer's thread, no statement handed to another thread. A group
+/// of only volatile jobs (leases) commits without fsync.
+fn direct_group(
+    conn: &rusqlite::Connection,
+    jobs: &mut Vec<Job>,
+    sends: &mut Vec<SendJob>,
+    health: &StoreHealth,
+    commits: &AtomicU64,
+    lag: &SearchLag,
+) {
+    if !may_run(jobs, sends, health) {
         return;
     }
-    // Sends alone run on the direct connection, in their own transaction.
-    if jobs.is_empty() {
-        sends_alone(&conns.sends, sends, health, commits, lag);
+    let db = health.db().to_path_buf();
+    let faults_before = health.faults.load(Ordering::SeqCst);
+    let changes_before = conn.total_changes();
+    let durable = !sends.is_empty() || jobs.iter().any(|j| j.durable);
+    // SQLite takes the setting only outside a transaction; the next durable commit's fsync
+    // covers a volatile group's WAL frames too.
+    let begin = if durable {
+        "BEGIN IMMEDIATE"
+    } else {
+        "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE"
+    };
+    if let Err(e) = conn.execute_batch(begin) {
+        let failure = Failure::of_direct(&e);
+        tracing::error!(error = %e, "cannot begin a write transaction");
+        if let Failure::Full(detail) = &failure {
+            health.mark_full(detail);
+        }
+        let _ = conn.execute_batch("PRAGMA synchronous = FULL");
+        abort_group(jobs, sends, &failure, &db);
         return;
     }
-    let conn = &mut conns.jobs;
+    let inserted = if sends.is_empty() {
+        Ok(vec![])
+    } else {
+        let msgs: Vec<NewMessage> = sends.iter().map(|s| s.msg.clone()).collect();
+        messages::insert_direct(conn, &msgs)
+            .map_err(|e| Failure::of_direct(&e))
+            .and_then(|stored| {
+                messages::copies_stored(&msgs, stored).map_err(|e| Failure::Other(e.to_string()))
+            })
+    };
+    if let Err(Failure::Full(detail)) = &inserted {
+        health.mark_full(detail);
+    }
+    let mut replies: Vec<Reply> = Vec::with_capacity(jobs.len());
+    for job in jobs.drain(..) {
+        let Run::Direct(run) = job.run else {
+            unreachable!("group_commit hands only direct jobs to the direct group")
+        };
+        if job.savepoint {
+            let _ = conn.execute_batch("SAVEPOINT job");
+        }
+        let (ok, reply) = run(conn);
+        if job.savepoint {
+            if !ok {
+                let _ = conn.execute_batch("ROLLBACK TO job");
+            }
+            let _ = conn.execute_batch("RELEASE job");
+        }
+        replies.push(reply);
+    }
+    let outcome = conn
+        .execute_batch("COMMIT")
+        .map_err(|e| Failure::of_direct(&e));
+    if outcome.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    if !durable {
+        let _ = conn.execute_batch("PRAGMA synchronous = FULL");
+    }
+    let wrote = conn.total_changes() > changes_before;
+    let outcome = committed(outcome, wrote, faults_before, health, commits);
+    answer_sends(sends, outcome.clone().and(inserted), &db, lag);
+    for reply in replies {
+        reply(outcome.clone());
+    }
+}
+
+/// sqlx's connection's group: each job in its savepoint of one `BEGIN IMMEDIATE`
+/// transaction, one commit, then the answers. A group of only volatile jobs commits without
+/// fsync.
+async fn sqlx_group(
+    conn: &mut SqliteConnection,
+    jobs: &mut Vec<Job>,
+    health: &StoreHealth,
+    commits: &AtomicU64,
+) {
+    if !may_run(jobs, &mut vec![], health) {
+        return;
+    }
+    let db = health.db().to_path_buf();
     let faults_before = health.faults.load(Ordering::SeqCst);
     // While the disk is full, only a group that really wrote shows that it is over.
     let changes_before = match health.full_since() {
         Some(_) => total_changes(conn).await,
         None => None,
     };
-    // A group of only volatile jobs (leases) commits without fsync. SQLite takes the setting
-    // only outside a transaction; the next durable commit's fsync covers these WAL frames too.
-    let durable = !sends.is_empty() || jobs.iter().any(|j| j.durable);
+    let durable = jobs.iter().any(|j| j.durable);
     let begin = if durable {
         "BEGIN IMMEDIATE"
     } else {
@@ -787,31 +993,18 @@ async fn group_commit(
         let _ = sqlx::raw_sql("PRAGMA synchronous = FULL")
             .execute(&mut *conn)
             .await;
-        abort_group(jobs, sends, &failure, &db);
+        abort_group(jobs, &mut vec![], &failure, &db);
         return;
-    }
-    // Sends beside jobs run in a savepoint of the group's transaction, so that their failure
-    // undoes only them.
-    let inserted = if sends.is_empty() {
-        Ok(vec![])
-    } else {
-        let msgs: Vec<NewMessage> = sends.iter().map(|s| s.msg.clone()).collect();
-        messages::insert_many(conn, &msgs)
-            .await
-            .map_err(|e| match e {
-                Error::Db(e) => Failure::of(&e),
-                e => Failure::Other(e.to_string()),
-            })
-    };
-    if let Err(Failure::Full(detail)) = &inserted {
-        health.mark_full(detail);
     }
     let mut replies: Vec<Reply> = Vec::with_capacity(jobs.len());
     for job in jobs.drain(..) {
+        let Run::Sqlx(run) = job.run else {
+            unreachable!("group_commit hands only sqlx jobs to the sqlx group")
+        };
         if job.savepoint {
             let _ = sqlx::raw_sql("SAVEPOINT job").execute(&mut *conn).await;
         }
-        let (ok, reply) = (job.run)(&mut *conn).await;
+        let (ok, reply) = run(&mut *conn).await;
         if job.savepoint {
             if !ok {
                 let _ = sqlx::raw_sql("ROLLBACK TO job").execute(&mut *conn).await;
@@ -820,16 +1013,12 @@ async fn group_commit(
         }
         replies.push(reply);
     }
-    let mut committed = sqlx::raw_sql("COMMIT")
+    let outcome = sqlx::raw_sql("COMMIT")
         .execute(&mut *conn)
         .await
         .map(|_| ())
         .map_err(|e| Failure::of(&e));
-    if let Err(f) = &committed {
-        tracing::error!(error = ?f, "group commit failed");
-        if let Failure::Full(detail) = f {
-            health.mark_full(detail);
-        }
+    if outcome.is_err() {
         let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
     }
     if !durable {
@@ -837,68 +1026,16 @@ async fn group_commit(
             .execute(&mut *conn)
             .await;
     }
-    if committed.is_ok() {
-        if health.check_file() {
-            // Committed into a file that is no longer reachable: not stored for anyone.
-            committed = Err(Failure::Lost);
-        } else if health.faults.load(Ordering::SeqCst) == faults_before
-            && let Some(before) = changes_before
-            && total_changes(conn)
-                .await
-                .is_some_and(|after| after > before)
-        {
-            health.mark_written();
-        }
-    }
-    if committed.is_ok() {
-        commits.fetch_add(1, Ordering::SeqCst);
-    }
-    answer_sends(sends, committed.clone().and(inserted), &db, lag);
-    for reply in replies {
-        reply(committed.clone());
-    }
-}
-
-/// A group of sends alone: their statements and their commit on the writer's direct
-/// connection ([`messages::insert_alone`]), then the answers. The checks around it are
-/// [`group_commit`]'s.
-fn sends_alone(
-    conn: &rusqlite::Connection,
-    sends: &mut Vec<SendJob>,
-    health: &StoreHealth,
-    commits: &AtomicU64,
-    lag: &SearchLag,
-) {
-    let db = health.db().to_path_buf();
-    let faults_before = health.faults.load(Ordering::SeqCst);
-    let msgs: Vec<NewMessage> = sends.iter().map(|s| s.msg.clone()).collect();
-    let stored = messages::insert_alone(conn, &msgs)
-        .map_err(|e| Failure::of_direct(&e))
-        .and_then(|stored| {
-            messages::copies_stored(&msgs, stored).map_err(|e| Failure::Other(e.to_string()))
-        });
-    let stored = match stored {
-        // Committed into a file that is no longer reachable: not stored for anyone.
-        Ok(_) if health.check_file() => Err(Failure::Lost),
-        Ok(ids) => {
-            commits.fetch_add(1, Ordering::SeqCst);
-            // Sends always write: one that committed during a full spell ends it.
-            if health.full_since().is_some()
-                && health.faults.load(Ordering::SeqCst) == faults_before
-            {
-                health.mark_written();
-            }
-            Ok(ids)
-        }
-        Err(f) => {
-            tracing::error!(error = ?f, "group commit of sends failed");
-            if let Failure::Full(detail) = &f {
-                health.mark_full(detail);
-            }
-            Err(f)
-        }
+    let wrote = match changes_before {
+        Some(before) => total_changes(conn)
+            .await
+            .is_some_and(|after| after > before),
+        None => false,
     };
-    answer_sends(sends, stored, &db, lag);
+    let outcome = committed(outcome, wrote, faults_before, health, commits);
+    for reply in replies {
+        reply(outcome.clone());
+    }
 }
 
 /// Answers each send of a group with its id and copies, or with why the group failed. A
@@ -1083,7 +1220,7 @@ mod tests {
         for i in 0..200 {
             let (s, m) = (s.clone(), msg(&p, &format!("m{i}")));
             tasks.push(tokio::spawn(async move {
-                s.write(move |c| Box::pin(messages::insert(c, m)))
+                s.write_direct(move |c| messages::insert(c, m))
                     .await
                     .unwrap()
             }));
@@ -1171,18 +1308,55 @@ mod tests {
             .unwrap();
         assert_eq!(seen_inside, 1, "a group of only leases runs with NORMAL");
         assert_eq!(sync(&s).await, 2, "and FULL is back for the next group");
+        // The same on the direct connection, where claims run.
+        let direct = |s: &Db, durable: bool| {
+            let s = s.clone();
+            async move {
+                let read = |c: &rusqlite::Connection| -> Result<i64, Error> {
+                    Ok(c.query_row("PRAGMA synchronous", [], |r| r.get(0))?)
+                };
+                match durable {
+                    true => s.write_direct(read).await.unwrap(),
+                    false => s.write_direct_volatile(read).await.unwrap(),
+                }
+            }
+        };
+        assert_eq!(direct(&s, true).await, 2, "FULL from the start");
+        assert_eq!(direct(&s, false).await, 1, "a group of only leases: NORMAL");
+        assert_eq!(
+            direct(&s, true).await,
+            2,
+            "and FULL is back for the next group"
+        );
     }
 
     #[tokio::test]
     async fn a_failing_job_rolls_back_only_itself() {
         let (_d, s) = store().await;
         let p = reg(&s, 10, "/x/a").await;
+        // On the direct connection…
         let m = msg(&p, "kept");
-        let good = s.write(move |c| Box::pin(messages::insert(c, m)));
+        let good = s.write_direct(move |c| messages::insert(c, m));
         let m = msg(&p, "rolled back");
+        let bad = s.write_direct(move |c| {
+            messages::insert(c, m)?;
+            c.execute("INSERT INTO no_such_table VALUES (1)", [])?;
+            Ok(())
+        });
+        let (good, bad) = tokio::join!(good, bad);
+        assert!(good.is_ok());
+        assert!(bad.is_err());
+        let left = messages::waiting(s.reader(), &p.id).await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].body, "kept");
+        // …and on sqlx's.
+        let id = p.id.clone();
+        let good =
+            s.write(move |c| Box::pin(async move { peers::set_summary(c, &id, "kept").await }));
+        let id = p.id.clone();
         let bad = s.write(move |c| {
             Box::pin(async move {
-                messages::insert(c, m).await?;
+                peers::set_summary(c, &id, "rolled back").await?;
                 sqlx::query("INSERT INTO no_such_table VALUES (1)")
                     .execute(&mut *c)
                     .await?;
@@ -1192,9 +1366,12 @@ mod tests {
         let (good, bad) = tokio::join!(good, bad);
         assert!(good.is_ok());
         assert!(bad.is_err());
-        let left = messages::waiting(s.reader(), &p.id).await.unwrap();
-        assert_eq!(left.len(), 1);
-        assert_eq!(left[0].body, "kept");
+        let summary: String = sqlx::query_scalar("SELECT summary FROM peers WHERE id = ?")
+            .bind(&p.id)
+            .fetch_one(s.reader())
+            .await
+            .unwrap();
+        assert_eq!(summary, "kept");
     }
 
     /// A send whose copies cannot be stored leaves no message behind — alone (its own
@@ -1231,9 +1408,12 @@ mod tests {
         };
         assert!(s.insert_message(refused.clone()).await.is_err(), "alone");
         assert_eq!(messages(&s).await, 0, "its message was rolled back with it");
+        // Beside a job in the same transaction: only the send's savepoint is undone.
         let id = p.id.clone();
-        let job = s
-            .write(move |c| Box::pin(async move { peers::set_summary(c, &id, "beside it").await }));
+        let job = s.write_direct(move |c| {
+            c.execute("UPDATE peers SET summary = 'beside it' WHERE id = ?", [&id])?;
+            Ok(())
+        });
         let (failed, job) = tokio::join!(s.insert_message(refused), job);
         assert!(failed.is_err() && job.is_ok(), "beside a job");
         assert_eq!(messages(&s).await, 0, "only the send was undone");

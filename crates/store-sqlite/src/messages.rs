@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use peers_core::wire::{InboxMessage, MessageState, MessageStatus, ReaderStatus, SenderKind};
 use peers_store::{ClaimOutcome, LogSender, LoopBudget, Narrowing, NewMessage};
-use sqlx::{FromRow, Row, SqliteConnection, SqlitePool};
+use sqlx::{FromRow, SqliteConnection, SqlitePool};
 
 use super::Error;
 
@@ -111,6 +111,26 @@ impl CopyRow {
     }
 }
 
+impl CopyRow {
+    /// A row of [`copy_columns!`] read on the writer's direct connection.
+    fn direct(r: &rusqlite::Row<'_>) -> rusqlite::Result<CopyRow> {
+        Ok(CopyRow {
+            id: r.get(0)?,
+            from_peer: r.get(1)?,
+            from_kind: r.get(2)?,
+            from_address: r.get(3)?,
+            from_cwd: r.get(4)?,
+            body: r.get(5)?,
+            reply_to: r.get(6)?,
+            sent_ms: r.get(7)?,
+            channel: r.get(8)?,
+            state: r.get(9)?,
+            delivered_ms: r.get(10)?,
+            delivered_via: r.get(11)?,
+        })
+    }
+}
+
 impl ReaderRow {
     fn status(self) -> ReaderStatus {
         ReaderStatus {
@@ -195,14 +215,12 @@ impl MessageRow {
     }
 }
 
-/// Stores one message inside a job of the writer. Returns its id and the registration of
-/// each copy. See [`insert_many`].
+/// Stores one message inside a direct job of the writer. Returns its id and the
+/// registration of each copy. See [`insert_direct`].
 #[cfg(test)]
-pub async fn insert(
-    conn: &mut SqliteConnection,
-    m: NewMessage,
-) -> Result<(i64, Vec<String>), Error> {
-    let mut out = insert_many(conn, std::slice::from_ref(&m)).await?;
+pub fn insert(conn: &rusqlite::Connection, m: NewMessage) -> Result<(i64, Vec<String>), Error> {
+    let msgs = std::slice::from_ref(&m);
+    let mut out = copies_stored(msgs, insert_direct(conn, msgs)?)?;
     Ok(out.remove(0))
 }
 
@@ -213,7 +231,7 @@ pub const MAX_ROWS: usize = 500;
 /// each, well under SQLite's 32766 bound parameters).
 const MAX_COPIES: usize = 2000;
 
-/// A value bound to one `?` of a [`Statement`], for either driver.
+/// A value bound to one `?` of a [`Statement`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Param<'a> {
     Null,
@@ -280,11 +298,9 @@ impl<'a> Statement<'a> {
 /// The statements that store messages and their readers' copies: per [`MAX_ROWS`]
 /// messages, their multi-row `INSERT` and the `INSERT`s of their copies ([`MAX_COPIES`]
 /// each) and tags, then one for the topics they create, and last a `SELECT` of what was
-/// stored: one row per message (not one per copy: with sqlx every row is a hand-off from
-/// SQLite's thread, and a 500-reader post would be 501 of them), its id and, as JSON in the
-/// order they were stored, its copies' registrations. The caller wraps them in a
-/// transaction ([`insert_alone`]) or a savepoint ([`insert_many`]). A lone send is five
-/// statements, a 500-reader post not many more, and either is one commit.
+/// stored: one row per message, its id and, as JSON in the order they were stored, its
+/// copies' registrations. [`insert_direct`] runs them. A lone send is four statements, a
+/// 500-reader post not many more, and either is part of one commit.
 ///
 /// A copy's `message_id` is `MAX(id) - k` right after its messages' `INSERT`: only the
 /// writer writes, and rowids are handed out in `VALUES` order, each one past the largest.
@@ -414,77 +430,35 @@ pub fn send_statements(msgs: &[NewMessage]) -> Vec<Statement<'_>> {
 }
 
 /// Stores messages and their readers' copies ([`send_statements`]) in a savepoint of the
-/// writer's open transaction, as one multi-statement query: one round trip to sqlx's SQLite
-/// thread. For a group of sends with other jobs, so that their failure undoes only them; a
-/// group of sends alone goes through [`insert_alone`]. Returns, in input order, each
-/// message's id and, in its readers' order, the registration each copy was queued for. On
-/// failure nothing of it is left.
-pub async fn insert_many(
-    conn: &mut SqliteConnection,
-    msgs: &[NewMessage],
-) -> Result<Vec<(i64, Vec<String>)>, Error> {
-    let statements = send_statements(msgs);
-    let mut sql = String::from("SAVEPOINT sends; ");
-    for s in &statements {
-        sql.push_str(&s.sql);
-        sql.push_str("; ");
-    }
-    sql.push_str("RELEASE sends");
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
-    for p in statements.iter().flat_map(|s| &s.params) {
-        q = match p {
-            Param::Null => q.bind(None::<i64>),
-            Param::Int(i) => q.bind(*i),
-            Param::Text(s) => q.bind(*s),
-            Param::Owned(s) => q.bind(s.as_str()),
-        };
-    }
-    let rows = match q.fetch_all(&mut *conn).await {
-        Ok(rows) => rows,
-        Err(e) => {
-            let _ = sqlx::raw_sql("ROLLBACK TO sends; RELEASE sends")
-                .execute(&mut *conn)
-                .await;
-            return Err(e.into());
-        }
-    };
-    let stored = rows
-        .iter()
-        .map(|row| Ok((row.try_get("message_id")?, row.try_get("readers")?)))
-        .collect::<Result<Vec<(i64, String)>, sqlx::Error>>()?;
-    copies_stored(msgs, stored)
-}
-
-/// Stores messages and their readers' copies ([`send_statements`]) in a transaction of
-/// their own, on the writer's direct connection: a group of sends alone. The statements run
-/// on the writer's own thread, one after the other, with no hand-off to another thread
-/// between them (through sqlx each result wakes the caller: a lone send paid more for those
-/// wake-ups than for its fsync). Returns the `SELECT`'s rows, for [`copies_stored`]; on
-/// failure the transaction is rolled back.
-pub fn insert_alone(
+/// group's transaction on the writer's direct connection, so that their failure undoes only
+/// them. The statements run on the writer's own thread one after the other: through sqlx
+/// each result was a hand-off from sqlx's thread that woke the caller, and a lone send paid
+/// more for those wake-ups than for its fsync. Returns the `SELECT`'s rows, for
+/// [`copies_stored`]; on failure nothing of it is left.
+pub fn insert_direct(
     conn: &rusqlite::Connection,
     msgs: &[NewMessage],
 ) -> Result<Vec<(i64, String)>, rusqlite::Error> {
+    conn.execute_batch("SAVEPOINT sends")?;
     let r = (|| {
-        conn.execute_batch("BEGIN IMMEDIATE")?;
         let statements = send_statements(msgs);
         let (select, inserts) = statements.split_last().expect("a SELECT last");
         for s in inserts {
             conn.prepare_cached(&s.sql)?
                 .execute(rusqlite::params_from_iter(&s.params))?;
         }
-        let stored = conn
-            .prepare_cached(&select.sql)?
+        conn.prepare_cached(&select.sql)?
             .query_map(rusqlite::params_from_iter(&select.params), |row| {
                 Ok((row.get(0)?, row.get(1)?))
             })?
-            .collect::<Result<Vec<(i64, String)>, _>>()?;
-        conn.execute_batch("COMMIT")?;
-        Ok(stored)
+            .collect::<Result<Vec<(i64, String)>, _>>()
     })();
-    if r.is_err() && !conn.is_autocommit() {
-        let _ = conn.execute_batch("ROLLBACK");
-    }
+    let end = if r.is_ok() {
+        "RELEASE sends"
+    } else {
+        "ROLLBACK TO sends; RELEASE sends"
+    };
+    conn.execute_batch(end)?;
     r
 }
 
@@ -530,8 +504,8 @@ pub(crate) use claimable_copies;
 /// An `automatic` claim (one that would extend or start a turn by itself) first spends from
 /// the loop budget of the peer's Claude Code process. Past it, nothing is leased, and the
 /// first such claim in a window records the budget's notice.
-pub async fn claim(
-    conn: &mut SqliteConnection,
+pub fn claim(
+    conn: &rusqlite::Connection,
     peer_id: &str,
     lease_id: &str,
     max: u32,
@@ -539,17 +513,17 @@ pub async fn claim(
     lease_expires: i64,
     automatic: Option<&LoopBudget>,
 ) -> Result<ClaimOutcome, Error> {
+    let count = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> Result<i64, Error> {
+        Ok(conn.prepare_cached(sql)?.query_row(params, |r| r.get(0))?)
+    };
     if let Some(budget) = automatic {
         // `state IN (…)` spelled out lets SQLite use the partial index `deliveries_waiting`.
-        let waiting: i64 = sqlx::query_scalar(
+        let waiting = count(
             "SELECT COUNT(*) FROM deliveries WHERE to_peer = ? \
              AND state IN ('queued','leased') \
              AND (state = 'queued' OR lease_expires_ms < ?)",
-        )
-        .bind(peer_id)
-        .bind(now)
-        .fetch_one(&mut *conn)
-        .await?;
+            &[&peer_id, &now],
+        )?;
         if waiting == 0 {
             return Ok(ClaimOutcome {
                 messages: vec![],
@@ -557,23 +531,20 @@ pub async fn claim(
                 budget_notice: false,
             });
         }
-        let spent: i64 = sqlx::query_scalar(
+        let spent = count(
             "SELECT COUNT(*) FROM budget_spend WHERE machine_id = ? AND claude_pid = ? AND at_ms > ?",
-        )
-        .bind(&budget.machine_id)
-        .bind(budget.claude_pid)
-        .bind(now - budget.window_ms)
-        .fetch_one(&mut *conn)
-        .await?;
+            &[
+                &budget.machine_id,
+                &budget.claude_pid,
+                &(now - budget.window_ms),
+            ],
+        )?;
         if spent >= budget.limit as i64 {
             // One notice per window, not one per hook call.
-            let noticed: i64 = sqlx::query_scalar(
+            let noticed = count(
                 "SELECT COUNT(*) FROM notices WHERE kind = 'loop_budget' AND peer_id = ? AND at_ms > ?",
-            )
-            .bind(peer_id)
-            .bind(now - budget.window_ms)
-            .fetch_one(&mut *conn)
-            .await?;
+                &[&peer_id, &(now - budget.window_ms)],
+            )?;
             if noticed == 0 {
                 add_notice(
                     conn,
@@ -582,8 +553,7 @@ pub async fn claim(
                     &budget.notice,
                     peers_store::BROKER_AUTHOR,
                     now,
-                )
-                .await?;
+                )?;
             }
             return Ok(ClaimOutcome {
                 messages: vec![],
@@ -591,41 +561,36 @@ pub async fn claim(
                 budget_notice: noticed == 0,
             });
         }
-        sqlx::query("INSERT INTO budget_spend (machine_id, claude_pid, at_ms) VALUES (?,?,?)")
-            .bind(&budget.machine_id)
-            .bind(budget.claude_pid)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
+        conn.prepare_cached(
+            "INSERT INTO budget_spend (machine_id, claude_pid, at_ms) VALUES (?,?,?)",
+        )?
+        .execute((&budget.machine_id, budget.claude_pid, now))?;
     }
-    let leased: Vec<i64> = sqlx::query_scalar(concat!(
-        "UPDATE deliveries SET state = 'leased', lease_id = ?, lease_expires_ms = ? \
-         WHERE id IN (",
-        claimable_copies!(),
-        ") RETURNING id"
-    ))
-    .bind(lease_id)
-    .bind(lease_expires)
-    .bind(peer_id)
-    .bind(now)
-    .bind(max as i64)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut messages = Vec::with_capacity(leased.len());
-    for chunk in leased.chunks(MAX_ROWS) {
-        let mut q = sqlx::QueryBuilder::new(concat!(
+    let leased: Vec<i64> = conn
+        .prepare_cached(concat!(
+            "UPDATE deliveries SET state = 'leased', lease_id = ?, lease_expires_ms = ? \
+             WHERE id IN (",
+            claimable_copies!(),
+            ") RETURNING id"
+        ))?
+        .query_map((lease_id, lease_expires, peer_id, now, max as i64), |r| {
+            r.get(0)
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut messages: Vec<InboxMessage> = if leased.is_empty() {
+        vec![]
+    } else {
+        let ids = serde_json::to_string(&leased).expect("ids as JSON");
+        conn.prepare_cached(concat!(
             "SELECT ",
             copy_columns!(),
-            " FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE d.id IN ("
-        ));
-        let mut list = q.separated(", ");
-        for id in chunk {
-            list.push_bind(*id);
-        }
-        q.push(")");
-        let rows: Vec<CopyRow> = q.build_query_as().fetch_all(&mut *conn).await?;
-        messages.extend(rows.into_iter().map(CopyRow::inbox));
-    }
+            " FROM deliveries d JOIN messages m ON m.id = d.message_id \
+             WHERE d.id IN (SELECT value FROM json_each(?))"
+        ))?
+        .query_map([ids], CopyRow::direct)?
+        .map(|r| r.map(CopyRow::inbox))
+        .collect::<Result<_, _>>()?
+    };
     messages.sort_by_key(|m| m.message_id);
     Ok(ClaimOutcome {
         messages,
@@ -638,45 +603,41 @@ pub async fn claim(
 /// it touches only `peer_id`'s copies. With `ids`, only those are delivered and the rest of
 /// the lease goes straight back to the queue. A copy whose lease lapsed but was not claimed
 /// again is still accepted: it was shown. Returns (delivered, released).
-pub async fn ack(
-    conn: &mut SqliteConnection,
+pub fn ack(
+    conn: &rusqlite::Connection,
     peer_id: &str,
     lease_id: &str,
     via: &str,
     ids: Option<&[i64]>,
     now: i64,
 ) -> Result<(u64, u64), Error> {
-    let mut q = sqlx::QueryBuilder::new(
-        "UPDATE deliveries SET state = 'delivered', lease_id = NULL, lease_expires_ms = NULL, \
-         delivered_ms = ",
-    );
-    q.push_bind(now)
-        .push(", delivered_via = ")
-        .push_bind(via)
-        .push(" WHERE lease_id = ")
-        .push_bind(lease_id)
-        .push(" AND to_peer = ")
-        .push_bind(peer_id)
-        .push(" AND state IN ('leased','queued')");
-    if let Some(ids) = ids {
+    const DELIVER: &str = "UPDATE deliveries SET state = 'delivered', lease_id = NULL, \
+        lease_expires_ms = NULL, delivered_ms = ?, delivered_via = ? \
+        WHERE lease_id = ? AND to_peer = ? AND state IN ('leased','queued')";
+    let delivered = match ids {
+        None => conn
+            .prepare_cached(DELIVER)?
+            .execute((now, via, lease_id, peer_id))?,
         // An empty list delivers nothing (and releases the whole lease below).
-        q.push(" AND message_id IN (NULL");
-        for id in ids {
-            q.push(", ").push_bind(*id);
-        }
-        q.push(")");
-    }
-    let delivered = q.build().execute(&mut *conn).await?.rows_affected();
-    let released = sqlx::query(
-        "UPDATE deliveries SET state = 'queued', lease_id = NULL, lease_expires_ms = NULL \
-         WHERE lease_id = ? AND to_peer = ? AND state = 'leased'",
-    )
-    .bind(lease_id)
-    .bind(peer_id)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    Ok((delivered, released))
+        Some(ids) => conn
+            .prepare_cached(&format!(
+                "{DELIVER} AND message_id IN (SELECT value FROM json_each(?))"
+            ))?
+            .execute((
+                now,
+                via,
+                lease_id,
+                peer_id,
+                serde_json::to_string(ids).expect("ids as JSON"),
+            ))?,
+    };
+    let released = conn
+        .prepare_cached(
+            "UPDATE deliveries SET state = 'queued', lease_id = NULL, lease_expires_ms = NULL \
+             WHERE lease_id = ? AND to_peer = ? AND state = 'leased'",
+        )?
+        .execute((lease_id, peer_id))?;
+    Ok((delivered as u64, released as u64))
 }
 
 /// Drops loop-budget spending older than `before` (the sweep: it no longer counts).
@@ -1026,22 +987,18 @@ pub async fn lineage(pool: &SqlitePool, peer_id: &str) -> Result<Vec<String>, Er
 
 /// Records a notice for the human (runs in the writer). `author`: `broker`, the posting
 /// peer's `name@host`, or `you`.
-pub async fn add_notice(
-    conn: &mut SqliteConnection,
+pub fn add_notice(
+    conn: &rusqlite::Connection,
     kind: &str,
     peer_id: Option<&str>,
     text: &str,
     author: &str,
     now: i64,
 ) -> Result<(), Error> {
-    sqlx::query("INSERT INTO notices (at_ms, kind, peer_id, text, author) VALUES (?,?,?,?,?)")
-        .bind(now)
-        .bind(kind)
-        .bind(peer_id)
-        .bind(text)
-        .bind(author)
-        .execute(&mut *conn)
-        .await?;
+    conn.prepare_cached(
+        "INSERT INTO notices (at_ms, kind, peer_id, text, author) VALUES (?,?,?,?,?)",
+    )?
+    .execute((now, kind, peer_id, text, author))?;
     Ok(())
 }
 
