@@ -323,14 +323,20 @@ impl<T, F> DirectJob<T> for F where
 
 /// Called once the group's commit is known, with its outcome.
 type Reply = Box<dyn FnOnce(Result<(), Failure>) + Send>;
+/// A job on sqlx's connection, ready to run.
+type SqlxRun =
+    Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Reply)> + Send>;
+/// A job on the direct connection, ready to run.
+type DirectRun = Box<dyn FnOnce(&rusqlite::Connection) -> (bool, Reply) + Send>;
+
 /// A write job: runs on one of the writer's connections and says whether it succeeded (a
 /// failed job's changes are rolled back to its savepoint) and how to answer its caller after
 /// the commit.
 enum Run {
     /// On sqlx's connection.
-    Sqlx(Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Reply)> + Send>),
+    Sqlx(SqlxRun),
     /// On the direct connection, in the same transaction as the group's sends.
-    Direct(Box<dyn FnOnce(&rusqlite::Connection) -> (bool, Reply) + Send>),
+    Direct(DirectRun),
 }
 
 /// Turns a job's result into whether it succeeded and how to answer its caller.
