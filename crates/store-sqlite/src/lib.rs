@@ -707,7 +707,7 @@ async fn indexer(
     }
 }
 
-/// What the writer task receives.
+/// What the writer receives.
 struct Queues {
     jobs: mpsc::Receiver<Job>,
     sends: mpsc::Receiver<SendJob>,

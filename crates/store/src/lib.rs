@@ -5,8 +5,8 @@
 //! over plain domain types ([`PeerRecord`], [`NewMessage`], …) and one error type
 //! ([`StoreError`]) that says nothing about SQL. Two crates implement it:
 //!
-//! * `peers-store-sqlite` — one embedded file, one writer task with group commit (the
-//!   default; what a user's own broker or hub runs on);
+//! * `peers-store-sqlite` — one embedded file, one writer (its own thread) with group commit
+//!   (the default; what a user's own broker or hub runs on);
 //! * `peers-store-postgres` — a PostgreSQL server shared by several brokers.
 //!
 //! Every guarantee the broker gives is a guarantee of every backend, and [`story`] (feature
